@@ -1,0 +1,96 @@
+/* JSON configuration (SPEC §3): one table row per key, parsed with jansson into
+ * typed fields; every error is collected, secrets resolved at load. */
+#ifndef ACME_SPOA_CONFIG_H
+#define ACME_SPOA_CONFIG_H
+
+#include <stddef.h>
+
+enum config_cert_type {
+	CONFIG_CERT_RSA = 0,
+	CONFIG_CERT_ECC,
+	CONFIG_CERT__MAX
+};
+
+enum config_storage {
+	CONFIG_STORAGE_FILE = 0,
+	CONFIG_STORAGE_REDIS,
+	CONFIG_STORAGE_SHM,
+	CONFIG_STORAGE__MAX
+};
+
+struct config {
+	char *account_email, *api_uri, *api_ca_file;	/* api_ca_file NULL = system store */
+	int tos_accepted;
+	enum config_cert_type cert_type;
+	int rsa_key_size;
+	char **domains;			/* lower-case, "host" or "*.host" */
+	size_t ndomains;
+	int allow_any_domain;
+	char *ask_url;			/* NULL when unset */
+	int fail_backoff_minutes, renew_threshold_days;
+	char *eab_kid, *eab_hmac_key, *preferred_chain, *profile;	/* NULL when unset */
+	enum config_storage storage;
+	char *file_path;		/* storage_config.file.path [/var/lib/acme-spoa] */
+	char *redis_host;
+	int redis_port, redis_database;
+	char *redis_auth;		/* NULL when unset */
+	int redis_ssl, redis_ssl_verify;
+	char *redis_ssl_server_name;	/* NULL when unset */
+	char *redis_namespace;		/* never NULL, may be "" */
+	char *spoa_listen, *admin_listen;
+	char *admin_token;		/* NULL when unset: no authentication */
+	char **runtime;			/* at least one: "unix:/path" or "host:port" */
+	size_t nruntime;
+	char *cert_dir, *crt_list;	/* crt_list defaults to cert_dir */
+	int max_orders;			/* "max_concurrent_orders" [20]: global cap on orders in flight */
+};
+
+/* A listen or connect address split by config_addr_parse(). */
+struct config_addr {
+	int is_unix;			/* 1: <path> is set; 0: <host> and <port> are */
+	char path[108];			/* sizeof(sun_path) */
+	char host[256];			/* without the [] of an IPv6 literal */
+	int port;
+};
+
+/* Loads and validates the JSON file <path>. On success returns a config the caller
+ * frees with config_free(). On failure returns NULL and writes every error found,
+ * one per line, each "config: <key>: <value> <why>", into <errs> (truncated to
+ * <errlen>; may be NULL/0). Secrets ({env://NAME}, {file:///path}) are resolved here. */
+struct config *config_load(const char *path, char *errs, size_t errlen);
+
+/* Same as config_load() but from the NUL-terminated JSON <text> (tests, --check). */
+struct config *config_load_json(const char *text, char *errs, size_t errlen);
+
+/* Frees <cfg> and every string it owns. Accepts NULL. */
+void config_free(struct config *cfg);
+
+/* Returns 1 if <host> (lower-cased, valid syntax as given by config_host_normalize)
+ * is allowed by allow_any_domain or by an entry of domains: an exact name, or
+ * "*.suffix" matching any name with at least one label before ".suffix" (not the
+ * bare suffix). Comparison is case-insensitive. Returns 0 otherwise. */
+int config_domain_allowed(const struct config *cfg, const char *host);
+
+/* Checks <in> as a host name for on-demand issuance: LDH labels of 1..63 chars not
+ * starting or ending with '-', total <= 253, at least two labels, no trailing dot,
+ * not an IPv4/IPv6 literal (a numeric last label is refused). On success writes the
+ * lower-cased name into <out> (<outlen> bytes) and returns 0; otherwise -1. */
+int config_host_normalize(const char *in, char *out, size_t outlen);
+
+/* Compares <old> and <nw> key by key. Writes one human line per changed key into
+ * <report> (may be NULL/0), saying whether it applies at SIGHUP (domains,
+ * allow_any_domain, ask_url, fail_backoff_minutes, renew_threshold_days,
+ * admin.token) or needs a restart; secret values are never written. Returns the
+ * number of changed keys that need a restart (0: the new config can be applied). */
+int config_diff(const struct config *old, const struct config *nw, char *report, size_t replen);
+
+/* Parses "host:port", "[v6]:port" or, when <allow_unix>, "unix:/path" into <out>.
+ * Port must be 1..65535. Returns 0, or -1 with a reason in <why> (<whylen>). */
+int config_addr_parse(const char *addr, int allow_unix, struct config_addr *out,
+		      char *why, size_t whylen);
+
+/* Names for logs ("rsa", "ecc"; "file", "redis", "shm"); "?" when out of range. */
+const char *config_cert_type_name(enum config_cert_type t);
+const char *config_storage_name(enum config_storage s);
+
+#endif

@@ -1,0 +1,206 @@
+# Shared set-up for integration tests: real HAProxy, Pebble, pebble-challtestsrv
+# and redis-server on loopback, on free ports, in a temp dir, cleaned up on exit.
+# Source it, then call it_init. Every start_* waits for readiness by polling.
+
+IT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+IT_BIN=${BIN:-$IT_ROOT/acme-spoa}
+case "$IT_BIN" in /*) ;; *) IT_BIN=$IT_ROOT/$IT_BIN ;; esac
+IT_BUILD=${BUILD:-build}
+case "$IT_BUILD" in /*) ;; *) IT_BUILD=$IT_ROOT/$IT_BUILD ;; esac
+IT_PIDS=()
+IT_PASS=0
+IT_FAIL=0
+
+it_init() {
+	IT_DIR=$(mktemp -d /tmp/acme-it.XXXXXX)
+	trap it_cleanup EXIT
+	trap 'exit 130' INT TERM
+}
+
+it_cleanup() {
+	local p
+	for p in "${IT_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${IT_PIDS[@]}"; do
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$p" 2>/dev/null
+	done
+	[ -n "${IT_KEEP:-}" ] || rm -rf "$IT_DIR"
+}
+
+# free_port: prints a TCP port free on 127.0.0.1 right now.
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_for SECONDS CMD...: polls CMD every 0.1 s until it succeeds.
+wait_for() {
+	local t=$1; shift
+	local n=$((t * 10))
+	while [ $n -gt 0 ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+		n=$((n - 1))
+	done
+	return 1
+}
+
+port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
+
+ok() { IT_PASS=$((IT_PASS + 1)); echo "ok - $*"; }
+not_ok() { IT_FAIL=$((IT_FAIL + 1)); echo "not ok - $*"; }
+# check NAME CMD...: one test case from a command's exit status.
+check() { local n=$1; shift; if "$@"; then ok "$n"; else not_ok "$n"; fi; }
+
+it_summary() {
+	it_check_sanitizers
+	echo "$IT_PASS passed, $IT_FAIL failed"
+	[ "$IT_FAIL" -eq 0 ]
+}
+
+# Fails the run on any sanitizer report in a log of ours.
+it_check_sanitizers() {
+	local f
+	for f in "$IT_DIR"/*.log; do
+		[ -f "$f" ] || continue
+		if grep -qE 'ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer' "$f"; then
+			not_ok "sanitizer report in $(basename "$f")"
+			grep -m5 -E 'ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer' "$f" | sed 's/^/#   /'
+		fi
+	done
+}
+
+# gen_pebble_cert: a CA and a localhost certificate for Pebble's listener;
+# the agent trusts $IT_DIR/pebble-ca.pem through api_ca_file.
+gen_pebble_cert() {
+	[ -f "$IT_DIR/pebble-cert.pem" ] && return 0
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-subj /CN=acme-spoa-test-ca -keyout "$IT_DIR/pebble-ca.key" -out "$IT_DIR/pebble-ca.pem" 2>/dev/null || return 1
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+		-keyout "$IT_DIR/pebble-key.pem" -out "$IT_DIR/pebble.csr" 2>/dev/null || return 1
+	printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$IT_DIR/pebble.ext"
+	openssl x509 -req -in "$IT_DIR/pebble.csr" -CA "$IT_DIR/pebble-ca.pem" -CAkey "$IT_DIR/pebble-ca.key" \
+		-CAcreateserial -days 2 -extfile "$IT_DIR/pebble.ext" -out "$IT_DIR/pebble-cert.pem" 2>/dev/null
+}
+
+# start_challtestsrv: DNS answering 127.0.0.1 for every name, plus its own
+# http-01 server ($CTS_HTTP) and management API ($CTS_MGMT).
+start_challtestsrv() {
+	CTS_DNS=$(free_port); CTS_MGMT=$(free_port); CTS_HTTP=$(free_port)
+	pebble-challtestsrv -defaultIPv4 127.0.0.1 -defaultIPv6 "" \
+		-dns01 "127.0.0.1:$CTS_DNS" -management "127.0.0.1:$CTS_MGMT" \
+		-http01 "127.0.0.1:$CTS_HTTP" -https01 "" -tlsalpn01 "" \
+		>"$IT_DIR/challtestsrv.log" 2>&1 &
+	IT_PIDS+=($!)
+	wait_for 10 port_open "$CTS_MGMT"
+}
+
+# start_pebble HTTP_PORT [CONFIG_EXTRA_JSON] [BINARY]: Pebble validating
+# http-01 on 127.0.0.1:HTTP_PORT; sets PEBBLE_DIR_URL. Environment such as
+# PEBBLE_WFE_NONCEREJECT passes through (default 0 here).
+start_pebble() {
+	local http_port=$1 extra=${2:-} bin=${3:-pebble}
+	gen_pebble_cert || return 1
+	[ -n "${CTS_DNS:-}" ] || start_challtestsrv || return 1
+	PEBBLE_PORT=$(free_port); PEBBLE_MGMT=$(free_port)
+	cat > "$IT_DIR/pebble.json" <<JSON
+{ "pebble": {
+    "listenAddress": "127.0.0.1:$PEBBLE_PORT",
+    "managementListenAddress": "127.0.0.1:$PEBBLE_MGMT",
+    "certificate": "$IT_DIR/pebble-cert.pem",
+    "privateKey": "$IT_DIR/pebble-key.pem",
+    "httpPort": $http_port,
+    "tlsPort": 5001,
+    "ocspResponderURL": ""${extra:+,
+    $extra}
+} }
+JSON
+	PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=${PEBBLE_WFE_NONCEREJECT:-0} \
+		"$bin" -config "$IT_DIR/pebble.json" -dnsserver "127.0.0.1:$CTS_DNS" \
+		>"$IT_DIR/pebble.log" 2>&1 &
+	PEBBLE_PID=$!
+	IT_PIDS+=($PEBBLE_PID)
+	PEBBLE_DIR_URL="https://127.0.0.1:$PEBBLE_PORT/dir"
+	wait_for 15 curl -sf --cacert "$IT_DIR/pebble-ca.pem" "$PEBBLE_DIR_URL"
+}
+
+# Pebble's issuing roots (to verify the certificates HAProxy serves).
+pebble_roots() {
+	local i=0
+	: > "$IT_DIR/pebble-roots.pem"
+	while curl -sf -k "https://127.0.0.1:$PEBBLE_MGMT/roots/$i" >> "$IT_DIR/pebble-roots.pem"; do
+		i=$((i + 1))
+	done
+	[ -s "$IT_DIR/pebble-roots.pem" ]
+}
+
+# start_redis: redis-server on a free port; sets REDIS_PORT.
+start_redis() {
+	REDIS_PORT=$(free_port)
+	redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+		--dir "$IT_DIR" >"$IT_DIR/redis.log" 2>&1 &
+	REDIS_PID=$!
+	IT_PIDS+=($REDIS_PID)
+	wait_for 10 redis-cli -p "$REDIS_PORT" ping
+}
+
+# haproxy_config SPOA_PORT: writes $IT_DIR/haproxy/ from haproxy-examples/,
+# substituting ports and paths; sets HAP_HTTP, HAP_HTTPS, HAP_SOCK, HAP_CERTS.
+haproxy_config() {
+	local spoa_port=$1 d=$IT_DIR/haproxy
+	mkdir -p "$d/certs"
+	HAP_HTTP=${HAP_HTTP:-$(free_port)}; HAP_HTTPS=${HAP_HTTPS:-$(free_port)}
+	HAP_SOCK=$d/admin.sock; HAP_CERTS=$d/certs
+	if [ ! -f "$d/default.pem" ]; then
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+			-subj /CN=haproxy-default -keyout "$d/default.key" -out "$d/default.crt" 2>/dev/null
+		cat "$d/default.crt" "$d/default.key" > "$d/default.pem"
+	fi
+	sed -e "s#/run/haproxy/admin.sock#$HAP_SOCK#" \
+	    -e "s#/etc/haproxy/#$d/#g" \
+	    -e "s#0.0.0.0:80\$#127.0.0.1:$HAP_HTTP#" \
+	    -e "s#0.0.0.0:443 #127.0.0.1:$HAP_HTTPS #" \
+	    -e "s#127.0.0.1:12345#127.0.0.1:$spoa_port#" \
+	    -e "s#^\( *\)log global#\1no log#" \
+	    "$IT_ROOT/haproxy-examples/haproxy.cfg" > "$d/haproxy.cfg"
+	cp "$IT_ROOT/haproxy-examples/spoe-acme.conf" "$d/spoe-acme.conf"
+}
+
+# start_haproxy: runs the config written by haproxy_config; sets HAP_PID.
+start_haproxy() {
+	local d=$IT_DIR/haproxy
+	haproxy -c -q -f "$d/haproxy.cfg" >"$IT_DIR/haproxy-check.log" 2>&1 || { cat "$IT_DIR/haproxy-check.log"; return 1; }
+	haproxy -db -f "$d/haproxy.cfg" >>"$IT_DIR/haproxy.log" 2>&1 &
+	HAP_PID=$!
+	IT_PIDS+=($HAP_PID)
+	wait_for 10 port_open "$HAP_HTTPS" && wait_for 10 test -S "$HAP_SOCK"
+}
+
+stop_pid() {
+	local p=$1
+	kill "$p" 2>/dev/null
+	for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.1; done
+	kill -9 "$p" 2>/dev/null
+	wait "$p" 2>/dev/null
+	return 0
+}
+
+# hap_cmd CMD: one runtime API command on HAProxy's socket.
+hap_cmd() {
+	python3 - "$HAP_SOCK" "$1" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1])
+s.sendall((sys.argv[2] + "\n").encode())
+out = b""
+while True:
+    b = s.recv(65536)
+    if not b: break
+    out += b
+sys.stdout.write(out.decode(errors="replace"))
+PY
+}
+
+# served_cert HOST: the subject and issuer HAProxy serves for SNI HOST.
+served_cert() {
+	echo | timeout 5 openssl s_client -connect "127.0.0.1:$HAP_HTTPS" -servername "$1" 2>/dev/null |
+		openssl x509 -noout -subject -issuer 2>/dev/null
+}
