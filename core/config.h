@@ -1,5 +1,7 @@
 /* JSON configuration (SPEC §3): one table row per key, parsed with jansson into
- * typed fields; every error is collected, secrets resolved at load. */
+ * typed fields; every error is collected, secrets resolved at load.
+ * core/config.c holds the table and loader, core/config_check.c the host name and
+ * address syntax shared with the modules that listen, connect or check SNI. */
 #ifndef ACME_SPOA_CONFIG_H
 #define ACME_SPOA_CONFIG_H
 
@@ -88,6 +90,17 @@ int config_diff(const struct config *old, const struct config *nw, char *report,
  * Port must be 1..65535. Returns 0, or -1 with a reason in <why> (<whylen>). */
 int config_addr_parse(const char *addr, int allow_unix, struct config_addr *out,
 		      char *why, size_t whylen);
+
+/* Returns 1 if <host> is an IPv4/IPv6 literal (no brackets) or a host name of LDH
+ * labels (a single label such as "localhost" is accepted), 0 otherwise. */
+int config_host_valid(const char *host);
+
+/* Resolves a secret written as "{env://NAME}" (the variable must be set) or
+ * "{file:///path}" (the file's contents, trailing newlines trimmed); any other
+ * <value> is taken literally. On success stores a malloc'd string in <*out> (the
+ * caller frees it) and returns 0; otherwise returns -1 with a reason in <why> that
+ * names the reference but never contains a secret. */
+int config_secret_resolve(const char *value, char **out, char *why, size_t whylen);
 
 /* Names for logs ("rsa", "ecc"; "file", "redis", "shm"); "?" when out of range. */
 const char *config_cert_type_name(enum config_cert_type t);

@@ -11,8 +11,8 @@ pass=0 fail=0 failed=()
 
 count_cmocka() {   # parses a cmocka summary from $1
 	local p f
-	p=$(grep -oE '^\[  PASSED  \] [0-9]+' "$1" | awk '{s+=$4} END {print s+0}')
-	f=$(grep -oE '^\[  FAILED  \] [0-9]+' "$1" | awk '{s+=$4} END {print s+0}')
+	p=$(grep -oE '\[  PASSED  \] [0-9]+' "$1" | awk '{s+=$4} END {print s+0}')
+	f=$(grep -oE '\[  FAILED  \] [0-9]+ test' "$1" | awk '{s+=$4} END {print s+0}')
 	echo "$p $f"
 }
 

@@ -1,0 +1,104 @@
+/* RFC 8555 ACME client as a state machine on libev: directory, nonces, account,
+ * orders with http-01, finalize, certificate download with alternate chains,
+ * RFC 9773 renewal information and revocation. Never blocks the loop. */
+#ifndef ACME_SPOA_ACME_H
+#define ACME_SPOA_ACME_H
+
+#include <time.h>
+
+#include <openssl/evp.h>
+
+#include "acme/crypto.h"
+
+struct ev_loop;
+struct acme_client;
+
+struct acme_conf {
+	const char *directory_url;   /* required */
+	const char *ca_file;         /* extra CA bundle to trust for the CA, or NULL */
+	const char *email;           /* account contact (mailto:), or NULL */
+	int tos_accepted;            /* must be set when the directory has meta.termsOfService */
+	const char *eab_kid, *eab_hmac_key;  /* external account binding, both or neither */
+	const char *preferred_chain; /* issuer CN of the alternate chain to prefer, or NULL */
+	const char *profile;         /* newOrder profile, used when the CA offers it, or NULL */
+	enum crypto_key_type cert_key_type;
+	int rsa_bits;                /* for CRYPTO_KEY_RSA */
+};
+
+struct acme_problem {
+	long status;        /* HTTP status of the failing response, 0 if none */
+	char *type;         /* problem type URN, or NULL for a local error */
+	char *detail;       /* human-readable text, never NULL once set */
+	char *subproblems;  /* flattened "dns:x: type: detail; ..." or NULL */
+	long retry_after;   /* seconds from Retry-After (429, 503), -1 none */
+};
+
+struct acme_result {
+	int ok;
+	struct acme_problem problem;  /* when !ok */
+	char *cert_pem;               /* leaf + chain, when ok */
+	char *key_pem;                /* PKCS#8 PEM of the certificate key, when ok: a secret */
+	char *order_url;              /* order URL, when known */
+};
+
+struct acme_hooks {
+	/* Stores token -> key authorization (so any node can answer); the client
+	 * answers the challenge only after this returns 0 (-1 fails the order).
+	 * Called on the loop thread. <key_auth> is a secret: never log it. */
+	int (*challenge_set)(void *arg, const char *host, const char *token, const char *key_auth);
+	/* Removes what challenge_set stored; called once per token at the end of an
+	 * order, success or failure. May be NULL. */
+	void (*challenge_clear)(void *arg, const char *host, const char *token);
+};
+
+/* Creates a client for the CA of <conf> (strings are copied) on <loop>. Takes
+ * ownership of <account_key> (even on failure). Nothing is sent before the first
+ * order. Returns NULL with a message in <err>. Free with acme_client_free(). */
+struct acme_client *acme_client_new(struct ev_loop *loop, const struct acme_conf *conf,
+				    EVP_PKEY *account_key, const struct acme_hooks *hooks,
+				    void *hooks_arg, char *err, size_t errlen);
+
+/* Aborts every in-flight operation without calling its callback (pending
+ * challenges are not cleared) and frees <c>. Accepts NULL. May be called from
+ * inside any acme callback. */
+void acme_client_free(struct acme_client *c);
+
+/* Issues a certificate for <host> in the background: directory and account are set
+ * up on first use. <replaces> is the ARI certificate id of the certificate being
+ * renewed, or NULL. <done> is called exactly once on the loop thread (never from
+ * inside this call) with a result freed after it returns. Returns 0 if started,
+ * -1 (done never called) on a bad argument or no memory. */
+int acme_order_start(struct acme_client *c, const char *host, const char *replaces,
+		     void (*done)(void *arg, const char *host, const struct acme_result *res),
+		     void *arg);
+
+/* RFC 9773: fetches the renewal window of the first certificate of <cert_pem>.
+ * done(arg, ok, start, end, retry_after, err): on success <ok> is 1, <start>/<end>
+ * the suggested window and <retry_after> the seconds until the next check (-1 if the
+ * CA gave none); otherwise <err> says why (e.g. the CA has no renewalInfo).
+ * <done> runs once on the loop thread, never inside this call. Returns 0 if started. */
+int acme_renewal_info(struct acme_client *c, const char *cert_pem,
+		      void (*done)(void *arg, int ok, time_t start, time_t end, long retry_after,
+				   const char *err),
+		      void *arg);
+
+/* Revokes the first certificate of <cert_pem> with the account key (reason
+ * unspecified). done(arg, ok, err) runs once on the loop thread, never inside this
+ * call. Returns 0 if started. */
+int acme_revoke(struct acme_client *c, const char *cert_pem,
+		void (*done)(void *arg, int ok, const char *err), void *arg);
+
+/* 1 when the directory was loaded and offers renewalInfo, else 0. */
+int acme_has_ari(const struct acme_client *c);
+
+/* Account URL (kid) once the account is known, else NULL. Owned by <c>. */
+const char *acme_account_url(const struct acme_client *c);
+
+/* Number of orders, renewal-info and revoke operations in flight. */
+size_t acme_client_pending(const struct acme_client *c);
+
+/* Free the members of <r> / <p> and reset them; NULL ok. key_pem is cleansed. */
+void acme_result_clear(struct acme_result *r);
+void acme_problem_clear(struct acme_problem *p);
+
+#endif

@@ -1,0 +1,636 @@
+/* Non-blocking HTTP client: curl multi with CURLMOPT_SOCKETFUNCTION/TIMERFUNCTION
+ * feeding ev_io/ev_timer watchers. Requests complete from libev callbacks only. */
+#include "acme/http.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <ev.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "core/log.h"
+
+#define HTTP_USER_AGENT "acme-spoa/0.1 (libcurl)"
+#define HTTP_DEFAULT_TIMEOUT_MS 30000L
+#define HTTP_MAX_LINKS 32
+#define HTTP_MAX_HEADERS 16
+
+struct http_sock {
+	ev_io io;
+	struct http_client *c;
+	struct http_sock *prev, *next;
+};
+
+struct http_req {
+	struct http_req *prev, *next;
+	struct http_client *c;
+	CURL *easy;
+	struct curl_slist *hdrs;
+	char *body;
+	size_t body_len, body_cap;
+	int too_big;
+	char *content_type, *location, *replay_nonce, *retry_after;
+	char *links[HTTP_MAX_LINKS];
+	size_t nlinks;
+	void (*cb)(void *arg, const struct http_response *res);
+	void *arg;
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+struct http_client {
+	struct ev_loop *loop;
+	CURLM *multi;
+	ev_timer timer;
+	struct http_req *reqs;
+	struct http_sock *socks;
+	size_t npending;
+	STACK_OF(X509) *extra_ca;
+	int dispatching;
+	int free_pending;
+};
+
+static int http_global_init_done;
+
+static void http_req_free(struct http_req *r)
+{
+	size_t i;
+
+	if (!r)
+		return;
+	if (r->easy)
+		curl_easy_cleanup(r->easy);
+	curl_slist_free_all(r->hdrs);
+	free(r->body);
+	free(r->content_type);
+	free(r->location);
+	free(r->replay_nonce);
+	free(r->retry_after);
+	for (i = 0; i < r->nlinks; i++)
+		free(r->links[i]);
+	free(r);
+}
+
+static void http_req_unlink(struct http_client *c, struct http_req *r)
+{
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		c->reqs = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	r->prev = r->next = NULL;
+	c->npending--;
+}
+
+static void http_sock_free(struct http_client *c, struct http_sock *s)
+{
+	ev_io_stop(c->loop, &s->io);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		c->socks = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	free(s);
+}
+
+static void http_client_destroy(struct http_client *c)
+{
+	struct http_req *r;
+
+	while ((r = c->reqs)) {
+		http_req_unlink(c, r);
+		curl_multi_remove_handle(c->multi, r->easy);
+		http_req_free(r);
+	}
+	if (c->multi)
+		curl_multi_cleanup(c->multi);
+	while (c->socks)
+		http_sock_free(c, c->socks);
+	ev_timer_stop(c->loop, &c->timer);
+	if (c->extra_ca)
+		sk_X509_pop_free(c->extra_ca, X509_free);
+	free(c);
+}
+
+void http_client_free(struct http_client *c)
+{
+	if (!c)
+		return;
+	if (c->dispatching) {
+		c->free_pending = 1;
+		return;
+	}
+	http_client_destroy(c);
+}
+
+size_t http_client_pending(const struct http_client *c)
+{
+	return c ? c->npending : 0;
+}
+
+/* Completes every finished transfer. A callback may free the client: the loop then
+ * stops and the client is destroyed once the outermost dispatch unwinds. */
+static void http_check_done(struct http_client *c)
+{
+	CURLMsg *msg;
+	int left;
+
+	c->dispatching++;
+	while (!c->free_pending && (msg = curl_multi_info_read(c->multi, &left))) {
+		struct http_req *r = NULL;
+		struct http_response res;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+		if (!r)
+			continue;
+		memset(&res, 0, sizeof(res));
+		if (msg->data.result == CURLE_OK) {
+			curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
+			if (res.status == 0)
+				res.error = "no HTTP status received";
+		} else {
+			if (r->too_big)
+				snprintf(r->errbuf, sizeof(r->errbuf), "response body over %d bytes",
+					 HTTP_MAX_BODY);
+			else if (!r->errbuf[0])
+				snprintf(r->errbuf, sizeof(r->errbuf), "%s",
+					 curl_easy_strerror(msg->data.result));
+			res.error = r->errbuf;
+		}
+		curl_multi_remove_handle(c->multi, r->easy);
+		http_req_unlink(c, r);
+		res.body = r->body ? r->body : "";
+		res.body_len = r->body_len;
+		res.content_type = r->content_type;
+		res.location = r->location;
+		res.replay_nonce = r->replay_nonce;
+		res.retry_after = r->retry_after;
+		res.links = (const char *const *)r->links;
+		res.nlinks = r->nlinks;
+		if (res.status == 0) {
+			res.body = "";
+			res.body_len = 0;
+		}
+		r->cb(r->arg, &res);
+		http_req_free(r);
+	}
+	c->dispatching--;
+	if (!c->dispatching && c->free_pending)
+		http_client_destroy(c);
+}
+
+static void cb_http_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct http_client *c = w->data;
+	int running;
+
+	curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	http_check_done(c);
+}
+
+static void cb_http_sock(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct http_sock *s = w->data;
+	struct http_client *c = s->c;
+	int action = 0, running;
+
+	if (revents & EV_READ)
+		action |= CURL_CSELECT_IN;
+	if (revents & EV_WRITE)
+		action |= CURL_CSELECT_OUT;
+	/* <s> may be freed inside (CURL_POLL_REMOVE): only <c> is used afterwards. */
+	curl_multi_socket_action(c->multi, w->fd, action, &running);
+	http_check_done(c);
+}
+
+static int cb_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	struct http_client *c = userp;
+	struct http_sock *s = socketp;
+	int events = 0;
+
+	if (what == CURL_POLL_REMOVE) {
+		if (s) {
+			curl_multi_assign(c->multi, fd, NULL);
+			http_sock_free(c, s);
+		}
+		return 0;
+	}
+	if (!s) {
+		s = calloc(1, sizeof(*s));
+		if (!s)
+			return -1;
+		s->c = c;
+		s->io.data = s;
+		s->next = c->socks;
+		if (c->socks)
+			c->socks->prev = s;
+		c->socks = s;
+		ev_init(&s->io, cb_http_sock);
+		s->io.data = s;
+		curl_multi_assign(c->multi, fd, s);
+	}
+	if (what & CURL_POLL_IN)
+		events |= EV_READ;
+	if (what & CURL_POLL_OUT)
+		events |= EV_WRITE;
+	ev_io_stop(c->loop, &s->io);
+	ev_io_set(&s->io, fd, events);
+	ev_io_start(c->loop, &s->io);
+	return 0;
+}
+
+static int cb_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+	struct http_client *c = userp;
+
+	ev_timer_stop(c->loop, &c->timer);
+	if (timeout_ms >= 0) {
+		ev_timer_set(&c->timer, (double)timeout_ms / 1000.0, 0.);
+		ev_timer_start(c->loop, &c->timer);
+	}
+	return 0;
+}
+
+/* Adds the extra CA certificates to the store curl set up (system bundle). */
+static CURLcode cb_curl_ssl_ctx(CURL *easy, void *ssl_ctx, void *userp)
+{
+	struct http_client *c = userp;
+	X509_STORE *store = SSL_CTX_get_cert_store((SSL_CTX *)ssl_ctx);
+	int i;
+
+	if (!c->extra_ca || !store)
+		return CURLE_OK;
+	for (i = 0; i < sk_X509_num(c->extra_ca); i++)
+		X509_STORE_add_cert(store, sk_X509_value(c->extra_ca, i)); /* duplicates are fine */
+	return CURLE_OK;
+}
+
+static STACK_OF(X509) *http_load_ca(const char *path, char *err, size_t errlen)
+{
+	STACK_OF(X509) *sk = NULL;
+	FILE *f = NULL;
+	X509 *x;
+
+	f = fopen(path, "r");
+	if (!f) {
+		snprintf(err, errlen, "http: ca_file %s: %s", path, strerror(errno));
+		goto out;
+	}
+	sk = sk_X509_new_null();
+	if (!sk) {
+		snprintf(err, errlen, "http: out of memory");
+		goto out;
+	}
+	while ((x = PEM_read_X509(f, NULL, NULL, NULL))) {
+		if (!sk_X509_push(sk, x)) {
+			X509_free(x);
+			break;
+		}
+	}
+	if (sk_X509_num(sk) == 0) {
+		snprintf(err, errlen, "http: ca_file %s: no PEM certificate found", path);
+		sk_X509_free(sk);
+		sk = NULL;
+	}
+out:
+	if (f)
+		fclose(f);
+	return sk;
+}
+
+struct http_client *http_client_new(struct ev_loop *loop, const char *ca_file,
+				    char *err, size_t errlen)
+{
+	struct http_client *c = NULL;
+
+	if (!http_global_init_done) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+			snprintf(err, errlen, "http: curl_global_init failed");
+			return NULL;
+		}
+		http_global_init_done = 1;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		snprintf(err, errlen, "http: out of memory");
+		return NULL;
+	}
+	c->loop = loop;
+	ev_timer_init(&c->timer, cb_http_timer, 0., 0.);
+	c->timer.data = c;
+	if (ca_file && *ca_file) {
+		c->extra_ca = http_load_ca(ca_file, err, errlen);
+		if (!c->extra_ca)
+			goto fail;
+	}
+	c->multi = curl_multi_init();
+	if (!c->multi) {
+		snprintf(err, errlen, "http: curl_multi_init failed");
+		goto fail;
+	}
+	curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, cb_curl_socket);
+	curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+	curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, cb_curl_timer);
+	curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+	curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
+	return c;
+fail:
+	http_client_destroy(c);
+	return NULL;
+}
+
+static char *http_strndup_trim(const char *s, size_t n)
+{
+	char *out;
+
+	while (n && (*s == ' ' || *s == '\t')) {
+		s++;
+		n--;
+	}
+	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
+		n--;
+	out = malloc(n + 1);
+	if (!out)
+		return NULL;
+	memcpy(out, s, n);
+	out[n] = '\0';
+	return out;
+}
+
+static void http_req_reset_headers(struct http_req *r)
+{
+	size_t i;
+
+	free(r->content_type);
+	free(r->location);
+	free(r->replay_nonce);
+	free(r->retry_after);
+	r->content_type = r->location = r->replay_nonce = r->retry_after = NULL;
+	for (i = 0; i < r->nlinks; i++)
+		free(r->links[i]);
+	r->nlinks = 0;
+}
+
+static void http_set_header(char **slot, const char *v, size_t n)
+{
+	free(*slot);
+	*slot = http_strndup_trim(v, n);
+}
+
+static size_t cb_curl_header(char *buf, size_t size, size_t nitems, void *userp)
+{
+	struct http_req *r = userp;
+	size_t len = size * nitems, nlen;
+	const char *colon, *v;
+
+	if (len >= 5 && !strncmp(buf, "HTTP/", 5)) {
+		/* A new status line (after 1xx): forget earlier headers. */
+		http_req_reset_headers(r);
+		return len;
+	}
+	colon = memchr(buf, ':', len);
+	if (!colon || buf[0] == ' ' || buf[0] == '\t')
+		return len;
+	nlen = (size_t)(colon - buf);
+	v = colon + 1;
+#define HDR_IS(name) (nlen == sizeof(name) - 1 && !strncasecmp(buf, name, nlen))
+	if (HDR_IS("Content-Type"))
+		http_set_header(&r->content_type, v, len - nlen - 1);
+	else if (HDR_IS("Location"))
+		http_set_header(&r->location, v, len - nlen - 1);
+	else if (HDR_IS("Replay-Nonce"))
+		http_set_header(&r->replay_nonce, v, len - nlen - 1);
+	else if (HDR_IS("Retry-After"))
+		http_set_header(&r->retry_after, v, len - nlen - 1);
+	else if (HDR_IS("Link") && r->nlinks < HTTP_MAX_LINKS) {
+		char *l = http_strndup_trim(v, len - nlen - 1);
+
+		if (l)
+			r->links[r->nlinks++] = l;
+	}
+#undef HDR_IS
+	return len;
+}
+
+static size_t cb_curl_write(char *data, size_t size, size_t nmemb, void *userp)
+{
+	struct http_req *r = userp;
+	size_t len = size * nmemb;
+
+	if (len > HTTP_MAX_BODY || r->body_len + len > HTTP_MAX_BODY) {
+		r->too_big = 1;
+		return 0;
+	}
+	if (r->body_len + len + 1 > r->body_cap) {
+		size_t cap = r->body_cap ? r->body_cap : 4096;
+		char *nb;
+
+		while (cap < r->body_len + len + 1)
+			cap *= 2;
+		nb = realloc(r->body, cap);
+		if (!nb)
+			return 0;
+		r->body = nb;
+		r->body_cap = cap;
+	}
+	memcpy(r->body + r->body_len, data, len);
+	r->body_len += len;
+	r->body[r->body_len] = '\0';
+	return len;
+}
+
+int http_request_hdr(struct http_client *c, const char *method, const char *url,
+		     const char *const *headers, size_t nheaders,
+		     const char *body, size_t body_len, long timeout_ms,
+		     void (*cb)(void *arg, const struct http_response *res), void *arg)
+{
+	struct http_req *r = NULL;
+	struct curl_slist *l;
+	size_t i;
+
+	if (!c || !method || !url || !cb || c->free_pending)
+		return -1;
+	if (timeout_ms <= 0)
+		timeout_ms = HTTP_DEFAULT_TIMEOUT_MS;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		goto fail;
+	r->c = c;
+	r->cb = cb;
+	r->arg = arg;
+	r->easy = curl_easy_init();
+	if (!r->easy)
+		goto fail;
+	for (i = 0; i < nheaders; i++) {
+		l = curl_slist_append(r->hdrs, headers[i]);
+		if (!l)
+			goto fail;
+		r->hdrs = l;
+	}
+	l = curl_slist_append(r->hdrs, "Expect:");
+	if (!l)
+		goto fail;
+	r->hdrs = l;
+
+	curl_easy_setopt(r->easy, CURLOPT_URL, url);
+	curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
+	curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
+	curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 10000 ? timeout_ms : 10000L);
+	curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(r->easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(r->easy, CURLOPT_USERAGENT, HTTP_USER_AGENT);
+	curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->hdrs);
+	curl_easy_setopt(r->easy, CURLOPT_HEADERFUNCTION, cb_curl_header);
+	curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, cb_curl_write);
+	curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
+	if (c->extra_ca) {
+		curl_easy_setopt(r->easy, CURLOPT_SSL_CTX_FUNCTION, cb_curl_ssl_ctx);
+		curl_easy_setopt(r->easy, CURLOPT_SSL_CTX_DATA, c);
+	}
+	if (!strcmp(method, "GET")) {
+		curl_easy_setopt(r->easy, CURLOPT_HTTPGET, 1L);
+	} else if (!strcmp(method, "HEAD")) {
+		curl_easy_setopt(r->easy, CURLOPT_NOBODY, 1L);
+	} else {
+		if (strcmp(method, "POST"))
+			curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST, method);
+		curl_easy_setopt(r->easy, CURLOPT_POST, 1L);
+		curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? body_len : 0));
+		curl_easy_setopt(r->easy, CURLOPT_COPYPOSTFIELDS, body ? body : "");
+	}
+
+	r->next = c->reqs;
+	if (c->reqs)
+		c->reqs->prev = r;
+	c->reqs = r;
+	c->npending++;
+	if (curl_multi_add_handle(c->multi, r->easy) != CURLM_OK) {
+		http_req_unlink(c, r);
+		goto fail;
+	}
+	return 0;
+fail:
+	http_req_free(r);
+	return -1;
+}
+
+int http_request(struct http_client *c, const char *method, const char *url,
+		 const char *content_type, const char *body, size_t body_len,
+		 long timeout_ms,
+		 void (*cb)(void *arg, const struct http_response *res), void *arg)
+{
+	char ct[256];
+	const char *hdrs[1];
+	size_t n = 0;
+
+	if (content_type) {
+		if ((size_t)snprintf(ct, sizeof(ct), "Content-Type: %s", content_type) >= sizeof(ct))
+			return -1;
+		hdrs[n++] = ct;
+	}
+	return http_request_hdr(c, method, url, hdrs, n, body, body_len, timeout_ms, cb, arg);
+}
+
+static const char *const http_months[12] = {
+	"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
+};
+
+static int http_month(const char *s)
+{
+	int i;
+
+	for (i = 0; i < 12; i++)
+		if (!strncasecmp(s, http_months[i], 3))
+			return i;
+	return -1;
+}
+
+/* Parses the three HTTP-date forms of RFC 9110 §5.6.7 into a UTC time_t. */
+static int http_parse_date(const char *s, time_t *out)
+{
+	struct tm tm;
+	char wk[16], mon[4], tz[4];
+	int day, year, hh, mm, ss, n = 0;
+	time_t t;
+
+	memset(&tm, 0, sizeof(tm));
+	/* IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT */
+	if (sscanf(s, "%15[A-Za-z], %d %3s %d %d:%d:%d %3s%n", wk, &day, mon, &year,
+		   &hh, &mm, &ss, tz, &n) == 8 && strlen(wk) == 3) {
+		if (strcmp(tz, "GMT"))
+			return -1;
+	/* RFC 850: Sunday, 06-Nov-94 08:49:37 GMT */
+	} else if (n = 0, sscanf(s, "%15[A-Za-z], %d-%3s-%d %d:%d:%d %3s%n", wk, &day, mon, &year,
+				&hh, &mm, &ss, tz, &n) == 8) {
+		if (strcmp(tz, "GMT"))
+			return -1;
+		if (year < 100)
+			year += year < 70 ? 2000 : 1900;
+	/* asctime: Sun Nov  6 08:49:37 1994 */
+	} else if (n = 0, sscanf(s, "%15[A-Za-z] %3s %d %d:%d:%d %d%n", wk, mon, &day,
+				&hh, &mm, &ss, &year, &n) == 7) {
+	} else {
+		return -1;
+	}
+	while (s[n] == ' ' || s[n] == '\t')
+		n++;
+	if (s[n])
+		return -1;
+	tm.tm_mon = http_month(mon);
+	if (tm.tm_mon < 0 || strlen(mon) != 3 || day < 1 || day > 31 || hh < 0 || hh > 23 ||
+	    mm < 0 || mm > 59 || ss < 0 || ss > 60 || year < 1970 || year > 9999)
+		return -1;
+	tm.tm_mday = day;
+	tm.tm_year = year - 1900;
+	tm.tm_hour = hh;
+	tm.tm_min = mm;
+	tm.tm_sec = ss;
+	t = timegm(&tm);
+	if (t == (time_t)-1)
+		return -1;
+	*out = t;
+	return 0;
+}
+
+long http_parse_retry_after(const char *value, time_t now)
+{
+	const char *p;
+	long v = 0;
+	time_t t;
+
+	if (!value)
+		return -1;
+	while (*value == ' ' || *value == '\t')
+		value++;
+	if (!*value)
+		return -1;
+	if (isdigit((unsigned char)*value)) {
+		for (p = value; isdigit((unsigned char)*p); p++) {
+			if (v > (LONG_MAX - 9) / 10)
+				v = LONG_MAX / 10; /* saturate absurd values */
+			else
+				v = v * 10 + (*p - '0');
+		}
+		while (*p == ' ' || *p == '\t')
+			p++;
+		return *p ? -1 : v;
+	}
+	if (http_parse_date(value, &t) < 0)
+		return -1;
+	return t > now ? (long)(t - now) : 0;
+}

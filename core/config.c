@@ -1,0 +1,847 @@
+/* JSON configuration: one table row per key (name, type, bounds, default, flags,
+ * offset of the field), in the shape of redis' config.c. The loader walks the
+ * JSON tree, matches dotted names against the table, collects every error, then
+ * fills defaults and runs the checks that involve several keys. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "core/config.h"
+
+#define CONFIG_MAX_FILE		(4 * 1024 * 1024)
+#define CONFIG_KEY_MAX		256
+
+_Static_assert(sizeof(enum config_cert_type) == sizeof(int), "enum stored as int");
+_Static_assert(sizeof(enum config_storage) == sizeof(int), "enum stored as int");
+
+enum cfg_kind {
+	CFG_STR = 0,
+	CFG_INT,
+	CFG_BOOL,
+	CFG_ENUM,
+	CFG_LIST,
+	CFG__MAX
+};
+
+#define CF_REQUIRED	0x01	/* no default: must be given */
+#define CF_SECRET	0x02	/* may be {env://..}/{file://..}; value never printed */
+#define CF_RELOAD	0x04	/* applied at SIGHUP without restart */
+#define CF_EMPTY_OK	0x08	/* "" is a valid value */
+
+struct cfg_row {
+	const char *name;		/* dotted path in the JSON tree */
+	enum cfg_kind kind;
+	unsigned flags;
+	long long min, max;		/* CFG_INT bounds; CFG_LIST minimum count in <min> */
+	const int *set;			/* CFG_INT: allowed values, 0-terminated, or NULL */
+	const char *const *choices;	/* CFG_ENUM names indexed by value, NULL-terminated */
+	const char *def_str;		/* CFG_STR default, CFG_LIST single default entry */
+	long long def_int;
+	size_t off, off_n;		/* field; CFG_LIST count field */
+	int (*check)(char *val, char *why, size_t whylen);
+};
+
+struct cfg_errs {
+	char *buf;
+	size_t cap, len;
+	int n;
+};
+
+static const char *const cert_type_names[] = { "rsa", "ecc", NULL };
+static const char *const storage_names[] = { "file", "redis", "shm", NULL };
+static const int rsa_sizes[] = { 2048, 3072, 4096, 0 };
+
+static int chk_email(char *v, char *why, size_t whylen);
+static int chk_http_url(char *v, char *why, size_t whylen);
+static int chk_readable_file(char *v, char *why, size_t whylen);
+static int chk_base64url(char *v, char *why, size_t whylen);
+static int chk_domain(char *v, char *why, size_t whylen);
+static int chk_host(char *v, char *why, size_t whylen);
+static int chk_abs_path(char *v, char *why, size_t whylen);
+static int chk_addr_unix(char *v, char *why, size_t whylen);
+static int chk_addr_tcp(char *v, char *why, size_t whylen);
+
+#define F(f)	offsetof(struct config, f)
+#define STR(n, fl, def, f, chk)	{ .name = n, .kind = CFG_STR, .flags = fl, .def_str = def, .off = F(f), .check = chk }
+#define INT(n, fl, lo, hi, def, f) { .name = n, .kind = CFG_INT, .flags = fl, .min = lo, .max = hi, .def_int = def, .off = F(f) }
+#define BOOL(n, fl, def, f)	{ .name = n, .kind = CFG_BOOL, .flags = fl, .def_int = def, .off = F(f) }
+#define ENUM(n, fl, ch, def, f)	{ .name = n, .kind = CFG_ENUM, .flags = fl, .choices = ch, .def_int = def, .off = F(f) }
+#define LIST(n, fl, mincount, def, f, fn, chk) \
+	{ .name = n, .kind = CFG_LIST, .flags = fl, .min = mincount, .def_str = def, .off = F(f), .off_n = F(fn), .check = chk }
+
+static const struct cfg_row cfg_rows[] = {
+	STR("account_email", CF_REQUIRED | CF_SECRET, NULL, account_email, chk_email),
+	STR("api_uri", 0, "https://acme-v02.api.letsencrypt.org/directory", api_uri, chk_http_url),
+	STR("api_ca_file", 0, NULL, api_ca_file, chk_readable_file),
+	BOOL("tos_accepted", 0, 0, tos_accepted),
+	ENUM("cert_type", 0, cert_type_names, CONFIG_CERT_RSA, cert_type),
+	{ .name = "rsa_key_size", .kind = CFG_INT, .set = rsa_sizes, .def_int = 4096, .off = F(rsa_key_size) },
+	LIST("domains", CF_RELOAD, 0, NULL, domains, ndomains, chk_domain),
+	BOOL("allow_any_domain", CF_RELOAD, 0, allow_any_domain),
+	STR("ask_url", CF_RELOAD, NULL, ask_url, chk_http_url),
+	INT("fail_backoff_minutes", CF_RELOAD, 1, 1440, 5, fail_backoff_minutes),
+	INT("renew_threshold_days", CF_RELOAD, 0, 365, 14, renew_threshold_days),
+	STR("eab_kid", CF_SECRET, NULL, eab_kid, NULL),
+	STR("eab_hmac_key", CF_SECRET, NULL, eab_hmac_key, chk_base64url),
+	STR("preferred_chain", 0, NULL, preferred_chain, NULL),
+	STR("profile", 0, NULL, profile, NULL),
+	ENUM("storage", 0, storage_names, CONFIG_STORAGE_FILE, storage),
+	STR("storage_config.file.path", 0, "/var/lib/acme-spoa", file_path, chk_abs_path),
+	STR("storage_config.redis.host", 0, "127.0.0.1", redis_host, chk_host),
+	INT("storage_config.redis.port", 0, 1, 65535, 6379, redis_port),
+	INT("storage_config.redis.database", 0, 0, 15, 0, redis_database),
+	STR("storage_config.redis.auth", CF_SECRET, NULL, redis_auth, NULL),
+	BOOL("storage_config.redis.ssl", 0, 0, redis_ssl),
+	BOOL("storage_config.redis.ssl_verify", 0, 0, redis_ssl_verify),
+	STR("storage_config.redis.ssl_server_name", 0, NULL, redis_ssl_server_name, chk_host),
+	STR("storage_config.redis.namespace", CF_EMPTY_OK, "", redis_namespace, NULL),
+	STR("spoa.listen", 0, "127.0.0.1:12345", spoa_listen, chk_addr_unix),
+	STR("admin.listen", 0, "127.0.0.1:8001", admin_listen, chk_addr_tcp),
+	STR("admin.token", CF_SECRET | CF_RELOAD, NULL, admin_token, NULL),
+	LIST("haproxy.runtime", 0, 1, "unix:/run/haproxy/admin.sock", runtime, nruntime, chk_addr_unix),
+	STR("haproxy.cert_dir", 0, "/etc/haproxy/certs", cert_dir, chk_abs_path),
+	STR("haproxy.crt_list", 0, NULL, crt_list, chk_abs_path),	/* default: cert_dir */
+	INT("max_concurrent_orders", 0, 1, 1000, 20, max_orders),
+};
+#define CFG_NROWS (sizeof(cfg_rows) / sizeof(cfg_rows[0]))
+
+struct cfg_parse {
+	struct config *cfg;
+	struct cfg_errs errs;
+	unsigned char seen[CFG_NROWS];		/* key present (for duplicates) */
+	unsigned char assigned[CFG_NROWS];	/* a valid value was stored */
+	unsigned char failed[CFG_NROWS];	/* an error was reported for the key */
+};
+
+#define FIELD(cfg, row, type)	((type *)((char *)(cfg) + (row)->off))
+
+const char *config_cert_type_name(enum config_cert_type t)
+{
+	return (unsigned)t < CONFIG_CERT__MAX ? cert_type_names[t] : "?";
+}
+
+const char *config_storage_name(enum config_storage s)
+{
+	return (unsigned)s < CONFIG_STORAGE__MAX ? storage_names[s] : "?";
+}
+
+/* ---------- error collection ---------- */
+
+static void errs_add(struct cfg_errs *e, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void errs_add(struct cfg_errs *e, const char *key, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	size_t n, i;
+
+	e->n++;
+	n = snprintf(line, sizeof(line), "config: %s: ", key);
+	if (n >= sizeof(line))
+		n = sizeof(line) - 1;
+	/* keys come from the file: keep one error per line */
+	for (i = 8; i < n; i++)
+		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+			line[i] = '?';
+	va_start(ap, fmt);
+	vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	va_end(ap);
+	if (!e->buf || e->cap == 0)
+		return;
+	n = snprintf(e->buf + e->len, e->cap - e->len, "%s\n", line);
+	e->len += n;
+	if (e->len >= e->cap)
+		e->len = e->cap - 1;
+}
+
+/* <v> as it appears in the file, shortened; secrets are never shown. */
+static void describe(const json_t *v, int secret, char *out, size_t outlen)
+{
+	char *s;
+
+	if (secret) {
+		snprintf(out, outlen, "(hidden value)");
+		return;
+	}
+	s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+	if (!s) {
+		snprintf(out, outlen, "(value)");
+		return;
+	}
+	if (strlen(s) > 60)
+		snprintf(out, outlen, "%.57s...", s);
+	else
+		snprintf(out, outlen, "%s", s);
+	free(s);
+}
+
+static const char *json_kind(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: return "an object";
+	case JSON_ARRAY: return "an array";
+	case JSON_STRING: return "a string";
+	case JSON_INTEGER: return "an integer";
+	case JSON_REAL: return "a real number";
+	case JSON_TRUE:
+	case JSON_FALSE: return "a boolean";
+	default: return "null";
+	}
+}
+
+static void err_type(struct cfg_parse *p, const char *key, const json_t *v, int secret,
+		     const char *expected)
+{
+	char d[80];
+
+	describe(v, secret, d, sizeof(d));
+	errs_add(&p->errs, key, "%s is %s, expected %s", d, json_kind(v), expected);
+}
+
+/* ---------- value checks: 0 ok, -1 with <why> ---------- */
+
+static int has_space_or_ctl(const char *v)
+{
+	for (; *v; v++)
+		if ((unsigned char)*v <= 0x20 || *v == 0x7f)
+			return 1;
+	return 0;
+}
+
+static int chk_email(char *v, char *why, size_t whylen)
+{
+	const char *at = strchr(v, '@');
+	const char *dom = at ? at + 1 : NULL;
+
+	if (!at || at == v || strchr(dom, '@') || has_space_or_ctl(v) || strlen(v) > 254 ||
+	    !strchr(dom, '.') || dom[0] == '.' || dom[strlen(dom) - 1] == '.') {
+		snprintf(why, whylen, "is not an email address");
+		return -1;
+	}
+	return 0;
+}
+
+static int chk_http_url(char *v, char *why, size_t whylen)
+{
+	const char *h = NULL;
+
+	if (strncasecmp(v, "https://", 8) == 0)
+		h = v + 8;
+	else if (strncasecmp(v, "http://", 7) == 0)
+		h = v + 7;
+	if (!h || !*h || *h == '/' || *h == ':' || *h == '?' || has_space_or_ctl(v)) {
+		snprintf(why, whylen, "is not an http(s) URL");
+		return -1;
+	}
+	return 0;
+}
+
+static int chk_readable_file(char *v, char *why, size_t whylen)
+{
+	struct stat st;
+
+	if (stat(v, &st) == -1 || access(v, R_OK) == -1) {
+		snprintf(why, whylen, "is not a readable file (%s)", strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "is not a regular file");
+		return -1;
+	}
+	return 0;
+}
+
+static int chk_base64url(char *v, char *why, size_t whylen)
+{
+	size_t n = strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
+	size_t pad = strspn(v + n, "=");
+
+	if (n == 0 || v[n + pad] || pad > 2 || n % 4 == 1 || (pad && (n + pad) % 4)) {
+		snprintf(why, whylen, "is not valid base64url");
+		return -1;
+	}
+	return 0;
+}
+
+static int chk_domain(char *v, char *why, size_t whylen)
+{
+	char out[256];
+	size_t skip = (v[0] == '*' && v[1] == '.') ? 2 : 0;
+
+	if (config_host_normalize(v + skip, out, sizeof(out)) == -1) {
+		snprintf(why, whylen, "is not a host name or \"*.\" followed by a host name");
+		return -1;
+	}
+	memcpy(v + skip, out, strlen(out) + 1);
+	return 0;
+}
+
+static int chk_host(char *v, char *why, size_t whylen)
+{
+	if (!config_host_valid(v)) {
+		snprintf(why, whylen, "is not a host name or IP address");
+		return -1;
+	}
+	return 0;
+}
+
+static int chk_abs_path(char *v, char *why, size_t whylen)
+{
+	if (v[0] != '/' || has_space_or_ctl(v) || strlen(v) >= 4096) {
+		snprintf(why, whylen, "is not an absolute path");
+		return -1;
+	}
+	return 0;
+}
+
+static int chk_addr_unix(char *v, char *why, size_t whylen)
+{
+	struct config_addr a;
+
+	return config_addr_parse(v, 1, &a, why, whylen);
+}
+
+static int chk_addr_tcp(char *v, char *why, size_t whylen)
+{
+	struct config_addr a;
+
+	return config_addr_parse(v, 0, &a, why, whylen);
+}
+
+/* ---------- setting values ---------- */
+
+/* Validates one string (a scalar key or a list entry) and returns a malloc'd copy,
+ * or NULL after recording the error under <key>. */
+static char *take_string(struct cfg_parse *p, const struct cfg_row *row, const char *key,
+			 const json_t *v)
+{
+	int secret = !!(row->flags & CF_SECRET);
+	char d[80], why[160];
+	char *s;
+
+	if (!json_is_string(v)) {
+		err_type(p, key, v, secret, "a string");
+		return NULL;
+	}
+	if (strlen(json_string_value(v)) != json_string_length(v)) {
+		describe(v, secret, d, sizeof(d));
+		errs_add(&p->errs, key, "%s contains a NUL character", d);
+		return NULL;
+	}
+	if (secret && config_secret_resolve(json_string_value(v), &s, why, sizeof(why)) == -1) {
+		errs_add(&p->errs, key, "%s", why);
+		return NULL;
+	}
+	if (!secret && !(s = strdup(json_string_value(v)))) {
+		errs_add(&p->errs, key, "out of memory");
+		return NULL;
+	}
+	describe(v, secret, d, sizeof(d));
+	if (!*s && !(row->flags & CF_EMPTY_OK)) {
+		errs_add(&p->errs, key, "%s is empty (leave the key out to use the default)", d);
+		goto bad;
+	}
+	if (*s && row->check && row->check(s, why, sizeof(why)) == -1) {
+		errs_add(&p->errs, key, "%s %s", d, why);
+		goto bad;
+	}
+	return s;
+bad:
+	free(s);
+	return NULL;
+}
+
+static void set_value(struct cfg_parse *p, size_t idx, const json_t *v)
+{
+	const struct cfg_row *row = &cfg_rows[idx];
+	char d[80];
+	size_t i, n;
+
+	if (json_is_null(v)) {
+		/* explicit null: same as leaving the key out */
+		if (row->flags & CF_REQUIRED)
+			errs_add(&p->errs, row->name, "null (this key is required)");
+		return;
+	}
+	describe(v, row->flags & CF_SECRET, d, sizeof(d));
+	switch (row->kind) {
+	case CFG_STR: {
+		char *s = take_string(p, row, row->name, v);
+
+		if (!s)
+			return;
+		*FIELD(p->cfg, row, char *) = s;
+		break;
+	}
+	case CFG_INT: {
+		long long x;
+
+		if (!json_is_integer(v)) {
+			err_type(p, row->name, v, 0, "an integer");
+			return;
+		}
+		x = json_integer_value(v);
+		if (row->set) {
+			int ok = 0;
+
+			for (i = 0; row->set[i]; i++)
+				ok |= (x == row->set[i]);
+			if (!ok) {
+				char list[128] = "";
+
+				for (i = 0; row->set[i]; i++)
+					snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%d",
+						 i ? ", " : "", row->set[i]);
+				errs_add(&p->errs, row->name, "%lld is not one of %s", x, list);
+				return;
+			}
+		} else if (x < row->min || x > row->max) {
+			errs_add(&p->errs, row->name, "%lld is not between %lld and %lld", x, row->min, row->max);
+			return;
+		}
+		*FIELD(p->cfg, row, int) = (int)x;
+		break;
+	}
+	case CFG_BOOL:
+		if (!json_is_boolean(v)) {
+			err_type(p, row->name, v, 0, "a boolean (true or false)");
+			return;
+		}
+		*FIELD(p->cfg, row, int) = json_is_true(v);
+		break;
+	case CFG_ENUM: {
+		char list[128] = "";
+
+		for (i = 0; json_is_string(v) && row->choices[i]; i++)
+			if (strcmp(json_string_value(v), row->choices[i]) == 0)
+				break;
+		if (json_is_string(v) && row->choices[i]) {
+			*FIELD(p->cfg, row, int) = (int)i;
+			break;
+		}
+		for (i = 0; row->choices[i]; i++)
+			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+				 i ? ", " : "", row->choices[i]);
+		if (!json_is_string(v))
+			errs_add(&p->errs, row->name, "%s is %s, expected one of %s", d, json_kind(v), list);
+		else
+			errs_add(&p->errs, row->name, "%s is not one of %s", d, list);
+		return;
+	}
+	case CFG_LIST: {
+		char **arr;
+		int bad = 0;
+
+		if (!json_is_array(v)) {
+			err_type(p, row->name, v, 0, "an array of strings");
+			return;
+		}
+		n = json_array_size(v);
+		if (n < (size_t)row->min) {
+			errs_add(&p->errs, row->name, "%s has fewer than %lld entries", d, row->min);
+			return;
+		}
+		arr = calloc(n + 1, sizeof(*arr));
+		if (!arr) {
+			errs_add(&p->errs, row->name, "out of memory");
+			return;
+		}
+		for (i = 0; i < n; i++) {
+			char key[CONFIG_KEY_MAX];
+
+			snprintf(key, sizeof(key), "%s[%zu]", row->name, i);
+			arr[i] = take_string(p, row, key, json_array_get(v, i));
+			bad |= !arr[i];
+		}
+		if (bad) {
+			for (i = 0; i < n; i++)
+				free(arr[i]);
+			free(arr);
+			return;
+		}
+		*FIELD(p->cfg, row, char **) = arr;
+		*(size_t *)((char *)p->cfg + row->off_n) = n;
+		break;
+	}
+	default:
+		return;
+	}
+	p->assigned[idx] = 1;
+}
+
+/* ---------- walking the tree ---------- */
+
+static int find_row(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < CFG_NROWS; i++)
+		if (strcmp(cfg_rows[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* 1 if <name> is an object on the path to some key ("haproxy", "storage_config.redis"). */
+static int is_section(const char *name)
+{
+	size_t i, n = strlen(name);
+
+	for (i = 0; i < CFG_NROWS; i++)
+		if (strncmp(cfg_rows[i].name, name, n) == 0 && cfg_rows[i].name[n] == '.')
+			return 1;
+	return 0;
+}
+
+static size_t edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), i, j;
+	size_t row[CONFIG_KEY_MAX + 1];
+
+	if (la > CONFIG_KEY_MAX || lb > CONFIG_KEY_MAX)
+		return (size_t)-1;
+	for (j = 0; j <= lb; j++)
+		row[j] = j;
+	for (i = 1; i <= la; i++) {
+		size_t diag = row[0];
+
+		row[0] = i;
+		for (j = 1; j <= lb; j++) {
+			size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			diag = up;
+			row[j] = best;
+		}
+	}
+	return row[lb];
+}
+
+/* <full> is unknown: suggest the closest key or section by edit distance, else a
+ * key with the same last component put at another level ("cert_dir"). */
+static void err_unknown(struct cfg_parse *p, const char *full)
+{
+	const char *best = NULL, *last = strrchr(full, '.');
+	size_t bestd = (size_t)-1, bestn = 0, i, limit = strlen(full) / 4;
+	char cand[CONFIG_KEY_MAX];
+
+	last = last ? last + 1 : full;
+	for (i = 0; i < CFG_NROWS; i++) {
+		const char *name = cfg_rows[i].name;
+		size_t n = 0;
+
+		/* every prefix ending at a dot is a section, the whole name is the key */
+		for (;;) {
+			size_t d;
+
+			n += strcspn(name + n, ".");
+			snprintf(cand, sizeof(cand), "%.*s", (int)n, name);
+			d = edit_distance(full, cand);
+			if (d < bestd) {
+				bestd = d;
+				best = name;
+				bestn = n;
+			}
+			if (!name[n])
+				break;
+			n++;
+		}
+	}
+	if (limit < 2)
+		limit = 2;
+	if (best && bestd <= limit) {
+		errs_add(&p->errs, full, "unknown key (did you mean %.*s?)", (int)bestn, best);
+		return;
+	}
+	for (i = 0; i < CFG_NROWS; i++) {
+		const char *l = strrchr(cfg_rows[i].name, '.');
+
+		if (strcmp(l ? l + 1 : cfg_rows[i].name, last) == 0) {
+			errs_add(&p->errs, full, "unknown key (did you mean %s?)", cfg_rows[i].name);
+			return;
+		}
+	}
+	errs_add(&p->errs, full, "unknown key");
+}
+
+static void walk(struct cfg_parse *p, const json_t *obj, const char *prefix)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach((json_t *)obj, k, v) {
+		char full[CONFIG_KEY_MAX];
+		int idx;
+
+		if ((size_t)snprintf(full, sizeof(full), "%s%s%s", prefix ? prefix : "",
+				     prefix ? "." : "", k) >= sizeof(full)) {
+			errs_add(&p->errs, full, "unknown key");
+			continue;
+		}
+		idx = find_row(full);
+		if (idx >= 0) {
+			/* "spoa": {"listen": ..} and "spoa.listen": .. both reach here */
+			int before = p->errs.n;
+
+			if (p->seen[idx]++)
+				errs_add(&p->errs, full, "given twice");
+			else
+				set_value(p, (size_t)idx, v);
+			p->failed[idx] |= p->errs.n != before;
+		} else if (is_section(full)) {
+			if (json_is_object(v))
+				walk(p, v, full);
+			else if (!json_is_null(v))
+				err_type(p, full, v, 0, "an object");
+		} else {
+			err_unknown(p, full);
+		}
+	}
+}
+
+/* Defaults for keys left out, then the rules that involve several keys. */
+static void finish(struct cfg_parse *p)
+{
+	struct config *cfg = p->cfg;
+	size_t i;
+
+	for (i = 0; i < CFG_NROWS; i++) {
+		const struct cfg_row *row = &cfg_rows[i];
+
+		if (p->assigned[i])
+			continue;
+		if (row->flags & CF_REQUIRED) {
+			if (!p->failed[i])
+				errs_add(&p->errs, row->name, "missing (this key is required)");
+			continue;
+		}
+		switch (row->kind) {
+		case CFG_STR:
+			if (row->def_str && !(*FIELD(cfg, row, char *) = strdup(row->def_str)))
+				errs_add(&p->errs, row->name, "out of memory");
+			break;
+		case CFG_LIST: {
+			char **arr = calloc(2, sizeof(*arr));
+
+			if (arr && row->def_str)
+				arr[0] = strdup(row->def_str);
+			if (!arr || (row->def_str && !arr[0]))
+				errs_add(&p->errs, row->name, "out of memory");
+			*FIELD(cfg, row, char **) = arr;
+			*(size_t *)((char *)cfg + row->off_n) = (arr && arr[0]) ? 1 : 0;
+			break;
+		}
+		default:
+			*FIELD(cfg, row, int) = (int)row->def_int;
+			break;
+		}
+	}
+	if (!cfg->crt_list && cfg->cert_dir && !(cfg->crt_list = strdup(cfg->cert_dir)))
+		errs_add(&p->errs, "haproxy.crt_list", "out of memory");
+	/* a key given with a bad value already has its own error */
+	if (!cfg->eab_kid != !cfg->eab_hmac_key) {
+		int kid = !!cfg->eab_kid;
+
+		if (!p->failed[find_row(kid ? "eab_hmac_key" : "eab_kid")])
+			errs_add(&p->errs, kid ? "eab_hmac_key" : "eab_kid",
+				 "missing (eab_kid and eab_hmac_key go together)");
+	}
+}
+
+static struct config *load_buf(const char *text, size_t len, const char *source,
+			       char *errs, size_t errlen)
+{
+	struct cfg_parse p;
+	json_error_t jerr;
+	json_t *root = NULL;
+	struct config *ret = NULL;
+
+	memset(&p, 0, sizeof(p));
+	p.errs.buf = errs;
+	p.errs.cap = errlen;
+	if (errs && errlen)
+		errs[0] = '\0';
+	p.cfg = calloc(1, sizeof(*p.cfg));
+	if (!p.cfg) {
+		errs_add(&p.errs, source, "out of memory");
+		goto out;
+	}
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root) {
+		errs_add(&p.errs, source, "line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
+		goto out;
+	}
+	if (!json_is_object(root)) {
+		err_type(&p, source, root, 0, "an object");
+		goto out;
+	}
+	walk(&p, root, NULL);
+	finish(&p);
+	if (p.errs.n == 0) {
+		ret = p.cfg;
+		p.cfg = NULL;
+	}
+out:
+	json_decref(root);
+	config_free(p.cfg);
+	return ret;
+}
+
+struct config *config_load_json(const char *text, char *errs, size_t errlen)
+{
+	return load_buf(text ? text : "", text ? strlen(text) : 0, "(json)", errs, errlen);
+}
+
+struct config *config_load(const char *path, char *errs, size_t errlen)
+{
+	struct config *ret = NULL;
+	char *buf = NULL;
+	size_t n = 0;
+	FILE *f;
+
+	f = fopen(path, "re");
+	if (!f)
+		goto fail;
+	buf = malloc(CONFIG_MAX_FILE + 1);
+	if (!buf)
+		goto fail;
+	n = fread(buf, 1, CONFIG_MAX_FILE + 1, f);
+	if (ferror(f))
+		goto fail;
+	if (n > CONFIG_MAX_FILE) {
+		errno = EFBIG;
+		goto fail;
+	}
+	ret = load_buf(buf, n, path, errs, errlen);
+	goto out;
+fail:
+	if (errs && errlen)
+		snprintf(errs, errlen, "config: %s: cannot be read (%s)\n", path, strerror(errno));
+out:
+	if (f)
+		fclose(f);
+	free(buf);
+	return ret;
+}
+
+void config_free(struct config *cfg)
+{
+	size_t i, j;
+
+	if (!cfg)
+		return;
+	for (i = 0; i < CFG_NROWS; i++) {
+		const struct cfg_row *row = &cfg_rows[i];
+
+		if (row->kind == CFG_STR) {
+			free(*FIELD(cfg, row, char *));
+		} else if (row->kind == CFG_LIST) {
+			char **arr = *FIELD(cfg, row, char **);
+
+			for (j = 0; arr && arr[j]; j++)
+				free(arr[j]);
+			free(arr);
+		}
+	}
+	free(cfg);
+}
+
+/* ---------- reload ---------- */
+
+static int row_equal(const struct cfg_row *row, const struct config *a, const struct config *b)
+{
+	size_t i, na, nb;
+
+	switch (row->kind) {
+	case CFG_STR: {
+		const char *x = *FIELD(a, row, char *), *y = *FIELD(b, row, char *);
+
+		return (!x && !y) || (x && y && strcmp(x, y) == 0);
+	}
+	case CFG_LIST: {
+		char **x = *FIELD(a, row, char **), **y = *FIELD(b, row, char **);
+
+		na = *(const size_t *)((const char *)a + row->off_n);
+		nb = *(const size_t *)((const char *)b + row->off_n);
+		if (na != nb)
+			return 0;
+		for (i = 0; i < na; i++)
+			if (strcmp(x[i], y[i]) != 0)
+				return 0;
+		return 1;
+	}
+	default:
+		return *FIELD(a, row, int) == *FIELD(b, row, int);
+	}
+}
+
+static void row_show(const struct cfg_row *row, const struct config *c, char *out, size_t outlen)
+{
+	int x;
+
+	switch (row->kind) {
+	case CFG_STR: {
+		const char *s = *FIELD(c, row, char *);
+
+		if (s)
+			snprintf(out, outlen, "\"%.100s\"", s);
+		else
+			snprintf(out, outlen, "(unset)");
+		break;
+	}
+	case CFG_LIST:
+		snprintf(out, outlen, "%zu entries", *(const size_t *)((const char *)c + row->off_n));
+		break;
+	case CFG_BOOL:
+		snprintf(out, outlen, "%s", *FIELD(c, row, int) ? "true" : "false");
+		break;
+	case CFG_ENUM:
+		x = *FIELD(c, row, int);
+		snprintf(out, outlen, "%s", x >= 0 && row->choices[x] ? row->choices[x] : "?");
+		break;
+	default:
+		snprintf(out, outlen, "%d", *FIELD(c, row, int));
+		break;
+	}
+}
+
+int config_diff(const struct config *old, const struct config *nw, char *report, size_t replen)
+{
+	size_t i, len = 0;
+	int restart = 0;
+
+	if (report && replen)
+		report[0] = '\0';
+	for (i = 0; i < CFG_NROWS; i++) {
+		const struct cfg_row *row = &cfg_rows[i];
+		const char *how = (row->flags & CF_RELOAD) ? "applied at reload" : "needs a restart";
+		char a[128] = "", b[128] = "";
+		int n;
+
+		if (row_equal(row, old, nw))
+			continue;
+		restart += !(row->flags & CF_RELOAD);
+		if (!(row->flags & CF_SECRET)) {
+			row_show(row, old, a, sizeof(a));
+			row_show(row, nw, b, sizeof(b));
+		}
+		if (!report || len + 1 >= replen)
+			continue;
+		n = snprintf(report + len, replen - len, "%s: %s%s%s, %s\n", row->name,
+			     *a ? a : "changed", *a ? " -> " : "", b, how);
+		len += n > 0 ? (size_t)n : 0;
+		if (len >= replen)
+			len = replen - 1;
+	}
+	return restart;
+}

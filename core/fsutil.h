@@ -1,0 +1,19 @@
+/* Small file-system helpers for durable writes. */
+#ifndef ACME_SPOA_FSUTIL_H
+#define ACME_SPOA_FSUTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Writes <len> bytes to <path> atomically and durably: a temp file in the same
+ * directory created with <mode>, written, fsync'd, renamed over <path>, and the
+ * directory fsync'd. Readers see the old or the new content, never a mix.
+ * Returns 0, or -1 with the reason in <err>. */
+int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
+		    char *err, size_t errlen);
+
+/* Reads a whole file (at most <max> bytes) into a malloc'd NUL-terminated
+ * buffer. Returns it (length in <len>) or NULL with errno set. */
+char *fs_read_file(const char *path, size_t max, size_t *len);
+
+#endif

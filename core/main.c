@@ -1,0 +1,114 @@
+/* acme-spoa: automatic certificates for HAProxy over SPOE and the runtime API. */
+#include <ev.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "core/manager.h"
+
+#define ACME_SPOA_VERSION "0.1.0"
+
+struct main_ctx {
+	struct mgr *mgr;
+	const char *config_path;
+	ev_signal sig_term, sig_int, sig_hup;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: acme-spoa -c FILE [-v]       run with the JSON config FILE\n"
+		"       acme-spoa -c FILE --check    validate the config, print every error, exit 0/1\n"
+		"       acme-spoa --version | --help\n"
+		"Logs go to stderr; -v adds protocol detail. SIGHUP reloads the config file.\n");
+}
+
+static void cb_main_stop(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	log_info("signal %d: shutting down", w->signum);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void cb_main_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct main_ctx *mc = w->data;
+	char errs[8192] = "";
+	struct config *cfg = config_load(mc->config_path, errs, sizeof(errs));
+
+	if (!cfg) {
+		log_err("SIGHUP: %s not reloaded, keeping the running config:\n%s", mc->config_path, errs);
+		return;
+	}
+	mgr_reload(mc->mgr, cfg);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 'k' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct main_ctx mc = { 0 };
+	struct ev_loop *loop;
+	struct config *cfg;
+	char errs[8192] = "", err[1024] = "";
+	int c, check = 0;
+
+	while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': mc.config_path = optarg; break;
+		case 'k': check = 1; break;
+		case 'v': log_level_max = LOG_LVL_DEBUG; break;
+		case 'V': printf("acme-spoa %s\n", ACME_SPOA_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!mc.config_path || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	cfg = config_load(mc.config_path, errs, sizeof(errs));
+	if (!cfg) {
+		fprintf(stderr, "%s: invalid configuration:\n%s", mc.config_path, errs);
+		if (errs[0] && errs[strlen(errs) - 1] != '\n')
+			fputc('\n', stderr);
+		return 1;
+	}
+	if (check) {
+		printf("%s: configuration is valid\n", mc.config_path);
+		config_free(cfg);
+		return 0;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	loop = EV_DEFAULT;
+	mc.mgr = mgr_new(loop, cfg, err, sizeof(err));
+	if (!mc.mgr) {
+		log_err("cannot start: %s", err);
+		return 1;
+	}
+	ev_signal_init(&mc.sig_term, cb_main_stop, SIGTERM);
+	ev_signal_init(&mc.sig_int, cb_main_stop, SIGINT);
+	ev_signal_init(&mc.sig_hup, cb_main_hup, SIGHUP);
+	mc.sig_hup.data = &mc;
+	ev_signal_start(loop, &mc.sig_term);
+	ev_signal_start(loop, &mc.sig_int);
+	ev_signal_start(loop, &mc.sig_hup);
+	log_info("acme-spoa %s started", ACME_SPOA_VERSION);
+	ev_run(loop, 0);
+	mgr_free(mc.mgr);
+	ev_signal_stop(loop, &mc.sig_term);
+	ev_signal_stop(loop, &mc.sig_int);
+	ev_signal_stop(loop, &mc.sig_hup);
+	ev_loop_destroy(loop);
+	log_info("stopped");
+	return 0;
+}

@@ -1,0 +1,1041 @@
+/* The certificate manager: state, issuance jobs, deployment into HAProxy.
+ *
+ * Every certificate lives in storage as "certs/<host>" (chain + key PEM),
+ * in memory for O(1) lookups on the SPOE path, and in haproxy.cert_dir so a
+ * HAProxy restart serves it. An issuance is one job per host (single flight),
+ * guarded by a storage lock so that a fleet orders each name once, and marked
+ * "pending/<host>" while it runs so that a crash resumes it at the next start.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "acme/acme.h"
+#include "acme/crypto.h"
+#include "acme/http.h"
+#include "admin/admin.h"
+#include "core/config.h"
+#include "core/fsutil.h"
+#include "core/log.h"
+#include "core/manager.h"
+#include "core/mgr_int.h"
+#include "runtime/runtime.h"
+#include "spoa/spoa.h"
+#include "storage/storage.h"
+
+#define MGR_LOCK_LEASE_MS	120000
+#define MGR_LOCK_EXTEND_S	30.0
+#define MGR_LOCK_RETRY_S	2.0
+#define MGR_LOCK_MAX_TRIES	150	/* 5 minutes of waiting for another node */
+#define MGR_CHALLENGE_TTL	3600
+#define MGR_BACKOFF_MAX_S	(24 * 3600)
+#define MGR_RECONCILE_S		60.0
+#define MGR_CERTS_CHANNEL	"certs"
+
+static void mgr_job_next(struct mgr *m);
+
+/* ---- certificates -------------------------------------------------------- */
+
+static void mgr_cert_free(void *p)
+{
+	struct mgr_cert *c = p;
+
+	if (!c)
+		return;
+	crypto_cert_info_clear(&c->info);
+	crypto_secret_free(c->pem, c->len);
+	free(c);
+}
+
+struct mgr_cert *mgr_cert_get(struct mgr *m, const char *host)
+{
+	return hmap_get(&m->certs, host);
+}
+
+struct mgr_cert *mgr_cert_install(struct mgr *m, const char *host, const char *pem, size_t len)
+{
+	struct mgr_cert *c, *old = NULL;
+	char err[256];
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	snprintf(c->host, sizeof(c->host), "%s", host);
+	if (crypto_cert_info(pem, len, &c->info, err, sizeof(err)) == -1) {
+		log_err("host=%s stored certificate unreadable: %s", host, err);
+		free(c);
+		return NULL;
+	}
+	c->pem = malloc(len + 1);
+	if (!c->pem) {
+		mgr_cert_free(c);
+		return NULL;
+	}
+	memcpy(c->pem, pem, len);
+	c->pem[len] = '\0';
+	c->len = len;
+	old = hmap_get(&m->certs, host);
+	if (old && strcmp(old->info.serial_hex, c->info.serial_hex) == 0) {
+		/* same certificate: keep the ARI facts already learnt */
+		c->ari_start = old->ari_start;
+		c->ari_end = old->ari_end;
+		c->ari_next = old->ari_next;
+	}
+	if (hmap_put(&m->certs, host, c, (void **)&old) == -1) {
+		mgr_cert_free(c);
+		return NULL;
+	}
+	mgr_cert_free(old);
+	mgr_renew_compute(m, c);
+	return c;
+}
+
+static void mgr_cert_path(const struct mgr *m, const char *host, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "%s/%s.pem", m->cfg->cert_dir, host);
+}
+
+/* HAProxy names a crt-list made from a directory without the trailing '/'. */
+static void mgr_crt_list_name(const struct mgr *m, char *out, size_t outlen)
+{
+	size_t n;
+
+	snprintf(out, outlen, "%s", m->cfg->crt_list);
+	n = strlen(out);
+	while (n > 1 && out[n - 1] == '/')
+		out[--n] = '\0';
+}
+
+static void mgr_push_done(void *arg, int ok, const char *err)
+{
+	struct mgr *m = arg;
+
+	if (ok) {
+		m->cnt.push_ok++;
+	} else {
+		m->cnt.push_failed++;
+		log_err("push failed: %s", err ? err : "unknown error");
+	}
+}
+
+void mgr_cert_deploy(struct mgr *m, struct mgr_cert *c)
+{
+	char path[4096], list[4096], err[512];
+	size_t cur_len = 0;
+	char *cur;
+
+	mgr_cert_path(m, c->host, path, sizeof(path));
+	cur = fs_read_file(path, 1 << 20, &cur_len);
+	if (!cur || cur_len != c->len || memcmp(cur, c->pem, c->len) != 0) {
+		if (fs_write_atomic(path, c->pem, c->len, 0600, err, sizeof(err)) == -1)
+			log_err("host=%s cannot write certificate file: %s", c->host, err);
+	}
+	if (cur)
+		crypto_secret_free(cur, cur_len);
+	mgr_crt_list_name(m, list, sizeof(list));
+	if (rt_push_cert(m->rt, path, list, c->pem, c->len, mgr_push_done, m) == -1) {
+		m->cnt.push_failed++;
+		log_err("host=%s push not started", c->host);
+	}
+}
+
+void mgr_cert_remove(struct mgr *m, const char *host)
+{
+	char path[4096], list[4096];
+
+	mgr_cert_free(hmap_del(&m->certs, host));
+	mgr_cert_path(m, host, path, sizeof(path));
+	if (unlink(path) == -1 && errno != ENOENT)
+		log_warn("host=%s cannot remove %s: %s", host, path, strerror(errno));
+	mgr_crt_list_name(m, list, sizeof(list));
+	rt_remove_cert(m->rt, path, list, mgr_push_done, m);
+}
+
+/* Loads "certs/<host>" from storage into memory (and HAProxy when <deploy>)
+ * unless memory already holds that very certificate. Returns 1 when changed. */
+static int mgr_cert_load(struct mgr *m, const char *host, int deploy)
+{
+	char key[STORAGE_KEY_MAX], err[256];
+	struct mgr_cert *old = mgr_cert_get(m, host), *c;
+	char *pem = NULL;
+	size_t len = 0;
+	int rc;
+
+	snprintf(key, sizeof(key), "certs/%s", host);
+	rc = storage_get(m->st, key, &pem, &len, err, sizeof(err));
+	if (rc != 0) {
+		if (rc == -1) {
+			m->cnt.storage_errors++;
+			log_err("host=%s %s", host, err);
+		}
+		return 0;
+	}
+	if (old && old->len == len && memcmp(old->pem, pem, len) == 0) {
+		crypto_secret_free(pem, len);
+		return 0;
+	}
+	c = mgr_cert_install(m, host, pem, len);
+	crypto_secret_free(pem, len);
+	if (!c)
+		return 0;
+	if (deploy)
+		mgr_cert_deploy(m, c);
+	return 1;
+}
+
+/* ---- HAProxy sync -------------------------------------------------------- */
+
+struct mgr_sync {
+	struct mgr *m;
+	size_t idx;
+};
+
+static void mgr_sync_names(void *arg, int ok, const char *const *names, size_t n)
+{
+	struct mgr_sync *s = arg;
+	struct mgr *m = s->m;
+	struct hmap have;
+	size_t i, pushed = 0, b;
+
+	if (!ok) {
+		log_warn("runtime socket %zu: cannot list certificates, will retry on reconnect", s->idx);
+		free(s);
+		return;
+	}
+	hmap_init(&have);
+	for (i = 0; i < n; i++)
+		hmap_put(&have, names[i], (void *)1, NULL);
+	for (b = 0; b < m->certs.nbuckets; b++) {
+		struct hmap_entry *e;
+
+		for (e = m->certs.buckets[b]; e; e = e->next) {
+			char path[4096];
+
+			mgr_cert_path(m, e->key, path, sizeof(path));
+			if (!hmap_get(&have, path)) {
+				mgr_cert_deploy(m, e->val);
+				pushed++;
+			}
+		}
+	}
+	hmap_clear(&have, NULL);
+	log_info("runtime socket %zu: HAProxy holds %zu certificates, pushed %zu missing", s->idx, n, pushed);
+	free(s);
+}
+
+void mgr_sync_haproxy(struct mgr *m, size_t idx)
+{
+	struct mgr_sync *s = malloc(sizeof(*s));
+
+	if (!s)
+		return;
+	s->m = m;
+	s->idx = idx;
+	if (rt_list_certs(m->rt, idx, mgr_sync_names, s) == -1)
+		free(s);
+}
+
+static void mgr_on_rt_reload(void *arg, size_t idx)
+{
+	struct mgr *m = arg;
+
+	log_info("runtime socket %zu: HAProxy restarted or reloaded, re-syncing certificates", idx);
+	mgr_sync_haproxy(m, idx);
+}
+
+void mgr_on_engine(void *ctx, const char *engine_id, int is_new)
+{
+	struct mgr *m = ctx;
+	size_t i;
+
+	if (!is_new)
+		return;
+	log_info("spoe: new HAProxy engine-id %s, re-syncing certificates", engine_id);
+	for (i = 0; i < rt_count(m->rt); i++)
+		mgr_sync_haproxy(m, i);
+}
+
+/* ---- challenges ---------------------------------------------------------- */
+
+void mgr_challenge_put_local(struct mgr *m, const char *token, const char *keyauth)
+{
+	char *old = NULL, *v = strdup(keyauth);
+
+	if (!v || hmap_put(&m->challenges, token, v, (void **)&old) == -1)
+		free(v);
+	free(old);
+}
+
+void mgr_challenge_store(struct mgr *m, const char *token, const char *keyauth, unsigned ttl)
+{
+	char key[STORAGE_KEY_MAX], err[256];
+
+	mgr_challenge_put_local(m, token, keyauth);
+	snprintf(key, sizeof(key), "challenges/%s", token);
+	if (storage_put(m->st, key, keyauth, strlen(keyauth), ttl, err, sizeof(err)) == -1) {
+		m->cnt.storage_errors++;
+		log_err("challenge not shared through storage: %s", err);
+	}
+}
+
+void mgr_challenge_forget(struct mgr *m, const char *token)
+{
+	char key[STORAGE_KEY_MAX], err[256];
+
+	free(hmap_del(&m->challenges, token));
+	snprintf(key, sizeof(key), "challenges/%s", token);
+	if (storage_del(m->st, key, err, sizeof(err)) == -1)
+		m->cnt.storage_errors++;
+}
+
+const char *mgr_challenge_lookup(struct mgr *m, const char *token, char *buf, size_t buflen)
+{
+	char key[STORAGE_KEY_MAX], err[256], *val = NULL;
+	const char *p;
+	size_t len = 0;
+
+	if (!*token || strlen(token) > 256)
+		return NULL;
+	for (p = token; *p; p++)
+		if (!(*p == '-' || *p == '_' || (*p >= '0' && *p <= '9') ||
+		      (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+			return NULL;
+	p = hmap_get(&m->challenges, token);
+	if (p)
+		return p;
+	/* another node of the fleet may have stored it */
+	snprintf(key, sizeof(key), "challenges/%s", token);
+	if (storage_get(m->st, key, &val, &len, err, sizeof(err)) != 0 || len >= buflen) {
+		free(val);
+		return NULL;
+	}
+	memcpy(buf, val, len);
+	buf[len] = '\0';
+	free(val);
+	return buf;
+}
+
+static int mgr_hook_challenge_set(void *arg, const char *host, const char *token, const char *keyauth)
+{
+	struct mgr *m = arg;
+	char key[STORAGE_KEY_MAX], err[256];
+
+	mgr_challenge_put_local(m, token, keyauth);
+	snprintf(key, sizeof(key), "challenges/%s", token);
+	if (storage_put(m->st, key, keyauth, strlen(keyauth), MGR_CHALLENGE_TTL, err, sizeof(err)) == -1) {
+		m->cnt.storage_errors++;
+		log_err("host=%s cannot store challenge: %s", host, err);
+		free(hmap_del(&m->challenges, token));
+		return -1;
+	}
+	return 0;
+}
+
+static void mgr_hook_challenge_clear(void *arg, const char *host, const char *token)
+{
+	mgr_challenge_forget(arg, token);
+}
+
+/* ---- backoff ------------------------------------------------------------- */
+
+int mgr_backoff_active(struct mgr *m, const char *host, time_t *until)
+{
+	char key[STORAGE_KEY_MAX], err[256], *val = NULL;
+	json_t *j;
+	size_t len;
+	time_t u = 0;
+
+	snprintf(key, sizeof(key), "backoff/%s", host);
+	if (storage_get(m->st, key, &val, &len, err, sizeof(err)) != 0)
+		return 0;
+	j = json_loadb(val, len, 0, NULL);
+	free(val);
+	if (!j)
+		return 0;
+	u = (time_t)json_integer_value(json_object_get(j, "until"));
+	json_decref(j);
+	if (until)
+		*until = u;
+	return u > time(NULL);
+}
+
+/* Records a failure: the wait starts at fail_backoff_minutes and doubles on
+ * each consecutive failure, capped at a day; a CA's Retry-After wins if longer. */
+static void mgr_backoff_record(struct mgr *m, const char *host, const char *why, long retry_after)
+{
+	char key[STORAGE_KEY_MAX], err[256], *val = NULL, *text;
+	json_t *j = NULL;
+	size_t len;
+	long failures = 0, wait;
+	time_t now = time(NULL);
+
+	snprintf(key, sizeof(key), "backoff/%s", host);
+	if (storage_get(m->st, key, &val, &len, err, sizeof(err)) == 0) {
+		j = json_loadb(val, len, 0, NULL);
+		failures = j ? (long)json_integer_value(json_object_get(j, "failures")) : 0;
+		json_decref(j);
+	}
+	free(val);
+	failures++;
+	wait = (long)m->cfg->fail_backoff_minutes * 60;
+	for (long i = 1; i < failures && wait < MGR_BACKOFF_MAX_S; i++)
+		wait *= 2;
+	if (wait > MGR_BACKOFF_MAX_S)
+		wait = MGR_BACKOFF_MAX_S;
+	if (retry_after > wait)
+		wait = retry_after;
+	j = json_pack("{s:I, s:I, s:s}", "failures", (json_int_t)failures,
+		      "until", (json_int_t)(now + wait), "error", why ? why : "");
+	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (text && storage_put(m->st, key, text, strlen(text), wait + MGR_BACKOFF_MAX_S,
+				err, sizeof(err)) == -1) {
+		m->cnt.storage_errors++;
+		log_err("host=%s cannot store backoff: %s", host, err);
+	}
+	free(text);
+	log_warn("host=%s issuance failed (%ld in a row), next attempt not before %lds: %s",
+		 host, failures, wait, why ? why : "");
+}
+
+static void mgr_backoff_clear(struct mgr *m, const char *host)
+{
+	char key[STORAGE_KEY_MAX], err[256];
+
+	snprintf(key, sizeof(key), "backoff/%s", host);
+	storage_del(m->st, key, err, sizeof(err));
+}
+
+/* ---- jobs ---------------------------------------------------------------- */
+
+static void mgr_job_reply(struct mgr_job *j, unsigned status, const char *msg)
+{
+	struct mgr_waiter *w, *next;
+
+	for (w = j->waiters; w; w = next) {
+		next = w->next;
+		admin_reply_message(w->req, status, msg);
+		free(w);
+	}
+	j->waiters = NULL;
+}
+
+static void mgr_job_end(struct mgr_job *j, int ok, const char *why, long retry_after)
+{
+	struct mgr *m = j->m;
+	char key[STORAGE_KEY_MAX], err[256], msg[1024];
+
+	ev_timer_stop(m->loop, &j->timer);
+	if (j->state == MGR_JOB_ORDERING) {
+		m->orders_running--;
+		snprintf(key, sizeof(key), "pending/%s", j->host);
+		storage_del(m->st, key, err, sizeof(err));
+		snprintf(key, sizeof(key), "issue/%s", j->host);
+		storage_unlock(m->st, key, m->node_id, err, sizeof(err));
+	}
+	if (ok) {
+		snprintf(msg, sizeof(msg), "certificate for host %s is created", j->host);
+		mgr_job_reply(j, 201, msg);
+	} else {
+		if (!j->forced || j->state == MGR_JOB_ORDERING)
+			mgr_backoff_record(m, j->host, why, retry_after);
+		snprintf(msg, sizeof(msg), "failed to create certificate for host %s: %s", j->host,
+			 why ? why : "unknown error");
+		mgr_job_reply(j, j->state == MGR_JOB_ASKING ? 400 : 500, msg);
+	}
+	hmap_del(&m->jobs, j->host);
+	free(j);
+	mgr_job_next(m);
+}
+
+static void mgr_order_done(void *arg, const char *host, const struct acme_result *res)
+{
+	struct mgr_job *j = arg;
+	struct mgr *m = j->m;
+	char key[STORAGE_KEY_MAX], err[256], why[1024];
+	struct mgr_cert *c;
+	size_t clen, klen;
+	char *bundle;
+
+	if (!res->ok) {
+		const struct acme_problem *p = &res->problem;
+
+		m->cnt.orders_failed++;
+		if (j->renewal)
+			m->cnt.renewals_failed++;
+		if (p->status == 429)
+			m->cnt.fail_rate_limited++;
+		else if (p->status == 0)
+			m->cnt.fail_transport++;
+		else
+			m->cnt.fail_ca++;
+		snprintf(why, sizeof(why), "%s%s%s%s%s", p->type ? p->type : "error",
+			 p->detail ? ": " : "", p->detail ? p->detail : "",
+			 p->subproblems ? " " : "", p->subproblems ? p->subproblems : "");
+		log_err("host=%s order=%s failed: %s", host, res->order_url ? res->order_url : "-", why);
+		mgr_job_end(j, 0, why, p->retry_after);
+		return;
+	}
+	clen = strlen(res->cert_pem);
+	klen = strlen(res->key_pem);
+	bundle = malloc(clen + klen + 2);
+	if (!bundle) {
+		mgr_job_end(j, 0, "out of memory", -1);
+		return;
+	}
+	memcpy(bundle, res->cert_pem, clen);
+	if (clen && bundle[clen - 1] != '\n')
+		bundle[clen++] = '\n';
+	memcpy(bundle + clen, res->key_pem, klen + 1);
+	snprintf(key, sizeof(key), "certs/%s", host);
+	if (storage_put(m->st, key, bundle, clen + klen, 0, err, sizeof(err)) == -1) {
+		m->cnt.storage_errors++;
+		m->cnt.fail_storage++;
+		m->cnt.orders_failed++;
+		log_err("host=%s certificate issued but not stored: %s", host, err);
+		crypto_secret_free(bundle, clen + klen);
+		mgr_job_end(j, 0, err, -1);
+		return;
+	}
+	c = mgr_cert_install(m, host, bundle, clen + klen);
+	crypto_secret_free(bundle, clen + klen);
+	if (!c) {
+		m->cnt.orders_failed++;
+		mgr_job_end(j, 0, "the CA returned an unreadable certificate", -1);
+		return;
+	}
+	m->cnt.orders_ok++;
+	if (j->renewal)
+		m->cnt.renewals++;
+	log_info("host=%s order=%s certificate issued serial=%s not_after=%s issuer=\"%s\"", host,
+		 res->order_url ? res->order_url : "-", c->info.serial_hex, c->info.not_after_str,
+		 c->info.issuer_cn);
+	mgr_cert_deploy(m, c);
+	storage_publish(m->st, MGR_CERTS_CHANNEL, host, strlen(host), err, sizeof(err));
+	mgr_backoff_clear(m, host);
+	mgr_job_end(j, 1, NULL, -1);
+	mgr_renew_schedule(m);
+}
+
+static void mgr_job_lease_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct mgr_job *j = w->data;
+	struct mgr *m = j->m;
+	char key[STORAGE_KEY_MAX], err[256];
+
+	snprintf(key, sizeof(key), "issue/%s", j->host);
+	if (storage_lock(m->st, key, m->node_id, MGR_LOCK_LEASE_MS, err, sizeof(err)) != 0)
+		log_warn("host=%s cannot extend issuance lock: %s", j->host, err);
+}
+
+static void mgr_job_order(struct mgr_job *j)
+{
+	struct mgr *m = j->m;
+	struct mgr_cert *c = mgr_cert_get(m, j->host);
+	char key[STORAGE_KEY_MAX], err[256];
+	const char *mark = j->renewal ? "renewal" : "new";
+
+	snprintf(key, sizeof(key), "pending/%s", j->host);
+	storage_put(m->st, key, mark, strlen(mark), 0, err, sizeof(err));
+	j->state = MGR_JOB_ORDERING;
+	m->orders_running++;
+	m->cnt.orders_started++;
+	ev_timer_init(&j->timer, mgr_job_lease_cb, MGR_LOCK_EXTEND_S, MGR_LOCK_EXTEND_S);
+	j->timer.data = j;
+	ev_timer_start(m->loop, &j->timer);
+	log_info("host=%s %s started", j->host, j->renewal ? "renewal" : "issuance");
+	if (acme_order_start(m->acme, j->host,
+			     j->renewal && c && c->info.ari_cert_id[0] ? c->info.ari_cert_id : NULL,
+			     mgr_order_done, j) == -1)
+		mgr_job_end(j, 0, "the ACME client could not start the order", -1);
+}
+
+static void mgr_job_lock(struct mgr_job *j);
+
+static void mgr_job_lock_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct mgr_job *j = w->data;
+	struct mgr_cert *before = mgr_cert_get(j->m, j->host);
+	char serial[130];
+
+	snprintf(serial, sizeof(serial), "%s", before ? before->info.serial_hex : "");
+	/* the node holding the lock may have finished: take its certificate */
+	if (mgr_cert_load(j->m, j->host, 1)) {
+		struct mgr_cert *c = mgr_cert_get(j->m, j->host);
+
+		if (c && strcmp(c->info.serial_hex, serial) != 0) {
+			log_info("host=%s certificate issued by another node", j->host);
+			mgr_job_end(j, 1, NULL, -1);
+			return;
+		}
+	}
+	mgr_job_lock(j);
+}
+
+static void mgr_job_lock(struct mgr_job *j)
+{
+	struct mgr *m = j->m;
+	char key[STORAGE_KEY_MAX], err[256];
+	int rc;
+
+	snprintf(key, sizeof(key), "issue/%s", j->host);
+	rc = storage_lock(m->st, key, m->node_id, MGR_LOCK_LEASE_MS, err, sizeof(err));
+	if (rc == 0) {
+		mgr_job_order(j);
+		return;
+	}
+	if (rc == -1 || ++j->lock_tries > MGR_LOCK_MAX_TRIES) {
+		m->cnt.storage_errors += rc == -1;
+		mgr_job_end(j, 0, rc == -1 ? err : "another node held the issuance lock too long", -1);
+		return;
+	}
+	if (j->lock_tries == 1)
+		log_info("host=%s another node is issuing, waiting for it", j->host);
+	j->state = MGR_JOB_LOCKING;
+	ev_timer_stop(m->loop, &j->timer);
+	ev_timer_init(&j->timer, mgr_job_lock_retry_cb, MGR_LOCK_RETRY_S, 0);
+	j->timer.data = j;
+	ev_timer_start(m->loop, &j->timer);
+}
+
+static void mgr_ask_done(void *arg, const struct http_response *res)
+{
+	struct mgr_job *j = arg;
+	char why[512];
+
+	if (res->status >= 200 && res->status < 300) {
+		mgr_job_lock(j);
+		return;
+	}
+	j->m->cnt.refused_ask++;
+	if (res->status == 0)
+		snprintf(why, sizeof(why), "ask_url unreachable: %s", res->error ? res->error : "?");
+	else
+		snprintf(why, sizeof(why), "ask_url refused the name (HTTP %ld)", res->status);
+	log_info("host=%s not issued: %s", j->host, why);
+	mgr_job_end(j, 0, why, -1);
+}
+
+static void mgr_job_start(struct mgr_job *j)
+{
+	struct mgr *m = j->m;
+	char url[2048];
+
+	if (!m->cfg->ask_url || j->forced || j->renewal) {
+		mgr_job_lock(j);
+		return;
+	}
+	/* host names are LDH: nothing to escape */
+	snprintf(url, sizeof(url), "%s%sdomain=%s", m->cfg->ask_url,
+		 strchr(m->cfg->ask_url, '?') ? "&" : "?", j->host);
+	j->state = MGR_JOB_ASKING;
+	if (http_request(m->http, "GET", url, NULL, NULL, 0, 10000, mgr_ask_done, j) == -1)
+		mgr_job_end(j, 0, "ask_url request not started", -1);
+}
+
+static void mgr_job_next(struct mgr *m)
+{
+	while (m->queue_head && m->orders_running < (unsigned)m->cfg->max_orders) {
+		struct mgr_job *j = m->queue_head;
+
+		m->queue_head = j->next_queued;
+		if (!m->queue_head)
+			m->queue_tail = NULL;
+		j->next_queued = NULL;
+		mgr_job_start(j);
+	}
+}
+
+int mgr_issue(struct mgr *m, const char *host, int renewal, int forced, struct admin_req *req)
+{
+	struct mgr_job *j = hmap_get(&m->jobs, host);
+	struct mgr_waiter *w = NULL;
+
+	if (req) {
+		w = calloc(1, sizeof(*w));
+		if (!w)
+			return -1;
+		w->req = req;
+	}
+	if (j) {
+		if (w) {
+			w->next = j->waiters;
+			j->waiters = w;
+		}
+		return 0;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j || hmap_put(&m->jobs, host, j, NULL) == -1) {
+		free(j);
+		free(w);
+		return -1;
+	}
+	j->m = m;
+	snprintf(j->host, sizeof(j->host), "%s", host);
+	j->renewal = renewal;
+	j->forced = forced;
+	j->waiters = w;
+	ev_init(&j->timer, NULL);
+	j->state = MGR_JOB_QUEUED;
+	if (m->queue_tail)
+		m->queue_tail->next_queued = j;
+	else
+		m->queue_head = j;
+	m->queue_tail = j;
+	mgr_job_next(m);
+	return 0;
+}
+
+/* ---- cluster ------------------------------------------------------------- */
+
+static void mgr_on_cert_msg(void *arg, const char *msg, size_t len)
+{
+	struct mgr *m = arg;
+	char host[MGR_HOST_MAX];
+
+	if (len == 0 || len >= sizeof(host))
+		return;
+	memcpy(host, msg, len);
+	host[len] = '\0';
+	if (mgr_cert_load(m, host, 1)) {
+		log_info("host=%s certificate received from another node", host);
+		mgr_renew_schedule(m);
+	}
+}
+
+/* Loads every stored certificate that memory lacks or holds in an older
+ * version: at start, and periodically in a fleet in case a message was missed. */
+static size_t mgr_reconcile(struct mgr *m, int deploy)
+{
+	char **keys = NULL, err[256];
+	size_t n = 0, i, changed = 0;
+
+	if (storage_list(m->st, "certs/", &keys, &n, err, sizeof(err)) == -1) {
+		m->cnt.storage_errors++;
+		log_err("cannot list stored certificates: %s", err);
+		return 0;
+	}
+	for (i = 0; i < n; i++)
+		changed += mgr_cert_load(m, keys[i] + strlen("certs/"), deploy);
+	storage_list_free(keys, n);
+	return changed;
+}
+
+static void mgr_reconcile_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct mgr *m = w->data;
+
+	if (mgr_reconcile(m, 1))
+		mgr_renew_schedule(m);
+}
+
+/* ---- set-up -------------------------------------------------------------- */
+
+static EVP_PKEY *mgr_account_key(struct mgr *m, char *err, size_t errlen)
+{
+	char key[STORAGE_KEY_MAX], *pem = NULL, hex[65];
+	unsigned char md[32];
+	unsigned int mdlen = sizeof(md);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	EVP_PKEY *pk = NULL;
+	size_t len = 0;
+	int rc, i;
+
+	if (!ctx)
+		return NULL;
+	/* one account per (CA, email): the id is a digest, so the email stays out of key names */
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	EVP_DigestUpdate(ctx, m->cfg->api_uri, strlen(m->cfg->api_uri));
+	EVP_DigestUpdate(ctx, "\n", 1);
+	EVP_DigestUpdate(ctx, m->cfg->account_email, strlen(m->cfg->account_email));
+	EVP_DigestFinal_ex(ctx, md, &mdlen);
+	EVP_MD_CTX_free(ctx);
+	for (i = 0; i < 16; i++)
+		sprintf(hex + i * 2, "%02x", md[i]);
+	snprintf(m->account_id, sizeof(m->account_id), "%s", hex);
+	snprintf(key, sizeof(key), "accounts/%s/key", m->account_id);
+	rc = storage_get(m->st, key, &pem, &len, err, errlen);
+	if (rc == -1)
+		return NULL;
+	if (rc == 0) {
+		pk = crypto_key_from_pem(pem, len, err, errlen);
+		crypto_secret_free(pem, len);
+		if (!pk)
+			snprintf(err + strlen(err), errlen - strlen(err), " (stored account key %s)", key);
+		return pk;
+	}
+	pk = crypto_key_generate(CRYPTO_KEY_EC_P256, 0, err, errlen);
+	if (!pk)
+		return NULL;
+	pem = crypto_key_to_pem(pk, &len);
+	if (!pem || storage_put(m->st, key, pem, len, 0, err, errlen) == -1) {
+		if (!pem)
+			snprintf(err, errlen, "cannot encode the account key");
+		crypto_secret_free(pem, len);
+		EVP_PKEY_free(pk);
+		return NULL;
+	}
+	crypto_secret_free(pem, len);
+	log_info("account: new ACME account key created for %s", m->cfg->api_uri);
+	return pk;
+}
+
+static void mgr_resume_pending(struct mgr *m)
+{
+	char **keys = NULL, err[256], *val;
+	size_t n = 0, i, len;
+
+	if (storage_list(m->st, "pending/", &keys, &n, err, sizeof(err)) == -1)
+		return;
+	for (i = 0; i < n; i++) {
+		const char *host = keys[i] + strlen("pending/");
+		int renewal = 0;
+
+		if (storage_get(m->st, keys[i], &val, &len, err, sizeof(err)) == 0) {
+			renewal = strcmp(val, "renewal") == 0;
+			free(val);
+		}
+		log_info("host=%s resuming an issuance cut off by a stop", host);
+		mgr_issue(m, host, renewal, 1, NULL);
+	}
+	storage_list_free(keys, n);
+}
+
+static int mgr_open_storage(struct mgr *m, char *err, size_t errlen)
+{
+	static const char *const names[CONFIG_STORAGE__MAX] = {
+		[CONFIG_STORAGE_FILE] = "file",
+		[CONFIG_STORAGE_REDIS] = "redis",
+		[CONFIG_STORAGE_SHM] = "shm",
+	};
+	const struct config *cfg = m->cfg;
+	struct storage_conf sc = {
+		.file_path = cfg->file_path,
+		.redis_host = cfg->redis_host,
+		.redis_port = cfg->redis_port,
+		.redis_database = cfg->redis_database,
+		.redis_auth = cfg->redis_auth,
+		.redis_ssl = cfg->redis_ssl,
+		.redis_ssl_verify = cfg->redis_ssl_verify,
+		.redis_ssl_server_name = cfg->redis_ssl_server_name,
+		.redis_namespace = cfg->redis_namespace,
+	};
+
+	m->st = storage_open(names[cfg->storage], &sc, err, errlen);
+	return m->st ? 0 : -1;
+}
+
+static const struct acme_hooks mgr_acme_hooks = {
+	.challenge_set = mgr_hook_challenge_set,
+	.challenge_clear = mgr_hook_challenge_clear,
+};
+
+struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t errlen)
+{
+	struct mgr *m = calloc(1, sizeof(*m));
+	unsigned char rnd[16];
+	EVP_PKEY *account = NULL;
+	size_t i, loaded;
+
+	if (!m) {
+		config_free(cfg);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	m->loop = loop;
+	m->cfg = cfg;
+	m->started = time(NULL);
+	hmap_init(&m->certs);
+	hmap_init(&m->jobs);
+	hmap_init(&m->challenges);
+	ev_init(&m->reconcile_timer, mgr_reconcile_cb);
+	m->reconcile_timer.data = m;
+	mgr_renew_init(m);
+	RAND_bytes(rnd, sizeof(rnd));
+	for (i = 0; i < sizeof(rnd); i++)
+		sprintf(m->node_id + i * 2, "%02x", rnd[i]);
+
+	if (mgr_open_storage(m, err, errlen) == -1)
+		goto fail;
+	if (mkdir(cfg->cert_dir, 0750) == -1 && errno != EEXIST) {
+		snprintf(err, errlen, "haproxy.cert_dir: %s: %s", cfg->cert_dir, strerror(errno));
+		goto fail;
+	}
+	account = mgr_account_key(m, err, errlen);
+	if (!account)
+		goto fail;
+	m->http = http_client_new(loop, NULL, err, errlen);
+	if (!m->http)
+		goto fail;
+	{
+		struct acme_conf ac = {
+			.directory_url = cfg->api_uri,
+			.ca_file = cfg->api_ca_file,
+			.email = cfg->account_email,
+			.tos_accepted = cfg->tos_accepted,
+			.eab_kid = cfg->eab_kid,
+			.eab_hmac_key = cfg->eab_hmac_key,
+			.preferred_chain = cfg->preferred_chain,
+			.profile = cfg->profile,
+			.cert_key_type = cfg->cert_type == CONFIG_CERT_ECC ? CRYPTO_KEY_EC_P256 : CRYPTO_KEY_RSA,
+			.rsa_bits = cfg->rsa_key_size,
+		};
+
+		m->acme = acme_client_new(loop, &ac, account, &mgr_acme_hooks, m, err, errlen);
+		account = NULL;
+		if (!m->acme)
+			goto fail;
+	}
+	m->rt = rt_new(loop, (const char *const *)cfg->runtime, cfg->nruntime, mgr_on_rt_reload, m,
+		       err, errlen);
+	if (!m->rt)
+		goto fail;
+
+	loaded = mgr_reconcile(m, 0);
+	log_info("storage=%s: %zu certificates loaded", m->st->name, loaded);
+	/* restart safety: every stored certificate also exists in cert_dir */
+	{
+		size_t b;
+
+		for (b = 0; b < m->certs.nbuckets; b++) {
+			struct hmap_entry *e;
+
+			for (e = m->certs.buckets[b]; e; e = e->next) {
+				struct mgr_cert *c = e->val;
+				char path[4096], werr[256];
+				struct stat sb;
+
+				mgr_cert_path(m, c->host, path, sizeof(path));
+				if (stat(path, &sb) == -1 &&
+				    fs_write_atomic(path, c->pem, c->len, 0600, werr, sizeof(werr)) == -1)
+					log_err("host=%s %s", c->host, werr);
+			}
+		}
+	}
+	for (i = 0; i < rt_count(m->rt); i++)
+		mgr_sync_haproxy(m, i);
+
+	{
+		struct spoa_server_conf sc = {
+			.listen = cfg->spoa_listen,
+			.handlers = mgr_spoa_handlers,
+			.ctx = m,
+			.on_engine = mgr_on_engine,
+		};
+
+		m->spoa = spoa_server_new(loop, &sc, err, errlen);
+		if (!m->spoa)
+			goto fail;
+	}
+	{
+		struct admin_conf ac = {
+			.listen = cfg->admin_listen,
+			.token = cfg->admin_token,
+		};
+
+		m->admin = admin_new(loop, &ac, &mgr_admin_ops, m, err, errlen);
+		if (!m->admin)
+			goto fail;
+	}
+	{
+		char serr[256];
+
+		m->sub = storage_subscribe(m->st, loop, MGR_CERTS_CHANNEL, mgr_on_cert_msg, m,
+					   serr, sizeof(serr));
+		if (m->sub) {
+			ev_timer_set(&m->reconcile_timer, MGR_RECONCILE_S, MGR_RECONCILE_S);
+			ev_timer_start(loop, &m->reconcile_timer);
+		}
+	}
+	if (cfg->ndomains == 0 && !cfg->allow_any_domain)
+		log_warn("domains is empty and allow_any_domain is false: no on-demand issuance, "
+			 "certificates are issued through the admin API only");
+	mgr_resume_pending(m);
+	mgr_renew_schedule(m);
+	log_info("ready: spoa=%s admin=%s storage=%s certificates=%zu", cfg->spoa_listen,
+		 cfg->admin_listen, m->st->name, m->certs.count);
+	return m;
+fail:
+	EVP_PKEY_free(account);
+	mgr_free(m);
+	return NULL;
+}
+
+static void mgr_free_job(void *p)
+{
+	struct mgr_job *j = p;
+	struct mgr_waiter *w, *next;
+
+	for (w = j->waiters; w; w = next) {
+		next = w->next;
+		admin_reply_message(w->req, 503, "the agent is shutting down");
+		free(w);
+	}
+	ev_timer_stop(j->m->loop, &j->timer);
+	free(j);
+}
+
+void mgr_reload(struct mgr *m, struct config *cfg)
+{
+	char report[4096] = "";
+	int restart;
+
+	restart = config_diff(m->cfg, cfg, report, sizeof(report));
+	if (report[0])
+		log_info("config reloaded:\n%s", report);
+	if (restart)
+		log_warn("config: %d changed key(s) need a restart to apply; the rest is applied now",
+			 restart);
+	/* live keys are read from m->cfg at each use: move them into the running
+	 * config, keep the values that only a restart can change */
+#define MGR_SWAP(a, b) do { __typeof__(a) t_ = (a); (a) = (b); (b) = t_; } while (0)
+	MGR_SWAP(m->cfg->domains, cfg->domains);
+	MGR_SWAP(m->cfg->ndomains, cfg->ndomains);
+	MGR_SWAP(m->cfg->ask_url, cfg->ask_url);
+	MGR_SWAP(m->cfg->admin_token, cfg->admin_token);
+#undef MGR_SWAP
+	m->cfg->allow_any_domain = cfg->allow_any_domain;
+	m->cfg->fail_backoff_minutes = cfg->fail_backoff_minutes;
+	m->cfg->renew_threshold_days = cfg->renew_threshold_days;
+	config_free(cfg);
+	admin_set_token(m->admin, m->cfg->admin_token);
+	{
+		size_t b;
+
+		for (b = 0; b < m->certs.nbuckets; b++) {
+			struct hmap_entry *e;
+
+			for (e = m->certs.buckets[b]; e; e = e->next)
+				mgr_renew_compute(m, e->val);
+		}
+	}
+	mgr_renew_schedule(m);
+}
+
+void mgr_free(struct mgr *m)
+{
+	if (!m)
+		return;
+	ev_timer_stop(m->loop, &m->reconcile_timer);
+	mgr_renew_stop(m);
+	/* the ACME client first: it must not call back into a half-freed manager */
+	acme_client_free(m->acme);
+	hmap_clear(&m->jobs, mgr_free_job);
+	admin_free(m->admin);
+	spoa_server_free(m->spoa);
+	rt_free(m->rt);
+	http_client_free(m->http);
+	storage_sub_free(m->sub);
+	storage_close(m->st);
+	hmap_clear(&m->certs, mgr_cert_free);
+	hmap_clear(&m->challenges, free);
+	config_free(m->cfg);
+	free(m);
+}
