@@ -4,6 +4,7 @@
  * completion timer, never from inside an API call or a loop over shared state. */
 #include "acme/acme_int.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -393,11 +394,19 @@ static void acme_account_done(struct acme_op *op, const struct acme_problem *pro
 	acme_kick(c);
 }
 
-static void acme_account_fail(struct acme_op *op, const char *fmt, const char *arg)
+static void acme_account_fail(struct acme_op *op, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void acme_account_fail(struct acme_op *op, const char *fmt, ...)
 {
 	struct acme_problem p = { .retry_after = -1 };
+	char buf[1024];
+	va_list ap;
 
-	acme_problem_set(&p, 0, fmt, arg);
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	acme_problem_set(&p, 0, "%s", buf);
 	acme_account_done(op, &p);
 	acme_problem_clear(&p);
 }

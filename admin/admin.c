@@ -880,13 +880,13 @@ struct admin *admin_new(struct ev_loop *loop, const struct admin_conf *conf,
 		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
 	}
 	a->mhd = MHD_start_daemon(flags, port, NULL, NULL, cb_admin_access, a,
+		MHD_OPTION_EXTERNAL_LOGGER, cb_admin_mhd_log, a,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_CONNECTION_LIMIT,
 		(unsigned int)(conf->max_conns ? conf->max_conns : ADMIN_DEF_MAX_CONNS),
 		MHD_OPTION_CONNECTION_TIMEOUT,
 		(unsigned int)(conf->conn_timeout ? conf->conn_timeout : ADMIN_DEF_TIMEOUT),
 		MHD_OPTION_NOTIFY_COMPLETED, cb_admin_completed, a,
-		MHD_OPTION_EXTERNAL_LOGGER, cb_admin_mhd_log, a,
 		MHD_OPTION_END);
 	if (!a->mhd) {
 		snprintf(err, errlen, "admin.listen: %s: cannot listen (address in use?)",

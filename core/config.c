@@ -277,7 +277,7 @@ static int chk_domain(char *v, char *why, size_t whylen)
 	size_t skip = (v[0] == '*' && v[1] == '.') ? 2 : 0;
 
 	if (config_host_normalize(v + skip, out, sizeof(out)) == -1) {
-		snprintf(why, whylen, "is not a host name or \"*.\" followed by a host name");
+		snprintf(why, whylen, "is not a host name or \"*.\" followed by a host name (no regex)");
 		return -1;
 	}
 	memcpy(v + skip, out, strlen(out) + 1);

@@ -61,6 +61,10 @@ int config_addr_parse(const char *addr, int allow_unix, struct config_addr *out,
 		strcpy(out->path, addr + 5);
 		return 0;
 	}
+	if (strstr(addr, "://")) {
+		snprintf(why, whylen, "is a URL, expected host:port%s", allow_unix ? " or unix:/path" : "");
+		return -1;
+	}
 	if (addr[0] == '[') {
 		hs = addr + 1;
 		he = strchr(hs, ']');

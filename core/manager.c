@@ -740,7 +740,7 @@ static void mgr_reconcile_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static EVP_PKEY *mgr_account_key(struct mgr *m, char *err, size_t errlen)
 {
-	char key[STORAGE_KEY_MAX], *pem = NULL, hex[65];
+	char key[STORAGE_KEY_MAX], *pem = NULL;
 	unsigned char md[32];
 	unsigned int mdlen = sizeof(md);
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -758,8 +758,7 @@ static EVP_PKEY *mgr_account_key(struct mgr *m, char *err, size_t errlen)
 	EVP_DigestFinal_ex(ctx, md, &mdlen);
 	EVP_MD_CTX_free(ctx);
 	for (i = 0; i < 16; i++)
-		sprintf(hex + i * 2, "%02x", md[i]);
-	snprintf(m->account_id, sizeof(m->account_id), "%s", hex);
+		sprintf(m->account_id + i * 2, "%02x", md[i]);
 	snprintf(key, sizeof(key), "accounts/%s/key", m->account_id);
 	rc = storage_get(m->st, key, &pem, &len, err, errlen);
 	if (rc == -1)

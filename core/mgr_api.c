@@ -84,11 +84,12 @@ static void mgr_spoe_http01(void *ctx, const struct spop_arg *args, size_t nargs
 	spoa_reply_set_str(reply, SPOP_SCOPE_TXN, "keyauth", ka, strlen(ka));
 }
 
-const struct spoa_handler mgr_spoa_handlers[] = {
+static const struct spoa_handler mgr_spoa_handler_table[] = {
 	{ .message = "acme-sni", .fn = mgr_spoe_sni },
 	{ .message = "acme-http01", .fn = mgr_spoe_http01 },
 	{ .message = NULL },
 };
+const struct spoa_handler *const mgr_spoa_handlers = mgr_spoa_handler_table;
 
 /* ---- admin --------------------------------------------------------------- */
 

@@ -119,9 +119,10 @@ void mgr_renew_schedule(struct mgr *m);
 void mgr_renew_pass(struct mgr *m, int force_all);
 void mgr_renew_stop(struct mgr *m);
 
-/* mgr_api.c */
-extern const struct spoa_handler mgr_spoa_handlers[];
+/* mgr_api.c: the handler table (NULL-terminated) and the admin operations */
+extern const struct spoa_handler *const mgr_spoa_handlers;
 extern const struct admin_ops mgr_admin_ops;
+/* manager.c */
 void mgr_on_engine(void *ctx, const char *engine_id, int is_new);
 
 #endif

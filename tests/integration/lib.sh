@@ -204,3 +204,62 @@ served_cert() {
 	echo | timeout 5 openssl s_client -connect "127.0.0.1:$HAP_HTTPS" -servername "$1" 2>/dev/null |
 		openssl x509 -noout -subject -issuer 2>/dev/null
 }
+
+# agent_config [EXTRA_JSON_MEMBERS]: writes $IT_DIR/agent.json for Pebble,
+# HAProxy and file storage; sets SPOA_PORT, ADMIN_PORT (once).
+agent_config() {
+	local extra=${1:-} redis=""
+	[ -n "${REDIS_PORT:-}" ] && redis=", \"redis\": { \"port\": $REDIS_PORT, \"namespace\": \"${REDIS_NS:-it}\" }"
+	SPOA_PORT=${SPOA_PORT:-$(free_port)}; ADMIN_PORT=${ADMIN_PORT:-$(free_port)}
+	cat > "$IT_DIR/agent.json" <<JSON
+{
+  "account_email": "it@example.com",
+  "api_uri": "$PEBBLE_DIR_URL",
+  "api_ca_file": "$IT_DIR/pebble-ca.pem",
+  "tos_accepted": true,
+  "cert_type": "ecc",
+  "domains": ["*.test"],
+  "fail_backoff_minutes": 1,
+  "storage": "${IT_STORAGE:-file}",
+  "storage_config": { "file": { "path": "$IT_DIR/store" }$redis },
+  "spoa": { "listen": "127.0.0.1:$SPOA_PORT" },
+  "admin": { "listen": "127.0.0.1:$ADMIN_PORT" },
+  "haproxy": { "runtime": ["unix:$HAP_SOCK"], "cert_dir": "$HAP_CERTS" }${extra:+,
+  $extra}
+}
+JSON
+}
+
+# start_agent [CONFIG]: runs the agent; the sanity check's requests to
+# http://<host>/ reach HAProxy through http_proxy. Sets AGENT_PID.
+start_agent() {
+	local conf=${1:-$IT_DIR/agent.json}
+	http_proxy=http://127.0.0.1:$HAP_HTTP no_proxy=127.0.0.1,localhost \
+		"$IT_BIN" -c "$conf" -v >>"$IT_DIR/agent.log" 2>&1 &
+	AGENT_PID=$!
+	IT_PIDS+=($AGENT_PID)
+	wait_for 15 curl -sf "http://127.0.0.1:$ADMIN_PORT/healthz"
+}
+
+# admin METHOD PATH [CURL ARGS...]: prints "STATUS BODY".
+admin() {
+	local method=$1 path=$2; shift 2
+	curl -s -o "$IT_DIR/admin.body" -w '%{http_code}' -X "$method" "$@" \
+		"http://127.0.0.1:$ADMIN_PORT$path"
+	printf ' '; cat "$IT_DIR/admin.body"
+}
+
+# metric NAME[{LABELS}]: the value of one metric line of the agent.
+metric() {
+	curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v n="$1" '$1 == n { print $2 }' | head -1
+}
+
+# https_get HOST: one HTTPS request through HAProxy with SNI HOST (any certificate accepted).
+https_get() {
+	curl -sk --max-time 5 --resolve "$1:$HAP_HTTPS:127.0.0.1" "https://$1:$HAP_HTTPS/" -o /dev/null
+}
+
+# served_by_pebble HOST: HAProxy serves HOST a certificate issued by Pebble.
+served_by_pebble() {
+	served_cert "$1" | grep -q 'issuer=.*Pebble' && served_cert "$1" | grep -q "subject=.*CN = $1"
+}

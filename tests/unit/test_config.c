@@ -226,14 +226,14 @@ static const struct bad_case bad_cases[] = {
 	{ WITH("\"admin\":{\"token\":\"\"}"), "config: admin.token: (hidden value) is empty" },
 	{ WITH("\"admin\":[]"), "config: admin: [] is an array, expected an object" },
 	{ WITH("\"haproxy\":{\"runtime\":[]}"), "config: haproxy.runtime: [] has fewer than 1 entries" },
-	{ WITH("\"haproxy\":{\"runtime\":[\"tcp://h:1\"]}"), "config: haproxy.runtime[0]: \"tcp://h:1\" has an invalid port" },
+	{ WITH("\"haproxy\":{\"runtime\":[\"tcp://h:1\"]}"), "config: haproxy.runtime[0]: \"tcp://h:1\" is a URL, expected host:port or unix:/path" },
 	{ WITH("\"haproxy\":{\"runtime\":\"unix:/a\"}"), "config: haproxy.runtime: \"unix:/a\" is a string, expected an array of strings" },
 	{ WITH("\"haproxy\":{\"cert_dir\":\"certs\"}"), "config: haproxy.cert_dir: \"certs\" is not an absolute path" },
 	{ WITH("\"haproxy\":{\"crt_list\":7}"), "config: haproxy.crt_list: 7 is an integer, expected a string" },
 	{ WITH("\"max_concurrent_orders\":0"), "config: max_concurrent_orders: 0 is not between 1 and 1000" },
 	{ WITH("\"max_concurrent_orders\":1001"), "config: max_concurrent_orders: 1001 is not between 1 and 1000" },
 	{ WITH("\"spoa\":{\"listen\":\"127.0.0.1:1\"},\"spoa.listen\":\"127.0.0.1:2\""), "config: spoa.listen: given twice" },
-	{ "[1,2]", "config: (json): [1, 2] is an array, expected an object" },
+	{ "[1,2]", "config: (json): [1,2] is an array, expected an object" },
 };
 
 static void test_bad_values(void **state)
@@ -532,6 +532,27 @@ static void test_diff(void **state)
 	config_free(a);
 }
 
+/* The shipped example must load as is (tests run from the repository root). */
+static void test_example_file(void **state)
+{
+	struct config *c;
+
+	(void)state;
+	if (access("haproxy-examples/acme-spoa.json", R_OK) == -1)
+		skip();
+	setenv("ACME_SPOA_ADMIN_TOKEN", "example-token", 1);
+	c = config_load("haproxy-examples/acme-spoa.json", errs, sizeof(errs));
+	if (!c)
+		fail_msg("%s", errs);
+	assert_string_equal(c->api_uri, "https://acme-v02.api.letsencrypt.org/directory");
+	assert_true(c->tos_accepted);
+	assert_string_equal(c->admin_token, "example-token");
+	config_free(c);
+	unsetenv("ACME_SPOA_ADMIN_TOKEN");
+	assert_null(config_load("haproxy-examples/acme-spoa.json", errs, sizeof(errs)));
+	assert_contains(errs, "admin.token: {env://ACME_SPOA_ADMIN_TOKEN} names an unset environment variable");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -546,6 +567,7 @@ int main(void)
 		cmocka_unit_test(test_host_normalize),
 		cmocka_unit_test(test_addr_parse),
 		cmocka_unit_test(test_diff),
+		cmocka_unit_test(test_example_file),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

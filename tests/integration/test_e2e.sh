@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# End to end through the real peers: HAProxy 2.6 with haproxy-examples/,
+# Pebble + pebble-challtestsrv as CA and DNS, the agent with file storage.
+# SPEC §1 flows 1-4, §4 and §5.
+set -u
+source "$(dirname "$0")/lib.sh"
+it_init
+
+SPOA_PORT=$(free_port)
+haproxy_config "$SPOA_PORT"
+start_challtestsrv || { not_ok "challtestsrv starts"; it_summary; exit 1; }
+start_pebble "$HAP_HTTP" || { not_ok "pebble starts"; it_summary; exit 1; }
+start_haproxy || { not_ok "haproxy starts with the example config"; it_summary; exit 1; }
+agent_config
+check "config --check accepts the test config" "$IT_BIN" -c "$IT_DIR/agent.json" --check
+start_agent || { not_ok "agent starts"; cat "$IT_DIR/agent.log"; it_summary; exit 1; }
+ok "agent starts and /healthz answers"
+TOOLS=$IT_BUILD/tools
+STORE="file:$IT_DIR/store"
+
+# --- bad config is refused, naming the key --------------------------------
+sed 's/"cert_type": "ecc"/"cert_type": "dsa"/' "$IT_DIR/agent.json" > "$IT_DIR/bad.json"
+out=$("$IT_BIN" -c "$IT_DIR/bad.json" --check 2>&1); rc=$?
+check "--check refuses a bad cert_type, naming it" test "$rc" = 1 -a -n "$(echo "$out" | grep cert_type)"
+
+# --- http-01 through HAProxy -----------------------------------------------
+"$TOOLS/storage_tool" "$STORE" put challenges/tok-known_1 tok-known_1.thumbprint-xyz 600
+body=$(curl -s -H 'Host: a.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-known_1")
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: a.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-known_1")
+check "known token: 200 with the key authorization" test "$code $body" = "200 tok-known_1.thumbprint-xyz"
+body=$(curl -s -w ' %{http_code}' -H 'Host: a.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/nope")
+check "unknown token: 404 Not found" test "$body" = "$(printf 'Not found\n 404')"
+
+# --- SPOP peer: pipelining, garbage ----------------------------------------
+out=$("$TOOLS/spop_client" "127.0.0.1:$SPOA_PORT" notify --count 2000 --pipeline 64 \
+	--message acme-http01 --arg host=str:a.test --arg token=str:tok-known_1 2>&1)
+check "2000 pipelined NOTIFYs each get one ACK ($out)" grep -q 'acks=2000 errors=0' <<<"$out"
+out=$("$TOOLS/spop_client" "127.0.0.1:$SPOA_PORT" garbage --count 2000 --seed 7 2>&1)
+check "2000 malformed frames: agent still answers" curl -sf "http://127.0.0.1:$ADMIN_PORT/healthz" -o /dev/null
+body=$(curl -s -H 'Host: a.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-known_1")
+check "challenge still answered through HAProxy after the garbage" test "$body" = tok-known_1.thumbprint-xyz
+
+# --- on-demand issuance ----------------------------------------------------
+https_get a.test
+first=$(served_cert a.test)
+check "first request for a.test gets the default certificate" grep -q 'haproxy-default' <<<"$first"
+check "within 30 s HAProxy serves a Pebble certificate for a.test" wait_for 30 served_by_pebble a.test
+check "a.test.pem written 0600 to cert_dir" test "$(stat -c %a "$HAP_CERTS/a.test.pem" 2>/dev/null)" = 600
+
+before=$(metric acme_spoa_orders_started_total)
+for i in $(seq 0 9); do https_get "n$i.test" & done; wait
+all_served() { for i in $(seq 0 9); do served_by_pebble "n$i.test" || return 1; done; }
+check "ten names requested at once are all served within 60 s" wait_for 60 all_served
+after=$(metric acme_spoa_orders_started_total)
+check "ten names made ten orders ($before -> $after)" test "$((after - before))" = 10
+
+before=$(metric acme_spoa_orders_started_total)
+for i in $(seq 100); do https_get one.test & if [ $((i % 20)) = 0 ]; then wait; fi; done; wait
+check "100 requests for one new name: served" wait_for 30 served_by_pebble one.test
+after=$(metric acme_spoa_orders_started_total)
+check "100 requests for one new name made one order ($before -> $after)" test "$((after - before))" = 1
+
+before=$(metric acme_spoa_orders_started_total)
+https_get not.allowed.example; https_get 127.0.0.1
+curl -sk --max-time 5 "https://127.0.0.1:$HAP_HTTPS/" -o /dev/null
+sleep 1
+after=$(metric acme_spoa_orders_started_total)
+check "a disallowed name and an IP SNI make no order" test "$after" = "$before"
+
+# --- admin API (Kong-compatible) -------------------------------------------
+r=$(admin POST /acme -d host=api.test)
+check "POST /acme issues: 201 ($r)" test "$r" = '201 {"message":"certificate for host api.test is created"}'
+r=$(admin POST /acme -H 'Content-Type: application/json' -d '{"host":"api.test","test_http_challenge_flow":true}')
+check "POST /acme sanity test passes ($r)" test "$r" = '200 {"message":"sanity test for host api.test passed"}'
+r=$(admin POST /acme -d host=api.example.org)
+check "POST /acme for a disallowed host: 400 ($r)" grep -q '^400 {"message":' <<<"$r"
+r=$(admin POST /acme)
+check "POST /acme without host: 400 ($r)" grep -q '^400 {"message":' <<<"$r"
+r=$(admin POST /acme -H 'Content-Type: application/json' -d '{"host":')
+check "POST /acme with bad JSON: 400 ($r)" grep -q '^400 {"message":' <<<"$r"
+r=$(admin GET /acme/certificates)
+check "GET /acme/certificates lists api.test" python3 -c '
+import json,sys; s,b=sys.argv[1].split(" ",1); d=json.loads(b)["data"]
+assert s=="200" and any(c["host"]=="api.test" for c in d), sys.argv[1]' "$r"
+r=$(admin GET /acme/certificates/api.test)
+check "GET /acme/certificates/api.test has every CERT field" python3 -c '
+import json,sys,re; s,b=sys.argv[1].split(" ",1); c=json.loads(b)["data"]
+assert s=="200"
+assert set(c)=={"host","not_before","not_after","valid","serial_number","digest","issuer_cn","pubkey_type"}, c
+assert c["valid"] is True and c["pubkey_type"]=="id-ecPublicKey"
+assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", c["not_after"])
+assert re.fullmatch(r"([0-9A-F]{2}:){19}[0-9A-F]{2}", c["digest"])' "$r"
+r=$(admin GET /acme/certificates/unknown.test)
+check "GET unknown host: 404 ($r)" grep -q '^404 ' <<<"$r"
+r=$(admin PATCH /acme)
+check "PATCH /acme: 202 ($r)" test "$r" = '202 {"message":"Renewal process started successfully"}'
+head -c 10485760 /dev/zero | tr '\0' 'a' > "$IT_DIR/big.body"
+r=$(admin POST /acme -H 'Content-Type: application/json' --data-binary "@$IT_DIR/big.body")
+check "10 MB body refused with 413 (${r:0:60})" grep -q '^413 ' <<<"$r"
+check "metrics expose the SPOE histogram" sh -c "curl -s http://127.0.0.1:$ADMIN_PORT/metrics | grep -q acme_spoa_spoe_processing_seconds_bucket"
+
+# --- restarts --------------------------------------------------------------
+stop_pid "$HAP_PID"
+start_haproxy
+check "HAProxy restarted serves a.test from disk at once" served_by_pebble a.test
+check "HAProxy restarted serves n7.test from disk at once" served_by_pebble n7.test
+
+kill -9 "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
+start_agent
+https_get a.test; https_get n3.test; sleep 1
+check "agent killed -9 and restarted: nothing ordered again" test "$(metric acme_spoa_orders_started_total)" = 0
+r=$(admin GET /acme/certificates)
+check "agent restarted: every certificate still listed" python3 -c '
+import json,sys; s,b=sys.argv[1].split(" ",1); d=json.loads(b)["data"]; assert len(d)>=13, len(d)' "$r"
+
+# kill -9 while an order runs; the restarted agent completes it
+https_get cut.test
+wait_for 10 test -n "$("$TOOLS/storage_tool" "$STORE" list pending/)"
+kill -9 "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
+check "an order was cut off (pending marker left)" "$TOOLS/storage_tool" "$STORE" get pending/cut.test
+start_agent
+check "the cut-off order completes after restart" wait_for 30 served_by_pebble cut.test
+
+stop_pid "$AGENT_PID"
+check "agent exits cleanly on SIGTERM" sh -c "! grep -q 'ERROR: ' '$IT_DIR/agent.log'"
+it_summary
