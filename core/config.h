@@ -1,7 +1,7 @@
 /* JSON configuration (SPEC §3): one table row per key, parsed with jansson into
  * typed fields; every error is collected, secrets resolved at load.
- * core/config.c holds the table and loader, core/config_check.c the host name and
- * address syntax shared with the modules that listen, connect or check SNI. */
+ * core/config.c holds the table and loader; core/config_check.c the host name and
+ * address syntax and the secret references, shared with other modules. */
 #ifndef ACME_SPOA_CONFIG_H
 #define ACME_SPOA_CONFIG_H
 

@@ -130,7 +130,7 @@ int metrics_value(struct metrics_buf *b, const char *name, const char *labels, d
 	return metrics_sample(b, name, "", labels, NULL, v);
 }
 
-int metrics_label(char *dst, size_t dstlen, const char *name, const char *value)
+int metrics_label_add(char *dst, size_t dstlen, const char *name, const char *value)
 {
 	size_t len = strnlen(dst, dstlen), n = len;
 	const char *p;
@@ -165,6 +165,14 @@ int metrics_label(char *dst, size_t dstlen, const char *name, const char *value)
 fail:
 	dst[len] = '\0';
 	return -1;
+}
+
+int metrics_label(char *dst, size_t dstlen, const char *name, const char *value)
+{
+	if (dstlen == 0)
+		return -1;
+	dst[0] = '\0';
+	return metrics_label_add(dst, dstlen, name, value);
 }
 
 int metrics_histogram(struct metrics_buf *b, const char *name, const char *labels,

@@ -46,11 +46,15 @@ int metrics_header(struct metrics_buf *b, const char *name, const char *type,
 int metrics_value(struct metrics_buf *b, const char *name, const char *labels,
 		  double v);
 
-/* Appends the label pair `<name>="<value>"` to the NUL-terminated string in
- * <dst> (size <dstlen>), preceded by a comma when <dst> is not empty. The value
- * is escaped (\\, \", \n). Returns 0, or -1 when it does not fit (<dst> then
- * unchanged). */
+/* Writes the label pair `<name>="<value>"` into <dst> (size <dstlen>),
+ * replacing what was there. The value is escaped (\\, \", \n). Returns 0, or
+ * -1 when it does not fit (<dst> is then ""). */
 int metrics_label(char *dst, size_t dstlen, const char *name, const char *value);
+
+/* Like metrics_label() but appends to the NUL-terminated labels already in
+ * <dst>, with a comma between. Returns 0, or -1 when it does not fit (<dst>
+ * then unchanged). */
+int metrics_label_add(char *dst, size_t dstlen, const char *name, const char *value);
 
 /* Appends a histogram's samples: <name>_bucket{<labels>,le="<bound>"} for each
  * of the <n> bounds with the cumulative count <cumulative>[i], then le="+Inf"

@@ -249,12 +249,14 @@ static int file_parse_val(const char *b, size_t len, size_t *off, size_t *vlen,
 		*why = len < sizeof(FILE_VAL_MAGIC) ? "truncated header" : "bad header";
 		return -1;
 	}
+	const char *digits = p;
+
 	for (; p < b + len && p - b < FILE_HDR_MAX && *p >= '0' && *p <= '9'; p++) {
 		if (n > FILE_VAL_MAX)
 			break;
 		n = n * 10 + (*p - '0');
 	}
-	if (p >= b + len || *p != '\n' || p - b >= FILE_HDR_MAX) {
+	if (p == digits || p >= b + len || *p != '\n' || p - b >= FILE_HDR_MAX) {
 		*why = "bad header";
 		return -1;
 	}

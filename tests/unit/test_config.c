@@ -392,6 +392,7 @@ static void test_domain_allowed(void **state)
 	assert_true(config_domain_allowed(c, "a.b.example.com"));
 	assert_true(config_domain_allowed(c, "A.EXAMPLE.com"));
 	assert_false(config_domain_allowed(c, "example.com"));
+	assert_false(config_domain_allowed(c, ".example.com"));
 	assert_false(config_domain_allowed(c, "aexample.com"));
 	assert_false(config_domain_allowed(c, "a.example.com.evil.test"));
 	assert_true(config_domain_allowed(c, "exact.example.net"));

@@ -70,7 +70,7 @@ static void test_label_escaping(void **state)
 	(void)state;
 	assert_int_equal(metrics_label(l, sizeof(l), "host", "a.test"), 0);
 	assert_string_equal(l, "host=\"a.test\"");
-	assert_int_equal(metrics_label(l, sizeof(l), "err", "say \"no\"\\\nnow"), 0);
+	assert_int_equal(metrics_label_add(l, sizeof(l), "err", "say \"no\"\\\nnow"), 0);
 	assert_string_equal(l, "host=\"a.test\",err=\"say \\\"no\\\"\\\\\\nnow\"");
 	assert_int_equal(metrics_value(&b, "m", l, 1), 0);
 	assert_string_equal(b.data,
@@ -80,10 +80,15 @@ static void test_label_escaping(void **state)
 	/* too long: refused, buffer unchanged */
 	assert_int_equal(metrics_label(small, sizeof(small), "k", "v"), 0);
 	assert_string_equal(small, "k=\"v\"");
-	assert_int_equal(metrics_label(small, sizeof(small), "key", "value"), -1);
+	assert_int_equal(metrics_label_add(small, sizeof(small), "key", "value"), -1);
 	assert_string_equal(small, "k=\"v\"");
+	/* metrics_label replaces, even over garbage */
+	memset(small, 'x', sizeof(small));
+	assert_int_equal(metrics_label(small, sizeof(small), "k", "w"), 0);
+	assert_string_equal(small, "k=\"w\"");
+	assert_int_equal(metrics_label(small, sizeof(small), "key", "value"), -1);
+	assert_string_equal(small, "");
 	/* exactly fits: 11 chars + NUL */
-	small[0] = '\0';
 	assert_int_equal(metrics_label(small, sizeof(small), "ab", "cdefghi"), -1);
 	assert_int_equal(metrics_label(small, sizeof(small), "ab", "cdefgh"), 0);
 	assert_string_equal(small, "ab=\"cdefgh\"");
