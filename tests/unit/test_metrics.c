@@ -86,7 +86,7 @@ static void test_label_escaping(void **state)
 	memset(small, 'x', sizeof(small));
 	assert_int_equal(metrics_label(small, sizeof(small), "k", "w"), 0);
 	assert_string_equal(small, "k=\"w\"");
-	assert_int_equal(metrics_label(small, sizeof(small), "key", "value"), -1);
+	assert_int_equal(metrics_label(small, sizeof(small), "keys", "value"), -1);
 	assert_string_equal(small, "");
 	/* exactly fits: 11 chars + NUL */
 	assert_int_equal(metrics_label(small, sizeof(small), "ab", "cdefghi"), -1);
