@@ -115,6 +115,7 @@ struct rt {
 	void (*on_reload)(void *arg, size_t idx);
 	void *arg;
 	double timeout, poll;
+	int closing;		/* in rt_free */
 	ev_timer poll_timer;
 	struct rt_stats stats;
 };
@@ -630,7 +631,8 @@ static void job_reply(struct rt_sock *s, char *body, size_t blen)
 		job_finish(s, j, NULL);
 		return;
 	case RT_ST_DEL_LIST:
-		if (!strstr(body, "deleted") && !strstr(body, "can't be found")) {
+		if (!strstr(body, "deleted") && !strstr(body, "can't be found") &&
+		    !(strstr(body, "certificate '") && strstr(body, "does not exist"))) {
 			job_failf(s, j, "del ssl crt-list %s %s: %s", op->crt_list, op->path, rep);
 			return;
 		}
@@ -749,7 +751,7 @@ static void sock_close(struct rt_sock *s, const char *why, int penalize, double 
 	char cmd[sizeof(s->cur_text)];
 	int was_busy = s->busy;
 
-	if (s->phase == RT_PH_READY || s->phase == RT_PH_INIT)
+	if ((s->phase == RT_PH_READY || s->phase == RT_PH_INIT) && !s->rt->closing)
 		log_warn("runtime: sock=%s connection lost: %s", s->addr, why);
 	memcpy(cmd, s->cur_text, sizeof(cmd));
 	ev_io_stop(loop, &s->rio);
@@ -771,7 +773,8 @@ static void sock_close(struct rt_sock *s, const char *why, int penalize, double 
 	clists_clear(s);
 	stale_clear(s);
 	for (j = s->qhead; j; j = j->next)
-		j->deadline = ev_now(loop) + s->rt->timeout;
+		if (j->deadline == 0)
+			j->deadline = ev_now(loop) + s->rt->timeout;
 	ev_timer_set(&s->retry, retry_in, 0.);
 	ev_timer_start(loop, &s->retry);
 	j = s->qhead;
@@ -791,12 +794,15 @@ static void sock_close(struct rt_sock *s, const char *why, int penalize, double 
 static void sock_ready(struct rt_sock *s)
 {
 	struct rt *rt = s->rt;
+	struct rt_job *j;
 
 	s->phase = RT_PH_READY;
 	s->backoff = RT_BACKOFF_MIN;
 	s->down_logged = 0;
 	s->last_err[0] = '\0';
 	ev_timer_stop(rt->loop, &s->qtimer);
+	for (j = s->qhead; j; j = j->next)
+		j->deadline = 0;
 	log_info("runtime: sock=%s ready pid=%lld certs=%zu", s->addr, s->main_id.pid, s->store.count);
 	job_run(s);
 	if (s->reload_pending && s->phase == RT_PH_READY) {
@@ -1066,6 +1072,8 @@ static void cb_probe_io(struct ev_loop *loop, ev_io *w, int revents)
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
 		return;
 	s->pbuf[s->plen] = '\0';
+	log_debug("runtime: sock=%s probe n=%zd len=%zu pid=%lld", s->addr, n, s->plen,
+		  info_field(s->pbuf, "Pid"));
 	if (n == 0 && s->phase == RT_PH_READY &&
 	    parse_ident(s->pbuf, ev_now(loop), &id) == 0 && ident_differs(&s->main_id, &id)) {
 		log_info("runtime: sock=%s now served by pid=%lld (connection on pid=%lld): reconnecting",
@@ -1231,6 +1239,7 @@ void rt_free(struct rt *rt)
 	if (!rt)
 		return;
 	ev_timer_stop(rt->loop, &rt->poll_timer);
+	rt->closing = 1;
 	for (i = 0; i < rt->nsocks; i++) {
 		s = &rt->socks[i];
 		sock_close(s, "shutting down", 0, 0.);

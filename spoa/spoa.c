@@ -202,7 +202,10 @@ static void conn_disconnect(struct spoa_conn *c, enum spop_status status, const 
 {
 	int n;
 
-	if (status != SPOP_ST_NORMAL) {
+	if (status == SPOP_ST_TIMEOUT) {
+		c->srv->stats.idle_timeouts++;
+		log_debug("spoa: conn=%llu peer=%s idle timeout", (unsigned long long)c->id, c->peer);
+	} else if (status != SPOP_ST_NORMAL) {
 		c->srv->stats.malformed++;
 		log_warn("spoa: conn=%llu peer=%s status=%d (%s): %s", (unsigned long long)c->id,
 			 c->peer, status, spop_status_str(status), why);
@@ -475,17 +478,27 @@ static int conn_flush(struct spoa_conn *c)
 	return 0;
 }
 
-/* After input or output progress: handle frames, send, rearm watchers. */
+/* After input or output progress: handle frames and send until blocked on
+ * the socket or out of complete frames, then rearm the watchers. */
 static void conn_run(struct spoa_conn *c)
 {
-	conn_process(c);
-	if (conn_flush(c) == -1)
-		return;
-	/* a drained write buffer may unblock frames waiting in the read buffer */
-	if ((c->state == SPOA_CONN_HELLO || c->state == SPOA_CONN_READY) && c->rlen >= 4) {
+	size_t before;
+	int had_output;
+
+	for (;;) {
+		before = c->rlen;
 		conn_process(c);
+		had_output = c->wlen > c->woff;
 		if (conn_flush(c) == -1)
 			return;
+		if (c->state != SPOA_CONN_HELLO && c->state != SPOA_CONN_READY)
+			break;
+		/* still writing: cb_conn_write() comes back here */
+		if (c->wlen > c->woff)
+			break;
+		/* nothing consumed and nothing freed: wait for more input */
+		if (c->rlen == before && !had_output)
+			break;
 	}
 	conn_update(c);
 }
@@ -547,7 +560,6 @@ static void cb_conn_timer(struct ev_loop *loop, ev_timer *w, int revents)
 		conn_close(c);
 		return;
 	}
-	log_debug("spoa: conn=%llu peer=%s idle timeout", (unsigned long long)c->id, c->peer);
 	conn_disconnect(c, SPOP_ST_TIMEOUT, "idle timeout");
 	ev_timer_stop(loop, &c->timer);
 	ev_timer_set(&c->timer, SPOA_LINGER, 0.);

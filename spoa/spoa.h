@@ -61,6 +61,7 @@ struct spoa_stats {
 	uint64_t acks;
 	uint64_t malformed;          /* frames answered with an error AGENT-DISCONNECT */
 	uint64_t disconnects;        /* HAPROXY-DISCONNECT frames received */
+	uint64_t idle_timeouts;      /* connections closed for idleness */
 	/* handler call latency: non-cumulative count per bucket (50, 100, 250,
 	 * 500, 1000, 5000 µs, +Inf), total count and sum in µs */
 	uint64_t lat_buckets[SPOA_LAT_BUCKETS];

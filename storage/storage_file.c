@@ -513,20 +513,19 @@ static int file_lock_read(const char *name, const char *path, char *owner, size_
 	return file_now_ms() >= exp ? 1 : 0;
 }
 
+/* Takes (LOCK_EX) or drops (LOCK_UN) the lock-table guard: the mutex for
+ * threads sharing this instance, flock() for everyone else. */
 static int file_guard(struct file_be *be, int op)
 {
+	int ret;
+
 	if (op == LOCK_EX)
 		pthread_mutex_lock(&be->mu);
-	while (flock(be->guard_fd, op) == -1) {
-		if (errno != EINTR) {
-			if (op == LOCK_EX)
-				pthread_mutex_unlock(&be->mu);
-			return -1;
-		}
-	}
-	if (op == LOCK_UN)
+	while ((ret = flock(be->guard_fd, op)) == -1 && errno == EINTR)
+		;
+	if (op == LOCK_UN || ret == -1)
 		pthread_mutex_unlock(&be->mu);
-	return 0;
+	return ret;
 }
 
 static int file_lock(void *p, const char *name, const char *owner, unsigned lease_ms,

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include <ev.h>
 #include <hiredis/hiredis.h>
@@ -38,6 +39,9 @@ struct redis_be {
 	char *ns;           /* "" when unset */
 	long timeout_ms;
 	redisContext *c;
+	uint64_t retry_at_ms;   /* after a failed connect, fail fast until then */
+	long holdoff_ms;        /* 250 ms doubling to 5 s, reset on success */
+	char last_err[256];
 };
 
 struct storage_sub {
@@ -61,6 +65,14 @@ static struct timeval redis_tv(long ms)
 	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 
 	return tv;
+}
+
+static uint64_t redis_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void redis_disconnect(struct redis_be *be)
@@ -136,6 +148,32 @@ fail:
 	return io ? -1 : -2;
 }
 
+/* Connects unless a recent attempt failed: while redis is down, calls fail
+ * fast instead of blocking the loop for a connect timeout each time. */
+static int redis_reconnect(struct redis_be *be, char *why, size_t whylen)
+{
+	uint64_t now = redis_now_ms();
+	int ret;
+
+	if (now < be->retry_at_ms) {
+		snprintf(why, whylen, "%s (down, next attempt in %llu ms)", be->last_err,
+			 (unsigned long long)(be->retry_at_ms - now));
+		return -1;
+	}
+	ret = redis_connect(be, why, whylen);
+	if (ret == 0) {
+		be->holdoff_ms = 0;
+		be->retry_at_ms = 0;
+		return 0;
+	}
+	be->holdoff_ms = be->holdoff_ms ? be->holdoff_ms * 2 : 250;
+	if (be->holdoff_ms > 5000)
+		be->holdoff_ms = 5000;
+	be->retry_at_ms = redis_now_ms() + be->holdoff_ms;
+	snprintf(be->last_err, sizeof(be->last_err), "%s", why);
+	return ret;
+}
+
 /* Runs a command on the backend, connecting first if needed and retrying
  * once on a fresh connection after an I/O failure. Returns the reply (caller
  * frees) or NULL with <err> "storage redis: <what>: <why>". */
@@ -147,7 +185,7 @@ static redisReply *redis_cmd(struct redis_be *be, const char *what, int argc, co
 	int attempt, io;
 
 	for (attempt = 0; attempt < 2; attempt++) {
-		if (be->c == NULL && redis_connect(be, why, sizeof(why)) != 0)
+		if (be->c == NULL && redis_reconnect(be, why, sizeof(why)) != 0)
 			break;
 		r = redis_run(be->c, argc, argv, lens, &io, msg, sizeof(msg));
 		if (r != NULL)
@@ -216,7 +254,7 @@ static void *redis_open_be(const struct storage_conf *conf, char *err, size_t er
 	be->port = conf->redis_port > 0 ? conf->redis_port : 6379;
 	be->db = conf->redis_database;
 	be->timeout_ms = conf->redis_timeout_ms > 0 ? conf->redis_timeout_ms : 500;
-	switch (redis_connect(be, why, sizeof(why))) {
+	switch (redis_reconnect(be, why, sizeof(why))) {
 	case -2:
 		snprintf(err, errlen, "storage redis: %s", why);
 		redis_close_be(be);

@@ -79,6 +79,8 @@ static void fake_issue(void *ctx, const char *host, struct admin_req *req)
 		fake.replies_sent++;
 	} else if (strncmp(host, "fail.", 5) == 0) {
 		reply_later(req, 0.05, 500, "urn:ietf:params:acme:error:rejectedIdentifier");
+	} else if (strncmp(host, "slower.", 7) == 0) {
+		reply_later(req, 1.6, 201, msg);
 	} else if (strncmp(host, "slow.", 5) == 0) {
 		reply_later(req, 0.4, 201, msg);
 	} else if (strncmp(host, "hold.", 5) == 0) {
@@ -673,6 +675,20 @@ static void test_token(void **state)
 	assert_int_equal(c.status, 200);
 }
 
+static int connect_raw(void)
+{
+	struct sockaddr_in sin;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)admin_port(adm));
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	return fd;
+}
+
 static void test_body_too_large(void **state)
 {
 	struct call c;
@@ -719,23 +735,28 @@ static void test_body_too_large(void **state)
 	free(big);
 	assert_int_equal(fake.issue_calls, 0);
 
+	/* the 413 comes before the body: the client sends 5 of 10 MB announced */
+	{
+		static const char req[] = "POST /acme HTTP/1.1\r\nHost: x\r\n"
+			"Content-Type: application/x-www-form-urlencoded\r\n"
+			"Content-Length: 10485760\r\n\r\nhost=";
+		char buf[1024];
+		ssize_t n;
+		int fd = connect_raw();
+
+		assert_true(send(fd, req, sizeof(req) - 1, 0) == (ssize_t)sizeof(req) - 1);
+		run_loop_for(0.3);
+		n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+		assert_true(n > 0);
+		buf[n] = '\0';
+		assert_true(strncmp(buf, "HTTP/1.1 413 ", 13) == 0);
+		assert_non_null(strstr(buf, "\r\n\r\n{\"message\":\"Request body too large\"}"));
+		close(fd);
+	}
+
 	/* the agent still answers */
 	do_body(&c, "POST", "/acme", "application/x-www-form-urlencoded", "host=ok.example.com");
 	expect(&c, 201, "{\"message\":\"certificate for host ok.example.com is created\"}");
-}
-
-static int connect_raw(void)
-{
-	struct sockaddr_in sin;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	assert_true(fd >= 0);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)admin_port(adm));
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	return fd;
 }
 
 static void test_slow_clients(void **state)
@@ -772,6 +793,7 @@ static void test_idle_timeout(void **state)
 {
 	struct admin_conf conf = { .listen = "127.0.0.1:0", .conn_timeout = 1, .max_conns = 4 };
 	struct admin *keep = adm;
+	struct call c;
 	char err[256], buf[256];
 	int fd;
 	ssize_t n;
@@ -787,6 +809,9 @@ static void test_idle_timeout(void **state)
 	n = recv(fd, buf, sizeof(buf), 0);
 	assert_int_equal(n, 0);		/* closed by the admin's idle timeout */
 	close(fd);
+	/* a request waiting on the ops longer than the idle timeout is not cut */
+	do_body(&c, "POST", "/acme", "application/x-www-form-urlencoded", "host=slower.example.com");
+	expect(&c, 201, "{\"message\":\"certificate for host slower.example.com is created\"}");
 	admin_free(adm);
 	adm = keep;
 }

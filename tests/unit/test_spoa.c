@@ -111,7 +111,8 @@ static void *loop_main(void *arg)
 	return NULL;
 }
 
-static struct fixture *fx_start_conf(const char *listen, uint32_t max_frame, double idle)
+static struct fixture *fx_start_conf(const char *listen, uint32_t max_frame, double idle,
+				     unsigned max_conns)
 {
 	struct fixture *fx = calloc(1, sizeof(*fx));
 	struct spoa_server_conf conf = {
@@ -120,6 +121,7 @@ static struct fixture *fx_start_conf(const char *listen, uint32_t max_frame, dou
 		.on_engine = on_engine,
 		.max_frame_size = max_frame,
 		.idle_timeout = idle,
+		.max_conns = max_conns,
 	};
 	char err[256];
 
@@ -139,7 +141,7 @@ static struct fixture *fx_start_conf(const char *listen, uint32_t max_frame, dou
 
 static struct fixture *fx_start(void)
 {
-	struct fixture *fx = fx_start_conf("127.0.0.1:0", 0, 0);
+	struct fixture *fx = fx_start_conf("127.0.0.1:0", 0, 0, 0);
 
 	assert_true(fx->port > 0);
 	return fx;
@@ -600,7 +602,7 @@ static void test_two_connections_interleaved(void **state)
 
 static void test_idle_timeout(void **state)
 {
-	struct fixture *fx = fx_start_conf("127.0.0.1:0", 0, 0.3);
+	struct fixture *fx = fx_start_conf("127.0.0.1:0", 0, 0.3, 0);
 	int fd = cl_connect(fx->port);
 
 	cl_hello(fd, 16380, NULL);
@@ -611,6 +613,8 @@ static void test_idle_timeout(void **state)
 	cl_expect_disconnect(fd, SPOP_ST_TIMEOUT);
 	close(fd);
 	fx_stop(fx);
+	assert_true(fx->stats.idle_timeouts == 2);
+	assert_true(fx->stats.malformed == 0);
 	free(fx);
 }
 
@@ -627,7 +631,9 @@ static void *flood_main(void *arg)
 	int i;
 
 	for (i = 0; i < fl->count; i++) {
-		size_t len = add_notify(buf, sizeof(buf), 7, (uint64_t)i, "acme-sni", 1, sni);
+		/* every 10th asks for a max-size ACK, so replies outgrow socket buffers */
+		size_t len = add_notify(buf, sizeof(buf), 7, (uint64_t)i, i % 10 ? "acme-sni" : "big",
+					1, sni);
 
 		cl_send(fl->fd, buf, len);
 	}
@@ -641,19 +647,66 @@ static void test_backpressure(void **state)
 	struct fixture *fx = fx_start();
 	struct flood fl;
 	pthread_t th;
-	int i;
+	int i, small = 4096;
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct timeval tv = { .tv_sec = 5 };
 
-	fl.fd = cl_connect(fx->port);
-	fl.count = 30000;
+	/* a tiny receive window so the agent's own buffers fill */
+	fl.fd = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(fl.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	sin.sin_port = htons((uint16_t)fx->port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fl.fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	setsockopt(fl.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fl.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	fl.count = 5000;
 	cl_hello(fl.fd, 16380, NULL);
 	assert_int_equal(pthread_create(&th, NULL, flood_main, &fl), 0);
 	usleep(200000); /* let buffers fill both ways before reading */
-	for (i = 0; i < fl.count; i++)
-		assert_int_equal(cl_read_ack(fl.fd, 7, (uint64_t)i, NULL, 0), 1);
+	for (i = 0; i < fl.count; i++) {
+		unsigned n = cl_read_ack(fl.fd, 7, (uint64_t)i, NULL, 0);
+
+		if (i % 10)
+			assert_int_equal(n, 1);
+		else
+			assert_true(n > 100);
+	}
 	pthread_join(th, NULL);
 	close(fl.fd);
 	fx_stop(fx);
-	assert_true(fx->stats.acks == 30000);
+	assert_true(fx->stats.acks == 5000);
+	free(fx);
+}
+
+/* At max_conns the agent stops accepting; a closed connection lets the
+ * waiting one in. */
+static void test_max_conns(void **state)
+{
+	struct fixture *fx = fx_start_conf("127.0.0.1:0", 0, 0, 2);
+	struct timeval quick = { .tv_usec = 300000 }, slow = { .tv_sec = 3 };
+	char buf[256], c;
+	int a = cl_connect(fx->port), b = cl_connect(fx->port), d, n;
+
+	cl_hello(a, 16380, NULL);
+	cl_hello(b, 16380, NULL);
+	d = cl_connect(fx->port); /* sits in the backlog */
+	n = spop_encode_haproxy_hello(buf, sizeof(buf), "2.0", 16380, "pipelining", 0, NULL);
+	cl_send(d, buf, (size_t)n);
+	setsockopt(d, SOL_SOCKET, SO_RCVTIMEO, &quick, sizeof(quick));
+	assert_int_equal(recv(d, &c, 1, MSG_PEEK), -1);
+	assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+	setsockopt(d, SOL_SOCKET, SO_RCVTIMEO, &slow, sizeof(slow));
+	close(a);
+	{
+		struct spop_frame f;
+
+		assert_int_equal(cl_read_frame(d, buf, sizeof(buf), &f), 0);
+		assert_int_equal(f.type, SPOP_FRM_AGENT_HELLO);
+	}
+	close(b);
+	close(d);
+	fx_stop(fx);
+	assert_true(fx->stats.conns_total == 3);
 	free(fx);
 }
 
@@ -670,7 +723,7 @@ static void test_unix_and_bad_listen(void **state)
 	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/spoa.sock", dir);
 	snprintf(listen, sizeof(listen), "unix:%s", path);
-	fx = fx_start_conf(listen, 0, 0);
+	fx = fx_start_conf(listen, 0, 0, 0);
 	assert_int_equal(fx->port, 0);
 	fd = socket(AF_UNIX, SOCK_STREAM, 0);
 	memcpy(sun.sun_path, path, strlen(path) + 1);
@@ -724,6 +777,7 @@ int main(void)
 		cmocka_unit_test(test_two_connections_interleaved),
 		cmocka_unit_test(test_idle_timeout),
 		cmocka_unit_test(test_backpressure),
+		cmocka_unit_test(test_max_conns),
 		cmocka_unit_test(test_unix_and_bad_listen),
 	};
 
