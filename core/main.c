@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "acme/crypto.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/manager.h"
@@ -105,6 +106,7 @@ int main(int argc, char **argv)
 	log_info("acme-spoa %s started", ACME_SPOA_VERSION);
 	ev_run(loop, 0);
 	mgr_free(mc.mgr);
+	crypto_async_shutdown();
 	ev_signal_stop(loop, &mc.sig_term);
 	ev_signal_stop(loop, &mc.sig_int);
 	ev_signal_stop(loop, &mc.sig_hup);

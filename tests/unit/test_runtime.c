@@ -630,6 +630,7 @@ static void test_restart_and_reload(void **state)
 	/* master-worker reload: the old worker keeps our connection open, the
 	 * probe sees a new pid on the socket and the client moves over */
 	reloads = 0;
+	sleep_ms(1000);
 	kill(fx.pid, SIGUSR2);
 	if (!run_until(cond_int, &reloads, 8)) {
 		char cmd[200];

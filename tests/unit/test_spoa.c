@@ -440,10 +440,15 @@ static void test_big_reply_bounded(void **state)
 
 static void send_raw(int fd, const char *frame, size_t len)
 {
-	char hdr[4] = { (char)(len >> 24), (char)(len >> 16), (char)(len >> 8), (char)len };
+	char buf[512];
 
-	cl_send(fd, hdr, 4);
-	cl_send(fd, frame, len);
+	assert_true(len + 4 <= sizeof(buf));
+	buf[0] = (char)(len >> 24);
+	buf[1] = (char)(len >> 16);
+	buf[2] = (char)(len >> 8);
+	buf[3] = (char)len;
+	memcpy(buf + 4, frame, len);
+	cl_send(fd, buf, len + 4); /* one write: no Nagle wait between parts */
 }
 
 static void test_malformed(void **state)

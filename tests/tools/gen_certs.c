@@ -1,0 +1,337 @@
+/* gen_certs: writes many test certificates into acme-spoa storage, fast
+ * (in-process OpenSSL, one test CA, EC P-256 leaves), for the benchmarks.
+ *
+ *   gen_certs --store file:/DIR|redis:HOST:PORT[:NS] [--count N] [--start I]
+ *             [--domain bench.test] [--name HOST]... [--cert-dir DIR]
+ *             [--ca-out FILE] [--days D]
+ *
+ * Each certificate is for host<i>.<domain> (i from --start, --count of them)
+ * or for every --name given; it is stored as "certs/<host>" holding leaf PEM,
+ * CA PEM, then the leaf's private key PEM (the agent's bundle layout). With
+ * --cert-dir the same bundle is also written to DIR/<host>.pem (0600), the
+ * layout HAProxy loads with "crt DIR". Exits 0 only when all were written. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "storage/storage.h"
+
+struct gen {
+	EVP_PKEY *ca_key;
+	X509 *ca;
+	char *ca_pem;
+	size_t ca_len;
+	long days;
+	long serial;
+};
+
+static double gen_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int gen_add_ext(X509 *crt, X509 *issuer, int nid, const char *value)
+{
+	X509V3_CTX ctx;
+	X509_EXTENSION *ext;
+	int rc;
+
+	X509V3_set_ctx(&ctx, issuer, crt, NULL, NULL, 0);
+	ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+	if (!ext)
+		return -1;
+	rc = X509_add_ext(crt, ext, -1) == 1 ? 0 : -1;
+	X509_EXTENSION_free(ext);
+	return rc;
+}
+
+/* A certificate for <cn> with <key>, signed by <issuer>/<issuer_key> (self
+ * when <issuer> is NULL). */
+static X509 *gen_cert(struct gen *g, const char *cn, EVP_PKEY *key, int is_ca)
+{
+	X509 *crt = X509_new(), *issuer = g->ca ? g->ca : NULL;
+	EVP_PKEY *sign_key = is_ca ? key : g->ca_key;
+	X509_NAME *name = NULL;
+	char san[400];
+	int ok = 0;
+
+	if (!crt)
+		return NULL;
+	if (X509_set_version(crt, 2) != 1 ||
+	    ASN1_INTEGER_set(X509_get_serialNumber(crt), ++g->serial) != 1 ||
+	    !X509_gmtime_adj(X509_getm_notBefore(crt), -3600) ||
+	    !X509_gmtime_adj(X509_getm_notAfter(crt), g->days * 86400L) ||
+	    X509_set_pubkey(crt, key) != 1)
+		goto out;
+	name = X509_NAME_new();
+	if (!name || X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+						(const unsigned char *)cn, -1, -1, 0) != 1)
+		goto out;
+	if (X509_set_subject_name(crt, name) != 1)
+		goto out;
+	if (X509_set_issuer_name(crt, is_ca ? name : X509_get_subject_name(issuer)) != 1)
+		goto out;
+	if (is_ca) {
+		if (gen_add_ext(crt, crt, NID_basic_constraints, "critical,CA:TRUE") == -1 ||
+		    gen_add_ext(crt, crt, NID_key_usage, "critical,keyCertSign,cRLSign") == -1 ||
+		    gen_add_ext(crt, crt, NID_subject_key_identifier, "hash") == -1)
+			goto out;
+	} else {
+		snprintf(san, sizeof(san), "DNS:%s", cn);
+		if (gen_add_ext(crt, issuer, NID_basic_constraints, "critical,CA:FALSE") == -1 ||
+		    gen_add_ext(crt, issuer, NID_key_usage, "critical,digitalSignature") == -1 ||
+		    gen_add_ext(crt, issuer, NID_ext_key_usage, "serverAuth") == -1 ||
+		    gen_add_ext(crt, issuer, NID_authority_key_identifier, "keyid") == -1 ||
+		    gen_add_ext(crt, issuer, NID_subject_alt_name, san) == -1)
+			goto out;
+	}
+	if (X509_sign(crt, sign_key, EVP_sha256()) <= 0)
+		goto out;
+	ok = 1;
+out:
+	X509_NAME_free(name);
+	if (!ok) {
+		X509_free(crt);
+		crt = NULL;
+	}
+	return crt;
+}
+
+/* Appends the PEM of <crt> and/or <key> to the memory BIO <b>. */
+static int gen_pem(BIO *b, X509 *crt, EVP_PKEY *key)
+{
+	if (crt && PEM_write_bio_X509(b, crt) != 1)
+		return -1;
+	if (key && PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL) != 1)
+		return -1;
+	return 0;
+}
+
+static int gen_write_file(const char *dir, const char *host, const char *buf, size_t len)
+{
+	char path[4096];
+	ssize_t w;
+	size_t off = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s.pem", dir, host);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		fprintf(stderr, "gen_certs: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	while (off < len) {
+		w = write(fd, buf + off, len - off);
+		if (w == -1) {
+			if (errno == EINTR)
+				continue;
+			fprintf(stderr, "gen_certs: %s: %s\n", path, strerror(errno));
+			close(fd);
+			return -1;
+		}
+		off += (size_t)w;
+	}
+	return close(fd);
+}
+
+static int gen_init_ca(struct gen *g, const char *ca_out)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *p = NULL;
+	long n;
+
+	g->ca_key = EVP_EC_gen("P-256");
+	if (!b || !g->ca_key)
+		goto fail;
+	g->ca = gen_cert(g, "acme-spoa bench CA", g->ca_key, 1);
+	if (!g->ca || gen_pem(b, g->ca, NULL) == -1)
+		goto fail;
+	n = BIO_get_mem_data(b, &p);
+	g->ca_pem = malloc((size_t)n + 1);
+	if (!g->ca_pem)
+		goto fail;
+	memcpy(g->ca_pem, p, (size_t)n);
+	g->ca_pem[n] = '\0';
+	g->ca_len = (size_t)n;
+	BIO_free(b);
+	if (ca_out) {
+		FILE *f = fopen(ca_out, "w");
+
+		if (!f || fwrite(g->ca_pem, 1, g->ca_len, f) != g->ca_len) {
+			if (f)
+				fclose(f);
+			fprintf(stderr, "gen_certs: cannot write %s\n", ca_out);
+			return -1;
+		}
+		fclose(f);
+	}
+	return 0;
+fail:
+	BIO_free(b);
+	ERR_print_errors_fp(stderr);
+	return -1;
+}
+
+/* One certificate for <host>: generated, stored, optionally written out. */
+static int gen_one(struct gen *g, struct storage *st, const char *cert_dir, const char *host)
+{
+	EVP_PKEY *key = EVP_EC_gen("P-256");
+	X509 *crt = NULL;
+	BIO *b = BIO_new(BIO_s_mem());
+	char key_name[STORAGE_KEY_MAX], err[512], *p = NULL;
+	long n;
+	int rc = -1;
+
+	if (!key || !b)
+		goto out;
+	crt = gen_cert(g, host, key, 0);
+	if (!crt || gen_pem(b, crt, NULL) == -1 || BIO_write(b, g->ca_pem, (int)g->ca_len) <= 0 ||
+	    gen_pem(b, NULL, key) == -1)
+		goto out;
+	n = BIO_get_mem_data(b, &p);
+	snprintf(key_name, sizeof(key_name), "certs/%s", host);
+	if (st && storage_put(st, key_name, p, (size_t)n, 0, err, sizeof(err)) == -1) {
+		fprintf(stderr, "gen_certs: host=%s %s\n", host, err);
+		goto out;
+	}
+	if (cert_dir && gen_write_file(cert_dir, host, p, (size_t)n) == -1)
+		goto out;
+	rc = 0;
+out:
+	if (rc == -1)
+		ERR_print_errors_fp(stderr);
+	BIO_free(b);
+	X509_free(crt);
+	EVP_PKEY_free(key);
+	return rc;
+}
+
+static struct storage *gen_open_store(const char *spec_in)
+{
+	struct storage_conf conf = { 0 };
+	static char spec[1024];
+	char err[512];
+	const char *name = "file";
+	struct storage *st;
+
+	snprintf(spec, sizeof(spec), "%s", spec_in);
+	if (strncmp(spec, "file:", 5) == 0) {
+		conf.file_path = spec + 5;
+	} else if (strncmp(spec, "redis:", 6) == 0) {
+		char *host = spec + 6, *port = strchr(host, ':'), *ns = NULL;
+
+		name = "redis";
+		if (port) {
+			*port++ = '\0';
+			ns = strchr(port, ':');
+			if (ns)
+				*ns++ = '\0';
+			conf.redis_port = atoi(port);
+		}
+		conf.redis_host = host;
+		conf.redis_namespace = ns;
+	} else {
+		fprintf(stderr, "gen_certs: --store must be file:/DIR or redis:HOST:PORT[:NS]\n");
+		return NULL;
+	}
+	st = storage_open(name, &conf, err, sizeof(err));
+	if (!st)
+		fprintf(stderr, "gen_certs: %s\n", err);
+	return st;
+}
+
+static void gen_usage(void)
+{
+	fprintf(stderr, "usage: gen_certs [--store file:/DIR|redis:HOST:PORT[:NS]] [--count N] "
+		"[--start I] [--domain D] [--name HOST]... [--cert-dir DIR] [--ca-out FILE] "
+		"[--days D]\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "store", required_argument, NULL, 's' },
+		{ "count", required_argument, NULL, 'n' },
+		{ "start", required_argument, NULL, 'i' },
+		{ "domain", required_argument, NULL, 'd' },
+		{ "name", required_argument, NULL, 'N' },
+		{ "cert-dir", required_argument, NULL, 'c' },
+		{ "ca-out", required_argument, NULL, 'a' },
+		{ "days", required_argument, NULL, 'D' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct gen g = { .days = 90 };
+	const char *store = NULL, *cert_dir = NULL, *ca_out = NULL, *domain = "bench.test";
+	const char **names = NULL;
+	size_t nnames = 0;
+	long count = 0, start = 0, i;
+	struct storage *st = NULL;
+	double t0;
+	int c, rc = 1;
+
+	names = calloc((size_t)argc, sizeof(*names));
+	if (!names)
+		return 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': store = optarg; break;
+		case 'n': count = atol(optarg); break;
+		case 'i': start = atol(optarg); break;
+		case 'd': domain = optarg; break;
+		case 'N': names[nnames++] = optarg; break;
+		case 'c': cert_dir = optarg; break;
+		case 'a': ca_out = optarg; break;
+		case 'D': g.days = atol(optarg); break;
+		default: gen_usage(); free(names); return 2;
+		}
+	}
+	if ((!store && !cert_dir) || (count <= 0 && nnames == 0) || count < 0 || g.days <= 0) {
+		gen_usage();
+		free(names);
+		return 2;
+	}
+	t0 = gen_now();
+	if (store) {
+		st = gen_open_store(store);
+		if (!st)
+			goto out;
+	}
+	if (gen_init_ca(&g, ca_out) == -1)
+		goto out;
+	for (i = 0; i < (long)nnames; i++)
+		if (gen_one(&g, st, cert_dir, names[i]) == -1)
+			goto out;
+	for (i = start; i < start + count; i++) {
+		char host[300];
+
+		snprintf(host, sizeof(host), "host%ld.%s", i, domain);
+		if (gen_one(&g, st, cert_dir, host) == -1)
+			goto out;
+	}
+	fprintf(stderr, "gen_certs: %ld certificates in %.2f s\n", count + (long)nnames,
+		gen_now() - t0);
+	rc = 0;
+out:
+	storage_close(st);
+	X509_free(g.ca);
+	EVP_PKEY_free(g.ca_key);
+	free(g.ca_pem);
+	free(names);
+	return rc;
+}
