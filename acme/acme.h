@@ -42,7 +42,8 @@ struct acme_result {
 };
 
 struct acme_hooks {
-	/* Stores token -> key authorization (so any node can answer); the client
+	/* Both hooks must not free the client (they run inside its state machine).
+	 * Stores token -> key authorization (so any node can answer); the client
 	 * answers the challenge only after this returns 0 (-1 fails the order).
 	 * Called on the loop thread. <key_auth> is a secret: never log it. */
 	int (*challenge_set)(void *arg, const char *host, const char *token, const char *key_auth);

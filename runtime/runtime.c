@@ -337,8 +337,12 @@ static void cb_sock_qtimer(struct ev_loop *loop, ev_timer *w, int revents)
 	for (j = s->qhead; j; j = next) {
 		next = j->next;
 		if (j->deadline > 0 && j->deadline <= now + 0.001) {
-			job_failf(s, j, "not connected after %.1fs: %s", s->rt->timeout,
-				  s->last_err[0] ? s->last_err : "connecting");
+			if (s->phase == RT_PH_INIT)
+				job_failf(s, j, "not ready after %.1fs: no answer to \"%s\"",
+					  s->rt->timeout, s->cur_text);
+			else
+				job_failf(s, j, "not connected after %.1fs: %s", s->rt->timeout,
+					  s->last_err[0] ? s->last_err : "connect in progress");
 			if (gen != s->gen)	/* a callback changed the socket */
 				return;
 			next = s->qhead;	/* the callback may have queued or removed jobs */

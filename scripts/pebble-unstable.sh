@@ -3,7 +3,7 @@
 # installing it: a private apt configuration downloads the .deb and dpkg -x
 # unpacks it under build/peers/pebble-unstable/. Idempotent. Prints the path of
 # the pebble binary; exits non-zero (printing nothing on stdout) when the package
-# cannot be had.
+# cannot be had. PEBBLE_UNSTABLE_OFFLINE=1 skips the download (as if refused).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,6 +15,10 @@ if [ -x "$bin" ]; then
 	exit 0
 fi
 
+if [ "${PEBBLE_UNSTABLE_OFFLINE:-0}" = 1 ]; then
+	echo "pebble-unstable: download disabled by PEBBLE_UNSTABLE_OFFLINE=1" >&2
+	exit 1
+fi
 tmp=$(mktemp -d /tmp/pebble-unstable.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial" "$tmp/deb"

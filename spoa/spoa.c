@@ -13,7 +13,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -26,6 +25,7 @@
 #include "spoa/spoa.h"
 
 #define SPOA_DEF_FRAME_SIZE   16384u
+#define SPOA_MAX_FRAME_SIZE   (1024u * 1024u)  /* buffers are 3x this per connection */
 #define SPOA_DEF_IDLE         120.0
 #define SPOA_DEF_MAX_CONNS    1024u
 #define SPOA_LINGER           2.0
@@ -190,13 +190,6 @@ static void conn_update(struct spoa_conn *c)
 		ev_io_stop(loop, &c->wio);
 }
 
-/* Accounts for a frame of <n> bytes just encoded at wbuf + wlen (-1: none). */
-static void conn_queued(struct spoa_conn *c, int n)
-{
-	if (n > 0)
-		c->wlen += (size_t)n;
-}
-
 /* Queues AGENT-DISCONNECT <status> and stops handling input. */
 static void conn_disconnect(struct spoa_conn *c, enum spop_status status, const char *why)
 {
@@ -212,7 +205,8 @@ static void conn_disconnect(struct spoa_conn *c, enum spop_status status, const 
 	}
 	n = spop_encode_disconnect(c->wbuf + c->wlen, c->wcap - c->wlen, SPOP_FRM_AGENT_DISCONNECT,
 				   status, why);
-	conn_queued(c, n);
+	if (n > 0)
+		c->wlen += (size_t)n;
 	c->state = SPOA_CONN_CLOSING;
 	c->rlen = 0;
 }
@@ -225,7 +219,9 @@ static void srv_engine_seen(struct spoa_server *srv, const char *id, size_t len)
 
 	if (len > SPOA_ENGINE_ID_MAX)
 		len = SPOA_ENGINE_ID_MAX;
-	memcpy(buf, id, len);
+	/* it reaches logs and callbacks: keep it printable */
+	for (i = 0; i < len; i++)
+		buf[i] = (id[i] > 0x20 && id[i] < 0x7f) ? id[i] : '_';
 	buf[len] = '\0';
 	for (i = 0; i < srv->nengines; i++) {
 		if (strcmp(srv->engines[i], buf) == 0) {
@@ -267,7 +263,8 @@ static void conn_hello(struct spoa_conn *c, const struct spop_frame *f)
 		srv_engine_seen(srv, h.engine_id, h.engine_id_len);
 	n = spop_encode_agent_hello(c->wbuf + c->wlen, c->wcap - c->wlen, c->max_frame,
 				    SPOA_CAPABILITIES);
-	conn_queued(c, n);
+	if (n > 0)
+		c->wlen += (size_t)n;
 	srv->stats.hellos++;
 	if (h.healthcheck) {
 		srv->stats.healthchecks++;
@@ -571,21 +568,15 @@ static void cb_conn_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void peer_name(const struct sockaddr_storage *ss, socklen_t len, char *out, size_t outlen)
 {
-	char host[INET6_ADDRSTRLEN] = "?";
+	char host[NI_MAXHOST], serv[NI_MAXSERV];
 
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
-
-		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-		snprintf(out, outlen, "%s:%u", host, ntohs(in->sin_port));
-	} else if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
-
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		snprintf(out, outlen, "[%s]:%u", host, ntohs(in6->sin6_port));
-	} else {
+	if (ss->ss_family != AF_INET && ss->ss_family != AF_INET6)
 		snprintf(out, outlen, "unix");
-	}
+	else if (getnameinfo((const struct sockaddr *)ss, len, host, sizeof(host), serv, sizeof(serv),
+			     NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+		snprintf(out, outlen, ss->ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
+	else
+		snprintf(out, outlen, "?");
 }
 
 static void srv_accept_one(struct spoa_server *srv, int fd, const struct sockaddr_storage *ss,
@@ -763,13 +754,11 @@ static int srv_listen(struct spoa_server *srv, const char *addr, char *err, size
 	{
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
+		char serv[NI_MAXSERV];
 
-		if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
-			if (ss.ss_family == AF_INET)
-				srv->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-			else if (ss.ss_family == AF_INET6)
-				srv->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-		}
+		if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+		    getnameinfo((struct sockaddr *)&ss, sl, NULL, 0, serv, sizeof(serv), NI_NUMERICSERV) == 0)
+			srv->port = atoi(serv);
 	}
 	srv->fd = fd;
 	fd = -1;
@@ -797,6 +786,11 @@ struct spoa_server *spoa_server_new(struct ev_loop *loop, const struct spoa_serv
 	if (conf->max_frame_size && conf->max_frame_size < SPOP_MIN_FRAME_SIZE) {
 		snprintf(err, errlen, "spoa: max_frame_size: %u is below %u", conf->max_frame_size,
 			 SPOP_MIN_FRAME_SIZE);
+		goto out;
+	}
+	if (conf->max_frame_size > SPOA_MAX_FRAME_SIZE) {
+		snprintf(err, errlen, "spoa: max_frame_size: %u is above %u", conf->max_frame_size,
+			 SPOA_MAX_FRAME_SIZE);
 		goto out;
 	}
 	srv = calloc(1, sizeof(*srv));

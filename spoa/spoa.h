@@ -40,8 +40,8 @@ struct spoa_server_conf {
 	const char *listen;                    /* "127.0.0.1:12345", "[::1]:12345", "unix:/path"; port 0 picks one */
 	const struct spoa_handler *handlers;
 	void *ctx;                             /* passed to handlers and on_engine */
-	void (*on_engine)(void *ctx, const char *engine_id, int is_new); /* HELLO engine-id; is_new the first time this id is seen */
-	uint32_t max_frame_size;               /* 0 => 16384 */
+	void (*on_engine)(void *ctx, const char *engine_id, int is_new); /* HELLO engine-id; is_new the first time this id is seen (last 256 ids remembered); must not free the server */
+	uint32_t max_frame_size;               /* 0 => 16384; 256..1048576 */
 	double idle_timeout;                   /* seconds, 0 => 120 */
 	unsigned max_conns;                    /* 0 => 1024 */
 };

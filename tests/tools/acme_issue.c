@@ -5,7 +5,7 @@
  * acme_issue --directory URL --ca-file F --host H --challtestsrv http://127.0.0.1:PORT
  *            [--key ec256|ec384|rsa2048|rsa3072|rsa4096] [--count N]
  *            [--eab-kid K --eab-hmac H] [--preferred-chain CN] [--profile P] [--ari]
- *            [--revoke] [--no-tos] [--email E] [--out DIR] [--timeout S] [-v]
+ *            [--renew] [--revoke] [--no-tos] [--email E] [--out DIR] [--timeout S] [-v]
  * Prints one line per result and exits 0 only if all succeeded. */
 #include <getopt.h>
 #include <stdio.h>
@@ -24,7 +24,7 @@ struct tool {
 	struct ev_loop *loop;
 	struct acme_client *acme;
 	const char *challtestsrv, *out_dir;
-	int ari, revoke;
+	int ari, revoke, renew;
 	int pending, ok, failed;
 	ev_timer deadline;
 };
@@ -33,7 +33,11 @@ struct job {
 	struct tool *t;
 	char host[300];
 	char *cert;
+	char ari_id[512];
+	int renewed;
 };
+
+static void cb_done(void *arg, const char *host, const struct acme_result *res);
 
 static void tool_maybe_stop(struct tool *t)
 {
@@ -107,6 +111,13 @@ static void cb_revoked(void *arg, int ok, const char *err)
 
 static void job_after_ari(struct job *j)
 {
+	if (j->t->renew && !j->renewed && j->ari_id[0]) {
+		j->renewed = 1;
+		if (acme_order_start(j->t->acme, j->host, j->ari_id, cb_done, j) == 0)
+			return;
+		printf("renew-failed host=%s detail=could not start\n", j->host);
+		j->t->failed++;
+	}
 	if (j->t->revoke && acme_revoke(j->t->acme, j->cert, cb_revoked, j) == 0)
 		return;
 	job_end(j);
@@ -148,8 +159,8 @@ static void cb_done(void *arg, const char *host, const struct acme_result *res)
 	char err[256], top[256] = "?";
 
 	if (!res->ok) {
-		printf("failed host=%s status=%ld type=%s retry_after=%ld detail=%s%s%s\n", host,
-		       res->problem.status, res->problem.type ? res->problem.type : "-",
+		printf("%s host=%s status=%ld type=%s retry_after=%ld detail=%s%s%s\n",
+		       j->renewed ? "renew-failed" : "failed", host, res->problem.status, res->problem.type ? res->problem.type : "-",
 		       res->problem.retry_after, res->problem.detail ? res->problem.detail : "",
 		       res->problem.subproblems ? " subproblems=" : "",
 		       res->problem.subproblems ? res->problem.subproblems : "");
@@ -166,18 +177,25 @@ static void cb_done(void *arg, const char *host, const struct acme_result *res)
 		return;
 	}
 	crypto_chain_top_issuer_cn(res->cert_pem, strlen(res->cert_pem), top, sizeof(top));
-	printf("issued host=%s subject=%s issuer=%s top_issuer=%s pubkey=%s not_before=%lld not_after=%lld lifetime_s=%lld order=%s\n",
-	       host, ci.subject_cn, ci.issuer_cn, top, ci.pubkey_type, (long long)ci.not_before,
-	       (long long)ci.not_after, (long long)(ci.not_after - ci.not_before),
+	printf("%s host=%s subject=%s issuer=%s top_issuer=%s pubkey=%s not_before=%lld not_after=%lld"
+	       " lifetime_s=%lld order=%s\n", j->renewed ? "renewed" : "issued", host, ci.subject_cn,
+	       ci.issuer_cn, top, ci.pubkey_type, (long long)ci.not_before, (long long)ci.not_after,
+	       (long long)(ci.not_after - ci.not_before),
 	       res->order_url ? res->order_url : "-");
 	fflush(stdout);
+	snprintf(j->ari_id, sizeof(j->ari_id), "%s", ci.ari_cert_id);
 	crypto_cert_info_clear(&ci);
+	free(j->cert);
+	j->cert = strdup(res->cert_pem);
+	if (j->renewed) {
+		job_after_ari(j);
+		return;
+	}
 	t->ok++;
 	if (t->out_dir) {
 		write_file(t->out_dir, host, "crt", res->cert_pem);
 		write_file(t->out_dir, host, "key", res->key_pem);
 	}
-	j->cert = strdup(res->cert_pem);
 	if (t->ari && j->cert && acme_renewal_info(t->acme, j->cert, cb_ari, j) == 0)
 		return;
 	job_after_ari(j);
@@ -215,7 +233,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: acme_issue --directory URL --ca-file F --host H --challtestsrv URL\n"
 		"  [--key ec256|ec384|rsa2048|rsa3072|rsa4096] [--count N] [--eab-kid K --eab-hmac H]\n"
-		"  [--preferred-chain CN] [--profile P] [--ari] [--revoke] [--no-tos] [--email E]\n"
+		"  [--preferred-chain CN] [--profile P] [--ari] [--renew] [--revoke] [--no-tos] [--email E]\n"
 		"  [--out DIR] [--timeout S] [-v]\n");
 }
 
@@ -227,7 +245,7 @@ int main(int argc, char **argv)
 		{ "count", required_argument, NULL, 'n' }, { "eab-kid", required_argument, NULL, 'K' },
 		{ "eab-hmac", required_argument, NULL, 'M' }, { "preferred-chain", required_argument, NULL, 'p' },
 		{ "profile", required_argument, NULL, 'P' }, { "ari", no_argument, NULL, 'a' },
-		{ "revoke", no_argument, NULL, 'r' }, { "no-tos", no_argument, NULL, 'T' },
+		{ "revoke", no_argument, NULL, 'r' }, { "renew", no_argument, NULL, 'R' }, { "no-tos", no_argument, NULL, 'T' },
 		{ "email", required_argument, NULL, 'e' }, { "out", required_argument, NULL, 'o' },
 		{ "timeout", required_argument, NULL, 't' }, { "challtestsrv", required_argument, NULL, 'C' },
 		{ "verbose", no_argument, NULL, 'v' }, { NULL, 0, NULL, 0 },
@@ -259,6 +277,7 @@ int main(int argc, char **argv)
 		case 'P': conf.profile = optarg; break;
 		case 'a': t.ari = 1; break;
 		case 'r': t.revoke = 1; break;
+		case 'R': t.renew = 1; break;
 		case 'T': conf.tos_accepted = 0; break;
 		case 'e': conf.email = optarg; break;
 		case 'o': t.out_dir = optarg; break;

@@ -1,0 +1,219 @@
+# Helpers for tests/bench/run.sh. Source after tests/integration/lib.sh and
+# it_init: they build on its free_port, wait_for, hap_cmd and $IT_DIR.
+
+# bench_deps: installs wrk and lego from Debian when missing (apt-get update
+# once). wrk is required; lego only for the comparison (BENCH_HAVE_LEGO=0/1).
+bench_deps() {
+	local missing=() p updated=0
+	for p in wrk lego; do command -v "$p" >/dev/null 2>&1 || missing+=("$p"); done
+	if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
+		export DEBIAN_FRONTEND=noninteractive
+		for p in "${missing[@]}"; do
+			if [ $updated = 0 ]; then apt-get update -q >/dev/null 2>&1; updated=1; fi
+			echo "bench: installing $p (apt-get install -y $p)"
+			apt-get install -y -q --no-install-recommends "$p" >/dev/null 2>&1 ||
+				echo "bench: could not install $p"
+		done
+	fi
+	BENCH_HAVE_LEGO=0
+	command -v lego >/dev/null 2>&1 && BENCH_HAVE_LEGO=1
+	command -v wrk >/dev/null 2>&1
+}
+
+bench_now() { date +%s.%N; }
+# bench_dt T0 T1: T1 - T0 in seconds, 2 decimals.
+bench_dt() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+# bench_ratio A B [DIGITS]: A / B, or "n/a".
+bench_ratio() {
+	awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN {
+		if (a == "" || b == "" || b + 0 == 0 || a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/) print "n/a";
+		else printf "%.*f", d, a / b }'
+}
+
+# bench_hap_derive NAME MODE SPOA_PORT [CERT_DIR]: writes $IT_DIR/hap-NAME/
+# from the config haproxy_config made ($IT_DIR/haproxy/haproxy.cfg) with its
+# own ports, runtime socket and certificate directory (default: hap-NAME/certs).
+# MODE spoe keeps the example as it is; MODE plain drops the "filter spoe" and
+# "send-spoe-group" lines and answers the known challenge path
+# ($BENCH_TOKEN) with a static body ($BENCH_KEYAUTH) through http-request
+# return. Sets BH_DIR_NAME BH_HTTP_NAME BH_HTTPS_NAME BH_SOCK_NAME BH_CERTS_NAME.
+bench_hap_derive() {
+	local name=$1 mode=$2 spoa=$3 certs=${4:-} d=$IT_DIR/hap-$1 http https base=$IT_DIR/haproxy
+	mkdir -p "$d"
+	[ -n "$certs" ] || { certs=$d/certs; mkdir -p "$certs"; }
+	http=$(free_port); https=$(free_port)
+	cp "$base/default.pem" "$base/spoe-acme.conf" "$d/"
+	sed -E -e "s#$base/certs/#@CERTS@/#g" -e "s#$base/#$d/#g" -e "s#@CERTS@/#$certs/#g" \
+	    -e "s#127\.0\.0\.1:$HAP_HTTP( |\$)#127.0.0.1:$http\1#" \
+	    -e "s#127\.0\.0\.1:$HAP_HTTPS( |\$)#127.0.0.1:$https\1#" \
+	    -e "s#127\.0\.0\.1:$SPOA_PORT( |\$)#127.0.0.1:$spoa\1#" \
+	    "$base/haproxy.cfg" > "$d/haproxy.cfg"
+	if [ "$mode" = plain ]; then
+		sed -i -e '/^ *filter spoe /d' -e '/send-spoe-group/d' \
+		    -e "s#^\( *\)http-request return status 200 content-type text/plain lf-string .*#\1http-request return status 200 content-type text/plain string \"$BENCH_KEYAUTH\" if acme_challenge { path /.well-known/acme-challenge/$BENCH_TOKEN }#" \
+		    "$d/haproxy.cfg"
+		grep -q "string \"$BENCH_KEYAUTH\"" "$d/haproxy.cfg" || { echo "bench: plain config not derived"; return 1; }
+	fi
+	printf -v "BH_DIR_$name" %s "$d"
+	printf -v "BH_HTTP_$name" %s "$http"
+	printf -v "BH_HTTPS_$name" %s "$https"
+	printf -v "BH_SOCK_$name" %s "$d/admin.sock"
+	printf -v "BH_CERTS_$name" %s "$certs"
+}
+
+# bench_hap_start NAME [NOCHECK]: starts hap-NAME (after "haproxy -c" unless
+# NOCHECK), waits until its HTTPS port accepts. Sets BH_PID_NAME.
+bench_hap_start() {
+	local name=$1 d https pid
+	d=$(eval echo "\$BH_DIR_$name"); https=$(eval echo "\$BH_HTTPS_$name")
+	if [ -z "${2:-}" ]; then
+		haproxy -c -f "$d/haproxy.cfg" >"$IT_DIR/haproxy-$name-check.log" 2>&1 ||
+			{ cat "$IT_DIR/haproxy-$name-check.log"; return 1; }
+	fi
+	haproxy -db -f "$d/haproxy.cfg" >>"$IT_DIR/haproxy-$name.log" 2>&1 &
+	pid=$!
+	IT_PIDS+=("$pid")
+	printf -v "BH_PID_$name" %s "$pid"
+	bench_wait_port 60 "$https" && wait_for 10 test -S "$d/admin.sock"
+}
+
+# bench_wait_port SECONDS PORT: polls every 20 ms until PORT accepts.
+bench_wait_port() {
+	local n=$(($1 * 50))
+	while [ $n -gt 0 ]; do
+		port_open "$2" && return 0
+		sleep 0.02
+		n=$((n - 1))
+	done
+	return 1
+}
+
+# bench_sock_cmd SOCK CMD: one runtime API command on SOCK.
+bench_sock_cmd() { HAP_SOCK=$1 hap_cmd "$2"; }
+
+# bench_wrk LABEL SECONDS WRK_ARGS...: one wrk run; sets WRK_REQS (requests),
+# WRK_SECS (seconds measured) and WRK_BAD (non-2xx + socket errors).
+bench_wrk() {
+	local label=$1 secs=$2 out; shift 2
+	out=$IT_DIR/wrk-$label.txt
+	timeout $((secs + 30)) wrk -t"$BENCH_THREADS" -c"$BENCH_CONNS" -d"${secs}s" "$@" >"$out" 2>&1
+	WRK_REQS=$(awk '/ requests in / { print $1 }' "$out")
+	WRK_SECS=$(awk '/ requests in / { t = $4; sub(/,$/, "", t);
+		if (t ~ /ms$/) { sub(/ms$/, "", t); t /= 1000 }
+		else if (t ~ /m$/) { sub(/m$/, "", t); t *= 60 }
+		else sub(/s$/, "", t);
+		print t }' "$out")
+	WRK_BAD=$(awk '/Non-2xx or 3xx responses:/ { b += $NF }
+		/Socket errors:/ { gsub(/,/, ""); b += $4 + $6 + $8 + $10 }
+		END { print b + 0 }' "$out")
+	[ -n "$WRK_REQS" ] && [ -n "$WRK_SECS" ]
+}
+
+# bench_pair KEY SECONDS ARGS_A -- ARGS_B: measures A and B interleaved
+# A B B A, each run SECONDS/2, so drift on a shared machine hits both alike.
+# ARGS are wrk arguments (the URL last). Sets PAIR_A PAIR_B (requests/s),
+# PAIR_BAD_A PAIR_BAD_B (errors). Returns 1 if a run failed.
+bench_pair() {
+	local key=$1 secs=$2 half a=() b=() r=0 ra=0 sa=0 rb=0 sb=0 bada=0 badb=0 step
+	shift 2
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do a+=("$1"); shift; done
+	shift
+	b=("$@")
+	half=$(( (secs + 1) / 2 ))
+	for step in A1 B1 B2 A2; do
+		if [ "${step:0:1}" = A ]; then
+			bench_wrk "$key-$step" "$half" "${a[@]}" || r=1
+			ra=$((ra + ${WRK_REQS:-0})); sa=$(awk -v x="$sa" -v y="${WRK_SECS:-0}" 'BEGIN{print x+y}')
+			bada=$((bada + ${WRK_BAD:-0}))
+		else
+			bench_wrk "$key-$step" "$half" "${b[@]}" || r=1
+			rb=$((rb + ${WRK_REQS:-0})); sb=$(awk -v x="$sb" -v y="${WRK_SECS:-0}" 'BEGIN{print x+y}')
+			badb=$((badb + ${WRK_BAD:-0}))
+		fi
+	done
+	PAIR_A=$(awk -v r="$ra" -v s="$sa" 'BEGIN { if (s > 0) printf "%.0f", r / s; else print "" }')
+	PAIR_B=$(awk -v r="$rb" -v s="$sb" 'BEGIN { if (s > 0) printf "%.0f", r / s; else print "" }')
+	PAIR_REQS_A=$ra; PAIR_REQS_B=$rb
+	PAIR_BAD_A=$bada; PAIR_BAD_B=$badb
+	return $r
+}
+
+# bench_wait_served ROOTS PORT TIMEOUT NAME...: polls until HAProxy on PORT
+# serves every NAME a certificate that verifies against ROOTS for that name
+# (so: issued by that CA, for that host). Prints the names still missing on
+# timeout. Returns 0 when all are served.
+bench_wait_served() {
+	python3 - "$@" <<'PY'
+import socket, ssl, sys, time
+roots, port, timeout, names = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
+ctx = ssl.create_default_context(cafile=roots)
+left, deadline = set(names), time.monotonic() + timeout
+while left and time.monotonic() < deadline:
+    for n in sorted(left):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                with ctx.wrap_socket(s, server_hostname=n):
+                    left.discard(n)
+        except (OSError, ssl.SSLError):
+            pass
+    if left:
+        time.sleep(0.05)
+if left:
+    print("not served: " + " ".join(sorted(left)))
+sys.exit(1 if left else 0)
+PY
+}
+
+# bench_count_certs SOCK SUFFIX: how many certificates HAProxy lists whose
+# file name ends with SUFFIX (committed ones only).
+bench_count_certs() {
+	bench_sock_cmd "$1" "show ssl cert" 2>/dev/null | grep -c -- "$2\$"
+}
+
+# bench_hwm PID: peak resident memory (VmHWM) of PID in KiB.
+bench_hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+bench_rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+
+# bench_agent_json SRC DST KEY=VALUE...: a copy of the agent config SRC with
+# members replaced (KEY is a dotted path, VALUE JSON).
+bench_agent_json() {
+	python3 - "$@" <<'PY'
+import json, sys
+src, dst, sets = sys.argv[1], sys.argv[2], sys.argv[3:]
+conf = json.load(open(src))
+for s in sets:
+    path, value = s.split("=", 1)
+    node, keys = conf, path.split(".")
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+    node[keys[-1]] = json.loads(value)
+json.dump(conf, open(dst, "w"), indent=2)
+PY
+}
+
+# bench_metric_sum PORT NAME: sum of every sample of metric NAME (any labels)
+# on the agent admin PORT, or of exactly NAME{...} when labels are given.
+bench_metric() {
+	curl -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n { print $2; f = 1 } END { if (!f) print "" }' | head -1
+}
+
+# Results, printed as one table at the end.
+BENCH_ROWS=()
+# bench_row FIGURE AGENT REFERENCE RATIO SETTING
+bench_row() { BENCH_ROWS+=("$1"$'\t'"$2"$'\t'"$3"$'\t'"$4"$'\t'"$5"); }
+
+bench_table() {
+	local row f a b r s i=0
+	printf '\n%-44s | %-24s | %-28s | %s\n' "figure" "acme-spoa" "reference" "ratio"
+	printf '%s\n' "---------------------------------------------+--------------------------+------------------------------+--------------------"
+	for row in "${BENCH_ROWS[@]}"; do
+		IFS=$'\t' read -r f a b r s <<<"$row"
+		printf '%-44s | %-24s | %-28s | %s\n' "$f" "$a" "$b" "$r"
+	done
+	printf '\nsettings:\n'
+	for row in "${BENCH_ROWS[@]}"; do
+		IFS=$'\t' read -r f a b r s <<<"$row"
+		[ -n "$s" ] && printf '  %s: %s\n' "$f" "$s"
+	done
+	return 0
+}

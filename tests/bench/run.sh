@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# make bench: figures measured side by side in one run, printed as ratios.
+#   1. SPOE overhead: HAProxy request rate with the SPOE filter vs the same
+#      config without it (TLS new connection per request, TLS keep-alive,
+#      http-01 answered by the agent vs a static http-request return).
+#   2. On-demand issuance of BENCH_N_ISSUE names vs lego on the same Pebble.
+#   3. Loading BENCH_N_LOAD stored certificates into a fresh HAProxy through
+#      the agent vs HAProxy loading the same files from disk; agent memory.
+# Environment: BENCH_SECONDS (wrk seconds per variant, 10), BENCH_N_ISSUE (20),
+# BENCH_N_LOAD (3000), BENCH_THREADS (2), BENCH_CONNS (50), IT_KEEP=1 keeps
+# the temp dir. Exit 0 when every figure was produced.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+source "$HERE/../integration/lib.sh"
+source "$HERE/bench_lib.sh"
+it_init
+
+SECS=${BENCH_SECONDS:-10}
+N_ISSUE=${BENCH_N_ISSUE:-20}
+N_LOAD=${BENCH_N_LOAD:-3000}
+BENCH_THREADS=${BENCH_THREADS:-2}
+BENCH_CONNS=${BENCH_CONNS:-50}
+BENCH_TOKEN=benchtok_0123456789abcdefghijklmnopqrstuvwxyzABCD
+BENCH_KEYAUTH=$BENCH_TOKEN.thumbprint_0123456789abcdefghijklmnopqrstu
+TOOLS=$IT_BUILD/tools
+FAILED=()
+fail() { FAILED+=("$1"); echo "bench: FAILED: $1"; }
+say() { echo "bench: $*"; }
+T_START=$(bench_now)
+
+bench_deps || { echo "bench: wrk is missing and could not be installed"; exit 1; }
+for t in gen_certs storage_tool; do
+	[ -x "$TOOLS/$t" ] || { echo "bench: $TOOLS/$t missing (make all)"; exit 1; }
+done
+[ -x "$IT_BIN" ] || { echo "bench: $IT_BIN missing (make)"; exit 1; }
+say "$(nproc) CPUs, $(haproxy -v | head -1 | cut -d' ' -f1-3), wrk $(dpkg-query -W -f='${Version}' wrk 2>/dev/null)," \
+	"lego $([ "$BENCH_HAVE_LEGO" = 1 ] && dpkg-query -W -f='${Version}' lego 2>/dev/null || echo none); temp dir $IT_DIR"
+
+# ---- set-up: CA, DNS, HAProxy with and without SPOE, the agent -------------
+SPOA_PORT=$(free_port)
+haproxy_config "$SPOA_PORT"
+start_challtestsrv || { echo "bench: pebble-challtestsrv does not start"; exit 1; }
+start_pebble "$HAP_HTTP" || { echo "bench: pebble does not start"; exit 1; }
+pebble_roots || { echo "bench: cannot read Pebble's roots"; exit 1; }
+cp "$IT_DIR/pebble-roots.pem" "$IT_DIR/roots-agent.pem"
+agent_config
+# names for on-demand issuance: a zone of their own (two labels after "*.")
+bench_agent_json "$IT_DIR/agent.json" "$IT_DIR/agent.json" 'domains=["*.bench.test"]'
+STORE=$IT_DIR/store
+# the host the SPOE runs hit: it already has a certificate (storage + cert_dir)
+"$TOOLS/gen_certs" --store "file:$STORE" --cert-dir "$HAP_CERTS" --name localhost 2>/dev/null ||
+	{ echo "bench: gen_certs failed"; exit 1; }
+"$TOOLS/storage_tool" "file:$STORE" put "challenges/$BENCH_TOKEN" "$BENCH_KEYAUTH" 3600 ||
+	{ echo "bench: storage_tool failed"; exit 1; }
+start_haproxy || { echo "bench: HAProxy does not start with the example config"; exit 1; }
+bench_hap_derive plain plain "$SPOA_PORT" "$HAP_CERTS" || exit 1
+bench_hap_start plain || { echo "bench: HAProxy without SPOE does not start"; exit 1; }
+
+AGENT_OK=1
+if ! start_agent; then
+	AGENT_OK=0
+	fail "the agent does not start (see below); agent figures missing"
+	tail -5 "$IT_DIR/agent.log" | sed 's/^/#   /'
+fi
+AGENT_BASE_KB=""
+[ "$AGENT_OK" = 1 ] && AGENT_BASE_KB=$(bench_hwm "$AGENT_PID")
+# the SPOE variant must really talk to the agent: the known token answers
+if [ "$AGENT_OK" = 1 ]; then
+	body=$(curl -s --max-time 5 -H 'Host: localhost' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/$BENCH_TOKEN")
+	[ "$body" = "$BENCH_KEYAUTH" ] || { AGENT_OK=0; fail "the agent does not answer http-01 through HAProxy (got '$body')"; }
+fi
+body=$(curl -s --max-time 5 -H 'Host: localhost' "http://127.0.0.1:$BH_HTTP_plain/.well-known/acme-challenge/$BENCH_TOKEN")
+[ "$body" = "$BENCH_KEYAUTH" ] || fail "HAProxy without SPOE does not answer the static challenge (got '$body')"
+
+# ---- 1. SPOE overhead ---------------------------------------------------------
+W="wrk -t$BENCH_THREADS -c$BENCH_CONNS, ${SECS}s per variant as A B B A halves"
+spoe_pair() {   # key, figure, setting, wrk args (URL with PORT_HTTP/PORT_HTTPS placeholders)
+	local key=$1 fig=$2 set=$3 a=() b=() x; shift 3
+	for x in "$@"; do
+		a+=("$(sed -e "s/PORT_HTTPS/$HAP_HTTPS/; s/PORT_HTTP/$HAP_HTTP/" <<<"$x")")
+		b+=("$(sed -e "s/PORT_HTTPS/$BH_HTTPS_plain/; s/PORT_HTTP/$BH_HTTP_plain/" <<<"$x")")
+	done
+	if [ "$AGENT_OK" != 1 ]; then
+		bench_wrk "$key-plain" "$SECS" "${b[@]}"
+		bench_row "$fig" "FAILED (agent not running)" \
+			"$(awk -v r="$WRK_REQS" -v s="$WRK_SECS" 'BEGIN{printf "%.0f", r/s}') req/s no SPOE" "n/a" "$set"
+		return
+	fi
+	local sni0 h0 sni1 h1
+	sni0=$(metric 'acme_spoa_spoe_messages_total{message="acme-sni"}')
+	h0=$(metric 'acme_spoa_spoe_messages_total{message="acme-http01"}')
+	if ! bench_pair "$key" "$SECS" "${a[@]}" -- "${b[@]}"; then
+		fail "$fig: a wrk run failed"
+	fi
+	sni1=$(metric 'acme_spoa_spoe_messages_total{message="acme-sni"}')
+	h1=$(metric 'acme_spoa_spoe_messages_total{message="acme-http01"}')
+	if [ "$PAIR_BAD_A" != 0 ] || [ "$PAIR_BAD_B" != 0 ]; then
+		fail "$fig: errors or non-2xx answers (with SPOE $PAIR_BAD_A, without $PAIR_BAD_B)"
+	fi
+	say "$fig: with SPOE $PAIR_A req/s ($PAIR_REQS_A requests; agent handled" \
+		"$(( ${sni1:-0} - ${sni0:-0} )) acme-sni, $(( ${h1:-0} - ${h0:-0} )) acme-http01 messages)," \
+		"without $PAIR_B req/s ($PAIR_REQS_B requests)"
+	bench_row "$fig" "$PAIR_A req/s with SPOE" "$PAIR_B req/s without SPOE" \
+		"$(bench_ratio "$PAIR_A" "$PAIR_B") (with/without)" \
+		"$set; $W; agent handled $(( ${sni1:-0} - ${sni0:-0} )) acme-sni + $(( ${h1:-0} - ${h0:-0} )) acme-http01 messages"
+}
+say "1. SPOE overhead ($W)"
+spoe_pair tls-close "1a SPOE, TLS new connection per request" \
+	"wrk -H 'Connection: close' https://localhost:PORT/ (SNI localhost, certificate stored; one acme-sni message per connection); reference = same config without the filter spoe / send-spoe-group lines" \
+	-H 'Connection: close' "https://localhost:PORT_HTTPS/"
+spoe_pair tls-keepalive "1b SPOE, TLS keep-alive" \
+	"wrk https://localhost:PORT/ keep-alive (one acme-sni message per connection, then none)" \
+	"https://localhost:PORT_HTTPS/"
+spoe_pair http01 "1c http-01 answer: agent vs static return" \
+	"wrk -H 'Host: localhost' http://127.0.0.1:PORT/.well-known/acme-challenge/<token> keep-alive; agent answers from memory/storage vs http-request return of the same static body" \
+	-H 'Host: localhost' "http://127.0.0.1:PORT_HTTP/.well-known/acme-challenge/$BENCH_TOKEN"
+stop_pid "$BH_PID_plain"
+
+# ---- 2. on-demand issuance vs lego ------------------------------------------
+zone=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])).get("domains") or ["*.test"]
+w=[x for x in d if x.startswith("*.")]; print(w[0][2:] if w else "test")' "$IT_DIR/agent.json")
+NAMES=()
+for i in $(seq 0 $((N_ISSUE - 1))); do NAMES+=("iss$i.$zone"); done
+say "2. on-demand issuance of $N_ISSUE names (iss0..iss$((N_ISSUE - 1)).$zone)"
+T_AGENT=""
+if [ "$AGENT_OK" = 1 ]; then
+	o0=$(metric acme_spoa_orders_started_total)
+	t0=$(bench_now)
+	for n in "${NAMES[@]}"; do https_get "$n" & done
+	if bench_wait_served "$IT_DIR/roots-agent.pem" "$HAP_HTTPS" 180 "${NAMES[@]}"; then
+		t1=$(bench_now)
+		T_AGENT=$(bench_dt "$t0" "$t1")
+	else
+		fail "on-demand issuance: not all $N_ISSUE names served within 180 s"
+	fi
+	wait
+	o1=$(metric acme_spoa_orders_started_total)
+	say "agent: $N_ISSUE names served with Pebble certificates after ${T_AGENT:-?} s ($(( ${o1:-0} - ${o0:-0} )) orders)"
+fi
+T_LEGO=""
+LEGO_SET="lego not installed"
+if [ "$BENCH_HAVE_LEGO" = 1 ]; then
+	A_PEBBLE_PORT=$PEBBLE_PORT A_PEBBLE_MGMT=$PEBBLE_MGMT A_PEBBLE_DIR_URL=$PEBBLE_DIR_URL A_PEBBLE_PID=$PEBBLE_PID
+	cp "$IT_DIR/pebble.log" "$IT_DIR/pebble-agent.log" 2>/dev/null
+	LEGO_PORT=$(free_port)
+	if start_pebble "$LEGO_PORT"; then
+		LEGO_DIR_URL=$PEBBLE_DIR_URL LEGO_PEBBLE_PID=$PEBBLE_PID
+		lego_run() {
+			LEGO_CA_CERTIFICATES=$IT_DIR/pebble-ca.pem timeout 60 lego --server "$LEGO_DIR_URL" \
+				--accept-tos --email bench@example.com --path "$IT_DIR/lego" --key-type ec256 \
+				--http --http.port "127.0.0.1:$LEGO_PORT" -d "$1" run >>"$IT_DIR/lego.log" 2>&1
+		}
+		# account registration before the clock, as the agent's was at its start
+		if lego_run "warmup.$zone"; then
+			t0=$(bench_now); ok=1
+			for n in "${NAMES[@]}"; do lego_run "$n" || { ok=0; break; }; done
+			t1=$(bench_now)
+			got=$(ls "$IT_DIR"/lego/certificates/iss*."$zone".crt 2>/dev/null | wc -l)
+			if [ "$ok" = 1 ] && [ "$got" = "$N_ISSUE" ]; then
+				T_LEGO=$(bench_dt "$t0" "$t1")
+				say "lego: $N_ISSUE certificates in $T_LEGO s"
+			else
+				fail "lego did not issue all $N_ISSUE certificates ($got); see $IT_DIR/lego.log"
+				tail -5 "$IT_DIR/lego.log" | sed 's/^/#   /'
+			fi
+		else
+			fail "lego cannot register/issue on Pebble"; tail -5 "$IT_DIR/lego.log" | sed 's/^/#   /'
+		fi
+		stop_pid "$LEGO_PEBBLE_PID"
+		LEGO_SET="lego $(dpkg-query -W -f='${Version}' lego 2>/dev/null) --http --key-type ec256 run -d <name>, one run per name (one certificate each; all runs share one http-01 port, so in sequence), second Pebble on the same machine, account registered before the clock; ends when the files are written (no HAProxy install)"
+	else
+		fail "second Pebble for lego does not start"
+	fi
+	PEBBLE_PORT=$A_PEBBLE_PORT PEBBLE_MGMT=$A_PEBBLE_MGMT PEBBLE_DIR_URL=$A_PEBBLE_DIR_URL PEBBLE_PID=$A_PEBBLE_PID
+fi
+[ "$BENCH_HAVE_LEGO" = 1 ] || say "no comparison client: lego could not be installed"
+bench_row "2  on-demand issuance, $N_ISSUE names" \
+	"${T_AGENT:-FAILED}${T_AGENT:+ s}" "${T_LEGO:-n/a}${T_LEGO:+ s lego}" \
+	"$(bench_ratio "$T_AGENT" "$T_LEGO") (agent/lego time)" \
+	"agent: first HTTPS request for $N_ISSUE new names at once (curl, SNI) until HAProxy serves each a Pebble certificate verified for its name (polled every 50 ms), ECDSA P-256, Pebble PEBBLE_VA_NOSLEEP=1; reference: $LEGO_SET"
+
+# ---- 3. loading N stored certificates into a fresh HAProxy ------------------
+say "3. loading $N_LOAD stored certificates into a fresh HAProxy"
+[ "$AGENT_OK" = 1 ] && stop_pid "$AGENT_PID"
+stop_pid "$HAP_PID"
+LOAD_STORE=$IT_DIR/load-store
+mkdir -p "$IT_DIR/disk-certs"
+t0=$(bench_now)
+if ! "$TOOLS/gen_certs" --store "file:$LOAD_STORE" --cert-dir "$IT_DIR/disk-certs" --count "$N_LOAD" \
+	--ca-out "$IT_DIR/bench-ca.pem" 2>>"$IT_DIR/gen_certs.log"; then
+	fail "gen_certs could not write $N_LOAD certificates"
+fi
+say "gen_certs: $N_LOAD certificates into file storage and a directory in $(bench_dt "$t0" "$(bench_now)") s"
+LOAD_SPOA=$(free_port); LOAD_ADMIN=$(free_port)
+last="host$((N_LOAD - 1)).bench.test"
+# a) HAProxy reads the same certificates from its crt directory at start
+T_DISK=""
+bench_hap_derive disk spoe "$LOAD_SPOA" "$IT_DIR/disk-certs"
+t0=$(bench_now)
+if bench_hap_start disk nocheck; then
+	t1=$(bench_now)
+	n=$(bench_count_certs "$BH_SOCK_disk" .bench.test.pem)
+	if [ "$n" = "$N_LOAD" ] && HAP_HTTPS=$BH_HTTPS_disk served_cert "$last" | grep -q "CN = $last"; then
+		T_DISK=$(bench_dt "$t0" "$t1")
+		say "HAProxy from disk: answers after $T_DISK s with $n certificates"
+	else
+		fail "HAProxy from disk lists $n of $N_LOAD certificates"
+	fi
+	stop_pid "$BH_PID_disk"
+else
+	fail "HAProxy does not start with $N_LOAD certificates in its crt directory"
+fi
+# b) HAProxy starts with an empty directory; the agent pushes from storage
+T_LOAD="" HWM=""
+bench_hap_derive load spoe "$LOAD_SPOA"
+t0=$(bench_now)
+bench_hap_start load nocheck || fail "HAProxy with an empty crt directory does not start"
+T_EMPTY=$(bench_dt "$t0" "$(bench_now)")
+if [ "$AGENT_OK" = 1 ]; then
+	bench_agent_json "$IT_DIR/agent.json" "$IT_DIR/agent-load.json" \
+		"storage=\"file\"" "storage_config.file.path=\"$LOAD_STORE\"" \
+		"spoa.listen=\"127.0.0.1:$LOAD_SPOA\"" "admin.listen=\"127.0.0.1:$LOAD_ADMIN\"" \
+		"haproxy.runtime=[\"unix:$BH_SOCK_load\"]" "haproxy.cert_dir=\"$BH_CERTS_load\""
+	t0=$(bench_now)
+	http_proxy=http://127.0.0.1:$BH_HTTP_load no_proxy=127.0.0.1,localhost \
+		"$IT_BIN" -c "$IT_DIR/agent-load.json" >>"$IT_DIR/agent-load.log" 2>&1 &
+	LOAD_PID=$!
+	IT_PIDS+=("$LOAD_PID")
+	n=0 deadline=$(( $(date +%s) + 240 ))
+	while [ "$(date +%s)" -lt "$deadline" ] && kill -0 "$LOAD_PID" 2>/dev/null; do
+		n=$(bench_count_certs "$BH_SOCK_load" .bench.test.pem)
+		[ "$n" -ge "$N_LOAD" ] && break
+		sleep 0.2
+	done
+	t1=$(bench_now)
+	HWM=$(bench_hwm "$LOAD_PID")
+	if [ "$n" -ge "$N_LOAD" ] && HAP_HTTPS=$BH_HTTPS_load served_cert "$last" | grep -q "CN = $last"; then
+		T_LOAD=$(bench_dt "$t0" "$t1")
+		say "agent: HAProxy lists all $N_LOAD certificates $T_LOAD s after the agent started; agent VmHWM $HWM KiB"
+	else
+		fail "agent push: HAProxy lists $n of $N_LOAD certificates after 240 s"
+		tail -5 "$IT_DIR/agent-load.log" | sed 's/^/#   /'
+	fi
+	stop_pid "$LOAD_PID"
+fi
+bench_row "3a load $N_LOAD stored certificates" \
+	"${T_LOAD:-FAILED}${T_LOAD:+ s (agent push)}" "${T_DISK:-FAILED}${T_DISK:+ s (HAProxy from disk)}" \
+	"$(bench_ratio "$T_LOAD" "$T_DISK") (agent/disk time)" \
+	"agent: HAProxy started with an empty crt directory (ready in $T_EMPTY s), then the agent on file storage holding $N_LOAD certs (gen_certs: EC P-256 leaf + test CA + key); time from agent start until 'show ssl cert' lists all $N_LOAD (polled every 0.2 s); reference: HAProxy started with the same $N_LOAD PEM files in its crt directory, time until it accepts connections"
+if [ -n "$HWM" ]; then
+	MIB=$(awk -v k="$HWM" 'BEGIN { printf "%.1f", k / 1024 }')
+	PER=$(awk -v k="$HWM" -v n="$N_LOAD" 'BEGIN { printf "%.1f", k / n }')
+	MARG=$(awk -v k="$HWM" -v b="${AGENT_BASE_KB:-0}" -v n="$N_LOAD" 'BEGIN { if (b > 0) printf "%.1f", (k - b) / n; else print "n/a" }')
+	BASE_MIB=$(awk -v k="${AGENT_BASE_KB:-0}" 'BEGIN { printf "%.1f", k / 1024 }')
+	bench_row "3b agent peak memory, $N_LOAD certificates" "$MIB MiB VmHWM" "$BASE_MIB MiB (agent, 1 cert)" \
+		"$PER KiB/cert ($MARG marginal)" \
+		"VmHWM from /proc/<pid>/status of the agent after the load in 3a; reference: VmHWM of the agent just after start with one certificate; marginal = (peak - reference) / $N_LOAD"
+else
+	bench_row "3b agent peak memory, $N_LOAD certificates" "FAILED" "" "n/a" ""
+fi
+
+# ---- table -------------------------------------------------------------------
+say "total bench time $(bench_dt "$T_START" "$(bench_now)") s"
+bench_table
+if [ ${#FAILED[@]} -gt 0 ]; then
+	printf '\nmissing or failed:\n'
+	printf '  - %s\n' "${FAILED[@]}"
+	exit 1
+fi
+exit 0

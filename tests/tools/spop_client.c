@@ -1,0 +1,678 @@
+/* spop_client: a command-line SPOP peer acting like HAProxy, for integration
+ * tests and benchmarks against a running agent. Blocking sockets with
+ * timeouts (poll for the pipelined mode); this is a test tool, not the agent.
+ *
+ *   spop_client ADDR notify --count N --pipeline K --message M --arg name=type:value ...
+ *   spop_client ADDR garbage --count N --seed S
+ *   spop_client ADDR http01 --host H --token T
+ *   spop_client ADDR hello | healthcheck
+ * ADDR is host:port, [ipv6]:port or unix:/path.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+
+#include "spoa/spop.h"
+
+#define MAX_ARGS   16
+#define FRAME_MAX  16380
+#define BUF_SIZE   (FRAME_MAX + 4)
+
+struct opts {
+	const char *addr;
+	const char *mode;
+	long count;
+	long pipeline;
+	unsigned long long seed;
+	const char *message;
+	const char *host;
+	const char *token;
+	double timeout;
+	unsigned nargs;
+	char *arg_names[MAX_ARGS];
+	struct spop_data args[MAX_ARGS];
+};
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: spop_client ADDR notify [--count N] [--pipeline K] --message M [--arg name=type:value]...\n"
+		"       spop_client ADDR garbage [--count N] [--seed S]\n"
+		"       spop_client ADDR http01 --host H --token T\n"
+		"       spop_client ADDR hello | healthcheck\n"
+		"  ADDR: host:port, [ipv6]:port, unix:/path; types: str bin int uint bool ipv4 ipv6 null\n"
+		"  --timeout SECONDS (default 5)\n");
+	exit(2);
+}
+
+static int set_timeouts(int fd, double secs)
+{
+	struct timeval tv;
+
+	tv.tv_sec = (time_t)secs;
+	tv.tv_usec = (suseconds_t)((secs - (double)tv.tv_sec) * 1e6);
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == -1 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == -1)
+		return -1;
+	return 0;
+}
+
+static int dial(const char *addr, double timeout)
+{
+	struct addrinfo hints, *res = NULL, *ai;
+	char host[256];
+	const char *port, *colon;
+	int fd = -1, one = 1;
+
+	if (strncmp(addr, "unix:", 5) == 0) {
+		struct sockaddr_un sun = { .sun_family = AF_UNIX };
+
+		if (strlen(addr + 5) >= sizeof(sun.sun_path))
+			return -1;
+		strcpy(sun.sun_path, addr + 5);
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (fd == -1 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+			if (fd != -1)
+				close(fd);
+			return -1;
+		}
+		set_timeouts(fd, timeout);
+		return fd;
+	}
+	if (addr[0] == '[') {
+		const char *rb = strchr(addr, ']');
+
+		if (!rb || rb[1] != ':' || (size_t)(rb - addr) > sizeof(host))
+			return -1;
+		snprintf(host, sizeof(host), "%.*s", (int)(rb - addr - 1), addr + 1);
+		port = rb + 2;
+	} else {
+		colon = strrchr(addr, ':');
+		if (!colon || (size_t)(colon - addr) >= sizeof(host))
+			return -1;
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
+		port = colon + 1;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(host, port, &hints, &res) != 0)
+		return -1;
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+		if (fd == -1)
+			continue;
+		set_timeouts(fd, timeout);
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd != -1)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
+
+static int send_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+
+		if (n <= 0) {
+			if (n == -1 && errno == EINTR)
+				continue;
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int recv_all(int fd, char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = recv(fd, buf, len, 0);
+
+		if (n <= 0) {
+			if (n == -1 && errno == EINTR)
+				continue;
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Reads one frame (blocking, with the socket timeout). Returns 0 or -1. */
+static int read_frame(int fd, char *buf, size_t cap, struct spop_frame *f)
+{
+	size_t flen;
+
+	if (recv_all(fd, buf, 4) == -1)
+		return -1;
+	if (spop_frame_peek(buf, 4, (uint32_t)(cap - 4), &flen) == -1)
+		return -1;
+	flen = ((size_t)(unsigned char)buf[0] << 24) | ((size_t)(unsigned char)buf[1] << 16) |
+	       ((size_t)(unsigned char)buf[2] << 8) | (unsigned char)buf[3];
+	if (recv_all(fd, buf + 4, flen) == -1)
+		return -1;
+	return spop_frame_parse(buf + 4, flen, f);
+}
+
+static void print_disconnect(const struct spop_frame *f)
+{
+	struct spop_disconnect d;
+
+	if (spop_disconnect_decode(f->payload, f->payload_len, &d) == 0)
+		fprintf(stderr, "agent disconnect: status=%llu message=%.*s\n",
+			(unsigned long long)d.status_code, (int)d.message_len,
+			d.message ? d.message : "");
+}
+
+/* HELLO handshake. Returns the negotiated max-frame-size, or 0. */
+static uint32_t hello(int fd, int healthcheck, int verbose)
+{
+	char buf[BUF_SIZE];
+	struct spop_frame f;
+	struct spop_arg kv;
+	const char *p;
+	uint32_t mfs = 0;
+	int n;
+
+	n = spop_encode_haproxy_hello(buf, sizeof(buf), "2.0", FRAME_MAX, "pipelining",
+				      healthcheck, "spop-client");
+	if (n < 0 || send_all(fd, buf, (size_t)n) == -1 || read_frame(fd, buf, sizeof(buf), &f) == -1) {
+		fprintf(stderr, "hello: no answer\n");
+		return 0;
+	}
+	if (f.type == SPOP_FRM_AGENT_DISCONNECT) {
+		print_disconnect(&f);
+		return 0;
+	}
+	if (f.type != SPOP_FRM_AGENT_HELLO) {
+		fprintf(stderr, "hello: unexpected frame type %u\n", f.type);
+		return 0;
+	}
+	p = f.payload;
+	while (spop_kv_next(&p, f.payload + f.payload_len, &kv) == 1) {
+		if (kv.name_len == 14 && !memcmp(kv.name, "max-frame-size", 14))
+			mfs = (uint32_t)kv.val.u.u;
+		if (verbose && (kv.val.type == SPOP_T_STR))
+			printf("%.*s=%.*s\n", (int)kv.name_len, kv.name, (int)kv.val.u.s.len,
+			       kv.val.u.s.ptr);
+		else if (verbose)
+			printf("%.*s=%llu\n", (int)kv.name_len, kv.name, (unsigned long long)kv.val.u.u);
+	}
+	return mfs;
+}
+
+static size_t build_notify(const struct opts *o, char *buf, size_t cap, uint64_t sid, uint64_t fid)
+{
+	char *p = buf, *start;
+	unsigned i;
+
+	if (spop_frame_begin(&p, buf + cap, &start, SPOP_FRM_NOTIFY, SPOP_FRAME_FL_FIN, sid, fid) == -1 ||
+	    spop_encode_message(&p, buf + cap, o->message, strlen(o->message), o->nargs) == -1)
+		return 0;
+	for (i = 0; i < o->nargs; i++) {
+		if (spop_encode_kv(&p, buf + cap, o->arg_names[i], &o->args[i]) == -1)
+			return 0;
+	}
+	return spop_frame_end(start, p);
+}
+
+/* Checks one ACK frame; returns its action count or -1. <ka> receives a
+ * "keyauth" set-var value if any. */
+static int check_ack(const struct spop_frame *f, char *ka, size_t kalen)
+{
+	struct spop_action a;
+	const char *p = f->payload;
+	int n = 0, r;
+
+	while ((r = spop_action_next(&p, f->payload + f->payload_len, &a)) == 1) {
+		n++;
+		if (ka && a.type == SPOP_ACT_SET_VAR && a.name_len == 7 &&
+		    !memcmp(a.name, "keyauth", 7) &&
+		    (a.val.type == SPOP_T_STR || a.val.type == SPOP_T_BIN))
+			snprintf(ka, kalen, "%.*s", (int)a.val.u.s.len, a.val.u.s.ptr);
+	}
+	return r == -1 ? -1 : n;
+}
+
+static int cmd_notify(const struct opts *o)
+{
+	char *out = NULL, *in = NULL;
+	unsigned char *acked = NULL;
+	size_t outlen = 0, outoff = 0, inlen = 0, outcap;
+	long sent = 0, acks = 0, errors = 0, inflight;
+	double t0, last;
+	int fd, ret = 1;
+
+	fd = dial(o->addr, o->timeout);
+	if (fd == -1) {
+		fprintf(stderr, "notify: cannot connect to %s\n", o->addr);
+		return 1;
+	}
+	if (!hello(fd, 0, 0))
+		goto out;
+	outcap = (size_t)o->pipeline * 512 + BUF_SIZE;
+	out = malloc(outcap);
+	in = malloc(BUF_SIZE * 2);
+	acked = calloc((size_t)o->count + 1, 1);
+	if (!out || !in || !acked)
+		goto out;
+	t0 = last = now_ms();
+	while (acks + errors < o->count) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		size_t flen;
+		int r;
+
+		inflight = sent - acks - errors;
+		/* top up to K frames in flight; stream-id i (0 first, as 2.6 does), frame-id i+1 */
+		while (sent < o->count && inflight < o->pipeline && outlen + 512 <= outcap) {
+			size_t n = build_notify(o, out + outlen, outcap - outlen, (uint64_t)sent,
+						(uint64_t)sent + 1);
+
+			if (!n) {
+				fprintf(stderr, "notify: message does not fit a frame\n");
+				goto out;
+			}
+			outlen += n;
+			sent++;
+			inflight++;
+		}
+		if (outoff < outlen)
+			pfd.events |= POLLOUT;
+		r = poll(&pfd, 1, 100);
+		if (r == -1 && errno != EINTR)
+			goto out;
+		if (now_ms() - last > o->timeout * 1e3) {
+			fprintf(stderr, "notify: timeout with %ld frames in flight\n", inflight);
+			errors += sent - acks - errors;
+			break;
+		}
+		if (r <= 0)
+			continue;
+		if (pfd.revents & POLLOUT) {
+			ssize_t n = send(fd, out + outoff, outlen - outoff, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+			if (n > 0) {
+				outoff += (size_t)n;
+				if (outoff == outlen)
+					outoff = outlen = 0;
+			} else if (n == -1 && errno != EAGAIN && errno != EINTR) {
+				fprintf(stderr, "notify: send: %s\n", strerror(errno));
+				break;
+			}
+		}
+		if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
+			ssize_t n = recv(fd, in + inlen, BUF_SIZE * 2 - inlen, MSG_DONTWAIT);
+
+			if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
+				fprintf(stderr, "notify: connection closed by agent\n");
+				break;
+			}
+			if (n > 0) {
+				inlen += (size_t)n;
+				last = now_ms();
+			}
+			while ((r = spop_frame_peek(in, inlen, BUF_SIZE - 4, &flen)) == 1) {
+				struct spop_frame f;
+
+				if (spop_frame_parse(in + 4, flen, &f) == -1 || f.type != SPOP_FRM_ACK) {
+					if (f.type == SPOP_FRM_AGENT_DISCONNECT)
+						print_disconnect(&f);
+					fprintf(stderr, "notify: unexpected frame\n");
+					errors = o->count;
+					goto done;
+				}
+				if (f.frame_id == 0 || f.frame_id > (uint64_t)sent || acked[f.frame_id] ||
+				    f.stream_id != f.frame_id - 1 || !(f.flags & SPOP_FRAME_FL_FIN) ||
+				    check_ack(&f, NULL, 0) < 1) {
+					fprintf(stderr, "notify: bad ACK stream-id=%llu frame-id=%llu\n",
+						(unsigned long long)f.stream_id,
+						(unsigned long long)f.frame_id);
+					errors++;
+				} else {
+					acked[f.frame_id] = 1;
+					acks++;
+				}
+				memmove(in, in + 4 + flen, inlen - 4 - flen);
+				inlen -= 4 + flen;
+			}
+			if (r == -1) {
+				fprintf(stderr, "notify: oversized frame from agent\n");
+				errors = o->count;
+				break;
+			}
+		}
+	}
+done:
+	printf("acks=%ld errors=%ld elapsed_ms=%.1f\n", acks, errors, now_ms() - t0);
+	ret = (acks == o->count && errors == 0) ? 0 : 1;
+out:
+	free(out);
+	free(in);
+	free(acked);
+	close(fd);
+	return ret;
+}
+
+static int cmd_http01(struct opts *o)
+{
+	char buf[BUF_SIZE], ka[BUF_SIZE];
+	struct spop_frame f;
+	size_t n;
+	int fd, ret = 1;
+
+	if (!o->host || !o->token)
+		usage();
+	o->message = o->message ? o->message : "acme-http01";
+	o->nargs = 2;
+	o->arg_names[0] = "host";
+	o->args[0].type = SPOP_T_STR;
+	o->args[0].u.s.ptr = o->host;
+	o->args[0].u.s.len = strlen(o->host);
+	o->arg_names[1] = "token";
+	o->args[1].type = SPOP_T_STR;
+	o->args[1].u.s.ptr = o->token;
+	o->args[1].u.s.len = strlen(o->token);
+	fd = dial(o->addr, o->timeout);
+	if (fd == -1) {
+		fprintf(stderr, "http01: cannot connect to %s\n", o->addr);
+		return 1;
+	}
+	if (!hello(fd, 0, 0))
+		goto out;
+	n = build_notify(o, buf, sizeof(buf), 1, 1);
+	if (!n || send_all(fd, buf, n) == -1 || read_frame(fd, buf, sizeof(buf), &f) == -1) {
+		fprintf(stderr, "http01: no ACK\n");
+		goto out;
+	}
+	if (f.type != SPOP_FRM_ACK || f.stream_id != 1 || f.frame_id != 1) {
+		fprintf(stderr, "http01: unexpected frame type %u\n", f.type);
+		goto out;
+	}
+	ka[0] = '\0';
+	if (check_ack(&f, ka, sizeof(ka)) < 1) {
+		fprintf(stderr, "http01: empty or malformed ACK\n");
+		goto out;
+	}
+	printf("%s\n", ka[0] ? ka : "<none>");
+	ret = 0;
+out:
+	close(fd);
+	return ret;
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+	/* xorshift64* */
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 2685821657736338717ULL;
+}
+
+static size_t put_len(char *buf, size_t len)
+{
+	buf[0] = (char)(len >> 24);
+	buf[1] = (char)(len >> 16);
+	buf[2] = (char)(len >> 8);
+	buf[3] = (char)len;
+	return len + 4;
+}
+
+/* Builds one malformed exchange into <buf>; returns its length. */
+static size_t make_garbage(uint64_t *s, char *buf, size_t cap)
+{
+	char *p, *start;
+	size_t len = 0, i, n;
+	int kind = (int)(rnd(s) % 9);
+	struct spop_data d = { .type = SPOP_T_STR };
+
+	d.u.s.ptr = "a.test";
+	d.u.s.len = 6;
+	switch (kind) {
+	case 0: /* random bytes, random length prefix */
+		n = 4 + rnd(s) % 300;
+		for (i = 0; i < n; i++)
+			buf[i] = (char)rnd(s);
+		return n;
+	case 1: /* oversized length prefix */
+		put_len(buf, 0x10000 + rnd(s) % 0x1000000);
+		return 4;
+	case 2: /* unknown frame type */
+		buf[4] = (char)(4 + rnd(s) % 90);
+		memcpy(buf + 5, "\x00\x00\x00\x01\x00\x00", 6);
+		return put_len(buf, 7);
+	default:
+		break;
+	}
+	/* a valid HELLO, then (maybe) a NOTIFY, then mutate some bytes */
+	len = (size_t)spop_encode_haproxy_hello(buf, cap, "2.0", FRAME_MAX, "pipelining", 0, NULL);
+	if (kind == 3) /* NOTIFY before HELLO */
+		len = 0;
+	p = buf + len;
+	if (spop_frame_begin(&p, buf + cap, &start, SPOP_FRM_NOTIFY,
+			     kind == 4 ? 0 : SPOP_FRAME_FL_FIN, rnd(s) % 1000, rnd(s) % 1000) == 0 &&
+	    spop_encode_message(&p, buf + cap, "acme-sni", 8, kind == 5 ? 3 : 1) == 0 &&
+	    spop_encode_kv(&p, buf + cap, "sni", &d) == 0)
+		len += spop_frame_end(start, p);
+	if (kind >= 6) {
+		n = 1 + rnd(s) % 4;
+		for (i = 0; i < n; i++)
+			buf[rnd(s) % len] ^= (char)(1 + rnd(s) % 255);
+	}
+	if (kind == 8) /* cut short */
+		len = 1 + rnd(s) % len;
+	return len;
+}
+
+/* Reads until close; returns 1 if an AGENT-DISCONNECT came, 0 if only a
+ * close, -1 on timeout (a hang). */
+static int await_close(int fd, double secs)
+{
+	char buf[BUF_SIZE];
+	size_t have = 0, flen;
+	int got_disc = 0;
+	double deadline = now_ms() + secs * 1e3;
+
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		double left = deadline - now_ms();
+		ssize_t n;
+
+		if (left <= 0)
+			return -1;
+		if (poll(&pfd, 1, (int)left + 1) <= 0)
+			continue;
+		n = recv(fd, buf + have, sizeof(buf) - have, MSG_DONTWAIT);
+		if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR))
+			return got_disc;
+		if (n < 0)
+			continue;
+		have += (size_t)n;
+		while (spop_frame_peek(buf, have, BUF_SIZE - 4, &flen) == 1) {
+			struct spop_frame f;
+
+			if (spop_frame_parse(buf + 4, flen, &f) == 0 && f.type == SPOP_FRM_AGENT_DISCONNECT)
+				got_disc = 1;
+			memmove(buf, buf + 4 + flen, have - 4 - flen);
+			have -= 4 + flen;
+		}
+		if (have == sizeof(buf))
+			have = 0;
+	}
+}
+
+static int cmd_garbage(const struct opts *o)
+{
+	char buf[4096];
+	uint64_t s = o->seed ? o->seed : 1;
+	long i, disc = 0, closes = 0, hangs = 0, fails = 0;
+	double t0 = now_ms();
+	int alive = 0, fd;
+
+	for (i = 0; i < o->count; i++) {
+		size_t len = make_garbage(&s, buf, sizeof(buf));
+		int r;
+
+		fd = dial(o->addr, 2.0);
+		if (fd == -1) {
+			fails++;
+			continue;
+		}
+		/* the agent may close before we finish writing: not an error */
+		send_all(fd, buf, len);
+		/* EOF after the garbage: even a partial frame must end in a close */
+		shutdown(fd, SHUT_WR);
+		r = await_close(fd, 2.0);
+		if (r == 1)
+			disc++;
+		else if (r == 0)
+			closes++;
+		else {
+			hangs++;
+			fprintf(stderr, "garbage: #%ld hung (%zu bytes)\n", i, len);
+		}
+		close(fd);
+	}
+	/* the agent must still serve a well-formed peer */
+	fd = dial(o->addr, 2.0);
+	if (fd != -1) {
+		alive = hello(fd, 0, 0) != 0;
+		close(fd);
+	}
+	printf("garbage=%ld disconnects=%ld closes=%ld hangs=%ld connect_failures=%ld alive=%d elapsed_ms=%.1f\n",
+	       o->count, disc, closes, hangs, fails, alive, now_ms() - t0);
+	return (hangs == 0 && fails == 0 && alive) ? 0 : 1;
+}
+
+static int parse_arg(struct opts *o, char *spec)
+{
+	char *eq = strchr(spec, '='), *colon, *val;
+	struct spop_data *d;
+
+	if (!eq || o->nargs >= MAX_ARGS)
+		return -1;
+	*eq = '\0';
+	colon = strchr(eq + 1, ':');
+	if (!colon)
+		return -1;
+	*colon = '\0';
+	val = colon + 1;
+	d = &o->args[o->nargs];
+	memset(d, 0, sizeof(*d));
+	if (!strcmp(eq + 1, "str") || !strcmp(eq + 1, "bin")) {
+		d->type = eq[1] == 's' ? SPOP_T_STR : SPOP_T_BIN;
+		d->u.s.ptr = val;
+		d->u.s.len = strlen(val);
+	} else if (!strcmp(eq + 1, "int")) {
+		d->type = SPOP_T_INT64;
+		d->u.i = strtoll(val, NULL, 10);
+	} else if (!strcmp(eq + 1, "uint")) {
+		d->type = SPOP_T_UINT64;
+		d->u.u = strtoull(val, NULL, 10);
+	} else if (!strcmp(eq + 1, "bool")) {
+		d->type = SPOP_T_BOOL;
+		d->u.b = !strcmp(val, "true") || !strcmp(val, "1");
+	} else if (!strcmp(eq + 1, "ipv4")) {
+		d->type = SPOP_T_IPV4;
+		if (inet_pton(AF_INET, val, &d->u.v4) != 1)
+			return -1;
+	} else if (!strcmp(eq + 1, "ipv6")) {
+		d->type = SPOP_T_IPV6;
+		if (inet_pton(AF_INET6, val, &d->u.v6) != 1)
+			return -1;
+	} else if (!strcmp(eq + 1, "null")) {
+		d->type = SPOP_T_NULL;
+	} else {
+		return -1;
+	}
+	o->arg_names[o->nargs++] = spec;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = { .count = 1, .pipeline = 1, .timeout = 5.0 };
+	int i;
+
+	if (argc < 3)
+		usage();
+	o.addr = argv[1];
+	o.mode = argv[2];
+	for (i = 3; i < argc; i++) {
+		const char *k = argv[i];
+
+		if (i + 1 >= argc)
+			usage();
+		if (!strcmp(k, "--count"))
+			o.count = atol(argv[++i]);
+		else if (!strcmp(k, "--pipeline"))
+			o.pipeline = atol(argv[++i]);
+		else if (!strcmp(k, "--seed"))
+			o.seed = strtoull(argv[++i], NULL, 10);
+		else if (!strcmp(k, "--message"))
+			o.message = argv[++i];
+		else if (!strcmp(k, "--host"))
+			o.host = argv[++i];
+		else if (!strcmp(k, "--token"))
+			o.token = argv[++i];
+		else if (!strcmp(k, "--timeout"))
+			o.timeout = atof(argv[++i]);
+		else if (!strcmp(k, "--arg")) {
+			if (parse_arg(&o, argv[++i]) == -1) {
+				fprintf(stderr, "bad --arg %s (want name=type:value)\n", argv[i]);
+				return 2;
+			}
+		} else
+			usage();
+	}
+	if (o.count < 1 || o.pipeline < 1 || o.timeout <= 0)
+		usage();
+	if (!strcmp(o.mode, "notify")) {
+		if (!o.message)
+			usage();
+		return cmd_notify(&o);
+	}
+	if (!strcmp(o.mode, "http01"))
+		return cmd_http01(&o);
+	if (!strcmp(o.mode, "garbage"))
+		return cmd_garbage(&o);
+	if (!strcmp(o.mode, "hello") || !strcmp(o.mode, "healthcheck")) {
+		int fd = dial(o.addr, o.timeout), ok;
+
+		if (fd == -1) {
+			fprintf(stderr, "cannot connect to %s\n", o.addr);
+			return 1;
+		}
+		ok = hello(fd, !strcmp(o.mode, "healthcheck"), 1) != 0;
+		close(fd);
+		return ok ? 0 : 1;
+	}
+	usage();
+	return 2;
+}
