@@ -273,14 +273,23 @@ static int chk_base64url(char *v, char *why, size_t whylen)
 
 static int chk_domain(char *v, char *why, size_t whylen)
 {
-	char out[256];
+	char out[260], probe[260];
 	size_t skip = (v[0] == '*' && v[1] == '.') ? 2 : 0;
 
-	if (config_host_normalize(v + skip, out, sizeof(out)) == -1) {
+	/* "*.com" is a mistake, but "*.test" (RFC 6761) or "*.internal" name a
+	 * private tree: a one-label suffix is allowed for special-use names only */
+	static const char *const special[] = { "test", "example", "internal", "lan", "local",
+					       "localhost", "invalid", "home.arpa", NULL };
+	int special_ok = 0;
+
+	for (size_t i = 0; skip && special[i]; i++)
+		special_ok |= strcasecmp(v + skip, special[i]) == 0;
+	snprintf(probe, sizeof(probe), "%s%s", special_ok ? "x." : "", v + skip);
+	if (strlen(v) > 253 || config_host_normalize(probe, out, sizeof(out)) == -1) {
 		snprintf(why, whylen, "is not a host name or \"*.\" followed by a host name (no regex)");
 		return -1;
 	}
-	memcpy(v + skip, out, strlen(out) + 1);
+	memcpy(v + skip, out + (special_ok ? 2 : 0), strlen(out + (special_ok ? 2 : 0)) + 1);
 	return 0;
 }
 

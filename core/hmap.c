@@ -20,7 +20,11 @@ int hmap_init(struct hmap *m)
 	m->nbuckets = 64;
 	m->count = 0;
 	m->buckets = calloc(m->nbuckets, sizeof(*m->buckets));
-	return m->buckets ? 0 : -1;
+	if (!m->buckets) {
+		m->nbuckets = 0;
+		return -1;
+	}
+	return 0;
 }
 
 void hmap_clear(struct hmap *m, void (*free_val)(void *val))

@@ -38,6 +38,7 @@
 #define MGR_BACKOFF_MAX_S	(24 * 3600)
 #define MGR_RECONCILE_S		60.0
 #define MGR_CERTS_CHANNEL	"certs"
+#define MGR_SYNC_RETRY_S	5.0
 
 static void mgr_job_next(struct mgr *m);
 
@@ -197,6 +198,8 @@ struct mgr_sync {
 	size_t idx;
 };
 
+static void mgr_sync_retry_cb(int revents, void *arg);
+
 static void mgr_sync_names(void *arg, int ok, const char *const *names, size_t n)
 {
 	struct mgr_sync *s = arg;
@@ -205,8 +208,10 @@ static void mgr_sync_names(void *arg, int ok, const char *const *names, size_t n
 	size_t i, pushed = 0, b;
 
 	if (!ok) {
-		log_warn("runtime socket %zu: cannot list certificates, will retry on reconnect", s->idx);
-		free(s);
+		/* HAProxy may not be up yet: the first connection fires no reload */
+		log_warn("runtime socket %zu: cannot list certificates, retrying in %.0fs", s->idx,
+			 MGR_SYNC_RETRY_S);
+		ev_once(m->loop, -1, 0, MGR_SYNC_RETRY_S, mgr_sync_retry_cb, s);
 		return;
 	}
 	hmap_init(&have);
@@ -228,6 +233,14 @@ static void mgr_sync_names(void *arg, int ok, const char *const *names, size_t n
 	hmap_clear(&have, NULL);
 	log_info("runtime socket %zu: HAProxy holds %zu certificates, pushed %zu missing", s->idx, n, pushed);
 	free(s);
+}
+
+static void mgr_sync_retry_cb(int revents, void *arg)
+{
+	struct mgr_sync *s = arg;
+
+	if (rt_list_certs(s->m->rt, s->idx, mgr_sync_names, s) == -1)
+		free(s);
 }
 
 void mgr_sync_haproxy(struct mgr *m, size_t idx)

@@ -10,7 +10,14 @@
  * served by another process (master-worker reload keeps the old worker
  * answering on an existing connection), and the main connection is then
  * re-opened on the new process. All callbacks run on the loop thread, never
- * from inside the rt_* call that queued the work. */
+ * from inside the rt_* call that queued the work.
+ *
+ * A job cut by a lost connection is run again from its start after the
+ * reconnection (once; a second loss fails it). A stale transaction found at
+ * connect ("*name" in "show ssl cert") is aborted, and one opened by someone
+ * else meanwhile is aborted when our "set ssl cert" reveals it (2.6 would
+ * otherwise load our payload into it). Two configured addresses that reach
+ * the same HAProxy process would share its one transaction: do not. */
 #ifndef ACME_SPOA_RUNTIME_H
 #define ACME_SPOA_RUNTIME_H
 
@@ -41,11 +48,11 @@ struct rt *rt_new(struct ev_loop *loop, const char *const *addrs, size_t naddrs,
 		  char *err, size_t errlen);
 
 /* Sets the reply timeout (a command unanswered that long fails and the
- * connection is re-opened; work queued on a socket that cannot connect fails
- * that long after it was queued) and the poll interval (show info keepalive on
- * the idle connection, reload probe). Defaults 10000 ms and 3000 ms; keep the
- * poll below HAProxy's "stats timeout" (10 s by default). Values <= 0 keep the
- * current setting. */
+ * connection is re-opened; work queued on a socket that is not connected fails
+ * that long after it was queued or after the connection was lost) and the poll
+ * interval (reload probe, and a "show info" keepalive on an idle connection,
+ * for HAProxy versions that apply "stats timeout" to prompt-mode sessions).
+ * Defaults 10000 ms and 3000 ms. Values <= 0 keep the current setting. */
 void rt_set_timeouts(struct rt *rt, int reply_timeout_ms, int poll_ms);
 
 /* Stops every watcher, closes the sockets and frees everything. Work still

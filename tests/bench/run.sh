@@ -65,9 +65,15 @@ fi
 AGENT_BASE_KB=""
 [ "$AGENT_OK" = 1 ] && AGENT_BASE_KB=$(bench_hwm "$AGENT_PID")
 # the SPOE variant must really talk to the agent: the known token answers
+# (HAProxy marked it down while it was not started yet: its health check
+# brings it up within seconds; "health up" only saves that wait)
+challenge_answered() {
+	[ "$(curl -s --max-time 5 -H 'Host: localhost' "http://127.0.0.1:$1/.well-known/acme-challenge/$BENCH_TOKEN")" = "$BENCH_KEYAUTH" ]
+}
 if [ "$AGENT_OK" = 1 ]; then
-	body=$(curl -s --max-time 5 -H 'Host: localhost' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/$BENCH_TOKEN")
-	[ "$body" = "$BENCH_KEYAUTH" ] || { AGENT_OK=0; fail "the agent does not answer http-01 through HAProxy (got '$body')"; }
+	hap_cmd "set server acme-spoa/agent health up" >/dev/null
+	wait_for 30 challenge_answered "$HAP_HTTP" ||
+		{ AGENT_OK=0; fail "the agent does not answer http-01 through HAProxy within 30 s"; }
 fi
 body=$(curl -s --max-time 5 -H 'Host: localhost' "http://127.0.0.1:$BH_HTTP_plain/.well-known/acme-challenge/$BENCH_TOKEN")
 [ "$body" = "$BENCH_KEYAUTH" ] || fail "HAProxy without SPOE does not answer the static challenge (got '$body')"

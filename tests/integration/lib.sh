@@ -175,6 +175,11 @@ start_haproxy() {
 	wait_for 10 port_open "$HAP_HTTPS" && wait_for 10 test -S "$HAP_SOCK"
 }
 
+# agent_up_in_haproxy: HAProxy's health check sees the agent UP.
+agent_up_in_haproxy() {
+	hap_cmd "show servers state acme-spoa" | awk '$4 == "agent" { exit ($6 == 2) ? 0 : 1 }'
+}
+
 stop_pid() {
 	local p=$1
 	kill "$p" 2>/dev/null
@@ -238,7 +243,14 @@ start_agent() {
 		"$IT_BIN" -c "$conf" -v >>"$IT_DIR/agent.log" 2>&1 &
 	AGENT_PID=$!
 	IT_PIDS+=($AGENT_PID)
-	wait_for 15 curl -sf "http://127.0.0.1:$ADMIN_PORT/healthz"
+	wait_for 15 admin_answers
+}
+
+# admin_answers: the admin API answers (/healthz is 503 until HAProxy is up).
+admin_answers() {
+	local c
+	c=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/healthz")
+	[ "$c" = 200 ] || [ "$c" = 503 ]
 }
 
 # admin METHOD PATH [CURL ARGS...]: prints "STATUS BODY".

@@ -10,11 +10,12 @@ SPOA_PORT=$(free_port)
 haproxy_config "$SPOA_PORT"
 start_challtestsrv || { not_ok "challtestsrv starts"; it_summary; exit 1; }
 start_pebble "$HAP_HTTP" || { not_ok "pebble starts"; it_summary; exit 1; }
-start_haproxy || { not_ok "haproxy starts with the example config"; it_summary; exit 1; }
 agent_config
 check "config --check accepts the test config" "$IT_BIN" -c "$IT_DIR/agent.json" --check
 start_agent || { not_ok "agent starts"; cat "$IT_DIR/agent.log"; it_summary; exit 1; }
 ok "agent starts and /healthz answers"
+start_haproxy || { not_ok "haproxy starts with the example config"; it_summary; exit 1; }
+check "HAProxy's spop-check sees the agent UP" wait_for 10 agent_up_in_haproxy
 TOOLS=$IT_BUILD/tools
 STORE="file:$IT_DIR/store"
 
@@ -25,10 +26,10 @@ check "--check refuses a bad cert_type, naming it" test "$rc" = 1 -a -n "$(echo 
 
 # --- http-01 through HAProxy -----------------------------------------------
 "$TOOLS/storage_tool" "$STORE" put challenges/tok-known_1 tok-known_1.thumbprint-xyz 600
-body=$(curl -s -H 'Host: a.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-known_1")
-code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: a.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-known_1")
+body=$(curl -s -H 'Host: ondemand.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-known_1")
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: ondemand.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-known_1")
 check "known token: 200 with the key authorization" test "$code $body" = "200 tok-known_1.thumbprint-xyz"
-body=$(curl -s -w ' %{http_code}' -H 'Host: a.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/nope")
+body=$(curl -s -w ' %{http_code}' -H 'Host: ondemand.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/nope")
 check "unknown token: 404 Not found" test "$body" = "$(printf 'Not found\n 404')"
 
 # --- SPOP peer: pipelining, garbage ----------------------------------------
@@ -37,25 +38,27 @@ out=$("$TOOLS/spop_client" "127.0.0.1:$SPOA_PORT" notify --count 2000 --pipeline
 check "2000 pipelined NOTIFYs each get one ACK ($out)" grep -q 'acks=2000 errors=0' <<<"$out"
 out=$("$TOOLS/spop_client" "127.0.0.1:$SPOA_PORT" garbage --count 2000 --seed 7 2>&1)
 check "2000 malformed frames: agent still answers" curl -sf "http://127.0.0.1:$ADMIN_PORT/healthz" -o /dev/null
-body=$(curl -s -H 'Host: a.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-known_1")
+body=$(curl -s -H 'Host: ondemand.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-known_1")
 check "challenge still answered through HAProxy after the garbage" test "$body" = tok-known_1.thumbprint-xyz
 
 # --- on-demand issuance ----------------------------------------------------
-https_get a.test
-first=$(served_cert a.test)
-check "first request for a.test gets the default certificate" grep -q 'haproxy-default' <<<"$first"
-check "within 30 s HAProxy serves a Pebble certificate for a.test" wait_for 30 served_by_pebble a.test
-check "a.test.pem written 0600 to cert_dir" test "$(stat -c %a "$HAP_CERTS/a.test.pem" 2>/dev/null)" = 600
+https_get ondemand.test
+first=$(served_cert ondemand.test)
+check "first request for ondemand.test gets the default certificate" grep -q 'haproxy-default' <<<"$first"
+check "within 30 s HAProxy serves a Pebble certificate for ondemand.test" wait_for 30 served_by_pebble ondemand.test
+check "ondemand.test.pem written 0600 to cert_dir" test "$(stat -c %a "$HAP_CERTS/ondemand.test.pem" 2>/dev/null)" = 600
 
 before=$(metric acme_spoa_orders_started_total)
-for i in $(seq 0 9); do https_get "n$i.test" & done; wait
+pids=(); for i in $(seq 0 9); do https_get "n$i.test" & pids+=($!); done; wait "${pids[@]}"
 all_served() { for i in $(seq 0 9); do served_by_pebble "n$i.test" || return 1; done; }
 check "ten names requested at once are all served within 60 s" wait_for 60 all_served
 after=$(metric acme_spoa_orders_started_total)
 check "ten names made ten orders ($before -> $after)" test "$((after - before))" = 10
 
 before=$(metric acme_spoa_orders_started_total)
-for i in $(seq 100); do https_get one.test & if [ $((i % 20)) = 0 ]; then wait; fi; done; wait
+for i in $(seq 5); do
+	pids=(); for j in $(seq 20); do https_get one.test & pids+=($!); done; wait "${pids[@]}"
+done
 check "100 requests for one new name: served" wait_for 30 served_by_pebble one.test
 after=$(metric acme_spoa_orders_started_total)
 check "100 requests for one new name made one order ($before -> $after)" test "$((after - before))" = 1
@@ -102,12 +105,14 @@ check "metrics expose the SPOE histogram" sh -c "curl -s http://127.0.0.1:$ADMIN
 # --- restarts --------------------------------------------------------------
 stop_pid "$HAP_PID"
 start_haproxy
-check "HAProxy restarted serves a.test from disk at once" served_by_pebble a.test
+wait_for 10 agent_up_in_haproxy
+check "HAProxy restarted serves ondemand.test from disk at once" served_by_pebble ondemand.test
 check "HAProxy restarted serves n7.test from disk at once" served_by_pebble n7.test
 
 kill -9 "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
 start_agent
-https_get a.test; https_get n3.test; sleep 1
+wait_for 10 agent_up_in_haproxy
+https_get ondemand.test; https_get n3.test; sleep 1
 check "agent killed -9 and restarted: nothing ordered again" test "$(metric acme_spoa_orders_started_total)" = 0
 r=$(admin GET /acme/certificates)
 check "agent restarted: every certificate still listed" python3 -c '

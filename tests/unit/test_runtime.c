@@ -4,6 +4,8 @@
  * client is served, 200 pushes on one connection, stale and foreign
  * transactions, remove, restart and reload detection, dead sockets. */
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -18,6 +20,7 @@
 #include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
@@ -83,18 +86,24 @@ static int unix_connect(const char *path)
 /* One non-interactive command on CLI socket <path>; the reply (until HAProxy closes) in <out>. */
 static int raw_cli_at(const char *path, const char *cmd, char *out, size_t outlen)
 {
+	struct timeval tv = { 2, 0 };
 	int fd = unix_connect(path);
 	size_t o = 0;
 	ssize_t n;
 
 	if (fd == -1)
 		return -1;
+	/* the master CLI keeps the connection open after its reply */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	if (write(fd, cmd, strlen(cmd)) != (ssize_t)strlen(cmd)) {
 		close(fd);
 		return -1;
 	}
-	while (o + 1 < outlen && (n = read(fd, out + o, outlen - o - 1)) > 0)
+	while (o + 1 < outlen && (n = read(fd, out + o, outlen - o - 1)) > 0) {
 		o += (size_t)n;
+		if (path == fx.msock && o >= 2 && out[o - 1] == '\n' && out[o - 2] == '\n')
+			break;
+	}
 	out[o] = '\0';
 	close(fd);
 	return 0;
@@ -373,7 +382,8 @@ static int setup(void **state)
 	free(pem);
 	fx.port = free_port();
 	f = fopen(fx.cfg, "w");
-	fprintf(f, "global\n  nbthread 1\n  stats socket %s level admin\n"
+	/* a short stats timeout: the client must keep its idle connection alive */
+	fprintf(f, "global\n  nbthread 1\n  stats socket %s level admin\n  stats timeout 1s\n"
 		"defaults\n  mode http\n  timeout client 5s\n  timeout server 5s\n  timeout connect 5s\n"
 		"frontend fe\n  bind 127.0.0.1:%d ssl crt %s/\n"
 		"  http-request return status 200 content-type text/plain string ok\n",
@@ -444,15 +454,26 @@ static void test_push_new_and_update(void **state)
 	char *pem1 = make_pem("a.test", md1), *pem2 = make_pem("a.test", md2);
 	struct rt *rt = rt_open(NULL, NULL);
 	struct rt_stats st;
+	uint64_t c0;
 
 	assert_int_equal(served_digest("a.test", def), 0);
 	assert_memory_not_equal(def, md1, 32);	/* the default certificate before */
 	assert_int_equal(listed(rt, "a.test"), 0);
+	rt_set_timeouts(rt, 0, 60000);	/* no keepalive in the counts below */
+	rt_stats(rt, &st);
+	c0 = st.commands;
 	push_sync(rt, "a.test", pem1, 1);
+	rt_stats(rt, &st);
+	/* show ssl crt-list (once), new, set, commit, add */
+	assert_int_equal(st.commands - c0, 5);
 	assert_int_equal(served_digest("a.test", got), 0);
 	assert_memory_equal(got, md1, 32);
 	assert_int_equal(listed(rt, "a.test"), 1);
+	rt_stats(rt, &st);
+	c0 = st.commands;
 	push_sync(rt, "a.test", pem2, 1);
+	rt_stats(rt, &st);
+	assert_int_equal(st.commands - c0, 2);	/* known name: set, commit */
 	assert_int_equal(served_digest("a.test", got), 0);
 	assert_memory_equal(got, md2, 32);
 	/* other names still get the default */
@@ -479,24 +500,32 @@ static void cb_count_ok(void *arg, int ok, const char *err)
 static void test_push_200(void **state)
 {
 	struct rt *rt = rt_open(NULL, NULL);
-	struct counter c = { 0, 200 };
+	/* RT_TEST_BULK=3000 measures a bigger load by hand */
+	int total = getenv("RT_TEST_BULK") ? atoi(getenv("RT_TEST_BULK")) : 200;
+	struct counter c = { 0, total };
+	ev_tstamp t0;
 	unsigned char md[32], md150[32], got[32];
 	char host[64], path[400], *pem;
 	struct rt_stats st;
 	int i;
 
-	for (i = 0; i < 200; i++) {
+	assert_true(total > 150);
+	ev_now_update(fx.loop);
+	t0 = ev_now(fx.loop);
+	for (i = 0; i < total; i++) {
 		snprintf(host, sizeof(host), "h%d.bulk.test", i);
 		snprintf(path, sizeof(path), "%s/%s.pem", fx.certs, host);
 		pem = make_pem(host, i == 150 ? md150 : md);
 		assert_int_equal(rt_push_cert(rt, path, fx.certs, pem, strlen(pem), cb_count_ok, &c), 0);
 		free(pem);
 	}
-	assert_true(run_until(cond_count, &c, 40));
+	assert_true(run_until(cond_count, &c, 40 + total / 50));
+	if (getenv("RT_TEST_BULK"))
+		fprintf(stderr, "%d pushes in %.2fs\n", total, ev_now(fx.loop) - t0);
 	rt_stats(rt, &st);
-	assert_int_equal(st.pushes_ok, 200);
+	assert_int_equal(st.pushes_ok, (uint64_t)total);
 	assert_int_equal(st.reconnects, 0);
-	assert_true(st.commands >= 800);	/* new, set, commit, add each */
+	assert_true(st.commands >= 4 * (uint64_t)total);	/* new, set, commit, add each */
 	assert_int_equal(served_digest("h150.bulk.test", got), 0);
 	assert_memory_equal(got, md150, 32);
 	rt_free(rt);
@@ -563,6 +592,35 @@ static void test_bad_pem_fails(void **state)
 	assert_null(strstr(out, "*"));
 	assert_true(rt_socket_up(rt, 0));
 	rt_free(rt);
+}
+
+static void test_oversized_payload(void **state)
+{
+	struct rt *rt = rt_open(NULL, NULL);
+	struct waiter w = { 0 };
+	unsigned char md[32];
+	char path[400], *big = malloc(40001), *pem = make_pem("after.test", md);
+	struct rt_stats st;
+	size_t i;
+
+	/* HAProxy closes the CLI connection when a payload exceeds its buffer:
+	 * the push is tried twice, then fails with a clear error */
+	for (i = 0; i < 40000; i++)
+		big[i] = (i % 64 == 63) ? '\n' : 'A';
+	big[40000] = '\0';
+	snprintf(path, sizeof(path), "%s/big.test.pem", fx.certs);
+	assert_int_equal(rt_push_cert(rt, path, fx.certs, big, 40000, cb_done, &w), 0);
+	assert_true(run_until(cond_called, &w, 8));
+	assert_int_equal(w.ok, 0);
+	assert_non_null(strstr(w.err, "connection lost during \"set ssl cert"));
+	assert_non_null(strstr(w.err, "tune.bufsize"));
+	/* the client is back and works */
+	push_sync(rt, "after.test", pem, 1);
+	rt_stats(rt, &st);
+	assert_int_equal(st.reconnects, 2);
+	rt_free(rt);
+	free(big);
+	free(pem);
 }
 
 static void test_remove(void **state)
@@ -653,6 +711,143 @@ static void test_restart_and_reload(void **state)
 	free(pem);
 }
 
+static void test_idle_keepalive(void **state)
+{
+	struct rt *rt = rt_open(NULL, NULL);
+	struct counter never = { 0, 1 };
+	struct rt_stats st;
+	unsigned char md[32];
+	char *pem = make_pem("k.test", md);
+
+	/* idle for 2.5x HAProxy's "stats timeout" (2.6 does not apply it to a
+	 * prompt-mode session, later versions may): keepalives are sent and the
+	 * connection is kept */
+	run_until(cond_count, &never, 2.5);
+	assert_true(rt_socket_up(rt, 0));
+	rt_stats(rt, &st);
+	assert_int_equal(st.reconnects, 0);
+	assert_true(st.commands > 3);	/* prompt, show info, show ssl cert + keepalives */
+	push_sync(rt, "k.test", pem, 1);
+	rt_free(rt);
+	free(pem);
+}
+
+static void test_queued_while_down(void **state)
+{
+	unsigned char md[32], got[32];
+	char *pem = make_pem("q.test", md), path[400];
+	struct rt *rt = rt_open(NULL, NULL);
+	struct waiter w = { 0 };
+
+	haproxy_stop();
+	assert_true(run_until(cond_down, rt, 5));
+	snprintf(path, sizeof(path), "%s/q.test.pem", fx.certs);
+	assert_int_equal(rt_push_cert(rt, path, fx.certs, pem, strlen(pem), cb_done, &w), 0);
+	haproxy_start();	/* well within the 3 s timeout */
+	assert_true(run_until(cond_called, &w, 5));
+	if (!w.ok)
+		fail_msg("push failed: %s", w.err);
+	assert_int_equal(served_digest("q.test", got), 0);
+	assert_memory_equal(got, md, 32);
+	rt_free(rt);
+	free(pem);
+}
+
+/* A fake runtime socket: answers the client's init commands as HAProxy
+ * would (a new Pid on every connection), then never answers anything else. */
+struct fake {
+	int lfd, stop, conns;
+	pthread_t th;
+};
+
+static void *fake_main(void *arg)
+{
+	struct fake *fk = arg;
+	struct pollfd pfd[2] = { { .fd = fk->lfd, .events = POLLIN }, { .fd = -1, .events = POLLIN } };
+	char buf[8192], out[256], *nl;
+	size_t len = 0;
+	ssize_t n;
+
+	while (!__atomic_load_n(&fk->stop, __ATOMIC_SEQ_CST)) {
+		if (poll(pfd, 2, 50) <= 0)
+			continue;
+		if (pfd[0].revents & POLLIN) {
+			if (pfd[1].fd != -1)
+				close(pfd[1].fd);
+			pfd[1].fd = accept(fk->lfd, NULL, NULL);
+			len = 0;
+			__atomic_add_fetch(&fk->conns, 1, __ATOMIC_SEQ_CST);
+		}
+		if (pfd[1].fd == -1 || !(pfd[1].revents & (POLLIN | POLLHUP)))
+			continue;
+		n = read(pfd[1].fd, buf + len, sizeof(buf) - len - 1);
+		if (n <= 0) {
+			close(pfd[1].fd);
+			pfd[1].fd = -1;
+			continue;
+		}
+		len += (size_t)n;
+		buf[len] = '\0';
+		while ((nl = strchr(buf, '\n'))) {
+			*nl = '\0';
+			out[0] = '\0';
+			if (strcmp(buf, "prompt") == 0)
+				snprintf(out, sizeof(out), "\n> ");
+			else if (strcmp(buf, "show info") == 0)
+				snprintf(out, sizeof(out), "Name: HAProxy\nPid: %d\nStart_time_sec: 1000\n\n> ",
+					 100 + __atomic_load_n(&fk->conns, __ATOMIC_SEQ_CST));
+			else if (strcmp(buf, "show ssl cert") == 0)
+				snprintf(out, sizeof(out), "# filename\n/x/existing.pem\n\n> ");
+			if (out[0] && write(pfd[1].fd, out, strlen(out)) < 0)
+				break;
+			len -= (size_t)(nl + 1 - buf);
+			memmove(buf, nl + 1, len + 1);
+		}
+	}
+	if (pfd[1].fd != -1)
+		close(pfd[1].fd);
+	return NULL;
+}
+
+static void test_reply_timeout(void **state)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct fake fk = { 0 };
+	char addr[128], err[256];
+	const char *addrs[1] = { addr };
+	struct waiter w = { 0 };
+	int reloads = 0;
+	ev_tstamp t0;
+	struct rt *rt;
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%.90s/fake.sock", fx.dir);
+	fk.lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(bind(fk.lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(listen(fk.lfd, 8), 0);
+	assert_int_equal(pthread_create(&fk.th, NULL, fake_main, &fk), 0);
+	snprintf(addr, sizeof(addr), "unix:%s", sun.sun_path);
+	rt = rt_new(fx.loop, addrs, 1, cb_reload, &reloads, err, sizeof(err));
+	assert_non_null(rt);
+	rt_set_timeouts(rt, 1000, 60000);
+	assert_true(run_until(cond_up, rt, 3));
+	ev_now_update(fx.loop);
+	t0 = ev_now(fx.loop);
+	assert_int_equal(rt_push_cert(rt, "/x/existing.pem", NULL, "x\n", 2, cb_done, &w), 0);
+	assert_true(run_until(cond_called, &w, 4));
+	/* the name was known from "show ssl cert": no "new ssl cert", set times out */
+	assert_int_equal(w.ok, 0);
+	assert_non_null(strstr(w.err, "timeout after 1.0s waiting for the reply to \"set ssl cert /x/existing.pem <<\""));
+	assert_true(ev_now(fx.loop) - t0 < 1.8);
+	/* then the client reconnects; the new connection reports another Pid */
+	assert_true(run_until(cond_int, &reloads, 4));
+	assert_int_equal(reloads, 1);
+	assert_int_equal(__atomic_load_n(&fk.conns, __ATOMIC_SEQ_CST), 2);
+	rt_free(rt);
+	__atomic_store_n(&fk.stop, 1, __ATOMIC_SEQ_CST);
+	pthread_join(fk.th, NULL);
+	close(fk.lfd);
+}
+
 static void test_dead_socket(void **state)
 {
 	char a1[320], a2[64], err[256], path[400];
@@ -723,8 +918,12 @@ int main(void)
 		cmocka_unit_test(test_push_200),
 		cmocka_unit_test(test_stale_transaction),
 		cmocka_unit_test(test_bad_pem_fails),
+		cmocka_unit_test(test_oversized_payload),
 		cmocka_unit_test(test_remove),
+		cmocka_unit_test(test_idle_keepalive),
+		cmocka_unit_test(test_queued_while_down),
 		cmocka_unit_test(test_restart_and_reload),
+		cmocka_unit_test(test_reply_timeout),
 		cmocka_unit_test(test_dead_socket),
 	};
 
