@@ -60,6 +60,37 @@ struct mgr_cert *mgr_cert_get(struct mgr *m, const char *host)
 	return hmap_get(&m->certs, host);
 }
 
+/* The time of the last renewal of <host> ("renewals/<host>"), 0 if none. */
+static time_t mgr_renewed_at_load(struct mgr *m, const char *host)
+{
+	char key[STORAGE_KEY_MAX], err[256], *val = NULL;
+	size_t len;
+	json_t *j;
+	time_t t = 0;
+
+	snprintf(key, sizeof(key), "renewals/%s", host);
+	if (storage_get(m->st, key, &val, &len, err, sizeof(err)) != 0)
+		return 0;
+	j = json_loadb(val, len, 0, NULL);
+	free(val);
+	if (j)
+		t = (time_t)json_integer_value(json_object_get(j, "renewed_at"));
+	json_decref(j);
+	return t;
+}
+
+static void mgr_renewed_at_store(struct mgr *m, const char *host, time_t t)
+{
+	char key[STORAGE_KEY_MAX], err[256], val[64];
+
+	snprintf(key, sizeof(key), "renewals/%s", host);
+	snprintf(val, sizeof(val), "{\"renewed_at\":%lld}", (long long)t);
+	if (storage_put(m->st, key, val, strlen(val), 0, err, sizeof(err)) == -1) {
+		m->cnt.storage_errors++;
+		log_err("host=%s cannot store renewal record: %s", host, err);
+	}
+}
+
 struct mgr_cert *mgr_cert_install(struct mgr *m, const char *host, const char *pem, size_t len)
 {
 	struct mgr_cert *c, *old = NULL;
@@ -89,6 +120,7 @@ struct mgr_cert *mgr_cert_install(struct mgr *m, const char *host, const char *p
 		c->ari_end = old->ari_end;
 		c->ari_next = old->ari_next;
 	}
+	c->renewed_at = mgr_renewed_at_load(m, host);
 	if (hmap_put(&m->certs, host, c, (void **)&old) == -1) {
 		mgr_cert_free(c);
 		return NULL;
@@ -507,6 +539,8 @@ static void mgr_order_done(void *arg, const char *host, const struct acme_result
 	if (clen && bundle[clen - 1] != '\n')
 		bundle[clen++] = '\n';
 	memcpy(bundle + clen, res->key_pem, klen + 1);
+	if (j->renewal)
+		mgr_renewed_at_store(m, host, time(NULL));
 	snprintf(key, sizeof(key), "certs/%s", host);
 	if (storage_put(m->st, key, bundle, clen + klen, 0, err, sizeof(err)) == -1) {
 		m->cnt.storage_errors++;
@@ -852,7 +886,7 @@ static const struct acme_hooks mgr_acme_hooks = {
 struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t errlen)
 {
 	struct mgr *m = calloc(1, sizeof(*m));
-	unsigned char rnd[16];
+	unsigned char rnd[16];	/* node id length */
 	EVP_PKEY *account = NULL;
 	size_t i, loaded;
 
@@ -870,9 +904,21 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 	ev_init(&m->reconcile_timer, mgr_reconcile_cb);
 	m->reconcile_timer.data = m;
 	mgr_renew_init(m);
-	RAND_bytes(rnd, sizeof(rnd));
-	for (i = 0; i < sizeof(rnd); i++)
-		sprintf(m->node_id + i * 2, "%02x", rnd[i]);
+	/* The lock owner token is stable across restarts of this node (host name
+	 * and SPOA address), so that a node killed mid-order takes its own locks
+	 * back at once instead of waiting for their leases to run out. */
+	{
+		char hn[256] = "", id[600];
+		unsigned char md[32];
+		unsigned int mdlen = sizeof(md);
+
+		gethostname(hn, sizeof(hn) - 1);
+		snprintf(id, sizeof(id), "%s|%s", hn, cfg->spoa_listen);
+		if (!EVP_Digest(id, strlen(id), md, &mdlen, EVP_sha256(), NULL))
+			RAND_bytes(md, sizeof(rnd));
+		for (i = 0; i < sizeof(rnd); i++)
+			sprintf(m->node_id + i * 2, "%02x", md[i]);
+	}
 
 	if (mgr_open_storage(m, err, errlen) == -1)
 		goto fail;

@@ -31,6 +31,7 @@ struct mgr_cert {
 	struct crypto_cert_info info;
 	time_t ari_start, ari_end;	/* 0 when unknown */
 	time_t ari_next;		/* when to ask the CA again */
+	time_t renewed_at;		/* when this host was last renewed (renewals/<host>) */
 	time_t due;			/* renewal due time */
 };
 

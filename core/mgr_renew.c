@@ -41,13 +41,13 @@ void mgr_renew_compute(struct mgr *m, struct mgr_cert *c)
 	time_t life = na > nb ? na - nb : 0;
 	time_t by_threshold = na - (time_t)m->cfg->renew_threshold_days * 86400;
 	time_t by_fraction = nb + life - life / 3;
-	time_t due;
+	time_t due = by_threshold < by_fraction ? by_threshold : by_fraction;
 
-	/* A threshold longer than the lifetime would make every new certificate
-	 * due at once, renewed in a loop: never renew before a third of it. */
-	if (by_threshold < nb + life / 3)
-		by_threshold = nb + life / 3;
-	due = by_threshold < by_fraction ? by_threshold : by_fraction;
+	/* A threshold longer than the lifetime makes every new certificate due at
+	 * once: renewed once, it must not be renewed again in a loop, so a host
+	 * renewed lately waits a third of the lifetime before the next one. */
+	if (c->renewed_at && due < c->renewed_at + life / 3)
+		due = c->renewed_at + life / 3;
 	if (c->ari_start && c->ari_end >= c->ari_start) {
 		/* a fixed point in the window, spread over hosts (RFC 9773 §4.2) */
 		time_t span = c->ari_end - c->ari_start, ari_due = c->ari_start;

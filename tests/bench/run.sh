@@ -132,14 +132,15 @@ T_AGENT=""
 if [ "$AGENT_OK" = 1 ]; then
 	o0=$(metric acme_spoa_orders_started_total)
 	t0=$(bench_now)
-	for n in "${NAMES[@]}"; do https_get "$n" & done
+	cpids=()
+	for n in "${NAMES[@]}"; do https_get "$n" & cpids+=($!); done
 	if bench_wait_served "$IT_DIR/roots-agent.pem" "$HAP_HTTPS" 180 "${NAMES[@]}"; then
 		t1=$(bench_now)
 		T_AGENT=$(bench_dt "$t0" "$t1")
 	else
 		fail "on-demand issuance: not all $N_ISSUE names served within 180 s"
 	fi
-	wait
+	wait "${cpids[@]}" 2>/dev/null
 	o1=$(metric acme_spoa_orders_started_total)
 	say "agent: $N_ISSUE names served with Pebble certificates after ${T_AGENT:-?} s ($(( ${o1:-0} - ${o0:-0} )) orders)"
 fi

@@ -207,7 +207,7 @@ PY
 # served_cert HOST: the subject and issuer HAProxy serves for SNI HOST.
 served_cert() {
 	echo | timeout 5 openssl s_client -connect "127.0.0.1:$HAP_HTTPS" -servername "$1" 2>/dev/null |
-		openssl x509 -noout -subject -issuer 2>/dev/null
+		openssl x509 -noout -subject -issuer -ext subjectAltName 2>/dev/null
 }
 
 # agent_config [EXTRA_JSON_MEMBERS]: writes $IT_DIR/agent.json for Pebble,
@@ -273,5 +273,7 @@ https_get() {
 
 # served_by_pebble HOST: HAProxy serves HOST a certificate issued by Pebble.
 served_by_pebble() {
-	served_cert "$1" | grep -q 'issuer=.*Pebble' && served_cert "$1" | grep -q "subject=.*CN = $1"
+	local c
+	c=$(served_cert "$1")
+	grep -q 'issuer=.*Pebble' <<<"$c" && grep -qE "DNS:$1(,|\$)" <<<"$c"
 }

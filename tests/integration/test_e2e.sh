@@ -49,11 +49,15 @@ check "within 30 s HAProxy serves a Pebble certificate for ondemand.test" wait_f
 check "ondemand.test.pem written 0600 to cert_dir" test "$(stat -c %a "$HAP_CERTS/ondemand.test.pem" 2>/dev/null)" = 600
 
 before=$(metric acme_spoa_orders_started_total)
-pids=(); for i in $(seq 0 9); do https_get "n$i.test" & pids+=($!); done; wait "${pids[@]}"
-all_served() { for i in $(seq 0 9); do served_by_pebble "n$i.test" || return 1; done; }
-check "ten names requested at once are all served within 60 s" wait_for 60 all_served
+pids=(); for i in $(seq 0 19); do https_get "n$i.test" & pids+=($!); done; wait "${pids[@]}"
+# SPOE answers keep flowing while the 20 orders run
+out=$("$TOOLS/spop_client" "127.0.0.1:$SPOA_PORT" notify --count 20000 --pipeline 32 \
+	--message acme-http01 --arg host=str:a.test --arg token=str:tok-known_1 2>&1)
+check "20000 SPOE messages answered while 20 orders run ($out)" grep -q 'acks=20000 errors=0' <<<"$out"
+all_served() { for i in $(seq 0 19); do served_by_pebble "n$i.test" || return 1; done; }
+check "twenty names requested at once are all served within 60 s" wait_for 60 all_served
 after=$(metric acme_spoa_orders_started_total)
-check "ten names made ten orders ($before -> $after)" test "$((after - before))" = 10
+check "twenty names made twenty orders ($before -> $after)" test "$((after - before))" = 20
 
 before=$(metric acme_spoa_orders_started_total)
 for i in $(seq 5); do
@@ -116,7 +120,7 @@ https_get ondemand.test; https_get n3.test; sleep 1
 check "agent killed -9 and restarted: nothing ordered again" test "$(metric acme_spoa_orders_started_total)" = 0
 r=$(admin GET /acme/certificates)
 check "agent restarted: every certificate still listed" python3 -c '
-import json,sys; s,b=sys.argv[1].split(" ",1); d=json.loads(b)["data"]; assert len(d)>=13, len(d)' "$r"
+import json,sys; s,b=sys.argv[1].split(" ",1); d=json.loads(b)["data"]; assert len(d)>=23, len(d)' "$r"
 
 # kill -9 while an order runs (RSA 4096: key generation makes it last
 # seconds); the restarted agent completes it
@@ -129,6 +133,17 @@ kill -9 "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
 check "an order was cut off (pending marker left)" "$TOOLS/storage_tool" "$STORE" get pending/cut.test
 start_agent
 check "the cut-off order completes after restart" wait_for 30 served_by_pebble cut.test
+
+# RSA certificates of each size, the challenge answered through HAProxy
+for bits in 2048 3072; do
+	stop_pid "$AGENT_PID"
+	sed -i "s/\"rsa_key_size\": [0-9]*/\"rsa_key_size\": $bits/" "$IT_DIR/agent.json"
+	start_agent
+	r=$(admin POST /acme -d "host=rsa$bits.test")
+	check "RSA $bits: POST /acme issues ($r)" grep -q '^201 ' <<<"$r"
+	check "RSA $bits: HAProxy serves a $bits-bit RSA certificate" sh -c "echo | openssl s_client -connect 127.0.0.1:$HAP_HTTPS -servername rsa$bits.test 2>/dev/null | openssl x509 -noout -text | grep -q 'Public-Key: ($bits bit)'"
+done
+check "RSA 4096: the cut-off order's certificate is 4096-bit" sh -c "echo | openssl s_client -connect 127.0.0.1:$HAP_HTTPS -servername cut.test 2>/dev/null | openssl x509 -noout -text | grep -q 'Public-Key: (4096 bit)'"
 
 stop_pid "$AGENT_PID"
 check "agent exits cleanly on SIGTERM" sh -c "! grep -q 'ERROR: ' '$IT_DIR/agent.log'"
