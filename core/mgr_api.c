@@ -86,6 +86,8 @@ static void mgr_spoe_http01(void *ctx, const struct spop_arg *args, size_t nargs
 
 static const struct spoa_handler mgr_spoa_handler_table[] = {
 	{ .message = "acme-sni", .fn = mgr_spoe_sni },
+	/* the same, from a TCP frontend peeking at the ClientHello (req.ssl_sni) */
+	{ .message = "acme-sni-peek", .fn = mgr_spoe_sni },
 	{ .message = "acme-http01", .fn = mgr_spoe_http01 },
 	{ .message = NULL },
 };

@@ -217,3 +217,22 @@ bench_table() {
 	done
 	return 0
 }
+
+# bench_agent_steps LOG T0: when, after T0, the agent logged its start-up
+# steps (stored certificates read, ready to serve), e.g. "read +1.0 s, ready +5.9 s".
+bench_agent_steps() {
+	python3 - "$@" <<'PY'
+import re, sys
+from datetime import datetime, timezone
+log, t0 = sys.argv[1], float(sys.argv[2])
+steps, out = [("certificates loaded", "storage read"), ("ready:", "ready")], []
+for line in open(log, errors="replace"):
+    for pat, name in steps:
+        if pat in line and name not in [o[0] for o in out]:
+            m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z", line)
+            if m:
+                t = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc).timestamp()
+                out.append((name, t - t0))
+print(", ".join("%s +%.1f s" % o for o in out))
+PY
+}

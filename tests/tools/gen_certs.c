@@ -60,11 +60,11 @@ static int gen_add_ext(X509 *crt, X509 *issuer, int nid, const char *value)
 	return rc;
 }
 
-/* A certificate for <cn> with <key>, signed by <issuer>/<issuer_key> (self
- * when <issuer> is NULL). */
+/* A certificate for <cn> with <key>: self-signed CA when <is_ca>, else a
+ * server leaf signed by the CA in <g>. Returns it (caller frees) or NULL. */
 static X509 *gen_cert(struct gen *g, const char *cn, EVP_PKEY *key, int is_ca)
 {
-	X509 *crt = X509_new(), *issuer = g->ca ? g->ca : NULL;
+	X509 *crt = X509_new(), *issuer = g->ca;
 	EVP_PKEY *sign_key = is_ca ? key : g->ca_key;
 	X509_NAME *name = NULL;
 	char san[400];
