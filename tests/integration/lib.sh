@@ -155,10 +155,10 @@ haproxy_config() {
 			-subj /CN=haproxy-default -keyout "$d/default.key" -out "$d/default.crt" 2>/dev/null
 		cat "$d/default.crt" "$d/default.key" > "$d/default.pem"
 	fi
-	sed -e "s#/run/haproxy/admin.sock#$HAP_SOCK#" \
+	sed -e "s#/run/haproxy/#$d/#g" \
 	    -e "s#/etc/haproxy/#$d/#g" \
 	    -e "s#0.0.0.0:80\$#127.0.0.1:$HAP_HTTP#" \
-	    -e "s#0.0.0.0:443 #127.0.0.1:$HAP_HTTPS #" \
+	    -e "s#0.0.0.0:443\$#127.0.0.1:$HAP_HTTPS#" \
 	    -e "s#127.0.0.1:12345#127.0.0.1:$spoa_port#" \
 	    -e "s#^\( *\)log global#\1no log#" \
 	    "$IT_ROOT/haproxy-examples/haproxy.cfg" > "$d/haproxy.cfg"
