@@ -109,27 +109,39 @@ bench_wrk() {
 	[ -n "$WRK_REQS" ] && [ -n "$WRK_SECS" ]
 }
 
-# bench_pair KEY SECONDS ARGS_A -- ARGS_B: measures A and B interleaved
-# A B B A, each run SECONDS/2, so drift on a shared machine hits both alike.
-# ARGS are wrk arguments (the URL last). Sets PAIR_A PAIR_B (requests/s),
-# PAIR_BAD_A PAIR_BAD_B (errors). Returns 1 if a run failed.
+# bench_pair KEY SECONDS ARGS_A -- ARGS_B: measures A and B interleaved,
+# BENCH_ROUNDS (2) rounds of A B B A, each variant SECONDS in all, so drift on
+# a shared machine hits both alike. ARGS are wrk arguments (the URL last).
+# Sets PAIR_A PAIR_B (requests/s over all runs), PAIR_REQS_A PAIR_REQS_B,
+# PAIR_BAD_A PAIR_BAD_B (errors), PAIR_ROUNDS (A/B rate ratio of each round).
+# Returns 1 if a run failed.
 bench_pair() {
-	local key=$1 secs=$2 half a=() b=() r=0 ra=0 sa=0 rb=0 sb=0 bada=0 badb=0 step
+	local key=$1 secs=$2 rounds=${BENCH_ROUNDS:-2} run a=() b=() r=0 step k
+	local ra=0 sa=0 rb=0 sb=0 bada=0 badb=0 rra rsa rrb rsb
 	shift 2
 	while [ $# -gt 0 ] && [ "$1" != -- ]; do a+=("$1"); shift; done
 	shift
 	b=("$@")
-	half=$(( (secs + 1) / 2 ))
-	for step in A1 B1 B2 A2; do
-		if [ "${step:0:1}" = A ]; then
-			bench_wrk "$key-$step" "$half" "${a[@]}" || r=1
-			ra=$((ra + ${WRK_REQS:-0})); sa=$(awk -v x="$sa" -v y="${WRK_SECS:-0}" 'BEGIN{print x+y}')
-			bada=$((bada + ${WRK_BAD:-0}))
-		else
-			bench_wrk "$key-$step" "$half" "${b[@]}" || r=1
-			rb=$((rb + ${WRK_REQS:-0})); sb=$(awk -v x="$sb" -v y="${WRK_SECS:-0}" 'BEGIN{print x+y}')
-			badb=$((badb + ${WRK_BAD:-0}))
-		fi
+	run=$(( (secs + rounds) / (2 * rounds) ))
+	[ "$run" -ge 1 ] || run=1
+	PAIR_ROUNDS=""
+	for k in $(seq "$rounds"); do
+		rra=0 rsa=0 rrb=0 rsb=0
+		for step in A1 B1 B2 A2; do
+			if [ "${step:0:1}" = A ]; then
+				bench_wrk "$key-r$k-$step" "$run" "${a[@]}" || r=1
+				rra=$((rra + ${WRK_REQS:-0})); rsa=$(awk -v x="$rsa" -v y="${WRK_SECS:-0}" 'BEGIN{print x+y}')
+				bada=$((bada + ${WRK_BAD:-0}))
+			else
+				bench_wrk "$key-r$k-$step" "$run" "${b[@]}" || r=1
+				rrb=$((rrb + ${WRK_REQS:-0})); rsb=$(awk -v x="$rsb" -v y="${WRK_SECS:-0}" 'BEGIN{print x+y}')
+				badb=$((badb + ${WRK_BAD:-0}))
+			fi
+		done
+		PAIR_ROUNDS+="${PAIR_ROUNDS:+ }$(awk -v a="$rra" -v s="$rsa" -v b="$rrb" -v t="$rsb" \
+			'BEGIN { if (s > 0 && t > 0 && b > 0) printf "%.2f", (a / s) / (b / t); else print "n/a" }')"
+		ra=$((ra + rra)); rb=$((rb + rrb))
+		sa=$(awk -v x="$sa" -v y="$rsa" 'BEGIN{print x+y}'); sb=$(awk -v x="$sb" -v y="$rsb" 'BEGIN{print x+y}')
 	done
 	PAIR_A=$(awk -v r="$ra" -v s="$sa" 'BEGIN { if (s > 0) printf "%.0f", r / s; else print "" }')
 	PAIR_B=$(awk -v r="$rb" -v s="$sb" 'BEGIN { if (s > 0) printf "%.0f", r / s; else print "" }')
@@ -191,10 +203,11 @@ json.dump(conf, open(dst, "w"), indent=2)
 PY
 }
 
-# bench_metric_sum PORT NAME: sum of every sample of metric NAME (any labels)
-# on the agent admin PORT, or of exactly NAME{...} when labels are given.
+# bench_metric PORT NAME: the value of metric line NAME (with its labels, if
+# any) of the agent whose admin API is on PORT, as an integer; "" if absent.
 bench_metric() {
-	curl -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n { print $2; f = 1 } END { if (!f) print "" }' | head -1
+	curl -s --max-time 5 "http://127.0.0.1:$1/metrics" |
+		awk -v n="$2" '$1 == n && !f { printf "%.0f\n", $2; f = 1 }'
 }
 
 # Results, printed as one table at the end.

@@ -6,7 +6,8 @@
 #   2. On-demand issuance of BENCH_N_ISSUE names vs lego on the same Pebble.
 #   3. Loading BENCH_N_LOAD stored certificates into a fresh HAProxy through
 #      the agent vs HAProxy loading the same files from disk; agent memory.
-# Environment: BENCH_SECONDS (wrk seconds per variant, 10), BENCH_N_ISSUE (20),
+# Environment: BENCH_SECONDS (wrk seconds per variant, 10), BENCH_ROUNDS (A B B A
+# rounds those seconds are spread over, 2), BENCH_N_ISSUE (20),
 # BENCH_N_LOAD (3000), BENCH_THREADS (2), BENCH_CONNS (50), IT_KEEP=1 keeps
 # the temp dir. Exit 0 when every figure was produced.
 set -u
@@ -79,7 +80,7 @@ body=$(curl -s --max-time 5 -H 'Host: localhost' "http://127.0.0.1:$BH_HTTP_plai
 [ "$body" = "$BENCH_KEYAUTH" ] || fail "HAProxy without SPOE does not answer the static challenge (got '$body')"
 
 # ---- 1. SPOE overhead ---------------------------------------------------------
-W="wrk -t$BENCH_THREADS -c$BENCH_CONNS, ${SECS}s per variant as A B B A halves"
+W="wrk -t$BENCH_THREADS -c$BENCH_CONNS, about ${SECS}s per variant in ${BENCH_ROUNDS:-2} rounds of A B B A"
 spoe_pair() {   # key, figure, setting, wrk args (URL with PORT_HTTP/PORT_HTTPS placeholders)
 	local key=$1 fig=$2 set=$3 a=() b=() x; shift 3
 	for x in "$@"; do
@@ -103,11 +104,15 @@ spoe_pair() {   # key, figure, setting, wrk args (URL with PORT_HTTP/PORT_HTTPS 
 	if [ "$PAIR_BAD_A" != 0 ] || [ "$PAIR_BAD_B" != 0 ]; then
 		fail "$fig: errors or non-2xx answers (with SPOE $PAIR_BAD_A, without $PAIR_BAD_B)"
 	fi
+	# with a new connection per request, each connection must have reached the agent
+	if [ "$key" = tls-close ] && [ $(( ${sni1:-0} - ${sni0:-0} )) -lt $(( PAIR_REQS_A * 95 / 100 )) ]; then
+		fail "$fig: the agent handled $(( ${sni1:-0} - ${sni0:-0} )) acme-sni messages for $PAIR_REQS_A connections"
+	fi
 	say "$fig: with SPOE $PAIR_A req/s ($PAIR_REQS_A requests; agent handled" \
 		"$(( ${sni1:-0} - ${sni0:-0} )) acme-sni, $(( ${h1:-0} - ${h0:-0} )) acme-http01 messages)," \
 		"without $PAIR_B req/s ($PAIR_REQS_B requests)"
 	bench_row "$fig" "$PAIR_A req/s with SPOE" "$PAIR_B req/s without SPOE" \
-		"$(bench_ratio "$PAIR_A" "$PAIR_B") (with/without)" \
+		"$(bench_ratio "$PAIR_A" "$PAIR_B") with/without (rounds: $PAIR_ROUNDS)" \
 		"$set; $W; agent handled $(( ${sni1:-0} - ${sni0:-0} )) acme-sni + $(( ${h1:-0} - ${h0:-0} )) acme-http01 messages"
 }
 say "1. SPOE overhead ($W)"

@@ -146,7 +146,7 @@ start_redis() {
 # haproxy_config SPOA_PORT: writes $IT_DIR/haproxy/ from haproxy-examples/,
 # substituting ports and paths; sets HAP_HTTP, HAP_HTTPS, HAP_SOCK, HAP_CERTS.
 haproxy_config() {
-	local spoa_port=$1 d=$IT_DIR/haproxy
+	local spoa_port=$1 d=$IT_DIR/haproxy${NODE:-}
 	mkdir -p "$d/certs"
 	HAP_HTTP=${HAP_HTTP:-$(free_port)}; HAP_HTTPS=${HAP_HTTPS:-$(free_port)}
 	HAP_SOCK=$d/admin.sock; HAP_CERTS=$d/certs
@@ -167,9 +167,9 @@ haproxy_config() {
 
 # start_haproxy: runs the config written by haproxy_config; sets HAP_PID.
 start_haproxy() {
-	local d=$IT_DIR/haproxy
+	local d=$IT_DIR/haproxy${NODE:-}
 	haproxy -c -q -f "$d/haproxy.cfg" >"$IT_DIR/haproxy-check.log" 2>&1 || { cat "$IT_DIR/haproxy-check.log"; return 1; }
-	haproxy -db -f "$d/haproxy.cfg" >>"$IT_DIR/haproxy.log" 2>&1 &
+	haproxy -db -f "$d/haproxy.cfg" >>"$IT_DIR/haproxy${NODE:-}.log" 2>&1 &
 	HAP_PID=$!
 	IT_PIDS+=($HAP_PID)
 	wait_for 10 port_open "$HAP_HTTPS" && wait_for 10 test -S "$HAP_SOCK"
@@ -216,7 +216,8 @@ agent_config() {
 	local extra=${1:-} redis=""
 	[ -n "${REDIS_PORT:-}" ] && redis=", \"redis\": { \"port\": $REDIS_PORT, \"namespace\": \"${REDIS_NS:-it}\" }"
 	SPOA_PORT=${SPOA_PORT:-$(free_port)}; ADMIN_PORT=${ADMIN_PORT:-$(free_port)}
-	cat > "$IT_DIR/agent.json" <<JSON
+	AGENT_CONF=$IT_DIR/agent${NODE:-}.json
+	cat > "$AGENT_CONF" <<JSON
 {
   "account_email": "it@example.com",
   "api_uri": "$PEBBLE_DIR_URL",
@@ -226,7 +227,7 @@ agent_config() {
   "domains": ["*.test"],
   "fail_backoff_minutes": 1,
   "storage": "${IT_STORAGE:-file}",
-  "storage_config": { "file": { "path": "$IT_DIR/store" }$redis },
+  "storage_config": { "file": { "path": "$IT_DIR/store${NODE:-}" }$redis },
   "spoa": { "listen": "127.0.0.1:$SPOA_PORT" },
   "admin": { "listen": "127.0.0.1:$ADMIN_PORT" },
   "haproxy": { "runtime": ["unix:$HAP_SOCK"], "cert_dir": "$HAP_CERTS" }${extra:+,
@@ -238,9 +239,9 @@ JSON
 # start_agent [CONFIG]: runs the agent; the sanity check's requests to
 # http://<host>/ reach HAProxy through http_proxy. Sets AGENT_PID.
 start_agent() {
-	local conf=${1:-$IT_DIR/agent.json}
+	local conf=${1:-$IT_DIR/agent${NODE:-}.json}
 	http_proxy=http://127.0.0.1:$HAP_HTTP no_proxy=127.0.0.1,localhost \
-		"$IT_BIN" -c "$conf" -v >>"$IT_DIR/agent.log" 2>&1 &
+		"$IT_BIN" -c "$conf" -v >>"$IT_DIR/agent${NODE:-}.log" 2>&1 &
 	AGENT_PID=$!
 	IT_PIDS+=($AGENT_PID)
 	wait_for 15 admin_answers

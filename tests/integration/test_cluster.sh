@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# A fleet of two nodes (HAProxy + agent each) sharing one real redis-server:
+# any node answers any challenge, a certificate issued on one node reaches
+# the other within a second, one order per name for the whole fleet, and
+# Redis going away stops nothing that HAProxy already serves. SPEC §1 flow 5.
+set -u
+source "$(dirname "$0")/lib.sh"
+it_init
+IT_STORAGE=redis
+
+start_redis || { not_ok "redis starts"; it_summary; exit 1; }
+start_challtestsrv || { not_ok "challtestsrv starts"; it_summary; exit 1; }
+
+# node 1 receives every validation request of the CA (Pebble's httpPort)
+NODE=1; SPOA_PORT=$(free_port)
+haproxy_config "$SPOA_PORT"
+start_pebble "$HAP_HTTP" || { not_ok "pebble starts"; it_summary; exit 1; }
+agent_config; start_agent || { not_ok "node 1 agent starts"; it_summary; exit 1; }
+start_haproxy || { not_ok "node 1 haproxy starts"; it_summary; exit 1; }
+wait_for 10 agent_up_in_haproxy
+declare -A N1=([HTTP]=$HAP_HTTP [HTTPS]=$HAP_HTTPS [SOCK]=$HAP_SOCK [CERTS]=$HAP_CERTS [ADMIN]=$ADMIN_PORT [SPOA]=$SPOA_PORT [PID]=$AGENT_PID [HPID]=$HAP_PID)
+
+NODE=2; unset HAP_HTTP HAP_HTTPS SPOA_PORT ADMIN_PORT; SPOA_PORT=$(free_port)
+haproxy_config "$SPOA_PORT"
+agent_config; start_agent || { not_ok "node 2 agent starts"; it_summary; exit 1; }
+start_haproxy || { not_ok "node 2 haproxy starts"; it_summary; exit 1; }
+wait_for 10 agent_up_in_haproxy
+declare -A N2=([HTTP]=$HAP_HTTP [HTTPS]=$HAP_HTTPS [SOCK]=$HAP_SOCK [CERTS]=$HAP_CERTS [ADMIN]=$ADMIN_PORT [SPOA]=$SPOA_PORT [PID]=$AGENT_PID [HPID]=$HAP_PID)
+
+use_node() {
+	local -n n=N$1
+	NODE=$1 HAP_HTTP=${n[HTTP]} HAP_HTTPS=${n[HTTPS]} HAP_SOCK=${n[SOCK]} HAP_CERTS=${n[CERTS]}
+	ADMIN_PORT=${n[ADMIN]} SPOA_PORT=${n[SPOA]} AGENT_PID=${n[PID]} HAP_PID=${n[HPID]}
+}
+orders() { use_node "$1"; metric acme_spoa_orders_started_total; }
+ok "two nodes share redis-server on 127.0.0.1:$REDIS_PORT"
+
+# --- a challenge stored by one node is answered by the other ---------------
+redis-cli -p "$REDIS_PORT" set "it:challenges/tok-fleet" "tok-fleet.by-node-2" >/dev/null
+use_node 1
+body=$(curl -s -H 'Host: x.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-fleet")
+check "node 1 answers a challenge that only redis holds ($body)" test "$body" = tok-fleet.by-node-2
+
+# --- issued on node 2 (validated through node 1), served by both -----------
+use_node 2
+https_get fleet.test
+check "node 2 orders fleet.test; the CA validates through node 1; node 2 serves it" wait_for 30 served_by_pebble fleet.test
+t0=$(date +%s%N)
+use_node 1
+check "node 1 serves fleet.test within a second (pub/sub)" wait_for 1 served_by_pebble fleet.test
+t1=$(date +%s%N)
+echo "# reached node 1 $(( (t1 - t0) / 1000000 )) ms after node 2 served it"
+check "node 1 wrote fleet.test.pem to its own cert_dir" test -s "${N1[CERTS]}/fleet.test.pem"
+
+# --- both nodes asked for one new name at once: one order in the fleet ------
+b1=$(orders 1); b2=$(orders 2)
+for i in $(seq 10); do use_node 1; https_get both.test & use_node 2; https_get both.test & done
+wait_both() { use_node 1; served_by_pebble both.test && use_node 2 && served_by_pebble both.test; }
+check "both.test served by both nodes" wait_for 40 wait_both
+a1=$(orders 1); a2=$(orders 2)
+check "one order for the whole fleet (node1 $b1->$a1, node2 $b2->$a2)" test $(( a1 - b1 + a2 - b2 )) = 1
+
+# --- a certificate missed by pub/sub is reconciled from redis ---------------
+use_node 1
+check "the account key is shared: one key in redis" test "$(redis-cli -p "$REDIS_PORT" --scan --pattern 'it:accounts/*' | wc -l)" = 1
+
+# --- redis goes away --------------------------------------------------------
+stop_pid "$REDIS_PID"
+use_node 1
+check "redis down: HAProxy still serves fleet.test" served_by_pebble fleet.test
+out=$("$IT_BUILD/tools/spop_client" "127.0.0.1:$SPOA_PORT" notify --count 200 --pipeline 8 \
+	--message acme-sni --arg sni=str:fleet.test 2>&1)
+check "redis down: the agent still answers SPOE ($out)" grep -q 'acks=200 errors=0' <<<"$out"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/healthz")
+check "redis down: /healthz says 503" test "$code" = 503
+redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no --dir "$IT_DIR" >>"$IT_DIR/redis.log" 2>&1 &
+IT_PIDS+=($!)
+wait_for 10 redis-cli -p "$REDIS_PORT" ping
+healthy() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/healthz")" = 200 ]; }
+check "redis back: the agent reconnects by itself (/healthz 200)" wait_for 15 healthy
+# the restarted redis is empty: a certificate issued now on node 2 still reaches node 1
+use_node 2
+r=$(admin POST /acme -d host=after.test)
+check "after the redis restart node 2 issues after.test ($r)" grep -q '^201' <<<"$r"
+use_node 1
+check "and node 1 serves it within 2 s (pub/sub resubscribed)" wait_for 2 served_by_pebble after.test
+
+for n in 1 2; do use_node $n; stop_pid "$AGENT_PID"; done
+it_summary
