@@ -16,13 +16,15 @@ start_challtestsrv || die "pebble-challtestsrv did not start"
 start_pebble "$HAP_HTTP" || die "pebble did not start"
 echo "Pebble directory: $PEBBLE_DIR_URL"
 
+agent_config
+say "starting acme-spoa (SPOA :$SPOA_PORT, admin :$ADMIN_PORT, storage $IT_DIR/store)"
+start_agent || die "the agent did not start"
+grep -E 'ready:' "$IT_DIR/agent.log" | tail -1
+
 say "starting HAProxy with haproxy-examples/haproxy.cfg (http :$HAP_HTTP, https :$HAP_HTTPS)"
 start_haproxy || die "haproxy did not start"
-
-say "starting acme-spoa (SPOA :$SPOA_PORT, admin :$ADMIN_PORT)"
-agent_config
-start_agent || die "the agent did not start"
-grep -E 'ready|started' "$IT_DIR/agent.log" | tail -2
+wait_for 10 agent_up_in_haproxy || die "HAProxy does not see the agent"
+echo "HAProxy's spop-check sees the agent UP"
 
 say "first HTTPS request for demo.test: HAProxy serves its default certificate"
 https_get demo.test
@@ -33,7 +35,7 @@ t0=$(date +%s.%N)
 wait_for 60 served_by_pebble demo.test || die "demo.test was not issued within 60 s"
 t1=$(date +%s.%N)
 printf 'served after %.2f s\n' "$(echo "$t1 - $t0" | bc 2>/dev/null || python3 -c "print($t1-$t0)")"
-grep -E 'host=demo.test' "$IT_DIR/agent.log" | sed 's/^/  agent: /' | head -8
+grep -E 'info: .*host=demo.test' "$IT_DIR/agent.log" | sed 's/^/  agent: /' | head -8
 
 say "HAProxy now serves the Pebble certificate for demo.test (no reload)"
 echo | openssl s_client -connect "127.0.0.1:$HAP_HTTPS" -servername demo.test 2>/dev/null |
