@@ -606,22 +606,26 @@ static void mgr_job_order(struct mgr_job *j)
 
 static void mgr_job_lock(struct mgr_job *j);
 
+/* 1 when another node has stored a newer certificate for the job's host
+ * since the job began (then it is installed and deployed here). */
+static int mgr_job_done_elsewhere(struct mgr_job *j)
+{
+	struct mgr_cert *c;
+
+	mgr_cert_load(j->m, j->host, 1);
+	c = mgr_cert_get(j->m, j->host);
+	return c && strcmp(c->info.serial_hex, j->serial0) != 0;
+}
+
 static void mgr_job_lock_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct mgr_job *j = w->data;
-	struct mgr_cert *before = mgr_cert_get(j->m, j->host);
-	char serial[130];
 
-	snprintf(serial, sizeof(serial), "%s", before ? before->info.serial_hex : "");
 	/* the node holding the lock may have finished: take its certificate */
-	if (mgr_cert_load(j->m, j->host, 1)) {
-		struct mgr_cert *c = mgr_cert_get(j->m, j->host);
-
-		if (c && strcmp(c->info.serial_hex, serial) != 0) {
-			log_info("host=%s certificate issued by another node", j->host);
-			mgr_job_end(j, 1, NULL, -1);
-			return;
-		}
+	if (mgr_job_done_elsewhere(j)) {
+		log_info("host=%s certificate issued by another node", j->host);
+		mgr_job_end(j, 1, NULL, -1);
+		return;
 	}
 	mgr_job_lock(j);
 }
@@ -635,6 +639,13 @@ static void mgr_job_lock(struct mgr_job *j)
 	snprintf(key, sizeof(key), "issue/%s", j->host);
 	rc = storage_lock(m->st, key, m->node_id, MGR_LOCK_LEASE_MS, err, sizeof(err));
 	if (rc == 0) {
+		/* the lock may have been released by a node that just finished */
+		if (j->lock_tries > 0 && mgr_job_done_elsewhere(j)) {
+			storage_unlock(m->st, key, m->node_id, err, sizeof(err));
+			log_info("host=%s certificate issued by another node", j->host);
+			mgr_job_end(j, 1, NULL, -1);
+			return;
+		}
 		mgr_job_order(j);
 		return;
 	}
@@ -726,6 +737,11 @@ int mgr_issue(struct mgr *m, const char *host, int renewal, int forced, struct a
 	}
 	j->m = m;
 	snprintf(j->host, sizeof(j->host), "%s", host);
+	{
+		struct mgr_cert *c = mgr_cert_get(m, host);
+
+		snprintf(j->serial0, sizeof(j->serial0), "%s", c ? c->info.serial_hex : "");
+	}
 	j->renewal = renewal;
 	j->forced = forced;
 	j->waiters = w;

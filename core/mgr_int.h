@@ -56,6 +56,7 @@ struct mgr_job {
 	int renewal;			/* replaces an existing certificate */
 	int forced;			/* admin request: skip allow-list and backoff */
 	int lock_tries;
+	char serial0[130];		/* serial held when the job began ("" if none) */
 	ev_timer timer;			/* lease extension / lock retry */
 	struct mgr_job *next_queued;
 	struct mgr_waiter *waiters;

@@ -15,6 +15,8 @@
 #define RENEW_RECHECK_S		3600.0
 #define RENEW_ARI_DEFAULT_S	(6 * 3600)
 #define RENEW_ARI_RETRY_S	(15 * 60)
+#define RENEW_ARI_PER_PASS	64	/* renewalInfo requests started by one pass */
+#define RENEW_ARI_SPREAD_S	30
 
 static void mgr_renew_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -133,6 +135,7 @@ struct mgr_pass {
 	time_t now;
 	const char **due;
 	size_t ndue, cap;
+	unsigned ari_started;
 };
 
 static void mgr_pass_cb(void *arg, const char *host, void *val)
@@ -143,8 +146,14 @@ static void mgr_pass_cb(void *arg, const char *host, void *val)
 
 	if (hmap_get(&m->jobs, host))
 		return;
-	if (acme_has_ari(m->acme) && c->ari_next <= p->now) {
+	if (acme_has_ari(m->acme) && c->ari_next <= p->now &&
+	    p->ari_started >= RENEW_ARI_PER_PASS) {
+		/* thousands of certificates: ask the CA a slice at a time */
+		c->ari_next = p->now + RENEW_ARI_SPREAD_S;
+	} else if (acme_has_ari(m->acme) && c->ari_next <= p->now) {
 		struct mgr_ari_req *r = calloc(1, sizeof(*r));
+
+		p->ari_started++;
 
 		c->ari_next = p->now + RENEW_ARI_RETRY_S;	/* at most one request in flight */
 		if (r) {

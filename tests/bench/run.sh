@@ -56,6 +56,9 @@ STORE=$IT_DIR/store
 start_haproxy || { echo "bench: HAProxy does not start with the example config"; exit 1; }
 bench_hap_derive plain plain "$SPOA_PORT" "$HAP_CERTS" || exit 1
 bench_hap_start plain || { echo "bench: HAProxy without SPOE does not start"; exit 1; }
+# an identical second copy: A/A control run showing the machine's noise floor
+bench_hap_derive plain2 plain "$SPOA_PORT" "$HAP_CERTS" || exit 1
+bench_hap_start plain2 || { echo "bench: second HAProxy without SPOE does not start"; exit 1; }
 
 AGENT_OK=1
 if ! start_agent; then
@@ -125,7 +128,17 @@ spoe_pair tls-keepalive "1b SPOE, TLS keep-alive" \
 spoe_pair http01 "1c http-01 answer: agent vs static return" \
 	"wrk -H 'Host: localhost' http://127.0.0.1:PORT/.well-known/acme-challenge/<token> keep-alive; agent answers from memory/storage vs http-request return of the same static body" \
 	-H 'Host: localhost' "http://127.0.0.1:PORT_HTTP/.well-known/acme-challenge/$BENCH_TOKEN"
+if bench_pair control "$SECS" "https://localhost:$BH_HTTPS_plain2/" -- "https://localhost:$BH_HTTPS_plain/" &&
+	[ "$PAIR_BAD_A" = 0 ] && [ "$PAIR_BAD_B" = 0 ]; then
+	say "1d control: two identical HAProxy configs without SPOE: $PAIR_A vs $PAIR_B req/s"
+	bench_row "1d control, same config twice (A/A)" "$PAIR_A req/s copy 1" "$PAIR_B req/s copy 2" \
+		"$(bench_ratio "$PAIR_A" "$PAIR_B") copy1/copy2 (rounds: $PAIR_ROUNDS)" \
+		"two HAProxy processes with the same no-SPOE config, TLS keep-alive as in 1b, $W: any ratio away from 1.00 here is the machine's noise, not SPOE"
+else
+	fail "1d control run failed"
+fi
 stop_pid "$BH_PID_plain"
+stop_pid "$BH_PID_plain2"
 
 # ---- 2. on-demand issuance vs lego ------------------------------------------
 zone=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])).get("domains") or ["*.test"]
