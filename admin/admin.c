@@ -691,15 +691,21 @@ out:
 
 void admin_set_token(struct admin *a, const char *token)
 {
+	char *nt = NULL;
+
+	if (token && *token) {
+		nt = strdup(token);
+		if (!nt) {
+			/* fail closed: keep the token in force rather than open the API */
+			log_err("admin: out of memory storing the new token; the old one stays in force");
+			return;
+		}
+	}
 	if (a->token) {
 		explicit_bzero(a->token, strlen(a->token));
 		free(a->token);
-		a->token = NULL;
 	}
-	if (token && *token)
-		a->token = strdup(token);
-	if (token && *token && !a->token)
-		log_err("admin: out of memory storing the token; admin API now open");
+	a->token = nt;
 }
 
 int admin_port(const struct admin *a)

@@ -22,6 +22,8 @@ struct storage;
 struct storage_sub;
 
 #define MGR_HOST_MAX 256
+/* pub/sub channel announcing "<host>" when a node stores a new certificate */
+#define MGR_CERTS_CHANNEL "certs"
 
 /* A certificate the manager holds: in memory for O(1) lookups on the SPOE path. */
 struct mgr_cert {
@@ -100,16 +102,28 @@ struct mgr_cert *mgr_cert_install(struct mgr *m, const char *host, const char *p
 /* Writes <c> to haproxy.cert_dir and pushes it over every runtime socket. */
 void mgr_cert_deploy(struct mgr *m, struct mgr_cert *c);
 void mgr_cert_remove(struct mgr *m, const char *host);
-/* Starts (or joins) issuance for <host>; <req> is an admin request to answer
- * when it ends, or NULL. <renewal> sends `replaces`; <forced> skips checks. */
-int mgr_issue(struct mgr *m, const char *host, int renewal, int forced, struct admin_req *req);
-/* 1 if on-demand issuance of <host> is refused now by name rules or backoff. */
-int mgr_backoff_active(struct mgr *m, const char *host, time_t *until);
+/* Loads "certs/<host>" from storage unless memory holds that very
+ * certificate; deploys it when <deploy>. Returns 1 when it changed. */
+int mgr_cert_load(struct mgr *m, const char *host, int deploy);
+/* Records that <host> was renewed at <t> ("renewals/<host>"). */
+void mgr_renewed_at_store(struct mgr *m, const char *host, time_t t);
+/* Challenges: token -> key authorization, in memory and in storage (TTL)
+ * so that any node answers; lookup falls back to storage. */
 void mgr_challenge_put_local(struct mgr *m, const char *token, const char *keyauth);
 const char *mgr_challenge_lookup(struct mgr *m, const char *token, char *buf, size_t buflen);
 void mgr_challenge_store(struct mgr *m, const char *token, const char *keyauth, unsigned ttl);
 void mgr_challenge_forget(struct mgr *m, const char *token);
+/* Pushes every certificate HAProxy behind socket <sock_idx> lacks. */
 void mgr_sync_haproxy(struct mgr *m, size_t sock_idx);
+
+/* mgr_job.c */
+/* Starts (or joins) issuance for <host>; <req> is an admin request to answer
+ * when it ends, or NULL. <renewal> sends `replaces`; <forced> skips the
+ * ask_url check. Returns 0 or -1 (out of memory). */
+int mgr_issue(struct mgr *m, const char *host, int renewal, int forced, struct admin_req *req);
+/* 1 if on-demand issuance of <host> is refused now by its failure backoff;
+ * the end of the wait in <until> when not NULL. */
+int mgr_backoff_active(struct mgr *m, const char *host, time_t *until);
 
 /* mgr_renew.c */
 void mgr_renew_init(struct mgr *m);

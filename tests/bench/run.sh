@@ -109,21 +109,21 @@ spoe_pair() {   # key, figure, setting, wrk args (URL with PORT_HTTP/PORT_HTTPS 
 	fi
 	# with a new connection per request, each connection must have reached the agent
 	if [ "$key" = tls-close ] && [ $(( ${sni1:-0} - ${sni0:-0} )) -lt $(( PAIR_REQS_A * 95 / 100 )) ]; then
-		fail "$fig: the agent handled $(( ${sni1:-0} - ${sni0:-0} )) acme-sni messages for $PAIR_REQS_A connections"
+		fail "$fig: the agent handled $(( ${sni1:-0} - ${sni0:-0} )) SNI messages for $PAIR_REQS_A connections"
 	fi
 	say "$fig: with SPOE $PAIR_A req/s ($PAIR_REQS_A requests; agent handled" \
-		"$(( ${sni1:-0} - ${sni0:-0} )) acme-sni, $(( ${h1:-0} - ${h0:-0} )) acme-http01 messages)," \
+		"$(( ${sni1:-0} - ${sni0:-0} )) SNI, $(( ${h1:-0} - ${h0:-0} )) http-01 messages)," \
 		"without $PAIR_B req/s ($PAIR_REQS_B requests)"
 	bench_row "$fig" "$PAIR_A req/s with SPOE" "$PAIR_B req/s without SPOE" \
 		"$(bench_ratio "$PAIR_A" "$PAIR_B") with/without (rounds: $PAIR_ROUNDS)" \
-		"$set; $W; agent handled $(( ${sni1:-0} - ${sni0:-0} )) acme-sni + $(( ${h1:-0} - ${h0:-0} )) acme-http01 messages"
+		"$set; $W; agent handled $(( ${sni1:-0} - ${sni0:-0} )) SNI + $(( ${h1:-0} - ${h0:-0} )) http-01 SPOE messages"
 }
 say "1. SPOE overhead ($W)"
 spoe_pair tls-close "1a SPOE, TLS new connection per request" \
-	"wrk -H 'Connection: close' https://localhost:PORT/ (SNI localhost, certificate stored; one acme-sni message per connection); reference = same config without the filter spoe / send-spoe-group lines" \
+	"wrk -H 'Connection: close' https://localhost:PORT/ (SNI localhost, which has a stored certificate; the example config sends the SNI to the agent once per connection); reference = the same config without its filter spoe / send-spoe-group lines" \
 	-H 'Connection: close' "https://localhost:PORT_HTTPS/"
 spoe_pair tls-keepalive "1b SPOE, TLS keep-alive" \
-	"wrk https://localhost:PORT/ keep-alive (one acme-sni message per connection, then none)" \
+	"wrk https://localhost:PORT/ keep-alive (one SNI message per connection, then none)" \
 	"https://localhost:PORT_HTTPS/"
 spoe_pair http01 "1c http-01 answer: agent vs static return" \
 	"wrk -H 'Host: localhost' http://127.0.0.1:PORT/.well-known/acme-challenge/<token> keep-alive; agent answers from memory/storage vs http-request return of the same static body" \
