@@ -117,6 +117,8 @@ void rt_sock_close(struct rt_sock *s, const char *why, int penalize, double retr
 	ev_io_stop(loop, &s->wio);
 	ev_timer_stop(loop, &s->tmo);
 	ev_timer_stop(loop, &s->kick);
+	ev_timer_set(&s->kick, 0., 0.);
+	s->held = 0;
 	ev_timer_stop(loop, &s->retry);
 	probe_stop(s);
 	if (s->fd != -1)

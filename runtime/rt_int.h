@@ -60,6 +60,7 @@ struct rt_job {
 	struct rt_op *op;
 	enum rt_step step;
 	int attempts, did_new, did_foreign;
+	int locked_retries;	/* "Operations on certificates are currently locked!" */
 	ev_tstamp deadline;	/* while its socket is not ready */
 	char *foreign;		/* someone else's transaction to abort */
 	char err[600];
@@ -85,6 +86,7 @@ struct rt_sock {
 	char *wbuf, *rbuf, *pbuf;
 	size_t wlen, woff, wcap, rlen, rcap, plen, pcap;
 	int busy, pconnecting;
+	int held;		/* jobs wait for the kick timer: another client held the lock */
 	enum rt_cmd cur;
 	char cur_text[600];	/* command line in flight, for errors */
 	ev_tstamp last_tx;

@@ -132,7 +132,11 @@ void rt_cb_qtimer(struct ev_loop *loop, ev_timer *w, int revents)
 
 void rt_cb_kick(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	rt_job_run(w->data);
+	struct rt_sock *s = w->data;
+
+	s->held = 0;
+	ev_timer_set(&s->kick, 0., 0.);	/* back to "next loop iteration" */
+	rt_job_run(s);
 }
 
 /* Appends job <j> (zeroed, ownership taken) for <op> to the queue of <s>. */
@@ -229,7 +233,7 @@ void rt_job_run(struct rt_sock *s)
 	struct rt_job *j;
 	struct rt_op *op;
 
-	while (s->phase == RT_PH_READY && !s->busy && (j = s->qhead)) {
+	while (s->phase == RT_PH_READY && !s->busy && !s->held && (j = s->qhead)) {
 		op = j->op;
 		switch (j->step) {
 		case RT_ST_START:
@@ -327,6 +331,8 @@ static void job_list_reply(struct rt_sock *s, struct rt_job *j, char *body)
 	rt_job_finish(s, j, NULL);
 }
 
+#define RT_LOCKED_RETRIES 200	/* about a minute of backing off at most */
+
 /* Handles the reply <body> (NUL-terminated, <blen> bytes) to the head job's command. */
 void rt_job_reply(struct rt_sock *s, char *body, size_t blen)
 {
@@ -340,6 +346,19 @@ void rt_job_reply(struct rt_sock *s, char *body, size_t blen)
 	op = j->op;
 	rt_fmt_reply(rep, sizeof(rep), body, blen);
 	log_debug("runtime: sock=%s cmd=\"%s\" reply=\"%s\"", s->addr, s->cur_text, rep);
+	/* Another runtime client (an operator's "show ssl cert", another agent)
+	 * holds HAProxy's certificate lock for a moment: send the same command
+	 * again a little later rather than failing the push. */
+	if (strstr(body, "currently locked") && j->locked_retries < RT_LOCKED_RETRIES) {
+		j->locked_retries++;
+		if (j->step == RT_ST_LIST || j->step == RT_ST_CLIST)
+			j->step = RT_ST_START;
+		s->held = 1;
+		ev_timer_stop(s->rt->loop, &s->kick);
+		ev_timer_set(&s->kick, 0.02 * (j->locked_retries < 25 ? j->locked_retries : 25), 0.);
+		ev_timer_start(s->rt->loop, &s->kick);
+		return;
+	}
 	switch (j->step) {
 	case RT_ST_LIST:
 		job_list_reply(s, j, body);

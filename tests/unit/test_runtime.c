@@ -531,6 +531,55 @@ static void test_push_200(void **state)
 	rt_free(rt);
 }
 
+/* An operator's monitoring polls "show ssl cert" on its own connection; while
+ * it runs, HAProxy answers our commands "Operations on certificates are
+ * currently locked!". Pushes must wait and succeed, not fail (found by the
+ * 3000-certificate bench: some pushes were lost for good). */
+static volatile int hammer_stop;
+static volatile int hammer_locked;
+
+static void *hammer_main(void *arg)
+{
+	char out[65536];
+
+	while (!hammer_stop) {
+		if (raw_cli("show ssl cert", out, sizeof(out)) == 0 && strstr(out, "currently locked"))
+			hammer_locked++;
+	}
+	return NULL;
+}
+
+static void test_push_while_locked(void **state)
+{
+	struct rt *rt = rt_open(NULL, NULL);
+	int total = 300;
+	struct counter c = { 0, total };
+	char host[64], path[400], *pem;
+	unsigned char md[32];
+	struct rt_stats st;
+	pthread_t th[2];
+	int i;
+
+	hammer_stop = 0;
+	for (i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, hammer_main, NULL), 0);
+	for (i = 0; i < total; i++) {
+		snprintf(host, sizeof(host), "h%d.locked.test", i);
+		snprintf(path, sizeof(path), "%s/%s.pem", fx.certs, host);
+		pem = make_pem(host, md);
+		assert_int_equal(rt_push_cert(rt, path, fx.certs, pem, strlen(pem), cb_count_ok, &c), 0);
+		free(pem);
+	}
+	assert_true(run_until(cond_count, &c, 60));
+	hammer_stop = 1;
+	for (i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	rt_stats(rt, &st);
+	assert_int_equal(st.pushes_ok, (uint64_t)total);
+	assert_int_equal(st.pushes_failed, 0);
+	rt_free(rt);
+}
+
 static void test_stale_transaction(void **state)
 {
 	unsigned char md[32], got[32];
@@ -916,6 +965,7 @@ int main(void)
 		cmocka_unit_test(test_bad_args),
 		cmocka_unit_test(test_push_new_and_update),
 		cmocka_unit_test(test_push_200),
+		cmocka_unit_test(test_push_while_locked),
 		cmocka_unit_test(test_stale_transaction),
 		cmocka_unit_test(test_bad_pem_fails),
 		cmocka_unit_test(test_oversized_payload),
