@@ -26,7 +26,7 @@ out:
 	return ret;
 }
 
-int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
+static int fs_write(const char *path, const void *data, size_t len, mode_t mode, int sync,
 		    char *err, size_t errlen)
 {
 	char tmp[4096];
@@ -59,7 +59,7 @@ int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
 		p += n;
 		len -= n;
 	}
-	if (fsync(fd) == -1) {
+	if (sync && fsync(fd) == -1) {
 		snprintf(err, errlen, "%s: fsync: %s", tmp, strerror(errno));
 		goto out;
 	}
@@ -73,7 +73,7 @@ int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
 		snprintf(err, errlen, "%s: rename: %s", path, strerror(errno));
 		goto out;
 	}
-	if (fs_fsync_dir(path) == -1) {
+	if (sync && fs_fsync_dir(path) == -1) {
 		snprintf(err, errlen, "%s: fsync dir: %s", path, strerror(errno));
 		goto out;
 	}
@@ -83,6 +83,29 @@ out:
 		close(fd);
 	if (ret == -1)
 		unlink(tmp);
+	return ret;
+}
+
+int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
+		    char *err, size_t errlen)
+{
+	return fs_write(path, data, len, mode, 1, err, errlen);
+}
+
+int fs_write_atomic_nosync(const char *path, const void *data, size_t len, mode_t mode,
+			   char *err, size_t errlen)
+{
+	return fs_write(path, data, len, mode, 0, err, errlen);
+}
+
+int fs_sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), ret;
+
+	if (fd == -1)
+		return -1;
+	ret = syncfs(fd);
+	close(fd);
 	return ret;
 }
 

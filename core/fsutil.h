@@ -12,6 +12,14 @@
 int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
 		    char *err, size_t errlen);
 
+/* The same without the two fsyncs, for files rebuilt from a durable source
+ * in bulk: the caller makes them durable at once with fs_sync_dir(). */
+int fs_write_atomic_nosync(const char *path, const void *data, size_t len, mode_t mode,
+			   char *err, size_t errlen);
+
+/* Flushes the file system holding directory <dir> (syncfs). 0 or -1. */
+int fs_sync_dir(const char *dir);
+
 /* Reads a whole file (at most <max> bytes) into a malloc'd NUL-terminated
  * buffer. Returns it (length in <len>) or NULL with errno set. */
 char *fs_read_file(const char *path, size_t max, size_t *len);

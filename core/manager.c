@@ -598,9 +598,11 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 
 	loaded = mgr_reconcile(m, 0);
 	log_info("storage=%s: %zu certificates loaded", m->st->name, loaded);
-	/* restart safety: every stored certificate also exists in cert_dir */
+	/* restart safety: every stored certificate also exists in cert_dir.
+	 * Storage is the durable source, so these are written without an fsync
+	 * each and flushed once: thousands of certificates start in a second. */
 	{
-		size_t b;
+		size_t b, written = 0;
 
 		for (b = 0; b < m->certs.nbuckets; b++) {
 			struct hmap_entry *e;
@@ -611,11 +613,18 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 				struct stat sb;
 
 				mgr_cert_path(m, c->host, path, sizeof(path));
-				if (stat(path, &sb) == -1 &&
-				    fs_write_atomic(path, c->pem, c->len, 0600, werr, sizeof(werr)) == -1)
+				if (stat(path, &sb) == 0 && (size_t)sb.st_size == c->len)
+					continue;
+				if (fs_write_atomic_nosync(path, c->pem, c->len, 0600, werr, sizeof(werr)) == -1)
 					log_err("host=%s %s", c->host, werr);
+				else
+					written++;
 			}
 		}
+		if (written && fs_sync_dir(cfg->cert_dir) == -1)
+			log_err("haproxy.cert_dir: %s: sync: %s", cfg->cert_dir, strerror(errno));
+		if (written)
+			log_info("haproxy.cert_dir: %zu certificate files written from storage", written);
 	}
 	for (i = 0; i < rt_count(m->rt); i++)
 		mgr_sync_haproxy(m, i);
