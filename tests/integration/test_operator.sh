@@ -124,6 +124,17 @@ t=$(curl -s -o /dev/null -w '%{time_total}' --max-time 3 "${AUTH[@]}" "http://12
 check "50 half-sent requests: a normal request still answered in ${t}s" python3 -c "import sys; assert 0 < float(sys.argv[1]) < 1" "$t"
 wait "$HALF"
 
+# bad storage contents: a corrupt certificate is reported, the rest is served
+stop_pid "$AGENT_PID"
+"$IT_BUILD/tools/storage_tool" "file:$IT_DIR/store" put certs/garbage.test "-----BEGIN CERTIFICATE-----
+bm90IGEgY2VydGlmaWNhdGU=
+-----END CERTIFICATE-----"
+printf 'ASPA1 garbage' > "$IT_DIR/store/backoff/yes.test"
+start_agent
+check "corrupt stored data: the agent starts anyway" curl -sf "${AUTH[@]}" "http://127.0.0.1:$ADMIN_PORT/acme/certificates/yes.test" -o /dev/null
+check "and names the unreadable certificate in its log" grep -q 'host=garbage.test stored certificate unreadable' "$IT_DIR/agent.log"
+check "and still serves the others" served_by_pebble yes.test
+
 # health follows HAProxy
 stop_pid "$HAP_PID"
 unhealthy() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/healthz")" = 503 ]; }

@@ -33,6 +33,7 @@ check "the scheduler renews it when a third of its lifetime is left (within 75 s
 check "the renewed certificate is served by the same HAProxy process (no reload)" test "$(hap_pid)" = "$pid0"
 check "renewals are counted" test "$(metric acme_spoa_renewals_total)" -ge 1
 check "the CA's ARI window was read" grep -q 'ARI window' "$IT_DIR/agent.log"
+check "renewal orders carry replaces (Pebble marks the old order replaced)" grep -q 'marked as replaced' "$IT_DIR/pebble.log"
 
 # --- renew_threshold_days longer than the lifetime: renewed once, no loop ---
 stop_pid "$AGENT_PID"
