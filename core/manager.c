@@ -382,6 +382,20 @@ static void mgr_hook_challenge_clear(void *arg, const char *host, const char *to
 
 /* ---- cluster ------------------------------------------------------------- */
 
+/* 1 when storage answers that it holds no certificate for <host>. */
+static int mgr_cert_absent(struct mgr *m, const char *host)
+{
+	char key[STORAGE_KEY_MAX], err[256], *val = NULL;
+	size_t len = 0;
+	int rc;
+
+	snprintf(key, sizeof(key), "certs/%s", host);
+	rc = storage_get(m->st, key, &val, &len, err, sizeof(err));
+	if (rc == 0)
+		crypto_secret_free(val, len);
+	return rc == 1;
+}
+
 static void mgr_on_cert_msg(void *arg, const char *msg, size_t len)
 {
 	struct mgr *m = arg;
@@ -393,7 +407,11 @@ static void mgr_on_cert_msg(void *arg, const char *msg, size_t len)
 	host[len] = '\0';
 	if (mgr_cert_load(m, host, 1)) {
 		log_info("host=%s certificate received from another node", host);
+		mgr_job_settle(m, host);
 		mgr_renew_schedule(m);
+	} else if (mgr_cert_get(m, host) && mgr_cert_absent(m, host)) {
+		log_info("host=%s certificate deleted by another node", host);
+		mgr_cert_remove(m, host);
 	}
 }
 
@@ -409,8 +427,47 @@ static size_t mgr_reconcile(struct mgr *m, int deploy)
 		log_err("cannot list stored certificates: %s", err);
 		return 0;
 	}
-	for (i = 0; i < n; i++)
-		changed += mgr_cert_load(m, keys[i] + strlen("certs/"), deploy);
+	for (i = 0; i < n; i++) {
+		if (mgr_cert_load(m, keys[i] + strlen("certs/"), deploy)) {
+			changed++;
+			mgr_job_settle(m, keys[i] + strlen("certs/"));
+		}
+	}
+	if (deploy) {
+		/* deleted on another node while a message was missed */
+		struct hmap listed;
+		char **gone = NULL;
+		size_t ngone = 0, b;
+
+		hmap_init(&listed);
+		for (i = 0; i < n; i++)
+			hmap_put(&listed, keys[i] + strlen("certs/"), (void *)1, NULL);
+		for (b = 0; b < m->certs.nbuckets; b++) {
+			struct hmap_entry *e;
+
+			for (e = m->certs.buckets[b]; e; e = e->next) {
+				char **ng;
+
+				if (hmap_get(&listed, e->key))
+					continue;
+				ng = realloc(gone, (ngone + 1) * sizeof(*gone));
+				if (!ng)
+					break;
+				gone = ng;
+				gone[ngone++] = strdup(e->key);
+			}
+		}
+		hmap_clear(&listed, NULL);
+		for (i = 0; i < ngone; i++) {
+			if (gone[i] && mgr_cert_absent(m, gone[i])) {
+				log_info("host=%s certificate deleted by another node", gone[i]);
+				mgr_cert_remove(m, gone[i]);
+				changed++;
+			}
+			free(gone[i]);
+		}
+		free(gone);
+	}
 	storage_list_free(keys, n);
 	return changed;
 }

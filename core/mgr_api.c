@@ -252,7 +252,7 @@ struct mgr_del {
 	char host[MGR_HOST_MAX];
 };
 
-static void mgr_del_finish(struct mgr_del *d, const char *revoke_err)
+static void mgr_del_finish(struct mgr_del *d)
 {
 	char key[300], err[256], msg[1024];
 
@@ -266,7 +266,9 @@ static void mgr_del_finish(struct mgr_del *d, const char *revoke_err)
 	snprintf(key, sizeof(key), "renewals/%s", d->host);
 	storage_del(d->m->st, key, err, sizeof(err));
 	mgr_cert_remove(d->m, d->host);
-	log_info("host=%s certificate deleted%s", d->host, revoke_err ? "" : "");
+	/* the other nodes of a fleet drop it too */
+	storage_publish(d->m->st, MGR_CERTS_CHANNEL, d->host, strlen(d->host), err, sizeof(err));
+	log_info("host=%s certificate deleted", d->host);
 	snprintf(msg, sizeof(msg), "certificate for host %s is deleted", d->host);
 	admin_reply_message(d->req, 200, msg);
 	free(d);
@@ -285,7 +287,7 @@ static void mgr_revoke_done(void *arg, int ok, const char *err)
 		return;
 	}
 	log_info("host=%s certificate revoked", d->host);
-	mgr_del_finish(d, NULL);
+	mgr_del_finish(d);
 }
 
 static void mgr_admin_cert_delete(void *ctx, const char *raw, int revoke, struct admin_req *req)
@@ -313,7 +315,7 @@ static void mgr_admin_cert_delete(void *ctx, const char *raw, int revoke, struct
 		}
 		return;
 	}
-	mgr_del_finish(d, NULL);
+	mgr_del_finish(d);
 }
 
 struct mgr_days {

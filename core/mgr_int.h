@@ -121,6 +121,9 @@ void mgr_sync_haproxy(struct mgr *m, size_t sock_idx);
  * when it ends, or NULL. <renewal> sends `replaces`; <forced> skips the
  * ask_url check. Returns 0 or -1 (out of memory). */
 int mgr_issue(struct mgr *m, const char *host, int renewal, int forced, struct admin_req *req);
+/* Ends <host>'s job when it waits for another node's lock and that node's
+ * certificate has arrived (pub/sub or reconcile). */
+void mgr_job_settle(struct mgr *m, const char *host);
 /* 1 if on-demand issuance of <host> is refused now by its failure backoff;
  * the end of the wait in <until> when not NULL. */
 int mgr_backoff_active(struct mgr *m, const char *host, time_t *until);

@@ -394,3 +394,14 @@ int mgr_issue(struct mgr *m, const char *host, int renewal, int forced, struct a
 	mgr_job_next(m);
 	return 0;
 }
+
+void mgr_job_settle(struct mgr *m, const char *host)
+{
+	struct mgr_job *j = hmap_get(&m->jobs, host);
+	struct mgr_cert *c = mgr_cert_get(m, host);
+
+	if (!j || j->state != MGR_JOB_LOCKING || !c || strcmp(c->info.serial_hex, j->serial0) == 0)
+		return;
+	log_info("host=%s certificate issued by another node", j->host);
+	mgr_job_end(j, 1, NULL, -1);
+}

@@ -60,7 +60,18 @@ check "both.test served by both nodes" wait_for 40 wait_both
 a1=$(orders 1); a2=$(orders 2)
 check "one order for the whole fleet (node1 $b1->$a1, node2 $b2->$a2)" test $(( a1 - b1 + a2 - b2 )) = 1
 
-# --- a certificate missed by pub/sub is reconciled from redis ---------------
+# --- deleted on one node: removed from the other ---------------------------
+use_node 2
+r=$(admin DELETE /acme/certificates/both.test)
+check "node 2 deletes both.test ($r)" grep -q '^200 ' <<<"$r"
+use_node 1
+gone() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/acme/certificates/both.test")" = 404 ]; }
+check "node 1 drops both.test too (pub/sub)" wait_for 2 gone
+sleep 2.5   # a node still waiting for the lock would retry within 2 s
+n=$(cat "$IT_DIR/agent1.log" "$IT_DIR/agent2.log" | grep -ac 'host=both.test issuance started')
+check "the node that waited took the other's certificate: one issuance in all ($n)" test "$n" = 1
+check "node 1 no longer serves it" sh -c "$(declare -f served_cert); HAP_HTTPS=$HAP_HTTPS; served_cert both.test | grep -q haproxy-default"
+
 use_node 1
 check "the account key is shared: one key in redis" test "$(redis-cli -p "$REDIS_PORT" --scan --pattern 'it:accounts/*' | wc -l)" = 1
 

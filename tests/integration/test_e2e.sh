@@ -102,6 +102,8 @@ assert set(c)=={"host","not_before","not_after","valid","serial_number","digest"
 assert c["valid"] is True and c["pubkey_type"]=="id-ecPublicKey"
 assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", c["not_after"])
 assert re.fullmatch(r"([0-9A-F]{2}:){19}[0-9A-F]{2}", c["digest"])' "$r"
+r=$(admin GET '/acme/certificates?invalid_only=true')
+check "GET /acme/certificates?invalid_only=true: none invalid ($r)" test "$r" = '200 {"data":[]}'
 r=$(admin GET /acme/certificates/unknown.test)
 check "GET unknown host: 404 ($r)" grep -q '^404 ' <<<"$r"
 r=$(admin PATCH /acme)
