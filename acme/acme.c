@@ -400,13 +400,11 @@ static void acme_account_fail(struct acme_op *op, const char *fmt, ...)
 static void acme_account_fail(struct acme_op *op, const char *fmt, ...)
 {
 	struct acme_problem p = { .retry_after = -1 };
-	char buf[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	acme_problem_vset(&p, 0, fmt, ap);
 	va_end(ap);
-	acme_problem_set(&p, 0, "%s", buf);
 	acme_account_done(op, &p);
 	acme_problem_clear(&p);
 }

@@ -3,6 +3,7 @@
 #ifndef ACME_SPOA_ACME_INT_H
 #define ACME_SPOA_ACME_INT_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -53,6 +54,7 @@ int acme_problem_parse(long status, const char *body, size_t len, const char *re
 		       struct acme_problem *out);
 
 /* Sets <p> to a local error: status 0 or <status>, no type, <detail>. */
+void acme_problem_vset(struct acme_problem *p, long status, const char *fmt, va_list ap);
 void acme_problem_set(struct acme_problem *p, long status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

@@ -50,17 +50,23 @@ void acme_problem_clear(struct acme_problem *p)
 	p->retry_after = -1;
 }
 
-void acme_problem_set(struct acme_problem *p, long status, const char *fmt, ...)
+void acme_problem_vset(struct acme_problem *p, long status, const char *fmt, va_list ap)
 {
 	char buf[ACME_DETAIL_MAX];
-	va_list ap;
 
 	acme_problem_clear(p);
-	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
 	p->status = status;
 	p->detail = strdup(buf);
+}
+
+void acme_problem_set(struct acme_problem *p, long status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	acme_problem_vset(p, status, fmt, ap);
+	va_end(ap);
 }
 
 int acme_problem_copy(struct acme_problem *dst, const struct acme_problem *src)

@@ -19,10 +19,7 @@ const char *const crypto_key_type_names[CRYPTO_KEY__MAX] = {
 	[CRYPTO_KEY_RSA] = "rsa",
 };
 
-static void crypto_errf(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void crypto_errf(char *err, size_t errlen, const char *fmt, ...)
+void crypto_errf(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 

@@ -108,5 +108,8 @@ int crypto_chain_top_issuer_cn(const char *pem, size_t len, char *out, size_t ou
 /* Writes "<what>: <OpenSSL's last error reason>" into <err> and clears OpenSSL's error
  * queue, so one failure's errors never leak into the next call. */
 void crypto_ssl_err(char *err, size_t errlen, const char *what);
+/* printf into the caller's error buffer <err> (nothing when NULL or 0). */
+void crypto_errf(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #endif

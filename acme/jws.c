@@ -22,20 +22,6 @@ struct jws_keyinfo {
 	int is_ec;
 };
 
-static void jws_errf(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void jws_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static int jws_keyinfo(EVP_PKEY *key, struct jws_keyinfo *ki)
 {
 	char group[64];
@@ -248,7 +234,7 @@ static json_t *jws_build(json_t *prot, const char *payload, EVP_PKEY *key, const
 	    !(pay64 = crypto_b64url((const unsigned char *)payload, strlen(payload))) ||
 	    (n = asprintf(&input, "%s.%s", prot64, pay64)) < 0) {
 		input = NULL;
-		jws_errf(err, errlen, "jws: out of memory");
+		crypto_errf(err, errlen, "jws: out of memory");
 		goto out;
 	}
 	if (key) {
@@ -266,7 +252,7 @@ static json_t *jws_build(json_t *prot, const char *payload, EVP_PKEY *key, const
 	}
 	if (!sig64 || !(out = json_pack("{s:s, s:s, s:s}", "protected", prot64, "payload", pay64,
 					  "signature", sig64)))
-		jws_errf(err, errlen, "jws: out of memory");
+		crypto_errf(err, errlen, "jws: out of memory");
 out:
 	free(prot_txt);
 	free(prot64);
@@ -286,15 +272,15 @@ char *jws_sign(EVP_PKEY *key, const char *url, const char *nonce, const char *ki
 	int bad;
 
 	if (!url) {
-		jws_errf(err, errlen, "jws: no url");
+		crypto_errf(err, errlen, "jws: no url");
 		goto out;
 	}
 	if (jws_keyinfo(key, &ki) == -1) {
-		jws_errf(err, errlen, "jws: unsupported key type (need EC P-256/P-384/P-521 or RSA)");
+		crypto_errf(err, errlen, "jws: unsupported key type (need EC P-256/P-384/P-521 or RSA)");
 		goto out;
 	}
 	if (!(prot = json_pack("{s:s}", "alg", ki.alg))) {
-		jws_errf(err, errlen, "jws: out of memory");
+		crypto_errf(err, errlen, "jws: out of memory");
 		goto out;
 	}
 	/* json_string() refuses invalid UTF-8, so a hostile nonce cannot corrupt the header */
@@ -306,13 +292,13 @@ char *jws_sign(EVP_PKEY *key, const char *url, const char *nonce, const char *ki
 	else
 		bad |= json_object_set_new(prot, "jwk", jws_jwk(key));
 	if (bad) {
-		jws_errf(err, errlen, "jws: cannot build the protected header (url, nonce, kid or key)");
+		crypto_errf(err, errlen, "jws: cannot build the protected header (url, nonce, kid or key)");
 		goto out;
 	}
 	if (!(jws = jws_build(prot, payload ? payload : "", key, &ki, NULL, 0, err, errlen)))
 		goto out;
 	if (!(out = json_dumps(jws, JSON_COMPACT)))
-		jws_errf(err, errlen, "jws: out of memory");
+		crypto_errf(err, errlen, "jws: out of memory");
 out:
 	json_decref(prot);
 	json_decref(jws);
@@ -328,24 +314,24 @@ json_t *jws_eab(EVP_PKEY *account_key, const char *eab_kid, const char *eab_hmac
 	char *payload = NULL;
 
 	if (!eab_kid || !*eab_kid || !new_account_url) {
-		jws_errf(err, errlen, "eab: eab_kid and the newAccount URL are required");
+		crypto_errf(err, errlen, "eab: eab_kid and the newAccount URL are required");
 		goto out;
 	}
 	if (!eab_hmac_b64url ||
 	    !(mac_key = crypto_b64url_decode(eab_hmac_b64url, strlen(eab_hmac_b64url), &mac_len)) ||
 	    mac_len == 0) {
-		jws_errf(err, errlen, "eab: eab_hmac_key is not a valid non-empty base64url string");
+		crypto_errf(err, errlen, "eab: eab_hmac_key is not a valid non-empty base64url string");
 		goto out;
 	}
 	if (!(jwk = jws_jwk(account_key))) {
-		jws_errf(err, errlen, "eab: unsupported account key type");
+		crypto_errf(err, errlen, "eab: unsupported account key type");
 		goto out;
 	}
 	if (!(payload = json_dumps(jwk, JSON_COMPACT | JSON_SORT_KEYS)) ||
 	    !(prot = json_pack("{s:s}", "alg", "HS256")) ||
 	    json_object_set_new(prot, "kid", json_string(eab_kid)) ||
 	    json_object_set_new(prot, "url", json_string(new_account_url))) {
-		jws_errf(err, errlen, "eab: eab_kid or URL is not valid UTF-8");
+		crypto_errf(err, errlen, "eab: eab_kid or URL is not valid UTF-8");
 		goto out;
 	}
 	out = jws_build(prot, payload, NULL, NULL, mac_key, mac_len, err, errlen);
