@@ -20,8 +20,4 @@ int fs_write_atomic_nosync(const char *path, const void *data, size_t len, mode_
 /* Flushes the file system holding directory <dir> (syncfs). 0 or -1. */
 int fs_sync_dir(const char *dir);
 
-/* Reads a whole file (at most <max> bytes) into a malloc'd NUL-terminated
- * buffer. Returns it (length in <len>) or NULL with errno set. */
-char *fs_read_file(const char *path, size_t max, size_t *len);
-
 #endif

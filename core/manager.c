@@ -30,7 +30,6 @@
 #include "spoa/spoa.h"
 #include "storage/storage.h"
 
-#define MGR_CHALLENGE_TTL	3600
 #define MGR_RECONCILE_S		60.0
 #define MGR_SYNC_RETRY_S	5.0
 
@@ -91,6 +90,7 @@ struct mgr_cert *mgr_cert_install(struct mgr *m, const char *host, const char *p
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
+	c->m = m;
 	snprintf(c->host, sizeof(c->host), "%s", host);
 	if (crypto_cert_info(pem, len, &c->info, err, sizeof(err)) == -1) {
 		log_err("host=%s stored certificate unreadable: %s", host, err);
@@ -153,17 +153,14 @@ static void mgr_push_done(void *arg, int ok, const char *err)
 void mgr_cert_deploy(struct mgr *m, struct mgr_cert *c)
 {
 	char path[4096], list[4096], err[512];
-	size_t cur_len = 0;
-	char *cur;
 
 	mgr_cert_path(m, c->host, path, sizeof(path));
-	cur = fs_read_file(path, 1 << 20, &cur_len);
-	if (!cur || cur_len != c->len || memcmp(cur, c->pem, c->len) != 0) {
+	if (!c->on_disk) {
 		if (fs_write_atomic(path, c->pem, c->len, 0600, err, sizeof(err)) == -1)
 			log_err("host=%s cannot write certificate file: %s", c->host, err);
+		else
+			c->on_disk = 1;
 	}
-	if (cur)
-		crypto_secret_free(cur, cur_len);
 	mgr_crt_list_name(m, list, sizeof(list));
 	if (rt_push_cert(m->rt, path, list, c->pem, c->len, mgr_push_done, m) == -1) {
 		m->cnt.push_failed++;
@@ -224,12 +221,30 @@ struct mgr_sync {
 
 static void mgr_sync_retry_cb(int revents, void *arg);
 
+struct mgr_missing {
+	struct mgr *m;
+	const struct hmap *have;	/* names HAProxy holds */
+	size_t pushed;
+};
+
+static void mgr_push_missing_cb(void *arg, const char *host, void *val)
+{
+	struct mgr_missing *mi = arg;
+	char path[4096];
+
+	mgr_cert_path(mi->m, host, path, sizeof(path));
+	if (!hmap_get(mi->have, path)) {
+		mgr_cert_deploy(mi->m, val);
+		mi->pushed++;
+	}
+}
+
 static void mgr_sync_names(void *arg, int ok, const char *const *names, size_t n)
 {
 	struct mgr_sync *s = arg;
 	struct mgr *m = s->m;
 	struct hmap have;
-	size_t i, pushed = 0, b;
+	size_t i, pushed;
 
 	if (!ok) {
 		/* HAProxy may not be up yet: the first connection fires no reload */
@@ -241,18 +256,11 @@ static void mgr_sync_names(void *arg, int ok, const char *const *names, size_t n
 	hmap_init(&have);
 	for (i = 0; i < n; i++)
 		hmap_put(&have, names[i], (void *)1, NULL);
-	for (b = 0; b < m->certs.nbuckets; b++) {
-		struct hmap_entry *e;
+	{
+		struct mgr_missing mi = { m, &have, 0 };
 
-		for (e = m->certs.buckets[b]; e; e = e->next) {
-			char path[4096];
-
-			mgr_cert_path(m, e->key, path, sizeof(path));
-			if (!hmap_get(&have, path)) {
-				mgr_cert_deploy(m, e->val);
-				pushed++;
-			}
-		}
+		hmap_foreach(&m->certs, mgr_push_missing_cb, &mi);
+		pushed = mi.pushed;
 	}
 	hmap_clear(&have, NULL);
 	log_info("runtime socket %zu: HAProxy holds %zu certificates, pushed %zu missing", s->idx, n, pushed);
@@ -299,86 +307,6 @@ void mgr_on_engine(void *ctx, const char *engine_id, int is_new)
 		mgr_sync_haproxy(m, i);
 }
 
-/* ---- challenges ---------------------------------------------------------- */
-
-void mgr_challenge_put_local(struct mgr *m, const char *token, const char *keyauth)
-{
-	char *old = NULL, *v = strdup(keyauth);
-
-	if (!v || hmap_put(&m->challenges, token, v, (void **)&old) == -1)
-		free(v);
-	free(old);
-}
-
-void mgr_challenge_store(struct mgr *m, const char *token, const char *keyauth, unsigned ttl)
-{
-	char key[STORAGE_KEY_MAX], err[256];
-
-	mgr_challenge_put_local(m, token, keyauth);
-	snprintf(key, sizeof(key), "challenges/%s", token);
-	if (storage_put(m->st, key, keyauth, strlen(keyauth), ttl, err, sizeof(err)) == -1) {
-		m->cnt.storage_errors++;
-		log_err("challenge not shared through storage: %s", err);
-	}
-}
-
-void mgr_challenge_forget(struct mgr *m, const char *token)
-{
-	char key[STORAGE_KEY_MAX], err[256];
-
-	free(hmap_del(&m->challenges, token));
-	snprintf(key, sizeof(key), "challenges/%s", token);
-	if (storage_del(m->st, key, err, sizeof(err)) == -1)
-		m->cnt.storage_errors++;
-}
-
-const char *mgr_challenge_lookup(struct mgr *m, const char *token, char *buf, size_t buflen)
-{
-	char key[STORAGE_KEY_MAX], err[256], *val = NULL;
-	const char *p;
-	size_t len = 0;
-
-	if (!*token || strlen(token) > 256)
-		return NULL;
-	for (p = token; *p; p++)
-		if (!(*p == '-' || *p == '_' || (*p >= '0' && *p <= '9') ||
-		      (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
-			return NULL;
-	p = hmap_get(&m->challenges, token);
-	if (p)
-		return p;
-	/* another node of the fleet may have stored it */
-	snprintf(key, sizeof(key), "challenges/%s", token);
-	if (storage_get(m->st, key, &val, &len, err, sizeof(err)) != 0 || len >= buflen) {
-		free(val);
-		return NULL;
-	}
-	memcpy(buf, val, len);
-	buf[len] = '\0';
-	free(val);
-	return buf;
-}
-
-static int mgr_hook_challenge_set(void *arg, const char *host, const char *token, const char *keyauth)
-{
-	struct mgr *m = arg;
-	char key[STORAGE_KEY_MAX], err[256];
-
-	mgr_challenge_put_local(m, token, keyauth);
-	snprintf(key, sizeof(key), "challenges/%s", token);
-	if (storage_put(m->st, key, keyauth, strlen(keyauth), MGR_CHALLENGE_TTL, err, sizeof(err)) == -1) {
-		m->cnt.storage_errors++;
-		log_err("host=%s cannot store challenge: %s", host, err);
-		free(hmap_del(&m->challenges, token));
-		return -1;
-	}
-	return 0;
-}
-
-static void mgr_hook_challenge_clear(void *arg, const char *host, const char *token)
-{
-	mgr_challenge_forget(arg, token);
-}
 
 /* ---- cluster ------------------------------------------------------------- */
 
@@ -415,6 +343,33 @@ static void mgr_on_cert_msg(void *arg, const char *msg, size_t len)
 	}
 }
 
+struct mgr_unlisted {
+	struct mgr *m;
+	struct hmap listed;	/* hosts storage lists */
+	struct hmap gone;	/* hosts memory holds and storage does not list */
+	size_t removed;
+};
+
+static void mgr_unlisted_cb(void *arg, const char *host, void *val)
+{
+	struct mgr_unlisted *u = arg;
+
+	if (!hmap_get(&u->listed, host))
+		hmap_put(&u->gone, host, (void *)1, NULL);
+}
+
+/* walks u->gone, so removing from the certificate map is safe here */
+static void mgr_gone_cb(void *arg, const char *host, void *val)
+{
+	struct mgr_unlisted *u = arg;
+
+	if (!mgr_cert_absent(u->m, host))
+		return;
+	log_info("host=%s certificate deleted by another node", host);
+	mgr_cert_remove(u->m, host);
+	u->removed++;
+}
+
 /* Loads every stored certificate that memory lacks or holds in an older
  * version: at start, and periodically in a fleet in case a message was missed. */
 static size_t mgr_reconcile(struct mgr *m, int deploy)
@@ -435,38 +390,17 @@ static size_t mgr_reconcile(struct mgr *m, int deploy)
 	}
 	if (deploy) {
 		/* deleted on another node while a message was missed */
-		struct hmap listed;
-		char **gone = NULL;
-		size_t ngone = 0, b;
+		struct mgr_unlisted u = { .m = m };
 
-		hmap_init(&listed);
+		hmap_init(&u.listed);
+		hmap_init(&u.gone);
 		for (i = 0; i < n; i++)
-			hmap_put(&listed, keys[i] + strlen("certs/"), (void *)1, NULL);
-		for (b = 0; b < m->certs.nbuckets; b++) {
-			struct hmap_entry *e;
-
-			for (e = m->certs.buckets[b]; e; e = e->next) {
-				char **ng;
-
-				if (hmap_get(&listed, e->key))
-					continue;
-				ng = realloc(gone, (ngone + 1) * sizeof(*gone));
-				if (!ng)
-					break;
-				gone = ng;
-				gone[ngone++] = strdup(e->key);
-			}
-		}
-		hmap_clear(&listed, NULL);
-		for (i = 0; i < ngone; i++) {
-			if (gone[i] && mgr_cert_absent(m, gone[i])) {
-				log_info("host=%s certificate deleted by another node", gone[i]);
-				mgr_cert_remove(m, gone[i]);
-				changed++;
-			}
-			free(gone[i]);
-		}
-		free(gone);
+			hmap_put(&u.listed, keys[i] + strlen("certs/"), (void *)1, NULL);
+		hmap_foreach(&m->certs, mgr_unlisted_cb, &u);
+		hmap_foreach(&u.gone, mgr_gone_cb, &u);
+		changed += u.removed;
+		hmap_clear(&u.listed, NULL);
+		hmap_clear(&u.gone, NULL);
 	}
 	storage_list_free(keys, n);
 	return changed;
@@ -575,6 +509,28 @@ static int mgr_open_storage(struct mgr *m, char *err, size_t errlen)
 	return m->st ? 0 : -1;
 }
 
+/* Start-up: writes <val>'s PEM to cert_dir unless a file of its size is
+ * there; counts writes in <arg>. */
+static void mgr_file_ensure_cb(void *arg, const char *host, void *val)
+{
+	struct mgr_cert *c = val;
+	struct mgr *m = c->m;
+	char path[4096], werr[256];
+	struct stat sb;
+
+	mgr_cert_path(m, host, path, sizeof(path));
+	if (stat(path, &sb) == 0 && (size_t)sb.st_size == c->len) {
+		c->on_disk = 1;
+		return;
+	}
+	if (fs_write_atomic_nosync(path, c->pem, c->len, 0600, werr, sizeof(werr)) == -1) {
+		log_err("host=%s %s", host, werr);
+		return;
+	}
+	c->on_disk = 1;
+	(*(size_t *)arg)++;
+}
+
 static const struct acme_hooks mgr_acme_hooks = {
 	.challenge_set = mgr_hook_challenge_set,
 	.challenge_clear = mgr_hook_challenge_clear,
@@ -659,25 +615,9 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 	 * Storage is the durable source, so these are written without an fsync
 	 * each and flushed once: thousands of certificates start in a second. */
 	{
-		size_t b, written = 0;
+		size_t written = 0;
 
-		for (b = 0; b < m->certs.nbuckets; b++) {
-			struct hmap_entry *e;
-
-			for (e = m->certs.buckets[b]; e; e = e->next) {
-				struct mgr_cert *c = e->val;
-				char path[4096], werr[256];
-				struct stat sb;
-
-				mgr_cert_path(m, c->host, path, sizeof(path));
-				if (stat(path, &sb) == 0 && (size_t)sb.st_size == c->len)
-					continue;
-				if (fs_write_atomic_nosync(path, c->pem, c->len, 0600, werr, sizeof(werr)) == -1)
-					log_err("host=%s %s", c->host, werr);
-				else
-					written++;
-			}
-		}
+		hmap_foreach(&m->certs, mgr_file_ensure_cb, &written);
 		if (written && fs_sync_dir(cfg->cert_dir) == -1)
 			log_err("haproxy.cert_dir: %s: sync: %s", cfg->cert_dir, strerror(errno));
 		if (written)
@@ -746,6 +686,11 @@ static void mgr_free_job(void *p)
 	free(j);
 }
 
+static void mgr_recompute_cb(void *arg, const char *host, void *val)
+{
+	mgr_renew_compute(arg, val);
+}
+
 void mgr_reload(struct mgr *m, struct config *cfg)
 {
 	char report[4096] = "";
@@ -770,16 +715,7 @@ void mgr_reload(struct mgr *m, struct config *cfg)
 	m->cfg->renew_threshold_days = cfg->renew_threshold_days;
 	config_free(cfg);
 	admin_set_token(m->admin, m->cfg->admin_token);
-	{
-		size_t b;
-
-		for (b = 0; b < m->certs.nbuckets; b++) {
-			struct hmap_entry *e;
-
-			for (e = m->certs.buckets[b]; e; e = e->next)
-				mgr_renew_compute(m, e->val);
-		}
-	}
+	hmap_foreach(&m->certs, mgr_recompute_cb, m);
 	mgr_renew_schedule(m);
 }
 

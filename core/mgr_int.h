@@ -27,9 +27,11 @@ struct storage_sub;
 
 /* A certificate the manager holds: in memory for O(1) lookups on the SPOE path. */
 struct mgr_cert {
+	struct mgr *m;
 	char host[MGR_HOST_MAX];
 	char *pem;			/* chain + key bundle as stored */
 	size_t len;
+	int on_disk;			/* this very PEM is in haproxy.cert_dir */
 	struct crypto_cert_info info;
 	time_t ari_start, ari_end;	/* 0 when unknown */
 	time_t ari_next;		/* when to ask the CA again */
@@ -107,11 +109,15 @@ void mgr_cert_remove(struct mgr *m, const char *host);
 int mgr_cert_load(struct mgr *m, const char *host, int deploy);
 /* Records that <host> was renewed at <t> ("renewals/<host>"). */
 void mgr_renewed_at_store(struct mgr *m, const char *host, time_t t);
-/* Challenges: token -> key authorization, in memory and in storage (TTL)
- * so that any node answers; lookup falls back to storage. */
+/* mgr_challenge.c: token -> key authorization, in memory and in storage
+ * (TTL) so that any node answers; lookup falls back to storage. The two
+ * hooks are the ACME client's (struct acme_hooks). */
+int mgr_hook_challenge_set(void *arg, const char *host, const char *token, const char *keyauth);
+void mgr_hook_challenge_clear(void *arg, const char *host, const char *token);
 void mgr_challenge_put_local(struct mgr *m, const char *token, const char *keyauth);
 const char *mgr_challenge_lookup(struct mgr *m, const char *token, char *buf, size_t buflen);
-void mgr_challenge_store(struct mgr *m, const char *token, const char *keyauth, unsigned ttl);
+/* Stores in memory and in storage; -1 (memory entry kept) when storage failed. */
+int mgr_challenge_store(struct mgr *m, const char *token, const char *keyauth, unsigned ttl);
 void mgr_challenge_forget(struct mgr *m, const char *token);
 /* Pushes every certificate HAProxy behind socket <sock_idx> lacks. */
 void mgr_sync_haproxy(struct mgr *m, size_t sock_idx);

@@ -27,6 +27,7 @@
 #include <openssl/x509v3.h>
 
 #include "storage/storage.h"
+#include "tests/tools/store_spec.h"
 
 struct gen {
 	EVP_PKEY *ca_key;
@@ -221,35 +222,16 @@ out:
 	return rc;
 }
 
-static struct storage *gen_open_store(const char *spec_in)
+static struct storage *gen_open_store(const char *spec)
 {
-	struct storage_conf conf = { 0 };
-	static char spec[1024];
 	char err[512];
-	const char *name = "file";
 	struct storage *st;
 
-	snprintf(spec, sizeof(spec), "%s", spec_in);
-	if (strncmp(spec, "file:", 5) == 0) {
-		conf.file_path = spec + 5;
-	} else if (strncmp(spec, "redis:", 6) == 0) {
-		char *host = spec + 6, *port = strchr(host, ':'), *ns = NULL;
-
-		name = "redis";
-		if (port) {
-			*port++ = '\0';
-			ns = strchr(port, ':');
-			if (ns)
-				*ns++ = '\0';
-			conf.redis_port = atoi(port);
-		}
-		conf.redis_host = host;
-		conf.redis_namespace = ns;
-	} else {
+	if (strncmp(spec, "file:", 5) != 0 && strncmp(spec, "redis:", 6) != 0) {
 		fprintf(stderr, "gen_certs: --store must be file:/DIR or redis:HOST:PORT[:NS]\n");
 		return NULL;
 	}
-	st = storage_open(name, &conf, err, sizeof(err));
+	st = store_spec_open(spec, err, sizeof(err));
 	if (!st)
 		fprintf(stderr, "gen_certs: %s\n", err);
 	return st;

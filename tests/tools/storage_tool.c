@@ -8,13 +8,12 @@
 #include <string.h>
 
 #include "storage/storage.h"
+#include "tests/tools/store_spec.h"
 
 int main(int argc, char **argv)
 {
-	struct storage_conf conf = { 0 };
 	struct storage *st;
-	const char *name = "file";
-	char spec[1024], err[512], *val = NULL, **keys = NULL;
+	char err[512], *val = NULL, **keys = NULL;
 	size_t len = 0, n = 0, i;
 	int rc = 2;
 
@@ -22,26 +21,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: storage_tool file:/dir|redis:HOST:PORT[:NS] put|get|del|list KEY [VALUE [TTL]]\n");
 		return 2;
 	}
-	snprintf(spec, sizeof(spec), "%s", argv[1]);
-	if (strncmp(spec, "file:", 5) == 0) {
-		conf.file_path = spec + 5;
-	} else if (strncmp(spec, "redis:", 6) == 0) {
-		char *host = spec + 6, *port = strchr(host, ':'), *ns = NULL;
-
-		name = "redis";
-		if (port) {
-			*port++ = '\0';
-			ns = strchr(port, ':');
-			if (ns)
-				*ns++ = '\0';
-			conf.redis_port = atoi(port);
-		}
-		conf.redis_host = host;
-		conf.redis_namespace = ns;
-	} else {
-		name = spec;
-	}
-	st = storage_open(name, &conf, err, sizeof(err));
+	st = store_spec_open(argv[1], err, sizeof(err));
 	if (!st) {
 		fprintf(stderr, "storage_tool: %s\n", err);
 		return 2;

@@ -1,0 +1,42 @@
+/* Opens acme-spoa storage from a command-line spec, for the test tools:
+ * "file:/DIR", "redis:HOST:PORT[:NAMESPACE]", or a backend name ("shm").
+ * Header-only: each tool is built from one .c file. */
+#ifndef ACME_SPOA_STORE_SPEC_H
+#define ACME_SPOA_STORE_SPEC_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "storage/storage.h"
+
+/* Returns the opened storage, or NULL with the reason in <err>. */
+static inline struct storage *store_spec_open(const char *spec_in, char *err, size_t errlen)
+{
+	struct storage_conf conf = { 0 };
+	static char spec[1024];	/* conf points into it for the storage's lifetime */
+	const char *name = "file";
+
+	snprintf(spec, sizeof(spec), "%s", spec_in);
+	if (strncmp(spec, "file:", 5) == 0) {
+		conf.file_path = spec + 5;
+	} else if (strncmp(spec, "redis:", 6) == 0) {
+		char *host = spec + 6, *port = strchr(host, ':'), *ns = NULL;
+
+		name = "redis";
+		if (port) {
+			*port++ = '\0';
+			ns = strchr(port, ':');
+			if (ns)
+				*ns++ = '\0';
+			conf.redis_port = atoi(port);
+		}
+		conf.redis_host = host;
+		conf.redis_namespace = ns;
+	} else {
+		name = spec;
+	}
+	return storage_open(name, &conf, err, errlen);
+}
+
+#endif
