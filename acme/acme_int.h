@@ -13,7 +13,10 @@
 #include "acme/http.h"
 
 #define ACME_ERR_PREFIX "urn:ietf:params:acme:error:"
-#define ACME_MAX_BADNONCE_RETRIES 10
+/* badNonce retries per request. Every poll is a signed POST too, so an order
+ * makes dozens: at Pebble's 50% rejection, 10 retries lost about one order
+ * in twenty; 20 make it one in millions and still end a CA that rejects all. */
+#define ACME_MAX_BADNONCE_RETRIES 20
 #define ACME_HTTP_TIMEOUT_MS 30000L
 #define ACME_NONCE_POOL 64
 #define ACME_ZEROSSL_EAB_URL "https://api.zerossl.com/acme/eab-credentials-email"
