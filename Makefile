@@ -22,7 +22,7 @@ CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 LDFLAGS  += -fsanitize=address,undefined
 endif
 
-LIB_SRC  := $(filter-out core/main.c,$(wildcard core/*.c spoa/*.c acme/*.c runtime/*.c storage/*.c admin/*.c))
+LIB_SRC  := $(filter-out core/main.c,$(wildcard lib/*.c core/*.c spoa/*.c acme/*.c runtime/*.c storage/*.c admin/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libacmespoa.a
 UNIT_SRC := $(wildcard tests/unit/test_*.c)

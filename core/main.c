@@ -8,7 +8,7 @@
 
 #include "acme/crypto.h"
 #include "core/config.h"
-#include "core/log.h"
+#include "lib/log.h"
 #include "core/manager.h"
 
 #define ACME_SPOA_VERSION "0.1.0"

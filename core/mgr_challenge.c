@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "acme/acme.h"
-#include "core/log.h"
+#include "lib/log.h"
 #include "core/mgr_int.h"
 #include "storage/storage.h"
 

@@ -9,7 +9,7 @@
 #include <time.h>
 
 #include "acme/crypto.h"
-#include "core/hmap.h"
+#include "lib/hmap.h"
 
 struct acme_client;
 struct admin;

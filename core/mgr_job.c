@@ -15,7 +15,7 @@
 #include "acme/http.h"
 #include "admin/admin.h"
 #include "core/config.h"
-#include "core/log.h"
+#include "lib/log.h"
 #include "core/mgr_int.h"
 #include "storage/storage.h"
 

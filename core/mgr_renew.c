@@ -9,7 +9,7 @@
 
 #include "acme/acme.h"
 #include "core/config.h"
-#include "core/log.h"
+#include "lib/log.h"
 #include "core/mgr_int.h"
 
 #define RENEW_RECHECK_S		3600.0

@@ -22,7 +22,7 @@ fi
 # with the whole library and its packages.
 srcs_for() {
 	case "$1" in
-	fuzz_spop) echo "spoa/spop.c core/log.c" ;;
+	fuzz_spop) echo "spoa/spop.c lib/log.c" ;;
 	*) echo "" ;;
 	esac
 }
@@ -74,7 +74,7 @@ for t in "${targets[@]}"; do
 	srcs=$(srcs_for "$t")
 	libs=()
 	if [ -z "$srcs" ]; then
-		srcs=$(ls core/*.c spoa/*.c acme/*.c runtime/*.c storage/*.c admin/*.c 2>/dev/null | grep -v '^core/main\.c$' || true)
+		srcs=$(ls lib/*.c core/*.c spoa/*.c acme/*.c runtime/*.c storage/*.c admin/*.c 2>/dev/null | grep -v '^core/main\.c$' || true)
 		read -r -a libs <<<"$(pkg-config --libs openssl libcurl jansson hiredis libmicrohttpd 2>/dev/null) -lev -lpthread"
 	fi
 	echo "fuzz: building $t"

@@ -18,7 +18,7 @@
 
 #include "acme/acme.h"
 #include "acme/crypto.h"
-#include "core/log.h"
+#include "lib/log.h"
 
 struct tool {
 	struct ev_loop *loop;

@@ -12,7 +12,7 @@
 
 #include "acme/acme.h"
 #include "acme/acme_int.h"
-#include "core/log.h"
+#include "lib/log.h"
 #include "mini_httpd.h"
 
 #define P ACME_ERR_PREFIX

@@ -20,7 +20,7 @@
 #include <ev.h>
 
 #include "admin/admin.h"
-#include "core/metrics.h"
+#include "lib/metrics.h"
 
 /* ---- fake certificate manager ---- */
 

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <cmocka.h>
 
-#include "core/hmap.h"
+#include "lib/hmap.h"
 
 static void count_cb(void *arg, const char *key, void *val)
 {

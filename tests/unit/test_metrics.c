@@ -1,4 +1,4 @@
-/* Unit tests for core/metrics: exact Prometheus text output. */
+/* Unit tests for lib/metrics: exact Prometheus text output. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "core/metrics.h"
+#include "lib/metrics.h"
 
 static void test_header_and_values(void **state)
 {

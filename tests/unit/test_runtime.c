@@ -31,7 +31,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "core/log.h"
+#include "lib/log.h"
 #include "runtime/runtime.h"
 
 static struct {

@@ -7,7 +7,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
-#include "core/fsutil.h"
+#include "lib/fsutil.h"
 
 static int fs_fsync_dir(const char *path)
 {

@@ -4,7 +4,7 @@
 #include <time.h>
 #include <sys/time.h>
 
-#include "core/log.h"
+#include "lib/log.h"
 
 int log_level_max = LOG_LVL_INFO;
 

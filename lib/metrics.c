@@ -1,10 +1,10 @@
-/* Prometheus text exposition builder (see core/metrics.h). */
+/* Prometheus text exposition builder (see lib/metrics.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/metrics.h"
+#include "lib/metrics.h"
 
 void metrics_buf_free(struct metrics_buf *b)
 {

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/hmap.h"
+#include "lib/hmap.h"
 
 static uint64_t hmap_hash(const char *s)
 {
