@@ -29,11 +29,13 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
+SHIM_SRC := $(wildcard tests/shim/*.c)
+SHIM_SO  := $(SHIM_SRC:tests/shim/%.c=$(BUILD)/tools/%.so)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 BIN      := $(if $(filter build,$(BUILD)),acme-spoa,$(BUILD)/acme-spoa)
 
 .PHONY: all deps test unit integration asan fuzz bench demo clean
-all: $(BIN) $(UNIT_BIN) $(TOOL_BIN)
+all: $(BIN) $(UNIT_BIN) $(TOOL_BIN) $(SHIM_SO)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -53,6 +55,11 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 $(BUILD)/tools/%: tests/tools/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
+
+# LD_PRELOAD shims (tests/shim/): never sanitized, they load into sanitized binaries
+$(BUILD)/tools/%.so: tests/shim/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -std=c11 -g -O2 $(WARN) -shared -fPIC -o $@ $<
 
 deps:
 	@bash scripts/deps.sh

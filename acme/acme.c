@@ -13,7 +13,7 @@
 #include <jansson.h>
 
 #include "acme/jws.h"
-#include "core/log.h"
+#include "lib/log.h"
 
 enum { ACME_DIR_NONE = 0, ACME_DIR_LOADING, ACME_DIR_LOADED };
 enum { ACME_ACCT_NONE = 0, ACME_ACCT_LOADING, ACME_ACCT_READY };

@@ -50,6 +50,15 @@ struct acme_hooks {
 	/* Removes what challenge_set stored; called once per token at the end of an
 	 * order, success or failure. May be NULL. */
 	void (*challenge_clear)(void *arg, const char *host, const char *token);
+	/* Asynchronous form of challenge_set, used instead when set: starts storing
+	 * and returns 0, then calls <done>(<ctx>, ok, err) on the loop, never before
+	 * returning; the client answers the challenge only after ok. Returns -1
+	 * when it cannot start (<done> is then never called). */
+	int (*challenge_store)(void *arg, const char *host, const char *token, const char *key_auth,
+			       void (*done)(void *ctx, int ok, const char *err), void *ctx);
+	/* Drops the pending <done> of every challenge_store started with <ctx>
+	 * (the order is freed). Required with challenge_store. */
+	void (*challenge_store_cancel)(void *arg, void *ctx);
 };
 
 /* Creates a client for the CA of <conf> (strings are copied) on <loop>. Takes

@@ -10,7 +10,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "core/log.h"
+#include "lib/log.h"
 
 struct acme_ari_op {
 	struct acme_op op;

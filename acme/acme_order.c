@@ -13,7 +13,7 @@
 #include <jansson.h>
 
 #include "acme/jws.h"
-#include "core/log.h"
+#include "lib/log.h"
 
 #define ORDER_DEADLINE_S 300.
 #define ORDER_POLL_FIRST_S 0.25
@@ -24,6 +24,7 @@ enum acme_order_state {
 	ACME_ORDER_WAIT_READY = 0,
 	ACME_ORDER_NEW,
 	ACME_ORDER_AUTHZ,
+	ACME_ORDER_CHALLENGE_STORE,
 	ACME_ORDER_CHALLENGE,
 	ACME_ORDER_AUTHZ_POLL,
 	ACME_ORDER_KEY_WAIT,
@@ -36,7 +37,7 @@ enum acme_order_state {
 };
 
 static const char *const acme_order_state_names[ACME_ORDER__MAX] = {
-	"wait-ready", "new-order", "authz", "challenge", "authz-poll", "key-wait",
+	"wait-ready", "new-order", "authz", "challenge-store", "challenge", "authz-poll", "key-wait",
 	"finalize", "order-poll", "cert", "alt-cert", "done",
 };
 
@@ -53,6 +54,9 @@ struct acme_order {
 	char *chall_url;
 	char **tokens;               /* challenge_set done for these: cleared at the end */
 	size_t ntokens;
+	struct acme_hooks hooks;     /* the client's, kept for order_free() */
+	void *hooks_arg;
+	int store_pending;           /* challenge_store() not answered yet */
 	EVP_PKEY *cert_key;
 	int keygen_pending;
 	char *keygen_err;
@@ -64,9 +68,12 @@ struct acme_order {
 };
 
 static void order_step(struct acme_order *o);
+static void order_challenge_stored(void *ctx, int ok, const char *err);
 
 static void order_free(struct acme_order *o)
 {
+	if (o->store_pending && o->hooks.challenge_store_cancel)
+		o->hooks.challenge_store_cancel(o->hooks_arg, o);
 	acme_op_release(&o->op);
 	free(o->host);
 	free(o->replaces);
@@ -291,15 +298,43 @@ static void order_handle_authz(struct acme_order *o, const struct acme_authz_obj
 		order_fail(o, "out of memory");
 		return;
 	}
+	o->ntokens++;		/* cleared at the end, whatever happens */
+	if (c->hooks.challenge_store) {
+		o->state = ACME_ORDER_CHALLENGE_STORE;
+		o->hooks = c->hooks;
+		o->hooks_arg = c->hooks_arg;
+		if (c->hooks.challenge_store(c->hooks_arg, o->host, a->chall_token, ka,
+					     order_challenge_stored, o) < 0) {
+			crypto_secret_free(ka, strlen(ka));
+			order_fail(o, "cannot store the http-01 challenge for %s", o->host);
+			return;
+		}
+		o->store_pending = 1;
+		crypto_secret_free(ka, strlen(ka));
+		return;
+	}
 	if (c->hooks.challenge_set &&
 	    c->hooks.challenge_set(c->hooks_arg, o->host, a->chall_token, ka) < 0) {
 		crypto_secret_free(ka, strlen(ka));
-		free(o->tokens[o->ntokens]);
 		order_fail(o, "cannot store the http-01 challenge for %s", o->host);
 		return;
 	}
-	o->ntokens++;
 	crypto_secret_free(ka, strlen(ka));
+	o->state = ACME_ORDER_CHALLENGE;
+	order_step(o);
+}
+
+/* challenge_store() answered: the challenge may be answered now. */
+static void order_challenge_stored(void *ctx, int ok, const char *err)
+{
+	struct acme_order *o = ctx;
+
+	o->store_pending = 0;
+	if (!ok) {
+		order_fail(o, "cannot store the http-01 challenge for %s: %s", o->host,
+			   err ? err : "storage error");
+		return;
+	}
 	o->state = ACME_ORDER_CHALLENGE;
 	order_step(o);
 }

@@ -16,7 +16,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include "core/log.h"
+#include "lib/log.h"
 
 #define HTTP_USER_AGENT "acme-spoa/0.1 (libcurl)"
 #define HTTP_DEFAULT_TIMEOUT_MS 30000L

@@ -21,7 +21,7 @@
 
 #include "admin/admin.h"
 #include "admin/admin_int.h"
-#include "core/log.h"
+#include "lib/log.h"
 
 #define ADMIN_DEF_MAX_BODY	(64 * 1024)
 #define ADMIN_DEF_MAX_CONNS	256

@@ -11,7 +11,7 @@
 #include <ev.h>
 #include <jansson.h>
 
-#include "core/metrics.h"
+#include "lib/metrics.h"
 
 struct admin;
 /* One HTTP request waiting for an answer (connection suspended in MHD). It stays

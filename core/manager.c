@@ -41,6 +41,7 @@ static void mgr_cert_free(void *p)
 
 	if (!c)
 		return;
+	mgr_renew_unindex(c->m, c);
 	crypto_cert_info_clear(&c->info);
 	crypto_secret_free(c->pem, c->len);
 	free(c);
@@ -51,46 +52,71 @@ struct mgr_cert *mgr_cert_get(struct mgr *m, const char *host)
 	return hmap_get(&m->certs, host);
 }
 
-/* The time of the last renewal of <host> ("renewals/<host>"), 0 if none. */
-static time_t mgr_renewed_at_load(struct mgr *m, const char *host)
+void mgr_storage_result(struct mgr *m, const struct storage_res *res)
 {
-	char key[STORAGE_KEY_MAX], err[256], *val = NULL;
-	size_t len;
-	json_t *j;
-	time_t t = 0;
+	if (res->rc != -1) {
+		m->storage_ok = 1;
+		return;
+	}
+	m->cnt.storage_errors++;
+	m->storage_ok = 0;
+	snprintf(m->storage_err, sizeof(m->storage_err), "%s", res->err ? res->err : "error");
+}
 
-	snprintf(key, sizeof(key), "renewals/%s", host);
-	if (storage_get(m->st, key, &val, &len, err, sizeof(err)) != 0)
-		return 0;
-	j = json_loadb(val, len, 0, NULL);
-	free(val);
-	if (j)
-		t = (time_t)json_integer_value(json_object_get(j, "renewed_at"));
-	json_decref(j);
-	return t;
+static void cb_mgr_storage_log(void *arg, struct storage_res *res)
+{
+	struct mgr *m = arg;
+
+	mgr_storage_result(m, res);
+	if (res->rc == -1)
+		log_err("%s", res->err);
+}
+
+/* "renewals/<host>": when <host> was last renewed, against renewal loops. */
+static void cb_mgr_renewed_at(void *arg, struct storage_res *res)
+{
+	struct mgr *m = arg;
+	const char *host = res->key + strlen("renewals/");
+	struct mgr_cert *c = mgr_cert_get(m, host);
+	json_int_t t = 0;
+	json_t *j;
+
+	mgr_storage_result(m, res);
+	if (!c)
+		return;
+	c->renewed_at_pending = 0;
+	if (res->rc == 0 && (j = json_loadb(res->val, res->len, 0, NULL))) {
+		if (json_unpack(j, "{s:I}", "renewed_at", &t) == 0 && (time_t)t > c->renewed_at)
+			c->renewed_at = (time_t)t;
+		json_decref(j);
+	}
+	mgr_renew_compute(m, c);
+	mgr_renew_schedule(m);
 }
 
 void mgr_renewed_at_store(struct mgr *m, const char *host, time_t t)
 {
-	char key[STORAGE_KEY_MAX], err[256], val[64];
+	char key[STORAGE_KEY_MAX], val[64];
+	struct mgr_cert *c = mgr_cert_get(m, host);
 
+	if (c)
+		c->renewed_at = t;
 	snprintf(key, sizeof(key), "renewals/%s", host);
 	snprintf(val, sizeof(val), "{\"renewed_at\":%lld}", (long long)t);
-	if (storage_put(m->st, key, val, strlen(val), 0, err, sizeof(err)) == -1) {
-		m->cnt.storage_errors++;
-		log_err("host=%s cannot store renewal record: %s", host, err);
-	}
+	storage_put(m->st, key, val, strlen(val), 0, cb_mgr_storage_log, m);
 }
 
 struct mgr_cert *mgr_cert_install(struct mgr *m, const char *host, const char *pem, size_t len)
 {
 	struct mgr_cert *c, *old = NULL;
-	char err[256];
+	char err[256], key[STORAGE_KEY_MAX];
+	time_t life;
 
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
 	c->m = m;
+	c->hidx = HEAP_NONE;
 	snprintf(c->host, sizeof(c->host), "%s", host);
 	if (crypto_cert_info(pem, len, &c->info, err, sizeof(err)) == -1) {
 		log_err("host=%s stored certificate unreadable: %s", host, err);
@@ -106,19 +132,29 @@ struct mgr_cert *mgr_cert_install(struct mgr *m, const char *host, const char *p
 	c->pem[len] = '\0';
 	c->len = len;
 	old = hmap_get(&m->certs, host);
-	if (old && strcmp(old->info.serial_hex, c->info.serial_hex) == 0) {
-		/* same certificate: keep the ARI facts already learnt */
-		c->ari_start = old->ari_start;
-		c->ari_end = old->ari_end;
-		c->ari_next = old->ari_next;
+	if (old) {
+		c->renewed_at = old->renewed_at;
+		if (strcmp(old->info.serial_hex, c->info.serial_hex) == 0) {
+			/* same certificate: keep the ARI facts already learnt */
+			c->ari_start = old->ari_start;
+			c->ari_end = old->ari_end;
+			c->ari_next = old->ari_next;
+		}
 	}
-	c->renewed_at = mgr_renewed_at_load(m, host);
 	if (hmap_put(&m->certs, host, c, (void **)&old) == -1) {
 		mgr_cert_free(c);
 		return NULL;
 	}
 	mgr_cert_free(old);
 	mgr_renew_compute(m, c);
+	/* Only a certificate the threshold makes due within a third of its life
+	 * can loop: its last renewal time decides, so read it before the pass. */
+	life = c->info.not_after - c->info.not_before;
+	if (life > 0 && c->due < c->info.not_before + life / 3 && !c->renewed_at) {
+		c->renewed_at_pending = 1;
+		snprintf(key, sizeof(key), "renewals/%s", host);
+		storage_get(m->st, key, cb_mgr_renewed_at, m);
+	}
 	return c;
 }
 
@@ -150,22 +186,99 @@ static void mgr_push_done(void *arg, int ok, const char *err)
 	}
 }
 
-void mgr_cert_deploy(struct mgr *m, struct mgr_cert *c)
+static void mgr_push(struct mgr *m, const char *host, const char *pem, size_t len)
 {
-	char path[4096], list[4096], err[512];
+	char path[4096], list[4096];
 
-	mgr_cert_path(m, c->host, path, sizeof(path));
-	if (!c->on_disk) {
-		if (fs_write_atomic(path, c->pem, c->len, 0600, err, sizeof(err)) == -1)
-			log_err("host=%s cannot write certificate file: %s", c->host, err);
-		else
+	mgr_cert_path(m, host, path, sizeof(path));
+	mgr_crt_list_name(m, list, sizeof(list));
+	if (rt_push_cert(m->rt, path, list, pem, len, mgr_push_done, m) == -1) {
+		m->cnt.push_failed++;
+		log_err("host=%s push not started", host);
+	}
+}
+
+/* A write (or removal) of one cert_dir file on the worker queue. */
+struct mgr_write {
+	struct workq_item it;
+	struct mgr *m;
+	char host[MGR_HOST_MAX];
+	char path[4096];
+	char *pem;		/* NULL: unlink */
+	size_t len;
+	int rc;
+	char err[256];
+};
+
+static void mgr_write_run(struct workq_item *it)
+{
+	struct mgr_write *w = (struct mgr_write *)it;
+
+	if (w->pem) {
+		w->rc = fs_write_atomic(w->path, w->pem, w->len, 0600, w->err, sizeof(w->err));
+	} else if (unlink(w->path) == -1 && errno != ENOENT) {
+		w->rc = -1;
+		snprintf(w->err, sizeof(w->err), "cannot remove %.200s: %s", w->path, strerror(errno));
+	}
+}
+
+static void mgr_write_done(struct workq_item *it)
+{
+	struct mgr_write *w = (struct mgr_write *)it;
+	struct mgr *m = w->m;
+	struct mgr_cert *c = w->pem ? mgr_cert_get(m, w->host) : NULL;
+
+	if (c) {
+		c->writing--;
+		/* newer versions may have been queued behind this one */
+		if (w->rc == 0 && c->len == w->len && memcmp(c->pem, w->pem, w->len) == 0)
 			c->on_disk = 1;
 	}
-	mgr_crt_list_name(m, list, sizeof(list));
-	if (rt_push_cert(m->rt, path, list, c->pem, c->len, mgr_push_done, m) == -1) {
-		m->cnt.push_failed++;
-		log_err("host=%s push not started", c->host);
+	if (w->rc == -1)
+		log_err("host=%s %s", w->host, w->err);
+	if (w->pem && !m->closing && c && c->len == w->len && memcmp(c->pem, w->pem, w->len) == 0)
+		mgr_push(m, w->host, w->pem, w->len);
+	crypto_secret_free(w->pem, w->len);
+	free(w);
+}
+
+/* Queues a write of <pem> (or a removal when NULL) of <host>'s file; writes
+ * of one host stay in order (one shard per path). */
+static int mgr_write_queue(struct mgr *m, const char *host, const char *pem, size_t len)
+{
+	struct mgr_write *w = calloc(1, sizeof(*w));
+
+	if (!w || (pem && !(w->pem = malloc(len + 1)))) {
+		free(w);
+		return -1;
 	}
+	w->it.run = mgr_write_run;
+	w->it.done = mgr_write_done;
+	w->m = m;
+	snprintf(w->host, sizeof(w->host), "%s", host);
+	mgr_cert_path(m, host, w->path, sizeof(w->path));
+	if (pem) {
+		memcpy(w->pem, pem, len);
+		w->pem[len] = '\0';
+		w->len = len;
+	}
+	workq_submit(m->wq, &w->it, workq_shard(w->path));
+	return 0;
+}
+
+void mgr_cert_deploy(struct mgr *m, struct mgr_cert *c)
+{
+	if (c->on_disk) {
+		mgr_push(m, c->host, c->pem, c->len);
+		return;
+	}
+	/* pushed once the file is written, so a restart serves what HAProxy has */
+	if (mgr_write_queue(m, c->host, c->pem, c->len) == -1) {
+		log_err("host=%s cannot queue the certificate file write: out of memory", c->host);
+		mgr_push(m, c->host, c->pem, c->len);
+		return;
+	}
+	c->writing++;
 }
 
 void mgr_cert_remove(struct mgr *m, const char *host)
@@ -173,43 +286,72 @@ void mgr_cert_remove(struct mgr *m, const char *host)
 	char path[4096], list[4096];
 
 	mgr_cert_free(hmap_del(&m->certs, host));
+	if (mgr_write_queue(m, host, NULL, 0) == -1)
+		log_err("host=%s cannot queue the certificate file removal: out of memory", host);
 	mgr_cert_path(m, host, path, sizeof(path));
-	if (unlink(path) == -1 && errno != ENOENT)
-		log_warn("host=%s cannot remove %s: %s", host, path, strerror(errno));
 	mgr_crt_list_name(m, list, sizeof(list));
 	rt_remove_cert(m->rt, path, list, mgr_push_done, m);
 }
 
-/* Loads "certs/<host>" from storage into memory (and HAProxy when <deploy>)
- * unless memory already holds that very certificate. Returns 1 when changed. */
-int mgr_cert_load(struct mgr *m, const char *host, int deploy)
+struct mgr_cert *mgr_cert_take(struct mgr *m, const char *host, const char *pem, size_t len,
+			       int deploy)
 {
-	char key[STORAGE_KEY_MAX], err[256];
 	struct mgr_cert *old = mgr_cert_get(m, host), *c;
-	char *pem = NULL;
-	size_t len = 0;
-	int rc;
+
+	if (old && old->len == len && memcmp(old->pem, pem, len) == 0)
+		return NULL;
+	c = mgr_cert_install(m, host, pem, len);
+	if (c && deploy)
+		mgr_cert_deploy(m, c);
+	return c;
+}
+
+static void mgr_cert_fetched(struct mgr *m, struct storage_res *res, int absent_removes)
+{
+	const char *host = res->key + strlen("certs/");
+
+	mgr_storage_result(m, res);
+	if (res->rc == -1) {
+		log_err("host=%s %s", host, res->err);
+		return;
+	}
+	if (res->rc == 1) {
+		if (absent_removes && mgr_cert_get(m, host)) {
+			log_info("host=%s certificate deleted by another node", host);
+			mgr_cert_remove(m, host);
+		}
+		return;
+	}
+	if (mgr_cert_take(m, host, res->val, res->len, 1)) {
+		log_info("host=%s certificate received from another node", host);
+		mgr_job_settle(m, host);
+		mgr_renew_schedule(m);
+	}
+}
+
+static void cb_mgr_fetch(void *arg, struct storage_res *res)
+{
+	mgr_cert_fetched(arg, res, 0);
+}
+
+static void cb_mgr_fetch_rm(void *arg, struct storage_res *res)
+{
+	mgr_cert_fetched(arg, res, 1);
+}
+
+void mgr_cert_fetch(struct mgr *m, const char *host, int absent_removes)
+{
+	char key[STORAGE_KEY_MAX];
 
 	snprintf(key, sizeof(key), "certs/%s", host);
-	rc = storage_get(m->st, key, &pem, &len, err, sizeof(err));
-	if (rc != 0) {
-		if (rc == -1) {
-			m->cnt.storage_errors++;
-			log_err("host=%s %s", host, err);
-		}
-		return 0;
-	}
-	if (old && old->len == len && memcmp(old->pem, pem, len) == 0) {
-		crypto_secret_free(pem, len);
-		return 0;
-	}
-	c = mgr_cert_install(m, host, pem, len);
-	crypto_secret_free(pem, len);
-	if (!c)
-		return 0;
-	if (deploy)
-		mgr_cert_deploy(m, c);
-	return 1;
+	storage_get(m->st, key, absent_removes ? cb_mgr_fetch_rm : cb_mgr_fetch, m);
+}
+
+void mgr_announce(struct mgr *m, const char *host, const char *serial)
+{
+	/* the feed first: a node that reads it on the message sees the change */
+	storage_feed_put(m->st, MGR_CERTS_FEED, host, serial, cb_mgr_storage_log, m);
+	storage_publish(m->st, MGR_CERTS_CHANNEL, host, strlen(host), cb_mgr_storage_log, m);
 }
 
 /* ---- HAProxy sync -------------------------------------------------------- */
@@ -310,108 +452,81 @@ void mgr_on_engine(void *ctx, const char *engine_id, int is_new)
 
 /* ---- cluster ------------------------------------------------------------- */
 
-/* 1 when storage answers that it holds no certificate for <host>. */
-static int mgr_cert_absent(struct mgr *m, const char *host)
-{
-	char key[STORAGE_KEY_MAX], err[256], *val = NULL;
-	size_t len = 0;
-	int rc;
-
-	snprintf(key, sizeof(key), "certs/%s", host);
-	rc = storage_get(m->st, key, &val, &len, err, sizeof(err));
-	if (rc == 0)
-		crypto_secret_free(val, len);
-	return rc == 1;
-}
-
 static void mgr_on_cert_msg(void *arg, const char *msg, size_t len)
 {
 	struct mgr *m = arg;
+	char raw[MGR_HOST_MAX], host[MGR_HOST_MAX];
+
+	if (len == 0 || len >= sizeof(raw))
+		return;
+	memcpy(raw, msg, len);
+	raw[len] = '\0';
+	if (config_host_normalize(raw, host, sizeof(host)) == -1) {
+		log_warn("pub/sub: ignoring a message that is no host name");
+		return;
+	}
+	mgr_cert_fetch(m, host, 1);
+}
+
+static void mgr_feed_read(struct mgr *m);
+
+/* Changes since the last read: only the certificates whose version differs
+ * from memory's are read. */
+static void cb_mgr_feed(void *arg, struct storage_res *res)
+{
+	struct mgr *m = arg;
 	char host[MGR_HOST_MAX];
+	size_t i;
 
-	if (len == 0 || len >= sizeof(host))
+	m->feed_reading = 0;
+	mgr_storage_result(m, res);
+	if (res->rc == -1) {
+		log_err("change feed: %s", res->err);
 		return;
-	memcpy(host, msg, len);
-	host[len] = '\0';
-	if (mgr_cert_load(m, host, 1)) {
-		log_info("host=%s certificate received from another node", host);
-		mgr_job_settle(m, host);
-		mgr_renew_schedule(m);
-	} else if (mgr_cert_get(m, host) && mgr_cert_absent(m, host)) {
-		log_info("host=%s certificate deleted by another node", host);
-		mgr_cert_remove(m, host);
 	}
-}
-
-struct mgr_unlisted {
-	struct mgr *m;
-	struct hmap listed;	/* hosts storage lists */
-	struct hmap gone;	/* hosts memory holds and storage does not list */
-	size_t removed;
-};
-
-static void mgr_unlisted_cb(void *arg, const char *host, void *val)
-{
-	struct mgr_unlisted *u = arg;
-
-	if (!hmap_get(&u->listed, host))
-		hmap_put(&u->gone, host, (void *)1, NULL);
-}
-
-/* walks u->gone, so removing from the certificate map is safe here */
-static void mgr_gone_cb(void *arg, const char *host, void *val)
-{
-	struct mgr_unlisted *u = arg;
-
-	if (!mgr_cert_absent(u->m, host))
+	m->cnt.feed_reads++;
+	if (res->gen < m->feed_gen) {
+		/* the feed restarted (the store was emptied): compare everything */
+		log_warn("change feed: generation went back from %llu to %llu, reading it all",
+			 (unsigned long long)m->feed_gen, (unsigned long long)res->gen);
+		m->feed_gen = 0;
+		mgr_feed_read(m);
 		return;
-	log_info("host=%s certificate deleted by another node", host);
-	mgr_cert_remove(u->m, host);
-	u->removed++;
-}
-
-/* Loads every stored certificate that memory lacks or holds in an older
- * version: at start, and periodically in a fleet in case a message was missed. */
-static size_t mgr_reconcile(struct mgr *m, int deploy)
-{
-	char **keys = NULL, err[256];
-	size_t n = 0, i, changed = 0;
-
-	if (storage_list(m->st, "certs/", &keys, &n, err, sizeof(err)) == -1) {
-		m->cnt.storage_errors++;
-		log_err("cannot list stored certificates: %s", err);
-		return 0;
 	}
-	for (i = 0; i < n; i++) {
-		if (mgr_cert_load(m, keys[i] + strlen("certs/"), deploy)) {
-			changed++;
-			mgr_job_settle(m, keys[i] + strlen("certs/"));
+	for (i = 0; i < res->n; i++) {
+		struct mgr_cert *c;
+
+		if (config_host_normalize(res->keys[i], host, sizeof(host)) == -1)
+			continue;
+		c = mgr_cert_get(m, host);
+		if (!res->vals[i]) {
+			if (c) {
+				log_info("host=%s certificate deleted by another node", host);
+				mgr_cert_remove(m, host);
+				m->cnt.feed_changes++;
+			}
+		} else if (!c || strcmp(c->info.serial_hex, res->vals[i]) != 0) {
+			mgr_cert_fetch(m, host, 1);
+			m->cnt.feed_changes++;
 		}
 	}
-	if (deploy) {
-		/* deleted on another node while a message was missed */
-		struct mgr_unlisted u = { .m = m };
-
-		hmap_init(&u.listed);
-		hmap_init(&u.gone);
-		for (i = 0; i < n; i++)
-			hmap_put(&u.listed, keys[i] + strlen("certs/"), (void *)1, NULL);
-		hmap_foreach(&m->certs, mgr_unlisted_cb, &u);
-		hmap_foreach(&u.gone, mgr_gone_cb, &u);
-		changed += u.removed;
-		hmap_clear(&u.listed, NULL);
-		hmap_clear(&u.gone, NULL);
-	}
-	storage_list_free(keys, n);
-	return changed;
+	m->feed_gen = res->gen;
+	if (res->more)
+		mgr_feed_read(m);
 }
 
-static void mgr_reconcile_cb(struct ev_loop *loop, ev_timer *w, int revents)
+static void mgr_feed_read(struct mgr *m)
 {
-	struct mgr *m = w->data;
+	if (m->feed_reading)
+		return;
+	if (storage_feed_since(m->st, MGR_CERTS_FEED, m->feed_gen, cb_mgr_feed, m))
+		m->feed_reading = 1;
+}
 
-	if (mgr_reconcile(m, 1))
-		mgr_renew_schedule(m);
+static void cb_mgr_reconcile(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	/* in case a message was missed: one read of the feed when nothing changed */
+	mgr_feed_read(w->data);
 }
 
 /* ---- set-up -------------------------------------------------------------- */
@@ -423,6 +538,7 @@ static EVP_PKEY *mgr_account_key(struct mgr *m, char *err, size_t errlen)
 	unsigned int mdlen = sizeof(md);
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	EVP_PKEY *pk = NULL;
+	struct storage_res res;
 	size_t len = 0;
 	int rc, i;
 
@@ -438,12 +554,13 @@ static EVP_PKEY *mgr_account_key(struct mgr *m, char *err, size_t errlen)
 	for (i = 0; i < 16; i++)
 		sprintf(m->account_id + i * 2, "%02x", md[i]);
 	snprintf(key, sizeof(key), "accounts/%s/key", m->account_id);
-	rc = storage_get(m->st, key, &pem, &len, err, errlen);
+	/* start-up, before any server listens: waiting here stalls nobody */
+	rc = storage_wait(m->st, storage_get(m->st, key, NULL, NULL), &res, err, errlen);
 	if (rc == -1)
 		return NULL;
 	if (rc == 0) {
-		pk = crypto_key_from_pem(pem, len, err, errlen);
-		crypto_secret_free(pem, len);
+		pk = crypto_key_from_pem(res.val, res.len, err, errlen);
+		storage_res_clear(&res);
 		if (!pk)
 			snprintf(err + strlen(err), errlen - strlen(err), " (stored account key %s)", key);
 		return pk;
@@ -452,7 +569,8 @@ static EVP_PKEY *mgr_account_key(struct mgr *m, char *err, size_t errlen)
 	if (!pk)
 		return NULL;
 	pem = crypto_key_to_pem(pk, &len);
-	if (!pem || storage_put(m->st, key, pem, len, 0, err, errlen) == -1) {
+	if (!pem || storage_wait(m->st, storage_put(m->st, key, pem, len, 0, NULL, NULL), &res,
+				 err, errlen) == -1) {
 		if (!pem)
 			snprintf(err, errlen, "cannot encode the account key");
 		crypto_secret_free(pem, len);
@@ -466,23 +584,82 @@ static EVP_PKEY *mgr_account_key(struct mgr *m, char *err, size_t errlen)
 
 static void mgr_resume_pending(struct mgr *m)
 {
-	char **keys = NULL, err[256], *val;
-	size_t n = 0, i, len;
+	struct storage_res list, v;
+	char err[256], host[MGR_HOST_MAX];
+	size_t i;
 
-	if (storage_list(m->st, "pending/", &keys, &n, err, sizeof(err)) == -1)
+	if (storage_wait(m->st, storage_list(m->st, "pending/", NULL, NULL), &list, err,
+			 sizeof(err)) == -1) {
+		log_err("cannot list cut-off issuances: %s", err);
 		return;
-	for (i = 0; i < n; i++) {
-		const char *host = keys[i] + strlen("pending/");
+	}
+	for (i = 0; i < list.n; i++) {
 		int renewal = 0;
 
-		if (storage_get(m->st, keys[i], &val, &len, err, sizeof(err)) == 0) {
-			renewal = strcmp(val, "renewal") == 0;
-			free(val);
+		if (config_host_normalize(list.keys[i] + strlen("pending/"), host, sizeof(host)) == -1)
+			continue;
+		if (storage_wait(m->st, storage_get(m->st, list.keys[i], NULL, NULL), &v, err,
+				 sizeof(err)) == 0) {
+			renewal = v.len == 7 && memcmp(v.val, "renewal", 7) == 0;
+			storage_res_clear(&v);
 		}
 		log_info("host=%s resuming an issuance cut off by a stop", host);
 		mgr_issue(m, host, renewal, 1, NULL);
 	}
-	storage_list_free(keys, n);
+	storage_res_clear(&list);
+}
+
+/* Start-up load: one certificate read back from storage. */
+static void cb_mgr_load(void *arg, struct storage_res *res)
+{
+	struct mgr *m = arg;
+	const char *host = res->key + strlen("certs/");
+
+	m->loading--;
+	mgr_storage_result(m, res);
+	if (res->rc == -1)
+		log_err("host=%s %s", host, res->err);
+	else if (res->rc == 0)
+		mgr_cert_take(m, host, res->val, res->len, 0);
+}
+
+#define MGR_LOAD_WINDOW 256
+
+/* Start-up, before any server listens: reads every stored certificate with
+ * up to MGR_LOAD_WINDOW reads in flight. Returns how many memory holds. */
+static size_t mgr_load_all(struct mgr *m)
+{
+	struct storage_res list, g;
+	char err[256], host[MGR_HOST_MAX];
+	size_t i;
+
+	/* the feed's position first: what changes during the load is read again */
+	if (m->sub && storage_wait(m->st, storage_feed_since(m->st, MGR_CERTS_FEED, STORAGE_FEED_NOW,
+							     NULL, NULL), &g, err, sizeof(err)) == 0) {
+		m->feed_gen = g.gen;
+		storage_res_clear(&g);
+	}
+	if (storage_wait(m->st, storage_list(m->st, "certs/", NULL, NULL), &list, err,
+			 sizeof(err)) == -1) {
+		m->cnt.storage_errors++;
+		log_err("cannot list stored certificates: %s", err);
+		return 0;
+	}
+	for (i = 0; i < list.n; i++) {
+		if (config_host_normalize(list.keys[i] + strlen("certs/"), host, sizeof(host)) == -1 ||
+		    strcmp(host, list.keys[i] + strlen("certs/")) != 0) {
+			log_warn("storage: ignoring %s: not a host name", list.keys[i]);
+			continue;
+		}
+		while (m->loading >= MGR_LOAD_WINDOW)
+			ev_run(m->loop, EVRUN_ONCE);
+		if (storage_get(m->st, list.keys[i], cb_mgr_load, m))
+			m->loading++;
+	}
+	while (m->loading > 0)
+		ev_run(m->loop, EVRUN_ONCE);
+	storage_res_clear(&list);
+	return m->certs.count;
 }
 
 static int mgr_open_storage(struct mgr *m, char *err, size_t errlen)
@@ -505,7 +682,7 @@ static int mgr_open_storage(struct mgr *m, char *err, size_t errlen)
 		.redis_namespace = cfg->redis_namespace,
 	};
 
-	m->st = storage_open(names[cfg->storage], &sc, err, errlen);
+	m->st = storage_open(names[cfg->storage], &sc, m->loop, err, errlen);
 	return m->st ? 0 : -1;
 }
 
@@ -532,7 +709,8 @@ static void mgr_file_ensure_cb(void *arg, const char *host, void *val)
 }
 
 static const struct acme_hooks mgr_acme_hooks = {
-	.challenge_set = mgr_hook_challenge_set,
+	.challenge_store = mgr_hook_challenge_store,
+	.challenge_store_cancel = mgr_hook_challenge_store_cancel,
 	.challenge_clear = mgr_hook_challenge_clear,
 };
 
@@ -554,7 +732,9 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 	hmap_init(&m->certs);
 	hmap_init(&m->jobs);
 	hmap_init(&m->challenges);
-	ev_init(&m->reconcile_timer, mgr_reconcile_cb);
+	mgr_backoff_init(m);
+	m->storage_ok = 1;
+	ev_init(&m->reconcile_timer, cb_mgr_reconcile);
 	m->reconcile_timer.data = m;
 	mgr_renew_init(m);
 	/* The lock owner token is stable across restarts of this node (host name
@@ -573,7 +753,8 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 			sprintf(m->node_id + i * 2, "%02x", md[i]);
 	}
 
-	if (mgr_open_storage(m, err, errlen) == -1)
+	m->wq = workq_new(loop, 2, err, errlen);
+	if (!m->wq || mgr_open_storage(m, err, errlen) == -1)
 		goto fail;
 	if (mkdir(cfg->cert_dir, 0750) == -1 && errno != EEXIST) {
 		snprintf(err, errlen, "haproxy.cert_dir: %s: %s", cfg->cert_dir, strerror(errno));
@@ -609,8 +790,16 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 	if (!m->rt)
 		goto fail;
 
-	loaded = mgr_reconcile(m, 0);
-	log_info("storage=%s: %zu certificates loaded", m->st->name, loaded);
+	{
+		char serr[256];
+
+		/* a fleet: other nodes announce their changes (before the load, so
+		 * that nothing announced meanwhile is missed) */
+		m->sub = storage_subscribe(m->st, MGR_CERTS_CHANNEL, mgr_on_cert_msg, m,
+					   serr, sizeof(serr));
+	}
+	loaded = mgr_load_all(m);
+	log_info("storage=%s: %zu certificates loaded", storage_name(m->st), loaded);
 	/* restart safety: every stored certificate also exists in cert_dir.
 	 * Storage is the durable source, so these are written without an fsync
 	 * each and flushed once: thousands of certificates start in a second. */
@@ -632,6 +821,8 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 			.handlers = mgr_spoa_handlers,
 			.ctx = m,
 			.on_engine = mgr_on_engine,
+			/* under the examples' "timeout processing 500ms" */
+			.defer_timeout = 0.4,
 		};
 
 		m->spoa = spoa_server_new(loop, &sc, err, errlen);
@@ -648,15 +839,9 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 		if (!m->admin)
 			goto fail;
 	}
-	{
-		char serr[256];
-
-		m->sub = storage_subscribe(m->st, loop, MGR_CERTS_CHANNEL, mgr_on_cert_msg, m,
-					   serr, sizeof(serr));
-		if (m->sub) {
-			ev_timer_set(&m->reconcile_timer, MGR_RECONCILE_S, MGR_RECONCILE_S);
-			ev_timer_start(loop, &m->reconcile_timer);
-		}
+	if (m->sub) {
+		ev_timer_set(&m->reconcile_timer, MGR_RECONCILE_S, MGR_RECONCILE_S);
+		ev_timer_start(loop, &m->reconcile_timer);
 	}
 	if (cfg->ndomains == 0 && !cfg->allow_any_domain)
 		log_warn("domains is empty and allow_any_domain is false: no on-demand issuance, "
@@ -664,26 +849,12 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 	mgr_resume_pending(m);
 	mgr_renew_schedule(m);
 	log_info("ready: spoa=%s admin=%s storage=%s certificates=%zu", cfg->spoa_listen,
-		 cfg->admin_listen, m->st->name, m->certs.count);
+		 cfg->admin_listen, storage_name(m->st), m->certs.count);
 	return m;
 fail:
 	EVP_PKEY_free(account);
 	mgr_free(m);
 	return NULL;
-}
-
-static void mgr_free_job(void *p)
-{
-	struct mgr_job *j = p;
-	struct mgr_waiter *w, *next;
-
-	for (w = j->waiters; w; w = next) {
-		next = w->next;
-		admin_reply_message(w->req, 503, "the agent is shutting down");
-		free(w);
-	}
-	ev_timer_stop(j->m->loop, &j->timer);
-	free(j);
 }
 
 static void mgr_recompute_cb(void *arg, const char *host, void *val)
@@ -723,17 +894,24 @@ void mgr_free(struct mgr *m)
 {
 	if (!m)
 		return;
+	m->closing = 1;
 	ev_timer_stop(m->loop, &m->reconcile_timer);
+	ev_timer_stop(m->loop, &m->job_kick);
 	mgr_renew_stop(m);
 	/* the ACME client first: it must not call back into a half-freed manager */
 	acme_client_free(m->acme);
-	hmap_clear(&m->jobs, mgr_free_job);
+	mgr_challenge_shutdown(m);
+	hmap_clear(&m->jobs, mgr_job_free);
 	admin_free(m->admin);
 	spoa_server_free(m->spoa);
+	/* cert_dir writes in progress complete; nothing more is pushed */
+	workq_free(m->wq);
 	rt_free(m->rt);
 	http_client_free(m->http);
 	storage_sub_free(m->sub);
 	storage_close(m->st);
+	mgr_backoff_stop(m);
+	heap_clear(&m->due);
 	hmap_clear(&m->certs, mgr_cert_free);
 	hmap_clear(&m->challenges, free);
 	config_free(m->cfg);

@@ -33,7 +33,8 @@ static const struct spop_data *mgr_arg_str(const struct spop_arg *args, size_t n
 	return NULL;
 }
 
-/* acme-sni: never waits for anything; issuance starts in the background. */
+/* acme-sni: answers from memory (certificates, jobs, allow-list, backoff);
+ * issuance starts in the background. */
 static void mgr_spoe_sni(void *ctx, const struct spop_arg *args, size_t nargs, struct spoa_reply *reply)
 {
 	struct mgr *m = ctx;
@@ -69,7 +70,8 @@ static void mgr_spoe_http01(void *ctx, const struct spop_arg *args, size_t nargs
 {
 	struct mgr *m = ctx;
 	const struct spop_data *d = mgr_arg_str(args, nargs, "token");
-	char token[257], buf[1024];
+	char token[257];
+	struct spoa_deferred *def;
 	const char *ka;
 
 	m->cnt.http01_msgs++;
@@ -77,11 +79,26 @@ static void mgr_spoe_http01(void *ctx, const struct spop_arg *args, size_t nargs
 		return;
 	memcpy(token, d->u.s.ptr, d->u.s.len);
 	token[d->u.s.len] = '\0';
-	ka = mgr_challenge_lookup(m, token, buf, sizeof(buf));
-	if (!ka)
+	if (!mgr_token_valid(token))
 		return;
-	m->cnt.http01_hits++;
-	spoa_reply_set_str(reply, SPOP_SCOPE_TXN, "keyauth", ka, strlen(ka));
+	ka = mgr_challenge_local(m, token);
+	if (ka) {
+		m->cnt.http01_hits++;
+		spoa_reply_set_str(reply, SPOP_SCOPE_TXN, "keyauth", ka, strlen(ka));
+		return;
+	}
+	/* another node sharing the store may have made it a moment ago */
+	def = spoa_reply_defer(reply);
+	if (!def) {
+		m->cnt.http01_lookup_busy++;
+		return;
+	}
+	if (mgr_challenge_lookup_shared(m, token, def) == -1) {
+		m->cnt.http01_lookup_busy++;
+		spoa_deferred_done(def);
+		return;
+	}
+	m->cnt.http01_deferred++;
 }
 
 static const struct spoa_handler mgr_spoa_handler_table[] = {
@@ -252,26 +269,40 @@ struct mgr_del {
 	char host[MGR_HOST_MAX];
 };
 
-static void mgr_del_finish(struct mgr_del *d)
+static void cb_mgr_del(void *arg, struct storage_res *res)
 {
-	char key[300], err[256], msg[1024];
+	struct mgr_del *d = arg;
+	struct mgr *m = d->m;
+	char key[STORAGE_KEY_MAX], msg[1024];
 
-	snprintf(key, sizeof(key), "certs/%s", d->host);
-	if (storage_del(d->m->st, key, err, sizeof(err)) == -1) {
-		snprintf(msg, sizeof(msg), "cannot delete certificate for host %s: %s", d->host, err);
+	mgr_storage_result(m, res);
+	if (res->rc == -1) {
+		snprintf(msg, sizeof(msg), "cannot delete certificate for host %s: %s", d->host,
+			 res->err);
 		admin_reply_message(d->req, 500, msg);
 		free(d);
 		return;
 	}
 	snprintf(key, sizeof(key), "renewals/%s", d->host);
-	storage_del(d->m->st, key, err, sizeof(err));
-	mgr_cert_remove(d->m, d->host);
+	storage_del(m->st, key, NULL, NULL);
+	mgr_cert_remove(m, d->host);
 	/* the other nodes of a fleet drop it too */
-	storage_publish(d->m->st, MGR_CERTS_CHANNEL, d->host, strlen(d->host), err, sizeof(err));
+	mgr_announce(m, d->host, NULL);
 	log_info("host=%s certificate deleted", d->host);
 	snprintf(msg, sizeof(msg), "certificate for host %s is deleted", d->host);
 	admin_reply_message(d->req, 200, msg);
 	free(d);
+}
+
+static void mgr_del_finish(struct mgr_del *d)
+{
+	char key[STORAGE_KEY_MAX];
+
+	snprintf(key, sizeof(key), "certs/%s", d->host);
+	if (!storage_del(d->m->st, key, cb_mgr_del, d)) {
+		admin_reply_message(d->req, 500, "out of memory");
+		free(d);
+	}
 }
 
 static void mgr_revoke_done(void *arg, int ok, const char *err)
@@ -373,6 +404,10 @@ static void mgr_admin_metrics(void *ctx, struct metrics_buf *b)
 	metrics_value(b, "acme_spoa_spoe_messages_total", "message=\"acme-sni\"", (double)k->sni_msgs);
 	metrics_value(b, "acme_spoa_spoe_messages_total", "message=\"acme-http01\"", (double)k->http01_msgs);
 	mgr_counter(b, "acme_spoa_http01_answered_total", "http-01 requests answered with a key authorization.", NULL, k->http01_hits);
+	mgr_counter(b, "acme_spoa_http01_deferred_total", "http-01 requests whose answer was looked up in shared storage.", NULL, k->http01_deferred);
+	mgr_counter(b, "acme_spoa_http01_lookup_busy_total", "http-01 requests answered without a look-up: too many in flight.", NULL, k->http01_lookup_busy);
+	mgr_counter(b, "acme_spoa_feed_reads_total", "Reads of the fleet's change feed.", NULL, k->feed_reads);
+	mgr_counter(b, "acme_spoa_feed_changes_total", "Certificate changes learnt from the change feed.", NULL, k->feed_changes);
 	mgr_counter(b, "acme_spoa_spoe_frames_total", "SPOE NOTIFY frames received.", NULL, ss.notify_frames);
 	mgr_counter(b, "acme_spoa_spoe_malformed_frames_total", "SPOP frames refused as malformed.", NULL, ss.malformed);
 	metrics_header(b, "acme_spoa_spoe_connections", "gauge", "SPOP connections from HAProxy now open.");
@@ -391,6 +426,10 @@ static void mgr_admin_metrics(void *ctx, struct metrics_buf *b)
 	mgr_counter(b, "acme_spoa_runtime_push_errors_total", "Certificate pushes into HAProxy that failed.", NULL, rs.pushes_failed);
 	mgr_counter(b, "acme_spoa_runtime_reloads_seen_total", "HAProxy restarts or reloads seen.", NULL, rs.reloads_seen);
 	mgr_counter(b, "acme_spoa_storage_errors_total", "Storage operations that failed.", NULL, k->storage_errors);
+	metrics_header(b, "acme_spoa_storage_inflight", "gauge", "Storage operations started and not yet answered.");
+	metrics_value(b, "acme_spoa_storage_inflight", NULL, (double)storage_inflight(m->st));
+	metrics_header(b, "acme_spoa_orders_queued", "gauge", "Issuances waiting for a free slot.");
+	metrics_value(b, "acme_spoa_orders_queued", NULL, (double)m->queued);
 
 	hmap_foreach(&m->certs, mgr_days_cb, &d);
 	metrics_header(b, "acme_spoa_certificates", "gauge", "Certificates held, by days left before expiry (upper bound).");
@@ -400,17 +439,32 @@ static void mgr_admin_metrics(void *ctx, struct metrics_buf *b)
 	}
 }
 
+#define MGR_HEALTH_PING_S 5.0
+
+static void cb_mgr_ping(void *arg, struct storage_res *res)
+{
+	mgr_storage_result(arg, res);
+}
+
+/* Answers from what is known now; asks storage again at most every few
+ * seconds, so a probe never waits and never floods the store. */
 static int mgr_admin_health(void *ctx, json_t **detail)
 {
 	struct mgr *m = ctx;
-	char err[256];
 	size_t i, up = 0, n = rt_count(m->rt);
-	int st_ok = storage_ping(m->st, err, sizeof(err)) == 0;
+	ev_tstamp now = ev_now(m->loop);
+	char err[256];
+	int st_ok = m->storage_ok && storage_state(m->st, err, sizeof(err)) == 1;
 
+	if (now - m->storage_pinged >= MGR_HEALTH_PING_S) {
+		m->storage_pinged = now;
+		storage_ping(m->st, cb_mgr_ping, m);
+	}
 	for (i = 0; i < n; i++)
 		up += rt_socket_up(m->rt, i) != 0;
+	/* the reason stays in the log: /healthz needs no token */
 	*detail = json_pack("{s:s, s:s, s:s}", "loop", "ok",
-			    "storage", st_ok ? "ok" : err,
+			    "storage", st_ok ? "ok" : "storage does not answer (see the log)",
 			    "runtime", up ? "ok" : "no runtime socket answers");
 	if (*detail)
 		json_object_set_new(*detail, "runtime_sockets_up",

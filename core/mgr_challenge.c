@@ -1,5 +1,8 @@
 /* Challenges: token -> key authorization, kept in memory for the SPOE path
- * and in storage (with a TTL) so that any node of a fleet answers the CA. */
+ * and in storage (with a TTL) so that any node of a fleet answers the CA.
+ * The ACME client answers a challenge only once storage has it; a node asked
+ * for a token it does not hold defers that one ACK while it looks the token
+ * up in shared storage (bounded in number; the deadline is storage's). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,11 +10,21 @@
 #include "acme/acme.h"
 #include "lib/log.h"
 #include "core/mgr_int.h"
+#include "spoa/spoa.h"
 #include "storage/storage.h"
 
 #define MGR_CHALLENGE_TTL	3600
+#define MGR_TOKEN_MAX		256
 
-/* ---- challenges ---------------------------------------------------------- */
+/* A challenge being stored for the ACME client, which waits for it. */
+struct mgr_chstore {
+	struct mgr *m;
+	struct mgr_chstore *prev, *next;
+	struct storage_req *req;
+	void (*done)(void *ctx, int ok, const char *err);
+	void *ctx;
+	char token[MGR_TOKEN_MAX + 1];
+};
 
 void mgr_challenge_put_local(struct mgr *m, const char *token, const char *keyauth)
 {
@@ -22,67 +35,215 @@ void mgr_challenge_put_local(struct mgr *m, const char *token, const char *keyau
 	free(old);
 }
 
-int mgr_challenge_store(struct mgr *m, const char *token, const char *keyauth, unsigned ttl)
+int mgr_token_valid(const char *token)
 {
-	char key[STORAGE_KEY_MAX], err[256];
+	const char *p;
+
+	if (!*token || strlen(token) > MGR_TOKEN_MAX)
+		return 0;
+	for (p = token; *p; p++)
+		if (!(*p == '-' || *p == '_' || (*p >= '0' && *p <= '9') ||
+		      (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+			return 0;
+	return 1;
+}
+
+/* A key authorization read from storage is "<token>.<thumbprint>", both
+ * base64url: anything else is not sent to HAProxy. */
+static int mgr_keyauth_valid(const char *v, size_t len)
+{
+	size_t i, dots = 0;
+
+	if (len == 0 || len > 2 * MGR_TOKEN_MAX)
+		return 0;
+	for (i = 0; i < len; i++) {
+		if (v[i] == '.')
+			dots++;
+		else if (!(v[i] == '-' || v[i] == '_' || (v[i] >= '0' && v[i] <= '9') ||
+			   (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z')))
+			return 0;
+	}
+	return dots == 1;
+}
+
+static void mgr_challenge_key(const char *token, char *key, size_t keylen)
+{
+	snprintf(key, keylen, "challenges/%s", token);
+}
+
+static void cb_mgr_challenge_put(void *arg, struct storage_res *res)
+{
+	struct mgr *m = arg;
+
+	mgr_storage_result(m, res);
+	if (res->rc == -1)
+		log_err("challenge not shared through storage: %s", res->err);
+}
+
+void mgr_challenge_store(struct mgr *m, const char *token, const char *keyauth, unsigned ttl)
+{
+	char key[STORAGE_KEY_MAX];
 
 	mgr_challenge_put_local(m, token, keyauth);
-	snprintf(key, sizeof(key), "challenges/%s", token);
-	if (storage_put(m->st, key, keyauth, strlen(keyauth), ttl, err, sizeof(err)) == -1) {
-		m->cnt.storage_errors++;
-		log_err("challenge not shared through storage: %s", err);
-		return -1;
-	}
-	return 0;
+	mgr_challenge_key(token, key, sizeof(key));
+	storage_put(m->st, key, keyauth, strlen(keyauth), ttl, cb_mgr_challenge_put, m);
 }
 
 void mgr_challenge_forget(struct mgr *m, const char *token)
 {
-	char key[STORAGE_KEY_MAX], err[256];
+	char key[STORAGE_KEY_MAX];
 
 	free(hmap_del(&m->challenges, token));
-	snprintf(key, sizeof(key), "challenges/%s", token);
-	if (storage_del(m->st, key, err, sizeof(err)) == -1)
-		m->cnt.storage_errors++;
+	mgr_challenge_key(token, key, sizeof(key));
+	storage_del(m->st, key, cb_mgr_challenge_put, m);
 }
 
-const char *mgr_challenge_lookup(struct mgr *m, const char *token, char *buf, size_t buflen)
+const char *mgr_challenge_local(struct mgr *m, const char *token)
 {
-	char key[STORAGE_KEY_MAX], err[256], *val = NULL;
-	const char *p;
-	size_t len = 0;
+	return hmap_get(&m->challenges, token);
+}
 
-	if (!*token || strlen(token) > 256)
-		return NULL;
-	for (p = token; *p; p++)
-		if (!(*p == '-' || *p == '_' || (*p >= '0' && *p <= '9') ||
-		      (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
-			return NULL;
-	p = hmap_get(&m->challenges, token);
-	if (p)
-		return p;
-	/* another node of the fleet may have stored it */
-	snprintf(key, sizeof(key), "challenges/%s", token);
-	if (storage_get(m->st, key, &val, &len, err, sizeof(err)) != 0 || len >= buflen) {
-		free(val);
-		return NULL;
+/* ---- look-ups for the SPOE path ------------------------------------------ */
+
+static void mgr_lookup_unlink(struct mgr_lookup *l)
+{
+	struct mgr *m = l->m;
+
+	if (l->prev)
+		l->prev->next = l->next;
+	else
+		m->lookups = l->next;
+	if (l->next)
+		l->next->prev = l->prev;
+	m->nlookups--;
+}
+
+static void cb_mgr_lookup(void *arg, struct storage_res *res)
+{
+	struct mgr_lookup *l = arg;
+	struct spoa_reply *r = spoa_deferred_reply(l->d);
+
+	mgr_storage_result(l->m, res);
+	if (res->rc == 0 && r && mgr_keyauth_valid(res->val, res->len)) {
+		l->m->cnt.http01_hits++;
+		spoa_reply_set_str(r, SPOP_SCOPE_TXN, "keyauth", res->val, res->len);
 	}
-	memcpy(buf, val, len);
-	buf[len] = '\0';
-	free(val);
-	return buf;
+	mgr_lookup_unlink(l);
+	spoa_deferred_done(l->d);
+	free(l);
 }
 
-int mgr_hook_challenge_set(void *arg, const char *host, const char *token, const char *keyauth)
+int mgr_challenge_lookup_shared(struct mgr *m, const char *token, struct spoa_deferred *d)
 {
-	struct mgr *m = arg;
+	struct mgr_lookup *l;
+	char key[STORAGE_KEY_MAX];
 
-	/* the CA may ask any node: never answer a challenge only this one knows */
-	if (mgr_challenge_store(m, token, keyauth, MGR_CHALLENGE_TTL) == -1) {
-		free(hmap_del(&m->challenges, token));
+	if (m->nlookups >= MGR_LOOKUPS_MAX || !(l = calloc(1, sizeof(*l))))
+		return -1;
+	mgr_challenge_key(token, key, sizeof(key));
+	l->m = m;
+	l->d = d;
+	l->req = storage_get(m->st, key, cb_mgr_lookup, l);
+	if (!l->req) {
+		free(l);
 		return -1;
 	}
+	l->next = m->lookups;
+	if (l->next)
+		l->next->prev = l;
+	m->lookups = l;
+	m->nlookups++;
 	return 0;
+}
+
+void mgr_challenge_shutdown(struct mgr *m)
+{
+	struct mgr_lookup *l;
+	struct mgr_chstore *c;
+
+	while ((l = m->lookups)) {
+		storage_cancel(l->req);
+		mgr_lookup_unlink(l);
+		spoa_deferred_done(l->d);
+		free(l);
+	}
+	while ((c = m->chstores)) {
+		m->chstores = c->next;
+		storage_cancel(c->req);
+		free(c);
+	}
+}
+
+/* ---- the ACME client's hooks --------------------------------------------- */
+
+static void mgr_chstore_unlink(struct mgr_chstore *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		c->m->chstores = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+}
+
+static void cb_mgr_chstore(void *arg, struct storage_res *res)
+{
+	struct mgr_chstore *c = arg;
+	struct mgr *m = c->m;
+
+	mgr_storage_result(m, res);
+	mgr_chstore_unlink(c);
+	if (res->rc == -1) {
+		/* the CA may ask any node: never answer a challenge only this one knows */
+		free(hmap_del(&m->challenges, c->token));
+		log_err("challenge not shared through storage: %s", res->err);
+	}
+	c->done(c->ctx, res->rc == 0, res->rc == 0 ? NULL : res->err);
+	free(c);
+}
+
+int mgr_hook_challenge_store(void *arg, const char *host, const char *token, const char *keyauth,
+			     void (*done)(void *ctx, int ok, const char *err), void *ctx)
+{
+	struct mgr *m = arg;
+	struct mgr_chstore *c;
+	char key[STORAGE_KEY_MAX];
+
+	if (!mgr_token_valid(token) || !(c = calloc(1, sizeof(*c))))
+		return -1;
+	c->m = m;
+	c->done = done;
+	c->ctx = ctx;
+	snprintf(c->token, sizeof(c->token), "%s", token);
+	mgr_challenge_put_local(m, token, keyauth);
+	mgr_challenge_key(token, key, sizeof(key));
+	c->req = storage_put(m->st, key, keyauth, strlen(keyauth), MGR_CHALLENGE_TTL,
+			     cb_mgr_chstore, c);
+	if (!c->req) {
+		free(hmap_del(&m->challenges, token));
+		free(c);
+		return -1;
+	}
+	c->next = m->chstores;
+	if (c->next)
+		c->next->prev = c;
+	m->chstores = c;
+	return 0;
+}
+
+void mgr_hook_challenge_store_cancel(void *arg, void *ctx)
+{
+	struct mgr *m = arg;
+	struct mgr_chstore *c, *next;
+
+	for (c = m->chstores; c; c = next) {
+		next = c->next;
+		if (c->ctx != ctx)
+			continue;
+		storage_cancel(c->req);
+		mgr_chstore_unlink(c);
+		free(c);
+	}
 }
 
 void mgr_hook_challenge_clear(void *arg, const char *host, const char *token)

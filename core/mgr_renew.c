@@ -1,7 +1,9 @@
 /* The renewal scheduler. A certificate is due when fewer than
  * renew_threshold_days remain, or less than a third of its lifetime remains
  * (safe for 6-day certificates), or when the CA's ARI window (RFC 9773) has
- * opened. One timer sits on the earliest due time, re-checked at least hourly.
+ * opened. Certificates sit in a min-heap by wake time (the earlier of the due
+ * time and the next ARI question); one timer sits on the heap's top, so a
+ * pass touches only the certificates whose time has come, never them all.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,9 @@
 #define RENEW_ARI_PER_PASS	64	/* renewalInfo requests started by one pass */
 #define RENEW_ARI_SPREAD_S	30
 
+static int mgr_wake_less(const void *a, const void *b);
+static void mgr_wake_set_index(void *e, size_t idx);
+
 static void mgr_renew_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct mgr *m = w->data;
@@ -28,6 +33,7 @@ static void mgr_renew_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 void mgr_renew_init(struct mgr *m)
 {
+	heap_init(&m->due, mgr_wake_less, mgr_wake_set_index);
 	ev_init(&m->renew_timer, mgr_renew_cb);
 	m->renew_timer.data = m;
 }
@@ -64,37 +70,52 @@ void mgr_renew_compute(struct mgr *m, struct mgr_cert *c)
 			due = ari_due;
 	}
 	c->due = due;
+	mgr_renew_index(m, c, 0);
 }
 
-struct mgr_earliest {
-	struct mgr *m;
-	time_t t;
-};
-
-static void mgr_earliest_cb(void *arg, const char *host, void *val)
+static int mgr_wake_less(const void *a, const void *b)
 {
-	struct mgr_earliest *e = arg;
-	struct mgr_cert *c = val;
+	return ((const struct mgr_cert *)a)->wake < ((const struct mgr_cert *)b)->wake;
+}
 
-	if (hmap_get(&e->m->jobs, host))
-		return;
-	if (c->due < e->t)
-		e->t = c->due;
-	if (c->ari_next && c->ari_next < e->t && acme_has_ari(e->m->acme))
-		e->t = c->ari_next;
+static void mgr_wake_set_index(void *e, size_t idx)
+{
+	((struct mgr_cert *)e)->hidx = idx;
+}
+
+void mgr_renew_index(struct mgr *m, struct mgr_cert *c, time_t floor)
+{
+	time_t wake = c->due;
+
+	if (acme_has_ari(m->acme) && c->ari_next < wake)
+		wake = c->ari_next;
+	if (wake < floor)
+		wake = floor;
+	c->wake = wake;
+	if (c->hidx != HEAP_NONE)
+		heap_update(&m->due, c->hidx);
+	else if (heap_push(&m->due, c) == -1)
+		log_err("host=%s out of memory: not scheduled for renewal", c->host);
+}
+
+void mgr_renew_unindex(struct mgr *m, struct mgr_cert *c)
+{
+	if (c->hidx != HEAP_NONE)
+		heap_remove(&m->due, c->hidx);
 }
 
 void mgr_renew_schedule(struct mgr *m)
 {
-	struct mgr_earliest e = { m, time(NULL) + (time_t)RENEW_RECHECK_S };
-	double delay;
+	struct mgr_cert *c = heap_peek(&m->due);
+	double delay = RENEW_RECHECK_S;
 
-	hmap_foreach(&m->certs, mgr_earliest_cb, &e);
-	delay = (double)(e.t - time(NULL));
-	if (delay < 0)
-		delay = 0;
-	if (delay > RENEW_RECHECK_S)
-		delay = RENEW_RECHECK_S;
+	if (c) {
+		delay = (double)(c->wake - time(NULL));
+		if (delay < 0)
+			delay = 0;
+		if (delay > RENEW_RECHECK_S)
+			delay = RENEW_RECHECK_S;
+	}
 	ev_timer_stop(m->loop, &m->renew_timer);
 	ev_timer_set(&m->renew_timer, delay + 0.5, 0.);
 	ev_timer_start(m->loop, &m->renew_timer);
@@ -129,75 +150,90 @@ out:
 	free(r);
 }
 
-struct mgr_pass {
-	struct mgr *m;
-	int force_all;
-	time_t now;
-	const char **due;
-	size_t ndue, cap;
-	unsigned ari_started;
-};
-
-static void mgr_pass_cb(void *arg, const char *host, void *val)
+static void mgr_ari_ask(struct mgr *m, struct mgr_cert *c, time_t now)
 {
-	struct mgr_pass *p = arg;
-	struct mgr_cert *c = val;
-	struct mgr *m = p->m;
+	struct mgr_ari_req *r = calloc(1, sizeof(*r));
 
-	if (hmap_get(&m->jobs, host))
+	c->ari_next = now + RENEW_ARI_RETRY_S;	/* at most one request in flight */
+	if (!r)
 		return;
-	if (acme_has_ari(m->acme) && c->ari_next <= p->now &&
-	    p->ari_started >= RENEW_ARI_PER_PASS) {
-		/* thousands of certificates: ask the CA a slice at a time */
-		c->ari_next = p->now + RENEW_ARI_SPREAD_S;
-	} else if (acme_has_ari(m->acme) && c->ari_next <= p->now) {
-		struct mgr_ari_req *r = calloc(1, sizeof(*r));
+	r->m = m;
+	snprintf(r->host, sizeof(r->host), "%s", c->host);
+	snprintf(r->serial, sizeof(r->serial), "%s", c->info.serial_hex);
+	if (acme_renewal_info(m->acme, c->pem, mgr_ari_done, r) == -1)
+		free(r);
+}
 
-		p->ari_started++;
+/* One certificate whose time has come (out of the heap): asks ARI, starts
+ * its renewal, and puts it back with its next wake time. */
+static int mgr_renew_one(struct mgr *m, struct mgr_cert *c, time_t now, int force,
+			 unsigned *ari_started, size_t *skipped)
+{
+	time_t until = 0, floor = 0;
+	int started = 0;
 
-		c->ari_next = p->now + RENEW_ARI_RETRY_S;	/* at most one request in flight */
-		if (r) {
-			r->m = m;
-			snprintf(r->host, sizeof(r->host), "%s", host);
-			snprintf(r->serial, sizeof(r->serial), "%s", c->info.serial_hex);
-			if (acme_renewal_info(m->acme, c->pem, mgr_ari_done, r) == -1)
-				free(r);
+	if (acme_has_ari(m->acme) && c->ari_next <= now) {
+		if (*ari_started >= RENEW_ARI_PER_PASS) {
+			/* thousands of certificates: ask the CA a slice at a time */
+			c->ari_next = now + RENEW_ARI_SPREAD_S;
+		} else {
+			(*ari_started)++;
+			mgr_ari_ask(m, c, now);
 		}
 	}
-	if (!p->force_all && c->due > p->now)
-		return;
-	if (p->ndue == p->cap) {
-		size_t ncap = p->cap ? p->cap * 2 : 16;
-		const char **nd = realloc(p->due, ncap * sizeof(*nd));
-
-		if (!nd)
-			return;
-		p->due = nd;
-		p->cap = ncap;
+	if (hmap_get(&m->jobs, c->host) || c->renewed_at_pending) {
+		floor = now + (time_t)RENEW_RECHECK_S;	/* the job's end re-indexes it */
+	} else if (force || c->due <= now) {
+		if (!force && mgr_backoff_active(m, c->host, &until)) {
+			(*skipped)++;
+			floor = until;
+		} else {
+			/* one failing renewal never stops the others */
+			started = mgr_issue(m, c->host, 1, 0, NULL) == 0;
+			floor = now + (time_t)RENEW_RECHECK_S;
+		}
 	}
-	p->due[p->ndue++] = c->host;
+	mgr_renew_index(m, c, floor);
+	return started;
+}
+
+struct mgr_all {
+	struct mgr_cert **v;
+	size_t n;
+};
+
+static void mgr_all_cb(void *arg, const char *host, void *val)
+{
+	struct mgr_all *a = arg;
+
+	a->v[a->n++] = val;
 }
 
 void mgr_renew_pass(struct mgr *m, int force_all)
 {
-	struct mgr_pass p = { .m = m, .force_all = force_all, .now = time(NULL) };
+	time_t now = time(NULL);
 	size_t i, started = 0, skipped = 0;
+	unsigned ari_started = 0;
+	struct mgr_all a = { 0 };
+	struct mgr_cert *c;
 
-	/* collect first: starting a job may not modify the map we walk */
-	hmap_foreach(&m->certs, mgr_pass_cb, &p);
-	for (i = 0; i < p.ndue; i++) {
-		char host[MGR_HOST_MAX];
-
-		snprintf(host, sizeof(host), "%s", p.due[i]);
-		if (!force_all && mgr_backoff_active(m, host, NULL)) {
-			skipped++;
-			continue;
+	if (force_all) {
+		/* an operator's request: every certificate, once */
+		a.v = calloc(m->certs.count + 1, sizeof(*a.v));
+		if (!a.v)
+			return;
+		hmap_foreach(&m->certs, mgr_all_cb, &a);
+		for (i = 0; i < a.n; i++)
+			started += mgr_renew_one(m, a.v[i], now, 1, &ari_started, &skipped);
+		free(a.v);
+	} else {
+		/* re-indexing puts each one later than <now>: the loop ends */
+		while ((c = heap_peek(&m->due)) && c->wake <= now) {
+			started += mgr_renew_one(m, c, now, 0, &ari_started, &skipped);
+			if (c->wake <= now)
+				mgr_renew_index(m, c, now + (time_t)RENEW_RECHECK_S);
 		}
-		/* one failing renewal never stops the others */
-		if (mgr_issue(m, host, 1, 0, NULL) == 0)
-			started++;
 	}
-	free(p.due);
 	if (started || skipped)
 		log_info("renewal pass: %zu started, %zu waiting for backoff, %zu certificates",
 			 started, skipped, m->certs.count);

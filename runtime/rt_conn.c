@@ -9,8 +9,8 @@
 
 #include <ev.h>
 
-#include "core/hmap.h"
-#include "core/log.h"
+#include "lib/hmap.h"
+#include "lib/log.h"
 #include "runtime/rt_int.h"
 
 /* ---- connection ---- */

@@ -9,7 +9,7 @@
 
 #include <ev.h>
 
-#include "core/hmap.h"
+#include "lib/hmap.h"
 #include "runtime/runtime.h"
 
 #define RT_BACKOFF_MIN	0.1

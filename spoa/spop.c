@@ -49,31 +49,34 @@ int spop_decode_varint(const char **p, const char *end, uint64_t *v)
 	uint64_t val, add;
 	unsigned shift = 4;
 	unsigned b;
+	int n;
 
 	if (!q || q >= e)
 		return -1;
 	val = *q++;
-	if (val >= 240) {
-		do {
-			if (q >= e || shift >= 64)
-				return -1;
-			b = *q++;
-			/* reject bits that a shift would drop, then a carry out */
-			if (shift > 56 && ((uint64_t)b >> (64 - shift)) != 0)
-				return -1;
-			add = (uint64_t)b << shift;
-			if (val + add < val)
-				return -1;
-			val += add;
-			shift += 7;
-		} while (b >= 128);
-	}
-	*v = val;
-	{
-		int n = (int)((const char *)q - *p);
+	if (val < 240) {
+		/* one byte: nearly every length and id on the hot path */
+		*v = val;
 		*p = (const char *)q;
-		return n;
+		return 1;
 	}
+	do {
+		if (q >= e || shift >= 64)
+			return -1;
+		b = *q++;
+		/* reject bits that a shift would drop, then a carry out */
+		if (shift > 56 && ((uint64_t)b >> (64 - shift)) != 0)
+			return -1;
+		add = (uint64_t)b << shift;
+		if (val + add < val)
+			return -1;
+		val += add;
+		shift += 7;
+	} while (b >= 128);
+	*v = val;
+	n = (int)((const char *)q - *p);
+	*p = (const char *)q;
+	return n;
 }
 
 int spop_encode_varint(char **p, char *end, uint64_t v)
@@ -82,16 +85,18 @@ int spop_encode_varint(char **p, char *end, uint64_t v)
 	int n = 0;
 
 	if (v < 240) {
-		tmp[n++] = (unsigned char)v;
-	} else {
-		tmp[n++] = (unsigned char)(v | 240);
-		v = (v - 240) >> 4;
-		while (v >= 128) {
-			tmp[n++] = (unsigned char)(v | 128);
-			v = (v - 128) >> 7;
-		}
-		tmp[n++] = (unsigned char)v;
+		if (!*p || *p >= end)
+			return -1;
+		*(*p)++ = (char)v;
+		return 1;
 	}
+	tmp[n++] = (unsigned char)(v | 240);
+	v = (v - 240) >> 4;
+	while (v >= 128) {
+		tmp[n++] = (unsigned char)(v | 128);
+		v = (v - 128) >> 7;
+	}
+	tmp[n++] = (unsigned char)v;
 	if (!*p || end - *p < n)
 		return -1;
 	memcpy(*p, tmp, n);

@@ -1,7 +1,15 @@
-/* Storage front: picks a backend by name, validates input, forwards. */
+/* Storage front: picks a backend by name, validates input, runs or submits
+ * each operation, and delivers its result on a later loop turn (see
+ * storage.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
+
+#include <ev.h>
+#include <openssl/crypto.h>
+
+#include "lib/workq.h"
 
 #include "storage/storage.h"
 
@@ -88,8 +96,500 @@ static int storage_check_key(const char *what, const char *key, char *err, size_
 	return -1;
 }
 
+/* ---- requests ------------------------------------------------------------ */
+
+#define STORAGE_DEF_TIMEOUT_MS	3000
+#define STORAGE_DEF_THREADS	4
+
+struct storage_req {
+	struct storage_op op;		/* first: storage_op_done() casts back */
+	struct storage *st;
+	storage_cb *cb;
+	void *arg;
+	int backend_done;		/* the backend is finished with it */
+	int answered;			/* the callback ran (or was given a time-out) */
+	int waiting;			/* storage_wait() owns the request */
+	int delivered;			/* the waiter has its result */
+	int queued;			/* on st->readyq */
+	ev_timer deadline;
+	struct workq_item wi;
+	TAILQ_ENTRY(storage_req) all;
+	STAILQ_ENTRY(storage_req) ready;
+	char key[STORAGE_KEY_MAX + 1];
+	char member[STORAGE_KEY_MAX + 1];
+	char owner[STORAGE_OWNER_MAX + 1];
+	char *val;
+};
+
+TAILQ_HEAD(storage_req_list, storage_req);
+STAILQ_HEAD(storage_ready_list, storage_req);
+
+struct storage {
+	const struct storage_ops *ops;
+	void *be;
+	struct ev_loop *loop;
+	struct workq *wq;		/* blocking backends */
+	double timeout;			/* seconds */
+	struct storage_req_list reqs;	/* every request not yet freed */
+	size_t nreqs;
+	struct storage_ready_list readyq;
+	ev_timer kick;			/* delivers readyq on the next turn */
+	char name[16];
+};
+
+static const char *const storage_op_names[STORAGE_OP__MAX] = {
+	[STORAGE_OP_GET] = "get", [STORAGE_OP_PUT] = "put", [STORAGE_OP_DEL] = "del",
+	[STORAGE_OP_LIST] = "list", [STORAGE_OP_LOCK] = "lock", [STORAGE_OP_UNLOCK] = "unlock",
+	[STORAGE_OP_PING] = "ping", [STORAGE_OP_PUBLISH] = "publish",
+	[STORAGE_OP_FEED_PUT] = "feed_put", [STORAGE_OP_FEED_SINCE] = "feed_since",
+};
+
+const char *storage_op_name(enum storage_op_kind k)
+{
+	return (unsigned)k < STORAGE_OP__MAX ? storage_op_names[k] : "?";
+}
+
+void storage_list_free(char **keys, size_t n)
+{
+	size_t i;
+
+	if (keys == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		free(keys[i]);
+	free(keys);
+}
+
+void storage_res_clear(struct storage_res *res)
+{
+	if (res->val) {
+		OPENSSL_cleanse(res->val, res->len);
+		free(res->val);
+	}
+	storage_list_free(res->keys, res->n);
+	storage_list_free(res->vals, res->n);
+	res->val = NULL;
+	res->keys = res->vals = NULL;
+	res->len = res->n = 0;
+}
+
+static void storage_req_free(struct storage_req *r)
+{
+	struct storage *st = r->st;
+
+	ev_timer_stop(st->loop, &r->deadline);
+	TAILQ_REMOVE(&st->reqs, r, all);
+	st->nreqs--;
+	storage_res_clear(&r->op.res);
+	if (r->val) {
+		OPENSSL_cleanse(r->val, r->op.len);
+		free(r->val);
+	}
+	free(r);
+}
+
+/* Runs on the loop, one turn after results became ready: the callbacks of
+ * this batch; results readied meanwhile wait for the next turn. */
+static void cb_storage_kick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct storage *st = w->data;
+	struct storage_ready_list batch = STAILQ_HEAD_INITIALIZER(batch);
+	struct storage_req *r;
+
+	STAILQ_CONCAT(&batch, &st->readyq);
+	while ((r = STAILQ_FIRST(&batch))) {
+		STAILQ_REMOVE_HEAD(&batch, ready);
+		r->queued = 0;
+		ev_timer_stop(loop, &r->deadline);
+		if (r->waiting) {
+			r->delivered = 1;
+			continue;
+		}
+		if (!r->answered && r->cb) {
+			r->answered = 1;
+			r->op.res.err = r->op.res.rc == -1 ? r->op.err : NULL;
+			r->op.res.key = r->key;
+			r->cb(r->arg, &r->op.res);
+		}
+		storage_req_free(r);
+	}
+}
+
+void storage_op_done(struct storage_op *op)
+{
+	struct storage_req *r = (struct storage_req *)op;
+	struct storage *st = r->st;
+
+	if (r->backend_done)
+		return;
+	r->backend_done = 1;
+	if (op->res.rc == -1 && !op->err[0])
+		snprintf(op->err, sizeof(op->err), "storage %s: %s %s failed", st->name,
+			 storage_op_name(op->kind), op->key ? op->key : "");
+	STAILQ_INSERT_TAIL(&st->readyq, r, ready);
+	r->queued = 1;
+	if (!ev_is_active(&st->kick)) {
+		ev_timer_set(&st->kick, 0., 0.);
+		ev_timer_start(st->loop, &st->kick);
+	}
+}
+
+static void storage_timeout_err(const struct storage_req *r, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "storage %s: %s %s: timed out after %.0f ms", r->st->name,
+		 storage_op_name(r->op.kind), r->op.key ? r->op.key : "", r->st->timeout * 1000.);
+}
+
+static void cb_storage_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct storage_req *r = w->data;
+	struct storage_res res = { .rc = -1 };
+	char err[STORAGE_ERR_MAX];
+
+	/* the backend still holds the request, and a worker may be writing
+	 * r->op right now, so it is left alone: answer now, free it when done */
+	if (r->waiting) {
+		r->delivered = 1;
+		return;
+	}
+	if (r->answered || !r->cb)
+		return;
+	r->answered = 1;
+	storage_timeout_err(r, err, sizeof(err));
+	res.err = err;
+	res.key = r->key;
+	r->cb(r->arg, &res);
+}
+
+/* Runs one operation with a backend's blocking primitives. */
+static void storage_exec(const struct storage_ops *ops, void *be, struct storage_op *op)
+{
+	struct storage_res *res = &op->res;
+	char *e = op->err;
+	size_t el = sizeof(op->err);
+
+	switch (op->kind) {
+	case STORAGE_OP_GET:
+		res->rc = ops->get(be, op->key, &res->val, &res->len, e, el);
+		break;
+	case STORAGE_OP_PUT:
+		res->rc = ops->put(be, op->key, op->val, op->len, op->ttl_sec, e, el);
+		break;
+	case STORAGE_OP_DEL:
+		res->rc = ops->del(be, op->key, e, el);
+		break;
+	case STORAGE_OP_LIST:
+		res->rc = ops->list(be, op->key, &res->keys, &res->n, e, el);
+		break;
+	case STORAGE_OP_LOCK:
+		res->rc = ops->lock(be, op->key, op->owner, op->lease_ms, e, el);
+		break;
+	case STORAGE_OP_UNLOCK:
+		res->rc = ops->unlock(be, op->key, op->owner, e, el);
+		break;
+	case STORAGE_OP_PING:
+		res->rc = ops->ping(be, e, el);
+		break;
+	case STORAGE_OP_PUBLISH:
+	case STORAGE_OP_FEED_PUT:
+		res->rc = 0;	/* single node: nobody to tell */
+		break;
+	case STORAGE_OP_FEED_SINCE:
+	default:
+		snprintf(e, el, "storage %s: %s: not supported", ops->name, storage_op_name(op->kind));
+		res->rc = -1;
+		break;
+	}
+}
+
+static void storage_wq_run(struct workq_item *it)
+{
+	struct storage_req *r = (struct storage_req *)((char *)it - offsetof(struct storage_req, wi));
+
+	storage_exec(r->st->ops, r->st->be, &r->op);
+}
+
+static void storage_wq_done(struct workq_item *it)
+{
+	struct storage_req *r = (struct storage_req *)((char *)it - offsetof(struct storage_req, wi));
+
+	storage_op_done(&r->op);
+}
+
+static struct storage_req *storage_req_new(struct storage *st, enum storage_op_kind kind,
+					   const char *key, storage_cb *cb, void *arg)
+{
+	struct storage_req *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->st = st;
+	r->cb = cb;
+	r->arg = arg;
+	r->op.kind = kind;
+	snprintf(r->key, sizeof(r->key), "%s", key ? key : "");
+	r->op.key = r->key;
+	ev_timer_init(&r->deadline, cb_storage_deadline, st->timeout, 0.);
+	r->deadline.data = r;
+	TAILQ_INSERT_TAIL(&st->reqs, r, all);
+	st->nreqs++;
+	return r;
+}
+
+/* Hands <r> to the backend, or completes it with <why> (a validation error). */
+static struct storage_req *storage_req_start(struct storage_req *r, const char *why)
+{
+	struct storage *st = r->st;
+
+	if (why) {
+		snprintf(r->op.err, sizeof(r->op.err), "%s", why);
+		r->op.res.rc = -1;
+		storage_op_done(&r->op);
+		return r;
+	}
+	/* ev_now() is when the loop last woke up: after blocking work since
+	 * (start-up, a tool between two calls), a deadline counted from it
+	 * would fire early, at once if that work took longer than timeout_ms */
+	ev_now_update(st->loop);
+	ev_timer_start(st->loop, &r->deadline);
+	if (st->ops->submit) {
+		st->ops->submit(st->be, &r->op);
+	} else if (st->wq) {
+		r->wi.run = storage_wq_run;
+		r->wi.done = storage_wq_done;
+		workq_submit(st->wq, &r->wi, workq_shard(r->key));
+	} else {
+		storage_exec(st->ops, st->be, &r->op);
+		storage_op_done(&r->op);
+	}
+	return r;
+}
+
+static const char *storage_why_key(const char *what, const char *key, char *buf, size_t len)
+{
+	return storage_check_key(what, key, buf, len) == -1 ? buf : NULL;
+}
+
+struct storage_req *storage_get(struct storage *st, const char *key, storage_cb *cb, void *arg)
+{
+	struct storage_req *r = storage_req_new(st, STORAGE_OP_GET, key, cb, arg);
+	char why[STORAGE_ERR_MAX];
+
+	return r ? storage_req_start(r, storage_why_key("key", key, why, sizeof(why))) : NULL;
+}
+
+struct storage_req *storage_put(struct storage *st, const char *key, const char *val, size_t len,
+				unsigned ttl_sec, storage_cb *cb, void *arg)
+{
+	struct storage_req *r = storage_req_new(st, STORAGE_OP_PUT, key, cb, arg);
+	char why[STORAGE_ERR_MAX];
+	const char *w;
+
+	if (!r)
+		return NULL;
+	w = storage_why_key("key", key, why, sizeof(why));
+	if (!w && val == NULL && len > 0)
+		w = "storage: put: NULL value";
+	if (!w) {
+		r->val = malloc(len + 1);
+		if (!r->val) {
+			storage_req_free(r);
+			return NULL;
+		}
+		if (len)
+			memcpy(r->val, val, len);
+		r->val[len] = '\0';
+		r->op.val = r->val;
+		r->op.len = len;
+		r->op.ttl_sec = ttl_sec;
+	}
+	return storage_req_start(r, w);
+}
+
+struct storage_req *storage_del(struct storage *st, const char *key, storage_cb *cb, void *arg)
+{
+	struct storage_req *r = storage_req_new(st, STORAGE_OP_DEL, key, cb, arg);
+	char why[STORAGE_ERR_MAX];
+
+	return r ? storage_req_start(r, storage_why_key("key", key, why, sizeof(why))) : NULL;
+}
+
+struct storage_req *storage_list(struct storage *st, const char *prefix, storage_cb *cb, void *arg)
+{
+	struct storage_req *r = storage_req_new(st, STORAGE_OP_LIST, prefix, cb, arg);
+	char why[STORAGE_ERR_MAX];
+
+	if (!r)
+		return NULL;
+	if (!storage_prefix_valid(prefix)) {
+		snprintf(why, sizeof(why), "storage: invalid list prefix \"%.64s\"",
+			 prefix ? prefix : "(null)");
+		return storage_req_start(r, why);
+	}
+	return storage_req_start(r, NULL);
+}
+
+static struct storage_req *storage_lock_op(struct storage *st, enum storage_op_kind kind,
+					   const char *name, const char *owner, unsigned lease_ms,
+					   storage_cb *cb, void *arg)
+{
+	struct storage_req *r = storage_req_new(st, kind, name, cb, arg);
+	char why[STORAGE_ERR_MAX];
+	const char *w;
+
+	if (!r)
+		return NULL;
+	w = storage_why_key("lock name", name, why, sizeof(why));
+	if (!w && !storage_owner_valid(owner)) {
+		snprintf(why, sizeof(why), "storage: %s %s: owner must be 1..%d printable "
+			 "non-space bytes", storage_op_name(kind), name, STORAGE_OWNER_MAX);
+		w = why;
+	}
+	if (!w && kind == STORAGE_OP_LOCK && lease_ms == 0) {
+		snprintf(why, sizeof(why), "storage: lock %s: lease must be > 0 ms", name);
+		w = why;
+	}
+	if (!w) {
+		snprintf(r->owner, sizeof(r->owner), "%s", owner);
+		r->op.owner = r->owner;
+		r->op.lease_ms = lease_ms;
+	}
+	return storage_req_start(r, w);
+}
+
+struct storage_req *storage_lock(struct storage *st, const char *name, const char *owner,
+				 unsigned lease_ms, storage_cb *cb, void *arg)
+{
+	return storage_lock_op(st, STORAGE_OP_LOCK, name, owner, lease_ms, cb, arg);
+}
+
+struct storage_req *storage_unlock(struct storage *st, const char *name, const char *owner,
+				   storage_cb *cb, void *arg)
+{
+	return storage_lock_op(st, STORAGE_OP_UNLOCK, name, owner, 0, cb, arg);
+}
+
+struct storage_req *storage_ping(struct storage *st, storage_cb *cb, void *arg)
+{
+	struct storage_req *r = storage_req_new(st, STORAGE_OP_PING, NULL, cb, arg);
+
+	return r ? storage_req_start(r, NULL) : NULL;
+}
+
+struct storage_req *storage_publish(struct storage *st, const char *channel, const char *msg,
+				    size_t len, storage_cb *cb, void *arg)
+{
+	struct storage_req *r = storage_req_new(st, STORAGE_OP_PUBLISH, channel, cb, arg);
+	char why[STORAGE_ERR_MAX];
+	const char *w;
+
+	if (!r)
+		return NULL;
+	w = storage_why_key("channel", channel, why, sizeof(why));
+	if (!w) {
+		r->val = malloc(len + 1);
+		if (!r->val) {
+			storage_req_free(r);
+			return NULL;
+		}
+		if (len)
+			memcpy(r->val, msg, len);
+		r->val[len] = '\0';
+		r->op.val = r->val;
+		r->op.len = len;
+	}
+	return storage_req_start(r, w);
+}
+
+struct storage_req *storage_feed_put(struct storage *st, const char *feed, const char *member,
+				     const char *version, storage_cb *cb, void *arg)
+{
+	struct storage_req *r = storage_req_new(st, STORAGE_OP_FEED_PUT, feed, cb, arg);
+	char why[STORAGE_ERR_MAX];
+	const char *w;
+
+	if (!r)
+		return NULL;
+	w = storage_why_key("feed", feed, why, sizeof(why));
+	if (!w && (!member || !storage_key_valid(member) || strchr(member, '/')))
+		w = "storage: feed member must be one key segment";
+	if (!w) {
+		snprintf(r->member, sizeof(r->member), "%s", member);
+		r->op.member = r->member;
+		if (version && !(r->val = strdup(version))) {
+			storage_req_free(r);
+			return NULL;
+		}
+		r->op.val = r->val;
+		r->op.len = version ? strlen(version) : 0;
+	}
+	return storage_req_start(r, w);
+}
+
+struct storage_req *storage_feed_since(struct storage *st, const char *feed, uint64_t since,
+				       storage_cb *cb, void *arg)
+{
+	struct storage_req *r = storage_req_new(st, STORAGE_OP_FEED_SINCE, feed, cb, arg);
+	char why[STORAGE_ERR_MAX];
+
+	if (!r)
+		return NULL;
+	r->op.since = since;
+	return storage_req_start(r, storage_why_key("feed", feed, why, sizeof(why)));
+}
+
+void storage_cancel(struct storage_req *req)
+{
+	if (req)
+		req->cb = NULL;
+}
+
+int storage_state(struct storage *st, char *err, size_t errlen)
+{
+	return st->ops->state ? st->ops->state(st->be, err, errlen) : 1;
+}
+
+size_t storage_inflight(const struct storage *st)
+{
+	return st->nreqs;
+}
+
+int storage_wait(struct storage *st, struct storage_req *req, struct storage_res *out,
+		 char *err, size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	if (!req) {
+		snprintf(err, errlen, "storage: out of memory");
+		return out->rc = -1;
+	}
+	req->waiting = 1;
+	req->cb = NULL;
+	while (!req->delivered)
+		ev_run(st->loop, EVRUN_ONCE);
+	req->waiting = 0;
+	req->answered = 1;
+	if (req->backend_done && !req->queued) {
+		*out = req->op.res;
+		out->err = NULL;
+		out->key = NULL;	/* req->key goes with req */
+		if (out->rc == -1)
+			snprintf(err, errlen, "%s", req->op.err);
+		memset(&req->op.res, 0, sizeof(req->op.res));
+		storage_req_free(req);
+	} else {
+		/* timed out: the backend, or the ready queue when the result came
+		 * in the same turn, still holds it and frees it on delivery;
+		 * whatever it returns then is dropped */
+		storage_timeout_err(req, err, errlen);
+		out->rc = -1;
+	}
+	return out->rc;
+}
+
+/* ---- open and close ------------------------------------------------------ */
+
 struct storage *storage_open(const char *name, const struct storage_conf *conf,
-			     char *err, size_t errlen)
+			     struct ev_loop *loop, char *err, size_t errlen)
 {
 	const struct storage_ops *ops = NULL;
 	struct storage *st = NULL;
@@ -115,112 +615,53 @@ struct storage *storage_open(const char *name, const struct storage_conf *conf,
 		return NULL;
 	}
 	st->ops = ops;
+	st->loop = loop;
+	st->timeout = (conf && conf->timeout_ms > 0 ? conf->timeout_ms : STORAGE_DEF_TIMEOUT_MS) / 1000.;
+	TAILQ_INIT(&st->reqs);
+	STAILQ_INIT(&st->readyq);
+	ev_init(&st->kick, cb_storage_kick);
+	st->kick.data = st;
 	snprintf(st->name, sizeof(st->name), "%s", ops->name);
-	st->be = ops->open(conf, err, errlen);
+	if (ops->blocking) {
+		st->wq = workq_new(loop, conf && conf->file_threads ? conf->file_threads :
+				   STORAGE_DEF_THREADS, err, errlen);
+		if (!st->wq) {
+			free(st);
+			return NULL;
+		}
+	}
+	st->be = ops->open(loop, conf, err, errlen);
 	if (st->be == NULL) {
+		workq_free(st->wq);
 		free(st);
 		return NULL;
 	}
 	return st;
 }
 
+const char *storage_name(const struct storage *st)
+{
+	return st->name;
+}
+
 void storage_close(struct storage *st)
 {
+	struct storage_req *r;
+
 	if (st == NULL)
 		return;
+	TAILQ_FOREACH(r, &st->reqs, all)
+		r->cb = NULL;
+	/* writes handed to workers complete; their results are dropped */
+	workq_free(st->wq);
 	st->ops->close(st->be);
+	ev_timer_stop(st->loop, &st->kick);
+	while ((r = TAILQ_FIRST(&st->reqs)))
+		storage_req_free(r);
 	free(st);
 }
 
-int storage_get(struct storage *st, const char *key, char **val, size_t *len,
-		char *err, size_t errlen)
-{
-	*val = NULL;
-	*len = 0;
-	if (storage_check_key("key", key, err, errlen) == -1)
-		return -1;
-	return st->ops->get(st->be, key, val, len, err, errlen);
-}
-
-int storage_put(struct storage *st, const char *key, const char *val, size_t len,
-		unsigned ttl_sec, char *err, size_t errlen)
-{
-	if (storage_check_key("key", key, err, errlen) == -1)
-		return -1;
-	if (val == NULL && len > 0) {
-		snprintf(err, errlen, "storage: put %s: NULL value", key);
-		return -1;
-	}
-	return st->ops->put(st->be, key, val ? val : "", len, ttl_sec, err, errlen);
-}
-
-int storage_del(struct storage *st, const char *key, char *err, size_t errlen)
-{
-	if (storage_check_key("key", key, err, errlen) == -1)
-		return -1;
-	return st->ops->del(st->be, key, err, errlen);
-}
-
-int storage_list(struct storage *st, const char *prefix, char ***keys, size_t *n,
-		 char *err, size_t errlen)
-{
-	*keys = NULL;
-	*n = 0;
-	if (!storage_prefix_valid(prefix)) {
-		snprintf(err, errlen, "storage: invalid list prefix \"%.64s\"",
-			 prefix ? prefix : "(null)");
-		return -1;
-	}
-	return st->ops->list(st->be, prefix, keys, n, err, errlen);
-}
-
-void storage_list_free(char **keys, size_t n)
-{
-	size_t i;
-
-	if (keys == NULL)
-		return;
-	for (i = 0; i < n; i++)
-		free(keys[i]);
-	free(keys);
-}
-
-int storage_lock(struct storage *st, const char *name, const char *owner, unsigned lease_ms,
-		 char *err, size_t errlen)
-{
-	if (storage_check_key("lock name", name, err, errlen) == -1)
-		return -1;
-	if (!storage_owner_valid(owner)) {
-		snprintf(err, errlen, "storage: lock %s: owner must be 1..%d printable "
-			 "non-space bytes", name, STORAGE_OWNER_MAX);
-		return -1;
-	}
-	if (lease_ms == 0) {
-		snprintf(err, errlen, "storage: lock %s: lease must be > 0 ms", name);
-		return -1;
-	}
-	return st->ops->lock(st->be, name, owner, lease_ms, err, errlen);
-}
-
-int storage_unlock(struct storage *st, const char *name, const char *owner,
-		   char *err, size_t errlen)
-{
-	if (storage_check_key("lock name", name, err, errlen) == -1)
-		return -1;
-	if (!storage_owner_valid(owner)) {
-		snprintf(err, errlen, "storage: unlock %s: invalid owner", name);
-		return -1;
-	}
-	return st->ops->unlock(st->be, name, owner, err, errlen);
-}
-
-int storage_ping(struct storage *st, char *err, size_t errlen)
-{
-	return st->ops->ping(st->be, err, errlen);
-}
-
-struct storage_sub *storage_subscribe(struct storage *st, struct ev_loop *loop,
-				      const char *channel,
+struct storage_sub *storage_subscribe(struct storage *st, const char *channel,
 				      void (*cb)(void *arg, const char *msg, size_t len),
 				      void *arg, char *err, size_t errlen)
 {
@@ -230,15 +671,5 @@ struct storage_sub *storage_subscribe(struct storage *st, struct ev_loop *loop,
 	}
 	if (storage_check_key("channel", channel, err, errlen) == -1)
 		return NULL;
-	return st->ops->subscribe(st->be, loop, channel, cb, arg, err, errlen);
-}
-
-int storage_publish(struct storage *st, const char *channel, const char *msg, size_t len,
-		    char *err, size_t errlen)
-{
-	if (st->ops->publish == NULL)
-		return 0;
-	if (storage_check_key("channel", channel, err, errlen) == -1)
-		return -1;
-	return st->ops->publish(st->be, channel, msg ? msg : "", len, err, errlen);
+	return st->ops->subscribe(st->be, st->loop, channel, cb, arg, err, errlen);
 }

@@ -1,9 +1,20 @@
-/* Storage: one interface, backends chosen by name (file, shm, redis).
+/* Storage: one asynchronous interface, backends chosen by name (file, shm,
+ * redis).
+ *
+ * Every operation completes through a callback on the loop, never inside the
+ * call that started it (a result ready at once is delivered on the next loop
+ * turn), so chains of completions never recurse. Every operation has a
+ * deadline (storage_conf.timeout_ms): past it the callback gets rc -1 "timed
+ * out" and a late answer is dropped. A slow store delays only the operations
+ * that need it.
  *
  * A backend is a struct storage_ops filled with designated initializers and
  * listed in a NULL-terminated table in storage.c (OpenSMTPD table.c shape).
- * The storage_*() wrappers validate keys, lock names and owners, so backends
- * only ever see well-formed input.
+ * It implements either the blocking primitives (file: the front runs them on
+ * worker threads, sharded by key so that operations on one key keep their
+ * order; shm: run on the loop, delivered on the next turn) or submit()
+ * (redis: hiredis's async API on the loop). The front validates keys, lock
+ * names and owners, so backends only ever see well-formed input.
  *
  * Keys: '/'-separated segments of [A-Za-z0-9._*-], no empty segment, no "."
  * or ".." segment, at most STORAGE_KEY_MAX bytes. Locks live in their own
@@ -13,9 +24,15 @@
 #define ACME_SPOA_STORAGE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define STORAGE_KEY_MAX   512
 #define STORAGE_OWNER_MAX 128
+#define STORAGE_ERR_MAX   256
+/* FEED_SINCE returns at most this many changes per call (res.more set) */
+#define STORAGE_FEED_BATCH 1000
+/* feed_since from here returns no change, only the current generation */
+#define STORAGE_FEED_NOW   UINT64_MAX
 
 struct ev_loop;
 
@@ -28,25 +45,94 @@ struct storage_conf {
 	int redis_ssl, redis_ssl_verify;
 	const char *redis_ssl_server_name;
 	const char *redis_namespace;  /* keys and channels become "<ns>:<key>" when set */
-	long redis_timeout_ms;        /* 0 => 500 */
+	long redis_timeout_ms;        /* connect timeout; 0 => 500 */
+	long timeout_ms;              /* deadline of one operation; 0 => 3000 */
+	unsigned file_threads;        /* file backend worker threads; 0 => 4 */
 };
 
+enum storage_op_kind {
+	STORAGE_OP_GET = 0,
+	STORAGE_OP_PUT,
+	STORAGE_OP_DEL,
+	STORAGE_OP_LIST,
+	STORAGE_OP_LOCK,
+	STORAGE_OP_UNLOCK,
+	STORAGE_OP_PING,
+	STORAGE_OP_PUBLISH,
+	STORAGE_OP_FEED_PUT,
+	STORAGE_OP_FEED_SINCE,
+	STORAGE_OP__MAX
+};
+
+/* Names for logs ("get", "put", ...); "?" when out of range. */
+const char *storage_op_name(enum storage_op_kind k);
+
+/* The result of one operation, handed to its callback. Return codes:
+ *   get:        0 found (<val>, NUL-terminated past <len>), 1 absent or expired, -1 error
+ *   put:        0 stored, -1 error; ttl_sec 0 = no expiry
+ *   del:        0 deleted or absent, -1 error
+ *   list:       0 with <keys> (sorted) and <n>, -1 error
+ *   lock:       0 acquired or extended (same owner), 1 held by another, -1 error
+ *   unlock:     0 released, 1 not ours (held by another, absent or expired), -1 error
+ *   ping:       0 backend answers, -1 error
+ *   publish:    0 sent (also a no-op 0 for single-node backends), -1 error
+ *   feed_put:   0 recorded, <gen> the feed's new generation; -1 error
+ *   feed_since: 0 with <keys> (members changed after the asked generation,
+ *               oldest first), <vals> (each member's version, NULL when the
+ *               member was removed), <n>, <gen> (the generation these bring
+ *               the reader to) and <more> (1: call again from <gen>); -1 error
+ * Single-node backends (file, shm) keep no feed: feed_put is a no-op 0 and
+ * feed_since answers -1 "not supported".
+ * A callback may take ownership of <val>, <keys> or <vals> by setting the
+ * member to NULL; whatever is left is freed after the callback returns
+ * (<val> with its bytes cleansed: it may be a private key). */
+struct storage_res {
+	int rc;
+	char *val;
+	size_t len;
+	char **keys;
+	char **vals;
+	size_t n;
+	uint64_t gen;
+	int more;
+	const char *err;	/* reason when rc == -1, names the key */
+	const char *key;	/* the operation's key (lock name, prefix, channel, feed) */
+};
+
+typedef void storage_cb(void *arg, struct storage_res *res);
+
+struct storage;
+struct storage_req;
 struct storage_sub;
 
-/* Every function writes a reason into <err> on failure. Return conventions:
- *   get:    0 found (*val malloc'd, NUL-terminated past *len, caller frees),
- *           1 absent or expired, -1 error
- *   put:    0 stored, -1 error; ttl_sec 0 = no expiry
- *   del:    0 deleted or absent, -1 error
- *   list:   0 with *keys (sorted, free with storage_list_free) and *n, -1 error
- *   lock:   0 acquired or extended (same owner), 1 held by another, -1 error
- *   unlock: 0 released, 1 not ours (held by another, absent or expired), -1 error
- *   ping:   0 backend answers, -1 error
- * The last three members are optional (NULL: single node, no pub/sub). */
+/* What a backend sees of one operation. Inputs are set by the front and
+ * valid until storage_op_done(); the backend fills <res> (allocating
+ * <res.val>, <res.keys>, <res.vals> with malloc) and <err>. */
+struct storage_op {
+	enum storage_op_kind kind;
+	const char *key;	/* key, lock name, list prefix, channel or feed name */
+	const char *member;	/* feed member (feed_put) */
+	const char *owner;	/* lock owner */
+	const char *val;	/* put, publish, feed_put (NULL: member removed) */
+	size_t len;
+	unsigned ttl_sec;	/* put */
+	unsigned lease_ms;	/* lock */
+	uint64_t since;		/* feed_since */
+	struct storage_res res;
+	char err[STORAGE_ERR_MAX];
+	void *be_data;		/* free for the backend's use */
+};
+
+/* Every blocking primitive writes a reason into <err> on failure, with the
+ * return codes of struct storage_res. The asynchronous entry submit() takes
+ * an operation and calls storage_op_done() once it is complete, on the loop
+ * thread; it may do so before returning (the front delivers it on the next
+ * turn). subscribe is optional (NULL: single node, no pub/sub). */
 struct storage_ops {
 	const char *name;
-	void *(*open)(const struct storage_conf *conf, char *err, size_t errlen);
+	void *(*open)(struct ev_loop *loop, const struct storage_conf *conf, char *err, size_t errlen);
 	void (*close)(void *be);
+	int blocking;		/* primitives may block: run on worker threads */
 	int (*get)(void *be, const char *key, char **val, size_t *len, char *err, size_t errlen);
 	int (*put)(void *be, const char *key, const char *val, size_t len, unsigned ttl_sec,
 		   char *err, size_t errlen);
@@ -56,74 +142,98 @@ struct storage_ops {
 		    char *err, size_t errlen);
 	int (*unlock)(void *be, const char *name, const char *owner, char *err, size_t errlen);
 	int (*ping)(void *be, char *err, size_t errlen);
+	void (*submit)(void *be, struct storage_op *op);
+	/* Optional, never blocks: 1 when the backend is up as far as it knows,
+	 * 0 when it knows it is down (reason in <err>). */
+	int (*state)(void *be, char *err, size_t errlen);
 	struct storage_sub *(*subscribe)(void *be, struct ev_loop *loop, const char *channel,
 					 void (*cb)(void *arg, const char *msg, size_t len),
 					 void *arg, char *err, size_t errlen);
-	int (*publish)(void *be, const char *channel, const char *msg, size_t len,
-		       char *err, size_t errlen);
-};
-
-struct storage {
-	const struct storage_ops *ops;
-	void *be;
-	char name[16];
 };
 
 extern const struct storage_ops storage_file_ops;
 extern const struct storage_ops storage_shm_ops;
 extern const struct storage_ops storage_redis_ops;
 
-/* Opens backend <name> ("file", "shm", "redis"; NULL or "" => "file") with
- * <conf>. Returns a storage the caller releases with storage_close(), or NULL
- * with <err> set; an unknown name gets an error listing the known names.
- * redis: an unreachable server is not an error (operations fail until it
- * answers, then reconnect by themselves); a refused AUTH/SELECT or a TLS
- * request (this hiredis has no TLS) is. */
-struct storage *storage_open(const char *name, const struct storage_conf *conf,
-			     char *err, size_t errlen);
+/* Called by a backend when <op> is complete (on the loop thread). */
+void storage_op_done(struct storage_op *op);
 
-/* Closes the backend and frees <st>. Accepts NULL. */
+/* Opens backend <name> ("file", "shm", "redis"; NULL or "" => "file") with
+ * <conf>, delivering completions on <loop>. Returns a storage the caller
+ * releases with storage_close(), or NULL with <err> set; an unknown name gets
+ * an error listing the known names. redis: open() never blocks, so neither an
+ * unreachable server nor a refused AUTH/SELECT is an error there (it is
+ * logged, operations fail with the reason, and it reconnects by itself); a
+ * TLS request (this hiredis has no TLS) or a bad namespace is. */
+struct storage *storage_open(const char *name, const struct storage_conf *conf,
+			     struct ev_loop *loop, char *err, size_t errlen);
+
+/* The backend's name ("file", "shm", "redis"). */
+const char *storage_name(const struct storage *st);
+
+/* Finishes the writes already handed to worker threads, drops every pending
+ * callback (none is called), closes the backend and frees <st>. Accepts NULL. */
 void storage_close(struct storage *st);
 
-/* Reads <key>. Returns 0 with *<val> (malloc'd, NUL-terminated one byte past
- * *<len>, caller frees) and *<len>; 1 if absent or expired; -1 on error
- * (invalid key, I/O, corrupt contents: <err> names the key). */
-int storage_get(struct storage *st, const char *key, char **val, size_t *len,
-		char *err, size_t errlen);
+/* Operations. Each returns a handle valid until its callback has run or
+ * storage_cancel() was called, or NULL when out of memory (then <cb> is never
+ * called). <cb> may be NULL: the operation runs and its result is dropped.
+ * <cb>(<arg>, res) runs exactly once, on the loop, never before the call
+ * returns. Invalid keys complete with rc -1. <val> bytes are copied. */
+struct storage_req *storage_get(struct storage *st, const char *key, storage_cb *cb, void *arg);
+struct storage_req *storage_put(struct storage *st, const char *key, const char *val, size_t len,
+				unsigned ttl_sec, storage_cb *cb, void *arg);
+struct storage_req *storage_del(struct storage *st, const char *key, storage_cb *cb, void *arg);
+/* Lists the live keys whose name starts with <prefix> ("" = all; "certs/";
+ * "certs/a."), sorted by strcmp. */
+struct storage_req *storage_list(struct storage *st, const char *prefix, storage_cb *cb, void *arg);
+/* Takes lock <name> (key grammar) for <owner> (1..STORAGE_OWNER_MAX printable
+ * non-space bytes) for <lease_ms> (> 0) ms; an expired lease is taken over
+ * atomically; the same owner extends it. */
+struct storage_req *storage_lock(struct storage *st, const char *name, const char *owner,
+				 unsigned lease_ms, storage_cb *cb, void *arg);
+/* Releases lock <name> only if <owner> holds it. */
+struct storage_req *storage_unlock(struct storage *st, const char *name, const char *owner,
+				   storage_cb *cb, void *arg);
+/* Checks the backend answers (redis: PING; file: root dir writable). */
+struct storage_req *storage_ping(struct storage *st, storage_cb *cb, void *arg);
+/* Publishes <len> bytes of <msg> on <channel> (key grammar). */
+struct storage_req *storage_publish(struct storage *st, const char *channel, const char *msg,
+				    size_t len, storage_cb *cb, void *arg);
+/* Change feed <feed> (key grammar): records that <member> now has version
+ * <version> (NULL: removed) and bumps the feed's generation, atomically. */
+struct storage_req *storage_feed_put(struct storage *st, const char *feed, const char *member,
+				     const char *version, storage_cb *cb, void *arg);
+/* Reads the changes of <feed> after generation <since> (0: from the start),
+ * at most STORAGE_FEED_BATCH at a time; from STORAGE_FEED_NOW it returns no
+ * change and the current generation. */
+struct storage_req *storage_feed_since(struct storage *st, const char *feed, uint64_t since,
+				       storage_cb *cb, void *arg);
 
-/* Stores <len> bytes of <val> (binary-safe) under <key>, replacing any value,
- * atomically (a reader sees the old or the new value, never a mix). <ttl_sec>
- * 0 means no expiry. Returns 0 or -1. */
-int storage_put(struct storage *st, const char *key, const char *val, size_t len,
-		unsigned ttl_sec, char *err, size_t errlen);
+/* Forgets <req>'s callback: it will not be called. The operation itself may
+ * still take place. Accepts NULL. */
+void storage_cancel(struct storage_req *req);
 
-/* Deletes <key>; an absent key is not an error. Returns 0 or -1. */
-int storage_del(struct storage *st, const char *key, char *err, size_t errlen);
+/* What the backend knows of its own health without asking anything: 1 up
+ * (or unknown), 0 down with the reason in <err>. Never blocks. */
+int storage_state(struct storage *st, char *err, size_t errlen);
 
-/* Lists the live keys whose name starts with the string <prefix> ("" = all;
- * "certs/" = every certificate), sorted by strcmp. Returns 0 with *<keys>
- * (free with storage_list_free(*keys, *n)) and *<n>, or -1. */
-int storage_list(struct storage *st, const char *prefix, char ***keys, size_t *n,
+/* Operations started and not yet delivered. */
+size_t storage_inflight(const struct storage *st);
+
+/* For start-up and command-line tools only, never from a loop callback: runs
+ * <st>'s loop until <req> (started with a NULL callback) completes, and moves
+ * its result into <out> (the caller frees out->val with free() or
+ * crypto_secret_free, out->keys/vals with storage_list_free). Returns out->rc;
+ * -1 with <err> set when <req> is NULL or the operation failed. */
+int storage_wait(struct storage *st, struct storage_req *req, struct storage_res *out,
 		 char *err, size_t errlen);
 
-/* Frees a list returned by storage_list(). Accepts NULL. */
+/* Frees the <keys> (or <vals>) array of a result. Accepts NULL. */
 void storage_list_free(char **keys, size_t n);
 
-/* Takes lock <name> (key grammar) for <owner> (1..STORAGE_OWNER_MAX printable
- * non-space bytes) for <lease_ms> (> 0) milliseconds. Returns 0 if acquired,
- * or extended when <owner> already holds it; 1 if another owner holds an
- * unexpired lease; -1 on error. An expired lease is taken over atomically. */
-int storage_lock(struct storage *st, const char *name, const char *owner, unsigned lease_ms,
-		 char *err, size_t errlen);
-
-/* Releases lock <name> only if <owner> holds it. Returns 0 released, 1 not
- * ours (another owner, absent or expired), -1 on error. */
-int storage_unlock(struct storage *st, const char *name, const char *owner,
-		   char *err, size_t errlen);
-
-/* Checks the backend answers (redis: PING; file: root dir writable).
- * Returns 0 or -1 with <err>. */
-int storage_ping(struct storage *st, char *err, size_t errlen);
+/* Frees what <res> still owns (val cleansed, keys, vals). */
+void storage_res_clear(struct storage_res *res);
 
 /* Returns 1 if <key> follows the key grammar above, else 0. */
 int storage_key_valid(const char *key);
@@ -132,13 +242,13 @@ int storage_key_valid(const char *key);
  * last segment may be partial or empty, e.g. "certs/" or "certs/a."), else 0. */
 int storage_prefix_valid(const char *prefix);
 
-/* Subscribes to <channel> (namespaced like keys) on <loop>: <cb>(<arg>, msg,
- * len) runs on the loop for every message; <msg> is only valid during the call.
- * Uses its own async connection, reconnects and resubscribes by itself with
- * backoff (100 ms doubling to 5 s). Returns the subscription (free with
- * storage_sub_free()) or NULL with <err>: "not supported" for file and shm. */
-struct storage_sub *storage_subscribe(struct storage *st, struct ev_loop *loop,
-				      const char *channel,
+/* Subscribes to <channel> (namespaced like keys) on the storage's loop:
+ * <cb>(<arg>, msg, len) runs on the loop for every message; <msg> is only
+ * valid during the call. Uses its own async connection, reconnects and
+ * resubscribes by itself with backoff (100 ms doubling to 5 s). Returns the
+ * subscription (free with storage_sub_free()) or NULL with <err>: "not
+ * supported" for file and shm. */
+struct storage_sub *storage_subscribe(struct storage *st, const char *channel,
 				      void (*cb)(void *arg, const char *msg, size_t len),
 				      void *arg, char *err, size_t errlen);
 
@@ -148,10 +258,5 @@ int storage_sub_ready(const struct storage_sub *sub);
 /* Unsubscribes, stops every watcher and frees <sub>. Accepts NULL. Safe to
  * call from within the subscription's own callback. */
 void storage_sub_free(struct storage_sub *sub);
-
-/* Publishes <len> bytes of <msg> on <channel>. Returns 0 (also a no-op 0 for
- * file and shm, which are single node) or -1 with <err>. */
-int storage_publish(struct storage *st, const char *channel, const char *msg, size_t len,
-		    char *err, size_t errlen);
 
 #endif

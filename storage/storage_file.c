@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/log.h"
+#include "lib/log.h"
 #include "storage/storage.h"
 
 #define FILE_DEFAULT_ROOT "/var/lib/acme-spoa"
@@ -635,7 +635,7 @@ static void file_close_be(void *p)
 	free(be);
 }
 
-static void *file_open_be(const struct storage_conf *conf, char *err, size_t errlen)
+static void *file_open_be(struct ev_loop *loop, const struct storage_conf *conf, char *err, size_t errlen)
 {
 	const char *root = conf && conf->file_path && *conf->file_path ?
 			   conf->file_path : FILE_DEFAULT_ROOT;
@@ -701,6 +701,7 @@ static int file_ping(void *p, char *err, size_t errlen)
 
 const struct storage_ops storage_file_ops = {
 	.name = "file",
+	.blocking = 1,
 	.open = file_open_be,
 	.close = file_close_be,
 	.get = file_get,

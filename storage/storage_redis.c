@@ -1,232 +1,471 @@
-/* redis backend: a synchronous hiredis context with connect and command
- * timeouts, reconnected on the next call after a lost connection (and one
- * immediate retry, every command here being idempotent). Keys, locks and
- * channels are "<ns>:" prefixed when a namespace is set; locks are
- * "<ns>:lock:<name>", which no key can collide with (':' is not in the key
- * grammar). Pub/sub runs on its own async connection on the caller's libev
- * loop. This hiredis (0.14) has no TLS: asking for it is a clear error. */
-#include <errno.h>
+/* redis backend: every command goes through hiredis's async API on the
+ * caller's libev loop, pipelined on one connection; each pub/sub
+ * subscription has a connection of its own. Nothing here blocks the loop.
+ *
+ * The command connection is a small state machine (enum redis_state):
+ *   CONNECTING  redisAsyncConnect, then AUTH, SELECT and PING pipelined; the
+ *               PING's reply makes it READY. Operations submitted meanwhile
+ *               wait in a queue. A connect timer (redis_timeout_ms) bounds
+ *               the whole handshake.
+ *   READY       operations are sent at once, their commands pipelined.
+ *   DOWN        the last connect failed (or AUTH/SELECT were refused):
+ *               operations fail at once with that reason until the next
+ *               attempt (250 ms doubling to 5 s).
+ * A lost connection fails its in-flight commands (hiredis calls their
+ * callbacks with a NULL reply) and reconnects at once. Queued plus in-flight
+ * operations are bounded (REDIS_MAX_OPS), and a connection whose oldest
+ * command has waited twice the operation deadline is dropped, so a frozen
+ * server (SIGSTOP) cannot make us accumulate memory.
+ *
+ * Keys, locks, feeds and channels are "<ns>:" prefixed when a namespace is
+ * set; locks are "<ns>:lock:<name>" and feeds "<ns>:feed:<name>:...", which no
+ * key can collide with (':' is not in the key grammar); a feed is three keys,
+ * ":gen" (its generation counter), ":log" (a sorted set: member -> generation
+ * of its last change) and ":ver" (a hash: member -> version). This hiredis
+ * (0.14) has no TLS: asking for it is a clear error. hiredis resolves a host
+ * name with getaddrinfo() at each connect: where DNS may be slow, configure
+ * an address. */
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
-#include <time.h>
 
 #include <ev.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 #include <hiredis/adapters/libev.h>
 
-#include "core/log.h"
+#include "lib/log.h"
 #include "storage/storage.h"
+#include "storage/storage_redis_int.h"
 
-#define REDIS_SCAN_COUNT "500"
-#define REDIS_KEYBUF     (STORAGE_KEY_MAX + 256)
+#define REDIS_MAX_OPS		10000	/* queued + in flight */
+#define REDIS_BACKOFF_MIN_MS	250
+#define REDIS_BACKOFF_MAX_MS	5000
+#define REDIS_DEF_CONNECT_MS	500
+#define REDIS_DEF_OP_MS		3000	/* the front's default deadline */
+#define REDIS_WD_TICKS		4	/* watchdog ticks per stall period */
 
-static const char redis_lua_extend[] =
-	"if redis.call('get', KEYS[1]) == ARGV[1] then "
-	"redis.call('pexpire', KEYS[1], ARGV[2]) return 1 end return 0";
-static const char redis_lua_unlock[] =
-	"if redis.call('get', KEYS[1]) == ARGV[1] then "
-	"return redis.call('del', KEYS[1]) end return 0";
-
-struct redis_be {
-	char *host;
-	int port;
-	int db;
-	char *auth;
-	char *ns;           /* "" when unset */
-	long timeout_ms;
-	redisContext *c;
-	uint64_t retry_at_ms;   /* after a failed connect, fail fast until then */
-	long holdoff_ms;        /* 250 ms doubling to 5 s, reset on success */
-	char last_err[256];
+static const char *const redis_state_names[REDIS__MAX] = {
+	[REDIS_DOWN] = "down", [REDIS_CONNECTING] = "connecting", [REDIS_READY] = "ready",
 };
 
-struct storage_sub {
-	struct ev_loop *loop;
-	char *host;
-	int port;
-	char *auth;
-	char *channel;      /* namespaced */
-	long timeout_ms;
-	void (*cb)(void *arg, const char *msg, size_t len);
-	void *arg;
-	redisAsyncContext *ac;
-	ev_timer retry;     /* reconnect after backoff */
-	ev_timer deadline;  /* not subscribed in time: drop and retry */
-	double backoff;
-	int ready;
-};
-
-static struct timeval redis_tv(long ms)
+int redis_key(const struct redis_be *be, const char *kind, const char *key, const char *suffix,
+	      char *buf, size_t size)
 {
-	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
-
-	return tv;
-}
-
-static uint64_t redis_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void redis_disconnect(struct redis_be *be)
-{
-	if (be->c != NULL)
-		redisFree(be->c);
-	be->c = NULL;
-}
-
-/* Runs one command on context <c>, turning error replies into -1 with
- * <err>. Returns the reply (caller frees) or NULL; *<io> set on I/O failure. */
-static redisReply *redis_run(redisContext *c, int argc, const char **argv, const size_t *lens,
-			     int *io, char *err, size_t errlen)
-{
-	redisReply *r = redisCommandArgv(c, argc, argv, lens);
-
-	*io = 0;
-	if (r == NULL) {
-		*io = 1;
-		snprintf(err, errlen, "%s", c->errstr[0] ? c->errstr : "connection lost");
-		return NULL;
-	}
-	if (r->type == REDIS_REPLY_ERROR) {
-		snprintf(err, errlen, "%s", r->str);
-		freeReplyObject(r);
-		return NULL;
-	}
-	return r;
-}
-
-/* (Re)connects. Returns 0, -1 on a network failure, -2 when the server
- * refused AUTH or SELECT (a configuration error); <why> gets the reason. */
-static int redis_connect(struct redis_be *be, char *why, size_t whylen)
-{
-	char msg[256], dbs[16];
-	const char *step = "AUTH";
-	redisReply *r = NULL;
-	int io;
-
-	redis_disconnect(be);
-	be->c = redisConnectWithTimeout(be->host, be->port, redis_tv(be->timeout_ms));
-	if (be->c == NULL || be->c->err) {
-		snprintf(why, whylen, "%s:%d: connect: %s", be->host, be->port,
-			 be->c ? be->c->errstr : "out of memory");
-		redis_disconnect(be);
-		return -1;
-	}
-	redisSetTimeout(be->c, redis_tv(be->timeout_ms));
-	redisEnableKeepAlive(be->c);
-	if (be->auth[0] != '\0') {
-		const char *argv[] = { "AUTH", be->auth };
-		size_t lens[] = { 4, strlen(be->auth) };
-
-		if ((r = redis_run(be->c, 2, argv, lens, &io, msg, sizeof(msg))) == NULL)
-			goto fail;
-		freeReplyObject(r);
-	}
-	if (be->db != 0) {
-		const char *argv[] = { "SELECT", dbs };
-		size_t lens[] = { 6, 0 };
-
-		lens[1] = snprintf(dbs, sizeof(dbs), "%d", be->db);
-		step = "SELECT";
-		if ((r = redis_run(be->c, 2, argv, lens, &io, msg, sizeof(msg))) == NULL)
-			goto fail;
-		freeReplyObject(r);
-	}
-	return 0;
-fail:
-	snprintf(why, whylen, "%s:%d: %s %s: %s", be->host, be->port, step,
-		 io ? "failed" : "refused", msg);
-	redis_disconnect(be);
-	return io ? -1 : -2;
-}
-
-/* Connects unless a recent attempt failed: while redis is down, calls fail
- * fast instead of blocking the loop for a connect timeout each time. */
-static int redis_reconnect(struct redis_be *be, char *why, size_t whylen)
-{
-	uint64_t now = redis_now_ms();
-	int ret;
-
-	if (now < be->retry_at_ms) {
-		snprintf(why, whylen, "%s (down, next attempt in %llu ms)", be->last_err,
-			 (unsigned long long)(be->retry_at_ms - now));
-		return -1;
-	}
-	ret = redis_connect(be, why, whylen);
-	if (ret == 0) {
-		be->holdoff_ms = 0;
-		be->retry_at_ms = 0;
-		return 0;
-	}
-	be->holdoff_ms = be->holdoff_ms ? be->holdoff_ms * 2 : 250;
-	if (be->holdoff_ms > 5000)
-		be->holdoff_ms = 5000;
-	be->retry_at_ms = redis_now_ms() + be->holdoff_ms;
-	snprintf(be->last_err, sizeof(be->last_err), "%s", why);
-	return ret;
-}
-
-/* Runs a command on the backend, connecting first if needed and retrying
- * once on a fresh connection after an I/O failure. Returns the reply (caller
- * frees) or NULL with <err> "storage redis: <what>: <why>". */
-static redisReply *redis_cmd(struct redis_be *be, const char *what, int argc, const char **argv,
-			     const size_t *lens, char *err, size_t errlen)
-{
-	char why[320] = "", msg[256];
-	redisReply *r = NULL;
-	int attempt, io;
-
-	for (attempt = 0; attempt < 2; attempt++) {
-		if (be->c == NULL && redis_reconnect(be, why, sizeof(why)) != 0)
-			break;
-		r = redis_run(be->c, argc, argv, lens, &io, msg, sizeof(msg));
-		if (r != NULL)
-			return r;
-		if (!io) {
-			snprintf(why, sizeof(why), "%s", msg);
-			break;
-		}
-		snprintf(why, sizeof(why), "%s:%d: %s", be->host, be->port, msg);
-		redis_disconnect(be);
-	}
-	snprintf(err, errlen, "storage redis: %s: %s", what, why);
-	return NULL;
-}
-
-static int redis_key(const struct redis_be *be, const char *kind, const char *key, char *buf,
-		     size_t size)
-{
-	int n = snprintf(buf, size, "%s%s%s%s", be->ns, be->ns[0] ? ":" : "", kind, key);
+	int n = snprintf(buf, size, "%s%s%s%s%s", be->ns, be->ns[0] ? ":" : "", kind, key, suffix);
 
 	return (n < 0 || (size_t)n >= size) ? -1 : n;
 }
 
+/* ---- completing operations ---------------------------------------------- */
+
+/* Completes <op> with rc -1 and "storage redis: <op> <key>: <fmt...>". */
+static void redis_op_vfail(struct storage_op *op, const char *fmt, va_list ap)
+{
+	char why[STORAGE_ERR_MAX];
+	int n;
+
+	vsnprintf(why, sizeof(why), fmt, ap);
+	if (op->kind == STORAGE_OP_FEED_PUT)
+		n = snprintf(op->err, sizeof(op->err), "storage redis: %s %s %s: %s",
+			     storage_op_name(op->kind), op->key, op->member, why);
+	else
+		n = snprintf(op->err, sizeof(op->err), "storage redis: %s%s%s: %s",
+			     storage_op_name(op->kind), op->key[0] ? " " : "", op->key, why);
+	if (n < 0 || (size_t)n >= sizeof(op->err))
+		memcpy(op->err + sizeof(op->err) - 4, "...", 4);
+	op->res.rc = -1;
+	storage_op_done(op);
+}
+
+static void redis_op_fail(struct storage_op *op, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void redis_op_fail(struct storage_op *op, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	redis_op_vfail(op, fmt, ap);
+	va_end(ap);
+}
+
+/* Takes <req> out of the queue or the in-flight list. */
+static void redis_req_unlink(struct redis_req *req)
+{
+	struct redis_be *be = req->be;
+
+	if (req->where == REDIS_QUEUED) {
+		TAILQ_REMOVE(&be->queue, req, link);
+		be->nqueue--;
+	} else if (req->where == REDIS_INFLIGHT) {
+		TAILQ_REMOVE(&be->inflight, req, link);
+		be->ninflight--;
+	}
+	req->where = REDIS_NOWHERE;
+}
+
+static void redis_req_free(struct redis_req *req)
+{
+	redis_req_unlink(req);
+	storage_list_free(req->keys, req->n);
+	req->op->be_data = NULL;
+	free(req);
+}
+
+void redis_req_finish(struct redis_req *req, int rc)
+{
+	struct storage_op *op = req->op;
+
+	redis_req_free(req);
+	op->res.rc = rc;
+	storage_op_done(op);
+}
+
+void redis_req_fail(struct redis_req *req, const char *fmt, ...)
+{
+	struct storage_op *op = req->op;
+	va_list ap;
+
+	redis_req_free(req);
+	va_start(ap, fmt);
+	redis_op_vfail(op, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- the connection ------------------------------------------------------ */
+
+static void redis_connect(struct redis_be *be);
+
+/* Forgets the connection and frees it. hiredis calls every pending callback
+ * with a NULL reply, at once (or, from inside one of its callbacks, when
+ * that returns): the in-flight operations fail with <why>. */
+static void redis_drop(struct redis_be *be, const char *why)
+{
+	redisAsyncContext *ac = be->ac;
+
+	be->ac = NULL;
+	ev_timer_stop(be->loop, &be->conn_timer);
+	ev_timer_stop(be->loop, &be->watchdog);
+	if (ac == NULL)
+		return;
+	snprintf(be->drop_why, sizeof(be->drop_why), "%s", why);
+	ac->data = NULL;	/* its connect and disconnect callbacks ignore it now */
+	redisAsyncFree(ac);
+}
+
+/* The connection is gone (no ac left): connect again on the next turn; the
+ * operations submitted meanwhile wait. */
+static void redis_reconnect_soon(struct redis_be *be)
+{
+	be->state = REDIS_CONNECTING;
+	ev_timer_stop(be->loop, &be->retry);
+	ev_timer_set(&be->retry, 0., 0.);
+	ev_timer_start(be->loop, &be->retry);
+}
+
+/* A connect attempt failed for <why> (no ac left): DOWN until the next
+ * attempt; the queued operations fail. Logs when the reason changes, as an
+ * error when <refused> (a configuration problem: AUTH, SELECT, NOAUTH). */
+static void redis_conn_failed(struct redis_be *be, const char *why, int refused)
+{
+	char prev[sizeof(be->last_err)];
+	struct redis_req *req;
+
+	ev_timer_stop(be->loop, &be->conn_timer);
+	be->state = REDIS_DOWN;
+	be->backoff_ms = be->backoff_ms ? be->backoff_ms * 2 : REDIS_BACKOFF_MIN_MS;
+	if (be->backoff_ms > REDIS_BACKOFF_MAX_MS)
+		be->backoff_ms = REDIS_BACKOFF_MAX_MS;
+	ev_timer_stop(be->loop, &be->retry);
+	ev_timer_set(&be->retry, be->backoff_ms / 1000., 0.);
+	ev_timer_start(be->loop, &be->retry);
+	memcpy(prev, be->last_err, sizeof(prev));
+	snprintf(be->last_err, sizeof(be->last_err), "%s:%d: %s", be->host, be->port, why);
+	if (strcmp(prev, be->last_err) != 0) {
+		if (refused)
+			log_err("storage redis: %s (check redis_auth and redis_database; "
+				"retrying in %ld ms, operations fail meanwhile)", be->last_err,
+				be->backoff_ms);
+		else
+			log_warn("storage redis: %s (retrying in %ld ms, operations fail "
+				 "meanwhile)", be->last_err, be->backoff_ms);
+	}
+	while ((req = TAILQ_FIRST(&be->queue)) != NULL)
+		redis_req_fail(req, "%s", be->last_err);
+}
+
+static void redis_ready(struct redis_be *be)
+{
+	struct redis_req *req;
+
+	ev_timer_stop(be->loop, &be->conn_timer);
+	be->state = REDIS_READY;
+	be->backoff_ms = 0;
+	if (be->last_err[0])
+		log_info("storage redis: %s:%d: connected", be->host, be->port);
+	be->last_err[0] = '\0';
+	while ((req = TAILQ_FIRST(&be->queue)) != NULL) {
+		redis_req_unlink(req);
+		redis_cmd_start(req);
+	}
+}
+
+static void cb_redis_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	redis_connect(w->data);
+}
+
+static void cb_redis_conn_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct redis_be *be = w->data;
+	char why[128];
+
+	snprintf(why, sizeof(why), "connect: no answer, timed out after %ld ms",
+		 be->conn_timeout_ms);
+	redis_drop(be, why);
+	redis_conn_failed(be, why, 0);
+}
+
+/* Drops the connection when its oldest command has waited too long: a frozen
+ * server must not hold our operations (and their memory) forever. Runs every
+ * stall/4 while commands are in flight; the oldest one has waited a whole
+ * stall once it is still the oldest REDIS_WD_TICKS ticks after first seen
+ * there (counting ticks rather than comparing times keeps a stale ev_now()
+ * at send time from dropping a healthy connection). */
+static void cb_redis_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct redis_be *be = w->data;
+	struct redis_req *oldest = TAILQ_FIRST(&be->inflight);
+	char why[128];
+
+	if (oldest == NULL) {
+		ev_timer_stop(loop, w);
+		return;
+	}
+	if (oldest->seq != be->wd_seq) {
+		be->wd_seq = oldest->seq;
+		be->wd_ticks = 0;
+		return;
+	}
+	if (++be->wd_ticks < REDIS_WD_TICKS)
+		return;
+	snprintf(why, sizeof(why), "timed out: no reply for over %.0f ms, connection dropped",
+		 be->stall * 1000.);
+	log_warn("storage redis: %s:%d: %s (%zu commands in flight), reconnecting", be->host,
+		 be->port, why, be->ninflight);
+	redis_drop(be, why);
+	redis_reconnect_soon(be);
+}
+
+static void cb_redis_connect(const redisAsyncContext *ac, int status)
+{
+	struct redis_be *be = ac->data;
+	char why[256];
+
+	if (be == NULL || be->ac != ac || status == REDIS_OK)
+		return;
+	/* hiredis frees <ac> after this callback */
+	be->ac = NULL;
+	snprintf(why, sizeof(why), "connect: %s", ac->errstr);
+	redis_conn_failed(be, why, 0);
+}
+
+static void cb_redis_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct redis_be *be = ac->data;
+	char why[256];
+
+	if (be == NULL || be->ac != ac)
+		return;
+	/* the in-flight commands have had their NULL replies; hiredis frees <ac> */
+	be->ac = NULL;
+	ev_timer_stop(be->loop, &be->conn_timer);
+	ev_timer_stop(be->loop, &be->watchdog);
+	snprintf(why, sizeof(why), "connection lost: %s", ac->errstr[0] ? ac->errstr : "closed");
+	if (be->state == REDIS_READY) {
+		log_warn("storage redis: %s:%d: %s, reconnecting", be->host, be->port, why);
+		redis_reconnect_soon(be);
+	} else {
+		redis_conn_failed(be, why, 0);
+	}
+}
+
+/* Replies to AUTH, SELECT and PING (<privdata> names the step). */
+static void cb_redis_hello(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct redis_be *be = ac->data;
+	const char *step = privdata;
+	redisReply *r = reply;
+	char why[256];
+
+	if (be == NULL || be->ac != ac || r == NULL)
+		return;	/* stale, or lost: the connect/disconnect callback handles it */
+	if (r->type == REDIS_REPLY_ERROR) {
+		/* AUTH, SELECT or a missing password are configuration errors; a
+		 * PING may also meet a server still loading its data */
+		snprintf(why, sizeof(why), "%s refused: %s", step, r->str);
+		redis_drop(be, why);
+		redis_conn_failed(be, why, strcmp(step, "PING") != 0 ||
+				  strncmp(r->str, "NOAUTH", 6) == 0);
+		return;
+	}
+	if (strcmp(step, "PING") == 0)
+		redis_ready(be);
+}
+
+/* Starts a connection: AUTH, SELECT and PING go first, pipelined. */
+static void redis_connect(struct redis_be *be)
+{
+	redisAsyncContext *ac;
+	char why[256];
+	int ok = 1;
+
+	ev_timer_stop(be->loop, &be->retry);
+	be->drop_why[0] = '\0';
+	be->state = REDIS_CONNECTING;
+	ac = redisAsyncConnect(be->host, be->port);
+	if (ac == NULL || ac->err) {
+		snprintf(why, sizeof(why), "connect: %s", ac ? ac->errstr : "out of memory");
+		if (ac != NULL)
+			redisAsyncFree(ac);
+		redis_conn_failed(be, why, 0);
+		return;
+	}
+	ac->data = be;
+	be->ac = ac;
+	if (redisLibevAttach(be->loop, ac) != REDIS_OK) {
+		redis_drop(be, "connect: out of memory");
+		redis_conn_failed(be, "connect: out of memory", 0);
+		return;
+	}
+	redisAsyncSetConnectCallback(ac, cb_redis_connect);
+	redisAsyncSetDisconnectCallback(ac, cb_redis_disconnect);
+	redisEnableKeepAlive(&ac->c);
+	if (be->auth[0] != '\0')
+		ok = redisAsyncCommand(ac, cb_redis_hello, "AUTH", "AUTH %s", be->auth) == REDIS_OK;
+	if (ok && be->db != 0)
+		ok = redisAsyncCommand(ac, cb_redis_hello, "SELECT", "SELECT %d", be->db) == REDIS_OK;
+	if (ok)
+		ok = redisAsyncCommand(ac, cb_redis_hello, "PING", "PING") == REDIS_OK;
+	if (!ok) {
+		snprintf(why, sizeof(why), "connect: %s", ac->errstr[0] ? ac->errstr : "failed");
+		redis_drop(be, why);
+		redis_conn_failed(be, why, 0);
+		return;
+	}
+	ev_timer_set(&be->conn_timer, be->conn_timeout_ms / 1000., 0.);
+	ev_timer_start(be->loop, &be->conn_timer);
+	log_debug("storage redis: %s:%d: %s", be->host, be->port, redis_state_names[be->state]);
+}
+
+/* ---- the pipeline -------------------------------------------------------- */
+
+static void cb_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct redis_req *req = privdata;
+	struct redis_be *be = req->be;
+
+	redis_req_unlink(req);
+	if (reply == NULL) {
+		/* lost (ac->err set), dropped by us (watchdog, close) or refused */
+		if (ac->err)
+			redis_req_fail(req, "%s:%d: connection lost: %s", be->host, be->port,
+				       ac->errstr);
+		else
+			redis_req_fail(req, "%s:%d: %s", be->host, be->port,
+				       be->drop_why[0] ? be->drop_why : "connection closed");
+		return;
+	}
+	redis_cmd_reply(req, reply);
+}
+
+void redis_req_send(struct redis_req *req, int argc, const char **argv, const size_t *lens)
+{
+	struct redis_be *be = req->be;
+
+	if (be->state != REDIS_READY || be->ac == NULL) {
+		redis_req_fail(req, "%s", be->last_err[0] ? be->last_err : "connection lost");
+		return;
+	}
+	if (redisAsyncCommandArgv(be->ac, cb_redis_reply, req, argc, argv, lens) != REDIS_OK) {
+		redis_req_fail(req, "%s:%d: %s", be->host, be->port,
+			       be->ac->errstr[0] ? be->ac->errstr : "connection closing");
+		return;
+	}
+	req->seq = ++be->next_seq;
+	req->where = REDIS_INFLIGHT;
+	TAILQ_INSERT_TAIL(&be->inflight, req, link);
+	be->ninflight++;
+	if (!ev_is_active(&be->watchdog)) {
+		be->wd_seq = 0;
+		ev_timer_set(&be->watchdog, be->stall / REDIS_WD_TICKS, be->stall / REDIS_WD_TICKS);
+		ev_timer_start(be->loop, &be->watchdog);
+	}
+}
+
+static void redis_submit(void *p, struct storage_op *op)
+{
+	struct redis_be *be = p;
+	struct redis_req *req;
+
+	if (be->state == REDIS_DOWN) {
+		redis_op_fail(op, "%s (down, next attempt in %.0f ms)", be->last_err,
+			      ev_timer_remaining(be->loop, &be->retry) * 1000.);
+		return;
+	}
+	if (be->nqueue + be->ninflight >= REDIS_MAX_OPS) {
+		redis_op_fail(op, "too many operations in flight (%d)", REDIS_MAX_OPS);
+		return;
+	}
+	req = calloc(1, sizeof(*req));
+	if (req == NULL) {
+		redis_op_fail(op, "out of memory");
+		return;
+	}
+	req->be = be;
+	req->op = op;
+	op->be_data = req;
+	if (be->state == REDIS_CONNECTING) {
+		req->where = REDIS_QUEUED;
+		TAILQ_INSERT_TAIL(&be->queue, req, link);
+		be->nqueue++;
+		return;
+	}
+	redis_cmd_start(req);
+}
+
+/* ---- open and close ------------------------------------------------------ */
+
 static void redis_close_be(void *p)
 {
 	struct redis_be *be = p;
+	struct redis_req *req;
 
 	if (be == NULL)
 		return;
-	redis_disconnect(be);
+	ev_timer_stop(be->loop, &be->retry);
+	ev_timer_stop(be->loop, &be->conn_timer);
+	ev_timer_stop(be->loop, &be->watchdog);
+	/* never called from inside one of this connection's callbacks (they only
+	 * hand results to the front), so hiredis frees it here and now, failing
+	 * every command in flight: none is left pointing at <be> */
+	redis_drop(be, "storage closing");
+	while ((req = TAILQ_FIRST(&be->queue)) != NULL)
+		redis_req_fail(req, "storage closing");
 	free(be->host);
 	free(be->auth);
 	free(be->ns);
 	free(be);
 }
 
-static void *redis_open_be(const struct storage_conf *conf, char *err, size_t errlen)
+static void *redis_open_be(struct ev_loop *loop, const struct storage_conf *conf, char *err,
+			   size_t errlen)
 {
 	struct storage_conf none = { 0 };
 	struct redis_be *be = NULL;
-	char why[320];
 	const char *ns;
 
 	if (conf == NULL)
@@ -251,302 +490,49 @@ static void *redis_open_be(const struct storage_conf *conf, char *err, size_t er
 	be->ns = strdup(ns);
 	if (be->host == NULL || be->auth == NULL || be->ns == NULL)
 		goto oom;
+	be->loop = loop;
 	be->port = conf->redis_port > 0 ? conf->redis_port : 6379;
 	be->db = conf->redis_database;
-	be->timeout_ms = conf->redis_timeout_ms > 0 ? conf->redis_timeout_ms : 500;
-	switch (redis_reconnect(be, why, sizeof(why))) {
-	case -2:
-		snprintf(err, errlen, "storage redis: %s", why);
-		redis_close_be(be);
-		return NULL;
-	case -1:
-		log_warn("storage redis: %s (will retry on use)", why);
-		break;
-	}
+	be->conn_timeout_ms = conf->redis_timeout_ms > 0 ? conf->redis_timeout_ms :
+			      REDIS_DEF_CONNECT_MS;
+	be->stall = 2. * (conf->timeout_ms > 0 ? conf->timeout_ms : REDIS_DEF_OP_MS) / 1000.;
+	TAILQ_INIT(&be->queue);
+	TAILQ_INIT(&be->inflight);
+	ev_init(&be->conn_timer, cb_redis_conn_timeout);
+	ev_init(&be->retry, cb_redis_retry);
+	ev_init(&be->watchdog, cb_redis_watchdog);
+	be->conn_timer.data = be->retry.data = be->watchdog.data = be;
+	/* an unreachable server is not an error: operations fail until it answers */
+	redis_connect(be);
 	return be;
 oom:
 	snprintf(err, errlen, "storage redis: out of memory");
-	redis_close_be(be);
+	if (be != NULL) {
+		free(be->host);
+		free(be->auth);
+		free(be->ns);
+		free(be);
+	}
 	return NULL;
 }
 
-static int redis_get(void *p, const char *key, char **val, size_t *len, char *err, size_t errlen)
-{
-	struct redis_be *be = p;
-	char k[REDIS_KEYBUF], what[REDIS_KEYBUF];
-	const char *argv[] = { "GET", k };
-	size_t lens[] = { 3, 0 };
-	redisReply *r;
-	int ret = -1;
+/* ---- pub/sub on connections of their own --------------------------------- */
 
-	snprintf(what, sizeof(what), "get %s", key);
-	if ((int)(lens[1] = redis_key(be, "", key, k, sizeof(k))) < 0) {
-		snprintf(err, errlen, "storage redis: %s: key too long", what);
-		return -1;
-	}
-	if ((r = redis_cmd(be, what, 2, argv, lens, err, errlen)) == NULL)
-		return -1;
-	if (r->type == REDIS_REPLY_NIL) {
-		ret = 1;
-	} else if (r->type == REDIS_REPLY_STRING) {
-		*val = malloc(r->len + 1);
-		if (*val == NULL) {
-			snprintf(err, errlen, "storage redis: %s: out of memory", what);
-			goto out;
-		}
-		memcpy(*val, r->str, r->len);
-		(*val)[r->len] = '\0';
-		*len = r->len;
-		ret = 0;
-	} else {
-		snprintf(err, errlen, "storage redis: %s: unexpected reply type %d", what, r->type);
-	}
-out:
-	freeReplyObject(r);
-	return ret;
-}
-
-static int redis_put(void *p, const char *key, const char *val, size_t len, unsigned ttl_sec,
-		     char *err, size_t errlen)
-{
-	struct redis_be *be = p;
-	char k[REDIS_KEYBUF], what[REDIS_KEYBUF], px[32];
-	const char *argv[] = { "SET", k, val, "PX", px };
-	size_t lens[] = { 3, 0, len, 2, 0 };
-	redisReply *r;
-
-	snprintf(what, sizeof(what), "put %s", key);
-	if ((int)(lens[1] = redis_key(be, "", key, k, sizeof(k))) < 0) {
-		snprintf(err, errlen, "storage redis: %s: key too long", what);
-		return -1;
-	}
-	lens[4] = snprintf(px, sizeof(px), "%llu", (unsigned long long)ttl_sec * 1000);
-	if ((r = redis_cmd(be, what, ttl_sec ? 5 : 3, argv, lens, err, errlen)) == NULL)
-		return -1;
-	freeReplyObject(r);
-	return 0;
-}
-
-static int redis_del(void *p, const char *key, char *err, size_t errlen)
-{
-	struct redis_be *be = p;
-	char k[REDIS_KEYBUF], what[REDIS_KEYBUF];
-	const char *argv[] = { "DEL", k };
-	size_t lens[] = { 3, 0 };
-	redisReply *r;
-
-	snprintf(what, sizeof(what), "del %s", key);
-	if ((int)(lens[1] = redis_key(be, "", key, k, sizeof(k))) < 0) {
-		snprintf(err, errlen, "storage redis: %s: key too long", what);
-		return -1;
-	}
-	if ((r = redis_cmd(be, what, 2, argv, lens, err, errlen)) == NULL)
-		return -1;
-	freeReplyObject(r);
-	return 0;
-}
-
-static int redis_cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Appends <s> to <out> with glob characters escaped. */
-static size_t redis_glob_escape(char *out, const char *s)
-{
-	size_t n = 0;
-
-	for (; *s; s++) {
-		if (strchr("*?[]\\", *s) != NULL)
-			out[n++] = '\\';
-		out[n++] = *s;
-	}
-	return n;
-}
-
-static int redis_list(void *p, const char *prefix, char ***keys, size_t *n,
-		      char *err, size_t errlen)
-{
-	struct redis_be *be = p;
-	char pat[2 * REDIS_KEYBUF + 2], cursor[32] = "0", what[REDIS_KEYBUF];
-	const char *argv[] = { "SCAN", cursor, "MATCH", pat, "COUNT", REDIS_SCAN_COUNT };
-	size_t lens[] = { 4, 1, 5, 0, 5, strlen(REDIS_SCAN_COUNT) };
-	size_t nslen = be->ns[0] ? strlen(be->ns) + 1 : 0, plen = strlen(prefix);
-	size_t cnt = 0, cap = 0, i, j;
-	char **out = NULL;
-	redisReply *r = NULL;
-
-	snprintf(what, sizeof(what), "list %s", prefix);
-	lens[3] = redis_glob_escape(pat, be->ns);
-	if (nslen)
-		pat[lens[3]++] = ':';
-	lens[3] += redis_glob_escape(pat + lens[3], prefix);
-	pat[lens[3]++] = '*';
-	pat[lens[3]] = '\0';
-	do {
-		lens[1] = strlen(cursor);
-		if ((r = redis_cmd(be, what, 6, argv, lens, err, errlen)) == NULL)
-			goto fail;
-		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-		    r->element[0]->type != REDIS_REPLY_STRING ||
-		    r->element[0]->len >= sizeof(cursor) ||
-		    r->element[1]->type != REDIS_REPLY_ARRAY) {
-			snprintf(err, errlen, "storage redis: %s: unexpected SCAN reply", what);
-			goto fail;
-		}
-		memcpy(cursor, r->element[0]->str, r->element[0]->len + 1);
-		for (i = 0; i < r->element[1]->elements; i++) {
-			const redisReply *e = r->element[1]->element[i];
-			const char *key;
-
-			if (e->type != REDIS_REPLY_STRING || e->len <= nslen ||
-			    strlen(e->str) != e->len)
-				continue;
-			key = e->str + nslen;
-			if (!storage_key_valid(key) || strncmp(key, prefix, plen) != 0)
-				continue;
-			if (cnt == cap) {
-				char **grown = realloc(out, (cap = cap ? cap * 2 : 16) * sizeof(*out));
-
-				if (grown == NULL)
-					goto oom;
-				out = grown;
-			}
-			if ((out[cnt] = strdup(key)) == NULL)
-				goto oom;
-			cnt++;
-		}
-		freeReplyObject(r);
-		r = NULL;
-	} while (strcmp(cursor, "0") != 0);
-	if (out == NULL && (out = calloc(1, sizeof(*out))) == NULL)
-		goto oom;
-	qsort(out, cnt, sizeof(*out), redis_cmp_str);
-	/* SCAN may return a key more than once */
-	for (i = j = 0; i < cnt; i++) {
-		if (j > 0 && strcmp(out[j - 1], out[i]) == 0)
-			free(out[i]);
-		else
-			out[j++] = out[i];
-	}
-	*keys = out;
-	*n = j;
-	return 0;
-oom:
-	snprintf(err, errlen, "storage redis: %s: out of memory", what);
-fail:
-	freeReplyObject(r);
-	storage_list_free(out, cnt);
-	return -1;
-}
-
-/* Runs a Lua script on KEYS[1]=<k>, ARGV=<a1>,<a2>; returns its integer
- * result or -1. */
-static long long redis_eval(struct redis_be *be, const char *what, const char *script,
-			    const char *k, const char *a1, const char *a2, char *err, size_t errlen)
-{
-	const char *argv[] = { "EVAL", script, "1", k, a1, a2 };
-	size_t lens[] = { 4, strlen(script), 1, strlen(k), strlen(a1), a2 ? strlen(a2) : 0 };
-	redisReply *r;
-	long long v;
-
-	if ((r = redis_cmd(be, what, a2 ? 6 : 5, argv, lens, err, errlen)) == NULL)
-		return -1;
-	if (r->type != REDIS_REPLY_INTEGER) {
-		snprintf(err, errlen, "storage redis: %s: unexpected script reply", what);
-		freeReplyObject(r);
-		return -1;
-	}
-	v = r->integer;
-	freeReplyObject(r);
-	return v;
-}
-
-static int redis_lock(void *p, const char *name, const char *owner, unsigned lease_ms,
-		      char *err, size_t errlen)
-{
-	struct redis_be *be = p;
-	char k[REDIS_KEYBUF], what[REDIS_KEYBUF], px[32];
-	const char *argv[] = { "SET", k, owner, "NX", "PX", px };
-	size_t lens[] = { 3, 0, strlen(owner), 2, 2, 0 };
-	redisReply *r;
-	int attempt, set;
-	long long v;
-
-	snprintf(what, sizeof(what), "lock %s", name);
-	if ((int)(lens[1] = redis_key(be, "lock:", name, k, sizeof(k))) < 0) {
-		snprintf(err, errlen, "storage redis: %s: name too long", what);
-		return -1;
-	}
-	lens[5] = snprintf(px, sizeof(px), "%u", lease_ms);
-	/* a lease may expire between SET NX and the extend script: try twice */
-	for (attempt = 0; attempt < 2; attempt++) {
-		if ((r = redis_cmd(be, what, 6, argv, lens, err, errlen)) == NULL)
-			return -1;
-		set = r->type == REDIS_REPLY_STATUS;
-		freeReplyObject(r);
-		if (set)
-			return 0;
-		v = redis_eval(be, what, redis_lua_extend, k, owner, px, err, errlen);
-		if (v == -1)
-			return -1;
-		if (v == 1)
-			return 0;
-	}
-	return 1;
-}
-
-static int redis_unlock(void *p, const char *name, const char *owner, char *err, size_t errlen)
-{
-	struct redis_be *be = p;
-	char k[REDIS_KEYBUF], what[REDIS_KEYBUF];
-	long long v;
-
-	snprintf(what, sizeof(what), "unlock %s", name);
-	if (redis_key(be, "lock:", name, k, sizeof(k)) < 0) {
-		snprintf(err, errlen, "storage redis: %s: name too long", what);
-		return -1;
-	}
-	v = redis_eval(be, what, redis_lua_unlock, k, owner, NULL, err, errlen);
-	if (v == -1)
-		return -1;
-	return v == 1 ? 0 : 1;
-}
-
-static int redis_ping(void *p, char *err, size_t errlen)
-{
-	struct redis_be *be = p;
-	const char *argv[] = { "PING" };
-	size_t lens[] = { 4 };
-	redisReply *r;
-
-	if ((r = redis_cmd(be, "ping", 1, argv, lens, err, errlen)) == NULL)
-		return -1;
-	freeReplyObject(r);
-	return 0;
-}
-
-static int redis_publish(void *p, const char *channel, const char *msg, size_t len,
-			 char *err, size_t errlen)
-{
-	struct redis_be *be = p;
-	char k[REDIS_KEYBUF], what[REDIS_KEYBUF];
-	const char *argv[] = { "PUBLISH", k, msg };
-	size_t lens[] = { 7, 0, len };
-	redisReply *r;
-
-	snprintf(what, sizeof(what), "publish %s", channel);
-	if ((int)(lens[1] = redis_key(be, "", channel, k, sizeof(k))) < 0) {
-		snprintf(err, errlen, "storage redis: %s: channel too long", what);
-		return -1;
-	}
-	if ((r = redis_cmd(be, what, 3, argv, lens, err, errlen)) == NULL)
-		return -1;
-	freeReplyObject(r);
-	return 0;
-}
-
-/* ---- pub/sub on the event loop ---- */
+struct storage_sub {
+	struct ev_loop *loop;
+	char *host;
+	int port;
+	char *auth;
+	char *channel;      /* namespaced */
+	long timeout_ms;
+	void (*cb)(void *arg, const char *msg, size_t len);
+	void *arg;
+	redisAsyncContext *ac;
+	ev_timer retry;     /* reconnect after backoff */
+	ev_timer deadline;  /* not subscribed in time: drop and retry */
+	double backoff;
+	int ready;
+};
 
 static void sub_connect(struct storage_sub *sub);
 
@@ -700,7 +686,7 @@ static struct storage_sub *redis_subscribe(void *p, struct ev_loop *loop, const 
 	struct storage_sub *sub = calloc(1, sizeof(*sub));
 	char k[REDIS_KEYBUF];
 
-	if (sub == NULL || redis_key(be, "", channel, k, sizeof(k)) < 0 ||
+	if (sub == NULL || redis_key(be, "", channel, "", k, sizeof(k)) < 0 ||
 	    (sub->host = strdup(be->host)) == NULL || (sub->auth = strdup(be->auth)) == NULL ||
 	    (sub->channel = strdup(k)) == NULL) {
 		snprintf(err, errlen, "storage redis: subscribe %s: out of memory", channel);
@@ -713,7 +699,7 @@ static struct storage_sub *redis_subscribe(void *p, struct ev_loop *loop, const 
 	}
 	sub->loop = loop;
 	sub->port = be->port;
-	sub->timeout_ms = be->timeout_ms;
+	sub->timeout_ms = be->conn_timeout_ms;
 	sub->cb = cb;
 	sub->arg = arg;
 	sub->backoff = 0.1;
@@ -725,17 +711,24 @@ static struct storage_sub *redis_subscribe(void *p, struct ev_loop *loop, const 
 	return sub;
 }
 
+/* Down only when the last connection attempt failed: a connection being
+ * made after a drop is not yet an outage. */
+static int redis_state_be(void *p, char *err, size_t errlen)
+{
+	struct redis_be *be = p;
+
+	if (be->state != REDIS_DOWN)
+		return 1;
+	snprintf(err, errlen, "storage redis: %s", be->last_err[0] ? be->last_err : "down");
+	return 0;
+}
+
 const struct storage_ops storage_redis_ops = {
 	.name = "redis",
+	.state = redis_state_be,
 	.open = redis_open_be,
 	.close = redis_close_be,
-	.get = redis_get,
-	.put = redis_put,
-	.del = redis_del,
-	.list = redis_list,
-	.lock = redis_lock,
-	.unlock = redis_unlock,
-	.ping = redis_ping,
+	.blocking = 0,
+	.submit = redis_submit,
 	.subscribe = redis_subscribe,
-	.publish = redis_publish,
 };

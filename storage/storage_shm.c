@@ -144,7 +144,7 @@ static void shm_table_clear(struct shm_table *t)
 	t->count = 0;
 }
 
-static void *shm_open_be(const struct storage_conf *conf, char *err, size_t errlen)
+static void *shm_open_be(struct ev_loop *loop, const struct storage_conf *conf, char *err, size_t errlen)
 {
 	struct shm_be *be = calloc(1, sizeof(*be));
 

@@ -7,9 +7,14 @@
  *
  * Each certificate is for host<i>.<domain> (i from --start, --count of them)
  * or for every --name given; it is stored as "certs/<host>" holding leaf PEM,
- * CA PEM, then the leaf's private key PEM (the agent's bundle layout). With
- * --cert-dir the same bundle is also written to DIR/<host>.pem (0600), the
- * layout HAProxy loads with "crt DIR". Exits 0 only when all were written. */
+ * CA PEM, then the leaf's private key PEM (the agent's bundle layout), and
+ * once stored it is recorded in the change feed "certs" (member <host>,
+ * version: the leaf's serial as crypto_cert_info() writes it; a no-op on file
+ * storage), as the agent does. Serials are random, so a certificate written
+ * again for a host always has a new version. Up to GEN_WINDOW hosts are in
+ * flight at once. With --cert-dir the same bundle is also written to
+ * DIR/<host>.pem (0600), the layout HAProxy loads with "crt DIR". Exits 0
+ * only when all were written. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -19,15 +24,20 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <ev.h>
 #include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "acme/crypto.h"
 #include "storage/storage.h"
 #include "tests/tools/store_spec.h"
+
+#define GEN_WINDOW 64	/* hosts being stored at once */
 
 struct gen {
 	EVP_PKEY *ca_key;
@@ -35,7 +45,16 @@ struct gen {
 	char *ca_pem;
 	size_t ca_len;
 	long days;
-	long serial;
+	struct storage *st;
+	size_t inflight;	/* hosts whose put or feed_put is under way */
+	int failed;
+};
+
+/* One host on its way into storage: put, then feed_put. */
+struct gen_host {
+	struct gen *g;
+	char host[256];
+	char serial[130];
 };
 
 static double gen_now(void)
@@ -61,6 +80,19 @@ static int gen_add_ext(X509 *crt, X509 *issuer, int nid, const char *value)
 	return rc;
 }
 
+/* A random positive serial of up to 127 bits, as CAs do (RFC 5280 4.1.2.2). */
+static int gen_serial(X509 *crt)
+{
+	BIGNUM *bn = BN_new();
+	int rc = -1;
+
+	if (bn && BN_rand(bn, 127, BN_RAND_TOP_ONE, BN_RAND_BOTTOM_ANY) == 1 &&
+	    BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(crt)) != NULL)
+		rc = 0;
+	BN_free(bn);
+	return rc;
+}
+
 /* A certificate for <cn> with <key>: self-signed CA when <is_ca>, else a
  * server leaf signed by the CA in <g>. Returns it (caller frees) or NULL. */
 static X509 *gen_cert(struct gen *g, const char *cn, EVP_PKEY *key, int is_ca)
@@ -74,7 +106,7 @@ static X509 *gen_cert(struct gen *g, const char *cn, EVP_PKEY *key, int is_ca)
 	if (!crt)
 		return NULL;
 	if (X509_set_version(crt, 2) != 1 ||
-	    ASN1_INTEGER_set(X509_get_serialNumber(crt), ++g->serial) != 1 ||
+	    gen_serial(crt) == -1 ||
 	    !X509_gmtime_adj(X509_getm_notBefore(crt), -3600) ||
 	    !X509_gmtime_adj(X509_getm_notAfter(crt), g->days * 86400L) ||
 	    X509_set_pubkey(crt, key) != 1)
@@ -188,13 +220,76 @@ fail:
 	return -1;
 }
 
+static void cb_gen_feed(void *arg, struct storage_res *res)
+{
+	struct gen_host *h = arg;
+
+	if (res->rc != 0) {
+		fprintf(stderr, "gen_certs: host=%s %s\n", h->host, res->err);
+		h->g->failed = 1;
+	}
+	h->g->inflight--;
+	free(h);
+}
+
+/* The bundle is stored: record its version in the change feed. */
+static void cb_gen_put(void *arg, struct storage_res *res)
+{
+	struct gen_host *h = arg;
+	struct gen *g = h->g;
+
+	if (res->rc == 0 && storage_feed_put(g->st, "certs", h->host, h->serial, cb_gen_feed, h))
+		return;
+	fprintf(stderr, "gen_certs: host=%s %s\n", h->host, res->rc ? res->err : "out of memory");
+	g->failed = 1;
+	g->inflight--;
+	free(h);
+}
+
+/* Starts storing bundle <pem>/<len> of <host> in g->st (the bytes are copied). */
+static int gen_store(struct gen *g, const char *host, const char *pem, size_t len)
+{
+	struct crypto_cert_info info;
+	struct gen_host *h = NULL;
+	char key_name[STORAGE_KEY_MAX], err[512];
+
+	if (crypto_cert_info(pem, len, &info, err, sizeof(err)) == -1) {
+		fprintf(stderr, "gen_certs: host=%s %s\n", host, err);
+		return -1;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		goto fail;
+	h->g = g;
+	snprintf(h->host, sizeof(h->host), "%s", host);
+	snprintf(h->serial, sizeof(h->serial), "%s", info.serial_hex);
+	crypto_cert_info_clear(&info);
+	snprintf(key_name, sizeof(key_name), "certs/%s", host);
+	if (!storage_put(g->st, key_name, pem, len, 0, cb_gen_put, h))
+		goto fail;
+	g->inflight++;
+	return 0;
+fail:
+	crypto_cert_info_clear(&info);
+	free(h);
+	fprintf(stderr, "gen_certs: host=%s out of memory\n", host);
+	return -1;
+}
+
+/* Runs the storage's loop until fewer than <max> hosts are in flight. */
+static void gen_wait(struct gen *g, size_t max)
+{
+	while (g->inflight > max)
+		ev_run(EV_DEFAULT, EVRUN_ONCE);
+}
+
 /* One certificate for <host>: generated, stored, optionally written out. */
-static int gen_one(struct gen *g, struct storage *st, const char *cert_dir, const char *host)
+static int gen_one(struct gen *g, const char *cert_dir, const char *host)
 {
 	EVP_PKEY *key = EVP_EC_gen("P-256");
 	X509 *crt = NULL;
 	BIO *b = BIO_new(BIO_s_mem());
-	char key_name[STORAGE_KEY_MAX], err[512], *p = NULL;
+	char *p = NULL;
 	long n;
 	int rc = -1;
 
@@ -205,10 +300,10 @@ static int gen_one(struct gen *g, struct storage *st, const char *cert_dir, cons
 	    gen_pem(b, NULL, key) == -1)
 		goto out;
 	n = BIO_get_mem_data(b, &p);
-	snprintf(key_name, sizeof(key_name), "certs/%s", host);
-	if (st && storage_put(st, key_name, p, (size_t)n, 0, err, sizeof(err)) == -1) {
-		fprintf(stderr, "gen_certs: host=%s %s\n", host, err);
-		goto out;
+	if (g->st) {
+		gen_wait(g, GEN_WINDOW - 1);
+		if (g->failed || gen_store(g, host, p, (size_t)n) == -1)
+			goto out;
 	}
 	if (cert_dir && gen_write_file(cert_dir, host, p, (size_t)n) == -1)
 		goto out;
@@ -263,7 +358,6 @@ int main(int argc, char **argv)
 	const char **names = NULL;
 	size_t nnames = 0;
 	long count = 0, start = 0, i;
-	struct storage *st = NULL;
 	double t0;
 	int c, rc = 1;
 
@@ -290,27 +384,31 @@ int main(int argc, char **argv)
 	}
 	t0 = gen_now();
 	if (store) {
-		st = gen_open_store(store);
-		if (!st)
+		g.st = gen_open_store(store);
+		if (!g.st)
 			goto out;
 	}
 	if (gen_init_ca(&g, ca_out) == -1)
 		goto out;
 	for (i = 0; i < (long)nnames; i++)
-		if (gen_one(&g, st, cert_dir, names[i]) == -1)
+		if (gen_one(&g, cert_dir, names[i]) == -1)
 			goto out;
 	for (i = start; i < start + count; i++) {
 		char host[300];
 
 		snprintf(host, sizeof(host), "host%ld.%s", i, domain);
-		if (gen_one(&g, st, cert_dir, host) == -1)
+		if (gen_one(&g, cert_dir, host) == -1)
 			goto out;
 	}
+	gen_wait(&g, 0);
+	if (g.failed)
+		goto out;
 	fprintf(stderr, "gen_certs: %ld certificates in %.2f s\n", count + (long)nnames,
 		gen_now() - t0);
 	rc = 0;
 out:
-	storage_close(st);
+	gen_wait(&g, 0);	/* what was started finishes (or times out) */
+	storage_close(g.st);
 	X509_free(g.ca);
 	EVP_PKEY_free(g.ca_key);
 	free(g.ca_pem);

@@ -3,6 +3,7 @@
  * timeouts (poll for the pipelined mode); this is a test tool, not the agent.
  *
  *   spop_client ADDR notify --count N --pipeline K --message M --arg name=type:value ...
+ *   spop_client ADDR bench --seconds D --pipeline K --message M --arg name=type:value ...
  *   spop_client ADDR garbage --count N --seed S
  *   spop_client ADDR http01 --host H --token T
  *   spop_client ADDR hello | healthcheck
@@ -39,6 +40,8 @@ struct opts {
 	const char *host;
 	const char *token;
 	double timeout;
+	double seconds;
+	int send_each;
 	unsigned nargs;
 	char *arg_names[MAX_ARGS];
 	struct spop_data args[MAX_ARGS];
@@ -56,6 +59,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: spop_client ADDR notify [--count N] [--pipeline K] --message M [--arg name=type:value]...\n"
+		"       spop_client ADDR bench [--seconds D] [--pipeline K] --message M [--arg name=type:value]...\n"
 		"       spop_client ADDR garbage [--count N] [--seed S]\n"
 		"       spop_client ADDR http01 --host H --token T\n"
 		"       spop_client ADDR hello | healthcheck\n"
@@ -379,6 +383,134 @@ out:
 	return ret;
 }
 
+/* Load generator: keeps <pipeline> NOTIFYs in flight on one connection for
+ * <seconds> (after a warm-up of a tenth of it) and prints the ACK rate. Each
+ * in-flight frame owns a slot: stream-id = slot, frame-id = a sequence number,
+ * so ACKs are matched whatever their order. Blocking recv/send, one of each
+ * per batch: the generator must cost less than what it measures. */
+static int cmd_bench(const struct opts *o)
+{
+	char *out = NULL, *in = NULL;
+	uint64_t *expect = NULL, seq = 0;
+	unsigned *free_slots = NULL, nfree = 0;
+	size_t inlen = 0, incap = 1 << 20, outcap, off, flen;
+	long acks = 0, errors = 0, win_acks = 0, reads = 0, win_reads = 0;
+	double t0, t_warm, t_end, t_win = 0, now;
+	int fd, ret = 1, r;
+	unsigned i;
+
+	fd = dial(o->addr, o->timeout);
+	if (fd == -1) {
+		fprintf(stderr, "bench: cannot connect to %s\n", o->addr);
+		return 1;
+	}
+	if (!hello(fd, 0, 0))
+		goto out;
+	outcap = (size_t)o->pipeline * 512 + BUF_SIZE;
+	out = malloc(outcap);
+	in = malloc(incap);
+	expect = calloc((size_t)o->pipeline, sizeof(*expect));
+	free_slots = calloc((size_t)o->pipeline, sizeof(*free_slots));
+	if (!out || !in || !expect || !free_slots)
+		goto out;
+	for (i = 0; i < (unsigned)o->pipeline; i++)
+		free_slots[nfree++] = (unsigned)o->pipeline - 1 - i;
+	t0 = now_ms();
+	t_warm = t0 + o->seconds * 100;
+	t_end = t_warm + o->seconds * 1e3;
+	for (;;) {
+		size_t outlen = 0;
+
+		while (nfree) {
+			unsigned slot = free_slots[--nfree];
+			size_t n = build_notify(o, out + outlen, outcap - outlen, slot, ++seq);
+
+			if (!n) {
+				fprintf(stderr, "bench: message does not fit a frame\n");
+				goto out;
+			}
+			expect[slot] = seq;
+			outlen += n;
+			if (o->send_each) {
+				if (send_all(fd, out, outlen) == -1) {
+					fprintf(stderr, "bench: send: %s\n", strerror(errno));
+					goto done;
+				}
+				outlen = 0;
+			}
+		}
+		if (outlen && send_all(fd, out, outlen) == -1) {
+			fprintf(stderr, "bench: send: %s\n", strerror(errno));
+			goto done;
+		}
+		r = (int)recv(fd, in + inlen, incap - inlen, 0);
+		if (r <= 0) {
+			fprintf(stderr, "bench: %s\n", r == 0 ? "connection closed by agent" :
+				"recv timeout or error");
+			errors++;
+			goto done;
+		}
+		inlen += (size_t)r;
+		reads++;
+		off = 0;
+		while ((r = spop_frame_peek(in + off, inlen - off, BUF_SIZE - 4, &flen)) == 1) {
+			struct spop_frame f;
+
+			if (spop_frame_parse(in + off + 4, flen, &f) == -1 || f.type != SPOP_FRM_ACK) {
+				if (f.type == SPOP_FRM_AGENT_DISCONNECT)
+					print_disconnect(&f);
+				fprintf(stderr, "bench: unexpected frame\n");
+				errors++;
+				goto done;
+			}
+			if (f.stream_id >= (uint64_t)o->pipeline || expect[f.stream_id] != f.frame_id ||
+			    !(f.flags & SPOP_FRAME_FL_FIN) || check_ack(&f, NULL, 0) < 1) {
+				fprintf(stderr, "bench: bad ACK stream-id=%llu frame-id=%llu\n",
+					(unsigned long long)f.stream_id, (unsigned long long)f.frame_id);
+				errors++;
+				goto done;
+			}
+			expect[f.stream_id] = 0;
+			free_slots[nfree++] = (unsigned)f.stream_id;
+			acks++;
+			off += 4 + flen;
+		}
+		if (r == -1) {
+			fprintf(stderr, "bench: oversized frame from agent\n");
+			errors++;
+			goto done;
+		}
+		memmove(in, in + off, inlen - off);
+		inlen -= off;
+		now = now_ms();
+		if (!t_win && now >= t_warm) {
+			t_win = now;
+			win_acks = acks;
+			win_reads = reads;
+		}
+		if (now >= t_end)
+			break;
+	}
+done:
+	now = now_ms();
+	if (t_win && now > t_win)
+		printf("rate=%.0f acks=%ld seconds=%.3f pipeline=%ld acks_per_read=%.1f errors=%ld\n",
+		       (double)(acks - win_acks) * 1e3 / (now - t_win), acks - win_acks,
+		       (now - t_win) / 1e3, o->pipeline,
+		       reads > win_reads ? (double)(acks - win_acks) / (double)(reads - win_reads) : 0.,
+		       errors);
+	else
+		printf("rate=0 acks=%ld seconds=0 pipeline=%ld errors=%ld\n", acks, o->pipeline, errors);
+	ret = errors == 0 && t_win ? 0 : 1;
+out:
+	free(out);
+	free(in);
+	free(expect);
+	free(free_slots);
+	close(fd);
+	return ret;
+}
+
 static int cmd_http01(struct opts *o)
 {
 	char buf[BUF_SIZE], ka[BUF_SIZE];
@@ -617,7 +749,7 @@ static int parse_arg(struct opts *o, char *spec)
 
 int main(int argc, char **argv)
 {
-	struct opts o = { .count = 1, .pipeline = 1, .timeout = 5.0 };
+	struct opts o = { .count = 1, .pipeline = 1, .timeout = 5.0, .seconds = 5.0 };
 	int i;
 
 	if (argc < 3)
@@ -643,6 +775,10 @@ int main(int argc, char **argv)
 			o.token = argv[++i];
 		else if (!strcmp(k, "--timeout"))
 			o.timeout = atof(argv[++i]);
+		else if (!strcmp(k, "--send-each"))
+			o.send_each = atoi(argv[++i]);
+		else if (!strcmp(k, "--seconds"))
+			o.seconds = atof(argv[++i]);
 		else if (!strcmp(k, "--arg")) {
 			if (parse_arg(&o, argv[++i]) == -1) {
 				fprintf(stderr, "bad --arg %s (want name=type:value)\n", argv[i]);
@@ -657,6 +793,11 @@ int main(int argc, char **argv)
 		if (!o.message)
 			usage();
 		return cmd_notify(&o);
+	}
+	if (!strcmp(o.mode, "bench")) {
+		if (!o.message || o.seconds < 0)
+			usage();
+		return cmd_bench(&o);
 	}
 	if (!strcmp(o.mode, "http01"))
 		return cmd_http01(&o);

@@ -8,9 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "storage/storage.h"
+#include <ev.h>
 
-/* Returns the opened storage, or NULL with the reason in <err>. */
+#include "storage/storage.h"
+#include "tests/tools/storage_sync.h"
+
+/* Returns the opened storage on libev's default loop, or NULL with the
+ * reason in <err>. */
 static inline struct storage *store_spec_open(const char *spec_in, char *err, size_t errlen)
 {
 	struct storage_conf conf = { 0 };
@@ -36,7 +40,7 @@ static inline struct storage *store_spec_open(const char *spec_in, char *err, si
 	} else {
 		name = spec;
 	}
-	return storage_open(name, &conf, err, errlen);
+	return storage_open(name, &conf, EV_DEFAULT, err, errlen);
 }
 
 #endif

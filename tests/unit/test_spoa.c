@@ -2,6 +2,7 @@
  * The server runs its own libev loop in a thread; every socket read has a
  * timeout so a hang fails the test instead of stalling it. */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,6 +28,14 @@ struct engine_call {
 	int is_new;
 };
 
+enum fx_cmd_kind {
+	FX_CMD_DONE = 0,     /* add actions to held[idx] (if it still takes them), done() it */
+	FX_CMD_STATS,        /* snapshot the server's counters into <live> */
+	FX_CMD__MAX
+};
+
+#define FX_HELD_MAX 64
+
 struct fixture {
 	struct ev_loop *loop;
 	struct spoa_server *srv;
@@ -38,6 +47,23 @@ struct fixture {
 	int big_actions;
 	struct engine_call engines[8];
 	int nengines;
+	/* deferred replies: handles taken by the handlers, completed on the loop
+	 * thread at the test's request (libev and the server are not thread-safe) */
+	struct spoa_deferred *held[FX_HELD_MAX];
+	int nheld;
+	int refused;
+	ev_async cmd;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int cmd_pending;
+	enum fx_cmd_kind cmd_kind;
+	int cmd_idx;
+	const char *cmd_val;
+	int cmd_fill;            /* add int actions until the ACK is full */
+	int cmd_reply_null;      /* result: spoa_deferred_reply() gave NULL */
+	int cmd_filled;          /* result: actions added by cmd_fill */
+	struct spoa_stats live;
+	int loop_errors;         /* checks that failed on the loop thread */
 };
 
 /* ---- handlers (run on the server thread) ------------------------------ */
@@ -89,10 +115,68 @@ static void on_engine(void *ctx, const char *id, int is_new)
 	}
 }
 
+/* Adds txn.pre=1, then defers; when refused, answers txn.keyauth=now. */
+static void h_defer(void *ctx, const struct spop_arg *args, size_t nargs, struct spoa_reply *r)
+{
+	struct fixture *fx = ctx;
+	struct spoa_deferred *d;
+
+	spoa_reply_set_int(r, SPOP_SCOPE_TXN, "pre", 1);
+	d = spoa_reply_defer(r);
+	if (!d) {
+		fx->refused++;
+		spoa_reply_set_str(r, SPOP_SCOPE_TXN, "keyauth", "now", 3);
+		return;
+	}
+	if (fx->nheld >= FX_HELD_MAX) {
+		fx->loop_errors++;
+		spoa_deferred_done(d);
+		return;
+	}
+	fx->held[fx->nheld++] = d;
+	/* the builder still works until the handler returns */
+	spoa_reply_set_bool(r, SPOP_SCOPE_TXN, "after", 1);
+}
+
+/* Defers and completes at once: the ACK goes out as if not deferred. */
+static void h_defer_sync(void *ctx, const struct spop_arg *args, size_t nargs,
+			 struct spoa_reply *r)
+{
+	struct fixture *fx = ctx;
+	struct spoa_deferred *d = spoa_reply_defer(r);
+
+	if (!d || spoa_deferred_reply(d) != r) {
+		fx->loop_errors++;
+		return;
+	}
+	spoa_reply_set_str(spoa_deferred_reply(d), SPOP_SCOPE_TXN, "keyauth", "sync", 4);
+	spoa_deferred_done(d);
+}
+
+/* Completes every held deferral from inside a handler of another frame. */
+static void h_release(void *ctx, const struct spop_arg *args, size_t nargs, struct spoa_reply *r)
+{
+	struct fixture *fx = ctx;
+	int i;
+
+	for (i = 0; i < fx->nheld; i++) {
+		struct spoa_reply *dr = spoa_deferred_reply(fx->held[i]);
+
+		if (dr)
+			spoa_reply_set_str(dr, SPOP_SCOPE_TXN, "keyauth", "released", 8);
+		spoa_deferred_done(fx->held[i]);
+	}
+	fx->nheld = 0;
+	spoa_reply_set_bool(r, SPOP_SCOPE_SESS, "seen", 1);
+}
+
 static const struct spoa_handler handlers[] = {
 	{ "acme-sni", h_sni },
 	{ "acme-http01", h_http01 },
 	{ "big", h_big },
+	{ "defer", h_defer },
+	{ "defer-sync", h_defer_sync },
+	{ "release", h_release },
 	{ NULL, NULL },
 };
 
@@ -103,6 +187,79 @@ static void cb_stop(struct ev_loop *loop, ev_async *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
+/* Completes held[cmd_idx]: adds txn.keyauth=cmd_val and, with cmd_fill, int
+ * actions until the ACK is full, when it still takes actions; then done(). */
+static void fx_cmd_done(struct fixture *fx)
+{
+	struct spoa_deferred *d;
+	struct spoa_reply *r;
+	char name[32];
+
+	fx->cmd_reply_null = 1;
+	fx->cmd_filled = 0;
+	if (fx->cmd_idx >= fx->nheld) {
+		fx->loop_errors++;
+		return;
+	}
+	d = fx->held[fx->cmd_idx];
+	r = spoa_deferred_reply(d);
+	fx->cmd_reply_null = r == NULL;
+	if (r && fx->cmd_val)
+		spoa_reply_set_str(r, SPOP_SCOPE_TXN, "keyauth", fx->cmd_val, strlen(fx->cmd_val));
+	while (r && fx->cmd_fill) {
+		snprintf(name, sizeof(name), "f%d", fx->cmd_filled);
+		if (spoa_reply_set_int(r, SPOP_SCOPE_REQ, name, fx->cmd_filled) == -1)
+			break;
+		fx->cmd_filled++;
+	}
+	spoa_deferred_done(d);
+}
+
+static void cb_cmd(struct ev_loop *loop, ev_async *w, int revents)
+{
+	struct fixture *fx = w->data;
+
+	pthread_mutex_lock(&fx->mu);
+	if (fx->cmd_pending) {
+		if (fx->cmd_kind == FX_CMD_STATS)
+			spoa_server_stats(fx->srv, &fx->live);
+		else
+			fx_cmd_done(fx);
+		fx->cmd_pending = 0;
+		pthread_cond_signal(&fx->cv);
+	}
+	pthread_mutex_unlock(&fx->mu);
+}
+
+/* Runs a command on the loop thread and waits for it. */
+static void fx_cmd(struct fixture *fx, enum fx_cmd_kind kind, int idx, const char *val, int fill)
+{
+	pthread_mutex_lock(&fx->mu);
+	fx->cmd_kind = kind;
+	fx->cmd_idx = idx;
+	fx->cmd_val = val;
+	fx->cmd_fill = fill;
+	fx->cmd_pending = 1;
+	ev_async_send(fx->loop, &fx->cmd);
+	while (fx->cmd_pending)
+		pthread_cond_wait(&fx->cv, &fx->mu);
+	pthread_mutex_unlock(&fx->mu);
+}
+
+/* Completes held[<idx>], adding txn.keyauth=<val> when not NULL. Returns 1
+ * when the ACK could still take actions. */
+static int fx_done(struct fixture *fx, int idx, const char *val)
+{
+	fx_cmd(fx, FX_CMD_DONE, idx, val, 0);
+	return !fx->cmd_reply_null;
+}
+
+static const struct spoa_stats *fx_live(struct fixture *fx)
+{
+	fx_cmd(fx, FX_CMD_STATS, 0, NULL, 0);
+	return &fx->live;
+}
+
 static void *loop_main(void *arg)
 {
 	struct fixture *fx = arg;
@@ -111,22 +268,17 @@ static void *loop_main(void *arg)
 	return NULL;
 }
 
-static struct fixture *fx_start_conf(const char *listen, uint32_t max_frame, double idle,
-				     unsigned max_conns)
+static struct fixture *fx_start_with(struct spoa_server_conf conf)
 {
 	struct fixture *fx = calloc(1, sizeof(*fx));
-	struct spoa_server_conf conf = {
-		.listen = listen,
-		.handlers = handlers,
-		.on_engine = on_engine,
-		.max_frame_size = max_frame,
-		.idle_timeout = idle,
-		.max_conns = max_conns,
-	};
 	char err[256];
 
 	assert_non_null(fx);
+	conf.handlers = handlers;
+	conf.on_engine = on_engine;
 	conf.ctx = fx;
+	pthread_mutex_init(&fx->mu, NULL);
+	pthread_cond_init(&fx->cv, NULL);
 	fx->loop = ev_loop_new(EVFLAG_AUTO);
 	assert_non_null(fx->loop);
 	fx->srv = spoa_server_new(fx->loop, &conf, err, sizeof(err));
@@ -135,8 +287,24 @@ static struct fixture *fx_start_conf(const char *listen, uint32_t max_frame, dou
 	fx->port = spoa_server_port(fx->srv);
 	ev_async_init(&fx->stop, cb_stop);
 	ev_async_start(fx->loop, &fx->stop);
+	ev_async_init(&fx->cmd, cb_cmd);
+	fx->cmd.data = fx;
+	ev_async_start(fx->loop, &fx->cmd);
 	assert_int_equal(pthread_create(&fx->th, NULL, loop_main, fx), 0);
 	return fx;
+}
+
+static struct fixture *fx_start_conf(const char *listen, uint32_t max_frame, double idle,
+				     unsigned max_conns)
+{
+	struct spoa_server_conf conf = {
+		.listen = listen,
+		.max_frame_size = max_frame,
+		.idle_timeout = idle,
+		.max_conns = max_conns,
+	};
+
+	return fx_start_with(conf);
 }
 
 static struct fixture *fx_start(void)
@@ -155,6 +323,8 @@ static void fx_stop(struct fixture *fx)
 	spoa_server_stats(fx->srv, &fx->stats);
 	spoa_server_free(fx->srv);
 	ev_loop_destroy(fx->loop);
+	pthread_mutex_destroy(&fx->mu);
+	pthread_cond_destroy(&fx->cv);
 }
 
 /* ---- client side ------------------------------------------------------ */

@@ -1,6 +1,9 @@
 /* Storage behaviour table, run over the file and shm backends (and, from
  * test_storage_redis.c which includes this file with STORAGE_TEST_NO_MAIN,
- * over redis), plus file-backend durability tests. */
+ * over redis), plus file-backend durability tests. The operations go through
+ * the blocking wrappers of tests/tools/storage_sync.h (each runs the storage's
+ * loop until its operation completes); the asynchronous front itself is tested
+ * in test_storage_async.c. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -19,7 +22,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <ev.h>
+
 #include "storage/storage.h"
+#include "tests/tools/storage_sync.h"
 
 /* Set by each main: how to open a fresh, empty storage for one test. */
 static struct storage *(*sbt_open)(void);
@@ -64,7 +70,7 @@ static void sbt_expect(struct storage *st, const char *key, const char *val, siz
 {
 	char err[512] = "", *got = NULL;
 	size_t glen = 0;
-	int r = storage_get(st, key, &got, &glen, err, sizeof(err));
+	int r = ss_get(st, key, &got, &glen, err, sizeof(err));
 
 	if (r != 0)
 		fail_msg("get %s: r=%d err=%s", key, r, err);
@@ -78,7 +84,7 @@ static void sbt_expect_absent(struct storage *st, const char *key)
 {
 	char err[512] = "", *got = NULL;
 	size_t glen = 0;
-	int r = storage_get(st, key, &got, &glen, err, sizeof(err));
+	int r = ss_get(st, key, &got, &glen, err, sizeof(err));
 
 	if (r != 1)
 		fail_msg("get %s: want absent, r=%d err=%s", key, r, err);
@@ -90,7 +96,7 @@ static void sbt_put(struct storage *st, const char *key, const char *val, size_t
 {
 	char err[512] = "";
 
-	if (storage_put(st, key, val, len, ttl, err, sizeof(err)) != 0)
+	if (ss_put(st, key, val, len, ttl, err, sizeof(err)) != 0)
 		fail_msg("put %s: %s", key, err);
 }
 
@@ -100,7 +106,7 @@ static void sbt_expect_list(struct storage *st, const char *prefix, const char *
 	char err[512] = "", **keys = NULL;
 	size_t n = 0, i;
 
-	if (storage_list(st, prefix, &keys, &n, err, sizeof(err)) != 0)
+	if (ss_list(st, prefix, &keys, &n, err, sizeof(err)) != 0)
 		fail_msg("list %s: %s", prefix, err);
 	for (i = 0; want[i] != NULL; i++) {
 		if (i >= n)
@@ -124,12 +130,12 @@ static void bt_put_get_del(void **state)
 	sbt_put(st, "certs/a.test", "a longer second value", 21, 0);
 	sbt_expect(st, "certs/a.test", "a longer second value", 21);
 	sbt_put(st, "accounts/1/key", "k", 1, 0);
-	assert_int_equal(storage_del(st, "certs/a.test", err, sizeof(err)), 0);
+	assert_int_equal(ss_del(st, "certs/a.test", err, sizeof(err)), 0);
 	sbt_expect_absent(st, "certs/a.test");
-	assert_int_equal(storage_del(st, "certs/a.test", err, sizeof(err)), 0);
-	assert_int_equal(storage_del(st, "never/there", err, sizeof(err)), 0);
+	assert_int_equal(ss_del(st, "certs/a.test", err, sizeof(err)), 0);
+	assert_int_equal(ss_del(st, "never/there", err, sizeof(err)), 0);
 	sbt_expect(st, "accounts/1/key", "k", 1);
-	assert_int_equal(storage_ping(st, err, sizeof(err)), 0);
+	assert_int_equal(ss_ping(st, err, sizeof(err)), 0);
 }
 
 static void bt_binary(void **state)
@@ -172,7 +178,7 @@ static void bt_list(void **state)
 	sbt_expect_list(st, "", none);
 	for (i = 0; all[i] != NULL; i++)
 		sbt_put(st, all[i], "v", 1, 0);
-	assert_int_equal(storage_lock(st, "certs/zz.test", "me", 5000, err, sizeof(err)), 0);
+	assert_int_equal(ss_lock(st, "certs/zz.test", "me", 5000, err, sizeof(err)), 0);
 	sbt_expect_list(st, "", all);
 	sbt_expect_list(st, "certs/", certs);
 	sbt_expect_list(st, "certs", certs);
@@ -180,12 +186,12 @@ static void bt_list(void **state)
 	sbt_expect_list(st, "certs/a", a);
 	sbt_expect_list(st, "nope/", none);
 	sbt_expect_list(st, "accounts/1/key", (const char *const[]){ "accounts/1/key", NULL });
-	assert_int_equal(storage_del(st, "certs/b.test", err, sizeof(err)), 0);
+	assert_int_equal(ss_del(st, "certs/b.test", err, sizeof(err)), 0);
 	sbt_expect_list(st, "certs/", (const char *const[]){ "certs/*.w.test", "certs/a.test",
 							     NULL });
-	assert_int_equal(storage_list(st, "../", &keys, &n, err, sizeof(err)), -1);
+	assert_int_equal(ss_list(st, "../", &keys, &n, err, sizeof(err)), -1);
 	assert_null(keys);
-	assert_int_equal(storage_list(st, "/certs", &keys, &n, err, sizeof(err)), -1);
+	assert_int_equal(ss_list(st, "/certs", &keys, &n, err, sizeof(err)), -1);
 	storage_list_free(NULL, 0);
 }
 
@@ -244,18 +250,18 @@ static void bt_key_grammar(void **state)
 	assert_false(storage_prefix_valid("a//"));
 
 	err[0] = '\0';
-	assert_int_equal(storage_put(st, "a/../b", "x", 1, 0, err, sizeof(err)), -1);
+	assert_int_equal(ss_put(st, "a/../b", "x", 1, 0, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "invalid key"));
-	assert_int_equal(storage_get(st, "../etc/passwd", &v, &len, err, sizeof(err)), -1);
+	assert_int_equal(ss_get(st, "../etc/passwd", &v, &len, err, sizeof(err)), -1);
 	assert_null(v);
-	assert_int_equal(storage_get(st, "a//b", &v, &len, err, sizeof(err)), -1);
-	assert_int_equal(storage_del(st, "", err, sizeof(err)), -1);
-	assert_int_equal(storage_put(st, "a/", "x", 1, 0, err, sizeof(err)), -1);
-	assert_int_equal(storage_lock(st, "issue/..", "me", 1000, err, sizeof(err)), -1);
-	assert_int_equal(storage_lock(st, "issue/a", "", 1000, err, sizeof(err)), -1);
-	assert_int_equal(storage_lock(st, "issue/a", "has space", 1000, err, sizeof(err)), -1);
-	assert_int_equal(storage_lock(st, "issue/a", "me", 0, err, sizeof(err)), -1);
-	assert_int_equal(storage_unlock(st, "issue/a", "", err, sizeof(err)), -1);
+	assert_int_equal(ss_get(st, "a//b", &v, &len, err, sizeof(err)), -1);
+	assert_int_equal(ss_del(st, "", err, sizeof(err)), -1);
+	assert_int_equal(ss_put(st, "a/", "x", 1, 0, err, sizeof(err)), -1);
+	assert_int_equal(ss_lock(st, "issue/..", "me", 1000, err, sizeof(err)), -1);
+	assert_int_equal(ss_lock(st, "issue/a", "", 1000, err, sizeof(err)), -1);
+	assert_int_equal(ss_lock(st, "issue/a", "has space", 1000, err, sizeof(err)), -1);
+	assert_int_equal(ss_lock(st, "issue/a", "me", 0, err, sizeof(err)), -1);
+	assert_int_equal(ss_unlock(st, "issue/a", "", err, sizeof(err)), -1);
 }
 
 static void bt_lock(void **state)
@@ -263,24 +269,24 @@ static void bt_lock(void **state)
 	struct storage *st = *state;
 	char err[512];
 
-	assert_int_equal(storage_lock(st, "issue/a.test", "node-A", 5000, err, sizeof(err)), 0);
-	assert_int_equal(storage_lock(st, "issue/a.test", "node-B", 5000, err, sizeof(err)), 1);
-	assert_int_equal(storage_lock(st, "issue/a.test", "node-A", 5000, err, sizeof(err)), 0);
-	assert_int_equal(storage_unlock(st, "issue/a.test", "node-B", err, sizeof(err)), 1);
-	assert_int_equal(storage_lock(st, "issue/a.test", "node-B", 5000, err, sizeof(err)), 1);
+	assert_int_equal(ss_lock(st, "issue/a.test", "node-A", 5000, err, sizeof(err)), 0);
+	assert_int_equal(ss_lock(st, "issue/a.test", "node-B", 5000, err, sizeof(err)), 1);
+	assert_int_equal(ss_lock(st, "issue/a.test", "node-A", 5000, err, sizeof(err)), 0);
+	assert_int_equal(ss_unlock(st, "issue/a.test", "node-B", err, sizeof(err)), 1);
+	assert_int_equal(ss_lock(st, "issue/a.test", "node-B", 5000, err, sizeof(err)), 1);
 	/* locks and keys are separate namespaces */
 	sbt_expect_absent(st, "issue/a.test");
 	sbt_put(st, "issue/a.test", "data", 4, 0);
-	assert_int_equal(storage_lock(st, "issue/a.test", "node-B", 5000, err, sizeof(err)), 1);
+	assert_int_equal(ss_lock(st, "issue/a.test", "node-B", 5000, err, sizeof(err)), 1);
 	sbt_expect(st, "issue/a.test", "data", 4);
 	/* another lock name is independent */
-	assert_int_equal(storage_lock(st, "issue/b.test", "node-B", 5000, err, sizeof(err)), 0);
-	assert_int_equal(storage_unlock(st, "issue/a.test", "node-A", err, sizeof(err)), 0);
-	assert_int_equal(storage_unlock(st, "issue/a.test", "node-A", err, sizeof(err)), 1);
-	assert_int_equal(storage_lock(st, "issue/a.test", "node-B", 5000, err, sizeof(err)), 0);
-	assert_int_equal(storage_unlock(st, "issue/a.test", "node-B", err, sizeof(err)), 0);
-	assert_int_equal(storage_unlock(st, "issue/b.test", "node-B", err, sizeof(err)), 0);
-	assert_int_equal(storage_unlock(st, "issue/never", "node-B", err, sizeof(err)), 1);
+	assert_int_equal(ss_lock(st, "issue/b.test", "node-B", 5000, err, sizeof(err)), 0);
+	assert_int_equal(ss_unlock(st, "issue/a.test", "node-A", err, sizeof(err)), 0);
+	assert_int_equal(ss_unlock(st, "issue/a.test", "node-A", err, sizeof(err)), 1);
+	assert_int_equal(ss_lock(st, "issue/a.test", "node-B", 5000, err, sizeof(err)), 0);
+	assert_int_equal(ss_unlock(st, "issue/a.test", "node-B", err, sizeof(err)), 0);
+	assert_int_equal(ss_unlock(st, "issue/b.test", "node-B", err, sizeof(err)), 0);
+	assert_int_equal(ss_unlock(st, "issue/never", "node-B", err, sizeof(err)), 1);
 	sbt_expect(st, "issue/a.test", "data", 4);
 }
 
@@ -289,23 +295,23 @@ static void bt_lock_lease(void **state)
 	struct storage *st = *state;
 	char err[512];
 
-	assert_int_equal(storage_lock(st, "issue/l.test", "A", 400, err, sizeof(err)), 0);
-	assert_int_equal(storage_lock(st, "issue/l.test", "B", 400, err, sizeof(err)), 1);
+	assert_int_equal(ss_lock(st, "issue/l.test", "A", 400, err, sizeof(err)), 0);
+	assert_int_equal(ss_lock(st, "issue/l.test", "B", 400, err, sizeof(err)), 1);
 	sbt_sleep_ms(250);
 	/* extension by the owner pushes the expiry out */
-	assert_int_equal(storage_lock(st, "issue/l.test", "A", 400, err, sizeof(err)), 0);
+	assert_int_equal(ss_lock(st, "issue/l.test", "A", 400, err, sizeof(err)), 0);
 	sbt_sleep_ms(250);
-	assert_int_equal(storage_lock(st, "issue/l.test", "B", 400, err, sizeof(err)), 1);
+	assert_int_equal(ss_lock(st, "issue/l.test", "B", 400, err, sizeof(err)), 1);
 	sbt_sleep_ms(300);
 	/* expired: taken over */
-	assert_int_equal(storage_lock(st, "issue/l.test", "B", 5000, err, sizeof(err)), 0);
-	assert_int_equal(storage_unlock(st, "issue/l.test", "A", err, sizeof(err)), 1);
-	assert_int_equal(storage_lock(st, "issue/l.test", "A", 400, err, sizeof(err)), 1);
-	assert_int_equal(storage_unlock(st, "issue/l.test", "B", err, sizeof(err)), 0);
+	assert_int_equal(ss_lock(st, "issue/l.test", "B", 5000, err, sizeof(err)), 0);
+	assert_int_equal(ss_unlock(st, "issue/l.test", "A", err, sizeof(err)), 1);
+	assert_int_equal(ss_lock(st, "issue/l.test", "A", 400, err, sizeof(err)), 1);
+	assert_int_equal(ss_unlock(st, "issue/l.test", "B", err, sizeof(err)), 0);
 	/* an expired lease of our own is no longer ours to release */
-	assert_int_equal(storage_lock(st, "issue/m.test", "A", 100, err, sizeof(err)), 0);
+	assert_int_equal(ss_lock(st, "issue/m.test", "A", 100, err, sizeof(err)), 0);
 	sbt_sleep_ms(200);
-	assert_int_equal(storage_unlock(st, "issue/m.test", "A", err, sizeof(err)), 1);
+	assert_int_equal(ss_unlock(st, "issue/m.test", "A", err, sizeof(err)), 1);
 }
 
 #define STORAGE_BEHAVIOUR_TESTS \
@@ -321,6 +327,9 @@ static void bt_lock_lease(void **state)
 
 /* ---- file and shm fixtures ---- */
 
+/* A private loop, not EV_DEFAULT: the default loop reaps children itself
+ * (SIGCHLD), which would race with the waitpid() of the fork tests. */
+static struct ev_loop *test_loop;
 static char file_dir[256];
 
 static struct storage *file_open_fresh(void)
@@ -333,7 +342,7 @@ static struct storage *file_open_fresh(void)
 	if (mkdtemp(file_dir) == NULL)
 		return NULL;
 	conf.file_path = file_dir;
-	st = storage_open("file", &conf, err, sizeof(err));
+	st = storage_open("file", &conf, test_loop, err, sizeof(err));
 	if (st == NULL)
 		print_error("open file: %s\n", err);
 	return st;
@@ -349,18 +358,25 @@ static struct storage *shm_open_fresh(void)
 {
 	char err[512];
 
-	return storage_open("shm", NULL, err, sizeof(err));
+	return storage_open("shm", NULL, test_loop, err, sizeof(err));
 }
 
-static struct storage *file_reopen(void)
+/* Opens file_dir again, delivering on <loop> (a forked child needs a loop of
+ * its own: the parent's shares its epoll set with it). */
+static struct storage *file_reopen_on(struct ev_loop *loop)
 {
 	struct storage_conf conf = { .file_path = file_dir };
 	char err[512];
-	struct storage *st = storage_open("file", &conf, err, sizeof(err));
+	struct storage *st = storage_open("file", &conf, loop, err, sizeof(err));
 
 	if (st == NULL)
 		fail_msg("reopen: %s", err);
 	return st;
+}
+
+static struct storage *file_reopen(void)
+{
+	return file_reopen_on(test_loop);
 }
 
 static void t_open_names(void **state)
@@ -369,19 +385,32 @@ static void t_open_names(void **state)
 	char err[512] = "";
 	struct storage *st;
 
-	assert_null(storage_open("nosuch", &conf, err, sizeof(err)));
+	assert_null(storage_open("nosuch", &conf, test_loop, err, sizeof(err)));
 	assert_non_null(strstr(err, "nosuch"));
 	assert_non_null(strstr(err, "file"));
 	assert_non_null(strstr(err, "shm"));
 	assert_non_null(strstr(err, "redis"));
-	st = storage_open("shm", &conf, err, sizeof(err));
+	st = storage_open("shm", &conf, test_loop, err, sizeof(err));
 	assert_non_null(st);
-	assert_string_equal(st->name, "shm");
+	assert_string_equal(storage_name(st), "shm");
 	storage_close(st);
 	storage_close(NULL);
 	conf.file_path = "/proc/no/such/dir";
-	assert_null(storage_open("file", &conf, err, sizeof(err)));
+	assert_null(storage_open("file", &conf, test_loop, err, sizeof(err)));
 	assert_non_null(strstr(err, "/proc/no/such/dir"));
+	/* NULL or "" is the file backend */
+	snprintf(file_dir, sizeof(file_dir), "/tmp/test_storage.XXXXXX");
+	assert_non_null(mkdtemp(file_dir));
+	conf.file_path = file_dir;
+	st = storage_open(NULL, &conf, test_loop, err, sizeof(err));
+	assert_non_null(st);
+	assert_string_equal(storage_name(st), "file");
+	storage_close(st);
+	st = storage_open("", &conf, test_loop, err, sizeof(err));
+	assert_non_null(st);
+	assert_string_equal(storage_name(st), "file");
+	storage_close(st);
+	sbt_rm_rf(file_dir);
 }
 
 static void msg_cb(void *arg, const char *msg, size_t len)
@@ -395,11 +424,31 @@ static void bt_single_node_pubsub(void **state)
 	char err[512] = "";
 	int n = 0;
 
-	assert_null(storage_subscribe(st, NULL, "events", msg_cb, &n, err, sizeof(err)));
+	assert_null(storage_subscribe(st, "events", msg_cb, &n, err, sizeof(err)));
 	assert_string_equal(err, "not supported");
-	assert_int_equal(storage_publish(st, "events", "x", 1, err, sizeof(err)), 0);
+	assert_int_equal(ss_publish(st, "events", "x", 1, err, sizeof(err)), 0);
 	storage_sub_free(NULL);
 	assert_false(storage_sub_ready(NULL));
+}
+
+/* file and shm keep no change feed: feed_put is a no-op, feed_since says so */
+static void bt_single_node_feed(void **state)
+{
+	struct storage *st = *state;
+	struct storage_res res;
+	char err[512] = "";
+
+	assert_int_equal(ss_feed_put(st, "certs", "a.test", "0A1B", err, sizeof(err)), 0);
+	assert_int_equal(ss_feed_put(st, "certs", "a.test", NULL, err, sizeof(err)), 0);
+	assert_int_equal(storage_wait(st, storage_feed_since(st, "certs", 0, NULL, NULL), &res,
+				      err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "not supported"));
+	assert_null(res.keys);
+	/* the front still checks names */
+	assert_int_equal(ss_feed_put(st, "certs", "a/b", "1", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "member"));
+	assert_int_equal(ss_feed_put(st, "../x", "a", "1", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "invalid feed"));
 }
 
 static void f_modes_and_persist(void **state)
@@ -428,12 +477,12 @@ static void f_modes_and_persist(void **state)
 	sbt_expect(st, "challenges/t", "k", 1);
 	/* a key that is only a directory reads as absent */
 	sbt_expect_absent(st, "accounts/1");
-	assert_int_equal(storage_del(st, "accounts/1", err, sizeof(err)), 0);
+	assert_int_equal(ss_del(st, "accounts/1", err, sizeof(err)), 0);
 	sbt_expect(st, "accounts/1/key", "secret", 6);
 	/* a missing root is created 0700 */
 	snprintf(path, sizeof(path), "%s/sub", file_dir);
 	conf.file_path = path;
-	storage_close(storage_open("file", &conf, err, sizeof(err)));
+	storage_close(storage_open("file", &conf, test_loop, err, sizeof(err)));
 	assert_int_equal(stat(path, &sb), 0);
 	assert_int_equal(sb.st_mode & 0777, 0700);
 }
@@ -507,7 +556,7 @@ static void f_corrupt(void **state)
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		write_raw(cases[i].key, cases[i].data, strlen(cases[i].data));
 		err[0] = '\0';
-		assert_int_equal(storage_get(st, cases[i].key, &v, &len, err, sizeof(err)), -1);
+		assert_int_equal(ss_get(st, cases[i].key, &v, &len, err, sizeof(err)), -1);
 		assert_null(v);
 		if (strstr(err, cases[i].key) == NULL || strstr(err, cases[i].why) == NULL)
 			fail_msg("%s: err \"%s\" should name the key and say %s", cases[i].key,
@@ -516,14 +565,14 @@ static void f_corrupt(void **state)
 	/* the format as documented: a hand-written file reads back */
 	write_raw("certs/hand", "ASPA1 0 3\nabc", 13);
 	sbt_expect(st, "certs/hand", "abc", 3);
-	assert_int_equal(storage_list(st, "certs/", &keys, &n, err, sizeof(err)), 0);
+	assert_int_equal(ss_list(st, "certs/", &keys, &n, err, sizeof(err)), 0);
 	assert_int_equal(n, sizeof(cases) / sizeof(cases[0]) + 2);
 	storage_list_free(keys, n);
 	/* a corrupt lock file is taken over rather than stuck forever */
-	assert_int_equal(storage_lock(st, "issue/c", "A", 5000, err, sizeof(err)), 0);
+	assert_int_equal(ss_lock(st, "issue/c", "A", 5000, err, sizeof(err)), 0);
 	write_raw("#locks/issue/c", "junk", 4);
-	assert_int_equal(storage_lock(st, "issue/c", "B", 5000, err, sizeof(err)), 0);
-	assert_int_equal(storage_lock(st, "issue/c", "A", 5000, err, sizeof(err)), 1);
+	assert_int_equal(ss_lock(st, "issue/c", "B", 5000, err, sizeof(err)), 0);
+	assert_int_equal(ss_lock(st, "issue/c", "A", 5000, err, sizeof(err)), 1);
 	/* overwriting a corrupt value repairs it */
 	sbt_put(st, "certs/short", "new", 3, 0);
 	sbt_expect(st, "certs/short", "new", 3);
@@ -536,23 +585,66 @@ static void f_lock_across_instances(void **state)
 	pid_t pid;
 	int status;
 
-	assert_int_equal(storage_lock(st, "issue/x", "A", 5000, err, sizeof(err)), 0);
-	assert_int_equal(storage_lock(st2, "issue/x", "B", 5000, err, sizeof(err)), 1);
-	assert_int_equal(storage_unlock(st2, "issue/x", "B", err, sizeof(err)), 1);
+	assert_int_equal(ss_lock(st, "issue/x", "A", 5000, err, sizeof(err)), 0);
+	assert_int_equal(ss_lock(st2, "issue/x", "B", 5000, err, sizeof(err)), 1);
+	assert_int_equal(ss_unlock(st2, "issue/x", "B", err, sizeof(err)), 1);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		struct storage *c = file_reopen();
-		int r1 = storage_lock(c, "issue/x", "C", 5000, err, sizeof(err));
-		int r2 = storage_lock(c, "issue/y", "C", 5000, err, sizeof(err));
+		struct storage *c = file_reopen_on(ev_loop_new(EVFLAG_AUTO));
+		int r1 = ss_lock(c, "issue/x", "C", 5000, err, sizeof(err));
+		int r2 = ss_lock(c, "issue/y", "C", 5000, err, sizeof(err));
 
 		_exit(r1 == 1 && r2 == 0 ? 0 : 1);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	assert_int_equal(storage_lock(st, "issue/y", "A", 5000, err, sizeof(err)), 1);
-	assert_int_equal(storage_unlock(st, "issue/x", "A", err, sizeof(err)), 0);
-	assert_int_equal(storage_lock(st2, "issue/x", "B", 5000, err, sizeof(err)), 0);
+	assert_int_equal(ss_lock(st, "issue/y", "A", 5000, err, sizeof(err)), 1);
+	assert_int_equal(ss_unlock(st, "issue/x", "A", err, sizeof(err)), 0);
+	assert_int_equal(ss_lock(st2, "issue/x", "B", 5000, err, sizeof(err)), 0);
+	storage_close(st2);
+}
+
+struct lock_race {
+	int won, lost, failed;
+};
+
+static void cb_lock_race(void *arg, struct storage_res *res)
+{
+	struct lock_race *lr = arg;
+
+	if (res->rc == 0)
+		lr->won++;
+	else if (res->rc == 1)
+		lr->lost++;
+	else
+		lr->failed++;
+}
+
+/* Two instances on one dir, each with its worker threads, race for the same
+ * lock names at once: every name has exactly one winner. */
+static void f_lock_race(void **state)
+{
+	struct storage *st = *state, *st2 = file_reopen();
+	struct lock_race lr[4] = { { 0 } };
+	char name[32], owner[32];
+	int i, j;
+
+	for (i = 0; i < 8; i++) {
+		for (j = 0; j < 4; j++) {
+			snprintf(name, sizeof(name), "issue/race%d", j);
+			snprintf(owner, sizeof(owner), "owner-%d", i);
+			assert_non_null(storage_lock(i % 2 ? st2 : st, name, owner, 5000,
+						     cb_lock_race, &lr[j]));
+		}
+	}
+	while (storage_inflight(st) + storage_inflight(st2) > 0)
+		ev_run(test_loop, EVRUN_ONCE);
+	for (j = 0; j < 4; j++) {
+		assert_int_equal(lr[j].failed, 0);
+		assert_int_equal(lr[j].won, 1);
+		assert_int_equal(lr[j].lost, 7);
+	}
 	storage_close(st2);
 }
 
@@ -567,6 +659,20 @@ static size_t kill_val(char *buf, int i, int gen)
 	for (j = 0; j < len; j++)
 		buf[j] = (char)((j * 31 + (size_t)i * 7 + (size_t)gen * 13) & 0xff);
 	return len;
+}
+
+struct kill_writer {
+	int fd;
+	int started;
+};
+
+/* Tells the parent, once, that a first value of this round is on disk. */
+static void cb_kill_put(void *arg, struct storage_res *res)
+{
+	struct kill_writer *kw = arg;
+
+	if (res->rc == 0 && !kw->started++)
+		(void)!write(kw->fd, "x", 1);
 }
 
 static void f_kill9_mid_writes(void **state)
@@ -591,18 +697,20 @@ static void f_kill9_mid_writes(void **state)
 		pid = fork();
 		assert_true(pid >= 0);
 		if (pid == 0) {
-			struct storage *cst = file_reopen();
-			int started = 0;
+			struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+			struct storage *cst = file_reopen_on(loop);
+			struct kill_writer kw = { .fd = fds[1] };
 
 			close(fds[0]);
 			for (;;) {
+				/* every key at once: the worker threads write in parallel */
 				for (i = 0; i < KILL_KEYS; i++) {
 					snprintf(key, sizeof(key), "k/%03d", i);
 					storage_put(cst, key, buf, kill_val(buf, i, round), 0,
-						    err, sizeof(err));
-					if (!started++)
-						(void)!write(fds[1], "x", 1);
+						    cb_kill_put, &kw);
 				}
+				while (storage_inflight(cst) > 0)
+					ev_run(loop, EVRUN_ONCE);
 			}
 		}
 		close(fds[1]);
@@ -616,7 +724,7 @@ static void f_kill9_mid_writes(void **state)
 			size_t len = 0, lo, ln;
 
 			snprintf(key, sizeof(key), "k/%03d", i);
-			if (storage_get(st, key, &v, &len, err, sizeof(err)) != 0)
+			if (ss_get(st, key, &v, &len, err, sizeof(err)) != 0)
 				fail_msg("round %d %s: %s", round, key, err);
 			lo = kill_val(want, i, gen[i]);
 			if (len == lo && memcmp(v, want, lo) == 0) {
@@ -635,7 +743,7 @@ static void f_kill9_mid_writes(void **state)
 			char **keys = NULL;
 			size_t n = 0;
 
-			assert_int_equal(storage_list(st, "k/", &keys, &n, err, sizeof(err)), 0);
+			assert_int_equal(ss_list(st, "k/", &keys, &n, err, sizeof(err)), 0);
 			assert_int_equal(n, KILL_KEYS);
 			storage_list_free(keys, n);
 		}
@@ -662,16 +770,21 @@ int main(void)
 	static const struct CMUnitTest behaviour[] = {
 		STORAGE_BEHAVIOUR_TESTS,
 		cmocka_unit_test_setup_teardown(bt_single_node_pubsub, sbt_setup, sbt_teardown),
+		cmocka_unit_test_setup_teardown(bt_single_node_feed, sbt_setup, sbt_teardown),
 	};
 	static const struct CMUnitTest file_only[] = {
 		cmocka_unit_test_setup_teardown(f_modes_and_persist, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(f_stray_tmp, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(f_corrupt, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(f_lock_across_instances, sbt_setup, sbt_teardown),
+		cmocka_unit_test_setup_teardown(f_lock_race, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(f_kill9_mid_writes, sbt_setup, sbt_teardown),
 	};
 	int fails = 0;
 
+	test_loop = ev_loop_new(EVFLAG_AUTO);
+	if (test_loop == NULL)
+		return 1;
 	fails += cmocka_run_group_tests_name("storage", common, NULL, NULL);
 	sbt_open = file_open_fresh;
 	sbt_close = file_close_rm;
@@ -680,6 +793,7 @@ int main(void)
 	sbt_open = shm_open_fresh;
 	sbt_close = storage_close;
 	fails += cmocka_run_group_tests_name("storage_shm", behaviour, NULL, NULL);
+	ev_loop_destroy(test_loop);
 	return fails ? 1 : 0;
 }
 

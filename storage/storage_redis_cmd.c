@@ -1,0 +1,428 @@
+/* redis backend: the commands of each operation and the decoding of their
+ * replies. Every function here runs on the loop, called by the pipeline of
+ * storage_redis.c; an operation of more than one command (LIST: SCAN over
+ * its cursor; LOCK: SET NX, then the extend script) sends the next one from
+ * the reply to the previous. Values are never logged. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "storage/storage.h"
+#include "storage/storage_redis_int.h"
+
+#define REDIS_SCAN_COUNT "500"
+
+static const char redis_lua_extend[] =
+	"if redis.call('get', KEYS[1]) == ARGV[1] then "
+	"redis.call('pexpire', KEYS[1], ARGV[2]) return 1 end return 0";
+static const char redis_lua_unlock[] =
+	"if redis.call('get', KEYS[1]) == ARGV[1] then "
+	"return redis.call('del', KEYS[1]) end return 0";
+
+/* KEYS: gen, log, ver; ARGV: member [, version]. The log holds each member
+ * once, scored by the generation of its last change. */
+static const char redis_lua_feed_put[] =
+	"local g = redis.call('incr', KEYS[1]) "
+	"redis.call('zadd', KEYS[2], g, ARGV[1]) "
+	"if #ARGV > 1 then redis.call('hset', KEYS[3], ARGV[1], ARGV[2]) "
+	"else redis.call('hdel', KEYS[3], ARGV[1]) end "
+	"return g";
+
+/* KEYS: gen, log, ver; ARGV: since, batch. Returns {gen, more, members,
+ * versions}: a full batch brings the reader to its last member's generation
+ * (more: 1), a partial one to the current generation. */
+static const char redis_lua_feed_since[] =
+	"local cur = tonumber(redis.call('get', KEYS[1]) or '0') "
+	"local batch = tonumber(ARGV[2]) "
+	"local m = redis.call('zrangebyscore', KEYS[2], '(' .. ARGV[1], '+inf', "
+	"'withscores', 'limit', 0, batch) "
+	"local names = {} "
+	"for i = 1, #m, 2 do names[#names + 1] = m[i] end "
+	"local vers = {} "
+	"if #names > 0 then vers = redis.call('hmget', KEYS[3], unpack(names)) end "
+	"if #names == batch then return {tonumber(m[#m]), 1, names, vers} end "
+	"return {cur, 0, names, vers}";
+
+/* ---- commands ------------------------------------------------------------ */
+
+/* Sends "<cmd> <key>" [<val>] on <req>'s key (kind "" or "lock:"). */
+static void redis_cmd_key(struct redis_req *req, const char *cmd, const char *kind)
+{
+	struct storage_op *op = req->op;
+	char k[REDIS_KEYBUF], px[32];
+	const char *argv[] = { cmd, k, op->val, "PX", px };
+	size_t lens[] = { strlen(cmd), 0, op->len, 2, 0 };
+	int argc = 2, n = redis_key(req->be, kind, op->key, "", k, sizeof(k));
+
+	if (n < 0) {
+		redis_req_fail(req, "key too long");
+		return;
+	}
+	lens[1] = n;
+	if (op->kind == STORAGE_OP_PUT || op->kind == STORAGE_OP_PUBLISH)
+		argc = 3;
+	if (op->kind == STORAGE_OP_PUT && op->ttl_sec) {
+		lens[4] = snprintf(px, sizeof(px), "%llu", (unsigned long long)op->ttl_sec * 1000);
+		argc = 5;
+	}
+	redis_req_send(req, argc, argv, lens);
+}
+
+/* Sends EVAL <script> 1 <lock key> <owner> [<lease ms>]. */
+static void redis_cmd_lock_script(struct redis_req *req, const char *script, int with_lease)
+{
+	struct storage_op *op = req->op;
+	char k[REDIS_KEYBUF], px[32];
+	const char *argv[] = { "EVAL", script, "1", k, op->owner, px };
+	size_t lens[] = { 4, strlen(script), 1, 0, strlen(op->owner), 0 };
+	int n = redis_key(req->be, "lock:", op->key, "", k, sizeof(k));
+
+	if (n < 0) {
+		redis_req_fail(req, "name too long");
+		return;
+	}
+	lens[3] = n;
+	lens[5] = snprintf(px, sizeof(px), "%u", op->lease_ms);
+	redis_req_send(req, with_lease ? 6 : 5, argv, lens);
+}
+
+static void redis_cmd_lock_set(struct redis_req *req)
+{
+	struct storage_op *op = req->op;
+	char k[REDIS_KEYBUF], px[32];
+	const char *argv[] = { "SET", k, op->owner, "NX", "PX", px };
+	size_t lens[] = { 3, 0, strlen(op->owner), 2, 2, 0 };
+	int n = redis_key(req->be, "lock:", op->key, "", k, sizeof(k));
+
+	if (n < 0) {
+		redis_req_fail(req, "name too long");
+		return;
+	}
+	lens[1] = n;
+	lens[5] = snprintf(px, sizeof(px), "%u", op->lease_ms);
+	req->step = 0;
+	req->attempt++;
+	redis_req_send(req, 6, argv, lens);
+}
+
+/* Appends <s> to <out> with glob characters escaped; returns bytes written. */
+static size_t redis_glob_escape(char *out, const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++) {
+		if (strchr("*?[]\\", *s) != NULL)
+			out[n++] = '\\';
+		out[n++] = *s;
+	}
+	return n;
+}
+
+/* Sends SCAN <cursor> MATCH <escaped ns:prefix>* COUNT 500. */
+static void redis_cmd_scan(struct redis_req *req)
+{
+	const struct redis_be *be = req->be;
+	char pat[2 * REDIS_KEYBUF + 2];
+	const char *argv[] = { "SCAN", req->cursor, "MATCH", pat, "COUNT", REDIS_SCAN_COUNT };
+	size_t lens[] = { 4, strlen(req->cursor), 5, 0, 5, strlen(REDIS_SCAN_COUNT) };
+	size_t n;
+
+	n = redis_glob_escape(pat, be->ns);
+	if (be->ns[0])
+		pat[n++] = ':';
+	n += redis_glob_escape(pat + n, req->op->key);
+	pat[n++] = '*';
+	pat[n] = '\0';
+	lens[3] = n;
+	redis_req_send(req, 6, argv, lens);
+}
+
+/* Sends EVAL <script> 3 <feed gen> <feed log> <feed ver> <a1> [<a2>]. */
+static void redis_cmd_feed(struct redis_req *req, const char *script, const char *a1,
+			   size_t a1len, const char *a2, size_t a2len)
+{
+	struct storage_op *op = req->op;
+	char kg[REDIS_KEYBUF], kl[REDIS_KEYBUF], kv[REDIS_KEYBUF];
+	const char *argv[] = { "EVAL", script, "3", kg, kl, kv, a1, a2 };
+	size_t lens[] = { 4, strlen(script), 1, 0, 0, 0, a1len, a2len };
+	int ng = redis_key(req->be, "feed:", op->key, ":gen", kg, sizeof(kg));
+	int nl = redis_key(req->be, "feed:", op->key, ":log", kl, sizeof(kl));
+	int nv = redis_key(req->be, "feed:", op->key, ":ver", kv, sizeof(kv));
+
+	if (ng < 0 || nl < 0 || nv < 0) {
+		redis_req_fail(req, "feed name too long");
+		return;
+	}
+	lens[3] = ng;
+	lens[4] = nl;
+	lens[5] = nv;
+	redis_req_send(req, a2 ? 8 : 7, argv, lens);
+}
+
+void redis_cmd_start(struct redis_req *req)
+{
+	struct storage_op *op = req->op;
+	static const char *const ping[] = { "PING" };
+	static const size_t ping_len[] = { 4 };
+	char since[32], batch[16];
+
+	switch (op->kind) {
+	case STORAGE_OP_GET:
+		redis_cmd_key(req, "GET", "");
+		break;
+	case STORAGE_OP_PUT:
+		redis_cmd_key(req, "SET", "");
+		break;
+	case STORAGE_OP_DEL:
+		redis_cmd_key(req, "DEL", "");
+		break;
+	case STORAGE_OP_PUBLISH:
+		redis_cmd_key(req, "PUBLISH", "");
+		break;
+	case STORAGE_OP_LIST:
+		snprintf(req->cursor, sizeof(req->cursor), "0");
+		redis_cmd_scan(req);
+		break;
+	case STORAGE_OP_LOCK:
+		redis_cmd_lock_set(req);
+		break;
+	case STORAGE_OP_UNLOCK:
+		redis_cmd_lock_script(req, redis_lua_unlock, 0);
+		break;
+	case STORAGE_OP_PING:
+		redis_req_send(req, 1, (const char **)ping, ping_len);
+		break;
+	case STORAGE_OP_FEED_PUT:
+		redis_cmd_feed(req, redis_lua_feed_put, op->member, strlen(op->member),
+			       op->val, op->val ? op->len : 0);
+		break;
+	case STORAGE_OP_FEED_SINCE:
+		snprintf(since, sizeof(since), "%llu", (unsigned long long)op->since);
+		snprintf(batch, sizeof(batch), "%d", STORAGE_FEED_BATCH);
+		redis_cmd_feed(req, redis_lua_feed_since, since, strlen(since), batch,
+			       strlen(batch));
+		break;
+	default:
+		redis_req_fail(req, "not supported");
+		break;
+	}
+}
+
+/* ---- replies ------------------------------------------------------------- */
+
+static int redis_cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char *redis_strdup_reply(const redisReply *e)
+{
+	char *s = malloc(e->len + 1);
+
+	if (s != NULL) {
+		memcpy(s, e->str, e->len);
+		s[e->len] = '\0';
+	}
+	return s;
+}
+
+static void redis_reply_get(struct redis_req *req, const redisReply *r)
+{
+	struct storage_res *res = &req->op->res;
+
+	if (r->type == REDIS_REPLY_NIL) {
+		redis_req_finish(req, 1);
+		return;
+	}
+	if (r->type != REDIS_REPLY_STRING) {
+		redis_req_fail(req, "unexpected reply type %d", r->type);
+		return;
+	}
+	if ((res->val = redis_strdup_reply(r)) == NULL) {
+		redis_req_fail(req, "out of memory");
+		return;
+	}
+	res->len = r->len;
+	redis_req_finish(req, 0);
+}
+
+/* One SCAN page: keeps the live keys of our namespace under the prefix (a
+ * key name holds no ':', so lock and feed keys, and the keys of namespaces
+ * nested in ours, are left out), then scans on or completes. */
+static void redis_reply_scan(struct redis_req *req, const redisReply *r)
+{
+	const struct redis_be *be = req->be;
+	const char *prefix = req->op->key;
+	size_t nslen = be->ns[0] ? strlen(be->ns) + 1 : 0, plen = strlen(prefix), i, j;
+	const redisReply *page;
+
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_STRING ||
+	    r->element[0]->len >= sizeof(req->cursor) ||
+	    r->element[1]->type != REDIS_REPLY_ARRAY) {
+		redis_req_fail(req, "unexpected SCAN reply");
+		return;
+	}
+	memcpy(req->cursor, r->element[0]->str, r->element[0]->len + 1);
+	page = r->element[1];
+	for (i = 0; i < page->elements; i++) {
+		const redisReply *e = page->element[i];
+		const char *key;
+
+		if (e->type != REDIS_REPLY_STRING || e->len <= nslen || strlen(e->str) != e->len)
+			continue;
+		key = e->str + nslen;
+		if (!storage_key_valid(key) || strncmp(key, prefix, plen) != 0)
+			continue;
+		if (req->n == req->cap) {
+			size_t cap = req->cap ? req->cap * 2 : 16;
+			char **grown = realloc(req->keys, cap * sizeof(*grown));
+
+			if (grown == NULL)
+				goto oom;
+			req->keys = grown;
+			req->cap = cap;
+		}
+		if ((req->keys[req->n] = strdup(key)) == NULL)
+			goto oom;
+		req->n++;
+	}
+	if (strcmp(req->cursor, "0") != 0) {
+		redis_cmd_scan(req);
+		return;
+	}
+	if (req->keys == NULL && (req->keys = calloc(1, sizeof(*req->keys))) == NULL)
+		goto oom;
+	qsort(req->keys, req->n, sizeof(*req->keys), redis_cmp_str);
+	/* SCAN may return a key more than once */
+	for (i = j = 0; i < req->n; i++) {
+		if (j > 0 && strcmp(req->keys[j - 1], req->keys[i]) == 0)
+			free(req->keys[i]);
+		else
+			req->keys[j++] = req->keys[i];
+	}
+	req->op->res.keys = req->keys;
+	req->op->res.n = j;
+	req->keys = NULL;
+	req->n = 0;
+	redis_req_finish(req, 0);
+	return;
+oom:
+	redis_req_fail(req, "out of memory");
+}
+
+/* SET NX answered OK (taken) or nil (held): then the extend script answers
+ * 1 (ours, extended) or 0 (another's, or it expired in between: SET NX once
+ * more). */
+static void redis_reply_lock(struct redis_req *req, const redisReply *r)
+{
+	if (req->step == 0) {
+		if (r->type == REDIS_REPLY_STATUS) {
+			redis_req_finish(req, 0);
+		} else if (r->type == REDIS_REPLY_NIL) {
+			req->step = 1;
+			redis_cmd_lock_script(req, redis_lua_extend, 1);
+		} else {
+			redis_req_fail(req, "unexpected reply type %d", r->type);
+		}
+		return;
+	}
+	if (r->type != REDIS_REPLY_INTEGER)
+		redis_req_fail(req, "unexpected script reply");
+	else if (r->integer == 1)
+		redis_req_finish(req, 0);
+	else if (req->attempt < 2)
+		redis_cmd_lock_set(req);
+	else
+		redis_req_finish(req, 1);
+}
+
+static void redis_reply_feed_since(struct redis_req *req, const redisReply *r)
+{
+	struct storage_res *res = &req->op->res;
+	const redisReply *names, *vers;
+	size_t i, n;
+
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 ||
+	    r->element[0]->type != REDIS_REPLY_INTEGER ||
+	    r->element[1]->type != REDIS_REPLY_INTEGER ||
+	    r->element[2]->type != REDIS_REPLY_ARRAY ||
+	    r->element[3]->type != REDIS_REPLY_ARRAY ||
+	    r->element[2]->elements != r->element[3]->elements) {
+		redis_req_fail(req, "unexpected script reply");
+		return;
+	}
+	names = r->element[2];
+	vers = r->element[3];
+	n = names->elements;
+	res->keys = calloc(n ? n : 1, sizeof(*res->keys));
+	res->vals = calloc(n ? n : 1, sizeof(*res->vals));
+	if (res->keys == NULL || res->vals == NULL)
+		goto oom;
+	res->n = n;	/* storage_list_free() copes with the NULLs of a partial fill */
+	for (i = 0; i < n; i++) {
+		if (names->element[i]->type != REDIS_REPLY_STRING ||
+		    (vers->element[i]->type != REDIS_REPLY_STRING &&
+		     vers->element[i]->type != REDIS_REPLY_NIL)) {
+			storage_res_clear(res);
+			redis_req_fail(req, "unexpected script reply");
+			return;
+		}
+		if ((res->keys[i] = redis_strdup_reply(names->element[i])) == NULL)
+			goto oom;
+		if (vers->element[i]->type == REDIS_REPLY_STRING &&
+		    (res->vals[i] = redis_strdup_reply(vers->element[i])) == NULL)
+			goto oom;
+	}
+	res->gen = r->element[0]->integer > 0 ? (uint64_t)r->element[0]->integer : 0;
+	res->more = r->element[1]->integer != 0;
+	redis_req_finish(req, 0);
+	return;
+oom:
+	storage_res_clear(res);
+	redis_req_fail(req, "out of memory");
+}
+
+void redis_cmd_reply(struct redis_req *req, redisReply *r)
+{
+	struct storage_op *op = req->op;
+
+	if (r->type == REDIS_REPLY_ERROR) {
+		redis_req_fail(req, "%s", r->str);
+		return;
+	}
+	switch (op->kind) {
+	case STORAGE_OP_GET:
+		redis_reply_get(req, r);
+		break;
+	case STORAGE_OP_LIST:
+		redis_reply_scan(req, r);
+		break;
+	case STORAGE_OP_LOCK:
+		redis_reply_lock(req, r);
+		break;
+	case STORAGE_OP_UNLOCK:
+		if (r->type != REDIS_REPLY_INTEGER)
+			redis_req_fail(req, "unexpected script reply");
+		else
+			redis_req_finish(req, r->integer == 1 ? 0 : 1);
+		break;
+	case STORAGE_OP_FEED_PUT:
+		if (r->type != REDIS_REPLY_INTEGER || r->integer <= 0) {
+			redis_req_fail(req, "unexpected script reply");
+			break;
+		}
+		op->res.gen = (uint64_t)r->integer;
+		redis_req_finish(req, 0);
+		break;
+	case STORAGE_OP_FEED_SINCE:
+		redis_reply_feed_since(req, r);
+		break;
+	default:	/* PUT, DEL, PING, PUBLISH: any non-error reply */
+		redis_req_finish(req, 0);
+		break;
+	}
+}
