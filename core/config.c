@@ -854,3 +854,37 @@ int config_diff(const struct config *old, const struct config *nw, char *report,
 	}
 	return restart;
 }
+
+/* Swaps the bytes of one field between two configs. */
+static void cfg_swap(struct config *a, struct config *b, size_t off, size_t len)
+{
+	char tmp[sizeof(char **) > sizeof(int) ? sizeof(char **) : sizeof(int)];
+
+	memcpy(tmp, (char *)a + off, len);
+	memcpy((char *)a + off, (char *)b + off, len);
+	memcpy((char *)b + off, tmp, len);
+}
+
+void config_apply_reload(struct config *running, struct config *nw)
+{
+	size_t i;
+
+	for (i = 0; i < CFG_NROWS; i++) {
+		const struct cfg_row *row = &cfg_rows[i];
+
+		if (!(row->flags & CF_RELOAD))
+			continue;
+		switch (row->kind) {
+		case CFG_STR:
+			cfg_swap(running, nw, row->off, sizeof(char *));
+			break;
+		case CFG_LIST:
+			cfg_swap(running, nw, row->off, sizeof(char **));
+			cfg_swap(running, nw, row->off_n, sizeof(size_t));
+			break;
+		default:
+			cfg_swap(running, nw, row->off, sizeof(int));
+			break;
+		}
+	}
+}

@@ -86,6 +86,10 @@ int config_host_normalize(const char *in, char *out, size_t outlen);
  * number of changed keys that need a restart (0: the new config can be applied). */
 int config_diff(const struct config *old, const struct config *nw, char *report, size_t replen);
 
+/* Moves into <running> the value of every key the config table marks as
+ * applied at SIGHUP, taken from <nw> (which gets the old values, to free). */
+void config_apply_reload(struct config *running, struct config *nw);
+
 /* Parses "host:port", "[v6]:port" or, when <allow_unix>, "unix:/path" into <out>.
  * Port must be 1..65535. Returns 0, or -1 with a reason in <why> (<whylen>). */
 int config_addr_parse(const char *addr, int allow_unix, struct config_addr *out,

@@ -873,17 +873,8 @@ void mgr_reload(struct mgr *m, struct config *cfg)
 	if (restart)
 		log_warn("config: %d changed key(s) need a restart to apply; the rest is applied now",
 			 restart);
-	/* live keys are read from m->cfg at each use: move them into the running
-	 * config, keep the values that only a restart can change */
-#define MGR_SWAP(a, b) do { __typeof__(a) t_ = (a); (a) = (b); (b) = t_; } while (0)
-	MGR_SWAP(m->cfg->domains, cfg->domains);
-	MGR_SWAP(m->cfg->ndomains, cfg->ndomains);
-	MGR_SWAP(m->cfg->ask_url, cfg->ask_url);
-	MGR_SWAP(m->cfg->admin_token, cfg->admin_token);
-#undef MGR_SWAP
-	m->cfg->allow_any_domain = cfg->allow_any_domain;
-	m->cfg->fail_backoff_minutes = cfg->fail_backoff_minutes;
-	m->cfg->renew_threshold_days = cfg->renew_threshold_days;
+	/* live keys are read from m->cfg at each use: the table says which */
+	config_apply_reload(m->cfg, cfg);
 	config_free(cfg);
 	admin_set_token(m->admin, m->cfg->admin_token);
 	hmap_foreach(&m->certs, mgr_recompute_cb, m);

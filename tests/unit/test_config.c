@@ -554,6 +554,31 @@ static void test_example_file(void **state)
 	assert_contains(errs, "admin.token: {env://ACME_SPOA_ADMIN_TOKEN} names an unset environment variable");
 }
 
+/* What SIGHUP applies comes from the table's flags: live keys move to the
+ * running config, restart-only keys keep their running values. */
+static void test_apply_reload(void **state)
+{
+	struct config *run = load(WITH("\"domains\":[\"a.test\"],\"max_concurrent_orders\":5,"
+				       "\"fail_backoff_minutes\":3"));
+	struct config *nw = load(WITH("\"domains\":[\"b.test\",\"c.test\"],\"max_concurrent_orders\":9,"
+				      "\"fail_backoff_minutes\":7,\"ask_url\":\"http://127.0.0.1:1/ask\""));
+
+	(void)state;
+	assert_non_null(run);
+	assert_non_null(nw);
+	config_apply_reload(run, nw);
+	assert_int_equal(run->ndomains, 2);
+	assert_string_equal(run->domains[1], "c.test");
+	assert_int_equal(run->fail_backoff_minutes, 7);
+	assert_string_equal(run->ask_url, "http://127.0.0.1:1/ask");
+	assert_int_equal(run->max_orders, 5);		/* needs a restart */
+	assert_int_equal(nw->ndomains, 1);		/* the old values, freed with <nw> */
+	assert_string_equal(nw->domains[0], "a.test");
+	assert_null(nw->ask_url);
+	config_free(nw);
+	config_free(run);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -568,6 +593,7 @@ int main(void)
 		cmocka_unit_test(test_host_normalize),
 		cmocka_unit_test(test_addr_parse),
 		cmocka_unit_test(test_diff),
+		cmocka_unit_test(test_apply_reload),
 		cmocka_unit_test(test_example_file),
 	};
 
