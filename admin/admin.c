@@ -21,6 +21,8 @@
 
 #include "admin/admin.h"
 #include "admin/admin_int.h"
+#include "lib/addr.h"
+#include "lib/host.h"
 #include "lib/log.h"
 
 #define ADMIN_DEF_MAX_BODY	(64 * 1024)
@@ -311,7 +313,7 @@ static enum MHD_Result admin_do_post_acme(struct admin_req *r)
 	if (pp.have_host != 1)
 		return admin_queue_message(r, MHD_HTTP_BAD_REQUEST,
 					   "host must be provided and containing a single domain");
-	if (admin_host_normalize(pp.host, host, sizeof(host)))
+	if (host_normalize(pp.host, host, sizeof(host), HOST_WILDCARD) == -1)
 		return admin_queue_message(r, MHD_HTTP_BAD_REQUEST,
 					   "host is not a valid domain name");
 	if ((pp.test_flow && !a->ops->sanity_test) || (!pp.test_flow && !a->ops->issue))
@@ -332,7 +334,7 @@ static enum MHD_Result admin_do_cert(struct admin_req *r)
 	char host[ADMIN_HOST_MAX + 1];
 	json_t *cert;
 
-	if (admin_host_normalize(r->host, host, sizeof(host)))
+	if (host_normalize(r->host, host, sizeof(host), HOST_WILDCARD) == -1)
 		return admin_queue_message(r, MHD_HTTP_BAD_REQUEST,
 					   "host is not a valid domain name");
 	if (strcmp(r->method, "DELETE") == 0) {
@@ -634,10 +636,26 @@ struct admin *admin_new(struct ev_loop *loop, const struct admin_conf *conf,
 	struct sockaddr_storage ss;
 	const union MHD_DaemonInfo *info;
 	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	char shown[300], why[160];
+	socklen_t sslen;
 	uint16_t port;
 
-	if (admin_parse_listen(conf->listen, &ss, err, errlen))
+	if (conf->addr) {
+		/* parsed by the config: only the name, if any, is left to resolve */
+		addr_format(conf->addr, shown, sizeof(shown));
+		if (addr_sockaddr(conf->addr, 1, &ss, &sslen, why, sizeof(why)) == -1) {
+			snprintf(err, errlen, "admin.listen: %s: %s", shown, why);
+			goto out;
+		}
+	} else {
+		snprintf(shown, sizeof(shown), "%s", conf->listen ? conf->listen : "");
+		if (admin_parse_listen(conf->listen, &ss, err, errlen))
+			goto out;
+	}
+	if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) {
+		snprintf(err, errlen, "admin.listen: %s: not a TCP address", shown);
 		goto out;
+	}
 	a = calloc(1, sizeof(*a));
 	if (!a) {
 		snprintf(err, errlen, "admin: out of memory");
@@ -664,8 +682,7 @@ struct admin *admin_new(struct ev_loop *loop, const struct admin_conf *conf,
 		MHD_OPTION_NOTIFY_COMPLETED, cb_admin_completed, a,
 		MHD_OPTION_END);
 	if (!a->mhd) {
-		snprintf(err, errlen, "admin.listen: %s: cannot listen (address in use?)",
-			 conf->listen);
+		snprintf(err, errlen, "admin.listen: %s: cannot listen (address in use?)", shown);
 		goto out;
 	}
 	info = MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_EPOLL_FD);
@@ -681,7 +698,7 @@ struct admin *admin_new(struct ev_loop *loop, const struct admin_conf *conf,
 	info = MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_BIND_PORT);
 	a->port = info ? info->port : port;
 	admin_run(a);
-	log_info("admin: listening on %s (port %d)", conf->listen, a->port);
+	log_info("admin: listening on %s (port %d)", shown, a->port);
 	ret = a;
 	a = NULL;
 out:

@@ -11,6 +11,7 @@
 #include <ev.h>
 #include <jansson.h>
 
+#include "lib/addr.h"
 #include "lib/metrics.h"
 
 struct admin;
@@ -31,7 +32,8 @@ void admin_reply_json(struct admin_req *req, unsigned status, json_t *body);
 
 /* The certificate manager as the admin API sees it. Every member may be NULL:
  * the route then answers 501 (health NULL counts as healthy, metrics NULL gives
- * an empty page). <host> arguments are valid (admin_host_valid) and lower-case. */
+ * an empty page). <host> arguments are valid (host_normalize() with HOST_WILDCARD:
+ * a DNS name, optionally "*."-prefixed, never an IP address) and lower-case. */
 struct admin_ops {
 	/* POST /acme host=H: issue or renew; answer later (or at once) via
 	 * admin_reply_* (201/400/500). */
@@ -56,15 +58,17 @@ struct admin_ops {
 
 struct admin_conf {
 	const char *listen;	/* "127.0.0.1:8001", "[::1]:8001", port 0 = any free port */
+	const struct addr *addr;	/* <listen> already parsed (config), or NULL */
 	const char *token;	/* Bearer token required on every route but /healthz; NULL = none */
 	size_t max_body;	/* request body limit in bytes; 0 => 64 KiB */
 	unsigned max_conns;	/* concurrent connections; 0 => 256 */
 	unsigned conn_timeout;	/* idle seconds before a connection is closed; 0 => 10 */
 };
 
-/* Starts the admin API on <conf>->listen, driven by <loop>. <ops> and <ctx> must
- * outlive the admin; <conf> strings are copied. Returns the admin, or NULL with
- * the reason in <err>. Free with admin_free(). */
+/* Starts the admin API on <conf>->addr, or when that is NULL on <conf>->listen
+ * (read by addr_parse() with ADDR_LISTEN: "*:port", ":port" and port 0 allowed),
+ * driven by <loop>. <ops> and <ctx> must outlive the admin; <conf> is not kept.
+ * Returns the admin, or NULL with the reason in <err>. Free with admin_free(). */
 struct admin *admin_new(struct ev_loop *loop, const struct admin_conf *conf,
 			const struct admin_ops *ops, void *ctx, char *err, size_t errlen);
 
@@ -78,15 +82,5 @@ int admin_port(const struct admin *a);
  * by the ops stay valid until answered (the answer then goes nowhere).
  * Accepts NULL. */
 void admin_free(struct admin *a);
-
-/* Returns 1 when <host> is a syntactically valid DNS name for a certificate:
- * LDH labels of 1..63 characters (no leading/trailing hyphen), at most 253
- * characters, at least two labels, optional leading "*.", not an IP literal.
- * Upper-case letters are accepted. Returns 0 otherwise. */
-int admin_host_valid(const char *host);
-
-/* Checks <host> with admin_host_valid() and writes it lower-cased to <out>
- * (<outlen> >= 254 always suffices). Returns 0, or -1 when invalid. */
-int admin_host_normalize(const char *host, char *out, size_t outlen);
 
 #endif

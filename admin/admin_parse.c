@@ -1,7 +1,7 @@
-/* Admin API input parsing: host names, request bodies, the listen address and
- * the token comparison. No sockets, no loop (see admin/admin_int.h). */
+/* Admin API input parsing: request bodies, the listen address (lib/addr.h) and
+ * the token comparison. No sockets, no loop (see admin/admin_int.h). Host names
+ * follow lib/host.h. */
 #include <ctype.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,53 +10,7 @@
 
 #include "admin/admin.h"
 #include "admin/admin_int.h"
-
-int admin_host_valid(const char *host)
-{
-	const char *p = host, *label;
-	size_t total, len;
-	int labels = 0, all_digits = 1;
-
-	if (!host)
-		return 0;
-	total = strlen(host);
-	if (total == 0 || total > ADMIN_HOST_MAX)
-		return 0;
-	if (p[0] == '*' && p[1] == '.')
-		p += 2;
-	for (;;) {
-		label = p;
-		all_digits = 1;
-		while (isalnum((unsigned char)*p) || *p == '-') {
-			if (!isdigit((unsigned char)*p))
-				all_digits = 0;
-			p++;
-		}
-		len = (size_t)(p - label);
-		if (len == 0 || len > 63 || label[0] == '-' || p[-1] == '-')
-			return 0;
-		labels++;
-		if (*p == '\0')
-			break;
-		if (*p != '.')
-			return 0;
-		p++;
-	}
-	/* no TLD is all digits: this refuses IPv4 literals in every spelling */
-	return labels >= 2 && !all_digits;
-}
-
-int admin_host_normalize(const char *host, char *out, size_t outlen)
-{
-	size_t i;
-
-	if (!admin_host_valid(host) || strlen(host) >= outlen)
-		return -1;
-	for (i = 0; host[i]; i++)
-		out[i] = (char)tolower((unsigned char)host[i]);
-	out[i] = '\0';
-	return 0;
-}
+#include "lib/addr.h"
 
 static int admin_hexval(int c)
 {
@@ -169,55 +123,21 @@ int admin_token_equal(const char *given, const char *secret)
 	return d == 0;
 }
 
-
 int admin_parse_listen(const char *listen, struct sockaddr_storage *ss,
-			      char *err, size_t errlen)
+		       char *err, size_t errlen)
 {
-	struct addrinfo hints, *res = NULL;
-	char host[256];
-	const char *colon, *port, *h = listen;
-	size_t hlen;
-	int rc;
+	struct addr a;
+	socklen_t len;
+	char why[160];
 
 	if (!listen || !*listen) {
 		snprintf(err, errlen, "admin.listen: empty address");
 		return -1;
 	}
-	if (listen[0] == '[') {
-		colon = strchr(listen, ']');
-		if (!colon || colon[1] != ':') {
-			snprintf(err, errlen, "admin.listen: %s: expected [addr]:port", listen);
-			return -1;
-		}
-		h = listen + 1;
-		hlen = (size_t)(colon - h);
-		port = colon + 2;
-	} else {
-		colon = strrchr(listen, ':');
-		if (!colon) {
-			snprintf(err, errlen, "admin.listen: %s: expected host:port", listen);
-			return -1;
-		}
-		hlen = (size_t)(colon - listen);
-		port = colon + 1;
-	}
-	if (hlen >= sizeof(host) || !*port) {
-		snprintf(err, errlen, "admin.listen: %s: bad address", listen);
+	if (addr_parse(listen, ADDR_LISTEN, &a, why, sizeof(why)) == -1 ||
+	    addr_sockaddr(&a, 1, ss, &len, why, sizeof(why)) == -1) {
+		snprintf(err, errlen, "admin.listen: %s: %s", listen, why);
 		return -1;
 	}
-	memcpy(host, h, hlen);
-	host[hlen] = '\0';
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	rc = getaddrinfo(hlen && strcmp(host, "*") ? host : NULL, port, &hints, &res);
-	if (rc != 0 || !res) {
-		snprintf(err, errlen, "admin.listen: %s: %s", listen, gai_strerror(rc));
-		return -1;
-	}
-	memset(ss, 0, sizeof(*ss));
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	freeaddrinfo(res);
 	return 0;
 }

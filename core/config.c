@@ -34,6 +34,7 @@ enum cfg_kind {
 #define CF_SECRET	0x02	/* may be {env://..}/{file://..}; value never printed */
 #define CF_RELOAD	0x04	/* applied at SIGHUP without restart */
 #define CF_EMPTY_OK	0x08	/* "" is a valid value */
+#define CF_ADDR		0x10	/* an address, parsed (addr_parse) into the field at off_addr */
 
 struct cfg_row {
 	const char *name;		/* dotted path in the JSON tree */
@@ -46,6 +47,8 @@ struct cfg_row {
 	long long def_int;
 	size_t off, off_n;		/* field; CFG_LIST count field */
 	int (*check)(char *val, char *why, size_t whylen);
+	unsigned addr_flags;		/* CF_ADDR: ADDR_* for addr_parse() */
+	size_t off_addr;		/* CF_ADDR: struct addr (CFG_STR), struct addr * (CFG_LIST) */
 };
 
 struct cfg_errs {
@@ -65,8 +68,6 @@ static int chk_base64url(char *v, char *why, size_t whylen);
 static int chk_domain(char *v, char *why, size_t whylen);
 static int chk_host(char *v, char *why, size_t whylen);
 static int chk_abs_path(char *v, char *why, size_t whylen);
-static int chk_addr_unix(char *v, char *why, size_t whylen);
-static int chk_addr_tcp(char *v, char *why, size_t whylen);
 
 #define F(f)	offsetof(struct config, f)
 #define STR(n, fl, def, f, chk)	{ .name = n, .kind = CFG_STR, .flags = fl, .def_str = def, .off = F(f), .check = chk }
@@ -75,6 +76,11 @@ static int chk_addr_tcp(char *v, char *why, size_t whylen);
 #define ENUM(n, fl, ch, def, f)	{ .name = n, .kind = CFG_ENUM, .flags = fl, .choices = ch, .def_int = def, .off = F(f) }
 #define LIST(n, fl, mincount, def, f, fn, chk) \
 	{ .name = n, .kind = CFG_LIST, .flags = fl, .min = mincount, .def_str = def, .off = F(f), .off_n = F(fn), .check = chk }
+#define ADDR(n, fl, af, def, f, pf) \
+	{ .name = n, .kind = CFG_STR, .flags = (fl) | CF_ADDR, .addr_flags = af, .def_str = def, .off = F(f), .off_addr = F(pf) }
+#define ADDR_LIST(n, fl, mincount, af, def, f, fn, pf) \
+	{ .name = n, .kind = CFG_LIST, .flags = (fl) | CF_ADDR, .min = mincount, .addr_flags = af, .def_str = def, \
+	  .off = F(f), .off_n = F(fn), .off_addr = F(pf) }
 
 static const struct cfg_row cfg_rows[] = {
 	STR("account_email", CF_REQUIRED | CF_SECRET, NULL, account_email, chk_email),
@@ -102,10 +108,11 @@ static const struct cfg_row cfg_rows[] = {
 	BOOL("storage_config.redis.ssl_verify", 0, 0, redis_ssl_verify),
 	STR("storage_config.redis.ssl_server_name", 0, NULL, redis_ssl_server_name, chk_host),
 	STR("storage_config.redis.namespace", CF_EMPTY_OK, "", redis_namespace, NULL),
-	STR("spoa.listen", 0, "127.0.0.1:12345", spoa_listen, chk_addr_unix),
-	STR("admin.listen", 0, "127.0.0.1:8001", admin_listen, chk_addr_tcp),
+	ADDR("spoa.listen", 0, ADDR_UNIX, "127.0.0.1:12345", spoa_listen, spoa_addr),
+	ADDR("admin.listen", 0, 0, "127.0.0.1:8001", admin_listen, admin_addr),
 	STR("admin.token", CF_SECRET | CF_RELOAD, NULL, admin_token, NULL),
-	LIST("haproxy.runtime", 0, 1, "unix:/run/haproxy/admin.sock", runtime, nruntime, chk_addr_unix),
+	ADDR_LIST("haproxy.runtime", 0, 1, ADDR_UNIX, "unix:/run/haproxy/admin.sock", runtime, nruntime,
+		  runtime_addrs),
 	STR("haproxy.cert_dir", 0, "/etc/haproxy/certs", cert_dir, chk_abs_path),
 	STR("haproxy.crt_list", 0, NULL, crt_list, chk_abs_path),	/* default: cert_dir */
 	INT("max_concurrent_orders", 0, 1, 1000, 20, max_orders),
@@ -121,6 +128,7 @@ struct cfg_parse {
 };
 
 #define FIELD(cfg, row, type)	((type *)((char *)(cfg) + (row)->off))
+#define ADDR_FIELD(cfg, row, type)	((type *)((char *)(cfg) + (row)->off_addr))
 
 const char *config_cert_type_name(enum config_cert_type t)
 {
@@ -285,7 +293,7 @@ static int chk_domain(char *v, char *why, size_t whylen)
 	for (size_t i = 0; skip && special[i]; i++)
 		special_ok |= strcasecmp(v + skip, special[i]) == 0;
 	snprintf(probe, sizeof(probe), "%s%s", special_ok ? "x." : "", v + skip);
-	if (strlen(v) > 253 || config_host_normalize(probe, out, sizeof(out)) == -1) {
+	if (strlen(v) > HOST_MAXLEN || host_normalize(probe, out, sizeof(out), 0) == -1) {
 		snprintf(why, whylen, "is not a host name or \"*.\" followed by a host name (no regex)");
 		return -1;
 	}
@@ -295,7 +303,7 @@ static int chk_domain(char *v, char *why, size_t whylen)
 
 static int chk_host(char *v, char *why, size_t whylen)
 {
-	if (!config_host_valid(v)) {
+	if (!host_valid(v, HOST_SINGLE | HOST_IP)) {
 		snprintf(why, whylen, "is not a host name or IP address");
 		return -1;
 	}
@@ -311,26 +319,13 @@ static int chk_abs_path(char *v, char *why, size_t whylen)
 	return 0;
 }
 
-static int chk_addr_unix(char *v, char *why, size_t whylen)
-{
-	struct config_addr a;
-
-	return config_addr_parse(v, 1, &a, why, whylen);
-}
-
-static int chk_addr_tcp(char *v, char *why, size_t whylen)
-{
-	struct config_addr a;
-
-	return config_addr_parse(v, 0, &a, why, whylen);
-}
-
 /* ---------- setting values ---------- */
 
 /* Validates one string (a scalar key or a list entry) and returns a malloc'd copy,
- * or NULL after recording the error under <key>. */
+ * or NULL after recording the error under <key>. An address (CF_ADDR) is parsed
+ * into <dst>, the one parse it gets. */
 static char *take_string(struct cfg_parse *p, const struct cfg_row *row, const char *key,
-			 const json_t *v)
+			 const json_t *v, struct addr *dst)
 {
 	int secret = !!(row->flags & CF_SECRET);
 	char d[80], why[160];
@@ -358,7 +353,9 @@ static char *take_string(struct cfg_parse *p, const struct cfg_row *row, const c
 		errs_add(&p->errs, key, "%s is empty (leave the key out to use the default)", d);
 		goto bad;
 	}
-	if (*s && row->check && row->check(s, why, sizeof(why)) == -1) {
+	if (*s && ((row->check && row->check(s, why, sizeof(why)) == -1) ||
+		   ((row->flags & CF_ADDR) &&
+		    addr_parse(s, row->addr_flags, dst, why, sizeof(why)) == -1))) {
 		errs_add(&p->errs, key, "%s %s", d, why);
 		goto bad;
 	}
@@ -383,7 +380,8 @@ static void set_value(struct cfg_parse *p, size_t idx, const json_t *v)
 	describe(v, row->flags & CF_SECRET, d, sizeof(d));
 	switch (row->kind) {
 	case CFG_STR: {
-		char *s = take_string(p, row, row->name, v);
+		char *s = take_string(p, row, row->name, v,
+				      (row->flags & CF_ADDR) ? ADDR_FIELD(p->cfg, row, struct addr) : NULL);
 
 		if (!s)
 			return;
@@ -446,6 +444,7 @@ static void set_value(struct cfg_parse *p, size_t idx, const json_t *v)
 		return;
 	}
 	case CFG_LIST: {
+		struct addr *parsed = NULL;
 		char **arr;
 		int bad = 0;
 
@@ -459,6 +458,10 @@ static void set_value(struct cfg_parse *p, size_t idx, const json_t *v)
 			return;
 		}
 		arr = calloc(n + 1, sizeof(*arr));
+		if ((row->flags & CF_ADDR) && arr && !(parsed = calloc(n ? n : 1, sizeof(*parsed)))) {
+			free(arr);
+			arr = NULL;
+		}
 		if (!arr) {
 			errs_add(&p->errs, row->name, "out of memory");
 			return;
@@ -467,16 +470,19 @@ static void set_value(struct cfg_parse *p, size_t idx, const json_t *v)
 			char key[CONFIG_KEY_MAX];
 
 			snprintf(key, sizeof(key), "%s[%zu]", row->name, i);
-			arr[i] = take_string(p, row, key, json_array_get(v, i));
+			arr[i] = take_string(p, row, key, json_array_get(v, i), parsed ? &parsed[i] : NULL);
 			bad |= !arr[i];
 		}
 		if (bad) {
 			for (i = 0; i < n; i++)
 				free(arr[i]);
 			free(arr);
+			free(parsed);
 			return;
 		}
 		*FIELD(p->cfg, row, char **) = arr;
+		if (parsed)
+			*ADDR_FIELD(p->cfg, row, struct addr *) = parsed;
 		*(size_t *)((char *)p->cfg + row->off_n) = n;
 		break;
 	}
@@ -618,6 +624,16 @@ static void walk(struct cfg_parse *p, const json_t *obj, const char *prefix)
 	}
 }
 
+/* Parses the default of the address key <row> into <dst>, as a value given
+ * in the file would have been. */
+static void default_addr(struct cfg_parse *p, const struct cfg_row *row, struct addr *dst)
+{
+	char why[160];
+
+	if (addr_parse(row->def_str, row->addr_flags, dst, why, sizeof(why)) == -1)
+		errs_add(&p->errs, row->name, "default \"%s\" %s", row->def_str, why);
+}
+
 /* Defaults for keys left out, then the rules that involve several keys. */
 static void finish(struct cfg_parse *p)
 {
@@ -638,14 +654,21 @@ static void finish(struct cfg_parse *p)
 		case CFG_STR:
 			if (row->def_str && !(*FIELD(cfg, row, char *) = strdup(row->def_str)))
 				errs_add(&p->errs, row->name, "out of memory");
+			else if (row->def_str && (row->flags & CF_ADDR))
+				default_addr(p, row, ADDR_FIELD(cfg, row, struct addr));
 			break;
 		case CFG_LIST: {
 			char **arr = calloc(2, sizeof(*arr));
+			struct addr *parsed = NULL;
 
 			if (arr && row->def_str)
 				arr[0] = strdup(row->def_str);
-			if (!arr || (row->def_str && !arr[0]))
+			if ((row->flags & CF_ADDR) && (parsed = calloc(1, sizeof(*parsed))))
+				*ADDR_FIELD(cfg, row, struct addr *) = parsed;
+			if (!arr || (row->def_str && !arr[0]) || ((row->flags & CF_ADDR) && !parsed))
 				errs_add(&p->errs, row->name, "out of memory");
+			else if (parsed && row->def_str)
+				default_addr(p, row, parsed);
 			*FIELD(cfg, row, char **) = arr;
 			*(size_t *)((char *)cfg + row->off_n) = (arr && arr[0]) ? 1 : 0;
 			break;
@@ -760,6 +783,8 @@ void config_free(struct config *cfg)
 			for (j = 0; arr && arr[j]; j++)
 				free(arr[j]);
 			free(arr);
+			if (row->flags & CF_ADDR)
+				free(*ADDR_FIELD(cfg, row, struct addr *));
 		}
 	}
 	free(cfg);
@@ -858,7 +883,10 @@ int config_diff(const struct config *old, const struct config *nw, char *report,
 /* Swaps the bytes of one field between two configs. */
 static void cfg_swap(struct config *a, struct config *b, size_t off, size_t len)
 {
-	char tmp[sizeof(char **) > sizeof(int) ? sizeof(char **) : sizeof(int)];
+	char tmp[sizeof(struct addr)];
+
+	_Static_assert(sizeof(struct addr) >= sizeof(char **) && sizeof(struct addr) >= sizeof(int),
+		       "cfg_swap holds any field");
 
 	memcpy(tmp, (char *)a + off, len);
 	memcpy((char *)a + off, (char *)b + off, len);
@@ -877,10 +905,14 @@ void config_apply_reload(struct config *running, struct config *nw)
 		switch (row->kind) {
 		case CFG_STR:
 			cfg_swap(running, nw, row->off, sizeof(char *));
+			if (row->flags & CF_ADDR)
+				cfg_swap(running, nw, row->off_addr, sizeof(struct addr));
 			break;
 		case CFG_LIST:
 			cfg_swap(running, nw, row->off, sizeof(char **));
 			cfg_swap(running, nw, row->off_n, sizeof(size_t));
+			if (row->flags & CF_ADDR)
+				cfg_swap(running, nw, row->off_addr, sizeof(struct addr *));
 			break;
 		default:
 			cfg_swap(running, nw, row->off, sizeof(int));

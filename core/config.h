@@ -1,11 +1,15 @@
 /* JSON configuration (SPEC §3): one table row per key, parsed with jansson into
  * typed fields; every error is collected, secrets resolved at load.
- * core/config.c holds the table and loader; core/config_check.c the host name and
- * address syntax and the secret references, shared with other modules. */
+ * core/config.c holds the table and loader; core/config_check.c the domain
+ * match and the secret references. Host names and addresses follow the rules
+ * of lib/host.h and lib/addr.h; the addresses are parsed here, once. */
 #ifndef ACME_SPOA_CONFIG_H
 #define ACME_SPOA_CONFIG_H
 
 #include <stddef.h>
+
+#include "lib/addr.h"
+#include "lib/host.h"
 
 enum config_cert_type {
 	CONFIG_CERT_RSA = 0,
@@ -40,19 +44,13 @@ struct config {
 	char *redis_ssl_server_name;	/* NULL when unset */
 	char *redis_namespace;		/* never NULL, may be "" */
 	char *spoa_listen, *admin_listen;
+	struct addr spoa_addr, admin_addr;	/* the two above, parsed */
 	char *admin_token;		/* NULL when unset: no authentication */
 	char **runtime;			/* at least one: "unix:/path" or "host:port" */
 	size_t nruntime;
+	struct addr *runtime_addrs;	/* <runtime> parsed, <nruntime> entries */
 	char *cert_dir, *crt_list;	/* crt_list defaults to cert_dir */
 	int max_orders;			/* "max_concurrent_orders" [20]: global cap on orders in flight */
-};
-
-/* A listen or connect address split by config_addr_parse(). */
-struct config_addr {
-	int is_unix;			/* 1: <path> is set; 0: <host> and <port> are */
-	char path[108];			/* sizeof(sun_path) */
-	char host[256];			/* without the [] of an IPv6 literal */
-	int port;
 };
 
 /* Loads and validates the JSON file <path>. On success returns a config the caller
@@ -67,17 +65,11 @@ struct config *config_load_json(const char *text, char *errs, size_t errlen);
 /* Frees <cfg> and every string it owns. Accepts NULL. */
 void config_free(struct config *cfg);
 
-/* Returns 1 if <host> (lower-cased, valid syntax as given by config_host_normalize)
+/* Returns 1 if <host> (lower-cased, valid syntax as given by host_normalize)
  * is allowed by allow_any_domain or by an entry of domains: an exact name, or
  * "*.suffix" matching any name with at least one label before ".suffix" (not the
  * bare suffix). Comparison is case-insensitive. Returns 0 otherwise. */
 int config_domain_allowed(const struct config *cfg, const char *host);
-
-/* Checks <in> as a host name for on-demand issuance: LDH labels of 1..63 chars not
- * starting or ending with '-', total <= 253, at least two labels, no trailing dot,
- * not an IPv4/IPv6 literal (a numeric last label is refused). On success writes the
- * lower-cased name into <out> (<outlen> bytes) and returns 0; otherwise -1. */
-int config_host_normalize(const char *in, char *out, size_t outlen);
 
 /* Compares <old> and <nw> key by key. Writes one human line per changed key into
  * <report> (may be NULL/0), saying whether it applies at SIGHUP (domains,
@@ -89,15 +81,6 @@ int config_diff(const struct config *old, const struct config *nw, char *report,
 /* Moves into <running> the value of every key the config table marks as
  * applied at SIGHUP, taken from <nw> (which gets the old values, to free). */
 void config_apply_reload(struct config *running, struct config *nw);
-
-/* Parses "host:port", "[v6]:port" or, when <allow_unix>, "unix:/path" into <out>.
- * Port must be 1..65535. Returns 0, or -1 with a reason in <why> (<whylen>). */
-int config_addr_parse(const char *addr, int allow_unix, struct config_addr *out,
-		      char *why, size_t whylen);
-
-/* Returns 1 if <host> is an IPv4/IPv6 literal (no brackets) or a host name of LDH
- * labels (a single label such as "localhost" is accepted), 0 otherwise. */
-int config_host_valid(const char *host);
 
 /* Resolves a secret written as "{env://NAME}" (the variable must be set) or
  * "{file:///path}" (the file's contents, trailing newlines trimmed); any other

@@ -461,7 +461,7 @@ static void mgr_on_cert_msg(void *arg, const char *msg, size_t len)
 		return;
 	memcpy(raw, msg, len);
 	raw[len] = '\0';
-	if (config_host_normalize(raw, host, sizeof(host)) == -1) {
+	if (host_normalize(raw, host, sizeof(host), 0) == -1) {
 		log_warn("pub/sub: ignoring a message that is no host name");
 		return;
 	}
@@ -496,7 +496,7 @@ static void cb_mgr_feed(void *arg, struct storage_res *res)
 	for (i = 0; i < res->n; i++) {
 		struct mgr_cert *c;
 
-		if (config_host_normalize(res->keys[i], host, sizeof(host)) == -1)
+		if (host_normalize(res->keys[i], host, sizeof(host), 0) == -1)
 			continue;
 		c = mgr_cert_get(m, host);
 		if (!res->vals[i]) {
@@ -596,7 +596,7 @@ static void mgr_resume_pending(struct mgr *m)
 	for (i = 0; i < list.n; i++) {
 		int renewal = 0;
 
-		if (config_host_normalize(list.keys[i] + strlen("pending/"), host, sizeof(host)) == -1)
+		if (host_normalize(list.keys[i] + strlen("pending/"), host, sizeof(host), 0) == -1)
 			continue;
 		if (storage_wait(m->st, storage_get(m->st, list.keys[i], NULL, NULL), &v, err,
 				 sizeof(err)) == 0) {
@@ -646,7 +646,7 @@ static size_t mgr_load_all(struct mgr *m)
 		return 0;
 	}
 	for (i = 0; i < list.n; i++) {
-		if (config_host_normalize(list.keys[i] + strlen("certs/"), host, sizeof(host)) == -1 ||
+		if (host_normalize(list.keys[i] + strlen("certs/"), host, sizeof(host), 0) == -1 ||
 		    strcmp(host, list.keys[i] + strlen("certs/")) != 0) {
 			log_warn("storage: ignoring %s: not a host name", list.keys[i]);
 			continue;
@@ -832,6 +832,7 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 	{
 		struct admin_conf ac = {
 			.listen = cfg->admin_listen,
+			.addr = &cfg->admin_addr,
 			.token = cfg->admin_token,
 		};
 

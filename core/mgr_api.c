@@ -47,7 +47,7 @@ static void mgr_spoe_sni(void *ctx, const struct spop_arg *args, size_t nargs, s
 		return;
 	memcpy(raw, d->u.s.ptr, d->u.s.len);
 	raw[d->u.s.len] = '\0';
-	if (config_host_normalize(raw, host, sizeof(host)) == -1) {
+	if (host_normalize(raw, host, sizeof(host), 0) == -1) {
 		m->cnt.refused_name++;
 		return;
 	}
@@ -132,7 +132,7 @@ static void mgr_admin_issue(void *ctx, const char *raw, struct admin_req *req)
 	struct mgr *m = ctx;
 	char host[MGR_HOST_MAX], msg[512];
 
-	if (config_host_normalize(raw, host, sizeof(host)) == -1) {
+	if (host_normalize(raw, host, sizeof(host), 0) == -1) {
 		snprintf(msg, sizeof(msg), "host %s is not a valid host name", raw);
 		admin_reply_message(req, 400, msg);
 		return;
@@ -189,7 +189,7 @@ static void mgr_admin_sanity(void *ctx, const char *raw, struct admin_req *req)
 		admin_reply_message(req, 500, "out of memory");
 		return;
 	}
-	if (config_host_normalize(raw, s->host, sizeof(s->host)) == -1) {
+	if (host_normalize(raw, s->host, sizeof(s->host), 0) == -1) {
 		snprintf(url, sizeof(url), "host %s is not a valid host name", raw);
 		admin_reply_message(req, 400, url);
 		free(s);
@@ -257,7 +257,7 @@ static json_t *mgr_admin_cert_get(void *ctx, const char *raw)
 	char host[MGR_HOST_MAX];
 	struct mgr_cert *c;
 
-	if (config_host_normalize(raw, host, sizeof(host)) == -1)
+	if (host_normalize(raw, host, sizeof(host), 0) == -1)
 		return NULL;
 	c = mgr_cert_get(m, host);
 	return c ? mgr_cert_json(c) : NULL;
@@ -333,7 +333,7 @@ static void mgr_admin_cert_delete(void *ctx, const char *raw, int revoke, struct
 	}
 	d->m = m;
 	d->req = req;
-	if (config_host_normalize(raw, d->host, sizeof(d->host)) == -1 ||
+	if (host_normalize(raw, d->host, sizeof(d->host), 0) == -1 ||
 	    !(c = mgr_cert_get(m, d->host))) {
 		admin_reply_message(req, 404, "Not found");
 		free(d);

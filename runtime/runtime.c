@@ -5,15 +5,14 @@
  * gets one "+ " prompt per payload line. Output may hold empty lines (e.g.
  * "del ssl cert" errors), so the end of a reply is the trailing "\n> " seen
  * while exactly one command is outstanding. */
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 
 #include <ev.h>
 
+#include "lib/addr.h"
 #include "lib/hmap.h"
 #include "lib/log.h"
 #include "runtime/rt_int.h"
@@ -126,46 +125,24 @@ int rt_ident_differs(const struct rt_ident *a, const struct rt_ident *b)
 
 /* ---- public API ---- */
 
+/* Reads <addr> with the one address parser into s->sa; a bare "/path" is read as
+ * "unix:/path". Host names are resolved here (rt_new runs at start-up). */
 static int parse_addr(struct rt_sock *s, const char *addr, char *err, size_t errlen)
 {
-	struct sockaddr_un *sun = (struct sockaddr_un *)&s->sa;
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
-	const char *path = NULL, *colon;
-	char host[256];
-	int rc;
+	struct addr a;
+	char why[160], tmp[1024];
+	const char *p = addr;
 
-	if (strncmp(addr, "unix:", 5) == 0)
-		path = addr + 5;
-	else if (addr[0] == '/')
-		path = addr;
-	if (path) {
-		if (!*path || strlen(path) >= sizeof(sun->sun_path)) {
-			snprintf(err, errlen, "runtime: %s: bad unix socket path", addr);
-			return -1;
-		}
-		sun->sun_family = AF_UNIX;
-		strcpy(sun->sun_path, path);
-		s->salen = sizeof(*sun);
-		return 0;
+	if (addr[0] == '/') {
+		/* a longer path is cut but still too long: addr_parse refuses it */
+		snprintf(tmp, sizeof(tmp), "unix:%.1000s", addr);
+		p = tmp;
 	}
-	colon = strrchr(addr, ':');
-	if (!colon || colon == addr || !colon[1] || (size_t)(colon - addr) >= sizeof(host)) {
-		snprintf(err, errlen, "runtime: %s: expected unix:/path or host:port", addr);
+	if (addr_parse(p, ADDR_UNIX, &a, why, sizeof(why)) == -1 ||
+	    addr_sockaddr(&a, 0, &s->sa, &s->salen, why, sizeof(why)) == -1) {
+		snprintf(err, errlen, "runtime: %s: %s", addr, why);
 		return -1;
 	}
-	snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
-	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-		memmove(host, host + 1, strlen(host));
-		host[strlen(host) - 1] = '\0';
-	}
-	rc = getaddrinfo(host, colon + 1, &hints, &res);
-	if (rc != 0 || !res) {
-		snprintf(err, errlen, "runtime: %s: %s", addr, gai_strerror(rc));
-		return -1;
-	}
-	memcpy(&s->sa, res->ai_addr, res->ai_addrlen);
-	s->salen = res->ai_addrlen;
-	freeaddrinfo(res);
 	return 0;
 }
 

@@ -15,6 +15,7 @@
 
 #include <ev.h>
 
+#include "lib/addr.h"
 #include "lib/log.h"
 #include "spoa/spoa_int.h"
 
@@ -121,90 +122,41 @@ static void cb_srv_accept(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
-/* Binds and listens on <addr>; fills srv->fd, port, unix_path. */
+/* Binds and listens on <addr> (lib/addr.h: "host:port", "[v6]:port", "*:port",
+ * port 0, "unix:/path"); fills srv->fd, port, unix_path. */
 static int srv_listen(struct spoa_server *srv, const char *addr, char *err, size_t errlen)
 {
-	struct addrinfo hints, *res = NULL, *ai;
-	char host[256];
-	const char *port, *colon;
-	int fd = -1, one = 1, ret = -1, gai;
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	struct addr a;
+	char why[160];
+	int fd = -1, one = 1, ret = -1;
 
-	if (strncmp(addr, "unix:", 5) == 0) {
-		struct sockaddr_un sun;
+	if (addr_parse(addr, ADDR_UNIX | ADDR_LISTEN, &a, why, sizeof(why)) == -1 ||
+	    addr_sockaddr(&a, 1, &sa, &salen, why, sizeof(why)) == -1) {
+		snprintf(err, errlen, "spoa.listen: %s: %s", addr, why);
+		goto out;
+	}
+	if (a.is_unix) {
 		struct stat st;
-		const char *path = addr + 5;
 
-		memset(&sun, 0, sizeof(sun));
-		sun.sun_family = AF_UNIX;
-		if (!*path || strlen(path) >= sizeof(sun.sun_path)) {
-			snprintf(err, errlen, "spoa.listen: %s: bad unix socket path", addr);
-			goto out;
-		}
-		memcpy(sun.sun_path, path, strlen(path) + 1);
 		/* a stale socket from a previous run; never remove anything else */
-		if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-			unlink(path);
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd == -1 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
-		    listen(fd, SOMAXCONN) == -1) {
-			snprintf(err, errlen, "spoa.listen: %s: %s", addr, strerror(errno));
-			goto out;
-		}
-		memcpy(srv->unix_path, path, strlen(path) + 1);
+		if (stat(a.path, &st) == 0 && S_ISSOCK(st.st_mode))
+			unlink(a.path);
+	}
+	fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd != -1 && !a.is_unix)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (fd == -1 || bind(fd, (struct sockaddr *)&sa, salen) == -1 ||
+	    listen(fd, SOMAXCONN) == -1) {
+		snprintf(err, errlen, "spoa.listen: %s: %s", addr, strerror(errno));
+		goto out;
+	}
+	if (a.is_unix) {
+		memcpy(srv->unix_path, a.path, strlen(a.path) + 1);
 		srv->fd = fd;
 		fd = -1;
 		ret = 0;
-		goto out;
-	}
-	if (addr[0] == '[') {
-		const char *rb = strchr(addr, ']');
-
-		if (!rb || rb[1] != ':' || (size_t)(rb - addr - 1) >= sizeof(host)) {
-			snprintf(err, errlen, "spoa.listen: %s: expected [ipv6]:port", addr);
-			goto out;
-		}
-		memcpy(host, addr + 1, rb - addr - 1);
-		host[rb - addr - 1] = '\0';
-		port = rb + 2;
-	} else {
-		colon = strrchr(addr, ':');
-		if (!colon || (size_t)(colon - addr) >= sizeof(host) || strchr(addr, ':') != colon) {
-			snprintf(err, errlen, "spoa.listen: %s: expected host:port, [ipv6]:port or unix:/path",
-				 addr);
-			goto out;
-		}
-		memcpy(host, addr, colon - addr);
-		host[colon - addr] = '\0';
-		port = colon + 1;
-	}
-	if (!*port || strspn(port, "0123456789") != strlen(port) || atol(port) > 65535) {
-		snprintf(err, errlen, "spoa.listen: %s: bad port", addr);
-		goto out;
-	}
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	gai = getaddrinfo((*host && strcmp(host, "*") != 0) ? host : NULL, port, &hints, &res);
-	if (gai != 0) {
-		snprintf(err, errlen, "spoa.listen: %s: %s", addr, gai_strerror(gai));
-		goto out;
-	}
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-			    ai->ai_protocol);
-		if (fd == -1)
-			continue;
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, SOMAXCONN) == 0)
-			break;
-		snprintf(err, errlen, "spoa.listen: %s: %s", addr, strerror(errno));
-		close(fd);
-		fd = -1;
-	}
-	if (fd == -1) {
-		if (!res || !*err)
-			snprintf(err, errlen, "spoa.listen: %s: no usable address", addr);
 		goto out;
 	}
 	{
@@ -221,8 +173,6 @@ static int srv_listen(struct spoa_server *srv, const char *addr, char *err, size
 	err[0] = '\0';
 	ret = 0;
 out:
-	if (res)
-		freeaddrinfo(res);
 	if (fd != -1)
 		close(fd);
 	return ret;
@@ -258,6 +208,9 @@ struct spoa_server *spoa_server_new(struct ev_loop *loop, const struct spoa_serv
 	srv->loop = loop;
 	srv->conf = *conf;
 	srv->fd = -1;
+	TAILQ_INIT(&srv->kicked);
+	ev_prepare_init(&srv->kick, spoa_cb_kick);
+	srv->kick.data = srv;
 	if (!srv->conf.max_frame_size)
 		srv->conf.max_frame_size = SPOA_DEF_FRAME_SIZE;
 	if (srv->conf.idle_timeout <= 0)
@@ -300,6 +253,7 @@ void spoa_server_free(struct spoa_server *srv)
 		return;
 	while (srv->conns)
 		spoa_conn_close(srv->conns);
+	ev_prepare_stop(srv->loop, &srv->kick);
 	if (srv->fd != -1) {
 		ev_io_stop(srv->loop, &srv->lio);
 		ev_timer_stop(srv->loop, &srv->retry);

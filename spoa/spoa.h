@@ -53,16 +53,18 @@ struct spoa_deferred *spoa_reply_defer(struct spoa_reply *r);
 /* The builder of <d>'s ACK, to add actions with spoa_reply_set_*() and the
  * like. Returns NULL once the ACK can no longer change: its connection closed
  * or the server was freed, or defer_timeout sent it with what it had. The
- * builder is valid until spoa_deferred_done(<d>) or until the handler that
- * deferred returns, whichever comes first; call again to use it later. */
+ * builder is valid until spoa_deferred_done(<d>) (when got from inside the
+ * handler that deferred, only until that handler returns): call again rather
+ * than keep it. */
 struct spoa_reply *spoa_deferred_reply(struct spoa_deferred *d);
 
 /* Completes one deferral of <d>: when it was the last of its frame, the ACK
- * is queued (never with no action) and sent from the loop on a later turn.
- * Always call it, exactly once per spoa_reply_defer() success, even after
- * the connection closed or the server was freed (then it only frees). It may
- * be called from inside a handler; it never calls a handler and never does
- * I/O. Accepts NULL. */
+ * is queued (never with no action) and written, with every other ACK
+ * completed meanwhile, before the loop next waits for events. Always call it,
+ * on the loop's thread, exactly once per spoa_reply_defer() success, even
+ * after the connection closed or the server was freed (then it only frees).
+ * It may be called from inside a handler: it never calls a handler and never
+ * reads or writes a socket. Accepts NULL. */
 void spoa_deferred_done(struct spoa_deferred *d);
 
 struct spoa_handler {

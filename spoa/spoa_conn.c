@@ -44,6 +44,8 @@ void spoa_conn_close(struct spoa_conn *c)
 	ev_io_stop(srv->loop, &c->wio);
 	ev_timer_stop(srv->loop, &c->timer);
 	spoa_conn_drop_deferred(c);
+	if (c->kicked)
+		TAILQ_REMOVE(&srv->kicked, c, kick_link);
 	close(c->fd);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -355,6 +357,31 @@ void spoa_conn_run(struct spoa_conn *c)
 			break;
 	}
 	spoa_conn_update(c);
+}
+
+void spoa_conn_kick(struct spoa_conn *c)
+{
+	struct spoa_server *srv = c->srv;
+
+	if (c->kicked)
+		return;
+	c->kicked = 1;
+	TAILQ_INSERT_TAIL(&srv->kicked, c, kick_link);
+	ev_prepare_start(srv->loop, &srv->kick);
+}
+
+void spoa_cb_kick(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct spoa_server *srv = w->data;
+	struct spoa_conn *c;
+
+	/* a run may kick others (a handler completing their deferrals) */
+	while ((c = TAILQ_FIRST(&srv->kicked))) {
+		TAILQ_REMOVE(&srv->kicked, c, kick_link);
+		c->kicked = 0;
+		spoa_conn_run(c);
+	}
+	ev_prepare_stop(loop, w);
 }
 
 static void cb_conn_read(struct ev_loop *loop, ev_io *w, int revents)

@@ -67,6 +67,8 @@ TAILQ_HEAD(spoa_def_list, spoa_deferred);
 struct spoa_conn {
 	struct spoa_server *srv;
 	struct spoa_conn *prev, *next;
+	TAILQ_ENTRY(spoa_conn) kick_link;  /* on srv->kicked when kicked */
+	int kicked;
 	int fd;
 	enum spoa_conn_state state;
 	ev_io rio, wio;
@@ -94,6 +96,8 @@ struct spoa_server {
 	int full;                    /* listener stopped at max_conns */
 	struct spoa_conn *conns;
 	unsigned nconns;
+	TAILQ_HEAD(, spoa_conn) kicked;   /* deferred ACKs ready to go out */
+	ev_prepare kick;             /* runs them before the loop next waits */
 	uint64_t next_id;
 	struct spoa_stats stats;
 	size_t *handler_len;         /* strlen of each conf.handlers[i].message */
@@ -121,6 +125,11 @@ void spoa_conn_update(struct spoa_conn *c);
 /* Handles input, queued ACKs and output until blocked, then rearms the watchers.
  * May close and free <c>: call only from a watcher callback of the loop. */
 void spoa_conn_run(struct spoa_conn *c);
+/* Has spoa_conn_run(<c>) called before the loop next waits for events (its
+ * ready list grew). Safe anywhere on the loop's thread: does no I/O. */
+void spoa_conn_kick(struct spoa_conn *c);
+/* The server's ev_prepare callback: runs the kicked connections. */
+void spoa_cb_kick(struct ev_loop *loop, ev_prepare *w, int revents);
 
 /* spoa_reply.c */
 /* Sets <r> to build an ACK for <stream_id>/<frame_id> at <*w> (<end> the

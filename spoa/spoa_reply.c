@@ -6,7 +6,9 @@
  * buffer inside it, grown up to the negotiated max-frame-size if a handler
  * adds that much). Once every deferral of the frame is done (or
  * defer_timeout passes) the ACK goes on the connection's ready list, and into
- * the write buffer as soon as it fits there: a peer that stops reading holds
+ * the write buffer as soon as it fits there (the connection is run from an
+ * ev_prepare watcher, so all the ACKs completed in one loop turn go out in
+ * one write before the loop waits again): a peer that stops reading holds
  * at most max_deferred_per_conn such buffers, never a growing write buffer.
  *
  * A struct spoa_deferred is freed when neither a handle (refs) nor a
@@ -183,7 +185,7 @@ static void cb_def_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	log_debug("spoa: conn=%llu peer=%s deferred ACK sent by timeout with %u actions",
 		  (unsigned long long)c->id, c->peer, d->reply.count);
 	def_ready(d);
-	spoa_conn_run(c);
+	spoa_conn_kick(c);
 }
 
 struct spoa_deferred *spoa_reply_defer(struct spoa_reply *r)
@@ -264,10 +266,10 @@ void spoa_deferred_done(struct spoa_deferred *d)
 		return;
 	}
 	if (d->state == SPOA_DEF_WAITING) {
-		/* the write watcher sends it from the loop: we may be inside a
-		 * handler of this very connection */
+		/* sent before the loop next waits, with the others completed
+		 * meanwhile: we may be inside a handler of this very connection */
 		def_ready(d);
-		ev_io_start(c->srv->loop, &c->wio);
+		spoa_conn_kick(c);
 	}
 	/* READY: the connection frees it once written */
 }

@@ -9,6 +9,7 @@
 #include <ev.h>
 #include <openssl/crypto.h>
 
+#include "lib/hmap.h"
 #include "lib/workq.h"
 
 #include "storage/storage.h"
@@ -99,7 +100,8 @@ static int storage_check_key(const char *what, const char *key, char *err, size_
 /* ---- requests ------------------------------------------------------------ */
 
 #define STORAGE_DEF_TIMEOUT_MS	3000
-#define STORAGE_DEF_THREADS	4
+#define STORAGE_DEF_THREADS	4	/* writers, sharded by key */
+#define STORAGE_READERS		2	/* reads of keys with no write pending */
 
 struct storage_req {
 	struct storage_op op;		/* first: storage_op_done() casts back */
@@ -111,6 +113,8 @@ struct storage_req {
 	int waiting;			/* storage_wait() owns the request */
 	int delivered;			/* the waiter has its result */
 	int queued;			/* on st->readyq */
+	int skip;			/* closing: a read not started is not run (atomic) */
+	int counted;			/* in st->wpending */
 	ev_timer deadline;
 	struct workq_item wi;
 	TAILQ_ENTRY(storage_req) all;
@@ -129,6 +133,8 @@ struct storage {
 	void *be;
 	struct ev_loop *loop;
 	struct workq *wq;		/* blocking backends */
+	unsigned writers, readers;	/* wq's threads: writers first */
+	struct hmap wpending;		/* key -> writes queued or running (count) */
 	double timeout;			/* seconds */
 	struct storage_req_list reqs;	/* every request not yet freed */
 	size_t nreqs;
@@ -306,14 +312,62 @@ static void storage_wq_run(struct workq_item *it)
 {
 	struct storage_req *r = (struct storage_req *)((char *)it - offsetof(struct storage_req, wi));
 
+	if (__atomic_load_n(&r->skip, __ATOMIC_ACQUIRE)) {
+		snprintf(r->op.err, sizeof(r->op.err), "storage %s: closing", r->st->name);
+		r->op.res.rc = -1;
+		return;
+	}
 	storage_exec(r->st->ops, r->st->be, &r->op);
+}
+
+/* Writes of one key in flight: a read of that key queues behind them. */
+static void storage_wpending_add(struct storage *st, struct storage_req *r, int delta)
+{
+	uintptr_t n = (uintptr_t)hmap_get(&st->wpending, r->key);
+
+	if (delta > 0) {
+		if (hmap_put(&st->wpending, r->key, (void *)(n + 1), NULL) == 0)
+			r->counted = 1;
+	} else if (r->counted) {
+		r->counted = 0;
+		if (n <= 1)
+			hmap_del(&st->wpending, r->key);
+		else
+			hmap_put(&st->wpending, r->key, (void *)(n - 1), NULL);
+	}
 }
 
 static void storage_wq_done(struct workq_item *it)
 {
 	struct storage_req *r = (struct storage_req *)((char *)it - offsetof(struct storage_req, wi));
 
+	storage_wpending_add(r->st, r, -1);
 	storage_op_done(&r->op);
+}
+
+/* The worker for <r>: writes and locks by key on the writers, so that the
+ * operations on one key keep their order; reads on the readers unless a
+ * write of that key is pending, so that a slow write (fsync) never delays a
+ * read of another key. */
+static unsigned storage_shard(struct storage *st, struct storage_req *r)
+{
+	unsigned h = workq_shard(r->key);
+
+	switch (r->op.kind) {
+	case STORAGE_OP_PUT:
+	case STORAGE_OP_DEL:
+		storage_wpending_add(st, r, 1);
+		return h % st->writers;
+	case STORAGE_OP_LOCK:
+	case STORAGE_OP_UNLOCK:
+		return h % st->writers;
+	case STORAGE_OP_GET:
+		if (hmap_get(&st->wpending, r->key))
+			return h % st->writers;
+		/* fall through */
+	default:
+		return st->writers + h % st->readers;
+	}
 }
 
 static struct storage_req *storage_req_new(struct storage *st, enum storage_op_kind kind,
@@ -357,7 +411,7 @@ static struct storage_req *storage_req_start(struct storage_req *r, const char *
 	} else if (st->wq) {
 		r->wi.run = storage_wq_run;
 		r->wi.done = storage_wq_done;
-		workq_submit(st->wq, &r->wi, workq_shard(r->key));
+		workq_submit(st->wq, &r->wi, storage_shard(st, r));
 	} else {
 		storage_exec(st->ops, st->be, &r->op);
 		storage_op_done(&r->op);
@@ -622,10 +676,13 @@ struct storage *storage_open(const char *name, const struct storage_conf *conf,
 	ev_init(&st->kick, cb_storage_kick);
 	st->kick.data = st;
 	snprintf(st->name, sizeof(st->name), "%s", ops->name);
+	hmap_init(&st->wpending);
 	if (ops->blocking) {
-		st->wq = workq_new(loop, conf && conf->file_threads ? conf->file_threads :
-				   STORAGE_DEF_THREADS, err, errlen);
+		st->writers = conf && conf->file_threads ? conf->file_threads : STORAGE_DEF_THREADS;
+		st->readers = STORAGE_READERS;
+		st->wq = workq_new(loop, st->writers + st->readers, err, errlen);
 		if (!st->wq) {
+			hmap_clear(&st->wpending, NULL);
 			free(st);
 			return NULL;
 		}
@@ -633,6 +690,7 @@ struct storage *storage_open(const char *name, const struct storage_conf *conf,
 	st->be = ops->open(loop, conf, err, errlen);
 	if (st->be == NULL) {
 		workq_free(st->wq);
+		hmap_clear(&st->wpending, NULL);
 		free(st);
 		return NULL;
 	}
@@ -650,14 +708,20 @@ void storage_close(struct storage *st)
 
 	if (st == NULL)
 		return;
-	TAILQ_FOREACH(r, &st->reqs, all)
+	TAILQ_FOREACH(r, &st->reqs, all) {
 		r->cb = NULL;
+		/* reads not started are pointless now; writes complete */
+		if (r->op.kind == STORAGE_OP_GET || r->op.kind == STORAGE_OP_LIST ||
+		    r->op.kind == STORAGE_OP_PING)
+			__atomic_store_n(&r->skip, 1, __ATOMIC_RELEASE);
+	}
 	/* writes handed to workers complete; their results are dropped */
 	workq_free(st->wq);
 	st->ops->close(st->be);
 	ev_timer_stop(st->loop, &st->kick);
 	while ((r = TAILQ_FIRST(&st->reqs)))
 		storage_req_free(r);
+	hmap_clear(&st->wpending, NULL);
 	free(st);
 }
 

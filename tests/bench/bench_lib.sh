@@ -249,3 +249,107 @@ for line in open(log, errors="replace"):
 print(", ".join("%s +%.1f s" % o for o in out))
 PY
 }
+
+# bench_spoa_pins: with BENCH_SPOA_PIN=1 and two CPUs or more, SPOA servers
+# the bench starts run on CPU 1 and the load generator on CPU 0 (steadier
+# figures, but every batch then costs a wake-up across CPUs: lower rates than
+# unpinned, where the two may share a CPU). Sets BENCH_PIN_S and BENCH_PIN_C
+# (command prefixes, empty when not pinned).
+bench_spoa_pins() {
+	BENCH_PIN_S=() BENCH_PIN_C=()
+	if [ "${BENCH_SPOA_PIN:-0}" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
+		BENCH_PIN_S=(taskset -c 1)
+		BENCH_PIN_C=(taskset -c 0)
+	fi
+}
+
+# bench_spoa_load NAME PORT PID SECS DEPTH [SNI]: keeps DEPTH NOTIFYs
+# (acme-sni, sni=SNI, default www.example.com) in flight on one connection to
+# the SPOA server on PORT (process PID) with spop_client's bench mode for
+# SECS. Sets SR_ACKS SR_SECS (the measured window), SR_CPU_US (server CPU,
+# user + system, per ACK). Returns 1 on failure.
+bench_spoa_load() {
+	local name=$1 port=$2 pid=$3 secs=$4 depth=$5 sni=${6:-www.example.com} line c0 c1 all
+	SR_ACKS=0 SR_SECS=0 SR_CPU_US=""
+	bench_spoa_pins
+	c0=$(bench_cpu_ticks "$pid")
+	line=$("${BENCH_PIN_C[@]}" "$IT_BUILD/tools/spop_client" "127.0.0.1:$port" bench --seconds "$secs" \
+		--pipeline "$depth" --message acme-sni --arg "sni=str:$sni" 2>>"$IT_DIR/spoa-$name.log")
+	c1=$(bench_cpu_ticks "$pid")
+	echo "$name $line" >>"$IT_DIR/spoa-runs.log"
+	SR_ACKS=$(sed -n 's/.* acks=\([0-9]*\).*/\1/p' <<<"$line")
+	SR_SECS=$(sed -n 's/.* seconds=\([0-9.]*\).*/\1/p' <<<"$line")
+	all=$(sed -n 's/.* all_acks=\([0-9]*\).*/\1/p' <<<"$line")
+	[ -n "$SR_ACKS" ] && [ "${SR_ACKS:-0}" -gt 0 ] && grep -q ' errors=0' <<<"$line" || return 1
+	SR_CPU_US=$(awk -v a="$c0" -v b="$c1" -v n="$all" -v hz="$(getconf CLK_TCK)" \
+		'BEGIN { if (n > 0 && a != "" && b != "") printf "%.2f", (b - a) / hz * 1e6 / n }')
+	return 0
+}
+
+# bench_spoa_run NAME SECS DEPTH CMD...: starts the SPOA server CMD (it prints
+# "port=N" once listening), runs bench_spoa_load against it, stops it.
+bench_spoa_run() {
+	local name=$1 secs=$2 depth=$3 out pid port="" rc
+	shift 3
+	out=$IT_DIR/spoa-$name.out
+	bench_spoa_pins
+	"${BENCH_PIN_S[@]}" "$@" >"$out" 2>>"$IT_DIR/spoa-$name.log" &
+	pid=$!
+	IT_PIDS+=("$pid")
+	for _ in $(seq 250); do
+		port=$(sed -n 's/^port=//p' "$out")
+		[ -n "$port" ] && break
+		sleep 0.02
+	done
+	[ -n "$port" ] || { stop_pid "$pid"; return 1; }
+	bench_spoa_load "$name" "$port" "$pid" "$secs" "$depth"
+	rc=$?
+	stop_pid "$pid"
+	return $rc
+}
+
+# bench_mean "X Y ...": their mean, 2 decimals (nothing for no value).
+bench_mean() { awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; if (NF) printf "%.2f", s / NF }' <<<"$1"; }
+
+# bench_cpu_ticks PID: user + system CPU of PID in clock ticks.
+bench_cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null; }
+
+# bench_spoa SECS ROUNDS DEPTH [DEFER]: the SPOA server's own cost. The
+# agent's server (spoa_bench: spoa/ with a handler that sets one variable,
+# as acme-sni does) and a do-nothing responder (spop_null) answer the same
+# load in A B B A order, ROUNDS times. Sets SPOA_RATE_A SPOA_RATE_B (NOTIFY/s
+# over all runs), SPOA_CPU_A SPOA_CPU_B (µs of server CPU per ACK, mean of
+# the runs), SPOA_RUNS (each run's rate); with DEFER, SPOA_RATE_D and
+# SPOA_CPU_D for the agent deferring one ACK in DEFER. Returns 1 on failure.
+bench_spoa() {
+	local secs=$1 rounds=$2 depth=$3 defer=${4:-0} k step name
+	local acks_a=0 secs_a=0 acks_b=0 secs_b=0 acks_d=0 secs_d=0 cpu_a="" cpu_b="" cpu_d=""
+	local steps=(A B B A)
+	[ "$defer" -gt 0 ] 2>/dev/null && steps=(A B D D B A)
+	SPOA_RUNS=""
+	for k in $(seq "$rounds"); do
+		for step in "${steps[@]}"; do
+			case $step in
+			A) name=agent; bench_spoa_run agent "$secs" "$depth" "$IT_BUILD/tools/spoa_bench" || return 1 ;;
+			B) name=null; bench_spoa_run null "$secs" "$depth" "$IT_BUILD/tools/spop_null" || return 1 ;;
+			D) name=defer; bench_spoa_run defer "$secs" "$depth" "$IT_BUILD/tools/spoa_bench" --defer "$defer" || return 1 ;;
+			esac
+			SPOA_RUNS+="${SPOA_RUNS:+ }$name=$(awk -v a="$SR_ACKS" -v s="$SR_SECS" 'BEGIN { printf "%.0f", a / s }')"
+			case $step in
+			A) acks_a=$((acks_a + SR_ACKS)); secs_a=$(awk -v a="$secs_a" -v b="$SR_SECS" 'BEGIN { print a + b }'); cpu_a+=" $SR_CPU_US" ;;
+			B) acks_b=$((acks_b + SR_ACKS)); secs_b=$(awk -v a="$secs_b" -v b="$SR_SECS" 'BEGIN { print a + b }'); cpu_b+=" $SR_CPU_US" ;;
+			D) acks_d=$((acks_d + SR_ACKS)); secs_d=$(awk -v a="$secs_d" -v b="$SR_SECS" 'BEGIN { print a + b }'); cpu_d+=" $SR_CPU_US" ;;
+			esac
+		done
+	done
+	SPOA_RATE_A=$(awk -v a="$acks_a" -v s="$secs_a" 'BEGIN { printf "%.0f", a / s }')
+	SPOA_RATE_B=$(awk -v a="$acks_b" -v s="$secs_b" 'BEGIN { printf "%.0f", a / s }')
+	SPOA_CPU_A=$(bench_mean "$cpu_a")
+	SPOA_CPU_B=$(bench_mean "$cpu_b")
+	SPOA_RATE_D="" SPOA_CPU_D=""
+	if [ "$acks_d" -gt 0 ]; then
+		SPOA_RATE_D=$(awk -v a="$acks_d" -v s="$secs_d" 'BEGIN { printf "%.0f", a / s }')
+		SPOA_CPU_D=$(bench_mean "$cpu_d")
+	fi
+	return 0
+}

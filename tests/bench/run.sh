@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
 # make bench: figures measured side by side in one run, printed as ratios.
+#   0. The SPOA server's own cost: NOTIFY/s answered on one connection with
+#      BENCH_SPOA_PIPELINE (20) in flight by the agent's SPOA server vs a
+#      do-nothing responder written for the bench, and server CPU per ACK;
+#      0d the same load on the whole agent (once it runs, with section 1).
 #   1. SPOE overhead: HAProxy request rate with the SPOE filter vs the same
 #      config without it (TLS new connection per request, TLS keep-alive,
 #      http-01 answered by the agent vs a static http-request return).
@@ -8,6 +12,11 @@
 #      the agent vs HAProxy loading the same files from disk; agent memory.
 # Environment: BENCH_SECONDS (wrk seconds per variant, 10), BENCH_ROUNDS (A B B A
 # rounds those seconds are spread over, 2), BENCH_N_ISSUE (20),
+# BENCH_SPOA_SECONDS (3 per run), BENCH_SPOA_ROUNDS (2 rounds of A B B A),
+# BENCH_SPOA_DEFER (0; N also runs the agent deferring one ACK in N),
+# BENCH_SPOA_PIN (0; 1 pins servers to CPU 1 and the load generator to CPU 0),
+# BENCH_ONLY (all sections; "spoa": section 0 only, no HAProxy, Pebble or wrk
+# needed; "spoa,spoe": sections 0 and 1),
 # BENCH_N_LOAD (3000), BENCH_THREADS (2), BENCH_CONNS (50), IT_KEEP=1 keeps
 # the temp dir. Exit 0 when every figure was produced.
 set -u
@@ -28,6 +37,51 @@ FAILED=()
 fail() { FAILED+=("$1"); echo "bench: FAILED: $1"; }
 say() { echo "bench: $*"; }
 T_START=$(bench_now)
+
+# bench_only_has NAME: BENCH_ONLY is unset or lists NAME.
+# bench_only_ends NEXT: when BENCH_ONLY does not list NEXT, prints the table
+# of what ran and exits.
+bench_only_has() { [ -z "${BENCH_ONLY:-}" ] || case ",$BENCH_ONLY," in *",$1,"*) true ;; *) false ;; esac; }
+bench_only_ends() {
+	bench_only_has "$1" && return 0
+	say "total bench time $(bench_dt "$T_START" "$(bench_now)") s (BENCH_ONLY=$BENCH_ONLY)"
+	bench_table
+	[ ${#FAILED[@]} -eq 0 ] || { printf '\nmissing or failed:\n'; printf '  - %s\n' "${FAILED[@]}"; exit 1; }
+	exit 0
+}
+
+# ---- 0. the SPOA server's own cost -------------------------------------------
+spoa_section() {
+	local t secs=${BENCH_SPOA_SECONDS:-3} rounds=${BENCH_SPOA_ROUNDS:-2} depth=${BENCH_SPOA_PIPELINE:-20}
+	local defer=${BENCH_SPOA_DEFER:-0} how ratio
+	for t in spop_client spoa_bench spop_null; do
+		[ -x "$TOOLS/$t" ] || { fail "0 SPOA server: $TOOLS/$t missing (make all)"; return; }
+	done
+	say "0. SPOA server: one connection, $depth NOTIFYs in flight, ${secs}s per run, $rounds rounds of A B B A"
+	if ! bench_spoa "$secs" "$rounds" "$depth" "$defer"; then
+		fail "0 SPOA server bench: a run failed (see $IT_DIR/spoa-*.log)"
+		return
+	fi
+	ratio=$(bench_ratio "$SPOA_RATE_A" "$SPOA_RATE_B")
+	say "SPOA server: agent $SPOA_RATE_A NOTIFY/s ($SPOA_CPU_A µs CPU per ACK)," \
+		"do-nothing responder $SPOA_RATE_B NOTIFY/s ($SPOA_CPU_B µs), ratio $ratio; runs: $SPOA_RUNS"
+	how="tests/tools/spop_client bench --pipeline $depth (acme-sni, sni=www.example.com; blocking send and recv of whole batches, ACKs matched by stream-id/frame-id) against tests/tools/spoa_bench (spoa/ linked from libacmespoa.a, a handler setting sess.seen like acme-sni) and tests/tools/spop_null (libev loop, frame headers only, one set-var ACK per NOTIFY, one send per batch)"
+	bench_spoa_pins
+	[ ${#BENCH_PIN_S[@]} -gt 0 ] && how+="; server pinned to CPU 1, load generator to CPU 0 (BENCH_SPOA_PIN=1)"
+	bench_row "0a SPOA server, 1 conn, $depth in flight" "$SPOA_RATE_A NOTIFY/s" \
+		"$SPOA_RATE_B NOTIFY/s do-nothing" "$ratio agent/do-nothing" \
+		"$how; ${secs}s per run after a tenth of warm-up, $rounds rounds of A B B A; each run: $SPOA_RUNS"
+	bench_row "0b SPOA server CPU per ACK" "$SPOA_CPU_A us" "$SPOA_CPU_B us do-nothing" \
+		"$(bench_ratio "$SPOA_CPU_A" "$SPOA_CPU_B") agent/do-nothing" \
+		"user + system CPU of the server process (/proc/PID/stat) over each run divided by its ACKs (warm-up included), mean of the runs of 0a: the figure least moved by other load on the machine"
+	[ -n "$SPOA_RATE_D" ] || return
+	say "SPOA server deferring 1 ACK in $defer: $SPOA_RATE_D NOTIFY/s ($SPOA_CPU_D µs CPU per ACK)"
+	bench_row "0c SPOA server, 1 ACK in $defer deferred" "$SPOA_RATE_D NOTIFY/s" \
+		"$SPOA_RATE_A NOTIFY/s none deferred" "$(bench_ratio "$SPOA_RATE_D" "$SPOA_RATE_A") deferred/not" \
+		"spoa_bench --defer $defer: the handler defers one message in $defer and completes it on the next loop turn (ev_idle); $SPOA_CPU_D µs CPU per ACK"
+}
+bench_only_has spoa && spoa_section
+bench_only_ends spoe
 
 bench_deps || { echo "bench: wrk is missing and could not be installed"; exit 1; }
 for t in gen_certs storage_tool; do
@@ -82,6 +136,45 @@ fi
 body=$(curl -s --max-time 5 -H 'Host: localhost' "http://127.0.0.1:$BH_HTTP_plain/.well-known/acme-challenge/$BENCH_TOKEN")
 [ "$body" = "$BENCH_KEYAUTH" ] || fail "HAProxy without SPOE does not answer the static challenge (got '$body')"
 
+# ---- 0d. the whole agent on the same load ------------------------------------
+# acme-spoa itself (its acme-sni handler: name normalized, certificate found in
+# memory) against the do-nothing responder, A B B A as in 0a (with
+# BENCH_SPOA_PIN=1 the agent, all its threads, is pinned as the servers of 0a
+# for the time of it).
+whole_agent_section() {
+	local secs=${BENCH_SPOA_SECONDS:-3} rounds=${BENCH_SPOA_ROUNDS:-2} depth=${BENCH_SPOA_PIPELINE:-20}
+	local k step acks_a=0 secs_a=0 acks_b=0 secs_b=0 runs="" cpu_a="" ra rb pinned=0 ok=1
+	bench_spoa_pins
+	if [ ${#BENCH_PIN_S[@]} -gt 0 ] && taskset -a -p -c 1 "$AGENT_PID" >/dev/null 2>&1; then
+		pinned=1
+	fi
+	for k in $(seq "$rounds"); do
+		for step in A B B A; do
+			if [ "$step" = A ]; then
+				bench_spoa_load whole "$SPOA_PORT" "$AGENT_PID" "$secs" "$depth" localhost ||
+					{ fail "0d whole agent: a run failed (see $IT_DIR/spoa-whole.log)"; ok=0; break 2; }
+				acks_a=$((acks_a + SR_ACKS)); secs_a=$(awk -v a="$secs_a" -v b="$SR_SECS" 'BEGIN { print a + b }')
+				cpu_a+=" $SR_CPU_US"
+				runs+="${runs:+ }agent=$(awk -v a="$SR_ACKS" -v s="$SR_SECS" 'BEGIN { printf "%.0f", a / s }')"
+			else
+				bench_spoa_run null "$secs" "$depth" "$TOOLS/spop_null" ||
+					{ fail "0d whole agent: a do-nothing run failed"; ok=0; break 2; }
+				acks_b=$((acks_b + SR_ACKS)); secs_b=$(awk -v a="$secs_b" -v b="$SR_SECS" 'BEGIN { print a + b }')
+				runs+="${runs:+ }null=$(awk -v a="$SR_ACKS" -v s="$SR_SECS" 'BEGIN { printf "%.0f", a / s }')"
+			fi
+		done
+	done
+	[ "$pinned" = 1 ] && taskset -a -p -c "0-$(( $(nproc) - 1 ))" "$AGENT_PID" >/dev/null 2>&1
+	[ "$ok" = 1 ] || return
+	ra=$(awk -v a="$acks_a" -v s="$secs_a" 'BEGIN { printf "%.0f", a / s }')
+	rb=$(awk -v a="$acks_b" -v s="$secs_b" 'BEGIN { printf "%.0f", a / s }')
+	say "whole agent (acme-sni): $ra NOTIFY/s ($(bench_mean "$cpu_a") µs CPU per ACK), do-nothing $rb NOTIFY/s; runs: $runs"
+	bench_row "0d whole agent, acme-sni, $depth in flight" "$ra NOTIFY/s" "$rb NOTIFY/s do-nothing" \
+		"$(bench_ratio "$ra" "$rb") agent/do-nothing" \
+		"as 0a, but against acme-spoa itself on its SPOA port (acme-sni handler, sni=localhost which has a certificate: answered from memory; $(bench_mean "$cpu_a") us agent CPU per ACK); each run: $runs"
+}
+[ "$AGENT_OK" = 1 ] && bench_only_has spoa && whole_agent_section
+
 # ---- 1. SPOE overhead ---------------------------------------------------------
 W="wrk -t$BENCH_THREADS -c$BENCH_CONNS, about ${SECS}s per variant in ${BENCH_ROUNDS:-2} rounds of A B B A"
 spoe_pair() {   # key, figure, setting, wrk args (URL with PORT_HTTP/PORT_HTTPS placeholders)
@@ -104,6 +197,9 @@ spoe_pair() {   # key, figure, setting, wrk args (URL with PORT_HTTP/PORT_HTTPS 
 	fi
 	sni1=$(metric 'acme_spoa_spoe_messages_total{message="acme-sni"}')
 	h1=$(metric 'acme_spoa_spoe_messages_total{message="acme-http01"}')
+	# an unread counter must not read as 0 (a delta from 0 would pass the check below)
+	is_count "$sni0" "$sni1" "$h0" "$h1" >/dev/null ||
+		fail "$fig: the agent's SPOE message counters could not be read ('$sni0' '$sni1' '$h0' '$h1')"
 	if [ "$PAIR_BAD_A" != 0 ] || [ "$PAIR_BAD_B" != 0 ]; then
 		fail "$fig: errors or non-2xx answers (with SPOE $PAIR_BAD_A, without $PAIR_BAD_B)"
 	fi
@@ -139,6 +235,7 @@ else
 fi
 stop_pid "$BH_PID_plain"
 stop_pid "$BH_PID_plain2"
+bench_only_ends issue
 
 # ---- 2. on-demand issuance vs lego ------------------------------------------
 zone=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])).get("domains") or ["*.test"]

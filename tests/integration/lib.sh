@@ -175,18 +175,51 @@ start_haproxy() {
 	wait_for 10 port_open "$HAP_HTTPS" && wait_for 10 test -S "$HAP_SOCK"
 }
 
-# agent_up_in_haproxy: HAProxy's health check sees the agent UP.
+# agent_up_in_haproxy: HAProxy's health check sees the agent UP (server
+# "agent" listed with operational state 2; no answer or no such line fails).
 agent_up_in_haproxy() {
-	hap_cmd "show servers state acme-spoa" | awk '$4 == "agent" { exit ($6 == 2) ? 0 : 1 }'
+	hap_cmd "show servers state acme-spoa" |
+		awk '$4 == "agent" { seen = 1; up = ($6 == 2) } END { exit (seen && up) ? 0 : 1 }'
 }
 
+# stop_pid PID [GRACE]: SIGTERM, then up to GRACE seconds (5) for PID (a child
+# of this shell) to exit, SIGKILL after that. Returns PID's exit status, or
+# 137 when it had to be killed: callers that care check it (agent_stops_cleanly).
 stop_pid() {
-	local p=$1
+	local p=$1 grace=${2:-5}
 	kill "$p" 2>/dev/null
-	for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.1; done
-	kill -9 "$p" 2>/dev/null
+	for _ in $(seq $((grace * 10))); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$p" 2>/dev/null; then
+		kill -9 "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+		echo "# stop_pid: $p still running $grace s after SIGTERM: killed -9"
+		return 137
+	fi
 	wait "$p" 2>/dev/null
-	return 0
+}
+
+# agent_stops_cleanly: SIGTERM ends the agent ($AGENT_PID) within 5 s with exit
+# status 0 (no kill -9), and it logs no error-level line while shutting down.
+# The lines it logged after the signal must include its own "shutting down" and
+# "stopped" (so the log read is the right one).
+agent_stops_cleanly() {
+	local log=$IT_DIR/agent${NODE:-}.log size rc tail_log
+	size=$(stat -c %s "$log") || return 1
+	stop_pid "$AGENT_PID"; rc=$?
+	tail_log=$(tail -c +"$((size + 1))" "$log")
+	if [ "$rc" != 0 ]; then
+		echo "# agent exit status $rc after SIGTERM"
+		return 1
+	fi
+	if ! grep -qE '^[0-9T:.-]+Z info: signal 15: shutting down$' <<<"$tail_log" ||
+	   ! grep -qE '^[0-9T:.-]+Z info: stopped$' <<<"$tail_log"; then
+		echo "# the agent did not log its shutdown:"; sed 's/^/#   /' <<<"$tail_log" | tail -5
+		return 1
+	fi
+	if grep -E '^[0-9T:.-]+Z error: ' <<<"$tail_log" | sed 's/^/#   /' | grep .; then
+		echo "# (error-level lines logged during shutdown)"
+		return 1
+	fi
 }
 
 # hap_cmd CMD: one runtime API command on HAProxy's socket.
@@ -262,10 +295,26 @@ admin() {
 	printf ' '; cat "$IT_DIR/admin.body"
 }
 
-# metric NAME[{LABELS}]: the value of one metric line of the agent.
+# metric NAME[{LABELS}]: the value of one metric line of the agent. Prints
+# nothing and fails when /metrics does not answer or has no such line.
 metric() {
-	curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v n="$1" '$1 == n { print $2 }' | head -1
+	local v
+	v=$(curl -sf --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" |
+		awk -v n="$1" '$1 == n { print $2; exit }')
+	[ -n "$v" ] && echo "$v"
 }
+
+# is_count VALUE...: every VALUE is a non-negative integer (an unread metric,
+# empty, is not).
+is_count() {
+	local v
+	for v in "$@"; do [[ $v =~ ^[0-9]+$ ]] || { echo "# not a counter reading: '$v'"; return 1; }; done
+}
+
+# delta_is N BEFORE AFTER: two readings of a counter, both read, AFTER - BEFORE = N.
+delta_is() { is_count "$2" "$3" && [ $(($3 - $2)) -eq "$1" ]; }
+# delta_ge N BEFORE AFTER: the same, AFTER - BEFORE >= N.
+delta_ge() { is_count "$2" "$3" && [ $(($3 - $2)) -ge "$1" ]; }
 
 # https_get HOST: one HTTPS request through HAProxy with SNI HOST (any certificate accepted).
 https_get() {

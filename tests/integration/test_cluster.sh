@@ -58,7 +58,8 @@ for i in $(seq 10); do use_node 1; https_get both.test & use_node 2; https_get b
 wait_both() { use_node 1; served_by_pebble both.test && use_node 2 && served_by_pebble both.test; }
 check "both.test served by both nodes" wait_for 40 wait_both
 a1=$(orders 1); a2=$(orders 2)
-check "one order for the whole fleet (node1 $b1->$a1, node2 $b2->$a2)" test $(( a1 - b1 + a2 - b2 )) = 1
+one_fleet_order() { is_count "$b1" "$a1" "$b2" "$a2" && [ $((a1 - b1 + a2 - b2)) -eq 1 ]; }
+check "one order for the whole fleet (node1 $b1->$a1, node2 $b2->$a2)" one_fleet_order
 
 # --- deleted on one node: removed from the other ---------------------------
 use_node 2
@@ -96,5 +97,8 @@ check "after the redis restart node 2 issues after.test ($r)" grep -q '^201' <<<
 use_node 1
 check "and node 1 serves it within 2 s (pub/sub resubscribed)" wait_for 2 served_by_pebble after.test
 
-for n in 1 2; do use_node $n; stop_pid "$AGENT_PID"; done
+for n in 1 2; do
+	use_node $n
+	check "node $n agent exits cleanly on SIGTERM (status 0 within 5 s, no error logged)" agent_stops_cleanly
+done
 it_summary

@@ -24,7 +24,7 @@
 
 #include "spoa/spop.h"
 
-#define NULL_BUF (64 * 1024)
+#define NULL_BUF (16384 + 4)   /* as the agent's default: one max-size frame */
 
 struct null_conn {
 	ev_io rio, wio;

@@ -20,6 +20,8 @@
 #include <ev.h>
 
 #include "admin/admin.h"
+#include "lib/addr.h"
+#include "lib/host.h"
 #include "lib/metrics.h"
 
 /* ---- fake certificate manager ---- */
@@ -391,34 +393,41 @@ static int teardown(void **state)
 
 /* ---- tests ---- */
 
+/* The admin's host rule is lib/host.h with HOST_WILDCARD (all of it: test_lib). */
 static void test_host_valid(void **state)
 {
 	char out[254];
 
 	(void)state;
-	assert_true(admin_host_valid("a.example.com"));
-	assert_true(admin_host_valid("A-1.Example.COM"));
-	assert_true(admin_host_valid("*.example.com"));
-	assert_true(admin_host_valid("xn--bcher-kva.example"));
-	assert_true(admin_host_valid("1.2.3.example"));
-	assert_false(admin_host_valid(NULL));
-	assert_false(admin_host_valid(""));
-	assert_false(admin_host_valid("localhost"));
-	assert_false(admin_host_valid("*.com"));
-	assert_false(admin_host_valid("a..b"));
-	assert_false(admin_host_valid(".a.b"));
-	assert_false(admin_host_valid("a.b."));
-	assert_false(admin_host_valid("-a.b"));
-	assert_false(admin_host_valid("a-.b"));
-	assert_false(admin_host_valid("a_b.c"));
-	assert_false(admin_host_valid("a.*.c"));
-	assert_false(admin_host_valid("**.a.c"));
-	assert_false(admin_host_valid("1.2.3.4"));
-	assert_false(admin_host_valid("10.0.0.1"));
-	assert_false(admin_host_valid("::1"));
-	assert_false(admin_host_valid("[::1]"));
-	assert_false(admin_host_valid("a.b:443"));
-	assert_false(admin_host_valid("a b.c"));
+	assert_true(host_valid("a.example.com", HOST_WILDCARD));
+	assert_true(host_valid("A-1.Example.COM", HOST_WILDCARD));
+	assert_true(host_valid("*.example.com", HOST_WILDCARD));
+	assert_true(host_valid("xn--bcher-kva.example", HOST_WILDCARD));
+	assert_true(host_valid("1.2.3.example", HOST_WILDCARD));
+	assert_false(host_valid(NULL, HOST_WILDCARD));
+	assert_false(host_valid("", HOST_WILDCARD));
+	assert_false(host_valid("localhost", HOST_WILDCARD));
+	assert_false(host_valid("*.com", HOST_WILDCARD));
+	assert_false(host_valid("a..b", HOST_WILDCARD));
+	assert_false(host_valid(".a.b", HOST_WILDCARD));
+	assert_false(host_valid("a.b.", HOST_WILDCARD));
+	assert_false(host_valid("-a.b", HOST_WILDCARD));
+	assert_false(host_valid("a-.b", HOST_WILDCARD));
+	assert_false(host_valid("a_b.c", HOST_WILDCARD));
+	assert_false(host_valid("a.*.c", HOST_WILDCARD));
+	assert_false(host_valid("**.a.c", HOST_WILDCARD));
+	assert_false(host_valid("1.2.3.4", HOST_WILDCARD));
+	assert_false(host_valid("10.0.0.1", HOST_WILDCARD));
+	assert_false(host_valid("::1", HOST_WILDCARD));
+	assert_false(host_valid("[::1]", HOST_WILDCARD));
+	assert_false(host_valid("a.b:443", HOST_WILDCARD));
+	assert_false(host_valid("a b.c", HOST_WILDCARD));
+	/* IPv4 in other spellings (curl reads 0x7f.0x1 as 127.0.0.1) */
+	assert_false(host_valid("0x7f.0x1", HOST_WILDCARD));
+	assert_false(host_valid("1.2.3.0x4", HOST_WILDCARD));
+	assert_false(host_valid("127.1", HOST_WILDCARD));
+	assert_false(host_valid("017.0.0.1", HOST_WILDCARD));
+	assert_false(host_valid("*.0x7f.0x1", HOST_WILDCARD));
 	{
 		char l63[80], l64[80], big[300];
 
@@ -426,19 +435,19 @@ static void test_host_valid(void **state)
 		strcpy(l63 + 63, ".com");
 		memset(l64, 'a', 64);
 		strcpy(l64 + 64, ".com");
-		assert_true(admin_host_valid(l63));
-		assert_false(admin_host_valid(l64));
+		assert_true(host_valid(l63, HOST_WILDCARD));
+		assert_false(host_valid(l64, HOST_WILDCARD));
 		/* 4 labels of 63 + 3 dots = 255 > 253 */
 		snprintf(big, sizeof(big), "%.63s.%.63s.%.63s.%.61s", l63, l63, l63, l63);
 		assert_int_equal(strlen(big), 253);
-		assert_true(admin_host_valid(big));
+		assert_true(host_valid(big, HOST_WILDCARD));
 		snprintf(big, sizeof(big), "%.63s.%.63s.%.63s.%.62s", l63, l63, l63, l63);
-		assert_false(admin_host_valid(big));
+		assert_false(host_valid(big, HOST_WILDCARD));
 	}
-	assert_int_equal(admin_host_normalize("WWW.Example.COM", out, sizeof(out)), 0);
+	assert_int_equal(host_normalize("WWW.Example.COM", out, sizeof(out), HOST_WILDCARD), 0);
 	assert_string_equal(out, "www.example.com");
-	assert_int_equal(admin_host_normalize("bad_host", out, sizeof(out)), -1);
-	assert_int_equal(admin_host_normalize("a.example.com", out, 5), -1);
+	assert_int_equal(host_normalize("bad_host", out, sizeof(out), HOST_WILDCARD), -1);
+	assert_int_equal(host_normalize("a.example.com", out, 5, HOST_WILDCARD), -1);
 }
 
 static void test_post_acme_form(void **state)
@@ -512,6 +521,10 @@ static void test_post_acme_bad(void **state)
 	expect(&c, 400, "{\"message\":\"host must be provided and containing a single domain\"}");
 	do_body(&c, "POST", "/acme", "application/x-www-form-urlencoded", "host=1.2.3.4");
 	expect(&c, 400, "{\"message\":\"host is not a valid domain name\"}");
+	do_body(&c, "POST", "/acme", "application/x-www-form-urlencoded", "host=0x7f.0x1");
+	expect(&c, 400, "{\"message\":\"host is not a valid domain name\"}");
+	do_body(&c, "POST", "/acme", "application/json", "{\"host\":\"1.2.3.0x4\"}");
+	expect(&c, 400, "{\"message\":\"host is not a valid domain name\"}");
 	do_body(&c, "POST", "/acme", "application/json", "{\"host\":\"a.b\\u0000c.com\"}");
 	expect(&c, 400, "{\"message\":\"Cannot parse JSON body\"}");
 	do_body(&c, "POST", "/acme", "application/x-www-form-urlencoded", "host=a%00b.example.com");
@@ -559,6 +572,8 @@ static void test_certificates(void **state)
 	expect(&c, 404, "{\"message\":\"Not found\"}");
 	assert_string_equal(fake.last_host, "b.example.com");
 	do_req(&c, "GET", "/acme/certificates/not_a_host");
+	expect(&c, 400, "{\"message\":\"host is not a valid domain name\"}");
+	do_req(&c, "GET", "/acme/certificates/0x7f.0x1");
 	expect(&c, 400, "{\"message\":\"host is not a valid domain name\"}");
 	do_req(&c, "HEAD", "/acme/certificates/a.example.com");
 	assert_int_equal(c.status, 200);
@@ -896,6 +911,34 @@ static void test_bad_listen(void **state)
 	if (a) {	/* hosts without IPv6 cannot bind ::1 */
 		assert_true(admin_port(a) > 0);
 		admin_free(a);
+	}
+	conf.listen = "0x7f.0x1:0";	/* 127.0.0.1 to getaddrinfo, refused by the host rule */
+	assert_null(admin_new(loop, &conf, &fake_ops, NULL, err, sizeof(err)));
+	assert_non_null(strstr(err, "admin.listen: 0x7f.0x1:0: has an invalid host"));
+	conf.listen = "127.0.0.1:65536";
+	assert_null(admin_new(loop, &conf, &fake_ops, NULL, err, sizeof(err)));
+	assert_non_null(strstr(err, "has an invalid port"));
+	conf.listen = "unix:/tmp/admin.sock";
+	assert_null(admin_new(loop, &conf, &fake_ops, NULL, err, sizeof(err)));
+	assert_non_null(strstr(err, "admin.listen"));
+	conf.listen = NULL;
+	assert_null(admin_new(loop, &conf, &fake_ops, NULL, err, sizeof(err)));
+	assert_non_null(strstr(err, "admin.listen"));
+	{
+		/* an address the config parsed is used as is */
+		struct addr pa;
+		char why[128];
+
+		assert_int_equal(addr_parse("127.0.0.1:0", ADDR_LISTEN, &pa, why, sizeof(why)), 0);
+		conf.listen = "ignored";
+		conf.addr = &pa;
+		a = admin_new(loop, &conf, &fake_ops, NULL, err, sizeof(err));
+		assert_non_null(a);
+		assert_true(admin_port(a) > 0);
+		admin_free(a);
+		assert_int_equal(addr_parse("unix:/tmp/x.sock", ADDR_UNIX, &pa, why, sizeof(why)), 0);
+		assert_null(admin_new(loop, &conf, &fake_ops, NULL, err, sizeof(err)));
+		assert_non_null(strstr(err, "admin.listen: unix:/tmp/x.sock: not a TCP address"));
 	}
 	admin_free(NULL);
 }
