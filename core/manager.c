@@ -732,6 +732,7 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 	hmap_init(&m->certs);
 	hmap_init(&m->jobs);
 	hmap_init(&m->challenges);
+	hmap_init(&m->chcache);
 	mgr_backoff_init(m);
 	m->storage_ok = 1;
 	ev_init(&m->reconcile_timer, cb_mgr_reconcile);
@@ -906,6 +907,7 @@ void mgr_free(struct mgr *m)
 	heap_clear(&m->due);
 	hmap_clear(&m->certs, mgr_cert_free);
 	hmap_clear(&m->challenges, free);
+	hmap_clear(&m->chcache, free);
 	config_free(m->cfg);
 	free(m);
 }

@@ -410,6 +410,11 @@ static void mgr_admin_metrics(void *ctx, struct metrics_buf *b)
 	mgr_counter(b, "acme_spoa_feed_changes_total", "Certificate changes learnt from the change feed.", NULL, k->feed_changes);
 	mgr_counter(b, "acme_spoa_spoe_frames_total", "SPOE NOTIFY frames received.", NULL, ss.notify_frames);
 	mgr_counter(b, "acme_spoa_spoe_malformed_frames_total", "SPOP frames refused as malformed.", NULL, ss.malformed);
+	mgr_counter(b, "acme_spoa_spoe_deferred_total", "NOTIFY frames whose ACK was deferred.", NULL, ss.deferred_total);
+	mgr_counter(b, "acme_spoa_spoe_deferred_timeouts_total", "Deferred ACKs sent when the defer timeout passed.", NULL, ss.deferred_timeouts);
+	mgr_counter(b, "acme_spoa_spoe_deferred_refused_total", "Deferrals refused by a bound (answered at once).", NULL, ss.deferred_refused);
+	metrics_header(b, "acme_spoa_spoe_deferred", "gauge", "ACKs deferred and not sent yet.");
+	metrics_value(b, "acme_spoa_spoe_deferred", NULL, (double)ss.deferred_current);
 	metrics_header(b, "acme_spoa_spoe_connections", "gauge", "SPOP connections from HAProxy now open.");
 	metrics_value(b, "acme_spoa_spoe_connections", NULL, (double)ss.conns_current);
 	for (i = 0; i < SPOA_LAT_BUCKETS; i++) {
@@ -417,7 +422,7 @@ static void mgr_admin_metrics(void *ctx, struct metrics_buf *b)
 			bounds[i] = spoa_latency_bounds_us[i] / 1e6;
 		cum[i] = ss.lat_buckets[i] + (i ? cum[i - 1] : 0);
 	}
-	metrics_header(b, "acme_spoa_spoe_processing_seconds", "histogram", "Time to handle one SPOE message.");
+	metrics_header(b, "acme_spoa_spoe_processing_seconds", "histogram", "Time from reading a NOTIFY frame to queuing its ACK (deferred ACKs included).");
 	metrics_histogram(b, "acme_spoa_spoe_processing_seconds", NULL, bounds, cum, SPOA_LAT_BUCKETS - 1,
 			  ss.lat_sum_us / 1e6, ss.lat_count);
 

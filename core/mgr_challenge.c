@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "acme/acme.h"
 #include "lib/log.h"
@@ -94,13 +95,51 @@ void mgr_challenge_forget(struct mgr *m, const char *token)
 	char key[STORAGE_KEY_MAX];
 
 	free(hmap_del(&m->challenges, token));
+	free(hmap_del(&m->chcache, token));
 	mgr_challenge_key(token, key, sizeof(key));
 	storage_del(m->st, key, cb_mgr_challenge_put, m);
 }
 
+/* A key authorization another node stored, kept a minute: the CA asks for
+ * one token several times, from several places. */
+struct mgr_chcached {
+	time_t expires;
+	char keyauth[];
+};
+
+static void mgr_chcache_put(struct mgr *m, const char *token, const char *ka, size_t len)
+{
+	struct mgr_chcached *c = malloc(sizeof(*c) + len + 1), *old = NULL;
+
+	if (!c)
+		return;
+	if (m->chcache.count >= MGR_CHCACHE_MAX) {
+		/* strangers choose tokens: a full cache starts over */
+		hmap_clear(&m->chcache, free);
+		hmap_init(&m->chcache);
+	}
+	c->expires = time(NULL) + MGR_CHCACHE_TTL;
+	memcpy(c->keyauth, ka, len);
+	c->keyauth[len] = '\0';
+	if (hmap_put(&m->chcache, token, c, (void **)&old) == -1)
+		free(c);
+	free(old);
+}
+
 const char *mgr_challenge_local(struct mgr *m, const char *token)
 {
-	return hmap_get(&m->challenges, token);
+	struct mgr_chcached *c;
+	const char *ka = hmap_get(&m->challenges, token);
+
+	if (ka)
+		return ka;
+	c = hmap_get(&m->chcache, token);
+	if (!c)
+		return NULL;
+	if (c->expires > time(NULL))
+		return c->keyauth;
+	free(hmap_del(&m->chcache, token));
+	return NULL;
 }
 
 /* ---- look-ups for the SPOE path ------------------------------------------ */
@@ -124,9 +163,12 @@ static void cb_mgr_lookup(void *arg, struct storage_res *res)
 	struct spoa_reply *r = spoa_deferred_reply(l->d);
 
 	mgr_storage_result(l->m, res);
-	if (res->rc == 0 && r && mgr_keyauth_valid(res->val, res->len)) {
-		l->m->cnt.http01_hits++;
-		spoa_reply_set_str(r, SPOP_SCOPE_TXN, "keyauth", res->val, res->len);
+	if (res->rc == 0 && mgr_keyauth_valid(res->val, res->len)) {
+		mgr_chcache_put(l->m, res->key + strlen("challenges/"), res->val, res->len);
+		if (r) {
+			l->m->cnt.http01_hits++;
+			spoa_reply_set_str(r, SPOP_SCOPE_TXN, "keyauth", res->val, res->len);
+		}
 	}
 	mgr_lookup_unlink(l);
 	spoa_deferred_done(l->d);

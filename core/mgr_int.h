@@ -41,6 +41,8 @@ struct storage_sub;
 /* in-memory bounds: strangers choose SNI names and tokens */
 #define MGR_BACKOFF_MEM_MAX	100000
 #define MGR_LOOKUPS_MAX		1024	/* http-01 storage look-ups in flight */
+#define MGR_CHCACHE_MAX		1024	/* key authorizations found in shared storage */
+#define MGR_CHCACHE_TTL		60	/* seconds: a CA validates from several places */
 
 /* A certificate the manager holds: in memory for O(1) lookups on the SPOE path. */
 struct mgr_cert {
@@ -132,6 +134,7 @@ struct mgr {
 	struct hmap jobs;		/* host -> struct mgr_job */
 	struct hmap challenges;		/* token -> key authorization (malloc'd) */
 	struct hmap backoff;		/* host -> struct mgr_backoff */
+	struct hmap chcache;		/* token -> struct mgr_chcached */
 	struct mgr_job *queue_head, *queue_tail;
 	size_t queued;			/* jobs in the queue */
 	unsigned orders_running;
@@ -190,7 +193,8 @@ void mgr_hook_challenge_clear(void *arg, const char *host, const char *token);
 void mgr_challenge_put_local(struct mgr *m, const char *token, const char *keyauth);
 /* 1 when <token> has the shape of an ACME token (base64url, 1..256). */
 int mgr_token_valid(const char *token);
-/* This node's key authorization for <token>, or NULL. */
+/* The key authorization for <token> that memory holds: this node's
+ * challenges, or one found in shared storage a moment ago. NULL if none. */
 const char *mgr_challenge_local(struct mgr *m, const char *token);
 /* Looks <token> up in shared storage and completes <d> (the deferred ACK)
  * with the answer. Returns 0 started, -1 (bounds reached: <d> untouched). */

@@ -10,13 +10,16 @@
 #   2. On-demand issuance of BENCH_N_ISSUE names vs lego on the same Pebble.
 #   3. Loading BENCH_N_LOAD stored certificates into a fresh HAProxy through
 #      the agent vs HAProxy loading the same files from disk; agent memory.
+#   4. Work at rest: 20,000 and 100,000 certificates in Redis, nothing
+#      changing: Redis commands per minute and SPOE max latency over 65 s.
 # Environment: BENCH_SECONDS (wrk seconds per variant, 10), BENCH_ROUNDS (A B B A
 # rounds those seconds are spread over, 2), BENCH_N_ISSUE (20),
 # BENCH_SPOA_SECONDS (3 per run), BENCH_SPOA_ROUNDS (2 rounds of A B B A),
 # BENCH_SPOA_DEFER (0; N also runs the agent deferring one ACK in N),
 # BENCH_SPOA_PIN (0; 1 pins servers to CPU 1 and the load generator to CPU 0),
 # BENCH_ONLY (all sections; "spoa": section 0 only, no HAProxy, Pebble or wrk
-# needed; "spoa,spoe": sections 0 and 1),
+# needed; "spoa,spoe": sections 0 and 1; "rest": section 4 only, Redis),
+# BENCH_REST_COUNTS ("20000 100000"), BENCH_REST_SECONDS (65),
 # BENCH_N_LOAD (3000), BENCH_THREADS (2), BENCH_CONNS (50), IT_KEEP=1 keeps
 # the temp dir. Exit 0 when every figure was produced.
 set -u
@@ -81,6 +84,8 @@ spoa_section() {
 		"spoa_bench --defer $defer: the handler defers one message in $defer and completes it on the next loop turn (ev_idle); $SPOA_CPU_D µs CPU per ACK"
 }
 bench_only_has spoa && spoa_section
+# ---- 4. work at rest: N certificates in Redis (no HAProxy needed) -------------
+bench_only_has rest && source "$HERE/rest.sh"
 bench_only_ends spoe
 
 bench_deps || { echo "bench: wrk is missing and could not be installed"; exit 1; }

@@ -135,14 +135,17 @@ r=$(admin GET /acme/certificates)
 check "agent restarted: every certificate still listed" python3 -c '
 import json,sys; s,b=sys.argv[1].split(" ",1); d=json.loads(b)["data"]; assert len(d)>=24, len(d)' "$r"
 
-# kill -9 while an order runs (RSA 4096: key generation makes it last
-# seconds); the restarted agent completes it
+# kill -9 while an order runs (Pebble frozen meanwhile, so the order cannot
+# finish first); the restarted agent completes it
 stop_pid "$AGENT_PID"
 sed -i 's/"cert_type": "ecc"/"cert_type": "rsa", "rsa_key_size": 4096/' "$IT_DIR/agent.json"
 start_agent
+kill -STOP "$PEBBLE_PID"
 https_get cut.test
-wait_for 10 test -n "$("$TOOLS/storage_tool" "$STORE" list pending/)"
+pending_listed() { [ -n "$("$TOOLS/storage_tool" "$STORE" list pending/)" ]; }
+wait_for 10 pending_listed
 kill -9 "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
+kill -CONT "$PEBBLE_PID"
 check "an order was cut off (pending marker left)" sh -c "\"$TOOLS/storage_tool\" \"$STORE\" get pending/cut.test >/dev/null"
 start_agent
 check "the cut-off order completes after restart" wait_for 30 served_by_pebble cut.test

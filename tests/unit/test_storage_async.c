@@ -693,15 +693,16 @@ static void s_loop_cadence(void **state)
 		assert_int_equal(puts[i].rc, 0);
 	/* the puts took seconds of fsync in all ... */
 	assert_true(now_s() - t0 >= 2 * SLOW_MS / 1000.);
-	/* ... and the loop never waited on them */
-	if (c.max_gap > 0.05)
+	/* ... and the loop never waited on them (a gap of one fsync, 300 ms,
+	 * would show it; the bar leaves room for a loaded 2-core machine) */
+	if (c.max_gap > 0.15)
 		fail_msg("max gap between 10 ms ticks %.1f ms over %d ticks", c.max_gap * 1000.,
 			 c.ticks);
 	assert_true(c.ticks >= (int)((now_s() - t0) / 0.01 / 2));
 	/* a slow store delays only the operations that need it */
 	assert_int_equal(fast.calls, 1);
 	assert_int_equal(fast.rc, 1);
-	if (fast.at - t0 > 0.05)
+	if (fast.at - t0 > 0.15)
 		fail_msg("read on an idle worker took %.0f ms", (fast.at - t0) * 1000.);
 	rec_clear(&fast);
 	for (i = 0; i < 8; i++)

@@ -171,7 +171,7 @@ static struct storage *redis_open_conf(struct storage_conf *conf, const char *ns
 	if (!conf->redis_port)
 		conf->redis_port = redis_port;
 	conf->redis_namespace = ns;
-	conf->redis_timeout_ms = conf->redis_timeout_ms ? conf->redis_timeout_ms : 500;
+	conf->redis_timeout_ms = conf->redis_timeout_ms ? conf->redis_timeout_ms : 2000;
 	st = storage_open("redis", conf, rloop, err, sizeof(err));
 	if (st == NULL)
 		fail_msg("open redis: %s", err);
@@ -508,7 +508,9 @@ static void r_sigstop(void **state)
 	}
 	assert_true(ok);
 	ev_timer_stop(rloop, &gap.w);
-	if (gap.max > 0.05)
+	/* a wait on the frozen server would show as 300 ms; the bar leaves room
+	 * for a loaded 2-core machine */
+	if (gap.max > 0.15)
 		fail_msg("the loop stalled %.0f ms", gap.max * 1000);
 	storage_close(st);
 }
