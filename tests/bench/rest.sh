@@ -66,7 +66,7 @@ for n in $REST_COUNTS; do
 	rest_one "$n"
 	bench_row "4 at rest, $n certs in Redis" "${REST_CMDS:-FAILED} cmds/min, SPOE max ${REST_MAX:-?} ms" \
 		"${REST_START:-?} s to ready, ${REST_HWM:-?} KiB" \
-		"$([ -n "$REST_FIRST" ] && [ -n "$REST_CMDS" ] && bench_ratio "$REST_CMDS" "$REST_FIRST" || echo 1) (cmds vs $REST_FIRST_N)" \
-		"redis-cli MONITOR over $REST_SECS s after the agent is ready (commands run inside its Lua scripts not counted), while spop_client probe sends one acme-sni-peek every 10 ms; bars: < 60 commands/min, SPOE max < 50 ms"
+		"$(if [ -z "$REST_FIRST" ]; then echo "1 (first count)"; else echo "$(bench_ratio "$REST_CMDS" "$REST_FIRST") (cmds vs $REST_FIRST_N certs)"; fi)" \
+		"redis-cli MONITOR over $REST_SECS s after the agent is ready (commands run inside its Lua scripts not counted), while spoe_probe sends one acme-sni-peek every 10 ms; bars: < 60 commands/min, SPOE max < 50 ms"
 	if [ -z "$REST_FIRST" ]; then REST_FIRST=$REST_CMDS REST_FIRST_N=$n; fi
 done
