@@ -53,6 +53,7 @@ struct http_client {
 	struct http_sock *socks;
 	size_t npending;
 	STACK_OF(X509) *extra_ca;
+	X509_STORE *store;		/* system roots + extra_ca, loaded once at start */
 	int dispatching;
 	int free_pending;
 };
@@ -118,6 +119,7 @@ static void http_client_destroy(struct http_client *c)
 	ev_timer_stop(c->loop, &c->timer);
 	if (c->extra_ca)
 		sk_X509_pop_free(c->extra_ca, X509_free);
+	X509_STORE_free(c->store);
 	free(c);
 }
 
@@ -263,18 +265,31 @@ static int cb_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 	return 0;
 }
 
-/* Adds the extra CA certificates to the store curl set up (system bundle). */
+/* Hands every new TLS context the store loaded at start: curl would parse
+ * the system bundle on the loop for the first connection (and again when its
+ * CA cache expires), a stall of tens of milliseconds in the handshake path. */
 static CURLcode cb_curl_ssl_ctx(CURL *easy, void *ssl_ctx, void *userp)
 {
 	struct http_client *c = userp;
-	X509_STORE *store = SSL_CTX_get_cert_store((SSL_CTX *)ssl_ctx);
+
+	SSL_CTX_set1_cert_store((SSL_CTX *)ssl_ctx, c->store);
+	return CURLE_OK;
+}
+
+/* The system's roots plus the extra ones, parsed once. */
+static X509_STORE *http_store_new(STACK_OF(X509) *extra, char *err, size_t errlen)
+{
+	X509_STORE *store = X509_STORE_new();
 	int i;
 
-	if (!c->extra_ca || !store)
-		return CURLE_OK;
-	for (i = 0; i < sk_X509_num(c->extra_ca); i++)
-		X509_STORE_add_cert(store, sk_X509_value(c->extra_ca, i)); /* duplicates are fine */
-	return CURLE_OK;
+	if (!store || X509_STORE_set_default_paths(store) != 1) {
+		snprintf(err, errlen, "http: cannot load the system's CA certificates");
+		X509_STORE_free(store);
+		return NULL;
+	}
+	for (i = 0; extra && i < sk_X509_num(extra); i++)
+		X509_STORE_add_cert(store, sk_X509_value(extra, i)); /* duplicates are fine */
+	return store;
 }
 
 static STACK_OF(X509) *http_load_ca(const char *path, char *err, size_t errlen)
@@ -335,6 +350,9 @@ struct http_client *http_client_new(struct ev_loop *loop, const char *ca_file,
 		if (!c->extra_ca)
 			goto fail;
 	}
+	c->store = http_store_new(c->extra_ca, err, errlen);
+	if (!c->store)
+		goto fail;
 	c->multi = curl_multi_init();
 	if (!c->multi) {
 		snprintf(err, errlen, "http: curl_multi_init failed");
@@ -498,10 +516,11 @@ int http_request_hdr(struct http_client *c, const char *method, const char *url,
 	curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, r);
 	curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, cb_curl_write);
 	curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
-	if (c->extra_ca) {
-		curl_easy_setopt(r->easy, CURLOPT_SSL_CTX_FUNCTION, cb_curl_ssl_ctx);
-		curl_easy_setopt(r->easy, CURLOPT_SSL_CTX_DATA, c);
-	}
+	/* no file for curl to parse: the context gets c->store */
+	curl_easy_setopt(r->easy, CURLOPT_CAINFO, NULL);
+	curl_easy_setopt(r->easy, CURLOPT_CAPATH, NULL);
+	curl_easy_setopt(r->easy, CURLOPT_SSL_CTX_FUNCTION, cb_curl_ssl_ctx);
+	curl_easy_setopt(r->easy, CURLOPT_SSL_CTX_DATA, c);
 	if (!strcmp(method, "GET")) {
 		curl_easy_setopt(r->easy, CURLOPT_HTTPGET, 1L);
 	} else if (!strcmp(method, "HEAD")) {

@@ -166,10 +166,15 @@ haproxy_config() {
 }
 
 # start_haproxy: runs the config written by haproxy_config; sets HAP_PID.
+# HAPROXY_BIN chooses the binary (default: haproxy from PATH, Debian 12's 2.6;
+# test_spoe34.sh sets it to the 3.4 build of scripts/haproxy34.sh). The very
+# same haproxy-examples/ files serve both lines: 3.4's rewritten SPOE ignores
+# "timeout hello/idle" and turns the agent's "mode tcp" backend into
+# "mode spop" by itself, and "option spop-check" works on both.
 start_haproxy() {
-	local d=$IT_DIR/haproxy${NODE:-}
-	haproxy -c -q -f "$d/haproxy.cfg" >"$IT_DIR/haproxy-check.log" 2>&1 || { cat "$IT_DIR/haproxy-check.log"; return 1; }
-	haproxy -db -f "$d/haproxy.cfg" >>"$IT_DIR/haproxy${NODE:-}.log" 2>&1 &
+	local d=$IT_DIR/haproxy${NODE:-} hap=${HAPROXY_BIN:-haproxy}
+	"$hap" -c -q -f "$d/haproxy.cfg" >"$IT_DIR/haproxy-check.log" 2>&1 || { cat "$IT_DIR/haproxy-check.log"; return 1; }
+	"$hap" -db -f "$d/haproxy.cfg" >>"$IT_DIR/haproxy${NODE:-}.log" 2>&1 &
 	HAP_PID=$!
 	IT_PIDS+=($HAP_PID)
 	wait_for 10 port_open "$HAP_HTTPS" && wait_for 10 test -S "$HAP_SOCK"
