@@ -565,61 +565,12 @@ int http_request(struct http_client *c, const char *method, const char *url,
 	return http_request_hdr(c, method, url, hdrs, n, body, body_len, timeout_ms, cb, arg);
 }
 
-static const char *const http_months[12] = {
-	"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
-};
-
-static int http_month(const char *s)
-{
-	int i;
-
-	for (i = 0; i < 12; i++)
-		if (!strncasecmp(s, http_months[i], 3))
-			return i;
-	return -1;
-}
-
-/* Parses the three HTTP-date forms of RFC 9110 §5.6.7 into a UTC time_t. */
+/* The three HTTP-date forms of RFC 9110 §5.6.7 (curl_getdate() reads them
+ * all, and more). */
 static int http_parse_date(const char *s, time_t *out)
 {
-	struct tm tm;
-	char wk[16], mon[4], tz[4];
-	int day, year, hh, mm, ss, n = 0;
-	time_t t;
+	time_t t = curl_getdate(s, NULL);
 
-	memset(&tm, 0, sizeof(tm));
-	/* IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT */
-	if (sscanf(s, "%15[A-Za-z], %d %3s %d %d:%d:%d %3s%n", wk, &day, mon, &year,
-		   &hh, &mm, &ss, tz, &n) == 8 && strlen(wk) == 3) {
-		if (strcmp(tz, "GMT"))
-			return -1;
-	/* RFC 850: Sunday, 06-Nov-94 08:49:37 GMT */
-	} else if (n = 0, sscanf(s, "%15[A-Za-z], %d-%3s-%d %d:%d:%d %3s%n", wk, &day, mon, &year,
-				&hh, &mm, &ss, tz, &n) == 8) {
-		if (strcmp(tz, "GMT"))
-			return -1;
-		if (year < 100)
-			year += year < 70 ? 2000 : 1900;
-	/* asctime: Sun Nov  6 08:49:37 1994 */
-	} else if (n = 0, sscanf(s, "%15[A-Za-z] %3s %d %d:%d:%d %d%n", wk, mon, &day,
-				&hh, &mm, &ss, &year, &n) == 7) {
-	} else {
-		return -1;
-	}
-	while (s[n] == ' ' || s[n] == '\t')
-		n++;
-	if (s[n])
-		return -1;
-	tm.tm_mon = http_month(mon);
-	if (tm.tm_mon < 0 || strlen(mon) != 3 || day < 1 || day > 31 || hh < 0 || hh > 23 ||
-	    mm < 0 || mm > 59 || ss < 0 || ss > 60 || year < 1970 || year > 9999)
-		return -1;
-	tm.tm_mday = day;
-	tm.tm_year = year - 1900;
-	tm.tm_hour = hh;
-	tm.tm_min = mm;
-	tm.tm_sec = ss;
-	t = timegm(&tm);
 	if (t == (time_t)-1)
 		return -1;
 	*out = t;
