@@ -356,12 +356,28 @@ void mgr_announce(struct mgr *m, const char *host, const char *serial)
 
 /* ---- HAProxy sync -------------------------------------------------------- */
 
+/* One "which certificates do you hold?" round with one HAProxy, retried
+ * until HAProxy answers; kept in m->syncs so that a stop frees it. */
 struct mgr_sync {
 	struct mgr *m;
 	size_t idx;
+	ev_timer retry;
+	struct mgr_sync *prev, *next;
 };
 
-static void mgr_sync_retry_cb(int revents, void *arg);
+static void mgr_sync_free(struct mgr_sync *s)
+{
+	struct mgr *m = s->m;
+
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		m->syncs = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	ev_timer_stop(m->loop, &s->retry);
+	free(s);
+}
 
 struct mgr_missing {
 	struct mgr *m;
@@ -388,11 +404,14 @@ static void mgr_sync_names(void *arg, int ok, const char *const *names, size_t n
 	struct hmap have;
 	size_t i, pushed;
 
+	if (m->closing)
+		return;		/* mgr_free() frees it */
 	if (!ok) {
 		/* HAProxy may not be up yet: the first connection fires no reload */
 		log_warn("runtime socket %zu: cannot list certificates, retrying in %.0fs", s->idx,
 			 MGR_SYNC_RETRY_S);
-		ev_once(m->loop, -1, 0, MGR_SYNC_RETRY_S, mgr_sync_retry_cb, s);
+		ev_timer_set(&s->retry, MGR_SYNC_RETRY_S, 0.);
+		ev_timer_start(m->loop, &s->retry);
 		return;
 	}
 	hmap_init(&have);
@@ -406,27 +425,33 @@ static void mgr_sync_names(void *arg, int ok, const char *const *names, size_t n
 	}
 	hmap_clear(&have, NULL);
 	log_info("runtime socket %zu: HAProxy holds %zu certificates, pushed %zu missing", s->idx, n, pushed);
-	free(s);
+	mgr_sync_free(s);
 }
 
-static void mgr_sync_retry_cb(int revents, void *arg)
+static void cb_mgr_sync_retry(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct mgr_sync *s = arg;
+	struct mgr_sync *s = w->data;
 
 	if (rt_list_certs(s->m->rt, s->idx, mgr_sync_names, s) == -1)
-		free(s);
+		mgr_sync_free(s);
 }
 
 void mgr_sync_haproxy(struct mgr *m, size_t idx)
 {
-	struct mgr_sync *s = malloc(sizeof(*s));
+	struct mgr_sync *s = calloc(1, sizeof(*s));
 
 	if (!s)
 		return;
 	s->m = m;
 	s->idx = idx;
+	ev_init(&s->retry, cb_mgr_sync_retry);
+	s->retry.data = s;
+	s->next = m->syncs;
+	if (s->next)
+		s->next->prev = s;
+	m->syncs = s;
 	if (rt_list_certs(m->rt, idx, mgr_sync_names, s) == -1)
-		free(s);
+		mgr_sync_free(s);
 }
 
 static void mgr_on_rt_reload(void *arg, size_t idx)
@@ -900,6 +925,8 @@ void mgr_free(struct mgr *m)
 	/* cert_dir writes in progress complete; nothing more is pushed */
 	workq_free(m->wq);
 	rt_free(m->rt);
+	while (m->syncs)
+		mgr_sync_free(m->syncs);
 	http_client_free(m->http);
 	storage_sub_free(m->sub);
 	storage_close(m->st);

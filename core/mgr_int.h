@@ -27,6 +27,7 @@ struct http_client;
 struct rt;
 struct spoa_server;
 struct mgr_chstore;
+struct mgr_sync;
 struct spoa_deferred;
 struct storage;
 struct storage_req;
@@ -154,6 +155,7 @@ struct mgr {
 	char storage_err[256];
 	ev_tstamp storage_pinged;	/* when /healthz last pinged storage */
 	int closing;			/* mgr_free() runs */
+	struct mgr_sync *syncs;		/* HAProxy sync rounds in progress */
 	size_t loading;			/* start-up: certificate reads in flight */
 	struct mgr_counters cnt;
 	time_t started;
