@@ -1,0 +1,594 @@
+/* The agent's faces (api.h): SPOE message handlers (the hot path), the
+ * admin API operations, Prometheus metrics and health. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <ev.h>
+#include <jansson.h>
+#include <openssl/rand.h>
+
+#include "acme/acme.h"
+#include "acme/crypto.h"
+#include "acme/http.h"
+#include "admin/admin.h"
+#include "core/api.h"
+#include "core/certstore.h"
+#include "core/challenges.h"
+#include "core/config.h"
+#include "core/fleet.h"
+#include "core/health.h"
+#include "core/jobs.h"
+#include "core/renew.h"
+#include "lib/host.h"
+#include "lib/log.h"
+#include "lib/metrics.h"
+#include "runtime/runtime.h"
+#include "spoa/spoa.h"
+#include "storage/storage.h"
+
+#define API_HEALTH_PING_S 5.0
+
+struct api_counters {
+	uint64_t sni_msgs, http01_msgs, http01_hits, refused_name, refused_backoff;
+	uint64_t http01_deferred, http01_lookup_busy;
+};
+
+struct api {
+	struct ev_loop *loop;
+	const struct config *cfg;
+	struct storage *st;
+	struct acme_client *acme;
+	struct http_client *http;
+	struct certstore *cs;
+	struct challenges *ch;
+	struct jobs *jobs;
+	struct renew *renew;
+	struct fleet *fleet;
+	struct health *health;
+	struct spoa_server *spoa;
+	struct admin *admin;
+	ev_tstamp storage_pinged;	/* when /healthz last pinged storage */
+	struct api_counters cnt;
+};
+
+/* ---- SPOE ---------------------------------------------------------------- */
+
+static const struct spop_data *api_arg_str(const struct spop_arg *args, size_t nargs, const char *name)
+{
+	size_t i, n = strlen(name);
+
+	for (i = 0; i < nargs; i++)
+		if (args[i].name_len == n && memcmp(args[i].name, name, n) == 0 &&
+		    (args[i].val.type == SPOP_T_STR || args[i].val.type == SPOP_T_BIN))
+			return &args[i].val;
+	return NULL;
+}
+
+/* acme-sni: answers from memory (certificates, jobs, allow-list, backoff);
+ * issuance starts in the background. */
+static void api_spoe_sni(void *ctx, const struct spop_arg *args, size_t nargs, struct spoa_reply *reply)
+{
+	struct api *a = ctx;
+	const struct spop_data *d = api_arg_str(args, nargs, "sni");
+	char raw[CERTSTORE_HOST_MAX], host[CERTSTORE_HOST_MAX];
+
+	a->cnt.sni_msgs++;
+	spoa_reply_set_bool(reply, SPOP_SCOPE_SESS, "seen", 1);
+	if (!d || d->u.s.len == 0 || d->u.s.len >= sizeof(raw))
+		return;
+	memcpy(raw, d->u.s.ptr, d->u.s.len);
+	raw[d->u.s.len] = '\0';
+	if (host_normalize(raw, host, sizeof(host), 0) == -1) {
+		a->cnt.refused_name++;
+		return;
+	}
+	if (certstore_get(a->cs, host) || jobs_active(a->jobs, host))
+		return;
+	if (!config_domain_allowed(a->cfg, host)) {
+		a->cnt.refused_name++;
+		log_debug("host=%s not allowed for on-demand issuance", host);
+		return;
+	}
+	if (jobs_backoff_active(a->jobs, host, NULL)) {
+		a->cnt.refused_backoff++;
+		return;
+	}
+	log_info("host=%s on-demand issuance requested by SNI", host);
+	jobs_issue(a->jobs, host, 0, 0, NULL);
+}
+
+static void api_spoe_http01(void *ctx, const struct spop_arg *args, size_t nargs, struct spoa_reply *reply)
+{
+	struct api *a = ctx;
+	const struct spop_data *d = api_arg_str(args, nargs, "token");
+	char token[257];
+	struct spoa_deferred *def;
+	const char *ka;
+
+	a->cnt.http01_msgs++;
+	if (!d || d->u.s.len == 0 || d->u.s.len >= sizeof(token))
+		return;
+	memcpy(token, d->u.s.ptr, d->u.s.len);
+	token[d->u.s.len] = '\0';
+	if (!challenges_token_valid(token))
+		return;
+	ka = challenges_local(a->ch, token);
+	if (ka) {
+		a->cnt.http01_hits++;
+		spoa_reply_set_str(reply, SPOP_SCOPE_TXN, "keyauth", ka, strlen(ka));
+		return;
+	}
+	/* another node sharing the store may have made it a moment ago */
+	def = spoa_reply_defer(reply);
+	if (!def) {
+		a->cnt.http01_lookup_busy++;
+		return;
+	}
+	if (challenges_lookup_shared(a->ch, token, def) == -1) {
+		a->cnt.http01_lookup_busy++;
+		spoa_deferred_done(def);
+		return;
+	}
+	a->cnt.http01_deferred++;
+}
+
+static const struct spoa_handler api_spoa_handlers[] = {
+	{ .message = "acme-sni", .fn = api_spoe_sni },
+	/* the same, from a TCP frontend peeking at the ClientHello (req.ssl_sni) */
+	{ .message = "acme-sni-peek", .fn = api_spoe_sni },
+	{ .message = "acme-http01", .fn = api_spoe_http01 },
+	{ .message = NULL },
+};
+
+/* ---- admin --------------------------------------------------------------- */
+
+static json_t *api_cert_json(const struct certstore_cert *c)
+{
+	time_t now = time(NULL);
+
+	return json_pack("{s:s, s:s, s:s, s:b, s:s, s:s, s:s, s:s}",
+			 "host", c->host,
+			 "not_before", c->info.not_before_str,
+			 "not_after", c->info.not_after_str,
+			 "valid", now >= c->info.not_before && now < c->info.not_after,
+			 "serial_number", c->info.serial_hex,
+			 "digest", c->info.digest_sha1,
+			 "issuer_cn", c->info.issuer_cn,
+			 "pubkey_type", c->info.pubkey_type);
+}
+
+static void api_admin_issue(void *ctx, const char *raw, struct admin_req *req)
+{
+	struct api *a = ctx;
+	char host[CERTSTORE_HOST_MAX], msg[512];
+
+	if (host_normalize(raw, host, sizeof(host), 0) == -1) {
+		snprintf(msg, sizeof(msg), "host %s is not a valid host name", raw);
+		admin_reply_message(req, 400, msg);
+		return;
+	}
+	if (!config_domain_allowed(a->cfg, host)) {
+		snprintf(msg, sizeof(msg), "host %s is not allowed: not in domains", host);
+		admin_reply_message(req, 400, msg);
+		return;
+	}
+	if (jobs_issue(a->jobs, host, certstore_get(a->cs, host) != NULL, 1, req) == -1)
+		admin_reply_message(req, 500, "out of memory");
+}
+
+struct api_sanity {
+	struct api *a;
+	struct admin_req *req;
+	char host[CERTSTORE_HOST_MAX];
+	char token[64];
+	char keyauth[128];
+};
+
+static void api_sanity_done(void *arg, const struct http_response *res)
+{
+	struct api_sanity *s = arg;
+	char msg[1024];
+
+	challenges_forget(s->a->ch, s->token);
+	if (res->status == 200 && res->body_len == strlen(s->keyauth) &&
+	    memcmp(res->body, s->keyauth, res->body_len) == 0) {
+		snprintf(msg, sizeof(msg), "sanity test for host %s passed", s->host);
+		admin_reply_message(s->req, 200, msg);
+	} else if (res->status == 0) {
+		snprintf(msg, sizeof(msg), "problem found running sanity check for %s: %s", s->host,
+			 res->error ? res->error : "request failed");
+		admin_reply_message(s->req, 400, msg);
+	} else {
+		snprintf(msg, sizeof(msg), "problem found running sanity check for %s: "
+			 "the challenge path answered HTTP %ld without this agent's reply", s->host,
+			 res->status);
+		admin_reply_message(s->req, 400, msg);
+	}
+	free(s);
+}
+
+static void api_admin_sanity(void *ctx, const char *raw, struct admin_req *req)
+{
+	struct api *a = ctx;
+	struct api_sanity *s;
+	unsigned char rnd[24];
+	char url[1024], *tok;
+
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		admin_reply_message(req, 500, "out of memory");
+		return;
+	}
+	if (host_normalize(raw, s->host, sizeof(s->host), 0) == -1) {
+		snprintf(url, sizeof(url), "host %s is not a valid host name", raw);
+		admin_reply_message(req, 400, url);
+		free(s);
+		return;
+	}
+	RAND_bytes(rnd, sizeof(rnd));
+	tok = crypto_b64url(rnd, sizeof(rnd));
+	if (!tok) {
+		admin_reply_message(req, 500, "out of memory");
+		free(s);
+		return;
+	}
+	s->a = a;
+	s->req = req;
+	snprintf(s->token, sizeof(s->token), "%s", tok);
+	snprintf(s->keyauth, sizeof(s->keyauth), "%s.acme-spoa-sanity-check", tok);
+	free(tok);
+	challenges_store(a->ch, s->token, s->keyauth, 120);
+	snprintf(url, sizeof(url), "http://%s/.well-known/acme-challenge/%s", s->host, s->token);
+	if (http_request(a->http, "GET", url, NULL, NULL, 0, 10000, api_sanity_done, s) == -1) {
+		challenges_forget(a->ch, s->token);
+		admin_reply_message(req, 500, "sanity request not started");
+		free(s);
+	}
+}
+
+static void api_admin_renew_all(void *ctx)
+{
+	struct api *a = ctx;
+
+	renew_pass(a->renew, 0);
+}
+
+struct api_list {
+	json_t *arr;
+	int invalid_only;
+	time_t now;
+};
+
+static void api_list_cb(void *arg, struct certstore_cert *c)
+{
+	struct api_list *l = arg;
+
+	if (l->invalid_only && l->now >= c->info.not_before && l->now < c->info.not_after)
+		return;
+	json_array_append_new(l->arr, api_cert_json(c));
+}
+
+static json_t *api_admin_cert_list(void *ctx, int invalid_only)
+{
+	struct api *a = ctx;
+	struct api_list l = { json_array(), invalid_only, time(NULL) };
+
+	if (!l.arr)
+		return NULL;
+	certstore_foreach(a->cs, api_list_cb, &l);
+	return l.arr;
+}
+
+static json_t *api_admin_cert_get(void *ctx, const char *raw)
+{
+	struct api *a = ctx;
+	char host[CERTSTORE_HOST_MAX];
+	struct certstore_cert *c;
+
+	if (host_normalize(raw, host, sizeof(host), 0) == -1)
+		return NULL;
+	c = certstore_get(a->cs, host);
+	return c ? api_cert_json(c) : NULL;
+}
+
+struct api_del {
+	struct api *a;
+	struct admin_req *req;
+	char host[CERTSTORE_HOST_MAX];
+};
+
+static void cb_api_del(void *arg, struct storage_res *res)
+{
+	struct api_del *d = arg;
+	struct api *a = d->a;
+	char key[STORAGE_KEY_MAX], msg[1024];
+
+	health_storage_result(a->health, res);
+	if (res->rc == -1) {
+		snprintf(msg, sizeof(msg), "cannot delete certificate for host %s: %s", d->host,
+			 res->err);
+		admin_reply_message(d->req, 500, msg);
+		free(d);
+		return;
+	}
+	snprintf(key, sizeof(key), "renewals/%s", d->host);
+	renew_forget(a->renew, d->host);
+	certstore_remove(a->cs, d->host);
+	/* the other nodes of a fleet drop it too */
+	certstore_announce(a->cs, d->host, NULL);
+	log_info("host=%s certificate deleted", d->host);
+	snprintf(msg, sizeof(msg), "certificate for host %s is deleted", d->host);
+	admin_reply_message(d->req, 200, msg);
+	free(d);
+}
+
+static void api_del_finish(struct api_del *d)
+{
+	char key[STORAGE_KEY_MAX];
+
+	snprintf(key, sizeof(key), "certs/%s", d->host);
+	if (!storage_del(d->a->st, key, cb_api_del, d)) {
+		admin_reply_message(d->req, 500, "out of memory");
+		free(d);
+	}
+}
+
+static void api_revoke_done(void *arg, int ok, const char *err)
+{
+	struct api_del *d = arg;
+	char msg[1024];
+
+	if (!ok) {
+		snprintf(msg, sizeof(msg), "revocation of the certificate for host %s failed: %s",
+			 d->host, err ? err : "unknown error");
+		admin_reply_message(d->req, 500, msg);
+		free(d);
+		return;
+	}
+	log_info("host=%s certificate revoked", d->host);
+	api_del_finish(d);
+}
+
+static void api_admin_cert_delete(void *ctx, const char *raw, int revoke, struct admin_req *req)
+{
+	struct api *a = ctx;
+	struct api_del *d = calloc(1, sizeof(*d));
+	struct certstore_cert *c;
+
+	if (!d) {
+		admin_reply_message(req, 500, "out of memory");
+		return;
+	}
+	d->a = a;
+	d->req = req;
+	if (host_normalize(raw, d->host, sizeof(d->host), 0) == -1 ||
+	    !(c = certstore_get(a->cs, d->host))) {
+		admin_reply_message(req, 404, "Not found");
+		free(d);
+		return;
+	}
+	if (revoke) {
+		if (acme_revoke(a->acme, c->pem, api_revoke_done, d) == -1) {
+			admin_reply_message(req, 500, "revocation not started");
+			free(d);
+		}
+		return;
+	}
+	api_del_finish(d);
+}
+
+struct api_days {
+	time_t now;
+	uint64_t b[6];		/* expired, <1, <7, <14, <30, >=30 days */
+};
+
+static void api_days_cb(void *arg, struct certstore_cert *c)
+{
+	struct api_days *d = arg;
+	double days = (double)(c->info.not_after - d->now) / 86400.0;
+
+	d->b[days < 0 ? 0 : days < 1 ? 1 : days < 7 ? 2 : days < 14 ? 3 : days < 30 ? 4 : 5]++;
+}
+
+static void api_counter(struct metrics_buf *b, const char *name, const char *help, const char *labels,
+			uint64_t v)
+{
+	metrics_header(b, name, "counter", help);
+	metrics_value(b, name, labels, (double)v);
+}
+
+static void api_admin_metrics(void *ctx, struct metrics_buf *b)
+{
+	static const char *const days_names[6] = { "expired", "1", "7", "14", "30", "+Inf" };
+	struct api *a = ctx;
+	struct api_counters *k = &a->cnt;
+	struct jobs_stats js;
+	struct fleet_stats fs;
+	struct api_days d = { .now = time(NULL) };
+	struct spoa_stats ss;
+	struct rt_stats rs;
+	double bounds[SPOA_LAT_BUCKETS - 1];
+	uint64_t cum[SPOA_LAT_BUCKETS];
+	char lbl[64];
+	size_t i;
+
+	jobs_stats(a->jobs, &js);
+	fleet_stats(a->fleet, &fs);
+	api_counter(b, "acme_spoa_orders_started_total", "ACME orders started.", NULL, js.orders_started);
+	api_counter(b, "acme_spoa_orders_succeeded_total", "ACME orders that produced a certificate.", NULL, js.orders_ok);
+	metrics_header(b, "acme_spoa_orders_failed_total", "counter", "ACME orders that failed, by reason.");
+	metrics_value(b, "acme_spoa_orders_failed_total", "reason=\"ca\"", (double)js.fail_ca);
+	metrics_value(b, "acme_spoa_orders_failed_total", "reason=\"rate_limited\"", (double)js.fail_rate_limited);
+	metrics_value(b, "acme_spoa_orders_failed_total", "reason=\"transport\"", (double)js.fail_transport);
+	metrics_value(b, "acme_spoa_orders_failed_total", "reason=\"storage\"", (double)js.fail_storage);
+	api_counter(b, "acme_spoa_renewals_total", "Certificates renewed.", NULL, js.renewals);
+	api_counter(b, "acme_spoa_renewal_failures_total", "Renewals that failed.", NULL, js.renewals_failed);
+	metrics_header(b, "acme_spoa_on_demand_refused_total", "counter", "On-demand requests not issued, by reason.");
+	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"name\"", (double)k->refused_name);
+	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"backoff\"", (double)(k->refused_backoff + js.refused_backoff));
+	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"ask_url\"", (double)js.refused_ask);
+	metrics_header(b, "acme_spoa_orders_in_flight", "gauge", "ACME orders running now.");
+	metrics_value(b, "acme_spoa_orders_in_flight", NULL, (double)js.orders_running);
+
+	spoa_server_stats(a->spoa, &ss);
+	metrics_header(b, "acme_spoa_spoe_messages_total", "counter", "SPOE messages handled, by message.");
+	metrics_value(b, "acme_spoa_spoe_messages_total", "message=\"acme-sni\"", (double)k->sni_msgs);
+	metrics_value(b, "acme_spoa_spoe_messages_total", "message=\"acme-http01\"", (double)k->http01_msgs);
+	api_counter(b, "acme_spoa_http01_answered_total", "http-01 requests answered with a key authorization.", NULL, k->http01_hits + challenges_lookup_hits(a->ch));
+	api_counter(b, "acme_spoa_http01_deferred_total", "http-01 requests whose answer was looked up in shared storage.", NULL, k->http01_deferred);
+	api_counter(b, "acme_spoa_http01_lookup_busy_total", "http-01 requests answered without a look-up: too many in flight.", NULL, k->http01_lookup_busy);
+	api_counter(b, "acme_spoa_feed_reads_total", "Reads of the fleet's change feed.", NULL, fs.feed_reads);
+	api_counter(b, "acme_spoa_feed_changes_total", "Certificate changes learnt from the change feed.", NULL, fs.feed_changes);
+	api_counter(b, "acme_spoa_spoe_frames_total", "SPOE NOTIFY frames received.", NULL, ss.notify_frames);
+	api_counter(b, "acme_spoa_spoe_malformed_frames_total", "SPOP frames refused as malformed.", NULL, ss.malformed);
+	api_counter(b, "acme_spoa_spoe_deferred_total", "NOTIFY frames whose ACK was deferred.", NULL, ss.deferred_total);
+	api_counter(b, "acme_spoa_spoe_deferred_timeouts_total", "Deferred ACKs sent when the defer timeout passed.", NULL, ss.deferred_timeouts);
+	api_counter(b, "acme_spoa_spoe_deferred_refused_total", "Deferrals refused by a bound (answered at once).", NULL, ss.deferred_refused);
+	metrics_header(b, "acme_spoa_spoe_deferred", "gauge", "ACKs deferred and not sent yet.");
+	metrics_value(b, "acme_spoa_spoe_deferred", NULL, (double)ss.deferred_current);
+	metrics_header(b, "acme_spoa_spoe_connections", "gauge", "SPOP connections from HAProxy now open.");
+	metrics_value(b, "acme_spoa_spoe_connections", NULL, (double)ss.conns_current);
+	for (i = 0; i < SPOA_LAT_BUCKETS; i++) {
+		if (i < SPOA_LAT_BUCKETS - 1)
+			bounds[i] = spoa_latency_bounds_us[i] / 1e6;
+		cum[i] = ss.lat_buckets[i] + (i ? cum[i - 1] : 0);
+	}
+	metrics_header(b, "acme_spoa_spoe_processing_seconds", "histogram", "Time from reading a NOTIFY frame to queuing its ACK (deferred ACKs included).");
+	metrics_histogram(b, "acme_spoa_spoe_processing_seconds", NULL, bounds, cum, SPOA_LAT_BUCKETS - 1,
+			  ss.lat_sum_us / 1e6, ss.lat_count);
+
+	rt_stats(certstore_runtime(a->cs), &rs);
+	api_counter(b, "acme_spoa_runtime_pushes_total", "Certificate pushes into HAProxy that succeeded.", NULL, rs.pushes_ok);
+	api_counter(b, "acme_spoa_runtime_push_errors_total", "Certificate pushes into HAProxy that failed.", NULL, rs.pushes_failed);
+	api_counter(b, "acme_spoa_runtime_reloads_seen_total", "HAProxy restarts or reloads seen.", NULL, rs.reloads_seen);
+	api_counter(b, "acme_spoa_storage_errors_total", "Storage operations that failed.", NULL, a->health->storage_errors);
+	metrics_header(b, "acme_spoa_storage_inflight", "gauge", "Storage operations started and not yet answered.");
+	metrics_value(b, "acme_spoa_storage_inflight", NULL, (double)storage_inflight(a->st));
+	metrics_header(b, "acme_spoa_orders_queued", "gauge", "Issuances waiting for a free slot.");
+	metrics_value(b, "acme_spoa_orders_queued", NULL, (double)js.queued);
+
+	certstore_foreach(a->cs, api_days_cb, &d);
+	metrics_header(b, "acme_spoa_certificates", "gauge", "Certificates held, by days left before expiry (upper bound).");
+	for (i = 0; i < 6; i++) {
+		metrics_label(lbl, sizeof(lbl), "days_left", days_names[i]);
+		metrics_value(b, "acme_spoa_certificates", lbl, (double)d.b[i]);
+	}
+}
+
+static void cb_api_ping(void *arg, struct storage_res *res)
+{
+	struct api *a = arg;
+
+	health_storage_result(a->health, res);
+}
+
+/* Answers from what is known now; asks storage again at most every few
+ * seconds, so a probe never waits and never floods the store. */
+static int api_admin_health(void *ctx, json_t **detail)
+{
+	struct api *a = ctx;
+	struct rt *rt = certstore_runtime(a->cs);
+	size_t i, up = 0, n = rt_count(rt);
+	ev_tstamp now = ev_now(a->loop);
+	char err[256];
+	int st_ok = a->health->storage_ok && storage_state(a->st, err, sizeof(err)) == 1;
+
+	if (now - a->storage_pinged >= API_HEALTH_PING_S) {
+		a->storage_pinged = now;
+		storage_ping(a->st, cb_api_ping, a);
+	}
+	for (i = 0; i < n; i++)
+		up += rt_socket_up(rt, i) != 0;
+	/* the reason stays in the log: /healthz needs no token */
+	*detail = json_pack("{s:s, s:s, s:s}", "loop", "ok",
+			    "storage", st_ok ? "ok" : "storage does not answer (see the log)",
+			    "runtime", up ? "ok" : "no runtime socket answers");
+	if (*detail)
+		json_object_set_new(*detail, "runtime_sockets_up",
+				    json_sprintf("%zu/%zu", up, n));
+	return st_ok && up > 0;
+}
+
+static const struct admin_ops api_admin_ops = {
+	.issue = api_admin_issue,
+	.sanity_test = api_admin_sanity,
+	.renew_all = api_admin_renew_all,
+	.cert_list = api_admin_cert_list,
+	.cert_get = api_admin_cert_get,
+	.cert_delete = api_admin_cert_delete,
+	.metrics = api_admin_metrics,
+	.health = api_admin_health,
+};
+
+/* A new HAProxy engine-id in SPOE HELLO: HAProxy restarted or reloaded. */
+static void api_on_engine(void *ctx, const char *engine_id, int is_new)
+{
+	struct api *a = ctx;
+	struct rt *rt = certstore_runtime(a->cs);
+	size_t i;
+
+	if (!is_new)
+		return;
+	log_info("spoe: new HAProxy engine-id %s, re-syncing certificates", engine_id);
+	for (i = 0; i < rt_count(rt); i++)
+		certstore_sync_haproxy(a->cs, i);
+}
+
+struct api *api_new(struct ev_loop *loop, const struct api_deps *deps, char *err, size_t errlen)
+{
+	struct api *a = calloc(1, sizeof(*a));
+	struct spoa_server_conf sc = {
+		.listen = deps->cfg->spoa_listen,
+		.handlers = api_spoa_handlers,
+		.ctx = a,
+		.on_engine = api_on_engine,
+		/* under the examples' "timeout processing 500ms" */
+		.defer_timeout = 0.4,
+	};
+	struct admin_conf ac = {
+		.listen = deps->cfg->admin_listen,
+		.addr = &deps->cfg->admin_addr,
+		.token = deps->cfg->admin_token,
+	};
+
+	if (!a) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	a->loop = loop;
+	a->cfg = deps->cfg;
+	a->st = deps->st;
+	a->acme = deps->acme;
+	a->http = deps->http;
+	a->cs = deps->cs;
+	a->ch = deps->ch;
+	a->jobs = deps->jobs;
+	a->renew = deps->renew;
+	a->fleet = deps->fleet;
+	a->health = deps->health;
+	a->spoa = spoa_server_new(loop, &sc, err, errlen);
+	if (a->spoa)
+		a->admin = admin_new(loop, &ac, &api_admin_ops, a, err, errlen);
+	if (!a->admin) {
+		api_free(a);
+		a = NULL;
+	}
+out:
+	return a;
+}
+
+void api_set_token(struct api *a, const char *token)
+{
+	admin_set_token(a->admin, token);
+}
+
+void api_free(struct api *a)
+{
+	if (!a)
+		return;
+	admin_free(a->admin);
+	spoa_server_free(a->spoa);
+	free(a);
+}

@@ -1,0 +1,46 @@
+/* The agent's faces: the SPOE message handlers (the hot path: answered from
+ * memory, issuance started in the background), the admin API operations,
+ * Prometheus metrics and health. Thin: the work is the modules'. */
+#ifndef ACME_SPOA_API_H
+#define ACME_SPOA_API_H
+
+#include <stddef.h>
+
+struct acme_client;
+struct certstore;
+struct challenges;
+struct config;
+struct ev_loop;
+struct fleet;
+struct health;
+struct http_client;
+struct jobs;
+struct renew;
+struct storage;
+
+/* What the API serves from; everything is borrowed and must outlive it. */
+struct api_deps {
+	const struct config *cfg;
+	struct storage *st;
+	struct acme_client *acme;
+	struct http_client *http;
+	struct certstore *cs;
+	struct challenges *ch;
+	struct jobs *jobs;
+	struct renew *renew;
+	struct fleet *fleet;
+	struct health *health;
+};
+
+/* Starts the SPOA server on spoa.listen and the admin server on
+ * admin.listen, serving from <deps> (copied). Returns NULL with <err> set. */
+struct api *api_new(struct ev_loop *loop, const struct api_deps *deps, char *err, size_t errlen);
+
+/* Applies a reloaded admin.token (NULL: none). */
+void api_set_token(struct api *a, const char *token);
+
+/* Stops both servers and frees <a>. Deferred ACKs must be completed before
+ * (challenges_free()), admin requests answered (jobs_free()). Accepts NULL. */
+void api_free(struct api *a);
+
+#endif

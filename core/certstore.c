@@ -1,0 +1,551 @@
+/* The certificate store (certstore.h): memory, storage reads, cert_dir
+ * writes on a worker queue, pushes into HAProxy and the re-sync after a
+ * HAProxy reload.
+ *
+ * A write of a certificate file runs on a worker thread; the push follows it,
+ * so a HAProxy restart serves what HAProxy has. Writes of one host stay in
+ * order (one shard per path). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "core/certstore.h"
+#include "core/config.h"
+#include "core/health.h"
+#include "lib/fsutil.h"
+#include "lib/hmap.h"
+#include "lib/host.h"
+#include "lib/log.h"
+#include "lib/workq.h"
+#include "runtime/runtime.h"
+#include "storage/storage.h"
+
+#define CERTSTORE_SYNC_RETRY_S	5.0
+#define CERTSTORE_LOAD_WINDOW	256	/* start-up reads in flight */
+
+struct certstore {
+	struct ev_loop *loop;
+	const struct config *cfg;
+	struct storage *st;
+	struct health *health;
+	struct rt *rt;
+	struct workq *wq;		/* cert_dir writes and unlinks */
+	struct hmap certs;		/* host -> struct certstore_cert */
+	struct certstore_hooks hooks;
+	size_t loading;			/* start-up: certificate reads in flight */
+	unsigned long push_ok, push_failed;
+	int closing;			/* certstore_free() runs */
+};
+
+/* ---- memory -------------------------------------------------------------- */
+
+static void certstore_cert_free(void *p)
+{
+	struct certstore_cert *c = p;
+
+	if (!c)
+		return;
+	crypto_cert_info_clear(&c->info);
+	crypto_secret_free(c->pem, c->len);
+	free(c);
+}
+
+struct certstore_cert *certstore_get(const struct certstore *cs, const char *host)
+{
+	return hmap_get(&cs->certs, host);
+}
+
+size_t certstore_count(const struct certstore *cs)
+{
+	return cs->certs.count;
+}
+
+struct certstore_each {
+	void (*fn)(void *arg, struct certstore_cert *c);
+	void *arg;
+};
+
+static void certstore_each_cb(void *arg, const char *host, void *val)
+{
+	struct certstore_each *e = arg;
+
+	e->fn(e->arg, val);
+}
+
+void certstore_foreach(const struct certstore *cs,
+		       void (*fn)(void *arg, struct certstore_cert *c), void *arg)
+{
+	struct certstore_each e = { fn, arg };
+
+	hmap_foreach(&cs->certs, certstore_each_cb, &e);
+}
+
+void certstore_set_hooks(struct certstore *cs, const struct certstore_hooks *hooks)
+{
+	cs->hooks = *hooks;
+}
+
+static void certstore_storage_log(void *arg, struct storage_res *res)
+{
+	struct certstore *cs = arg;
+
+	health_storage_result(cs->health, res);
+	if (res->rc == -1)
+		log_err("%s", res->err);
+}
+
+struct certstore_cert *certstore_install(struct certstore *cs, const char *host, const char *pem,
+					 size_t len)
+{
+	struct certstore_cert *c, *old = NULL;
+	char err[256];
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	snprintf(c->host, sizeof(c->host), "%s", host);
+	if (crypto_cert_info(pem, len, &c->info, err, sizeof(err)) == -1) {
+		log_err("host=%s stored certificate unreadable: %s", host, err);
+		free(c);
+		return NULL;
+	}
+	c->pem = malloc(len + 1);
+	if (!c->pem) {
+		certstore_cert_free(c);
+		return NULL;
+	}
+	memcpy(c->pem, pem, len);
+	c->pem[len] = '\0';
+	c->len = len;
+	if (hmap_put(&cs->certs, host, c, (void **)&old) == -1) {
+		certstore_cert_free(c);
+		return NULL;
+	}
+	certstore_cert_free(old);
+	if (cs->hooks.installed)
+		cs->hooks.installed(cs->hooks.arg, c);
+	return c;
+}
+
+/* ---- cert_dir and HAProxy ------------------------------------------------ */
+
+static void certstore_path(const struct certstore *cs, const char *host, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "%s/%s.pem", cs->cfg->cert_dir, host);
+}
+
+/* HAProxy names a crt-list made from a directory without the trailing '/'. */
+static void certstore_crt_list_name(const struct certstore *cs, char *out, size_t outlen)
+{
+	size_t n;
+
+	snprintf(out, outlen, "%s", cs->cfg->crt_list);
+	n = strlen(out);
+	while (n > 1 && out[n - 1] == '/')
+		out[--n] = '\0';
+}
+
+static void certstore_push_done(void *arg, int ok, const char *err)
+{
+	struct certstore *cs = arg;
+
+	if (ok) {
+		cs->push_ok++;
+	} else {
+		cs->push_failed++;
+		log_err("push failed: %s", err ? err : "unknown error");
+	}
+}
+
+static void certstore_push(struct certstore *cs, const char *host, const char *pem, size_t len)
+{
+	char path[4096], list[4096];
+
+	certstore_path(cs, host, path, sizeof(path));
+	certstore_crt_list_name(cs, list, sizeof(list));
+	if (rt_push_cert(cs->rt, path, list, pem, len, certstore_push_done, cs) == -1) {
+		cs->push_failed++;
+		log_err("host=%s push not started", host);
+	}
+}
+
+/* A write (or removal) of one cert_dir file on the worker queue. */
+struct certstore_write {
+	struct workq_item it;
+	struct certstore *cs;
+	char host[CERTSTORE_HOST_MAX];
+	char path[4096];
+	char *pem;		/* NULL: unlink */
+	size_t len;
+	int rc;
+	char err[256];
+};
+
+static void certstore_write_run(struct workq_item *it)
+{
+	struct certstore_write *w = (struct certstore_write *)it;
+
+	if (w->pem) {
+		w->rc = fs_write_atomic(w->path, w->pem, w->len, 0600, w->err, sizeof(w->err));
+	} else if (unlink(w->path) == -1 && errno != ENOENT) {
+		w->rc = -1;
+		snprintf(w->err, sizeof(w->err), "cannot remove %.200s: %s", w->path, strerror(errno));
+	}
+}
+
+static void certstore_write_done(struct workq_item *it)
+{
+	struct certstore_write *w = (struct certstore_write *)it;
+	struct certstore *cs = w->cs;
+	struct certstore_cert *c = w->pem ? certstore_get(cs, w->host) : NULL;
+	int current = c && c->len == w->len && memcmp(c->pem, w->pem, w->len) == 0;
+
+	if (c) {
+		c->writing--;
+		/* newer versions may have been queued behind this one */
+		if (w->rc == 0 && current)
+			c->on_disk = 1;
+	}
+	if (w->rc == -1)
+		log_err("host=%s %s", w->host, w->err);
+	if (w->pem && !cs->closing && current)
+		certstore_push(cs, w->host, w->pem, w->len);
+	crypto_secret_free(w->pem, w->len);
+	free(w);
+}
+
+/* Queues a write of <pem> (or a removal when NULL) of <host>'s file. */
+static int certstore_write_queue(struct certstore *cs, const char *host, const char *pem, size_t len)
+{
+	struct certstore_write *w = calloc(1, sizeof(*w));
+
+	if (!w || (pem && !(w->pem = malloc(len + 1)))) {
+		free(w);
+		return -1;
+	}
+	w->it.run = certstore_write_run;
+	w->it.done = certstore_write_done;
+	w->cs = cs;
+	snprintf(w->host, sizeof(w->host), "%s", host);
+	certstore_path(cs, host, w->path, sizeof(w->path));
+	if (pem) {
+		memcpy(w->pem, pem, len);
+		w->pem[len] = '\0';
+		w->len = len;
+	}
+	workq_submit(cs->wq, &w->it, workq_shard(w->path));
+	return 0;
+}
+
+void certstore_deploy(struct certstore *cs, struct certstore_cert *c)
+{
+	if (c->on_disk) {
+		certstore_push(cs, c->host, c->pem, c->len);
+		return;
+	}
+	/* pushed once the file is written, so a restart serves what HAProxy has */
+	if (certstore_write_queue(cs, c->host, c->pem, c->len) == -1) {
+		log_err("host=%s cannot queue the certificate file write: out of memory", c->host);
+		certstore_push(cs, c->host, c->pem, c->len);
+		return;
+	}
+	c->writing++;
+}
+
+void certstore_remove(struct certstore *cs, const char *host)
+{
+	char path[4096], list[4096];
+	struct certstore_cert *c = hmap_del(&cs->certs, host);
+
+	if (c) {
+		certstore_cert_free(c);
+		if (cs->hooks.removed)
+			cs->hooks.removed(cs->hooks.arg, host);
+	}
+	if (certstore_write_queue(cs, host, NULL, 0) == -1)
+		log_err("host=%s cannot queue the certificate file removal: out of memory", host);
+	certstore_path(cs, host, path, sizeof(path));
+	certstore_crt_list_name(cs, list, sizeof(list));
+	rt_remove_cert(cs->rt, path, list, certstore_push_done, cs);
+}
+
+struct certstore_cert *certstore_take(struct certstore *cs, const char *host, const char *pem,
+				      size_t len, int deploy)
+{
+	struct certstore_cert *old = certstore_get(cs, host), *c;
+
+	if (old && old->len == len && memcmp(old->pem, pem, len) == 0)
+		return NULL;
+	c = certstore_install(cs, host, pem, len);
+	if (c && deploy)
+		certstore_deploy(cs, c);
+	return c;
+}
+
+/* ---- storage ------------------------------------------------------------- */
+
+static void certstore_fetched(struct certstore *cs, struct storage_res *res, int absent_removes)
+{
+	const char *host = res->key + strlen("certs/");
+
+	health_storage_result(cs->health, res);
+	if (res->rc == -1) {
+		log_err("host=%s %s", host, res->err);
+		return;
+	}
+	if (res->rc == 1) {
+		if (absent_removes && certstore_get(cs, host)) {
+			log_info("host=%s certificate deleted by another node", host);
+			certstore_remove(cs, host);
+		}
+		return;
+	}
+	if (certstore_take(cs, host, res->val, res->len, 1)) {
+		log_info("host=%s certificate received from another node", host);
+		if (cs->hooks.received)
+			cs->hooks.received(cs->hooks.arg, host);
+	}
+}
+
+static void cb_certstore_fetch(void *arg, struct storage_res *res)
+{
+	certstore_fetched(arg, res, 0);
+}
+
+static void cb_certstore_fetch_rm(void *arg, struct storage_res *res)
+{
+	certstore_fetched(arg, res, 1);
+}
+
+void certstore_fetch(struct certstore *cs, const char *host, int absent_removes)
+{
+	char key[STORAGE_KEY_MAX];
+
+	snprintf(key, sizeof(key), "certs/%s", host);
+	storage_get(cs->st, key, absent_removes ? cb_certstore_fetch_rm : cb_certstore_fetch, cs);
+}
+
+void certstore_announce(struct certstore *cs, const char *host, const char *serial)
+{
+	/* the feed first: a node that reads it on the message sees the change */
+	storage_feed_put(cs->st, CERTSTORE_FEED, host, serial, certstore_storage_log, cs);
+	storage_publish(cs->st, CERTSTORE_CHANNEL, host, strlen(host), certstore_storage_log, cs);
+}
+
+/* Start-up load: one certificate read back from storage. */
+static void cb_certstore_load(void *arg, struct storage_res *res)
+{
+	struct certstore *cs = arg;
+	const char *host = res->key + strlen("certs/");
+
+	cs->loading--;
+	health_storage_result(cs->health, res);
+	if (res->rc == -1)
+		log_err("host=%s %s", host, res->err);
+	else if (res->rc == 0)
+		certstore_take(cs, host, res->val, res->len, 0);
+}
+
+size_t certstore_load(struct certstore *cs)
+{
+	struct storage_res list;
+	char err[256], host[CERTSTORE_HOST_MAX];
+	size_t i;
+
+	if (storage_wait(cs->st, storage_list(cs->st, "certs/", NULL, NULL), &list, err,
+			 sizeof(err)) == -1) {
+		cs->health->storage_errors++;
+		log_err("cannot list stored certificates: %s", err);
+		return 0;
+	}
+	for (i = 0; i < list.n; i++) {
+		if (host_normalize(list.keys[i] + strlen("certs/"), host, sizeof(host), 0) == -1 ||
+		    strcmp(host, list.keys[i] + strlen("certs/")) != 0) {
+			log_warn("storage: ignoring %s: not a host name", list.keys[i]);
+			continue;
+		}
+		while (cs->loading >= CERTSTORE_LOAD_WINDOW)
+			ev_run(cs->loop, EVRUN_ONCE);
+		if (storage_get(cs->st, list.keys[i], cb_certstore_load, cs))
+			cs->loading++;
+	}
+	while (cs->loading > 0)
+		ev_run(cs->loop, EVRUN_ONCE);
+	storage_res_clear(&list);
+	return cs->certs.count;
+}
+
+struct certstore_ensure {
+	struct certstore *cs;
+	size_t written;
+};
+
+static void certstore_ensure_cb(void *arg, const char *host, void *val)
+{
+	struct certstore_ensure *e = arg;
+	struct certstore_cert *c = val;
+	char path[4096], werr[256];
+	struct stat sb;
+
+	certstore_path(e->cs, host, path, sizeof(path));
+	if (stat(path, &sb) == 0 && (size_t)sb.st_size == c->len) {
+		c->on_disk = 1;
+		return;
+	}
+	if (fs_write_atomic_nosync(path, c->pem, c->len, 0600, werr, sizeof(werr)) == -1) {
+		log_err("host=%s %s", host, werr);
+		return;
+	}
+	c->on_disk = 1;
+	e->written++;
+}
+
+size_t certstore_ensure_files(struct certstore *cs)
+{
+	struct certstore_ensure e = { cs, 0 };
+
+	/* Storage is the durable source, so these are written without an fsync
+	 * each and flushed once: thousands of certificates start in a second. */
+	hmap_foreach(&cs->certs, certstore_ensure_cb, &e);
+	if (e.written && fs_sync_dir(cs->cfg->cert_dir) == -1)
+		log_err("haproxy.cert_dir: %s: sync: %s", cs->cfg->cert_dir, strerror(errno));
+	if (e.written)
+		log_info("haproxy.cert_dir: %zu certificate files written from storage", e.written);
+	return e.written;
+}
+
+/* ---- HAProxy sync -------------------------------------------------------- */
+
+struct certstore_sync {
+	struct certstore *cs;
+	size_t idx;
+};
+
+struct certstore_missing {
+	struct certstore *cs;
+	const struct hmap *have;	/* names HAProxy holds */
+	size_t pushed;
+};
+
+static void certstore_sync_retry_cb(int revents, void *arg);
+
+static void certstore_push_missing_cb(void *arg, const char *host, void *val)
+{
+	struct certstore_missing *mi = arg;
+	char path[4096];
+
+	certstore_path(mi->cs, host, path, sizeof(path));
+	if (!hmap_get(mi->have, path)) {
+		certstore_deploy(mi->cs, val);
+		mi->pushed++;
+	}
+}
+
+static void certstore_sync_names(void *arg, int ok, const char *const *names, size_t n)
+{
+	struct certstore_sync *s = arg;
+	struct certstore_missing mi = { s->cs, NULL, 0 };
+	struct hmap have;
+	size_t i;
+
+	if (!ok) {
+		/* HAProxy may not be up yet: the first connection fires no reload */
+		log_warn("runtime socket %zu: cannot list certificates, retrying in %.0fs", s->idx,
+			 CERTSTORE_SYNC_RETRY_S);
+		ev_once(s->cs->loop, -1, 0, CERTSTORE_SYNC_RETRY_S, certstore_sync_retry_cb, s);
+		return;
+	}
+	hmap_init(&have);
+	for (i = 0; i < n; i++)
+		hmap_put(&have, names[i], (void *)1, NULL);
+	mi.have = &have;
+	hmap_foreach(&s->cs->certs, certstore_push_missing_cb, &mi);
+	hmap_clear(&have, NULL);
+	log_info("runtime socket %zu: HAProxy holds %zu certificates, pushed %zu missing", s->idx, n,
+		 mi.pushed);
+	free(s);
+}
+
+static void certstore_sync_retry_cb(int revents, void *arg)
+{
+	struct certstore_sync *s = arg;
+
+	if (rt_list_certs(s->cs->rt, s->idx, certstore_sync_names, s) == -1)
+		free(s);
+}
+
+void certstore_sync_haproxy(struct certstore *cs, size_t idx)
+{
+	struct certstore_sync *s = malloc(sizeof(*s));
+
+	if (!s)
+		return;
+	s->cs = cs;
+	s->idx = idx;
+	if (rt_list_certs(cs->rt, idx, certstore_sync_names, s) == -1)
+		free(s);
+}
+
+static void certstore_on_rt_reload(void *arg, size_t idx)
+{
+	log_info("runtime socket %zu: HAProxy restarted or reloaded, re-syncing certificates", idx);
+	certstore_sync_haproxy(arg, idx);
+}
+
+/* ---- life ---------------------------------------------------------------- */
+
+struct certstore *certstore_new(struct ev_loop *loop, const struct config *cfg, struct storage *st,
+				struct health *health, char *err, size_t errlen)
+{
+	struct certstore *cs = calloc(1, sizeof(*cs));
+
+	if (!cs) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	cs->loop = loop;
+	cs->cfg = cfg;
+	cs->st = st;
+	cs->health = health;
+	hmap_init(&cs->certs);
+	cs->wq = workq_new(loop, 2, err, errlen);
+	if (!cs->wq) {
+		certstore_free(cs);
+		cs = NULL;
+	} else if (mkdir(cfg->cert_dir, 0750) == -1 && errno != EEXIST) {
+		snprintf(err, errlen, "haproxy.cert_dir: %s: %s", cfg->cert_dir, strerror(errno));
+		certstore_free(cs);
+		cs = NULL;
+	}
+out:
+	return cs;
+}
+
+int certstore_runtime_open(struct certstore *cs, char *err, size_t errlen)
+{
+	cs->rt = rt_new(cs->loop, (const char *const *)cs->cfg->runtime, cs->cfg->nruntime,
+			certstore_on_rt_reload, cs, err, errlen);
+	return cs->rt ? 0 : -1;
+}
+
+struct rt *certstore_runtime(const struct certstore *cs)
+{
+	return cs->rt;
+}
+
+void certstore_free(struct certstore *cs)
+{
+	if (!cs)
+		return;
+	cs->closing = 1;
+	/* cert_dir writes in progress complete; nothing more is pushed */
+	workq_free(cs->wq);
+	rt_free(cs->rt);
+	hmap_clear(&cs->certs, certstore_cert_free);
+	free(cs);
+}

@@ -1,0 +1,126 @@
+/* The certificate store: every certificate in memory (O(1) look-ups on the
+ * SPOE path), in storage as "certs/<host>" (chain + key PEM), in
+ * haproxy.cert_dir (so a HAProxy restart serves it) and in HAProxy over the
+ * runtime sockets.
+ *
+ * It reports changes through hooks its owner sets and calls nothing above it:
+ * jobs, renewal, the fleet feed and the API use it, never the reverse. */
+#ifndef ACME_SPOA_CERTSTORE_H
+#define ACME_SPOA_CERTSTORE_H
+
+#include <stddef.h>
+
+#include "acme/crypto.h"
+
+struct config;
+struct ev_loop;
+struct health;
+struct rt;
+struct storage;
+
+#define CERTSTORE_HOST_MAX 256
+/* pub/sub channel announcing "<host>" when a node stores a new certificate */
+#define CERTSTORE_CHANNEL "certs"
+/* change feed of certificates: member host, version serial_hex */
+#define CERTSTORE_FEED "certs"
+
+/* A certificate held in memory. */
+struct certstore_cert {
+	char host[CERTSTORE_HOST_MAX];
+	char *pem;			/* chain + key bundle as stored */
+	size_t len;
+	int on_disk;			/* this very PEM is in haproxy.cert_dir */
+	struct crypto_cert_info info;
+	unsigned writing;		/* cert_dir writes in flight */
+};
+
+/* What the store reports to its owner; every member may be NULL. The hooks
+ * run inside the store's calls (no store call may free the store). */
+struct certstore_hooks {
+	/* <c> is now memory's certificate of its host (new or replacing one) */
+	void (*installed)(void *arg, const struct certstore_cert *c);
+	/* <host>'s certificate left memory */
+	void (*removed)(void *arg, const char *host);
+	/* certstore_fetch() replaced memory's certificate of <host> by the one
+	 * another node stored */
+	void (*received)(void *arg, const char *host);
+	void *arg;
+};
+
+/* Creates a store over <st> writing to <cfg>'s cert_dir (created if missing),
+ * with its cert_dir worker queue; <cfg>, <st> and <health> are borrowed and
+ * must outlive it. No runtime socket yet (certstore_runtime_open()). Returns
+ * NULL with <err> set. */
+struct certstore *certstore_new(struct ev_loop *loop, const struct config *cfg, struct storage *st,
+				struct health *health, char *err, size_t errlen);
+
+/* Opens the HAProxy runtime client on <cfg>'s runtime sockets; a HAProxy
+ * reload seen there re-syncs it. Returns 0, or -1 with <err> set. */
+int certstore_runtime_open(struct certstore *cs, char *err, size_t errlen);
+
+/* The runtime client (NULL before certstore_runtime_open()): for stats. */
+struct rt *certstore_runtime(const struct certstore *cs);
+
+/* Sets the hooks (copied) through which <cs> reports changes. */
+void certstore_set_hooks(struct certstore *cs, const struct certstore_hooks *hooks);
+
+/* Finishes the cert_dir writes in flight (nothing more is pushed), closes the
+ * runtime client, frees every certificate without firing a hook, and <cs>.
+ * Accepts NULL. */
+void certstore_free(struct certstore *cs);
+
+/* Memory's certificate of <host> (owned by the store), or NULL. */
+struct certstore_cert *certstore_get(const struct certstore *cs, const char *host);
+
+/* How many certificates memory holds. */
+size_t certstore_count(const struct certstore *cs);
+
+/* Calls <fn>(<arg>, cert) for every certificate; <fn> must not install or
+ * remove any. */
+void certstore_foreach(const struct certstore *cs,
+		       void (*fn)(void *arg, struct certstore_cert *c), void *arg);
+
+/* Parses and installs <pem>/<len> for <host> in memory, replacing any older
+ * one (fires installed). Returns the certificate, or NULL when <pem> is
+ * unreadable (logged) or out of memory. */
+struct certstore_cert *certstore_install(struct certstore *cs, const char *host, const char *pem,
+					 size_t len);
+
+/* Writes <c> to haproxy.cert_dir (on the worker queue) unless it is there,
+ * then pushes it over every runtime socket. */
+void certstore_deploy(struct certstore *cs, struct certstore_cert *c);
+
+/* Installs <pem>/<len> read from "certs/<host>" unless memory holds that very
+ * certificate; deploys it when <deploy>. Returns the certificate when it
+ * changed, else NULL. */
+struct certstore_cert *certstore_take(struct certstore *cs, const char *host, const char *pem,
+				      size_t len, int deploy);
+
+/* Drops <host>'s certificate from memory (fires removed), cert_dir and
+ * HAProxy. Storage is the caller's. */
+void certstore_remove(struct certstore *cs, const char *host);
+
+/* Starts reading "certs/<host>" from storage; when it differs from memory's,
+ * it is installed, deployed and reported (received); when absent, memory's
+ * is removed if <absent_removes>. Completes on a later loop turn. */
+void certstore_fetch(struct certstore *cs, const char *host, int absent_removes);
+
+/* Tells the fleet that <host>'s certificate changed (<serial> its version,
+ * NULL: deleted): the change feed first, then pub/sub. */
+void certstore_announce(struct certstore *cs, const char *host, const char *serial);
+
+/* Start-up only, before any server listens (runs the loop): reads every
+ * stored certificate into memory, without deploying. Returns how many memory
+ * holds. */
+size_t certstore_load(struct certstore *cs);
+
+/* Start-up only: writes to cert_dir every certificate missing there (same
+ * size: taken as written), without an fsync each, then flushes the directory
+ * once. Returns how many were written. */
+size_t certstore_ensure_files(struct certstore *cs);
+
+/* Pushes every certificate HAProxy behind runtime socket <idx> lacks (listed
+ * first; retried while HAProxy does not answer). */
+void certstore_sync_haproxy(struct certstore *cs, size_t idx);
+
+#endif

@@ -1,0 +1,41 @@
+/* The fleet's change feed: certificates other nodes store or delete reach
+ * this node's store (certstore) through pub/sub, and through a periodic read
+ * of the change feed in case a message was missed. Only what changed is read.
+ * Single-node storage (file, shm) has no pub/sub: the fleet is then idle. */
+#ifndef ACME_SPOA_FLEET_H
+#define ACME_SPOA_FLEET_H
+
+#include <stdint.h>
+
+struct certstore;
+struct ev_loop;
+struct health;
+struct storage;
+
+struct fleet_stats {
+	uint64_t feed_reads;		/* reads of the change feed */
+	uint64_t feed_changes;		/* certificate changes learnt from it */
+};
+
+/* Subscribes to the certificates channel of <st> (when the backend has
+ * pub/sub) and reads the feed's position, so that nothing announced from now
+ * on is missed: call it before certstore_load(). Start-up only (runs the
+ * loop). <st>, <cs> and <health> are borrowed. Returns NULL when out of
+ * memory. */
+struct fleet *fleet_new(struct ev_loop *loop, struct storage *st, struct certstore *cs,
+			struct health *health);
+
+/* Starts the periodic reconcile (with pub/sub only). */
+void fleet_start(struct fleet *f);
+
+/* 1 when <f> is subscribed (a fleet shares the store), else 0. */
+int fleet_subscribed(const struct fleet *f);
+
+/* Copies <f>'s counters into <out>. */
+void fleet_stats(const struct fleet *f, struct fleet_stats *out);
+
+/* Stops the reconcile timer, cancels a feed read in flight, unsubscribes and
+ * frees <f>. Accepts NULL. */
+void fleet_free(struct fleet *f);
+
+#endif

@@ -1,0 +1,782 @@
+/* Issuance jobs (jobs.h).
+ *
+ * Each step waits for one storage call or HTTP request at a time (j->req);
+ * ending a job cancels it. Queued jobs start from a timer on the next loop
+ * turn, so a chain of failing jobs never recurses. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "acme/acme.h"
+#include "acme/crypto.h"
+#include "acme/http.h"
+#include "admin/admin.h"
+#include "core/certstore.h"
+#include "core/config.h"
+#include "core/health.h"
+#include "core/jobs.h"
+#include "lib/hmap.h"
+#include "lib/host.h"
+#include "lib/log.h"
+#include "storage/storage.h"
+
+#define JOB_LOCK_LEASE_MS	120000
+#define JOB_LOCK_EXTEND_S	30.0
+#define JOB_LOCK_RETRY_S	2.0
+#define JOB_LOCK_MAX_TRIES	150	/* 5 minutes of waiting for another node */
+#define JOB_BACKOFF_MAX_S	(24 * 3600)
+#define JOB_BACKOFF_SWEEP_S	300.0
+/* in-memory bound: strangers choose SNI names */
+#define JOBS_BACKOFF_MEM_MAX	100000
+#define JOBS_NODE_ID_BYTES	16	/* of the digest, in hex in the lock owner token */
+
+enum job_state {
+	JOB_QUEUED = 0,		/* waiting for a slot under max_concurrent_orders */
+	JOB_BACKOFF,		/* reading the shared failure backoff */
+	JOB_ASKING,		/* ask_url request in flight */
+	JOB_LOCK,		/* lock request in flight */
+	JOB_LOCKING,		/* another node holds the issuance lock: waiting */
+	JOB_CHECK,		/* reading the certificate another node may have stored */
+	JOB_ORDERING,		/* ACME order running */
+	JOB_STORING,		/* storing the new certificate */
+	JOB__MAX
+};
+
+/* A failure backoff known in memory (this node's failures and those read
+ * from shared storage), so the SPOE path never asks storage. */
+struct job_backoff {
+	time_t until;
+	long failures;
+};
+
+struct job_waiter {
+	struct job_waiter *next;
+	struct admin_req *req;
+};
+
+/* One issuance or renewal of one host, however many requests asked for it. */
+struct job {
+	struct jobs *js;
+	char host[CERTSTORE_HOST_MAX];
+	enum job_state state;
+	int renewal;			/* replaces an existing certificate */
+	int forced;			/* admin request: skip allow-list and backoff */
+	int lock_tries;
+	int locked;			/* holds the issuance lock */
+	char serial0[130];		/* serial held when the job began ("" if none) */
+	ev_timer timer;			/* lease extension / lock retry */
+	struct storage_req *req;	/* the storage call the job waits for */
+	struct job *next_queued;
+	struct job_waiter *waiters;
+};
+
+struct jobs {
+	struct ev_loop *loop;
+	const struct config *cfg;
+	struct storage *st;
+	struct acme_client *acme;
+	struct http_client *http;
+	struct certstore *cs;
+	struct health *health;
+	struct jobs_hooks hooks;
+	char node_id[2 * JOBS_NODE_ID_BYTES + 1];	/* lock owner token of this process */
+	struct hmap map;		/* host -> struct job */
+	struct hmap backoff;		/* host -> struct job_backoff */
+	struct job *queue_head, *queue_tail;
+	size_t queued;			/* jobs in the queue */
+	unsigned orders_running;
+	ev_timer kick;			/* starts queued jobs on the next turn */
+	ev_timer backoff_sweep;
+	struct jobs_stats stats;	/* counters; gauges filled by jobs_stats() */
+};
+
+static void job_kick(struct jobs *js);
+static void job_lock(struct job *j);
+
+/* ---- backoff ------------------------------------------------------------- */
+
+int jobs_backoff_active(const struct jobs *js, const char *host, time_t *until)
+{
+	struct job_backoff *b = hmap_get(&js->backoff, host);
+
+	if (!b)
+		return 0;
+	if (until)
+		*until = b->until;
+	return b->until > time(NULL);
+}
+
+void jobs_backoff_remember(struct jobs *js, const char *host, time_t until, long failures)
+{
+	struct job_backoff *b = hmap_get(&js->backoff, host);
+
+	if (!b) {
+		if (js->backoff.count >= JOBS_BACKOFF_MEM_MAX || !(b = calloc(1, sizeof(*b))))
+			return;	/* the shared record still holds it: the job reads it */
+		if (hmap_put(&js->backoff, host, b, NULL) == -1) {
+			free(b);
+			return;
+		}
+	}
+	b->until = until;
+	b->failures = failures;
+}
+
+static void job_backoff_forget(struct jobs *js, const char *host)
+{
+	free(hmap_del(&js->backoff, host));
+}
+
+struct job_sweep {
+	struct jobs *js;
+	time_t now;
+	struct hmap gone;
+};
+
+static void job_sweep_cb(void *arg, const char *host, void *val)
+{
+	struct job_sweep *s = arg;
+	struct job_backoff *b = val;
+
+	/* the failure count matters for a day after the wait ends */
+	if (b->until + JOB_BACKOFF_MAX_S < s->now)
+		hmap_put(&s->gone, host, (void *)1, NULL);
+}
+
+static void job_sweep_gone_cb(void *arg, const char *host, void *val)
+{
+	job_backoff_forget(arg, host);
+}
+
+static void cb_jobs_backoff_sweep(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct job_sweep s = { .js = w->data, .now = time(NULL) };
+
+	if (s.js->backoff.count == 0)
+		return;
+	hmap_init(&s.gone);
+	hmap_foreach(&s.js->backoff, job_sweep_cb, &s);
+	hmap_foreach(&s.gone, job_sweep_gone_cb, s.js);
+	hmap_clear(&s.gone, NULL);
+}
+
+static void job_backoff_init(struct jobs *js)
+{
+	hmap_init(&js->backoff);
+	ev_timer_init(&js->backoff_sweep, cb_jobs_backoff_sweep, JOB_BACKOFF_SWEEP_S, JOB_BACKOFF_SWEEP_S);
+	js->backoff_sweep.data = js;
+	ev_timer_start(js->loop, &js->backoff_sweep);
+	ev_init(&js->kick, NULL);
+}
+
+static void job_backoff_stop(struct jobs *js)
+{
+	ev_timer_stop(js->loop, &js->backoff_sweep);
+	hmap_clear(&js->backoff, free);
+}
+
+/* Parses a stored backoff record; 0 when it is readable. */
+static int job_backoff_parse(const char *val, size_t len, time_t *until, long *failures)
+{
+	json_t *j = json_loadb(val, len, 0, NULL);
+	json_int_t u = 0, f = 0;
+	int rc;
+
+	rc = j && json_unpack(j, "{s:I, s:I}", "until", &u, "failures", &f) == 0 &&
+	     u >= 0 && f >= 0 ? 0 : -1;
+	json_decref(j);
+	*until = (time_t)u;
+	*failures = (long)f;
+	return rc;
+}
+
+static void cb_job_storage_ignore(void *arg, struct storage_res *res)
+{
+	health_storage_result(((struct jobs *)arg)->health, res);
+}
+
+/* Records a failure: the wait starts at fail_backoff_minutes and doubles on
+ * each consecutive failure, capped at a day; a CA's Retry-After wins if
+ * longer, up to a week. Memory first, storage for the fleet. */
+static void job_backoff_record(struct jobs *js, const char *host, const char *why, long retry_after)
+{
+	struct job_backoff *b = hmap_get(&js->backoff, host);
+	char key[STORAGE_KEY_MAX], *text;
+	long failures = (b ? b->failures : 0) + 1, wait;
+	time_t now = time(NULL);
+	json_t *j;
+
+	wait = (long)js->cfg->fail_backoff_minutes * 60;
+	for (long i = 1; i < failures && wait < JOB_BACKOFF_MAX_S; i++)
+		wait *= 2;
+	if (wait > JOB_BACKOFF_MAX_S)
+		wait = JOB_BACKOFF_MAX_S;
+	if (retry_after > 7 * JOB_BACKOFF_MAX_S)
+		retry_after = 7 * JOB_BACKOFF_MAX_S;
+	if (retry_after > wait)
+		wait = retry_after;
+	jobs_backoff_remember(js, host, now + wait, failures);
+	snprintf(key, sizeof(key), "backoff/%s", host);
+	j = json_pack("{s:I, s:I, s:s}", "failures", (json_int_t)failures,
+		      "until", (json_int_t)(now + wait), "error", why ? why : "");
+	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (text)
+		storage_put(js->st, key, text, strlen(text), (unsigned)(wait + JOB_BACKOFF_MAX_S),
+			    cb_job_storage_ignore, js);
+	free(text);
+	log_warn("host=%s issuance failed (%ld in a row), next attempt not before %lds: %s",
+		 host, failures, wait, why ? why : "");
+}
+
+static void job_backoff_clear(struct jobs *js, const char *host)
+{
+	char key[STORAGE_KEY_MAX];
+
+	job_backoff_forget(js, host);
+	snprintf(key, sizeof(key), "backoff/%s", host);
+	storage_del(js->st, key, cb_job_storage_ignore, js);
+}
+
+/* ---- jobs ---------------------------------------------------------------- */
+
+static void job_reply(struct job *j, unsigned status, const char *msg)
+{
+	struct job_waiter *w, *next;
+
+	for (w = j->waiters; w; w = next) {
+		next = w->next;
+		admin_reply_message(w->req, status, msg);
+		free(w);
+	}
+	j->waiters = NULL;
+}
+
+/* Ends <j>: <ok> issued (here or elsewhere); <refused> ended by the shared
+ * backoff (no new failure recorded); else a failure <why>. Frees <j>. */
+static void job_finish(struct job *j, int ok, int refused, const char *why, long retry_after)
+{
+	struct jobs *js = j->js;
+	char key[STORAGE_KEY_MAX], msg[1024], host[CERTSTORE_HOST_MAX];
+
+	ev_timer_stop(js->loop, &j->timer);
+	storage_cancel(j->req);
+	j->req = NULL;
+	if (j->state == JOB_ORDERING || j->state == JOB_STORING) {
+		js->orders_running--;
+		snprintf(key, sizeof(key), "pending/%s", j->host);
+		storage_del(js->st, key, cb_job_storage_ignore, js);
+	}
+	if (j->locked) {
+		snprintf(key, sizeof(key), "issue/%s", j->host);
+		storage_unlock(js->st, key, js->node_id, cb_job_storage_ignore, js);
+	}
+	if (ok) {
+		snprintf(msg, sizeof(msg), "certificate for host %s is created", j->host);
+		job_reply(j, 201, msg);
+	} else {
+		if (!refused && (!j->forced || j->state == JOB_ORDERING ||
+				 j->state == JOB_STORING))
+			job_backoff_record(js, j->host, why, retry_after);
+		snprintf(msg, sizeof(msg), "failed to create certificate for host %s: %s", j->host,
+			 why ? why : "unknown error");
+		job_reply(j, j->state == JOB_ASKING || refused ? 400 : 500, msg);
+	}
+	snprintf(host, sizeof(host), "%s", j->host);
+	hmap_del(&js->map, j->host);
+	free(j);
+	job_kick(js);
+	if (js->hooks.ended)
+		js->hooks.ended(js->hooks.arg, host, ok);
+}
+
+static void job_end(struct job *j, int ok, const char *why, long retry_after)
+{
+	job_finish(j, ok, 0, why, retry_after);
+}
+
+static void cb_job_stored(void *arg, struct storage_res *res)
+{
+	struct job *j = arg;
+	struct jobs *js = j->js;
+	struct certstore_cert *c;
+	char why[512];
+
+	j->req = NULL;
+	health_storage_result(js->health, res);
+	if (res->rc == -1) {
+		js->stats.fail_storage++;
+		js->stats.orders_failed++;
+		log_err("host=%s certificate issued but not stored: %s", j->host, res->err);
+		snprintf(why, sizeof(why), "certificate issued but not stored: %s", res->err);
+		job_end(j, 0, why, -1);
+		return;
+	}
+	c = certstore_get(js->cs, j->host);
+	if (!c) {
+		job_end(j, 0, "certificate lost after storing", -1);
+		return;
+	}
+	js->stats.orders_ok++;
+	if (j->renewal)
+		js->stats.renewals++;
+	certstore_announce(js->cs, j->host, c->info.serial_hex);
+	job_backoff_clear(js, j->host);
+	job_end(j, 1, NULL, -1);
+}
+
+static void job_order_done(void *arg, const char *host, const struct acme_result *res)
+{
+	struct job *j = arg;
+	struct jobs *js = j->js;
+	char key[STORAGE_KEY_MAX], why[1024];
+	struct certstore_cert *c;
+	size_t clen, klen;
+	char *bundle;
+
+	if (!res->ok) {
+		const struct acme_problem *p = &res->problem;
+
+		js->stats.orders_failed++;
+		if (j->renewal)
+			js->stats.renewals_failed++;
+		if (p->status == 429)
+			js->stats.fail_rate_limited++;
+		else if (p->status == 0)
+			js->stats.fail_transport++;
+		else
+			js->stats.fail_ca++;
+		snprintf(why, sizeof(why), "%s%s%s%s%s", p->type ? p->type : "error",
+			 p->detail ? ": " : "", p->detail ? p->detail : "",
+			 p->subproblems ? " " : "", p->subproblems ? p->subproblems : "");
+		log_err("host=%s order=%s failed: %s", host, res->order_url ? res->order_url : "-", why);
+		job_end(j, 0, why, p->retry_after);
+		return;
+	}
+	clen = strlen(res->cert_pem);
+	klen = strlen(res->key_pem);
+	bundle = malloc(clen + klen + 2);
+	if (!bundle) {
+		job_end(j, 0, "out of memory", -1);
+		return;
+	}
+	memcpy(bundle, res->cert_pem, clen);
+	if (clen && bundle[clen - 1] != '\n')
+		bundle[clen++] = '\n';
+	memcpy(bundle + clen, res->key_pem, klen + 1);
+	/* known before the install computes the next due time: no renewal loop */
+	if (j->renewal)
+		if (js->hooks.renewed)
+			js->hooks.renewed(js->hooks.arg, host, time(NULL));
+	/* memory and HAProxy first: the certificate serves while storage writes */
+	c = certstore_install(js->cs, host, bundle, clen + klen);
+	if (c)
+		certstore_deploy(js->cs, c);
+	if (!c) {
+		crypto_secret_free(bundle, clen + klen);
+		js->stats.orders_failed++;
+		job_end(j, 0, "the CA returned an unreadable certificate", -1);
+		return;
+	}
+	log_info("host=%s order=%s certificate issued serial=%s not_after=%s issuer=\"%s\"", host,
+		 res->order_url ? res->order_url : "-", c->info.serial_hex, c->info.not_after_str,
+		 c->info.issuer_cn);
+	snprintf(key, sizeof(key), "certs/%s", host);
+	j->state = JOB_STORING;
+	j->req = storage_put(js->st, key, bundle, clen + klen, 0, cb_job_stored, j);
+	crypto_secret_free(bundle, clen + klen);
+	if (!j->req)
+		job_end(j, 0, "out of memory", -1);
+}
+
+static void cb_job_lease(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct job *j = w->data;
+	struct jobs *js = j->js;
+	char key[STORAGE_KEY_MAX];
+
+	snprintf(key, sizeof(key), "issue/%s", j->host);
+	storage_lock(js->st, key, js->node_id, JOB_LOCK_LEASE_MS, cb_job_storage_ignore, js);
+}
+
+static void job_order(struct job *j)
+{
+	struct jobs *js = j->js;
+	struct certstore_cert *c = certstore_get(js->cs, j->host);
+	char key[STORAGE_KEY_MAX];
+	const char *mark = j->renewal ? "renewal" : "new";
+
+	snprintf(key, sizeof(key), "pending/%s", j->host);
+	storage_put(js->st, key, mark, strlen(mark), 0, cb_job_storage_ignore, js);
+	j->state = JOB_ORDERING;
+	js->orders_running++;
+	js->stats.orders_started++;
+	ev_timer_stop(js->loop, &j->timer);
+	ev_timer_init(&j->timer, cb_job_lease, JOB_LOCK_EXTEND_S, JOB_LOCK_EXTEND_S);
+	j->timer.data = j;
+	ev_timer_start(js->loop, &j->timer);
+	log_info("host=%s %s started", j->host, j->renewal ? "renewal" : "issuance");
+	if (acme_order_start(js->acme, j->host,
+			     j->renewal && c && c->info.ari_cert_id[0] ? c->info.ari_cert_id : NULL,
+			     job_order_done, j) == -1)
+		job_end(j, 0, "the ACME client could not start the order", -1);
+}
+
+/* The certificate another node may have stored while this job waited. */
+static void cb_job_checked(void *arg, struct storage_res *res)
+{
+	struct job *j = arg;
+	struct jobs *js = j->js;
+	struct certstore_cert *c;
+
+	j->req = NULL;
+	health_storage_result(js->health, res);
+	if (res->rc == 0)
+		certstore_take(js->cs, j->host, res->val, res->len, 1);
+	c = certstore_get(js->cs, j->host);
+	if (c && strcmp(c->info.serial_hex, j->serial0) != 0) {
+		log_info("host=%s certificate issued by another node", j->host);
+		job_end(j, 1, NULL, -1);
+		return;
+	}
+	if (j->locked)
+		job_order(j);
+	else
+		job_lock(j);
+}
+
+static void job_check(struct job *j)
+{
+	char key[STORAGE_KEY_MAX];
+
+	snprintf(key, sizeof(key), "certs/%s", j->host);
+	j->state = JOB_CHECK;
+	j->req = storage_get(j->js->st, key, cb_job_checked, j);
+	if (!j->req)
+		job_end(j, 0, "out of memory", -1);
+}
+
+static void cb_job_lock_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	/* the node holding the lock may have finished: take its certificate */
+	job_check(w->data);
+}
+
+static void cb_job_locked(void *arg, struct storage_res *res)
+{
+	struct job *j = arg;
+	struct jobs *js = j->js;
+
+	j->req = NULL;
+	health_storage_result(js->health, res);
+	if (res->rc == 0) {
+		j->locked = 1;
+		/* the lock may have been released by a node that just finished */
+		if (j->lock_tries > 0)
+			job_check(j);
+		else
+			job_order(j);
+		return;
+	}
+	if (res->rc == -1 || ++j->lock_tries > JOB_LOCK_MAX_TRIES) {
+		job_end(j, 0, res->rc == -1 ? res->err : "another node held the issuance lock too long", -1);
+		return;
+	}
+	if (j->lock_tries == 1)
+		log_info("host=%s another node is issuing, waiting for it", j->host);
+	j->state = JOB_LOCKING;
+	ev_timer_stop(js->loop, &j->timer);
+	ev_timer_init(&j->timer, cb_job_lock_retry, JOB_LOCK_RETRY_S, 0);
+	j->timer.data = j;
+	ev_timer_start(js->loop, &j->timer);
+}
+
+static void job_lock(struct job *j)
+{
+	char key[STORAGE_KEY_MAX];
+
+	snprintf(key, sizeof(key), "issue/%s", j->host);
+	j->state = JOB_LOCK;
+	j->req = storage_lock(j->js->st, key, j->js->node_id, JOB_LOCK_LEASE_MS, cb_job_locked, j);
+	if (!j->req)
+		job_end(j, 0, "out of memory", -1);
+}
+
+static void job_ask_done(void *arg, const struct http_response *res)
+{
+	struct job *j = arg;
+	char why[512];
+
+	if (res->status >= 200 && res->status < 300) {
+		job_lock(j);
+		return;
+	}
+	j->js->stats.refused_ask++;
+	if (res->status == 0)
+		snprintf(why, sizeof(why), "ask_url unreachable: %s", res->error ? res->error : "?");
+	else
+		snprintf(why, sizeof(why), "ask_url refused the name (HTTP %ld)", res->status);
+	log_info("host=%s not issued: %s", j->host, why);
+	job_end(j, 0, why, -1);
+}
+
+static void job_ask(struct job *j)
+{
+	struct jobs *js = j->js;
+	char url[2048];
+
+	if (!js->cfg->ask_url || j->forced || j->renewal) {
+		job_lock(j);
+		return;
+	}
+	/* host names are LDH: nothing to escape */
+	snprintf(url, sizeof(url), "%s%sdomain=%s", js->cfg->ask_url,
+		 strchr(js->cfg->ask_url, '?') ? "&" : "?", j->host);
+	j->state = JOB_ASKING;
+	if (http_request(js->http, "GET", url, NULL, NULL, 0, 10000, job_ask_done, j) == -1)
+		job_end(j, 0, "ask_url request not started", -1);
+}
+
+/* The fleet's record of past failures for the host: another node may have
+ * failed on it a moment ago. */
+static void cb_job_backoff(void *arg, struct storage_res *res)
+{
+	struct job *j = arg;
+	struct jobs *js = j->js;
+	time_t until;
+	long failures;
+
+	j->req = NULL;
+	health_storage_result(js->health, res);
+	if (res->rc == 0 && job_backoff_parse(res->val, res->len, &until, &failures) == 0) {
+		jobs_backoff_remember(js, j->host, until, failures);
+		if (until > time(NULL)) {
+			js->stats.refused_backoff++;
+			log_info("host=%s not issued: in failure backoff for %llds", j->host,
+				 (long long)(until - time(NULL)));
+			job_finish(j, 0, 1, "in failure backoff", -1);
+			return;
+		}
+	}
+	/* unreadable or unreachable: storage errors surface at the lock */
+	job_ask(j);
+}
+
+static void job_start(struct job *j)
+{
+	char key[STORAGE_KEY_MAX];
+
+	if (j->forced || j->renewal) {
+		job_ask(j);
+		return;
+	}
+	snprintf(key, sizeof(key), "backoff/%s", j->host);
+	j->state = JOB_BACKOFF;
+	j->req = storage_get(j->js->st, key, cb_job_backoff, j);
+	if (!j->req)
+		job_end(j, 0, "out of memory", -1);
+}
+
+/* Jobs past the queue count against max_concurrent_orders at every stage
+ * (backoff check, ask_url, lock, order). */
+static unsigned jobs_running(const struct jobs *js)
+{
+	return (unsigned)(js->map.count - js->queued);
+}
+
+static void cb_job_next(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct jobs *js = w->data;
+
+	while (js->queue_head && jobs_running(js) < (unsigned)js->cfg->max_orders) {
+		struct job *j = js->queue_head;
+
+		js->queue_head = j->next_queued;
+		if (!js->queue_head)
+			js->queue_tail = NULL;
+		j->next_queued = NULL;
+		js->queued--;
+		job_start(j);
+	}
+}
+
+static void job_kick(struct jobs *js)
+{
+	if (!js->queue_head || ev_is_active(&js->kick))
+		return;
+	ev_timer_init(&js->kick, cb_job_next, 0., 0.);
+	js->kick.data = js;
+	ev_timer_start(js->loop, &js->kick);
+}
+
+int jobs_issue(struct jobs *js, const char *host, int renewal, int forced, struct admin_req *req)
+{
+	struct job *j = hmap_get(&js->map, host);
+	struct job_waiter *w = NULL;
+
+	if (req) {
+		w = calloc(1, sizeof(*w));
+		if (!w)
+			return -1;
+		w->req = req;
+	}
+	if (j) {
+		if (w) {
+			w->next = j->waiters;
+			j->waiters = w;
+		}
+		return 0;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j || hmap_put(&js->map, host, j, NULL) == -1) {
+		free(j);
+		free(w);
+		return -1;
+	}
+	j->js = js;
+	snprintf(j->host, sizeof(j->host), "%s", host);
+	{
+		struct certstore_cert *c = certstore_get(js->cs, host);
+
+		snprintf(j->serial0, sizeof(j->serial0), "%s", c ? c->info.serial_hex : "");
+	}
+	j->renewal = renewal;
+	j->forced = forced;
+	j->waiters = w;
+	ev_init(&j->timer, NULL);
+	j->state = JOB_QUEUED;
+	if (js->queue_tail)
+		js->queue_tail->next_queued = j;
+	else
+		js->queue_head = j;
+	js->queue_tail = j;
+	js->queued++;
+	job_kick(js);
+	return 0;
+}
+
+void jobs_settle(struct jobs *js, const char *host)
+{
+	struct job *j = hmap_get(&js->map, host);
+	struct certstore_cert *c = certstore_get(js->cs, host);
+
+	if (!j || j->state != JOB_LOCKING || !c || strcmp(c->info.serial_hex, j->serial0) == 0)
+		return;
+	log_info("host=%s certificate issued by another node", j->host);
+	job_end(j, 1, NULL, -1);
+}
+
+static void job_free(void *p)
+{
+	struct job *j = p;
+	struct job_waiter *w, *next;
+
+	for (w = j->waiters; w; w = next) {
+		next = w->next;
+		admin_reply_message(w->req, 503, "the agent is shutting down");
+		free(w);
+	}
+	storage_cancel(j->req);
+	ev_timer_stop(j->js->loop, &j->timer);
+	free(j);
+}
+
+int jobs_active(const struct jobs *js, const char *host)
+{
+	return hmap_get(&js->map, host) != NULL;
+}
+
+void jobs_stats(const struct jobs *js, struct jobs_stats *out)
+{
+	*out = js->stats;
+	out->jobs = js->map.count;
+	out->queued = js->queued;
+	out->orders_running = js->orders_running;
+}
+
+void jobs_set_hooks(struct jobs *js, const struct jobs_hooks *hooks)
+{
+	js->hooks = *hooks;
+}
+
+void jobs_resume_pending(struct jobs *js)
+{
+	struct storage_res list, v;
+	char err[256], host[CERTSTORE_HOST_MAX];
+	size_t i;
+
+	if (storage_wait(js->st, storage_list(js->st, "pending/", NULL, NULL), &list, err,
+			 sizeof(err)) == -1) {
+		log_err("cannot list cut-off issuances: %s", err);
+		return;
+	}
+	for (i = 0; i < list.n; i++) {
+		int renewal = 0;
+
+		if (host_normalize(list.keys[i] + strlen("pending/"), host, sizeof(host), 0) == -1)
+			continue;
+		if (storage_wait(js->st, storage_get(js->st, list.keys[i], NULL, NULL), &v, err,
+				 sizeof(err)) == 0) {
+			renewal = v.len == 7 && memcmp(v.val, "renewal", 7) == 0;
+			storage_res_clear(&v);
+		}
+		log_info("host=%s resuming an issuance cut off by a stop", host);
+		jobs_issue(js, host, renewal, 1, NULL);
+	}
+	storage_res_clear(&list);
+}
+
+/* The lock owner token: a digest of the host name and spoa.listen. */
+static void jobs_node_id(struct jobs *js)
+{
+	char hn[256] = "", id[600];
+	unsigned char md[32];
+	unsigned int mdlen = sizeof(md);
+	size_t i;
+
+	gethostname(hn, sizeof(hn) - 1);
+	snprintf(id, sizeof(id), "%s|%s", hn, js->cfg->spoa_listen);
+	if (!EVP_Digest(id, strlen(id), md, &mdlen, EVP_sha256(), NULL))
+		RAND_bytes(md, JOBS_NODE_ID_BYTES);
+	for (i = 0; i < JOBS_NODE_ID_BYTES; i++)
+		sprintf(js->node_id + i * 2, "%02x", md[i]);
+}
+
+struct jobs *jobs_new(struct ev_loop *loop, const struct config *cfg, struct storage *st,
+		      struct acme_client *acme, struct http_client *http, struct certstore *cs,
+		      struct health *health)
+{
+	struct jobs *js = calloc(1, sizeof(*js));
+
+	if (!js)
+		goto out;
+	js->loop = loop;
+	js->cfg = cfg;
+	js->st = st;
+	js->acme = acme;
+	js->http = http;
+	js->cs = cs;
+	js->health = health;
+	hmap_init(&js->map);
+	job_backoff_init(js);
+	jobs_node_id(js);
+out:
+	return js;
+}
+
+void jobs_free(struct jobs *js)
+{
+	if (!js)
+		return;
+	ev_timer_stop(js->loop, &js->kick);
+	hmap_clear(&js->map, job_free);
+	job_backoff_stop(js);
+	free(js);
+}
