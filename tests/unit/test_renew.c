@@ -1,0 +1,246 @@
+/* Unit tests for core/renew against shm storage on a real libev loop, wired
+ * to a certificate store and jobs as the agent wires them (store hooks ->
+ * renew, jobs' renewed hook -> renew); the ACME client points at 127.0.0.1:9
+ * (renewal orders fail fast, no ARI):
+ *   - the index keeps certificates by due time, follows installs and removals;
+ *   - a due certificate gets a renewal job on a pass, one not due does not;
+ *   - a job in progress or a failure backoff reschedules the certificate
+ *     (to the recheck or the end of the backoff) and the pass ends;
+ *   - a certificate the threshold would renew in a loop waits for its last
+ *     renewal time ("renewals/<host>") and is due a third of its life later. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "tests/unit/core_fixture.h"
+
+#include "acme/acme.h"
+#include "acme/http.h"
+#include "core/certstore.h"
+#include "core/challenges.h"
+#include "core/jobs.h"
+#include "core/renew.h"
+#include "lib/log.h"
+
+#define DAY 86400
+
+struct t {
+	struct fx f;
+	struct certstore *cs;
+	struct challenges *ch;
+	struct http_client *http;
+	struct acme_client *acme;
+	struct jobs *js;
+	struct renew *r;
+};
+
+static void on_installed(void *arg, const struct certstore_cert *c)
+{
+	renew_installed(((struct t *)arg)->r, c);
+}
+
+static void on_removed(void *arg, const char *host)
+{
+	renew_removed(((struct t *)arg)->r, host);
+}
+
+static void on_renewed(void *arg, const char *host, time_t at)
+{
+	renew_renewed(((struct t *)arg)->r, host, at);
+}
+
+static int setup(void **state)
+{
+	struct t *t = calloc(1, sizeof(*t));
+	struct acme_conf ac = {
+		.directory_url = "http://127.0.0.1:9/directory",
+		.email = "ops@example.com",
+		.tos_accepted = 1,
+		.cert_key_type = CRYPTO_KEY_EC_P256,
+	};
+	struct certstore_hooks ch = { .installed = on_installed, .removed = on_removed };
+	struct jobs_hooks jh = { .renewed = on_renewed };
+	char err[256] = "";
+
+	assert_non_null(t);
+	fx_open(&t->f, "");
+	t->cs = certstore_new(t->f.loop, t->f.cfg, t->f.st, &t->f.health, err, sizeof(err));
+	assert_non_null(t->cs);
+	assert_int_equal(certstore_runtime_open(t->cs, err, sizeof(err)), 0);
+	t->ch = challenges_new(t->f.st, &t->f.health);
+	t->http = http_client_new(t->f.loop, NULL, err, sizeof(err));
+	assert_non_null(t->http);
+	t->acme = acme_client_new(t->f.loop, &ac, EVP_EC_gen("P-256"), &challenges_acme_hooks, t->ch,
+				  err, sizeof(err));
+	assert_non_null(t->acme);
+	t->js = jobs_new(t->f.loop, t->f.cfg, t->f.st, t->acme, t->http, t->cs, &t->f.health);
+	assert_non_null(t->js);
+	t->r = renew_new(t->f.loop, t->f.cfg, t->f.st, t->acme, t->cs, t->js, &t->f.health);
+	assert_non_null(t->r);
+	ch.arg = jh.arg = t;
+	certstore_set_hooks(t->cs, &ch);
+	jobs_set_hooks(t->js, &jh);
+	*state = t;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct t *t = *state;
+
+	acme_client_free(t->acme);
+	challenges_free(t->ch);
+	jobs_free(t->js);
+	certstore_free(t->cs);
+	renew_free(t->r);
+	http_client_free(t->http);
+	fx_close(&t->f);
+	free(t);
+	return 0;
+}
+
+static void install(struct t *t, const char *host, time_t nb, time_t na)
+{
+	size_t len;
+	char *pem = fx_pem(host, nb, na, &len);
+
+	assert_non_null(certstore_install(t->cs, host, pem, len));
+	free(pem);
+}
+
+static size_t njobs(struct t *t)
+{
+	struct jobs_stats s;
+
+	jobs_stats(t->js, &s);
+	return s.jobs;
+}
+
+static void test_heap_order(void **state)
+{
+	struct t *t = *state;
+	time_t now = time(NULL), due, wake;
+
+	assert_null(renew_first(t->r, NULL));
+	/* threshold 14 days; due = min(not_after - 14 d, 2/3 of the life) */
+	install(t, "x.example.com", now - 30 * DAY, now + 60 * DAY);	/* now + 30 d */
+	install(t, "y.example.com", now - 10 * DAY, now + 80 * DAY);	/* now + 50 d */
+	install(t, "z.example.com", now - 80 * DAY, now + 10 * DAY);	/* now - 20 d */
+	assert_string_equal(renew_first(t->r, &wake), "z.example.com");
+	assert_int_equal(wake, now - 20 * DAY);
+	assert_int_equal(renew_times(t->r, "x.example.com", &due, &wake), 0);
+	assert_int_equal(due, now + 30 * DAY);
+	assert_int_equal(renew_times(t->r, "y.example.com", &due, &wake), 0);
+	assert_int_equal(due, now + 50 * DAY);
+
+	certstore_remove(t->cs, "z.example.com");
+	assert_int_equal(renew_times(t->r, "z.example.com", &due, &wake), -1);
+	assert_string_equal(renew_first(t->r, NULL), "x.example.com");
+	/* a newer certificate for x moves it behind y */
+	install(t, "x.example.com", now, now + 90 * DAY);		/* now + 60 d */
+	assert_string_equal(renew_first(t->r, NULL), "y.example.com");
+	certstore_remove(t->cs, "y.example.com");
+	assert_string_equal(renew_first(t->r, NULL), "x.example.com");
+	certstore_remove(t->cs, "x.example.com");
+	assert_null(renew_first(t->r, NULL));
+	/* nothing was due: no job */
+	assert_int_equal(njobs(t), 0);
+}
+
+static void test_due_starts_renewal(void **state)
+{
+	struct t *t = *state;
+	time_t now = time(NULL), due, wake;
+
+	install(t, "due.example.com", now - 80 * DAY, now + 10 * DAY);
+	install(t, "later.example.com", now - 10 * DAY, now + 80 * DAY);
+	renew_pass(t->r, 0);
+	assert_true(jobs_active(t->js, "due.example.com"));
+	assert_false(jobs_active(t->js, "later.example.com"));
+	assert_int_equal(njobs(t), 1);
+	/* back in the index at the recheck, not at its due time: the pass ended */
+	assert_int_equal(renew_times(t->r, "due.example.com", &due, &wake), 0);
+	assert_int_equal(due, now - 20 * DAY);
+	assert_true(wake >= now + 3600 && wake <= time(NULL) + 3600);
+	assert_string_equal(renew_first(t->r, NULL), "due.example.com");
+	/* a second pass now has nothing due */
+	renew_pass(t->r, 0);
+	assert_int_equal(njobs(t), 1);
+}
+
+static void test_job_or_backoff_reschedules(void **state)
+{
+	struct t *t = *state;
+	time_t now = time(NULL), due, wake;
+
+	install(t, "busy.example.com", now - 80 * DAY, now + 10 * DAY);
+	install(t, "failing.example.com", now - 80 * DAY, now + 10 * DAY);
+	assert_int_equal(jobs_issue(t->js, "busy.example.com", 0, 1, NULL), 0);
+	jobs_backoff_remember(t->js, "failing.example.com", now + 600, 2);
+	renew_pass(t->r, 0);
+	/* no second job for the busy host, none for the failing one */
+	assert_int_equal(njobs(t), 1);
+	assert_false(jobs_active(t->js, "failing.example.com"));
+	assert_int_equal(renew_times(t->r, "busy.example.com", &due, &wake), 0);
+	assert_true(wake >= now + 3600);
+	assert_int_equal(renew_times(t->r, "failing.example.com", &due, &wake), 0);
+	assert_int_equal(wake, now + 600);
+	assert_string_equal(renew_first(t->r, NULL), "failing.example.com");
+	renew_pass(t->r, 0);
+	assert_int_equal(njobs(t), 1);
+}
+
+struct due_cond {
+	struct t *t;
+	const char *host;
+	time_t want;
+};
+
+static int cond_due(void *arg)
+{
+	struct due_cond *c = arg;
+	time_t due, wake;
+
+	return renew_times(c->t->r, c->host, &due, &wake) == 0 && due == c->want;
+}
+
+static void test_no_renewal_loop(void **state)
+{
+	struct t *t = *state;
+	time_t now = time(NULL), nb = now - 3600, na = nb + 6 * DAY, due, wake;
+	char rec[64];
+	struct due_cond c = { t, "short.example.com", now - 3600 + 2 * DAY };
+
+	/* a 6-day certificate under a 14-day threshold is due at once... */
+	snprintf(rec, sizeof(rec), "{\"renewed_at\":%lld}", (long long)(now - 3600));
+	fx_put(&t->f, "renewals/short.example.com", rec, strlen(rec));
+	install(t, "short.example.com", nb, na);
+	assert_int_equal(renew_times(t->r, "short.example.com", &due, &wake), 0);
+	assert_int_equal(due, na - 14 * DAY);
+	/* ...but its last renewal time is being read: no job meanwhile */
+	renew_pass(t->r, 0);
+	assert_int_equal(njobs(t), 0);
+	/* renewed an hour ago: due a third of its life after that */
+	assert_true(fx_run_until(&t->f, cond_due, &c, 5));
+
+	/* a renewal recorded now (jobs' hook) moves the next one further */
+	renew_renewed(t->r, "short.example.com", now);
+	install(t, "short.example.com", now, now + 6 * DAY);
+	assert_int_equal(renew_times(t->r, "short.example.com", &due, &wake), 0);
+	assert_int_equal(due, now + 2 * DAY);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_heap_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_due_starts_renewal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_job_or_backoff_reschedules, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_renewal_loop, setup, teardown),
+	};
+
+	log_level_max = LOG_LVL_WARN;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
