@@ -28,6 +28,8 @@
 #define CERTSTORE_SYNC_RETRY_S	5.0
 #define CERTSTORE_LOAD_WINDOW	256	/* start-up reads in flight */
 
+struct certstore_sync;
+
 struct certstore {
 	struct ev_loop *loop;
 	const struct config *cfg;
@@ -38,6 +40,7 @@ struct certstore {
 	struct hmap certs;		/* host -> struct certstore_cert */
 	struct certstore_hooks hooks;
 	size_t loading;			/* start-up: certificate reads in flight */
+	struct certstore_sync *syncs;	/* HAProxy listings under way */
 	unsigned long push_ok, push_failed;
 	int closing;			/* certstore_free() runs */
 };
@@ -421,9 +424,13 @@ size_t certstore_ensure_files(struct certstore *cs)
 
 /* ---- HAProxy sync -------------------------------------------------------- */
 
+/* One "which certificates do you hold?" round with one HAProxy, retried
+ * until HAProxy answers; kept in cs->syncs so that a stop frees it. */
 struct certstore_sync {
 	struct certstore *cs;
 	size_t idx;
+	ev_timer retry;
+	struct certstore_sync *prev, *next;
 };
 
 struct certstore_missing {
@@ -432,7 +439,19 @@ struct certstore_missing {
 	size_t pushed;
 };
 
-static void certstore_sync_retry_cb(int revents, void *arg);
+static void certstore_sync_free(struct certstore_sync *s)
+{
+	struct certstore *cs = s->cs;
+
+	ev_timer_stop(cs->loop, &s->retry);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		cs->syncs = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	free(s);
+}
 
 static void certstore_push_missing_cb(void *arg, const char *host, void *val)
 {
@@ -453,11 +472,14 @@ static void certstore_sync_names(void *arg, int ok, const char *const *names, si
 	struct hmap have;
 	size_t i;
 
+	if (s->cs->closing)
+		return;		/* certstore_free() frees it */
 	if (!ok) {
 		/* HAProxy may not be up yet: the first connection fires no reload */
 		log_warn("runtime socket %zu: cannot list certificates, retrying in %.0fs", s->idx,
 			 CERTSTORE_SYNC_RETRY_S);
-		ev_once(s->cs->loop, -1, 0, CERTSTORE_SYNC_RETRY_S, certstore_sync_retry_cb, s);
+		ev_timer_set(&s->retry, CERTSTORE_SYNC_RETRY_S, 0.);
+		ev_timer_start(s->cs->loop, &s->retry);
 		return;
 	}
 	hmap_init(&have);
@@ -468,27 +490,33 @@ static void certstore_sync_names(void *arg, int ok, const char *const *names, si
 	hmap_clear(&have, NULL);
 	log_info("runtime socket %zu: HAProxy holds %zu certificates, pushed %zu missing", s->idx, n,
 		 mi.pushed);
-	free(s);
+	certstore_sync_free(s);
 }
 
-static void certstore_sync_retry_cb(int revents, void *arg)
+static void cb_certstore_sync_retry(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct certstore_sync *s = arg;
+	struct certstore_sync *s = w->data;
 
 	if (rt_list_certs(s->cs->rt, s->idx, certstore_sync_names, s) == -1)
-		free(s);
+		certstore_sync_free(s);
 }
 
 void certstore_sync_haproxy(struct certstore *cs, size_t idx)
 {
-	struct certstore_sync *s = malloc(sizeof(*s));
+	struct certstore_sync *s = calloc(1, sizeof(*s));
 
 	if (!s)
 		return;
 	s->cs = cs;
 	s->idx = idx;
+	ev_init(&s->retry, cb_certstore_sync_retry);
+	s->retry.data = s;
+	s->next = cs->syncs;
+	if (s->next)
+		s->next->prev = s;
+	cs->syncs = s;
 	if (rt_list_certs(cs->rt, idx, certstore_sync_names, s) == -1)
-		free(s);
+		certstore_sync_free(s);
 }
 
 static void certstore_on_rt_reload(void *arg, size_t idx)
@@ -546,6 +574,8 @@ void certstore_free(struct certstore *cs)
 	/* cert_dir writes in progress complete; nothing more is pushed */
 	workq_free(cs->wq);
 	rt_free(cs->rt);
+	while (cs->syncs)
+		certstore_sync_free(cs->syncs);
 	hmap_clear(&cs->certs, certstore_cert_free);
 	free(cs);
 }
