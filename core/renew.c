@@ -1,6 +1,7 @@
 /* The renewal scheduler (renew.h). Each certificate the store holds has an
  * entry here, in a min-heap by wake time (the earlier of its due time and
  * the next ARI question); one timer sits on the heap's top. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +27,10 @@
 #define RENEW_ARI_PER_PASS	64	/* renewalInfo requests started by one pass */
 #define RENEW_ARI_SPREAD_S	30
 
-/* What the scheduler knows of one host's certificate. */
+/* What the scheduler knows of one host's certificate: kept small, one per
+ * certificate held (the certificate itself is the store's). */
 struct renew_ent {
-	char host[CERTSTORE_HOST_MAX];
-	char serial[130];		/* of the certificate indexed */
+	uint64_t serial_hash;		/* of the certificate indexed (FNV-1a of serial_hex) */
 	time_t not_before, not_after;
 	time_t ari_start, ari_end;	/* 0 when unknown */
 	time_t ari_next;		/* when to ask the CA again */
@@ -38,6 +39,7 @@ struct renew_ent {
 	time_t wake;			/* min(due, ari_next): key in the heap */
 	size_t hidx;			/* position in the heap, HEAP_NONE when out */
 	int renewed_at_pending;		/* "renewals/<host>" being read */
+	char host[];
 };
 
 struct renew {
@@ -55,6 +57,15 @@ struct renew {
 };
 
 static void renew_schedule(struct renew *r);
+
+static uint64_t renew_serial_hash(const char *serial)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *serial; serial++)
+		h = (h ^ (unsigned char)*serial) * 1099511628211ULL;
+	return h;
+}
 
 static int renew_wake_less(const void *a, const void *b)
 {
@@ -158,23 +169,25 @@ static void cb_renew_renewed_at(void *arg, struct storage_res *res)
 void renew_installed(struct renew *r, const struct certstore_cert *c)
 {
 	struct renew_ent *e = hmap_get(&r->ents, c->host);
+	uint64_t serial_hash = renew_serial_hash(c->info.serial_hex);
 	char key[STORAGE_KEY_MAX];
+	size_t hlen = strlen(c->host);
 	time_t life;
 
 	if (!e) {
-		e = calloc(1, sizeof(*e));
+		e = calloc(1, sizeof(*e) + hlen + 1);
 		if (!e || hmap_put(&r->ents, c->host, e, NULL) == -1) {
 			free(e);
 			log_err("host=%s out of memory: not scheduled for renewal", c->host);
 			return;
 		}
-		snprintf(e->host, sizeof(e->host), "%s", c->host);
+		memcpy(e->host, c->host, hlen + 1);
 		e->hidx = HEAP_NONE;
-	} else if (strcmp(e->serial, c->info.serial_hex) != 0) {
+	} else if (e->serial_hash != serial_hash) {
 		/* a new certificate: the ARI facts learnt were the old one's */
 		e->ari_start = e->ari_end = e->ari_next = 0;
 	}
-	snprintf(e->serial, sizeof(e->serial), "%s", c->info.serial_hex);
+	e->serial_hash = serial_hash;
 	e->not_before = c->info.not_before;
 	e->not_after = c->info.not_after;
 	e->renewed_at_pending = 0;
@@ -247,9 +260,10 @@ static void renew_ari_done(void *arg, int ok, time_t start, time_t end, long ret
 {
 	struct renew_ari_req *q = arg;
 	struct renew_ent *e = hmap_get(&q->r->ents, q->host);
+	struct certstore_cert *c = certstore_get(q->r->cs, q->host);
 	time_t now = time(NULL);
 
-	if (!e || strcmp(e->serial, q->serial) != 0)
+	if (!e || !c || strcmp(c->info.serial_hex, q->serial) != 0)
 		goto out;	/* replaced meanwhile */
 	if (!ok) {
 		log_warn("host=%s renewal info not available: %s", q->host, err ? err : "?");
@@ -276,7 +290,7 @@ static void renew_ari_ask(struct renew *r, struct renew_ent *e, time_t now)
 		return;
 	q->r = r;
 	snprintf(q->host, sizeof(q->host), "%s", e->host);
-	snprintf(q->serial, sizeof(q->serial), "%s", e->serial);
+	snprintf(q->serial, sizeof(q->serial), "%s", c->info.serial_hex);
 	if (acme_renewal_info(r->acme, c->pem, renew_ari_done, q) == -1)
 		free(q);
 }
