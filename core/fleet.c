@@ -139,11 +139,6 @@ void fleet_start(struct fleet *f)
 	ev_timer_start(f->loop, &f->reconcile_timer);
 }
 
-int fleet_subscribed(const struct fleet *f)
-{
-	return f->sub != NULL;
-}
-
 void fleet_stats(const struct fleet *f, struct fleet_stats *out)
 {
 	*out = f->stats;

@@ -28,9 +28,6 @@ struct fleet *fleet_new(struct ev_loop *loop, struct storage *st, struct certsto
 /* Starts the periodic reconcile (with pub/sub only). */
 void fleet_start(struct fleet *f);
 
-/* 1 when <f> is subscribed (a fleet shares the store), else 0. */
-int fleet_subscribed(const struct fleet *f);
-
 /* Copies <f>'s counters into <out>. */
 void fleet_stats(const struct fleet *f, struct fleet_stats *out);
 
