@@ -37,16 +37,7 @@ struct api_counters {
 
 struct api {
 	struct ev_loop *loop;
-	const struct config *cfg;
-	struct storage *st;
-	struct acme_client *acme;
-	struct http_client *http;
-	struct certstore *cs;
-	struct challenges *ch;
-	struct jobs *jobs;
-	struct renew *renew;
-	struct fleet *fleet;
-	struct health *health;
+	struct api_deps d;		/* what it serves from (borrowed) */
 	struct spoa_server *spoa;
 	struct admin *admin;
 	ev_tstamp storage_pinged;	/* when /healthz last pinged storage */
@@ -84,19 +75,19 @@ static void api_spoe_sni(void *ctx, const struct spop_arg *args, size_t nargs, s
 		a->cnt.refused_name++;
 		return;
 	}
-	if (certstore_get(a->cs, host) || jobs_active(a->jobs, host))
+	if (certstore_get(a->d.cs, host) || jobs_active(a->d.jobs, host))
 		return;
-	if (!config_domain_allowed(a->cfg, host)) {
+	if (!config_domain_allowed(a->d.cfg, host)) {
 		a->cnt.refused_name++;
 		log_debug("host=%s not allowed for on-demand issuance", host);
 		return;
 	}
-	if (jobs_backoff_active(a->jobs, host, NULL)) {
+	if (jobs_backoff_active(a->d.jobs, host, NULL)) {
 		a->cnt.refused_backoff++;
 		return;
 	}
 	log_info("host=%s on-demand issuance requested by SNI", host);
-	jobs_issue(a->jobs, host, 0, 0, NULL);
+	jobs_issue(a->d.jobs, host, 0, 0, NULL);
 }
 
 static void api_spoe_http01(void *ctx, const struct spop_arg *args, size_t nargs, struct spoa_reply *reply)
@@ -114,7 +105,7 @@ static void api_spoe_http01(void *ctx, const struct spop_arg *args, size_t nargs
 	token[d->u.s.len] = '\0';
 	if (!challenges_token_valid(token))
 		return;
-	ka = challenges_local(a->ch, token);
+	ka = challenges_local(a->d.ch, token);
 	if (ka) {
 		a->cnt.http01_hits++;
 		spoa_reply_set_str(reply, SPOP_SCOPE_TXN, "keyauth", ka, strlen(ka));
@@ -126,7 +117,7 @@ static void api_spoe_http01(void *ctx, const struct spop_arg *args, size_t nargs
 		a->cnt.http01_lookup_busy++;
 		return;
 	}
-	if (challenges_lookup_shared(a->ch, token, def) == -1) {
+	if (challenges_lookup_shared(a->d.ch, token, def) == -1) {
 		a->cnt.http01_lookup_busy++;
 		spoa_deferred_done(def);
 		return;
@@ -169,12 +160,12 @@ static void api_admin_issue(void *ctx, const char *raw, struct admin_req *req)
 		admin_reply_message(req, 400, msg);
 		return;
 	}
-	if (!config_domain_allowed(a->cfg, host)) {
+	if (!config_domain_allowed(a->d.cfg, host)) {
 		snprintf(msg, sizeof(msg), "host %s is not allowed: not in domains", host);
 		admin_reply_message(req, 400, msg);
 		return;
 	}
-	if (jobs_issue(a->jobs, host, certstore_get(a->cs, host) != NULL, 1, req) == -1)
+	if (jobs_issue(a->d.jobs, host, certstore_get(a->d.cs, host) != NULL, 1, req) == -1)
 		admin_reply_message(req, 500, "out of memory");
 }
 
@@ -191,7 +182,7 @@ static void api_sanity_done(void *arg, const struct http_response *res)
 	struct api_sanity *s = arg;
 	char msg[1024];
 
-	challenges_forget(s->a->ch, s->token);
+	challenges_forget(s->a->d.ch, s->token);
 	if (res->status == 200 && res->body_len == strlen(s->keyauth) &&
 	    memcmp(res->body, s->keyauth, res->body_len) == 0) {
 		snprintf(msg, sizeof(msg), "sanity test for host %s passed", s->host);
@@ -239,10 +230,10 @@ static void api_admin_sanity(void *ctx, const char *raw, struct admin_req *req)
 	snprintf(s->token, sizeof(s->token), "%s", tok);
 	snprintf(s->keyauth, sizeof(s->keyauth), "%s.acme-spoa-sanity-check", tok);
 	free(tok);
-	challenges_store(a->ch, s->token, s->keyauth, 120);
+	challenges_store(a->d.ch, s->token, s->keyauth, 120);
 	snprintf(url, sizeof(url), "http://%s/.well-known/acme-challenge/%s", s->host, s->token);
-	if (http_request(a->http, "GET", url, NULL, NULL, 0, 10000, api_sanity_done, s) == -1) {
-		challenges_forget(a->ch, s->token);
+	if (http_request(a->d.http, "GET", url, NULL, NULL, 0, 10000, api_sanity_done, s) == -1) {
+		challenges_forget(a->d.ch, s->token);
 		admin_reply_message(req, 500, "sanity request not started");
 		free(s);
 	}
@@ -252,7 +243,7 @@ static void api_admin_renew_all(void *ctx)
 {
 	struct api *a = ctx;
 
-	renew_pass(a->renew, 0);
+	renew_pass(a->d.renew, 0);
 }
 
 struct api_list {
@@ -277,7 +268,7 @@ static json_t *api_admin_cert_list(void *ctx, int invalid_only)
 
 	if (!l.arr)
 		return NULL;
-	certstore_foreach(a->cs, api_list_cb, &l);
+	certstore_foreach(a->d.cs, api_list_cb, &l);
 	return l.arr;
 }
 
@@ -289,7 +280,7 @@ static json_t *api_admin_cert_get(void *ctx, const char *raw)
 
 	if (host_normalize(raw, host, sizeof(host), 0) == -1)
 		return NULL;
-	c = certstore_get(a->cs, host);
+	c = certstore_get(a->d.cs, host);
 	return c ? api_cert_json(c) : NULL;
 }
 
@@ -305,7 +296,7 @@ static void cb_api_del(void *arg, struct storage_res *res)
 	struct api *a = d->a;
 	char key[STORAGE_KEY_MAX], msg[1024];
 
-	health_storage_result(a->health, res);
+	health_storage_result(a->d.health, res);
 	if (res->rc == -1) {
 		snprintf(msg, sizeof(msg), "cannot delete certificate for host %s: %s", d->host,
 			 res->err);
@@ -314,10 +305,10 @@ static void cb_api_del(void *arg, struct storage_res *res)
 		return;
 	}
 	snprintf(key, sizeof(key), "renewals/%s", d->host);
-	renew_forget(a->renew, d->host);
-	certstore_remove(a->cs, d->host);
+	renew_forget(a->d.renew, d->host);
+	certstore_remove(a->d.cs, d->host);
 	/* the other nodes of a fleet drop it too */
-	certstore_announce(a->cs, d->host, NULL);
+	certstore_announce(a->d.cs, d->host, NULL);
 	log_info("host=%s certificate deleted", d->host);
 	snprintf(msg, sizeof(msg), "certificate for host %s is deleted", d->host);
 	admin_reply_message(d->req, 200, msg);
@@ -329,7 +320,7 @@ static void api_del_finish(struct api_del *d)
 	char key[STORAGE_KEY_MAX];
 
 	snprintf(key, sizeof(key), "certs/%s", d->host);
-	if (!storage_del(d->a->st, key, cb_api_del, d)) {
+	if (!storage_del(d->a->d.st, key, cb_api_del, d)) {
 		admin_reply_message(d->req, 500, "out of memory");
 		free(d);
 	}
@@ -364,13 +355,13 @@ static void api_admin_cert_delete(void *ctx, const char *raw, int revoke, struct
 	d->a = a;
 	d->req = req;
 	if (host_normalize(raw, d->host, sizeof(d->host), 0) == -1 ||
-	    !(c = certstore_get(a->cs, d->host))) {
+	    !(c = certstore_get(a->d.cs, d->host))) {
 		admin_reply_message(req, 404, "Not found");
 		free(d);
 		return;
 	}
 	if (revoke) {
-		if (acme_revoke(a->acme, c->pem, api_revoke_done, d) == -1) {
+		if (acme_revoke(a->d.acme, c->pem, api_revoke_done, d) == -1) {
 			admin_reply_message(req, 500, "revocation not started");
 			free(d);
 		}
@@ -414,8 +405,8 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	char lbl[64];
 	size_t i;
 
-	jobs_stats(a->jobs, &js);
-	fleet_stats(a->fleet, &fs);
+	jobs_stats(a->d.jobs, &js);
+	fleet_stats(a->d.fleet, &fs);
 	api_counter(b, "acme_spoa_orders_started_total", "ACME orders started.", NULL, js.orders_started);
 	api_counter(b, "acme_spoa_orders_succeeded_total", "ACME orders that produced a certificate.", NULL, js.orders_ok);
 	metrics_header(b, "acme_spoa_orders_failed_total", "counter", "ACME orders that failed, by reason.");
@@ -436,7 +427,7 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	metrics_header(b, "acme_spoa_spoe_messages_total", "counter", "SPOE messages handled, by message.");
 	metrics_value(b, "acme_spoa_spoe_messages_total", "message=\"acme-sni\"", (double)k->sni_msgs);
 	metrics_value(b, "acme_spoa_spoe_messages_total", "message=\"acme-http01\"", (double)k->http01_msgs);
-	api_counter(b, "acme_spoa_http01_answered_total", "http-01 requests answered with a key authorization.", NULL, k->http01_hits + challenges_lookup_hits(a->ch));
+	api_counter(b, "acme_spoa_http01_answered_total", "http-01 requests answered with a key authorization.", NULL, k->http01_hits + challenges_lookup_hits(a->d.ch));
 	api_counter(b, "acme_spoa_http01_deferred_total", "http-01 requests whose answer was looked up in shared storage.", NULL, k->http01_deferred);
 	api_counter(b, "acme_spoa_http01_lookup_busy_total", "http-01 requests answered without a look-up: too many in flight.", NULL, k->http01_lookup_busy);
 	api_counter(b, "acme_spoa_feed_reads_total", "Reads of the fleet's change feed.", NULL, fs.feed_reads);
@@ -459,17 +450,17 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	metrics_histogram(b, "acme_spoa_spoe_processing_seconds", NULL, bounds, cum, SPOA_LAT_BUCKETS - 1,
 			  ss.lat_sum_us / 1e6, ss.lat_count);
 
-	rt_stats(certstore_runtime(a->cs), &rs);
+	rt_stats(certstore_runtime(a->d.cs), &rs);
 	api_counter(b, "acme_spoa_runtime_pushes_total", "Certificate pushes into HAProxy that succeeded.", NULL, rs.pushes_ok);
 	api_counter(b, "acme_spoa_runtime_push_errors_total", "Certificate pushes into HAProxy that failed.", NULL, rs.pushes_failed);
 	api_counter(b, "acme_spoa_runtime_reloads_seen_total", "HAProxy restarts or reloads seen.", NULL, rs.reloads_seen);
-	api_counter(b, "acme_spoa_storage_errors_total", "Storage operations that failed.", NULL, a->health->storage_errors);
+	api_counter(b, "acme_spoa_storage_errors_total", "Storage operations that failed.", NULL, a->d.health->storage_errors);
 	metrics_header(b, "acme_spoa_storage_inflight", "gauge", "Storage operations started and not yet answered.");
-	metrics_value(b, "acme_spoa_storage_inflight", NULL, (double)storage_inflight(a->st));
+	metrics_value(b, "acme_spoa_storage_inflight", NULL, (double)storage_inflight(a->d.st));
 	metrics_header(b, "acme_spoa_orders_queued", "gauge", "Issuances waiting for a free slot.");
 	metrics_value(b, "acme_spoa_orders_queued", NULL, (double)js.queued);
 
-	certstore_foreach(a->cs, api_days_cb, &d);
+	certstore_foreach(a->d.cs, api_days_cb, &d);
 	metrics_header(b, "acme_spoa_certificates", "gauge", "Certificates held, by days left before expiry (upper bound).");
 	for (i = 0; i < 6; i++) {
 		metrics_label(lbl, sizeof(lbl), "days_left", days_names[i]);
@@ -481,7 +472,7 @@ static void cb_api_ping(void *arg, struct storage_res *res)
 {
 	struct api *a = arg;
 
-	health_storage_result(a->health, res);
+	health_storage_result(a->d.health, res);
 }
 
 /* Answers from what is known now; asks storage again at most every few
@@ -489,15 +480,15 @@ static void cb_api_ping(void *arg, struct storage_res *res)
 static int api_admin_health(void *ctx, json_t **detail)
 {
 	struct api *a = ctx;
-	struct rt *rt = certstore_runtime(a->cs);
+	struct rt *rt = certstore_runtime(a->d.cs);
 	size_t i, up = 0, n = rt_count(rt);
 	ev_tstamp now = ev_now(a->loop);
 	char err[256];
-	int st_ok = a->health->storage_ok && storage_state(a->st, err, sizeof(err)) == 1;
+	int st_ok = a->d.health->storage_ok && storage_state(a->d.st, err, sizeof(err)) == 1;
 
 	if (now - a->storage_pinged >= API_HEALTH_PING_S) {
 		a->storage_pinged = now;
-		storage_ping(a->st, cb_api_ping, a);
+		storage_ping(a->d.st, cb_api_ping, a);
 	}
 	for (i = 0; i < n; i++)
 		up += rt_socket_up(rt, i) != 0;
@@ -526,14 +517,14 @@ static const struct admin_ops api_admin_ops = {
 static void api_on_engine(void *ctx, const char *engine_id, int is_new)
 {
 	struct api *a = ctx;
-	struct rt *rt = certstore_runtime(a->cs);
+	struct rt *rt = certstore_runtime(a->d.cs);
 	size_t i;
 
 	if (!is_new)
 		return;
 	log_info("spoe: new HAProxy engine-id %s, re-syncing certificates", engine_id);
 	for (i = 0; i < rt_count(rt); i++)
-		certstore_sync_haproxy(a->cs, i);
+		certstore_sync_haproxy(a->d.cs, i);
 }
 
 struct api *api_new(struct ev_loop *loop, const struct api_deps *deps, char *err, size_t errlen)
@@ -558,16 +549,7 @@ struct api *api_new(struct ev_loop *loop, const struct api_deps *deps, char *err
 		goto out;
 	}
 	a->loop = loop;
-	a->cfg = deps->cfg;
-	a->st = deps->st;
-	a->acme = deps->acme;
-	a->http = deps->http;
-	a->cs = deps->cs;
-	a->ch = deps->ch;
-	a->jobs = deps->jobs;
-	a->renew = deps->renew;
-	a->fleet = deps->fleet;
-	a->health = deps->health;
+	a->d = *deps;
 	a->spoa = spoa_server_new(loop, &sc, err, errlen);
 	if (a->spoa)
 		a->admin = admin_new(loop, &ac, &api_admin_ops, a, err, errlen);

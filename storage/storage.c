@@ -419,6 +419,23 @@ static struct storage_req *storage_req_start(struct storage_req *r, const char *
 	return r;
 }
 
+/* Copies the <len> bytes of <val> into <r> (NUL-terminated). Returns 0, or
+ * -1 with <r> freed. */
+static int storage_req_copy_val(struct storage_req *r, const char *val, size_t len)
+{
+	r->val = malloc(len + 1);
+	if (!r->val) {
+		storage_req_free(r);
+		return -1;
+	}
+	if (len)
+		memcpy(r->val, val, len);
+	r->val[len] = '\0';
+	r->op.val = r->val;
+	r->op.len = len;
+	return 0;
+}
+
 static const char *storage_why_key(const char *what, const char *key, char *buf, size_t len)
 {
 	return storage_check_key(what, key, buf, len) == -1 ? buf : NULL;
@@ -445,16 +462,8 @@ struct storage_req *storage_put(struct storage *st, const char *key, const char 
 	if (!w && val == NULL && len > 0)
 		w = "storage: put: NULL value";
 	if (!w) {
-		r->val = malloc(len + 1);
-		if (!r->val) {
-			storage_req_free(r);
+		if (storage_req_copy_val(r, val, len) == -1)
 			return NULL;
-		}
-		if (len)
-			memcpy(r->val, val, len);
-		r->val[len] = '\0';
-		r->op.val = r->val;
-		r->op.len = len;
 		r->op.ttl_sec = ttl_sec;
 	}
 	return storage_req_start(r, w);
@@ -540,18 +549,8 @@ struct storage_req *storage_publish(struct storage *st, const char *channel, con
 	if (!r)
 		return NULL;
 	w = storage_why_key("channel", channel, why, sizeof(why));
-	if (!w) {
-		r->val = malloc(len + 1);
-		if (!r->val) {
-			storage_req_free(r);
-			return NULL;
-		}
-		if (len)
-			memcpy(r->val, msg, len);
-		r->val[len] = '\0';
-		r->op.val = r->val;
-		r->op.len = len;
-	}
+	if (!w && storage_req_copy_val(r, msg, len) == -1)
+		return NULL;
 	return storage_req_start(r, w);
 }
 
