@@ -155,6 +155,8 @@ for bits in 2048 3072; do
 	stop_pid "$AGENT_PID"
 	sed -i "s/\"rsa_key_size\": [0-9]*/\"rsa_key_size\": $bits/" "$IT_DIR/agent.json"
 	start_agent
+	# the CA's validation goes through HAProxy: it must see the new agent first
+	wait_for 10 agent_up_in_haproxy
 	r=$(admin POST /acme -d "host=rsa$bits.test")
 	check "RSA $bits: POST /acme issues ($r)" grep -q '^201 ' <<<"$r"
 	check "RSA $bits: HAProxy serves a $bits-bit RSA certificate" sh -c "echo | openssl s_client -connect 127.0.0.1:$HAP_HTTPS -servername rsa$bits.test 2>/dev/null | openssl x509 -noout -text | grep -q 'Public-Key: ($bits bit)'"
