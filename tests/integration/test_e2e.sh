@@ -140,6 +140,7 @@ import json,sys; s,b=sys.argv[1].split(" ",1); d=json.loads(b)["data"]; assert l
 stop_pid "$AGENT_PID"
 sed -i 's/"cert_type": "ecc"/"cert_type": "rsa", "rsa_key_size": 4096/' "$IT_DIR/agent.json"
 start_agent
+wait_for 10 agent_up_in_haproxy
 kill -STOP "$PEBBLE_PID"
 https_get cut.test
 pending_listed() { [ -n "$("$TOOLS/storage_tool" "$STORE" list pending/)" ]; }
@@ -148,6 +149,7 @@ kill -9 "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
 kill -CONT "$PEBBLE_PID"
 check "an order was cut off (pending marker left)" sh -c "\"$TOOLS/storage_tool\" \"$STORE\" get pending/cut.test >/dev/null"
 start_agent
+wait_for 10 agent_up_in_haproxy
 check "the cut-off order completes after restart" wait_for 30 served_by_pebble cut.test
 
 # RSA certificates of each size, the challenge answered through HAProxy
