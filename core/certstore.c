@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,7 +41,7 @@ struct certstore {
 	struct hmap certs;		/* host -> struct certstore_cert */
 	struct certstore_hooks hooks;
 	size_t loading;			/* start-up: certificate reads in flight */
-	struct certstore_sync *syncs;	/* HAProxy listings under way */
+	LIST_HEAD(, certstore_sync) syncs;	/* HAProxy listings under way */
 	unsigned long push_ok, push_failed;
 	int closing;			/* certstore_free() runs */
 };
@@ -430,7 +431,7 @@ struct certstore_sync {
 	struct certstore *cs;
 	size_t idx;
 	ev_timer retry;
-	struct certstore_sync *prev, *next;
+	LIST_ENTRY(certstore_sync) link;
 };
 
 struct certstore_missing {
@@ -444,12 +445,7 @@ static void certstore_sync_free(struct certstore_sync *s)
 	struct certstore *cs = s->cs;
 
 	ev_timer_stop(cs->loop, &s->retry);
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		cs->syncs = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
+	LIST_REMOVE(s, link);
 	free(s);
 }
 
@@ -511,10 +507,7 @@ void certstore_sync_haproxy(struct certstore *cs, size_t idx)
 	s->idx = idx;
 	ev_init(&s->retry, cb_certstore_sync_retry);
 	s->retry.data = s;
-	s->next = cs->syncs;
-	if (s->next)
-		s->next->prev = s;
-	cs->syncs = s;
+	LIST_INSERT_HEAD(&cs->syncs, s, link);
 	if (rt_list_certs(cs->rt, idx, certstore_sync_names, s) == -1)
 		certstore_sync_free(s);
 }
@@ -541,6 +534,7 @@ struct certstore *certstore_new(struct ev_loop *loop, const struct config *cfg, 
 	cs->st = st;
 	cs->health = health;
 	hmap_init(&cs->certs);
+	LIST_INIT(&cs->syncs);
 	cs->wq = workq_new(loop, 2, err, errlen);
 	if (!cs->wq) {
 		certstore_free(cs);
@@ -574,8 +568,8 @@ void certstore_free(struct certstore *cs)
 	/* cert_dir writes in progress complete; nothing more is pushed */
 	workq_free(cs->wq);
 	rt_free(cs->rt);
-	while (cs->syncs)
-		certstore_sync_free(cs->syncs);
+	while (!LIST_EMPTY(&cs->syncs))
+		certstore_sync_free(LIST_FIRST(&cs->syncs));
 	hmap_clear(&cs->certs, certstore_cert_free);
 	free(cs);
 }

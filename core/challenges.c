@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include "acme/acme.h"
@@ -25,13 +26,13 @@ struct ch_lookup {
 	struct challenges *ch;
 	struct spoa_deferred *d;
 	struct storage_req *req;
-	struct ch_lookup *prev, *next;
+	LIST_ENTRY(ch_lookup) link;
 };
 
 /* A challenge being stored for the ACME client, which waits for it. */
 struct ch_store {
 	struct challenges *ch;
-	struct ch_store *prev, *next;
+	LIST_ENTRY(ch_store) link;
 	struct storage_req *req;
 	void (*done)(void *ctx, int ok, const char *err);
 	void *ctx;
@@ -43,9 +44,9 @@ struct challenges {
 	struct health *health;
 	struct hmap local;		/* token -> key authorization (malloc'd) */
 	struct hmap cache;		/* token -> struct ch_cached */
-	struct ch_lookup *lookups;	/* look-ups in flight */
+	LIST_HEAD(, ch_lookup) lookups;	/* look-ups in flight */
 	unsigned nlookups;
-	struct ch_store *stores;	/* stores in flight */
+	LIST_HEAD(, ch_store) stores;	/* stores in flight */
 	uint64_t lookup_hits;
 };
 
@@ -168,15 +169,8 @@ const char *challenges_local(struct challenges *ch, const char *token)
 
 static void ch_lookup_unlink(struct ch_lookup *l)
 {
-	struct challenges *ch = l->ch;
-
-	if (l->prev)
-		l->prev->next = l->next;
-	else
-		ch->lookups = l->next;
-	if (l->next)
-		l->next->prev = l->prev;
-	ch->nlookups--;
+	LIST_REMOVE(l, link);
+	l->ch->nlookups--;
 }
 
 static void cb_ch_lookup(void *arg, struct storage_res *res)
@@ -212,10 +206,7 @@ int challenges_lookup_shared(struct challenges *ch, const char *token, struct sp
 		free(l);
 		return -1;
 	}
-	l->next = ch->lookups;
-	if (l->next)
-		l->next->prev = l;
-	ch->lookups = l;
+	LIST_INSERT_HEAD(&ch->lookups, l, link);
 	ch->nlookups++;
 	return 0;
 }
@@ -227,14 +218,14 @@ void challenges_free(struct challenges *ch)
 
 	if (!ch)
 		return;
-	while ((l = ch->lookups)) {
+	while ((l = LIST_FIRST(&ch->lookups))) {
 		storage_cancel(l->req);
 		ch_lookup_unlink(l);
 		spoa_deferred_done(l->d);
 		free(l);
 	}
-	while ((c = ch->stores)) {
-		ch->stores = c->next;
+	while ((c = LIST_FIRST(&ch->stores))) {
+		LIST_REMOVE(c, link);
 		storage_cancel(c->req);
 		free(c);
 	}
@@ -251,6 +242,8 @@ struct challenges *challenges_new(struct storage *st, struct health *health)
 		goto out;
 	ch->st = st;
 	ch->health = health;
+	LIST_INIT(&ch->lookups);
+	LIST_INIT(&ch->stores);
 	hmap_init(&ch->local);
 	hmap_init(&ch->cache);
 out:
@@ -264,23 +257,13 @@ uint64_t challenges_lookup_hits(const struct challenges *ch)
 
 /* ---- the ACME client's hooks --------------------------------------------- */
 
-static void ch_store_unlink(struct ch_store *c)
-{
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		c->ch->stores = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-}
-
 static void cb_ch_store(void *arg, struct storage_res *res)
 {
 	struct ch_store *c = arg;
 	struct challenges *ch = c->ch;
 
 	health_storage_result(ch->health, res);
-	ch_store_unlink(c);
+	LIST_REMOVE(c, link);
 	if (res->rc == -1) {
 		/* the CA may ask any node: never answer a challenge only this one knows */
 		free(hmap_del(&ch->local, c->token));
@@ -311,10 +294,7 @@ static int ch_hook_store(void *arg, const char *host, const char *token, const c
 		free(c);
 		return -1;
 	}
-	c->next = ch->stores;
-	if (c->next)
-		c->next->prev = c;
-	ch->stores = c;
+	LIST_INSERT_HEAD(&ch->stores, c, link);
 	return 0;
 }
 
@@ -323,12 +303,12 @@ static void ch_hook_store_cancel(void *arg, void *ctx)
 	struct challenges *ch = arg;
 	struct ch_store *c, *next;
 
-	for (c = ch->stores; c; c = next) {
-		next = c->next;
+	for (c = LIST_FIRST(&ch->stores); c; c = next) {
+		next = LIST_NEXT(c, link);
 		if (c->ctx != ctx)
 			continue;
 		storage_cancel(c->req);
-		ch_store_unlink(c);
+		LIST_REMOVE(c, link);
 		free(c);
 	}
 }

@@ -24,7 +24,6 @@ struct workq {
 	pthread_cond_t cond;
 	ev_async async;			/* workers -> loop: <finished> grew */
 	struct workq_list finished;	/* guarded by mu */
-	size_t pending;			/* guarded by mu */
 	int stopping;
 	unsigned n;
 	struct workq_worker w[];
@@ -71,9 +70,6 @@ static void cb_workq_async(struct ev_loop *loop, ev_async *a, int revents)
 	pthread_mutex_unlock(&q->mu);
 	while ((it = STAILQ_FIRST(&batch))) {
 		STAILQ_REMOVE_HEAD(&batch, link);
-		pthread_mutex_lock(&q->mu);
-		q->pending--;
-		pthread_mutex_unlock(&q->mu);
 		it->done(it);
 	}
 }
@@ -126,7 +122,6 @@ void workq_submit(struct workq *q, struct workq_item *it, unsigned shard)
 
 	pthread_mutex_lock(&q->mu);
 	STAILQ_INSERT_TAIL(&w->todo, it, link);
-	q->pending++;
 	/* one condition for all workers: wake them all, the right one finds work */
 	pthread_cond_broadcast(&q->cond);
 	pthread_mutex_unlock(&q->mu);
@@ -139,16 +134,6 @@ unsigned workq_shard(const char *s)
 	for (; *s; s++)
 		h = (h ^ (unsigned char)*s) * 16777619u;
 	return h;
-}
-
-size_t workq_pending(const struct workq *q)
-{
-	size_t n;
-
-	pthread_mutex_lock((pthread_mutex_t *)&q->mu);
-	n = q->pending;
-	pthread_mutex_unlock((pthread_mutex_t *)&q->mu);
-	return n;
 }
 
 void workq_free(struct workq *q)

@@ -35,9 +35,6 @@ void workq_submit(struct workq *q, struct workq_item *it, unsigned shard);
  * key always lands on one worker. */
 unsigned workq_shard(const char *s);
 
-/* Items queued or running and not yet delivered to the loop. */
-size_t workq_pending(const struct workq *q);
-
 /* Finishes every queued item (run() on its worker: a write in progress at
  * shutdown completes), joins the threads, then calls done() of every
  * finished item on the calling thread, and frees <q>. Accepts NULL. */

@@ -285,6 +285,14 @@ start_agent() {
 	wait_for 15 admin_answers
 }
 
+# restart_agent: start_agent while HAProxy runs, then wait until its
+# spop-check sees the agent UP (what reaches the agent through HAProxy, the
+# CA's validations among it, needs that first).
+restart_agent() {
+	start_agent "$@"
+	wait_for 10 agent_up_in_haproxy
+}
+
 # admin_answers: the admin API answers (/healthz is 503 until HAProxy is up).
 admin_answers() {
 	local c

@@ -127,8 +127,7 @@ check "HAProxy restarted serves ondemand.test from disk at once" served_by_pebbl
 check "HAProxy restarted serves n7.test from disk at once" served_by_pebble n7.test
 
 kill -9 "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
-start_agent
-wait_for 10 agent_up_in_haproxy
+restart_agent
 https_get ondemand.test; https_get n3.test; sleep 1
 check "agent killed -9 and restarted: nothing ordered again" test "$(metric acme_spoa_orders_started_total)" = 0
 r=$(admin GET /acme/certificates)
@@ -139,8 +138,7 @@ import json,sys; s,b=sys.argv[1].split(" ",1); d=json.loads(b)["data"]; assert l
 # finish first); the restarted agent completes it
 stop_pid "$AGENT_PID"
 sed -i 's/"cert_type": "ecc"/"cert_type": "rsa", "rsa_key_size": 4096/' "$IT_DIR/agent.json"
-start_agent
-wait_for 10 agent_up_in_haproxy
+restart_agent
 kill -STOP "$PEBBLE_PID"
 https_get cut.test
 pending_listed() { [ -n "$("$TOOLS/storage_tool" "$STORE" list pending/)" ]; }
@@ -148,17 +146,14 @@ wait_for 10 pending_listed
 kill -9 "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
 kill -CONT "$PEBBLE_PID"
 check "an order was cut off (pending marker left)" sh -c "\"$TOOLS/storage_tool\" \"$STORE\" get pending/cut.test >/dev/null"
-start_agent
-wait_for 10 agent_up_in_haproxy
+restart_agent
 check "the cut-off order completes after restart" wait_for 30 served_by_pebble cut.test
 
 # RSA certificates of each size, the challenge answered through HAProxy
 for bits in 2048 3072; do
 	stop_pid "$AGENT_PID"
 	sed -i "s/\"rsa_key_size\": [0-9]*/\"rsa_key_size\": $bits/" "$IT_DIR/agent.json"
-	start_agent
-	# the CA's validation goes through HAProxy: it must see the new agent first
-	wait_for 10 agent_up_in_haproxy
+	restart_agent
 	r=$(admin POST /acme -d "host=rsa$bits.test")
 	check "RSA $bits: POST /acme issues ($r)" grep -q '^201 ' <<<"$r"
 	check "RSA $bits: HAProxy serves a $bits-bit RSA certificate" sh -c "echo | openssl s_client -connect 127.0.0.1:$HAP_HTTPS -servername rsa$bits.test 2>/dev/null | openssl x509 -noout -text | grep -q 'Public-Key: ($bits bit)'"
