@@ -360,13 +360,35 @@ static void r_namespaces(void **state)
 
 static void r_conf_errors(void **state)
 {
-	struct storage_conf conf = { .redis_port = redis_port, .redis_ssl = 1 };
+	struct storage_conf conf = { .redis_port = redis_port, .redis_ssl = 1,
+				     .redis_ssl_verify = 1,
+				     .redis_ssl_ca_file = "/nonexistent/ca.pem" };
+	const char *nodes[] = { "127.0.0.1:1", "not an address" };
 	char err[512] = "";
 	struct storage *st;
 
+	/* TLS files are read at open: a missing one is a clear error */
 	assert_null(storage_open("redis", &conf, rloop, err, sizeof(err)));
-	assert_non_null(strstr(err, "ssl"));
+	assert_non_null(strstr(err, "ssl_ca_file /nonexistent/ca.pem"));
+	conf.redis_ssl_ca_file = NULL;
+	conf.redis_ssl_cert = "/nonexistent/cert.pem";
+	assert_null(storage_open("redis", &conf, rloop, err, sizeof(err)));
+	assert_non_null(strstr(err, "go together"));
+	conf.redis_ssl_cert = NULL;
 	conf.redis_ssl = 0;
+	/* sentinels: master and nodes go together, nodes are host:port */
+	conf.redis_sentinel_master = "m";
+	assert_null(storage_open("redis", &conf, rloop, err, sizeof(err)));
+	assert_non_null(strstr(err, "sentinel_nodes is empty"));
+	conf.redis_sentinel_nodes = nodes;
+	conf.redis_nsentinel_nodes = 2;
+	assert_null(storage_open("redis", &conf, rloop, err, sizeof(err)));
+	assert_non_null(strstr(err, "sentinel_nodes[1]"));
+	conf.redis_sentinel_master = NULL;
+	assert_null(storage_open("redis", &conf, rloop, err, sizeof(err)));
+	assert_non_null(strstr(err, "without sentinel_master"));
+	conf.redis_sentinel_nodes = NULL;
+	conf.redis_nsentinel_nodes = 0;
 	conf.redis_namespace = "bad*ns";
 	assert_null(storage_open("redis", &conf, rloop, err, sizeof(err)));
 	assert_non_null(strstr(err, "namespace"));
