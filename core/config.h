@@ -39,10 +39,17 @@ struct config {
 	char *file_path;		/* storage_config.file.path [/var/lib/acme-spoa] */
 	char *redis_host;
 	int redis_port, redis_database;
-	char *redis_auth;		/* NULL when unset */
+	char *redis_username;		/* ACL user; NULL when unset */
+	char *redis_auth;		/* "password" (alias "auth"); NULL when unset */
 	int redis_ssl, redis_ssl_verify;
-	char *redis_ssl_server_name;	/* NULL when unset */
+	char *redis_ssl_server_name;	/* "server_name" (alias "ssl_server_name"); NULL when unset */
+	char *redis_ssl_ca_file, *redis_ssl_cert, *redis_ssl_key;	/* NULL when unset */
 	char *redis_namespace;		/* never NULL, may be "" */
+	char *redis_sentinel_master;	/* NULL when unset: no sentinel */
+	char **redis_sentinel_nodes;	/* "host:port" each ({host, port} objects converted) */
+	size_t redis_nsentinel_nodes;
+	struct addr *redis_sentinel_addrs;	/* <redis_sentinel_nodes> parsed */
+	char *redis_sentinel_username, *redis_sentinel_password;	/* NULL when unset */
 	char *spoa_listen, *admin_listen;
 	struct addr spoa_addr, admin_addr;	/* the two above, parsed */
 	char *admin_token;		/* NULL when unset: no authentication */

@@ -144,11 +144,20 @@ static int mgr_open_storage(struct mgr *m, char *err, size_t errlen)
 		.redis_host = cfg->redis_host,
 		.redis_port = cfg->redis_port,
 		.redis_database = cfg->redis_database,
+		.redis_username = cfg->redis_username,
 		.redis_auth = cfg->redis_auth,
 		.redis_ssl = cfg->redis_ssl,
 		.redis_ssl_verify = cfg->redis_ssl_verify,
 		.redis_ssl_server_name = cfg->redis_ssl_server_name,
+		.redis_ssl_ca_file = cfg->redis_ssl_ca_file,
+		.redis_ssl_cert = cfg->redis_ssl_cert,
+		.redis_ssl_key = cfg->redis_ssl_key,
 		.redis_namespace = cfg->redis_namespace,
+		.redis_sentinel_master = cfg->redis_sentinel_master,
+		.redis_sentinel_nodes = (const char *const *)cfg->redis_sentinel_nodes,
+		.redis_nsentinel_nodes = cfg->redis_nsentinel_nodes,
+		.redis_sentinel_username = cfg->redis_sentinel_username,
+		.redis_sentinel_password = cfg->redis_sentinel_password,
 	};
 
 	m->st = storage_open(names[cfg->storage], &sc, m->loop, err, errlen);

@@ -197,7 +197,8 @@ static void redis_master_lost(struct redis_be *be, const char *why)
  * next attempt; the queued operations fail, unless a failover is under way.
  * Logs when the reason changes, as an error when <refused> (a configuration
  * problem: AUTH, SELECT, NOAUTH, TLS verification). */
-static void redis_conn_failed(struct redis_be *be, const char *why, int refused)
+static void redis_conn_failed_at(struct redis_be *be, int at_host, const char *why,
+				 int refused)
 {
 	char prev[sizeof(be->last_err)];
 	struct redis_req *req;
@@ -211,7 +212,7 @@ static void redis_conn_failed(struct redis_be *be, const char *why, int refused)
 	ev_timer_set(&be->retry, be->backoff_ms / 1000., 0.);
 	ev_timer_start(be->loop, &be->retry);
 	memcpy(prev, be->last_err, sizeof(prev));
-	if (be->host[0])
+	if (at_host && be->host[0])
 		snprintf(be->last_err, sizeof(be->last_err), "%.200s:%d: %s", be->host, be->port,
 			 why);
 	else
@@ -230,6 +231,11 @@ static void redis_conn_failed(struct redis_be *be, const char *why, int refused)
 		return;
 	while ((req = TAILQ_FIRST(&be->queue)) != NULL)
 		redis_req_fail(req, "%s", be->last_err);
+}
+
+static void redis_conn_failed(struct redis_be *be, const char *why, int refused)
+{
+	redis_conn_failed_at(be, 1, why, refused);
 }
 
 static void redis_ready(struct redis_be *be)
@@ -335,7 +341,7 @@ static void cb_redis_hello(struct rconn *c, redisReply *r, void *priv)
 {
 	struct redis_be *be = rconn_arg(c);
 	const char *step = priv;
-	char why[320];
+	char why[256];
 
 	if (be == NULL || be->conn != c || r == NULL)
 		return;	/* stale, or lost: the closed callback handles it */
@@ -502,7 +508,7 @@ static const struct rconn_cbs redis_sentinel_cbs = {
  * names the master or every one has failed. */
 static void redis_sentinel_ask(struct redis_be *be)
 {
-	char why[256];
+	char why[320];
 
 	while (be->sq_tried < be->nsentinels) {
 		const struct redis_node *n = &be->sentinels[be->sq_idx];
@@ -532,7 +538,7 @@ static void redis_sentinel_ask(struct redis_be *be)
 	}
 	snprintf(why, sizeof(why), "no sentinel named master %.64s (last: %.160s)",
 		 be->sentinel_master, be->sq_err);
-	redis_conn_failed(be, why, be->sq_refused);
+	redis_conn_failed_at(be, 0, why, be->sq_refused);
 }
 
 /* Starts a connection: to the configured server, or to the master the
