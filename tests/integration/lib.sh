@@ -143,6 +143,59 @@ start_redis() {
 	wait_for 10 redis-cli -p "$REDIS_PORT" ping
 }
 
+# --- redis over TLS (the fleet suite's redis-tls store) ----------------------
+# gen_redis_tls: a test CA, a server certificate for redis.test and 127.0.0.1,
+# and a client certificate, all under $IT_DIR/redis-tls/.
+gen_redis_tls() {
+	local d=$IT_DIR/redis-tls
+	[ -f "$d/server.pem" ] && return 0
+	mkdir -p "$d"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-subj /CN=redis-test-ca -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null || return 1
+	printf 'subjectAltName=DNS:redis.test,IP:127.0.0.1\n' > "$d/server.ext"
+	printf 'extendedKeyUsage=clientAuth\n' > "$d/client.ext"
+	local who
+	for who in server client; do
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$who" \
+			-keyout "$d/$who.key" -out "$d/$who.csr" 2>/dev/null || return 1
+		openssl x509 -req -in "$d/$who.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+			-days 2 -extfile "$d/$who.ext" -out "$d/$who.pem" 2>/dev/null || return 1
+	done
+}
+
+# start_redis_tls: redis-server speaking TLS only (--port 0) on a free port,
+# requiring a client certificate of the test CA; sets REDIS_PORT, REDIS_TLS.
+start_redis_tls() {
+	local d=$IT_DIR/redis-tls
+	gen_redis_tls || return 1
+	REDIS_PORT=$(free_port); REDIS_TLS=1
+	redis-server --bind 127.0.0.1 --port 0 --tls-port "$REDIS_PORT" --tls-cert-file "$d/server.pem" \
+		--tls-key-file "$d/server.key" --tls-ca-cert-file "$d/ca.pem" --tls-auth-clients yes \
+		--save '' --appendonly no --dir "$IT_DIR" >>"$IT_DIR/redis.log" 2>&1 &
+	REDIS_PID=$!
+	IT_PIDS+=($REDIS_PID)
+	wait_for 10 redis_cli ping
+}
+
+# redis_cli ARGS...: redis-cli on the test's redis, over TLS when REDIS_TLS is set.
+redis_cli() {
+	local d=$IT_DIR/redis-tls
+	if [ -n "${REDIS_TLS:-}" ]; then
+		redis-cli -p "$REDIS_PORT" --tls --sni redis.test --cacert "$d/ca.pem" \
+			--cert "$d/client.pem" --key "$d/client.key" "$@"
+	else
+		redis-cli -p "$REDIS_PORT" "$@"
+	fi
+}
+
+# redis_tls_json: the agent's redis TLS members when REDIS_TLS is set.
+redis_tls_json() {
+	local d=$IT_DIR/redis-tls
+	[ -n "${REDIS_TLS:-}" ] || return 0
+	printf ', "ssl": true, "ssl_verify": true, "ssl_ca_file": "%s", "server_name": "%s", "ssl_cert": "%s", "ssl_key": "%s"' \
+		"${REDIS_TLS_CA:-$d/ca.pem}" "${REDIS_TLS_NAME:-redis.test}" "$d/client.pem" "$d/client.key"
+}
+
 # haproxy_config SPOA_PORT: writes $IT_DIR/haproxy/ from haproxy-examples/,
 # substituting ports and paths; sets HAP_HTTP, HAP_HTTPS, HAP_SOCK, HAP_CERTS.
 haproxy_config() {
@@ -252,7 +305,9 @@ served_cert() {
 # HAProxy and file storage; sets SPOA_PORT, ADMIN_PORT (once).
 agent_config() {
 	local extra=${1:-} redis=""
-	[ -n "${REDIS_PORT:-}" ] && redis=", \"redis\": { \"port\": $REDIS_PORT, \"namespace\": \"${REDIS_NS:-it}\" }"
+	[ -n "${REDIS_PORT:-}" ] && redis=", \"redis\": { \"port\": $REDIS_PORT, \"namespace\": \"${REDIS_NS:-it}\"$(redis_tls_json) }"
+	# REDIS_JSON: the whole redis object (Sentinel)
+	[ -n "${REDIS_JSON:-}" ] && redis=", \"redis\": $REDIS_JSON"
 	SPOA_PORT=${SPOA_PORT:-$(free_port)}; ADMIN_PORT=${ADMIN_PORT:-$(free_port)}
 	AGENT_CONF=$IT_DIR/agent${NODE:-}.json
 	cat > "$AGENT_CONF" <<JSON
