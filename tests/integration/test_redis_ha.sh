@@ -22,8 +22,11 @@ declare -A N1 N2
 start_node() {
 	local n=$1
 	NODE=$n; unset HAP_HTTP HAP_HTTPS ADMIN_PORT; SPOA_PORT=$(free_port)
+	# Pebble keeps validating on the port node 1 had when it started
+	[ "$n" = 1 ] && [ -n "${PEBBLE_HTTP:-}" ] && HAP_HTTP=$PEBBLE_HTTP
 	haproxy_config "$SPOA_PORT"
 	if [ "$n" = 1 ] && [ -z "${PEBBLE_DIR_URL:-}" ]; then
+		PEBBLE_HTTP=$HAP_HTTP
 		start_pebble "$HAP_HTTP" || return 1
 	fi
 	agent_config; start_agent || return 1
@@ -104,4 +107,110 @@ for n in 1 2; do
 done
 stop_pid "$REDIS_PID" >/dev/null
 unset REDIS_TLS REDIS_PORT
+
+# ============================ (b) Sentinel ==================================
+NODE=; unset REDIS_TLS_NAME REDIS_TLS_CA
+R_MASTER=$(free_port); R_REPLICA=$(free_port)
+redis-server --bind 127.0.0.1 --port "$R_MASTER" --save '' --appendonly no --dir "$IT_DIR" \
+	>"$IT_DIR/redis-master.log" 2>&1 &
+MASTER_PID=$!; IT_PIDS+=($MASTER_PID)
+redis-server --bind 127.0.0.1 --port "$R_REPLICA" --save '' --appendonly no --dir "$IT_DIR" \
+	--replicaof 127.0.0.1 "$R_MASTER" >"$IT_DIR/redis-replica.log" 2>&1 &
+IT_PIDS+=($!)
+SENTINELS=()
+for i in 1 2 3; do
+	p=$(free_port); SENTINELS+=("$p")
+	cat > "$IT_DIR/sentinel$i.conf" <<CONF
+port $p
+bind 127.0.0.1
+dir $IT_DIR
+sentinel monitor mymaster 127.0.0.1 $R_MASTER 2
+sentinel down-after-milliseconds mymaster 1000
+sentinel failover-timeout mymaster 3000
+sentinel parallel-syncs mymaster 1
+CONF
+	redis-sentinel "$IT_DIR/sentinel$i.conf" >"$IT_DIR/sentinel$i.log" 2>&1 &
+	IT_PIDS+=($!)
+done
+replica_synced() { redis-cli -p "$R_REPLICA" info replication | grep -q 'master_link_status:up'; }
+# every sentinel knows the replica and the two other sentinels: a failover can be voted
+sentinels_ready() {
+	local p
+	for p in "${SENTINELS[@]}"; do
+		redis-cli -p "$p" sentinel master mymaster | tr -d '\r' | grep -A1 -x 'num-other-sentinels' | tail -1 | grep -qx 2 || return 1
+		redis-cli -p "$p" sentinel master mymaster | tr -d '\r' | grep -A1 -x 'num-slaves' | tail -1 | grep -qx 1 || return 1
+	done
+}
+sentinel_up() { wait_for 20 replica_synced && wait_for 20 sentinels_ready; }
+check "sentinel: master, replica in sync, three sentinels that know each other" sentinel_up
+master_port() { redis-cli -p "${SENTINELS[0]}" sentinel get-master-addr-by-name mymaster | sed -n 2p; }
+
+unset REDIS_PORT
+REDIS_JSON="{ \"namespace\": \"it\", \"sentinel_master\": \"mymaster\", \"sentinel_nodes\": [
+	{ \"host\": \"127.0.0.1\", \"port\": ${SENTINELS[0]} }, { \"host\": \"127.0.0.1\", \"port\": ${SENTINELS[1]} },
+	\"127.0.0.1:${SENTINELS[2]}\" ] }"
+start_node 1 || { not_ok "sentinel: node 1 starts"; it_summary; exit 1; }
+start_node 2 || { not_ok "sentinel: node 2 starts"; it_summary; exit 1; }
+check "sentinel: node 1 found the master through the sentinels" \
+	grep -q "sentinel: master mymaster is 127.0.0.1:$R_MASTER" "$IT_DIR/agent1.log"
+
+use_node 2
+https_get pre.test
+check "sentinel: node 2 orders pre.test through the master" wait_for 30 served_by_pebble pre.test
+use_node 1
+check "sentinel: node 1 serves pre.test within a second (pub/sub on the master)" wait_for 1 served_by_pebble pre.test
+
+b1=$(orders 1); b2=$(orders 2)
+NAMES=()
+for i in $(seq 10); do NAMES+=("burst$i.test"); done
+# the burst: each name asked on both nodes at once; the master dies under it
+for h in "${NAMES[@]}"; do
+	use_node 1; https_get "$h" & use_node 2; https_get "$h" &
+	sleep 0.05
+done
+sleep 0.3
+kill -9 "$MASTER_PID"
+t_kill=$(date +%s%N)
+echo "# master 127.0.0.1:$R_MASTER killed -9 during the burst"
+promoted() { [ "$(master_port)" = "$R_REPLICA" ]; }
+check "sentinel: the replica is promoted" wait_for 20 promoted
+t_promo=$(date +%s%N)
+echo "# promotion seen $(( (t_promo - t_kill) / 1000000 )) ms after the kill"
+both_healthy() { use_node 1; healthy && use_node 2 && healthy; }
+wait_for 15 both_healthy; rc=$?
+t_ok=$(date +%s%N)
+check "sentinel: /healthz 200 on both nodes within 15 s of the promotion ($(( (t_ok - t_promo) / 1000000 )) ms)" test $rc = 0
+
+# every name ends up served on both nodes
+served_both() {
+	local h=$1
+	use_node 1; served_by_pebble "$h" || return 1
+	use_node 2; served_by_pebble "$h"
+}
+missing=()
+for h in "${NAMES[@]}"; do wait_for 40 served_both "$h" || missing+=("$h"); done
+check "sentinel: every name of the burst served on both nodes (missing: ${missing[*]:-none})" test ${#missing[@]} = 0
+a1=$(orders 1); a2=$(orders 2)
+check "sentinel: 10 orders for 10 names in the fleet (node1 $b1->$a1, node2 $b2->$a2)" \
+	sh -c "[ \$(( $a1 - $b1 + $a2 - $b2 )) -eq 10 ]"
+dups=""
+for h in "${NAMES[@]}"; do
+	n=$(cat "$IT_DIR/agent1.log" "$IT_DIR/agent2.log" | grep -ac "host=$h issuance started")
+	[ "$n" = 1 ] || dups+=" $h:$n"
+done
+check "sentinel: no name ordered twice (${dups:-each once})" test -z "$dups"
+n=$(grep -ac 'switched to 127.0.0.1:'"$R_REPLICA" "$IT_DIR/agent1.log")
+echo "# node 1 saw +switch-master $n time(s); failover lines:"
+grep -hE 'storage redis' "$IT_DIR/agent1.log" | grep -vE 'debug' | tail -8 | sed 's/^/#   /'
+check "sentinel: node 1 now uses the promoted master" \
+	grep -q "master mymaster is now 127.0.0.1:$R_REPLICA" "$IT_DIR/agent1.log"
+redis-cli -p "$R_REPLICA" set it:challenges/tok-after "tok-after.ok" >/dev/null
+use_node 2
+body=$(curl -s -H 'Host: x.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-after")
+check "sentinel: node 2 reads the new master ($body)" test "$body" = tok-after.ok
+
+for n in 1 2; do
+	use_node $n
+	check "sentinel: node $n exits cleanly on SIGTERM" agent_stops_cleanly
+done
 it_summary
