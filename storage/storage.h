@@ -13,7 +13,7 @@
  * It implements either the blocking primitives (file: the front runs them on
  * worker threads, sharded by key so that operations on one key keep their
  * order; shm: run on the loop, delivered on the next turn) or submit()
- * (redis: hiredis's async API on the loop). The front validates keys, lock
+ * (redis: its own connections on the loop, plain or TLS). The front validates keys, lock
  * names and owners, so backends only ever see well-formed input.
  *
  * Keys: '/'-separated segments of [A-Za-z0-9._*-], no empty segment, no "."

@@ -1,30 +1,36 @@
-/* redis backend: every command goes through hiredis's async API on the
- * caller's libev loop, pipelined on one connection; each pub/sub
- * subscription has a connection of its own. Nothing here blocks the loop.
+/* redis backend: every command goes over our own non-blocking connection on
+ * the caller's libev loop (storage_redis_conn.c: plain TCP or TLS, hiredis's
+ * formatter and reply reader), pipelined on one connection; each pub/sub
+ * subscription has a connection of its own (storage_redis_sub.c). Nothing
+ * here blocks the loop.
  *
  * The command connection is a small state machine (enum redis_state):
- *   CONNECTING  redisAsyncConnect, then AUTH, SELECT and PING pipelined; the
- *               PING's reply makes it READY. Operations submitted meanwhile
- *               wait in a queue. A connect timer (redis_timeout_ms) bounds
- *               the whole handshake.
+ *   CONNECTING  (with sentinels: ask them for the master first, one after
+ *               the other, each within redis_timeout_ms) connect, then AUTH,
+ *               SELECT, ROLE (sentinels: it must be a master) and PING
+ *               pipelined; the PING's reply makes it READY. Operations
+ *               submitted meanwhile wait in a queue. A connect timer
+ *               (redis_timeout_ms) bounds the whole handshake.
  *   READY       operations are sent at once, their commands pipelined.
- *   DOWN        the last connect failed (or AUTH/SELECT were refused):
+ *   DOWN        the last connect failed (or AUTH/SELECT/TLS were refused):
  *               operations fail at once with that reason until the next
  *               attempt (250 ms doubling to 5 s).
- * A lost connection fails its in-flight commands (hiredis calls their
- * callbacks with a NULL reply) and reconnects at once. Queued plus in-flight
- * operations are bounded (REDIS_MAX_OPS), and a connection whose oldest
- * command has waited twice the operation deadline is dropped, so a frozen
- * server (SIGSTOP) cannot make us accumulate memory.
+ * A lost connection fails its in-flight commands (their callbacks get a NULL
+ * reply) and reconnects at once. With sentinels a lost master is routine:
+ * in-flight commands are sent again on the next master (each operation here
+ * may run twice), and operations wait rather than fail for
+ * REDIS_FAILOVER_GRACE_S; a +switch-master or a -READONLY answer reconnects
+ * at once. Queued plus in-flight operations are bounded (REDIS_MAX_OPS), and
+ * a connection whose oldest command has waited twice the operation deadline
+ * is dropped, so a frozen server (SIGSTOP) cannot make us accumulate memory.
  *
  * Keys, locks, feeds and channels are "<ns>:" prefixed when a namespace is
  * set; locks are "<ns>:lock:<name>" and feeds "<ns>:feed:<name>:...", which no
  * key can collide with (':' is not in the key grammar); a feed is three keys,
  * ":gen" (its generation counter), ":log" (a sorted set: member -> generation
- * of its last change) and ":ver" (a hash: member -> version). This hiredis
- * (0.14) has no TLS: asking for it is a clear error. hiredis resolves a host
- * name with getaddrinfo() at each connect: where DNS may be slow, configure
- * an address. */
+ * of its last change) and ":ver" (a hash: member -> version). A host name is
+ * resolved with getaddrinfo() at each connect: where DNS may be slow,
+ * configure an address. */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
