@@ -14,7 +14,10 @@
 #include "storage/storage_redis_int.h"
 
 #define REDIS_SCAN_COUNT "500"
-#define REDIS_LOCK_WAIT_MS "200"	/* sentinel: a new lock waits this long for a replica */
+/* sentinel: a new lock waits this long for a replica to hold it (WAIT holds
+ * the connection's pipeline meanwhile: a healthy replica answers in well
+ * under a millisecond) */
+#define REDIS_LOCK_WAIT_MS "100"
 
 static const char redis_lua_extend[] =
 	"if redis.call('get', KEYS[1]) == ARGV[1] then "

@@ -440,6 +440,9 @@ static void rconn_read(struct rconn *c)
 		}
 		rconn_dispatch(c);
 	}
+	/* bytes TLS has already taken off the socket would not wake us again */
+	if (c->phase == RCONN_UP && c->ssl != NULL && SSL_pending(c->ssl) > 0)
+		ev_feed_event(c->loop, &c->rio, EV_READ);
 }
 
 /* Both watchers land here: whatever the event, every direction that may

@@ -177,6 +177,30 @@ start_redis_tls() {
 	wait_for 10 redis_cli ping
 }
 
+# restart_redis_tls: the TLS redis again on the same port, empty.
+restart_redis_tls() {
+	local d=$IT_DIR/redis-tls
+	redis-server --bind 127.0.0.1 --port 0 --tls-port "$REDIS_PORT" --tls-cert-file "$d/server.pem" \
+		--tls-key-file "$d/server.key" --tls-ca-cert-file "$d/ca.pem" --tls-auth-clients yes \
+		--save '' --appendonly no --dir "$IT_DIR" >>"$IT_DIR/redis.log" 2>&1 &
+	REDIS_PID=$!
+	IT_PIDS+=($REDIS_PID)
+	wait_for 10 redis_cli ping
+}
+
+# redis_tls_tool put|get|del|list ARGS: storage_tool's verbs on the TLS redis
+# (storage_tool speaks plain TCP only), keys under the agents' namespace.
+redis_tls_tool() {
+	local ns=${REDIS_NS:-it} verb=$1; shift
+	case $verb in
+	put) redis_cli set "$ns:$1" "$2" >/dev/null ;;
+	get) redis_cli --raw get "$ns:$1" | grep . ;;
+	del) redis_cli del "$ns:$1" >/dev/null ;;
+	list) redis_cli --scan --pattern "$ns:$1*" | sed "s/^$ns://" | sort ;;
+	*) return 2 ;;
+	esac
+}
+
 # redis_cli ARGS...: redis-cli on the test's redis, over TLS when REDIS_TLS is set.
 redis_cli() {
 	local d=$IT_DIR/redis-tls

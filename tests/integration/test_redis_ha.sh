@@ -74,7 +74,7 @@ use_node 1
 check "TLS: both nodes connected to redis over TLS with a client certificate (/healthz 200)" \
 	sh -c "$(declare -f healthz healthy); ADMIN_PORT=${N1[ADMIN]}; healthy && ADMIN_PORT=${N2[ADMIN]} && healthy"
 
-redis_cli set "it:challenges/tok-tls" "tok-tls.by-node-2" >/dev/null
+redis_tls_tool put challenges/tok-tls tok-tls.by-node-2
 body=$(curl -s -H 'Host: x.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-tls")
 check "TLS: node 1 answers a challenge only redis holds ($body)" test "$body" = tok-tls.by-node-2
 
@@ -83,7 +83,18 @@ https_get tls.test
 check "TLS: node 2 orders tls.test (validated through node 1) and serves it" wait_for 30 served_by_pebble tls.test
 use_node 1
 check "TLS: node 1 serves tls.test within a second (pub/sub over TLS)" wait_for 1 served_by_pebble tls.test
-check "TLS: the certificate is in redis" sh -c "$(declare -f redis_cli); IT_DIR=$IT_DIR REDIS_PORT=$REDIS_PORT REDIS_TLS=1 redis_cli exists it:certs/tls.test | grep -q 1"
+check "TLS: the certificate is in redis" test "$(redis_tls_tool list certs/)" = certs/tls.test
+
+# the TLS redis goes away and comes back (empty): the nodes reconnect by themselves
+stop_pid "$REDIS_PID" >/dev/null
+check "TLS: redis down: /healthz says 503" wait_for 5 sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$ADMIN_PORT/healthz)\" = 503 ]"
+restart_redis_tls || not_ok "TLS: redis restarts"
+check "TLS: redis back: the node reconnects over TLS by itself (/healthz 200)" wait_for 15 healthy
+use_node 2
+r=$(admin POST /acme -d host=tls-after.test)
+check "TLS: after the restart node 2 issues tls-after.test ($r)" grep -q '^201' <<<"$r"
+use_node 1
+check "TLS: and node 1 serves it within 2 s (pub/sub resubscribed over TLS)" wait_for 2 served_by_pebble tls-after.test
 
 # refused at start: a name the certificate does not carry, a CA that did not sign it
 NODE=wrongname; ADMIN_PORT=$(free_port); SPOA_PORT=$(free_port)
