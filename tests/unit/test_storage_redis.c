@@ -976,6 +976,36 @@ static void r_tls_refused(void **state)
 	}
 }
 
+/* An ACL user (AUTH user password), on the command and pub/sub
+ * connections; a wrong password is refused and never logged. */
+static void r_acl(void **state)
+{
+	char err[512];
+	struct storage *st;
+
+	redis_admin("ACL SETUSER agent on >Agent-pw ~* &* +@all", NULL);
+	{
+		struct storage_conf acl = { .redis_username = "agent", .redis_auth = "Agent-pw" };
+		struct storage_sub *sub;
+
+		st = redis_open_conf(&acl, "acl");
+		assert_int_equal(ss_ping(st, err, sizeof(err)), 0);
+		assert_int_equal(ss_put(st, "certs/acl", "v", 1, 0, err, sizeof(err)), 0);
+		sub = storage_subscribe(st, "certs", sub_cb, &(struct sub_rec){ 0 }, err, sizeof(err));
+		assert_non_null(sub);
+		assert_true(wait_ready(sub, 5.));
+		storage_sub_free(sub);
+		storage_close(st);
+		acl.redis_auth = "Xyzzy-pw";
+		st = redis_open_conf(&acl, "acl");
+		assert_int_equal(ss_ping(st, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "AUTH refused: WRONGPASS"));
+		assert_null(strstr(err, "Xyzzy"));
+		storage_close(st);
+	}
+	redis_admin("ACL DELUSER agent", NULL);
+}
+
 /* A failed test must not leave the server frozen for the next ones. */
 static int r_thaw(void **state)
 {
@@ -1015,6 +1045,7 @@ int main(void)
 		cmocka_unit_test_teardown(r_sigstop, r_thaw),
 		cmocka_unit_test_setup_teardown(r_killed, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(r_pubsub, sbt_setup, sbt_teardown),
+		cmocka_unit_test(r_acl),
 	};
 	static const struct CMUnitTest over_tls[] = {
 		STORAGE_BEHAVIOUR_TESTS,
