@@ -122,11 +122,13 @@ unset REDIS_TLS REDIS_PORT
 # ============================ (b) Sentinel ==================================
 NODE=; unset REDIS_TLS_NAME REDIS_TLS_CA
 R_MASTER=$(free_port); R_REPLICA=$(free_port)
+# the agents log in as an ACL user; the sentinels ask for a password of their own
+ACL_USER=(agent on '>Agent-pw' '~*' '&*' '+@all')
 redis-server --bind 127.0.0.1 --port "$R_MASTER" --save '' --appendonly no --dir "$IT_DIR" \
-	>"$IT_DIR/redis-master.log" 2>&1 &
+	--user "${ACL_USER[@]}" >"$IT_DIR/redis-master.log" 2>&1 &
 MASTER_PID=$!; IT_PIDS+=($MASTER_PID)
 redis-server --bind 127.0.0.1 --port "$R_REPLICA" --save '' --appendonly no --dir "$IT_DIR" \
-	--replicaof 127.0.0.1 "$R_MASTER" >"$IT_DIR/redis-replica.log" 2>&1 &
+	--user "${ACL_USER[@]}" --replicaof 127.0.0.1 "$R_MASTER" >"$IT_DIR/redis-replica.log" 2>&1 &
 IT_PIDS+=($!)
 SENTINELS=()
 for i in 1 2 3; do
@@ -139,29 +141,33 @@ sentinel monitor mymaster 127.0.0.1 $R_MASTER 2
 sentinel down-after-milliseconds mymaster 1000
 sentinel failover-timeout mymaster 3000
 sentinel parallel-syncs mymaster 1
+requirepass Sentinel-pw
 CONF
 	redis-sentinel "$IT_DIR/sentinel$i.conf" >"$IT_DIR/sentinel$i.log" 2>&1 &
 	IT_PIDS+=($!)
 done
 replica_synced() { redis-cli -p "$R_REPLICA" info replication | grep -q 'master_link_status:up'; }
 # every sentinel knows the replica and the two other sentinels: a failover can be voted
+scli() { local p=$1; shift; redis-cli -p "$p" --user default --pass Sentinel-pw --no-auth-warning "$@"; }
 sentinels_ready() {
 	local p
 	for p in "${SENTINELS[@]}"; do
-		redis-cli -p "$p" sentinel master mymaster | tr -d '\r' | grep -A1 -x 'num-other-sentinels' | tail -1 | grep -qx 2 || return 1
-		redis-cli -p "$p" sentinel master mymaster | tr -d '\r' | grep -A1 -x 'num-slaves' | tail -1 | grep -qx 1 || return 1
+		scli "$p" sentinel master mymaster | tr -d '\r' | grep -A1 -x 'num-other-sentinels' | tail -1 | grep -qx 2 || return 1
+		scli "$p" sentinel master mymaster | tr -d '\r' | grep -A1 -x 'num-slaves' | tail -1 | grep -qx 1 || return 1
 	done
 }
 sentinel_up() { wait_for 20 replica_synced && wait_for 20 sentinels_ready; }
 check "sentinel: master, replica in sync, three sentinels that know each other" sentinel_up
-master_port() { redis-cli -p "${SENTINELS[0]}" sentinel get-master-addr-by-name mymaster | sed -n 2p; }
+master_port() { scli "${SENTINELS[0]}" sentinel get-master-addr-by-name mymaster | sed -n 2p; }
 
 unset REDIS_PORT
-REDIS_JSON="{ \"namespace\": \"it\", \"sentinel_master\": \"mymaster\", \"sentinel_nodes\": [
+REDIS_JSON="{ \"namespace\": \"it\", \"username\": \"agent\", \"password\": \"Agent-pw\",
+	\"sentinel_password\": \"Sentinel-pw\", \"sentinel_master\": \"mymaster\", \"sentinel_nodes\": [
 	{ \"host\": \"127.0.0.1\", \"port\": ${SENTINELS[0]} }, { \"host\": \"127.0.0.1\", \"port\": ${SENTINELS[1]} },
 	\"127.0.0.1:${SENTINELS[2]}\" ] }"
 start_node 1 || { not_ok "sentinel: node 1 starts"; it_summary; exit 1; }
 start_node 2 || { not_ok "sentinel: node 2 starts"; it_summary; exit 1; }
+check "sentinel: AUTH is required on the sentinels" sh -c "redis-cli -p ${SENTINELS[0]} sentinel masters 2>&1 | grep -q NOAUTH"
 check "sentinel: node 1 found the master through the sentinels" \
 	grep -q "sentinel: master mymaster is 127.0.0.1:$R_MASTER" "$IT_DIR/agent1.log"
 
