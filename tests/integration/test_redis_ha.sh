@@ -232,6 +232,26 @@ use_node 2
 body=$(curl -s -H 'Host: x.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-after")
 check "sentinel: node 2 reads the new master ($body)" test "$body" = tok-after.ok
 
+# the old master comes back as a replica; a manual failover makes it the
+# master again: the nodes follow (+switch-master; their connections to the
+# demoted one are killed by the sentinels) and keep issuing
+redis-server --bind 127.0.0.1 --port "$R_MASTER" --save '' --appendonly no --dir "$IT_DIR" \
+	--user "${ACL_USER[@]}" --replicaof 127.0.0.1 "$R_REPLICA" >>"$IT_DIR/redis-master.log" 2>&1 &
+IT_PIDS+=($!)
+old_back() { redis-cli -p "$R_MASTER" info replication | grep -q 'master_link_status:up' &&
+	scli "${SENTINELS[0]}" sentinel replicas mymaster | tr -d '\r' | grep -A1 -x flags | tail -1 | grep -qx slave; }
+check "sentinel: the old master is back as a replica" wait_for 20 old_back
+scli "${SENTINELS[0]}" sentinel failover mymaster >/dev/null
+back() { [ "$(master_port)" = "$R_MASTER" ]; }
+check "sentinel: a manual failover makes it the master again" wait_for 20 back
+use_node 1
+check "sentinel: node 1 follows the switch back" wait_for 10 grep -q "master mymaster is now 127.0.0.1:$R_MASTER" "$IT_DIR/agent1.log"
+r=$(admin POST /acme -d host=switched.test)
+check "sentinel: node 1 issues switched.test on the new master ($r)" grep -q '^201' <<<"$r"
+use_node 2
+check "sentinel: node 2 serves it within 2 s" wait_for 2 served_by_pebble switched.test
+check "sentinel: both nodes healthy" both_healthy
+
 for n in 1 2; do
 	use_node $n
 	check "sentinel: node $n exits cleanly on SIGTERM" agent_stops_cleanly
