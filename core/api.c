@@ -457,6 +457,9 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	api_counter(b, "acme_spoa_storage_errors_total", "Storage operations that failed.", NULL, a->d.health->storage_errors);
 	metrics_header(b, "acme_spoa_storage_inflight", "gauge", "Storage operations started and not yet answered.");
 	metrics_value(b, "acme_spoa_storage_inflight", NULL, (double)storage_inflight(a->d.st));
+	metrics_header(b, "acme_spoa_certificates_refused_total", "counter", "Certificate bundles refused by the check before use (key, name, chain, expiry), by source.");
+	metrics_value(b, "acme_spoa_certificates_refused_total", "source=\"ca\"", (double)certstore_refused(a->d.cs, CERTSTORE_SRC_CA));
+	metrics_value(b, "acme_spoa_certificates_refused_total", "source=\"storage\"", (double)certstore_refused(a->d.cs, CERTSTORE_SRC_STORAGE));
 	metrics_header(b, "acme_spoa_orders_queued", "gauge", "Issuances waiting for a free slot.");
 	metrics_value(b, "acme_spoa_orders_queued", NULL, (double)js.queued);
 
