@@ -86,8 +86,9 @@ static void api_spoe_sni(void *ctx, const struct spop_arg *args, size_t nargs, s
 		a->cnt.refused_backoff++;
 		return;
 	}
-	log_info("host=%s on-demand issuance requested by SNI", host);
-	jobs_issue(a->d.jobs, host, 0, 0, NULL);
+	/* a full queue refuses the name (counted and logged by jobs) */
+	if (jobs_issue(a->d.jobs, host, 0, 0, NULL) == 0)
+		log_info("host=%s on-demand issuance requested by SNI", host);
 }
 
 static void api_spoe_http01(void *ctx, const struct spop_arg *args, size_t nargs, struct spoa_reply *reply)
@@ -420,6 +421,7 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"name\"", (double)k->refused_name);
 	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"backoff\"", (double)(k->refused_backoff + js.refused_backoff));
 	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"ask_url\"", (double)js.refused_ask);
+	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"queue_full\"", (double)js.refused_queue);
 	metrics_header(b, "acme_spoa_orders_in_flight", "gauge", "ACME orders running now.");
 	metrics_value(b, "acme_spoa_orders_in_flight", NULL, (double)js.orders_running);
 

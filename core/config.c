@@ -116,6 +116,7 @@ static const struct cfg_row cfg_rows[] = {
 	STR("haproxy.cert_dir", 0, "/etc/haproxy/certs", cert_dir, chk_abs_path),
 	STR("haproxy.crt_list", 0, NULL, crt_list, chk_abs_path),	/* default: cert_dir */
 	INT("max_concurrent_orders", 0, 1, 1000, 20, max_orders),
+	INT("max_queued_orders", CF_RELOAD, 1, 1000000, 1000, max_queued),
 };
 #define CFG_NROWS (sizeof(cfg_rows) / sizeof(cfg_rows[0]))
 

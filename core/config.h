@@ -51,6 +51,7 @@ struct config {
 	struct addr *runtime_addrs;	/* <runtime> parsed, <nruntime> entries */
 	char *cert_dir, *crt_list;	/* crt_list defaults to cert_dir */
 	int max_orders;			/* "max_concurrent_orders" [20]: global cap on orders in flight */
+	int max_queued;			/* "max_queued_orders" [1000]: on-demand names waiting for a slot */
 };
 
 /* Loads and validates the JSON file <path>. On success returns a config the caller
