@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "acme/http.h"
 #include "core/config.h"
 
 #define CONFIG_MAX_FILE		(4 * 1024 * 1024)
@@ -250,7 +251,8 @@ static int chk_http_url(char *v, char *why, size_t whylen)
 		snprintf(why, whylen, "is not an http(s) URL");
 		return -1;
 	}
-	return 0;
+	/* https, or plain http to loopback only: nothing in clear on a network */
+	return http_url_check(v, why, whylen);
 }
 
 static int chk_readable_file(char *v, char *why, size_t whylen)
