@@ -390,9 +390,9 @@ static int chk_executable(char *v, char *why, size_t whylen)
 	if (chk_abs_path(v, why, whylen) == -1)
 		return -1;
 	errno = 0;
-	if (stat(v, &st) == -1 || !S_ISREG(st.st_mode) || access(v, X_OK) == -1) {
+	if (stat(v, &st) == -1 || !S_ISREG(st.st_mode) || !(st.st_mode & 0111) || access(v, X_OK) == -1) {
 		snprintf(why, whylen, "is not an executable file (%s)",
-			 errno ? strerror(errno) : "not a regular file");
+			 errno ? strerror(errno) : "not a regular file with an x bit");
 		return -1;
 	}
 	return 0;

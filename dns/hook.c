@@ -98,7 +98,7 @@ static void cb_dns_hook_child(struct ev_loop *loop, ev_child *w, int revents)
 	dns_hook_close(h);
 	dns_hook_output(h, out, sizeof(out));
 	if (h->timed_out)
-		snprintf(err, sizeof(err), "killed after %.0f s", h->timeout);
+		snprintf(err, sizeof(err), "killed after %g s (timeout)", h->timeout);
 	else if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		ok = 1;
 	else if (WIFEXITED(st))
