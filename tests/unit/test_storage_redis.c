@@ -1006,6 +1006,28 @@ static void r_acl(void **state)
 	redis_admin("ACL DELUSER agent", NULL);
 }
 
+/* Values far larger than a socket buffer or a TLS record go out in pieces
+ * and come back whole (partial writes, replies fed to the reader in parts),
+ * with small operations pipelined behind them. */
+static void r_big(void **state)
+{
+	struct storage *st = *state;
+	size_t n = 3 * 1024 * 1024 + 7, len = 0, i;
+	char *big = malloc(n), *v = NULL, err[512];
+
+	assert_non_null(big);
+	for (i = 0; i < n; i++)
+		big[i] = (char)(i * 2654435761u >> 13);
+	assert_int_equal(ss_put(st, "certs/big", big, n, 0, err, sizeof(err)), 0);
+	assert_int_equal(ss_put(st, "certs/small", "s", 1, 0, err, sizeof(err)), 0);
+	assert_int_equal(ss_get(st, "certs/big", &v, &len, err, sizeof(err)), 0);
+	assert_int_equal(len, n);
+	assert_memory_equal(v, big, n);
+	free(v);
+	sbt_expect(st, "certs/small", "s", 1);
+	free(big);
+}
+
 /* A failed test must not leave the server frozen for the next ones. */
 static int r_thaw(void **state)
 {
@@ -1046,6 +1068,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(r_killed, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(r_pubsub, sbt_setup, sbt_teardown),
 		cmocka_unit_test(r_acl),
+		cmocka_unit_test_setup_teardown(r_big, sbt_setup, sbt_teardown),
 	};
 	static const struct CMUnitTest over_tls[] = {
 		STORAGE_BEHAVIOUR_TESTS,
@@ -1054,6 +1077,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(r_bound, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(r_killed, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(r_pubsub, sbt_setup, sbt_teardown),
+		cmocka_unit_test_setup_teardown(r_big, sbt_setup, sbt_teardown),
 		cmocka_unit_test(r_tls_refused),
 	};
 	static const struct CMUnitTest missing[] = {
