@@ -405,14 +405,41 @@ static void consul_req_free(struct consul_req *req)
 {
 	struct consul_be *be = req->be;
 
+	struct consul_req *next;
+
 	if (req->waiting)
-		TAILQ_REMOVE(&be->sess_wait, req, link);
+		TAILQ_REMOVE(req->waiting, req, link);
 	else
 		TAILQ_REMOVE(&be->reqs, req, link);
 	be->nreqs--;
 	consul_http_cancel(req->h);
 	req->op->be_data = NULL;
+	if (req->feed_turn) {
+		be->feed_busy = 0;
+		if ((next = TAILQ_FIRST(&be->feed_wait))) {
+			TAILQ_REMOVE(&be->feed_wait, next, link);
+			next->waiting = NULL;
+			TAILQ_INSERT_TAIL(&be->reqs, next, link);
+			consul_cmd_start(next);
+		}
+	}
 	free(req);
+}
+
+int consul_feed_turn(struct consul_req *req)
+{
+	struct consul_be *be = req->be;
+
+	if (req->feed_turn)
+		return 1;
+	if (!be->feed_busy) {
+		be->feed_busy = req->feed_turn = 1;
+		return 1;
+	}
+	TAILQ_REMOVE(&be->reqs, req, link);
+	TAILQ_INSERT_TAIL(&be->feed_wait, req, link);
+	req->waiting = &be->feed_wait;
+	return 0;
 }
 
 void consul_req_finish(struct consul_req *req, int rc)
@@ -541,7 +568,7 @@ static void cb_consul_session(void *arg, const struct consul_resp *r)
 	json_decref(j);
 	while ((req = TAILQ_FIRST(&be->sess_wait))) {
 		TAILQ_REMOVE(&be->sess_wait, req, link);
-		req->waiting = 0;
+		req->waiting = NULL;
 		TAILQ_INSERT_TAIL(&be->reqs, req, link);
 		if (why[0])
 			consul_req_fail(req, "session: %s", why);
@@ -573,7 +600,7 @@ int consul_session_need(struct consul_req *req)
 		return 1;
 	TAILQ_REMOVE(&be->reqs, req, link);
 	TAILQ_INSERT_TAIL(&be->sess_wait, req, link);
-	req->waiting = 1;
+	req->waiting = &be->sess_wait;
 	if (be->sess_state == CONSUL_SESS_NONE)
 		consul_session_create(be);
 	return 0;
@@ -790,6 +817,8 @@ static void consul_close_be(void *p)
 	ev_timer_stop(be->loop, &be->renew);
 	while ((req = TAILQ_FIRST(&be->sess_wait)))
 		consul_req_fail(req, "storage closing");
+	while ((req = TAILQ_FIRST(&be->feed_wait)))
+		consul_req_fail(req, "storage closing");
 	while ((req = TAILQ_FIRST(&be->reqs)))
 		consul_req_fail(req, "storage closing");
 	/* subscriptions outliving the storage stop here; their owner frees them */
@@ -847,6 +876,7 @@ static void *consul_open_be(struct ev_loop *loop, const struct storage_conf *con
 	TAILQ_INIT(&be->https);
 	TAILQ_INIT(&be->reqs);
 	TAILQ_INIT(&be->sess_wait);
+	TAILQ_INIT(&be->feed_wait);
 	LIST_INIT(&be->subs);
 	be->up = 1;
 	be->timeout_ms = conf->consul_timeout_ms > 0 ? conf->consul_timeout_ms :

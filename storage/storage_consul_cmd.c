@@ -573,6 +573,8 @@ void consul_cmd_start(struct consul_req *req)
 		cmd_put(req, "chan/", name, consul_now_ms() + CONSUL_MSG_TTL_MS);
 		break;
 	case STORAGE_OP_FEED_PUT:
+		if (!consul_feed_turn(req))
+			break;	/* restarted here when its turn comes */
 		snprintf(name, sizeof(name), "%s/gen", op->key);
 		if (cmd_path(req, path, sizeof(path), "feed/", name, "") == 0)
 			consul_req_send(req, "GET", path, NULL, 0);

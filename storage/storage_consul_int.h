@@ -46,8 +46,9 @@ LIST_HEAD(consul_sub_list, consul_sub);
 struct consul_req {
 	struct consul_be *be;
 	struct storage_op *op;
-	TAILQ_ENTRY(consul_req) link;	/* be->reqs, or be->sess_wait */
-	int waiting;			/* in be->sess_wait */
+	TAILQ_ENTRY(consul_req) link;	/* be->reqs, or the list <waiting> */
+	struct consul_req_list *waiting; /* be->sess_wait or be->feed_wait, else NULL */
+	int feed_turn;			/* the feed_put in flight (be->feed_busy) */
 	struct consul_http *h;		/* the request in flight */
 	int step;
 	int attempt;
@@ -64,6 +65,9 @@ struct consul_be {
 	size_t nhttp;
 	struct consul_req_list reqs;	/* operations in the backend */
 	struct consul_req_list sess_wait; /* locks waiting for the session */
+	struct consul_req_list feed_wait; /* feed_puts waiting for their turn */
+	int feed_busy;			/* a feed_put is in flight: the others wait (one
+					 * process never races itself on a counter) */
 	size_t nreqs;
 	enum consul_sess_state sess_state;
 	char session[64];
@@ -116,6 +120,10 @@ void consul_req_send(struct consul_req *req, const char *method, const char *pat
 /* Fires a DELETE ?cas=<index> of "<kind><name>" whose answer is dropped
  * (expired values, dropped lazily). */
 void consul_delete_cas(struct consul_be *be, const char *kind, const char *name, uint64_t index);
+
+/* One feed_put at a time: 1 when it is <req>'s turn, or 0 once <req> waits
+ * (restarted by consul_cmd_start when the one before completes). */
+int consul_feed_turn(struct consul_req *req);
 
 /* The session for locks: READY (1), or 0 once <req> waits for it (it is
  * restarted by consul_cmd_start when ready, failed otherwise). */
