@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "core/config.h"
+#include "storage/storage.h"
 
 #define CONFIG_MAX_FILE		(4 * 1024 * 1024)
 #define CONFIG_KEY_MAX		256
@@ -58,7 +59,7 @@ struct cfg_errs {
 };
 
 static const char *const cert_type_names[] = { "rsa", "ecc", NULL };
-static const char *const storage_names[] = { "file", "redis", "shm", NULL };
+static const char *const storage_names[] = { "file", "redis", "shm", "consul", NULL };
 static const int rsa_sizes[] = { 2048, 3072, 4096, 0 };
 
 static int chk_email(char *v, char *why, size_t whylen);
@@ -68,6 +69,7 @@ static int chk_base64url(char *v, char *why, size_t whylen);
 static int chk_domain(char *v, char *why, size_t whylen);
 static int chk_host(char *v, char *why, size_t whylen);
 static int chk_abs_path(char *v, char *why, size_t whylen);
+static int chk_kv_path(char *v, char *why, size_t whylen);
 
 #define F(f)	offsetof(struct config, f)
 #define STR(n, fl, def, f, chk)	{ .name = n, .kind = CFG_STR, .flags = fl, .def_str = def, .off = F(f), .check = chk }
@@ -108,6 +110,12 @@ static const struct cfg_row cfg_rows[] = {
 	BOOL("storage_config.redis.ssl_verify", 0, 0, redis_ssl_verify),
 	STR("storage_config.redis.ssl_server_name", 0, NULL, redis_ssl_server_name, chk_host),
 	STR("storage_config.redis.namespace", CF_EMPTY_OK, "", redis_namespace, NULL),
+	STR("storage_config.consul.host", 0, "127.0.0.1", consul_host, chk_host),
+	INT("storage_config.consul.port", 0, 1, 65535, 8500, consul_port),
+	BOOL("storage_config.consul.https", 0, 0, consul_https),
+	INT("storage_config.consul.timeout", 0, 100, 600000, 2000, consul_timeout_ms),
+	STR("storage_config.consul.token", CF_SECRET, NULL, consul_token, NULL),
+	STR("storage_config.consul.kv_path", 0, "acme", consul_kv_path, chk_kv_path),
 	ADDR("spoa.listen", 0, ADDR_UNIX, "127.0.0.1:12345", spoa_listen, spoa_addr),
 	ADDR("admin.listen", 0, 0, "127.0.0.1:8001", admin_listen, admin_addr),
 	STR("admin.token", CF_SECRET | CF_RELOAD, NULL, admin_token, NULL),
@@ -299,6 +307,16 @@ static int chk_domain(char *v, char *why, size_t whylen)
 	}
 	memcpy(v + skip, out + (special_ok ? 2 : 0), strlen(out + (special_ok ? 2 : 0)) + 1);
 	return 0;
+}
+
+/* Consul's kv_path: segments of the storage key grammar (no '/' at the ends). */
+static int chk_kv_path(char *v, char *why, size_t whylen)
+{
+	if (storage_key_valid(v) && strlen(v) <= 128)
+		return 0;
+	snprintf(why, whylen, "want '/'-separated segments of [A-Za-z0-9._*-], no '/' at "
+		 "either end, at most 128 bytes");
+	return -1;
 }
 
 static int chk_host(char *v, char *why, size_t whylen)

@@ -21,6 +21,7 @@ enum config_storage {
 	CONFIG_STORAGE_FILE = 0,
 	CONFIG_STORAGE_REDIS,
 	CONFIG_STORAGE_SHM,
+	CONFIG_STORAGE_CONSUL,
 	CONFIG_STORAGE__MAX
 };
 
@@ -43,6 +44,10 @@ struct config {
 	int redis_ssl, redis_ssl_verify;
 	char *redis_ssl_server_name;	/* NULL when unset */
 	char *redis_namespace;		/* never NULL, may be "" */
+	char *consul_host;		/* storage_config.consul (Kong's fields) */
+	int consul_port, consul_https, consul_timeout_ms;
+	char *consul_token;		/* NULL when unset */
+	char *consul_kv_path;
 	char *spoa_listen, *admin_listen;
 	struct addr spoa_addr, admin_addr;	/* the two above, parsed */
 	char *admin_token;		/* NULL when unset: no authentication */
@@ -89,7 +94,7 @@ void config_apply_reload(struct config *running, struct config *nw);
  * names the reference but never contains a secret. */
 int config_secret_resolve(const char *value, char **out, char *why, size_t whylen);
 
-/* Names for logs ("rsa", "ecc"; "file", "redis", "shm"); "?" when out of range. */
+/* Names for logs ("rsa", "ecc"; "file", "redis", "shm", "consul"); "?" when out of range. */
 const char *config_cert_type_name(enum config_cert_type t);
 const char *config_storage_name(enum config_storage s);
 
