@@ -551,7 +551,7 @@ static void cb_consul_session(void *arg, const struct consul_resp *r)
 
 	be->sess_h = NULL;
 	if (r->status == 200 && (j = json_loadb(r->body, r->len, 0, NULL)) &&
-	    json_is_string(id = json_object_get(j, "ID")) &&
+	    (id = json_object_get(j, "ID")) && json_is_string(id) &&
 	    strlen(json_string_value(id)) < sizeof(be->session)) {
 		snprintf(be->session, sizeof(be->session), "%s", json_string_value(id));
 		be->sess_state = CONSUL_SESS_READY;

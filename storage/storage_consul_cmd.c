@@ -152,7 +152,9 @@ static void cmd_list_answer(struct consul_req *req, const struct consul_resp *r)
 	uint64_t now = consul_now_ms();
 	char **keys = NULL;
 
-	if (r->status != 404 && !json_is_array(root = json_loadb(r->body, r->len, 0, NULL))) {
+	if (r->status != 404)
+		root = json_loadb(r->body, r->len, 0, NULL);
+	if (r->status != 404 && !json_is_array(root)) {
 		json_decref(root);
 		consul_req_fail(req, "unexpected answer");
 		return;
@@ -460,7 +462,8 @@ static void cmd_feed_since_answer(struct consul_req *req, const struct consul_re
 		consul_req_finish(req, 0);
 		return;
 	}
-	if (!json_is_array(root = json_loadb(r->body, r->len, 0, NULL))) {
+	root = json_loadb(r->body, r->len, 0, NULL);
+	if (!json_is_array(root)) {
 		json_decref(root);
 		consul_req_fail(req, "unexpected answer");
 		return;
