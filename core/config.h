@@ -56,6 +56,7 @@ struct config {
 	struct addr *runtime_addrs;	/* <runtime> parsed, <nruntime> entries */
 	char *cert_dir, *crt_list;	/* crt_list defaults to cert_dir */
 	int max_orders;			/* "max_concurrent_orders" [20]: global cap on orders in flight */
+	int max_queued;			/* "max_queued_orders" [1000]: on-demand names waiting for a slot */
 };
 
 /* Loads and validates the JSON file <path>. On success returns a config the caller
@@ -93,6 +94,12 @@ void config_apply_reload(struct config *running, struct config *nw);
  * caller frees it) and returns 0; otherwise returns -1 with a reason in <why> that
  * names the reference but never contains a secret. */
 int config_secret_resolve(const char *value, char **out, char *why, size_t whylen);
+
+/* Writes the warnings <cfg> deserves at start into <out>, one per line:
+ * settings that work but that an operator likely did not mean (an admin API
+ * beyond loopback without a token, allow_any_domain without ask_url, no
+ * name allowed on demand). Returns how many. */
+int config_warnings(const struct config *cfg, char *out, size_t outlen);
 
 /* Names for logs ("rsa", "ecc"; "file", "redis", "shm", "consul"); "?" when out of range. */
 const char *config_cert_type_name(enum config_cert_type t);
