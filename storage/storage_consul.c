@@ -5,8 +5,10 @@
  * Layout under kv_path (Kong's field, "acme" by default):
  *   <kv>/k/<key>              values; the entry's Flags hold the expiry
  *                             (unix ms, 0 = none): Consul KV has no TTL, so
- *                             an expired value reads as absent and is
- *                             deleted lazily (DELETE ?cas=<index>)
+ *                             an expired value reads as absent on every
+ *                             node and is deleted when met (DELETE
+ *                             ?cas=<index>), and by the front when due
+ *                             (front_expiry) on the node that put it
  *   <kv>/lock/<name>          locks: acquired with this process's Consul
  *                             session, value {"owner":..,"exp":unix ms}
  *   <kv>/feed/<feed>/gen      a feed's generation counter (check-and-set)
@@ -922,6 +924,7 @@ static int consul_state_be(void *p, char *err, size_t errlen)
 
 const struct storage_ops storage_consul_ops = {
 	.name = "consul",
+	.front_expiry = 1,
 	.state = consul_state_be,
 	.open = consul_open_be,
 	.close = consul_close_be,
