@@ -131,6 +131,16 @@ int consul_session_need(struct consul_req *req);
 /* The session is gone (Consul said so): a new one is made on the next lock. */
 void consul_session_lost(struct consul_be *be);
 
+/* storage_consul_sub.c: the subscribe, sub_free and sub_ready of the ops;
+ * consul_subs_detach() stops every subscription of <be> (closing), which
+ * their owners free later. */
+void *consul_subscribe(void *p, struct ev_loop *loop, const char *channel,
+		       void (*cb)(void *arg, const char *msg, size_t len), void *arg,
+		       char *err, size_t errlen);
+void consul_sub_free(void *p);
+int consul_sub_ready(const void *p);
+void consul_subs_detach(struct consul_be *be);
+
 /* storage_consul_cmd.c: sends the first request of <req>'s operation. */
 void consul_cmd_start(struct consul_req *req);
 /* storage_consul_cmd.c: handles the answer <r> to <req>'s current request. */
