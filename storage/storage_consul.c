@@ -414,13 +414,29 @@ static void consul_req_free(struct consul_req *req)
 	be->nreqs--;
 	consul_http_cancel(req->h);
 	req->op->be_data = NULL;
+	if (req->kq) {
+		struct consul_keyq *kq = req->kq;
+
+		if ((next = TAILQ_FIRST(&kq->waiting))) {
+			TAILQ_REMOVE(&kq->waiting, next, link);
+			next->waiting = NULL;
+			next->kq = kq;
+			TAILQ_INSERT_TAIL(&be->reqs, next, link);
+			if (!be->closing)
+				consul_cmd_start(next);
+		} else {
+			hmap_del(&be->keys, kq->name);
+			free(kq);
+		}
+	}
 	if (req->feed_turn) {
 		be->feed_busy = 0;
 		if ((next = TAILQ_FIRST(&be->feed_wait))) {
 			TAILQ_REMOVE(&be->feed_wait, next, link);
 			next->waiting = NULL;
 			TAILQ_INSERT_TAIL(&be->reqs, next, link);
-			consul_cmd_start(next);
+			if (!be->closing)
+				consul_cmd_start(next);
 		}
 	}
 	free(req);
@@ -478,10 +494,62 @@ void consul_req_send(struct consul_req *req, const char *method, const char *pat
 		consul_req_fail(req, "cannot start an HTTP request (out of memory)");
 }
 
+/* The ordering class of <op>'s key: values, locks and feeds are separate
+ * names; list, ping and publish keep no order. 0 for none. */
+static char consul_key_class(const struct storage_op *op)
+{
+	switch (op->kind) {
+	case STORAGE_OP_GET:
+	case STORAGE_OP_PUT:
+	case STORAGE_OP_DEL:
+		return 'k';
+	case STORAGE_OP_LOCK:
+	case STORAGE_OP_UNLOCK:
+		return 'l';
+	case STORAGE_OP_FEED_PUT:
+	case STORAGE_OP_FEED_SINCE:
+		return 'f';
+	default:
+		return 0;
+	}
+}
+
+/* Takes <req>'s key: 1 when it may start now, 0 when it waits behind an
+ * earlier operation of that key (started when that one completes), -1 out
+ * of memory. */
+static int consul_key_take(struct consul_req *req)
+{
+	struct consul_be *be = req->be;
+	struct consul_keyq *kq;
+	char name[STORAGE_KEY_MAX + 4];
+	char cls = consul_key_class(req->op);
+
+	if (!cls)
+		return 1;
+	snprintf(name, sizeof(name), "%c:%s", cls, req->op->key);
+	if ((kq = hmap_get(&be->keys, name))) {
+		TAILQ_REMOVE(&be->reqs, req, link);
+		TAILQ_INSERT_TAIL(&kq->waiting, req, link);
+		req->waiting = &kq->waiting;
+		return 0;
+	}
+	if (!(kq = calloc(1, sizeof(*kq) + strlen(name) + 1)))
+		return -1;
+	strcpy(kq->name, name);
+	TAILQ_INIT(&kq->waiting);
+	if (hmap_put(&be->keys, name, kq, NULL) == -1) {
+		free(kq);
+		return -1;
+	}
+	req->kq = kq;
+	return 1;
+}
+
 static void consul_submit(void *p, struct storage_op *op)
 {
 	struct consul_be *be = p;
 	struct consul_req *req;
+	int rc;
 
 	if (be->nreqs >= CONSUL_MAX_OPS) {
 		consul_op_fail(op, "too many operations in flight (%d)", CONSUL_MAX_OPS);
@@ -496,7 +564,10 @@ static void consul_submit(void *p, struct storage_op *op)
 	op->be_data = req;
 	TAILQ_INSERT_TAIL(&be->reqs, req, link);
 	be->nreqs++;
-	consul_cmd_start(req);
+	if ((rc = consul_key_take(req)) == 1)
+		consul_cmd_start(req);
+	else if (rc == -1)
+		consul_req_fail(req, "out of memory");
 }
 
 /* ---- the lock session ---------------------------------------------------- */
@@ -616,6 +687,7 @@ static void consul_close_be(void *p)
 	if (!be)
 		return;
 	ev_timer_stop(be->loop, &be->renew);
+	be->closing = 1;	/* nothing starts from here on */
 	while ((req = TAILQ_FIRST(&be->sess_wait)))
 		consul_req_fail(req, "storage closing");
 	while ((req = TAILQ_FIRST(&be->feed_wait)))
@@ -626,6 +698,7 @@ static void consul_close_be(void *p)
 	while (!TAILQ_EMPTY(&be->https))
 		consul_http_free(TAILQ_FIRST(&be->https));
 	curlev_free(be->cv);
+	hmap_clear(&be->keys, free);
 	free(be->base);
 	free(be->kv);
 	if (be->token_hdr) {
@@ -668,6 +741,8 @@ static void *consul_open_be(struct ev_loop *loop, const struct storage_conf *con
 	TAILQ_INIT(&be->reqs);
 	TAILQ_INIT(&be->sess_wait);
 	TAILQ_INIT(&be->feed_wait);
+	if (hmap_init(&be->keys) == -1)
+		goto oom;
 	LIST_INIT(&be->subs);
 	be->up = 1;
 	be->timeout_ms = conf->consul_timeout_ms > 0 ? conf->consul_timeout_ms :

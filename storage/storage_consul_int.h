@@ -10,6 +10,7 @@
 
 #include <ev.h>
 
+#include "lib/hmap.h"
 #include "storage/storage.h"
 
 /* one Consul path: "kv/" + kv_path (at most STORAGE_KEY_MAX) + kind + key
@@ -39,6 +40,12 @@ struct consul_req;
 
 TAILQ_HEAD(consul_http_list, consul_http);
 TAILQ_HEAD(consul_req_list, consul_req);
+
+/* The operations waiting for one key (the one holding it is not listed). */
+struct consul_keyq {
+	struct consul_req_list waiting;
+	char name[];
+};
 LIST_HEAD(consul_sub_list, consul_sub);
 
 /* One operation in the backend: at most one HTTP request in flight (GET,
@@ -49,6 +56,7 @@ struct consul_req {
 	TAILQ_ENTRY(consul_req) link;	/* be->reqs, or the list <waiting> */
 	struct consul_req_list *waiting; /* be->sess_wait or be->feed_wait, else NULL */
 	int feed_turn;			/* the feed_put in flight (be->feed_busy) */
+	struct consul_keyq *kq;		/* its key's queue when it holds the key */
 	struct consul_http *h;		/* the request in flight */
 	int step;
 	int attempt;
@@ -68,6 +76,10 @@ struct consul_be {
 	struct consul_req_list feed_wait; /* feed_puts waiting for their turn */
 	int feed_busy;			/* a feed_put is in flight: the others wait (one
 					 * process never races itself on a counter) */
+	struct hmap keys;		/* "<class>:<key>" -> struct consul_keyq: the
+					 * operations of one key run one at a time, in
+					 * submission order (HTTP requests on several
+					 * connections would not keep it) */
 	size_t nreqs;
 	enum consul_sess_state sess_state;
 	char session[64];
@@ -75,6 +87,7 @@ struct consul_be {
 	ev_timer renew;
 	struct consul_sub_list subs;
 	int up;				/* the last answer came (and was no 5xx) */
+	int closing;			/* close: waiting operations fail, none starts */
 	char last_err[STORAGE_ERR_MAX];
 };
 
