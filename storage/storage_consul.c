@@ -401,11 +401,15 @@ static void consul_op_fail(struct storage_op *op, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void consul_req_free(struct consul_req *req)
+/* Frees <req>; the operations it held back (the next of its key, the next
+ * feed_put) go to be->reqs and into <next> (up to 2, NULL-terminated), to be
+ * started once <req>'s own completion is handed over, so that completions
+ * keep the submission order. */
+static void consul_req_release(struct consul_req *req, struct consul_req *next[3])
 {
 	struct consul_be *be = req->be;
-
-	struct consul_req *next;
+	struct consul_req *n;
+	int k = 0;
 
 	if (req->waiting)
 		TAILQ_REMOVE(req->waiting, req, link);
@@ -417,13 +421,12 @@ static void consul_req_free(struct consul_req *req)
 	if (req->kq) {
 		struct consul_keyq *kq = req->kq;
 
-		if ((next = TAILQ_FIRST(&kq->waiting))) {
-			TAILQ_REMOVE(&kq->waiting, next, link);
-			next->waiting = NULL;
-			next->kq = kq;
-			TAILQ_INSERT_TAIL(&be->reqs, next, link);
-			if (!be->closing)
-				consul_cmd_start(next);
+		if ((n = TAILQ_FIRST(&kq->waiting))) {
+			TAILQ_REMOVE(&kq->waiting, n, link);
+			n->waiting = NULL;
+			n->kq = kq;
+			TAILQ_INSERT_TAIL(&be->reqs, n, link);
+			next[k++] = n;
 		} else {
 			hmap_del(&be->keys, kq->name);
 			free(kq);
@@ -431,15 +434,25 @@ static void consul_req_free(struct consul_req *req)
 	}
 	if (req->feed_turn) {
 		be->feed_busy = 0;
-		if ((next = TAILQ_FIRST(&be->feed_wait))) {
-			TAILQ_REMOVE(&be->feed_wait, next, link);
-			next->waiting = NULL;
-			TAILQ_INSERT_TAIL(&be->reqs, next, link);
-			if (!be->closing)
-				consul_cmd_start(next);
+		if ((n = TAILQ_FIRST(&be->feed_wait))) {
+			TAILQ_REMOVE(&be->feed_wait, n, link);
+			n->waiting = NULL;
+			TAILQ_INSERT_TAIL(&be->reqs, n, link);
+			next[k++] = n;
 		}
 	}
+	next[k] = NULL;
 	free(req);
+}
+
+/* Starts what consul_req_release() held back (nothing while closing: the
+ * close fails them all). */
+static void consul_req_start_next(struct consul_be *be, struct consul_req *next[3])
+{
+	int k;
+
+	for (k = 0; next[k] && !be->closing; k++)
+		consul_cmd_start(next[k]);
 }
 
 int consul_feed_turn(struct consul_req *req)
@@ -461,21 +474,27 @@ int consul_feed_turn(struct consul_req *req)
 void consul_req_finish(struct consul_req *req, int rc)
 {
 	struct storage_op *op = req->op;
+	struct consul_be *be = req->be;
+	struct consul_req *next[3];
 
-	consul_req_free(req);
+	consul_req_release(req, next);
 	op->res.rc = rc;
 	storage_op_done(op);
+	consul_req_start_next(be, next);
 }
 
 void consul_req_fail(struct consul_req *req, const char *fmt, ...)
 {
 	struct storage_op *op = req->op;
+	struct consul_be *be = req->be;
+	struct consul_req *next[3];
 	va_list ap;
 
-	consul_req_free(req);
+	consul_req_release(req, next);
 	va_start(ap, fmt);
 	consul_op_vfail(op, fmt, ap);
 	va_end(ap);
+	consul_req_start_next(be, next);
 }
 
 static void cb_consul_req(void *arg, const struct consul_resp *r)
