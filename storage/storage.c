@@ -823,6 +823,8 @@ struct storage *storage_open(const char *name, const struct storage_conf *conf,
 		st->wq = workq_new(loop, st->writers + st->readers, err, errlen);
 		if (!st->wq) {
 			hmap_clear(&st->wpending, NULL);
+			hmap_clear(&st->exp_keys, free);
+			heap_clear(&st->exp_heap);
 			free(st);
 			return NULL;
 		}
@@ -831,6 +833,8 @@ struct storage *storage_open(const char *name, const struct storage_conf *conf,
 	if (st->be == NULL) {
 		workq_free(st->wq);
 		hmap_clear(&st->wpending, NULL);
+		hmap_clear(&st->exp_keys, free);
+		heap_clear(&st->exp_heap);
 		free(st);
 		return NULL;
 	}
