@@ -262,10 +262,11 @@ int storage_prefix_valid(const char *prefix);
 
 /* Subscribes to <channel> (namespaced like keys) on the storage's loop:
  * <cb>(<arg>, msg, len) runs on the loop for every message; <msg> is only
- * valid during the call. Uses its own async connection, reconnects and
- * resubscribes by itself with backoff (100 ms doubling to 5 s). Returns the
- * subscription (free with storage_sub_free()) or NULL with <err>: "not
- * supported" for file and shm. */
+ * valid during the call. Uses its own async connection (redis) or blocking
+ * query (consul: messages are keys, see storage_consul_sub.c), reconnects
+ * and resubscribes by itself with backoff (100 ms doubling to 5 s). Returns
+ * the subscription (free with storage_sub_free()) or NULL with <err>: "not
+ * supported" for file and shm. Never call storage_close() from its callback. */
 struct storage_sub *storage_subscribe(struct storage *st, const char *channel,
 				      void (*cb)(void *arg, const char *msg, size_t len),
 				      void *arg, char *err, size_t errlen);
