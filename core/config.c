@@ -17,6 +17,7 @@
 
 #include "acme/http.h"
 #include "core/config.h"
+#include "storage/storage.h"
 
 #define CONFIG_MAX_FILE		(4 * 1024 * 1024)
 #define CONFIG_KEY_MAX		256
@@ -65,7 +66,7 @@ struct cfg_errs {
 };
 
 static const char *const cert_type_names[] = { "rsa", "ecc", NULL };
-static const char *const storage_names[] = { "file", "redis", "shm", NULL };
+static const char *const storage_names[] = { "file", "redis", "shm", "consul", NULL };
 static const int rsa_sizes[] = { 2048, 3072, 4096, 0 };
 static const char *const dns01_provider_names[] = { "none", "rfc2136", "exec", NULL };
 static const char *const tsig_alg_names[] = { "hmac-sha256", "hmac-sha512", NULL };
@@ -78,6 +79,7 @@ static int chk_domain(char *v, char *why, size_t whylen);
 static int chk_host(char *v, char *why, size_t whylen);
 static int chk_abs_path(char *v, char *why, size_t whylen);
 static int chk_sentinel_master(char *v, char *why, size_t whylen);
+static int chk_kv_path(char *v, char *why, size_t whylen);
 static int chk_zone(char *v, char *why, size_t whylen);
 static int chk_dns_name(char *v, char *why, size_t whylen);
 static int chk_base64(char *v, char *why, size_t whylen);
@@ -133,6 +135,12 @@ static const struct cfg_row cfg_rows[] = {
 		  redis_nsentinel_nodes, redis_sentinel_addrs),
 	STR("storage_config.redis.sentinel_username", 0, NULL, redis_sentinel_username, NULL),
 	STR("storage_config.redis.sentinel_password", CF_SECRET, NULL, redis_sentinel_password, NULL),
+	STR("storage_config.consul.host", 0, "127.0.0.1", consul_host, chk_host),
+	INT("storage_config.consul.port", 0, 1, 65535, 8500, consul_port),
+	BOOL("storage_config.consul.https", 0, 0, consul_https),
+	INT("storage_config.consul.timeout", 0, 100, 600000, 2000, consul_timeout_ms),
+	STR("storage_config.consul.token", CF_SECRET, NULL, consul_token, NULL),
+	STR("storage_config.consul.kv_path", 0, "acme", consul_kv_path, chk_kv_path),
 	ADDR("spoa.listen", 0, ADDR_UNIX, "127.0.0.1:12345", spoa_listen, spoa_addr),
 	ADDR("admin.listen", 0, 0, "127.0.0.1:8001", admin_listen, admin_addr),
 	STR("admin.token", CF_SECRET | CF_RELOAD, NULL, admin_token, NULL),
@@ -340,6 +348,16 @@ static int chk_domain(char *v, char *why, size_t whylen)
 	}
 	memcpy(v + skip, out + (special_ok ? 2 : 0), strlen(out + (special_ok ? 2 : 0)) + 1);
 	return 0;
+}
+
+/* Consul's kv_path: segments of the storage key grammar (no '/' at the ends). */
+static int chk_kv_path(char *v, char *why, size_t whylen)
+{
+	if (storage_key_valid(v) && strlen(v) <= 128)
+		return 0;
+	snprintf(why, whylen, "want '/'-separated segments of [A-Za-z0-9._*-], no '/' at "
+		 "either end, at most 128 bytes");
+	return -1;
 }
 
 static int chk_host(char *v, char *why, size_t whylen)

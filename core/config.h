@@ -34,6 +34,7 @@ enum config_storage {
 	CONFIG_STORAGE_FILE = 0,
 	CONFIG_STORAGE_REDIS,
 	CONFIG_STORAGE_SHM,
+	CONFIG_STORAGE_CONSUL,
 	CONFIG_STORAGE__MAX
 };
 
@@ -63,6 +64,10 @@ struct config {
 	size_t redis_nsentinel_nodes;
 	struct addr *redis_sentinel_addrs;	/* <redis_sentinel_nodes> parsed */
 	char *redis_sentinel_username, *redis_sentinel_password;	/* NULL when unset */
+	char *consul_host;		/* storage_config.consul (Kong's fields) */
+	int consul_port, consul_https, consul_timeout_ms;
+	char *consul_token;		/* NULL when unset */
+	char *consul_kv_path;
 	char *spoa_listen, *admin_listen;
 	struct addr spoa_addr, admin_addr;	/* the two above, parsed */
 	char *admin_token;		/* NULL when unset: no authentication */
@@ -127,13 +132,13 @@ void config_apply_reload(struct config *running, struct config *nw);
  * names the reference but never contains a secret. */
 int config_secret_resolve(const char *value, char **out, char *why, size_t whylen);
 
-/* Names for logs ("rsa", "ecc"; "file", "redis", "shm"); "?" when out of range. */
 /* Writes the warnings <cfg> deserves at start into <out>, one per line:
  * settings that work but that an operator likely did not mean (an admin API
  * beyond loopback without a token, allow_any_domain without ask_url, no
  * name allowed on demand). Returns how many. */
 int config_warnings(const struct config *cfg, char *out, size_t outlen);
 
+/* Names for logs ("rsa", "ecc"; "file", "redis", "shm", "consul"); "?" when out of range. */
 const char *config_cert_type_name(enum config_cert_type t);
 const char *config_storage_name(enum config_storage s);
 const char *config_tsig_alg_name(enum config_tsig_alg a);	/* "hmac-sha256" */

@@ -847,4 +847,6 @@ const struct storage_ops storage_redis_ops = {
 	.blocking = 0,
 	.submit = redis_submit,
 	.subscribe = redis_subscribe,
+	.sub_free = redis_sub_free,
+	.sub_ready = redis_sub_ready,
 };

@@ -55,8 +55,8 @@ struct redis_node {
 	int port;
 };
 
-struct storage_sub;
-TAILQ_HEAD(redis_sub_list, storage_sub);
+struct redis_sub;
+TAILQ_HEAD(redis_sub_list, redis_sub);
 
 struct redis_be {
 	struct ev_loop *loop;
@@ -140,8 +140,10 @@ void redis_watch_start(struct redis_be *be);
 void redis_watch_stop(struct redis_be *be);
 /* A sentinel says the master moved: connect again (storage_redis.c). */
 void redis_master_switched(struct redis_be *be, const char *host, int port);
-struct storage_sub *redis_subscribe(void *p, struct ev_loop *loop, const char *channel,
-				    void (*cb)(void *arg, const char *msg, size_t len),
-				    void *arg, char *err, size_t errlen);
+void *redis_subscribe(void *p, struct ev_loop *loop, const char *channel,
+		      void (*cb)(void *arg, const char *msg, size_t len), void *arg, char *err,
+		      size_t errlen);
+void redis_sub_free(void *p);
+int redis_sub_ready(const void *p);
 
 #endif

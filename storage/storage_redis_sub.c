@@ -16,9 +16,9 @@
 #define SUB_BACKOFF_MAX_S	5.
 #define WATCH_RETRY_S		1.
 
-struct storage_sub {
+struct redis_sub {
 	struct redis_be *be;		/* NULL once the storage closed */
-	TAILQ_ENTRY(storage_sub) link;
+	TAILQ_ENTRY(redis_sub) link;
 	struct ev_loop *loop;
 	char *channel;			/* namespaced */
 	void (*cb)(void *arg, const char *msg, size_t len);
@@ -31,10 +31,10 @@ struct storage_sub {
 	int ready;
 };
 
-static void sub_connect(struct storage_sub *sub);
+static void sub_connect(struct redis_sub *sub);
 
 /* Forgets the connection; its callbacks are not called from here on. */
-static void sub_drop(struct storage_sub *sub)
+static void sub_drop(struct redis_sub *sub)
 {
 	struct rconn *c = sub->conn;
 
@@ -44,7 +44,7 @@ static void sub_drop(struct storage_sub *sub)
 	rconn_free(c, "unsubscribed");
 }
 
-static void sub_schedule_retry(struct storage_sub *sub)
+static void sub_schedule_retry(struct redis_sub *sub)
 {
 	ev_timer_stop(sub->loop, &sub->deadline);
 	ev_timer_stop(sub->loop, &sub->retry);
@@ -60,7 +60,7 @@ static void cb_sub_retry(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void cb_sub_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct storage_sub *sub = w->data;
+	struct redis_sub *sub = w->data;
 
 	log_warn("storage redis: channel=%s not subscribed within the deadline, reconnecting",
 		 sub->channel);
@@ -70,7 +70,7 @@ static void cb_sub_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void cb_sub_closed(struct rconn *c, void *arg, enum rconn_end how, const char *why)
 {
-	struct storage_sub *sub = arg;
+	struct redis_sub *sub = arg;
 
 	if (sub->conn != c)
 		return;
@@ -86,7 +86,7 @@ static void cb_sub_closed(struct rconn *c, void *arg, enum rconn_end how, const 
 /* Every reply of a subscription's connection: AUTH's, SUBSCRIBE's, messages. */
 static void cb_sub_push(struct rconn *c, redisReply *r, void *arg)
 {
-	struct storage_sub *sub = arg;
+	struct redis_sub *sub = arg;
 
 	if (sub->conn != c)
 		return;
@@ -117,7 +117,7 @@ static const struct rconn_cbs sub_cbs = {
 	.closed = cb_sub_closed,
 };
 
-static void sub_connect(struct storage_sub *sub)
+static void sub_connect(struct redis_sub *sub)
 {
 	struct redis_be *be = sub->be;
 	char why[256];
@@ -147,8 +147,10 @@ static void sub_connect(struct storage_sub *sub)
 	ev_timer_start(sub->loop, &sub->deadline);
 }
 
-void storage_sub_free(struct storage_sub *sub)
+void redis_sub_free(void *p)
 {
+	struct redis_sub *sub = p;
+
 	if (sub == NULL)
 		return;
 	sub_drop(sub);
@@ -160,17 +162,19 @@ void storage_sub_free(struct storage_sub *sub)
 	free(sub);
 }
 
-int storage_sub_ready(const struct storage_sub *sub)
+int redis_sub_ready(const void *p)
 {
+	const struct redis_sub *sub = p;
+
 	return sub != NULL && sub->ready;
 }
 
-struct storage_sub *redis_subscribe(void *p, struct ev_loop *loop, const char *channel,
-				    void (*cb)(void *arg, const char *msg, size_t len),
-				    void *arg, char *err, size_t errlen)
+void *redis_subscribe(void *p, struct ev_loop *loop, const char *channel,
+		      void (*cb)(void *arg, const char *msg, size_t len), void *arg, char *err,
+		      size_t errlen)
 {
 	struct redis_be *be = p;
-	struct storage_sub *sub = calloc(1, sizeof(*sub));
+	struct redis_sub *sub = calloc(1, sizeof(*sub));
 	char k[REDIS_KEYBUF];
 
 	if (sub == NULL || redis_key(be, "", channel, "", k, sizeof(k)) < 0 ||
@@ -197,7 +201,7 @@ struct storage_sub *redis_subscribe(void *p, struct ev_loop *loop, const char *c
  * now (a message published meanwhile reaches the nodes through the feed). */
 void redis_subs_master_changed(struct redis_be *be)
 {
-	struct storage_sub *sub;
+	struct redis_sub *sub;
 	char peer[sizeof(sub->peer)];
 
 	snprintf(peer, sizeof(peer), "%s:%d", be->host, be->port);
@@ -215,7 +219,7 @@ void redis_subs_master_changed(struct redis_be *be)
 /* The storage closes before its subscriptions are freed: they stay, idle. */
 void redis_subs_detach(struct redis_be *be)
 {
-	struct storage_sub *sub;
+	struct redis_sub *sub;
 
 	while ((sub = TAILQ_FIRST(&be->subs)) != NULL) {
 		TAILQ_REMOVE(&be->subs, sub, link);
