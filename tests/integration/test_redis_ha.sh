@@ -71,8 +71,10 @@ check "plain TCP is off on the TLS redis (--port 0)" sh -c "! redis-cli -p $REDI
 start_node 1 || { not_ok "TLS: node 1 starts"; it_summary; exit 1; }
 start_node 2 || { not_ok "TLS: node 2 starts"; it_summary; exit 1; }
 use_node 1
+both_healthy() { use_node 1; healthy && use_node 2 && healthy; }
 check "TLS: both nodes connected to redis over TLS with a client certificate (/healthz 200)" \
-	sh -c "$(declare -f healthz healthy); ADMIN_PORT=${N1[ADMIN]}; healthy && ADMIN_PORT=${N2[ADMIN]} && healthy"
+	wait_for 10 both_healthy
+use_node 1
 
 redis_tls_tool put challenges/tok-tls tok-tls.by-node-2
 body=$(curl -s -H 'Host: x.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-tls")
@@ -196,7 +198,6 @@ promoted() { [ "$(master_port)" = "$R_REPLICA" ]; }
 check "sentinel: the replica is promoted" wait_for 20 promoted
 t_promo=$(date +%s%N)
 echo "# promotion seen $(( (t_promo - t_kill) / 1000000 )) ms after the kill"
-both_healthy() { use_node 1; healthy && use_node 2 && healthy; }
 wait_for 15 both_healthy; rc=$?
 t_ok=$(date +%s%N)
 check "sentinel: /healthz 200 on both nodes within 15 s of the promotion ($(( (t_ok - t_promo) / 1000000 )) ms)" test $rc = 0
