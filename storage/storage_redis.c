@@ -441,6 +441,9 @@ static void redis_sentinel_next(struct redis_be *be)
 
 void redis_master_switched(struct redis_be *be, const char *host, int port)
 {
+	/* already there (the sentinels were asked again after a loss) */
+	if (be->state == REDIS_READY && strcmp(host, be->host) == 0 && port == be->port)
+		return;
 	log_info("storage redis: sentinel: master %s switched to %s:%d, reconnecting",
 		 be->sentinel_master, host, port);
 	redis_master_lost(be, "the sentinels switched the master");
