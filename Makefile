@@ -6,7 +6,7 @@
 #   make bench      benchmark figures (ratios measured side by side)
 #   make demo       Pebble + HAProxy + agent on loopback, one certificate on demand
 
-PKGS     := openssl libcurl jansson hiredis libmicrohttpd
+PKGS     := openssl libcurl jansson hiredis libmicrohttpd libpsl
 CC       ?= cc
 BUILD    ?= build
 SAN      ?=

@@ -20,6 +20,7 @@
 #include "core/fleet.h"
 #include "core/health.h"
 #include "core/jobs.h"
+#include "core/ratelimit.h"
 #include "core/renew.h"
 #include "lib/host.h"
 #include "lib/log.h"
@@ -459,6 +460,8 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	metrics_value(b, "acme_spoa_storage_inflight", NULL, (double)storage_inflight(a->d.st));
 	metrics_header(b, "acme_spoa_orders_queued", "gauge", "Issuances waiting for a free slot.");
 	metrics_value(b, "acme_spoa_orders_queued", NULL, (double)js.queued);
+
+	ratelimit_metrics(jobs_ratelimit(a->d.jobs), b);
 
 	certstore_foreach(a->d.cs, api_days_cb, &d);
 	metrics_header(b, "acme_spoa_certificates", "gauge", "Certificates held, by days left before expiry (upper bound).");

@@ -51,7 +51,16 @@ struct config {
 	struct addr *runtime_addrs;	/* <runtime> parsed, <nruntime> entries */
 	char *cert_dir, *crt_list;	/* crt_list defaults to cert_dir */
 	int max_orders;			/* "max_concurrent_orders" [20]: global cap on orders in flight */
+	/* rate_limits (core/ratelimit.h): 0 turns one off; defaults are Let's
+	 * Encrypt's when api_uri is Let's Encrypt's, else 0 */
+	int rl_orders_per_3h, rl_certs_per_domain_week, rl_certs_per_exact_set_week;
+	int rl_failures_per_host_hour;
+	double rl_renewal_reserve;	/* fraction of each budget kept for renewals [0.2] */
 };
+
+/* 1 when <api_uri> is one of Let's Encrypt's directories (production or
+ * staging), else 0. */
+int config_is_letsencrypt(const char *api_uri);
 
 /* Loads and validates the JSON file <path>. On success returns a config the caller
  * frees with config_free(). On failure returns NULL and writes every error found,

@@ -32,6 +32,8 @@ struct jobs_hooks {
 	void *arg;
 };
 
+struct ratelimit;
+
 struct jobs_stats {
 	uint64_t orders_started, orders_ok, orders_failed, renewals, renewals_failed;
 	uint64_t fail_rate_limited, fail_ca, fail_transport, fail_storage;
@@ -86,6 +88,9 @@ void jobs_backoff_remember(struct jobs *j, const char *host, time_t until, long 
 /* Start-up only (runs the loop): resumes, as forced jobs, the issuances a
  * stop cut off ("pending/<host>"). */
 void jobs_resume_pending(struct jobs *j);
+
+/* The CA's rate limits <j> checks before each order (core/ratelimit.h). */
+struct ratelimit *jobs_ratelimit(const struct jobs *j);
 
 /* Copies <j>'s counters and gauges into <out>. */
 void jobs_stats(const struct jobs *j, struct jobs_stats *out);

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(build-essential pkg-config libssl-dev libcurl4-openssl-dev libjansson-dev
-      libhiredis-dev libev-dev libmicrohttpd-dev libcmocka-dev
+      libhiredis-dev libev-dev libmicrohttpd-dev libcmocka-dev libpsl-dev publicsuffix
       haproxy pebble redis-server curl openssl clang libclang-rt-14-dev python3)
 
 missing=()
