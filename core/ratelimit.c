@@ -763,6 +763,19 @@ long ratelimit_orders_left(const struct ratelimit *rl)
 	return used >= limit ? 0 : (long)(limit - used);
 }
 
+size_t ratelimit_pending(const struct ratelimit *rl)
+{
+	const struct ratelimit_check *c;
+	const struct rl_spend *s;
+	size_t n = 0;
+
+	LIST_FOREACH(c, &rl->checks, link)
+		n++;
+	LIST_FOREACH(s, &rl->spends, link)
+		n++;
+	return n;
+}
+
 unsigned long ratelimit_refused(const struct ratelimit *rl, enum ratelimit_limit l)
 {
 	return (unsigned)l < RATELIMIT__MAX ? rl->refused[l] : 0;

@@ -153,4 +153,7 @@ void ratelimit_metrics(const struct ratelimit *rl, struct metrics_buf *b);
 unsigned long ratelimit_refused(const struct ratelimit *rl, enum ratelimit_limit l);
 long ratelimit_orders_left(const struct ratelimit *rl);
 
+/* Checks and records in flight (a lock retry's wait included). */
+size_t ratelimit_pending(const struct ratelimit *rl);
+
 #endif
