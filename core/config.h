@@ -83,7 +83,7 @@ int config_domain_allowed(const struct config *cfg, const char *host);
 /* Compares <old> and <nw> key by key. Writes one human line per changed key into
  * <report> (may be NULL/0), saying whether it applies at SIGHUP (domains,
  * allow_any_domain, ask_url, fail_backoff_minutes, renew_threshold_days,
- * admin.token) or needs a restart; secret values are never written. Returns the
+ * rate_limits.*, admin.token) or needs a restart; secret values are never written. Returns the
  * number of changed keys that need a restart (0: the new config can be applied). */
 int config_diff(const struct config *old, const struct config *nw, char *report, size_t replen);
 
