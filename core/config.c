@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "acme/http.h"
 #include "core/config.h"
 
 #define CONFIG_MAX_FILE		(4 * 1024 * 1024)
@@ -122,6 +123,7 @@ static const struct cfg_row cfg_rows[] = {
 	STR("haproxy.cert_dir", 0, "/etc/haproxy/certs", cert_dir, chk_abs_path),
 	STR("haproxy.crt_list", 0, NULL, crt_list, chk_abs_path),	/* default: cert_dir */
 	INT("max_concurrent_orders", 0, 1, 1000, 20, max_orders),
+	INT("max_queued_orders", CF_RELOAD, 1, 1000000, 1000, max_queued),
 	RLIM("rate_limits.orders_per_3h", rl_orders_per_3h),
 	RLIM("rate_limits.certs_per_domain_week", rl_certs_per_domain_week),
 	RLIM("rate_limits.certs_per_exact_set_week", rl_certs_per_exact_set_week),
@@ -260,7 +262,8 @@ static int chk_http_url(char *v, char *why, size_t whylen)
 		snprintf(why, whylen, "is not an http(s) URL");
 		return -1;
 	}
-	return 0;
+	/* https, or plain http to loopback only: nothing in clear on a network */
+	return http_url_check(v, why, whylen);
 }
 
 static int chk_readable_file(char *v, char *why, size_t whylen)

@@ -51,6 +51,7 @@ struct config {
 	struct addr *runtime_addrs;	/* <runtime> parsed, <nruntime> entries */
 	char *cert_dir, *crt_list;	/* crt_list defaults to cert_dir */
 	int max_orders;			/* "max_concurrent_orders" [20]: global cap on orders in flight */
+	int max_queued;			/* "max_queued_orders" [1000]: on-demand names waiting for a slot */
 	/* rate_limits (core/ratelimit.h): 0 turns one off; defaults are Let's
 	 * Encrypt's when api_uri is Let's Encrypt's, else 0 */
 	int rl_orders_per_3h, rl_certs_per_domain_week, rl_certs_per_exact_set_week;

@@ -193,6 +193,8 @@ static const struct bad_case bad_cases[] = {
 	{ WITH("\"domains\":[3]"), "config: domains[0]: 3 is an integer, expected a string" },
 	{ WITH("\"allow_any_domain\":1"), "config: allow_any_domain: 1 is an integer, expected a boolean" },
 	{ WITH("\"ask_url\":\"example.com/ask\""), "config: ask_url: \"example.com/ask\" is not an http(s) URL" },
+	{ WITH("\"ask_url\":\"http://ask.example.com/ask\""), "config: ask_url: \"http://ask.example.com/ask\" plain http is only allowed to a loopback host" },
+	{ WITH("\"api_uri\":\"http://10.0.0.1:14000/dir\""), "config: api_uri: \"http://10.0.0.1:14000/dir\" plain http is only allowed to a loopback host" },
 	{ WITH("\"fail_backoff_minutes\":0"), "config: fail_backoff_minutes: 0 is not between 1 and 1440" },
 	{ WITH("\"fail_backoff_minutes\":1441"), "config: fail_backoff_minutes: 1441 is not between 1 and 1440" },
 	{ WITH("\"renew_threshold_days\":-1"), "config: renew_threshold_days: -1 is not between 0 and 365" },
