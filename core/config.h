@@ -100,6 +100,12 @@ void config_apply_reload(struct config *running, struct config *nw);
 int config_secret_resolve(const char *value, char **out, char *why, size_t whylen);
 
 /* Names for logs ("rsa", "ecc"; "file", "redis", "shm"); "?" when out of range. */
+/* Writes the warnings <cfg> deserves at start into <out>, one per line:
+ * settings that work but that an operator likely did not mean (an admin API
+ * beyond loopback without a token, allow_any_domain without ask_url, no
+ * name allowed on demand). Returns how many. */
+int config_warnings(const struct config *cfg, char *out, size_t outlen);
+
 const char *config_cert_type_name(enum config_cert_type t);
 const char *config_storage_name(enum config_storage s);
 
