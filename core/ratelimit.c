@@ -878,10 +878,6 @@ struct ratelimit *ratelimit_new(struct ev_loop *loop, const struct config *cfg, 
 			 cfg->rl_orders_per_3h, cfg->rl_certs_per_domain_week,
 			 cfg->rl_certs_per_exact_set_week, cfg->rl_failures_per_host_hour,
 			 cfg->rl_renewal_reserve);
-	else if (cfg->allow_any_domain && !cfg->ask_url)
-		log_warn("allow_any_domain is on without ask_url and without rate_limits: any client "
-			 "choosing an SNI name makes the agent order a certificate; set ask_url or "
-			 "rate_limits");
 	return rl;
 }
 

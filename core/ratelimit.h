@@ -103,8 +103,9 @@ struct ratelimit_check;
 /* Creates the budgets over <st> (borrowed), reading the limits from <cfg> at
  * each use (live keys). <owner> prefixes the lock owner tokens (the node's
  * token). Loads the Public Suffix List (the newest of libpsl's own and
- * Debian's publicsuffix). Warns when allow_any_domain is on without ask_url
- * and every limit is off. Returns NULL when out of memory. */
+ * Debian's publicsuffix). Returns NULL when out of memory. (The start-up
+ * warning about allow_any_domain without ask_url nor rate limits is
+ * config_warnings()'s.) */
 struct ratelimit *ratelimit_new(struct ev_loop *loop, const struct config *cfg, struct storage *st,
 				const char *owner);
 

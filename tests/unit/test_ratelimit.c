@@ -211,6 +211,34 @@ static void test_config_errors(void **state)
 	assert_non_null(strstr(errs, "expected an object"));
 }
 
+static void test_config_warning(void **state)
+{
+	char errs[2048] = "", w[2048];
+	struct config *c;
+
+	/* Let's Encrypt: its limits bound what strangers' names can cost */
+	c = load("\"allow_any_domain\":true", errs, sizeof(errs));
+	assert_non_null(c);
+	assert_int_equal(config_warnings(c, w, sizeof(w)), 1);
+	assert_non_null(strstr(w, "without ask_url: "));
+	assert_non_null(strstr(w, "and rate_limits"));
+	config_free(c);
+	/* another CA, no limits given: nothing does */
+	c = load("\"allow_any_domain\":true,\"api_uri\":\"https://ca.example.net/dir\"", errs,
+		 sizeof(errs));
+	assert_non_null(c);
+	assert_int_equal(config_warnings(c, w, sizeof(w)), 1);
+	assert_non_null(strstr(w, "without ask_url and without rate_limits"));
+	config_free(c);
+	/* limits given: the milder line */
+	c = load("\"allow_any_domain\":true,\"api_uri\":\"https://ca.example.net/dir\","
+		 "\"rate_limits\":{\"orders_per_3h\":10}", errs, sizeof(errs));
+	assert_non_null(c);
+	assert_int_equal(config_warnings(c, w, sizeof(w)), 1);
+	assert_null(strstr(w, "without rate_limits"));
+	config_free(c);
+}
+
 /* ---- budgets over storage ------------------------------------------------ */
 
 struct t {
@@ -537,6 +565,7 @@ int main(void)
 		cmocka_unit_test(test_validation_failure_types),
 		cmocka_unit_test(test_config_defaults),
 		cmocka_unit_test(test_config_errors),
+		cmocka_unit_test(test_config_warning),
 		cmocka_unit_test_teardown(test_orders_reserve_exempt, teardown),
 		cmocka_unit_test_teardown(test_domain_and_exact_set, teardown),
 		cmocka_unit_test_teardown(test_failures, teardown),
