@@ -8,7 +8,9 @@
 #     then nothing is left for anyone; /metrics shows what is left;
 #   - after a SIGHUP to certs_per_domain_week 2: two certificates under one
 #     registered domain (by the Public Suffix List) spend it for the fleet,
-#     another registered domain still gets its certificate.
+#     another registered domain still gets its certificate;
+#   - failures_per_host_hour 2: two orders failing on validation (the CA
+#     cannot reach the name) spend it, the third attempt is not placed.
 # Pebble's own log is the count of orders the CA saw.
 set -u
 source "$(dirname "$0")/lib.sh"
@@ -19,7 +21,7 @@ start_redis || { not_ok "redis starts"; it_summary; exit 1; }
 start_challtestsrv || { not_ok "challtestsrv starts"; it_summary; exit 1; }
 
 LIMITS1='"rate_limits": { "orders_per_3h": 3, "renewal_reserve": 0.34 }'
-LIMITS2='"rate_limits": { "orders_per_3h": 0, "certs_per_domain_week": 2, "renewal_reserve": 0 }'
+LIMITS2='"rate_limits": { "orders_per_3h": 0, "certs_per_domain_week": 2, "failures_per_host_hour": 2, "renewal_reserve": 0 }'
 
 # node 1 receives every validation request of the CA (Pebble's httpPort)
 NODE=1; SPOA_PORT=$(free_port)
@@ -130,6 +132,28 @@ check "node 2 still issues on demand under another registered domain (d.other.te
 check "Pebble saw 3 orders for these (none for c.shop.test)" eq "$(($(pebble_orders) - p1))" 3
 check "the budgets live in redis, with a TTL" \
 	eval 'k=$(redis-cli -p "$REDIS_PORT" --scan --pattern "it:rl/*/domain/shop.test"); test -n "$k" && test "$(redis-cli -p "$REDIS_PORT" ttl "$k")" -gt 600000'
+
+# --- failures_per_host_hour: validations that fail -----------------------------
+# the CA resolves bad.test to an address where nothing answers
+curl -s -X POST "http://127.0.0.1:$CTS_MGMT/add-a" -d '{"host":"bad.test","addresses":["127.0.0.2"]}' >/dev/null
+use_node 1
+p2=$(pebble_orders)
+for i in 1 2; do
+	r=$(admin POST /acme -d host=bad.test)
+	check "node 1: bad.test attempt $i fails on validation ($r)" grep -q '^500 .*error:connection' <<<"$r"
+done
+# the failures are recorded in the background: the shared record holds both
+two_failures() {
+	local k
+	k=$(redis-cli -p "$REDIS_PORT" --scan --pattern 'it:rl/*/fail/bad.test')
+	[ -n "$k" ] && redis-cli -p "$REDIS_PORT" get "$k" | grep -qE '^\{"v":1,"t":\[[0-9]+,[0-9]+\]\}$'
+}
+check "the fleet's record holds the 2 failed validations" wait_for 5 two_failures
+use_node 2
+r=$(admin POST /acme -d host=bad.test)
+check "node 2: a third attempt is refused by failures_per_host_hour (${r:0:120})" \
+	eval 'grep -q "^429 .*rate limit failures_per_host_hour reached for bad.test: 2 of 2 used" <<<"$r"'
+check "Pebble saw only the 2 failing orders" eq "$(($(pebble_orders) - p2))" 2
 
 for n in 1 2; do
 	use_node $n
