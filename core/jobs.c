@@ -499,6 +499,8 @@ static void job_budget_done(void *arg, int rc, const char *why, time_t until)
 	if (rc == 1) {
 		/* no retry before the window frees: renewals and SNI both wait */
 		jobs_backoff_remember(j->js, j->host, until, 0);
+		if (!j->forced && !j->renewal)
+			j->js->stats.refused_budget++;
 		job_finish(j, 0, JOB_REFUSED_BUDGET, why, -1);
 		return;
 	}

@@ -39,6 +39,7 @@ struct jobs_stats {
 	uint64_t fail_rate_limited, fail_ca, fail_transport, fail_storage;
 	uint64_t refused_backoff;	/* by the shared backoff record */
 	uint64_t refused_ask;		/* by ask_url */
+	uint64_t refused_budget;	/* on-demand names refused by the CA's rate limits */
 	uint64_t refused_queue;
 	uint64_t backoff_evicted;	/* backoff entries dropped from memory by the bound */		/* on-demand names refused: max_queued_orders reached */
 	size_t jobs;			/* jobs in memory, queued included */

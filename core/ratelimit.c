@@ -614,12 +614,34 @@ static void cb_rl_check_got(void *arg, struct storage_res *res)
 	rl_check_next(c);
 }
 
+/* Stamps seen are real: when the orders window this node last read is full
+ * for <c>'s class, <c> ends refused without asking storage (a flood of new
+ * names costs no storage call). Returns 1 when it ended <c>. */
+static int rl_check_orders_full(struct ratelimit_check *c)
+{
+	struct ratelimit *rl = c->rl;
+	unsigned limit = rl_limit(rl, RATELIMIT_ORDERS);
+	long span = rl_spans[RATELIMIT_ORDERS];
+	double reserve = rl->cfg->rl_renewal_reserve;
+	time_t now = time(NULL), until = 0;
+	char why[512];
+
+	if (!limit || !rl->orders_known || c->cls == RATELIMIT_EXEMPT)
+		return 0;
+	ratelimit_window_expire(&rl->orders, now, span);
+	if (ratelimit_window_admits(&rl->orders, limit, reserve, c->cls, now, span, &until))
+		return 0;
+	rl_refuse(rl, RATELIMIT_ORDERS, c->host, "this account", rl->orders.n, limit,
+		  ratelimit_allowed(limit, reserve, c->cls), until, why, sizeof(why));
+	rl_check_end(c, 1, why, until);
+	return 1;
+}
+
 /* The next budget of <c> that is on: read it (or spend the orders stamp). */
 static void rl_check_next(struct ratelimit_check *c)
 {
 	struct ratelimit *rl = c->rl;
-	char key[STORAGE_KEY_MAX], why[512];
-	time_t now = time(NULL), until = 0;
+	char key[STORAGE_KEY_MAX];
 	unsigned limit;
 	enum ratelimit_limit l;
 
@@ -629,17 +651,8 @@ static void rl_check_next(struct ratelimit_check *c)
 		if (!limit)
 			continue;
 		if (l == RATELIMIT_ORDERS) {
-			/* stamps seen are real: a full window needs no storage to refuse */
-			ratelimit_window_expire(&rl->orders, now, rl_spans[l]);
-			if (rl->orders_known &&
-			    !ratelimit_window_admits(&rl->orders, limit, rl->cfg->rl_renewal_reserve,
-						     c->cls, now, rl_spans[l], &until)) {
-				rl_refuse(rl, l, c->host, "this account", rl->orders.n, limit,
-					  ratelimit_allowed(limit, rl->cfg->rl_renewal_reserve, c->cls),
-					  until, why, sizeof(why));
-				rl_check_end(c, 1, why, until);
+			if (rl_check_orders_full(c))
 				return;
-			}
 			c->spend = rl_spend_start(rl, l, "", c->host, c->cls, 1, cb_rl_check_spent, c);
 			if (!c->spend)
 				rl_check_end(c, -1, "out of memory", 0);
@@ -659,7 +672,8 @@ static void rl_check_next(struct ratelimit_check *c)
 
 static void cb_rl_check_start(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	rl_check_next(w->data);
+	if (!rl_check_orders_full(w->data))
+		rl_check_next(w->data);
 }
 
 struct ratelimit_check *ratelimit_check(struct ratelimit *rl, const char *host,

@@ -71,8 +71,8 @@ use_node 2
 b2=$(orders 2)
 https_get r3.test
 check "node 2 refuses on-demand r3.test by orders_per_3h (counted)" wait_for 10 eval 'eq "$(refused orders_per_3h)" 1'
-check "node 2 /metrics: on-demand refusals by limit" \
-	eval 'test "$(metric "acme_spoa_rate_limit_refused_total{limit=\"certs_per_domain_week\"}")" = 0'
+check "node 2 /metrics: counted among on-demand refusals too (reason rate_limit)" \
+	eval 'eq "$(metric "acme_spoa_on_demand_refused_total{reason=\"rate_limit\"}")" 1'
 check "the refusal is logged with its reason" \
 	grep -q 'host=r3.test not issued: rate limit orders_per_3h reached for this account: 2 of 3 used (1 kept for renewals)' "$IT_DIR/agent2.log"
 r=$(admin POST /acme -d host=r4.test)

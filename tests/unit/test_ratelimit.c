@@ -533,6 +533,45 @@ static void test_concurrent_spends(void **state)
 	assert_int_equal(m.other, 0);
 }
 
+static int cond_many200(void *arg)
+{
+	struct many *m = arg;
+
+	return m->ok + m->refused + m->other == 200;
+}
+
+static void test_flood_refused_from_memory(void **state)
+{
+	struct t *t = open_rl("\"orders_per_3h\":2,\"certs_per_domain_week\":50,"
+			      "\"failures_per_host_hour\":5,\"renewal_reserve\":0");
+	struct many m = { .t = t };
+	char keys[1024], host[64], *sp;
+	int i;
+
+	*state = t;
+	assert_int_equal(check(t, t->rl, "a.example.com", RATELIMIT_NEW), 0);
+	assert_int_equal(check(t, t->rl, "b.example.com", RATELIMIT_NEW), 0);
+	/* the record goes away: only memory can refuse now */
+	stored_keys(t, keys, sizeof(keys));
+	sp = strchr(keys, ' ');
+	if (sp)
+		*sp = '\0';
+	assert_non_null(strstr(keys, "/orders"));
+	fx_del(&t->f, keys);
+	log_level_max = LOG_LVL_ERR;
+	for (i = 0; i < 200; i++) {
+		snprintf(host, sizeof(host), "n%d.example%d.com", i, i);
+		assert_non_null(ratelimit_check(t->rl, host, RATELIMIT_NEW, on_many, &m));
+	}
+	assert_true(fx_run_until(&t->f, cond_many200, &m, 10));
+	log_level_max = LOG_LVL_WARN;
+	assert_int_equal(m.refused, 200);
+	assert_int_equal(ratelimit_refused(t->rl, RATELIMIT_ORDERS), 200);
+	/* nothing was written: the store is still empty */
+	stored_keys(t, keys, sizeof(keys));
+	assert_string_equal(keys, "");
+}
+
 static void test_cancel_and_free(void **state)
 {
 	struct t *t = open_rl("\"orders_per_3h\":5,\"failures_per_host_hour\":5");
@@ -573,6 +612,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_malformed_record, teardown),
 		cmocka_unit_test_teardown(test_shared_by_two_agents, teardown),
 		cmocka_unit_test_teardown(test_concurrent_spends, teardown),
+		cmocka_unit_test_teardown(test_flood_refused_from_memory, teardown),
 		cmocka_unit_test_teardown(test_cancel_and_free, teardown),
 	};
 
