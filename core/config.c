@@ -13,6 +13,8 @@
 
 #include <jansson.h>
 
+#include <openssl/crypto.h>
+
 #include "acme/http.h"
 #include "core/config.h"
 
@@ -842,7 +844,12 @@ void config_free(struct config *cfg)
 		const struct cfg_row *row = &cfg_rows[i];
 
 		if (row->kind == CFG_STR) {
-			free(*FIELD(cfg, row, char *));
+			char *v = *FIELD(cfg, row, char *);
+
+			/* secrets (tokens, passwords, EAB keys) leave no copy behind */
+			if (v && (row->flags & CF_SECRET))
+				OPENSSL_cleanse(v, strlen(v));
+			free(v);
 		} else if (row->kind == CFG_LIST) {
 			char **arr = *FIELD(cfg, row, char **);
 

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+
 #include "core/config.h"
 #include "lib/addr.h"
 
@@ -78,6 +80,9 @@ int config_secret_resolve(const char *v, char **out, char *why, size_t whylen)
 	memcpy(path, v + 8, len);
 	path[len] = '\0';
 	f = fopen(path, "re");
+	/* unbuffered: stdio's buffer would keep a copy of the secret */
+	if (f)
+		setvbuf(f, NULL, _IONBF, 0);
 	buf = malloc(CONFIG_MAX_SECRET + 1);
 	if (!f || !buf) {
 		snprintf(why, whylen, "%s cannot be read (%s)", v, strerror(errno));
@@ -103,6 +108,8 @@ int config_secret_resolve(const char *v, char **out, char *why, size_t whylen)
 out:
 	if (f)
 		fclose(f);
+	if (buf)
+		OPENSSL_cleanse(buf, CONFIG_MAX_SECRET + 1);
 	free(buf);
 	return ret;
 }
