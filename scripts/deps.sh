@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(build-essential pkg-config libssl-dev libcurl4-openssl-dev libjansson-dev
-      libhiredis-dev libev-dev libmicrohttpd-dev libcmocka-dev libldns-dev
+      libhiredis-dev libev-dev libmicrohttpd-dev libcmocka-dev libldns-dev libpsl-dev publicsuffix
       haproxy pebble redis-server bind9 bind9-dnsutils curl openssl clang libclang-rt-14-dev python3)
 
 missing=()
