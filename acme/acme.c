@@ -331,6 +331,12 @@ static int acme_post_send(struct acme_op *op, char *err, size_t errlen)
 
 	nonce = acme_nonce_pop(c);
 	if (!nonce) {
+		char why[300];
+
+		if (http_url_check(c->dir.new_nonce, why, sizeof(why)) == -1) {
+			snprintf(err, errlen, "newNonce \"%.200s\": %s", c->dir.new_nonce ? c->dir.new_nonce : "", why);
+			return -1;
+		}
 		if (http_request(c->http, "HEAD", c->dir.new_nonce, NULL, NULL, 0, ACME_HTTP_TIMEOUT_MS,
 				 cb_acme_post_nonce, op) < 0) {
 			snprintf(err, errlen, "newNonce: cannot start request");
@@ -360,6 +366,13 @@ static int acme_post_send(struct acme_op *op, char *err, size_t errlen)
 int acme_op_post(struct acme_op *op, const char *url, const char *payload, int pem,
 		 acme_post_cb *cb, char *err, size_t errlen)
 {
+	char why[300];
+
+	/* a URL from the CA: https, or plain http to loopback only */
+	if (http_url_check(url, why, sizeof(why)) == -1) {
+		snprintf(err, errlen, "refused the CA's URL \"%.200s\": %s", url, why);
+		return -1;
+	}
 	free(op->post_url);
 	free(op->post_payload);
 	op->post_url = strdup(url);

@@ -86,8 +86,9 @@ static void api_spoe_sni(void *ctx, const struct spop_arg *args, size_t nargs, s
 		a->cnt.refused_backoff++;
 		return;
 	}
-	log_info("host=%s on-demand issuance requested by SNI", host);
-	jobs_issue(a->d.jobs, host, 0, 0, NULL);
+	/* a full queue refuses the name (counted and logged by jobs) */
+	if (jobs_issue(a->d.jobs, host, 0, 0, NULL) == 0)
+		log_info("host=%s on-demand issuance requested by SNI", host);
 }
 
 static void api_spoe_http01(void *ctx, const struct spop_arg *args, size_t nargs, struct spoa_reply *reply)
@@ -434,6 +435,7 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"name\"", (double)k->refused_name);
 	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"backoff\"", (double)(k->refused_backoff + js.refused_backoff));
 	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"ask_url\"", (double)js.refused_ask);
+	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"queue_full\"", (double)js.refused_queue);
 	metrics_header(b, "acme_spoa_orders_in_flight", "gauge", "ACME orders running now.");
 	metrics_value(b, "acme_spoa_orders_in_flight", NULL, (double)js.orders_running);
 
@@ -471,6 +473,9 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	api_counter(b, "acme_spoa_storage_errors_total", "Storage operations that failed.", NULL, a->d.health->storage_errors);
 	metrics_header(b, "acme_spoa_storage_inflight", "gauge", "Storage operations started and not yet answered.");
 	metrics_value(b, "acme_spoa_storage_inflight", NULL, (double)storage_inflight(a->d.st));
+	metrics_header(b, "acme_spoa_certificates_refused_total", "counter", "Certificate bundles refused by the check before use (key, name, chain, expiry), by source.");
+	metrics_value(b, "acme_spoa_certificates_refused_total", "source=\"ca\"", (double)certstore_refused(a->d.cs, CERTSTORE_SRC_CA));
+	metrics_value(b, "acme_spoa_certificates_refused_total", "source=\"storage\"", (double)certstore_refused(a->d.cs, CERTSTORE_SRC_STORAGE));
 	metrics_header(b, "acme_spoa_orders_queued", "gauge", "Issuances waiting for a free slot.");
 	metrics_value(b, "acme_spoa_orders_queued", NULL, (double)js.queued);
 

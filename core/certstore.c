@@ -43,6 +43,7 @@ struct certstore {
 	size_t loading;			/* start-up: certificate reads in flight */
 	LIST_HEAD(, certstore_sync) syncs;	/* HAProxy listings under way */
 	unsigned long push_ok, push_failed;
+	unsigned long refused[CERTSTORE_SRC__MAX];	/* bundles failing the check */
 	int closing;			/* certstore_free() runs */
 };
 
@@ -103,12 +104,20 @@ static void certstore_storage_log(void *arg, struct storage_res *res)
 		log_err("%s", res->err);
 }
 
-struct certstore_cert *certstore_install(struct certstore *cs, const char *host, const char *pem,
-					 size_t len)
+static struct certstore_cert *certstore_install_from(struct certstore *cs, const char *host,
+						     const char *pem, size_t len,
+						     enum certstore_src src)
 {
 	struct certstore_cert *c, *old = NULL;
 	char err[256];
 
+	/* nothing unverified is kept, written to cert_dir or pushed */
+	if (crypto_bundle_check(pem, len, host, err, sizeof(err)) == -1) {
+		cs->refused[src]++;
+		log_err("host=%s certificate from %s refused: %s", host,
+			src == CERTSTORE_SRC_CA ? "the CA" : "storage", err);
+		return NULL;
+	}
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
@@ -134,6 +143,17 @@ struct certstore_cert *certstore_install(struct certstore *cs, const char *host,
 	if (cs->hooks.installed)
 		cs->hooks.installed(cs->hooks.arg, c);
 	return c;
+}
+
+struct certstore_cert *certstore_install(struct certstore *cs, const char *host, const char *pem,
+					 size_t len)
+{
+	return certstore_install_from(cs, host, pem, len, CERTSTORE_SRC_CA);
+}
+
+unsigned long certstore_refused(const struct certstore *cs, enum certstore_src src)
+{
+	return cs->refused[src];
 }
 
 /* ---- cert_dir and HAProxy ------------------------------------------------ */
@@ -285,7 +305,7 @@ struct certstore_cert *certstore_take(struct certstore *cs, const char *host, co
 
 	if (old && old->len == len && memcmp(old->pem, pem, len) == 0)
 		return NULL;
-	c = certstore_install(cs, host, pem, len);
+	c = certstore_install_from(cs, host, pem, len, CERTSTORE_SRC_STORAGE);
 	if (c && deploy)
 		certstore_deploy(cs, c);
 	return c;
@@ -543,6 +563,11 @@ struct certstore *certstore_new(struct ev_loop *loop, const struct config *cfg, 
 		snprintf(err, errlen, "haproxy.cert_dir: %s: %s", cfg->cert_dir, strerror(errno));
 		certstore_free(cs);
 		cs = NULL;
+	} else {
+		size_t n = fs_clean_tmp(cfg->cert_dir);
+
+		if (n)
+			log_info("haproxy.cert_dir: removed %zu temp files left by a stop", n);
 	}
 out:
 	return cs;

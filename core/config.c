@@ -13,6 +13,9 @@
 
 #include <jansson.h>
 
+#include <openssl/crypto.h>
+
+#include "acme/http.h"
 #include "core/config.h"
 
 #define CONFIG_MAX_FILE		(4 * 1024 * 1024)
@@ -116,6 +119,7 @@ static const struct cfg_row cfg_rows[] = {
 	STR("haproxy.cert_dir", 0, "/etc/haproxy/certs", cert_dir, chk_abs_path),
 	STR("haproxy.crt_list", 0, NULL, crt_list, chk_abs_path),	/* default: cert_dir */
 	INT("max_concurrent_orders", 0, 1, 1000, 20, max_orders),
+	INT("max_queued_orders", CF_RELOAD, 1, 1000000, 1000, max_queued),
 };
 #define CFG_NROWS (sizeof(cfg_rows) / sizeof(cfg_rows[0]))
 
@@ -249,7 +253,8 @@ static int chk_http_url(char *v, char *why, size_t whylen)
 		snprintf(why, whylen, "is not an http(s) URL");
 		return -1;
 	}
-	return 0;
+	/* https, or plain http to loopback only: nothing in clear on a network */
+	return http_url_check(v, why, whylen);
 }
 
 static int chk_readable_file(char *v, char *why, size_t whylen)
@@ -776,7 +781,12 @@ void config_free(struct config *cfg)
 		const struct cfg_row *row = &cfg_rows[i];
 
 		if (row->kind == CFG_STR) {
-			free(*FIELD(cfg, row, char *));
+			char *v = *FIELD(cfg, row, char *);
+
+			/* secrets (tokens, passwords, EAB keys) leave no copy behind */
+			if (v && (row->flags & CF_SECRET))
+				OPENSSL_cleanse(v, strlen(v));
+			free(v);
 		} else if (row->kind == CFG_LIST) {
 			char **arr = *FIELD(cfg, row, char **);
 

@@ -52,6 +52,7 @@ struct config {
 	struct addr *runtime_addrs;	/* <runtime> parsed, <nruntime> entries */
 	char *cert_dir, *crt_list;	/* crt_list defaults to cert_dir */
 	int max_orders;			/* "max_concurrent_orders" [20]: global cap on orders in flight */
+	int max_queued;			/* "max_queued_orders" [1000]: on-demand names waiting for a slot */
 };
 
 /* Loads and validates the JSON file <path>. On success returns a config the caller
@@ -97,6 +98,12 @@ void config_apply_reload(struct config *running, struct config *nw);
 int config_secret_resolve(const char *value, char **out, char *why, size_t whylen);
 
 /* Names for logs ("rsa", "ecc"; "file", "redis", "shm"); "?" when out of range. */
+/* Writes the warnings <cfg> deserves at start into <out>, one per line:
+ * settings that work but that an operator likely did not mean (an admin API
+ * beyond loopback without a token, allow_any_domain without ask_url, no
+ * name allowed on demand). Returns how many. */
+int config_warnings(const struct config *cfg, char *out, size_t outlen);
+
 const char *config_cert_type_name(enum config_cert_type t);
 const char *config_storage_name(enum config_storage s);
 

@@ -6,7 +6,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+
 #include "core/config.h"
+#include "lib/addr.h"
 
 int config_domain_allowed(const struct config *cfg, const char *host)
 {
@@ -77,6 +80,9 @@ int config_secret_resolve(const char *v, char **out, char *why, size_t whylen)
 	memcpy(path, v + 8, len);
 	path[len] = '\0';
 	f = fopen(path, "re");
+	/* unbuffered: stdio's buffer would keep a copy of the secret */
+	if (f)
+		setvbuf(f, NULL, _IONBF, 0);
 	buf = malloc(CONFIG_MAX_SECRET + 1);
 	if (!f || !buf) {
 		snprintf(why, whylen, "%s cannot be read (%s)", v, strerror(errno));
@@ -102,6 +108,35 @@ int config_secret_resolve(const char *v, char **out, char *why, size_t whylen)
 out:
 	if (f)
 		fclose(f);
+	if (buf)
+		OPENSSL_cleanse(buf, CONFIG_MAX_SECRET + 1);
 	free(buf);
 	return ret;
+}
+
+int config_warnings(const struct config *cfg, char *out, size_t outlen)
+{
+	size_t off = 0;
+	int n = 0;
+
+#define WARN(...) do { \
+		if (off < outlen) \
+			off += (size_t)snprintf(out + off, outlen - off, __VA_ARGS__); \
+		if (off < outlen) \
+			off += (size_t)snprintf(out + off, outlen - off, "\n"); \
+		n++; \
+	} while (0)
+	if (outlen)
+		out[0] = '\0';
+	if (!cfg->admin_token && !addr_is_loopback(&cfg->admin_addr))
+		WARN("admin.listen %s is reachable beyond this host and admin.token is not set: "
+		     "anyone who reaches it can order and delete certificates", cfg->admin_listen);
+	if (cfg->allow_any_domain && !cfg->ask_url)
+		WARN("allow_any_domain is on without ask_url: any name a client sends as SNI is "
+		     "ordered (bounded by max_concurrent_orders and max_queued_orders)");
+	if (cfg->ndomains == 0 && !cfg->allow_any_domain)
+		WARN("domains is empty and allow_any_domain is false: no on-demand issuance, "
+		     "certificates are issued through the admin API only");
+#undef WARN
+	return n;
 }

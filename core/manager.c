@@ -255,9 +255,13 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 			goto fail;
 	}
 	fleet_start(m->fleet);
-	if (cfg->ndomains == 0 && !cfg->allow_any_domain)
-		log_warn("domains is empty and allow_any_domain is false: no on-demand issuance, "
-			 "certificates are issued through the admin API only");
+	{
+		char warns[2048], *line, *save = NULL;
+
+		config_warnings(cfg, warns, sizeof(warns));
+		for (line = strtok_r(warns, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+			log_warn("config: %s", line);
+	}
 	jobs_resume_pending(m->jobs);
 	renew_start(m->renew);
 	log_info("ready: spoa=%s admin=%s storage=%s certificates=%zu", cfg->spoa_listen,
