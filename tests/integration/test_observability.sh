@@ -83,6 +83,8 @@ check "curl -F host=multi.test: 201 like it ($r2)" test "$r2" = '201 {"message":
 r1=$(admin POST /acme -d host=form.test -d test_http_challenge_flow=true)
 r2=$(admin POST /acme -F host=form.test -F test_http_challenge_flow=true)
 check "sanity test by -d and by -F answer alike ($r2)" test "$r1" = "$r2" -a "${r2%% *}" = 200
+r2=$(admin POST /acme -H 'Content-Type:' -d 'host=form.test&test_http_challenge_flow=true')
+check "a form body without Content-Type is read as urlencoded ($r2)" test "$r1" = "$r2"
 for h in 'bad..name' '1.2.3.4' ''; do
 	r1=$(admin POST /acme -d "host=$h")
 	r2=$(admin POST /acme -F "host=$h")
