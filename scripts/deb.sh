@@ -20,7 +20,7 @@ else
 	tar --exclude=./build --exclude=./build-asan --exclude=./build-fuzz --exclude=./acme-spoa \
 		-cf - . | tar -C "$src" -xf -
 fi
-(cd "$src" && dpkg-buildpackage -us -uc -b) >"$out/build.log" 2>&1 || {
+(cd "$src" && env -u BUILD -u BIN -u SAN -u OPT dpkg-buildpackage -us -uc -b) >"$out/build.log" 2>&1 || {
 	tail -30 "$out/build.log" >&2
 	echo "deb: dpkg-buildpackage failed (log: $out/build.log)" >&2
 	exit 1
