@@ -60,6 +60,13 @@ unit_ok() {
 	! grep -q /usr/local "$unit"
 }
 check "the unit: User=acme-spoa, StateDirectory, /usr/sbin, reload = SIGHUP" unit_ok
+if command -v systemd-analyze >/dev/null; then
+	# (the binary at its path in the unpacked package: verify checks it exists)
+	mkdir -p "$IT_DIR/unit"
+	sed "s#/usr/sbin/acme-spoa#$IT_DIR/pkg/usr/sbin/acme-spoa#g" "$unit" > "$IT_DIR/unit/acme-spoa.service"
+	out=$(systemd-analyze verify "$IT_DIR/unit/acme-spoa.service" 2>&1); rc=$?
+	check "systemd-analyze verify: the unit is clean (rc=$rc${out:+: $out})" test "$rc" = 0 -a -z "$out"
+fi
 out=$("$IT_DIR/pkg/usr/sbin/acme-spoa" -c "$IT_DIR/pkg/etc/acme-spoa/config.json" --check 2>&1); rc=$?
 check "the shipped config is refused until edited, naming account_email (rc=$rc)" \
 	test "$rc" = 1 -a -n "$(grep 'config: account_email: missing' <<<"$out")"
