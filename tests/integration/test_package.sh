@@ -61,10 +61,11 @@ unit_ok() {
 }
 check "the unit: User=acme-spoa, StateDirectory, /usr/sbin, reload = SIGHUP" unit_ok
 if command -v systemd-analyze >/dev/null; then
-	# (the binary at its path in the unpacked package: verify checks it exists)
+	# (the binary at its path in the unpacked package: verify checks it exists;
+	# the man page is the package's: MANPATH points man at it)
 	mkdir -p "$IT_DIR/unit"
 	sed "s#/usr/sbin/acme-spoa#$IT_DIR/pkg/usr/sbin/acme-spoa#g" "$unit" > "$IT_DIR/unit/acme-spoa.service"
-	out=$(systemd-analyze verify "$IT_DIR/unit/acme-spoa.service" 2>&1); rc=$?
+	out=$(MANPATH=$IT_DIR/pkg/usr/share/man systemd-analyze verify "$IT_DIR/unit/acme-spoa.service" 2>&1); rc=$?
 	check "systemd-analyze verify: the unit is clean (rc=$rc${out:+: $out})" test "$rc" = 0 -a -z "$out"
 fi
 out=$("$IT_DIR/pkg/usr/sbin/acme-spoa" -c "$IT_DIR/pkg/etc/acme-spoa/config.json" --check 2>&1); rc=$?
