@@ -603,6 +603,22 @@ void acme_account_start(struct acme_client *c)
 
 /* ---- client ---- */
 
+void acme_client_set_dns(struct acme_client *c, const struct acme_dns_hooks *hooks, void *arg)
+{
+	c->dns = *hooks;
+	c->dns_arg = arg;
+}
+
+char *acme_dns01_txt(const char *key_auth)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (!key_auth || !EVP_Digest(key_auth, strlen(key_auth), md, &mdlen, EVP_sha256(), NULL))
+		return NULL;
+	return crypto_b64url(md, mdlen);
+}
+
 struct acme_client *acme_client_new(struct ev_loop *loop, const struct acme_conf *conf,
 				    EVP_PKEY *account_key, const struct acme_hooks *hooks,
 				    void *hooks_arg, char *err, size_t errlen)

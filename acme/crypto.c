@@ -636,10 +636,21 @@ int crypto_bundle_check_at(const char *pem, size_t len, const char *host, time_t
 		crypto_errf(err, errlen, "bundle: the certificate does not cover host %.253s", host);
 		goto out;
 	}
-	if (X509_cmp_time(X509_get0_notAfter(leaf), &now) <= 0) {
-		ERR_clear_error();
-		crypto_errf(err, errlen, "bundle: the certificate has expired");
-		goto out;
+	/* the facts the agent keeps (dates, serial, names) must read back */
+	{
+		struct crypto_cert_info ci;
+		time_t not_after;
+
+		if (crypto_cert_info_x509(leaf, &ci, err, errlen) == -1) {
+			crypto_cert_info_clear(&ci);
+			goto out;
+		}
+		not_after = ci.not_after;
+		crypto_cert_info_clear(&ci);
+		if (not_after <= now) {
+			crypto_errf(err, errlen, "bundle: the certificate has expired");
+			goto out;
+		}
 	}
 	rc = 0;
 out:

@@ -57,6 +57,18 @@ static const struct spop_data *api_arg_str(const struct spop_arg *args, size_t n
 	return NULL;
 }
 
+/* A name under wildcard_domains is served by its zone's wildcard
+ * certificate: the certificate, its job and its backoff go by "*.<zone>". */
+static int api_wildcard_key(const struct api *a, char *host, size_t hostlen)
+{
+	char wc[CERTSTORE_HOST_MAX];
+
+	if (!config_wildcard_name(a->d.cfg, host, wc, sizeof(wc)))
+		return 0;
+	snprintf(host, hostlen, "%s", wc);
+	return 1;
+}
+
 /* acme-sni: answers from memory (certificates, jobs, allow-list, backoff);
  * issuance starts in the background. */
 static void api_spoe_sni(void *ctx, const struct spop_arg *args, size_t nargs, struct spoa_reply *reply)
@@ -64,6 +76,7 @@ static void api_spoe_sni(void *ctx, const struct spop_arg *args, size_t nargs, s
 	struct api *a = ctx;
 	const struct spop_data *d = api_arg_str(args, nargs, "sni");
 	char raw[CERTSTORE_HOST_MAX], host[CERTSTORE_HOST_MAX];
+	int wildcard;
 
 	a->cnt.sni_msgs++;
 	spoa_reply_set_bool(reply, SPOP_SCOPE_SESS, "seen", 1);
@@ -75,9 +88,11 @@ static void api_spoe_sni(void *ctx, const struct spop_arg *args, size_t nargs, s
 		a->cnt.refused_name++;
 		return;
 	}
+	/* wildcard_domains are allowed by being listed */
+	wildcard = api_wildcard_key(a, host, sizeof(host));
 	if (certstore_get(a->d.cs, host) || jobs_active(a->d.jobs, host))
 		return;
-	if (!config_domain_allowed(a->d.cfg, host)) {
+	if (!wildcard && !config_domain_allowed(a->d.cfg, host)) {
 		a->cnt.refused_name++;
 		log_debug("host=%s not allowed for on-demand issuance", host);
 		return;
@@ -155,13 +170,21 @@ static void api_admin_issue(void *ctx, const char *raw, struct admin_req *req)
 {
 	struct api *a = ctx;
 	char host[CERTSTORE_HOST_MAX], msg[512];
+	int wildcard;
 
-	if (host_normalize(raw, host, sizeof(host), 0) == -1) {
+	if (host_normalize(raw, host, sizeof(host), HOST_WILDCARD) == -1) {
 		snprintf(msg, sizeof(msg), "host %s is not a valid host name", raw);
 		admin_reply_message(req, 400, msg);
 		return;
 	}
-	if (!config_domain_allowed(a->d.cfg, host)) {
+	/* "*.zone" (or a name of a wildcard_domains zone) is one dns-01 certificate */
+	wildcard = api_wildcard_key(a, host, sizeof(host));
+	if (host[0] == '*' && a->d.cfg->dns01_provider == CONFIG_DNS01_NONE) {
+		snprintf(msg, sizeof(msg), "host %s is a wildcard: it needs dns-01 (dns01.provider)", host);
+		admin_reply_message(req, 400, msg);
+		return;
+	}
+	if (!wildcard && !config_domain_allowed(a->d.cfg, host)) {
 		snprintf(msg, sizeof(msg), "host %s is not allowed: not in domains", host);
 		admin_reply_message(req, 400, msg);
 		return;
@@ -279,7 +302,7 @@ static json_t *api_admin_cert_get(void *ctx, const char *raw)
 	char host[CERTSTORE_HOST_MAX];
 	struct certstore_cert *c;
 
-	if (host_normalize(raw, host, sizeof(host), 0) == -1)
+	if (host_normalize(raw, host, sizeof(host), HOST_WILDCARD) == -1)
 		return NULL;
 	c = certstore_get(a->d.cs, host);
 	return c ? api_cert_json(c) : NULL;
@@ -355,7 +378,7 @@ static void api_admin_cert_delete(void *ctx, const char *raw, int revoke, struct
 	}
 	d->a = a;
 	d->req = req;
-	if (host_normalize(raw, d->host, sizeof(d->host), 0) == -1 ||
+	if (host_normalize(raw, d->host, sizeof(d->host), HOST_WILDCARD) == -1 ||
 	    !(c = certstore_get(a->d.cs, d->host))) {
 		admin_reply_message(req, 404, "Not found");
 		free(d);

@@ -158,9 +158,14 @@ unsigned long certstore_refused(const struct certstore *cs, enum certstore_src s
 
 /* ---- cert_dir and HAProxy ------------------------------------------------ */
 
+/* cert_dir/<host>.pem; a wildcard "*.zone" is written "_wildcard_.zone.pem"
+ * (no '*' in file names: shells and HAProxy's directory loading) */
 static void certstore_path(const struct certstore *cs, const char *host, char *out, size_t outlen)
 {
-	snprintf(out, outlen, "%s/%s.pem", cs->cfg->cert_dir, host);
+	if (host[0] == '*' && host[1] == '.')
+		snprintf(out, outlen, "%s/%s%s.pem", cs->cfg->cert_dir, CERTSTORE_WILDCARD_FILE, host + 1);
+	else
+		snprintf(out, outlen, "%s/%s.pem", cs->cfg->cert_dir, host);
 }
 
 /* HAProxy names a crt-list made from a directory without the trailing '/'. */
@@ -388,7 +393,7 @@ size_t certstore_load(struct certstore *cs)
 		return 0;
 	}
 	for (i = 0; i < list.n; i++) {
-		if (host_normalize(list.keys[i] + strlen("certs/"), host, sizeof(host), 0) == -1 ||
+		if (host_normalize(list.keys[i] + strlen("certs/"), host, sizeof(host), HOST_WILDCARD) == -1 ||
 		    strcmp(host, list.keys[i] + strlen("certs/")) != 0) {
 			log_warn("storage: ignoring %s: not a host name", list.keys[i]);
 			continue;

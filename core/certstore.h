@@ -19,6 +19,10 @@ struct rt;
 struct storage;
 
 #define CERTSTORE_HOST_MAX 256
+/* cert_dir file name prefix standing for "*" of a wildcard certificate:
+ * "*.apps.example.com" is written "_wildcard_.apps.example.com.pem" */
+#define CERTSTORE_WILDCARD_FILE "_wildcard_"
+
 /* pub/sub channel announcing "<host>" when a node stores a new certificate */
 #define CERTSTORE_CHANNEL "certs"
 /* change feed of certificates: member host, version serial_hex */

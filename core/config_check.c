@@ -35,6 +35,26 @@ int config_domain_allowed(const struct config *cfg, const char *host)
 	return 0;
 }
 
+int config_wildcard_name(const struct config *cfg, const char *host, char *out, size_t outlen)
+{
+	const char *parent;
+	size_t i;
+
+	if (!cfg || !host || (host[0] == '*' && host[1] == '.'))
+		return 0;
+	parent = strchr(host, '.');
+	for (i = 0; i < cfg->nwildcard_domains; i++) {
+		const char *z = cfg->wildcard_domains[i];
+
+		if (strcasecmp(host, z) == 0 || (parent && strcasecmp(parent + 1, z) == 0)) {
+			if ((size_t)snprintf(out, outlen, "*.%s", z) >= outlen)
+				return 0;
+			return 1;
+		}
+	}
+	return 0;
+}
+
 #define CONFIG_MAX_SECRET	(64 * 1024)
 
 int config_secret_resolve(const char *v, char **out, char *why, size_t whylen)
@@ -134,7 +154,7 @@ int config_warnings(const struct config *cfg, char *out, size_t outlen)
 	if (cfg->allow_any_domain && !cfg->ask_url)
 		WARN("allow_any_domain is on without ask_url: any name a client sends as SNI is "
 		     "ordered (bounded by max_concurrent_orders and max_queued_orders)");
-	if (cfg->ndomains == 0 && !cfg->allow_any_domain)
+	if (cfg->ndomains == 0 && cfg->nwildcard_domains == 0 && !cfg->allow_any_domain)
 		WARN("domains is empty and allow_any_domain is false: no on-demand issuance, "
 		     "certificates are issued through the admin API only");
 #undef WARN

@@ -781,7 +781,7 @@ void jobs_resume_pending(struct jobs *js)
 	for (i = 0; i < list.n; i++) {
 		int renewal = 0;
 
-		if (host_normalize(list.keys[i] + strlen("pending/"), host, sizeof(host), 0) == -1)
+		if (host_normalize(list.keys[i] + strlen("pending/"), host, sizeof(host), HOST_WILDCARD) == -1)
 			continue;
 		if (storage_wait(js->st, storage_get(js->st, list.keys[i], NULL, NULL), &v, err,
 				 sizeof(err)) == 0) {
