@@ -1122,3 +1122,33 @@ void config_apply_reload(struct config *running, struct config *nw)
 		}
 	}
 }
+
+void config_keys_print(FILE *f)
+{
+	static const char *const kinds[CFG__MAX] = {
+		[CFG_STR] = "string", [CFG_INT] = "integer", [CFG_BOOL] = "boolean",
+		[CFG_ENUM] = "enum", [CFG_LIST] = "list", [CFG_REAL] = "number",
+	};
+	const struct cfg_row *r;
+	size_t i;
+
+	for (i = 0; i < CFG_NROWS; i++) {
+		r = &cfg_rows[i];
+		fprintf(f, "%s\t%s\t", r->name, kinds[r->kind]);
+		if (r->flags & CF_REQUIRED)
+			fputs("required", f);
+		else if (r->kind == CFG_INT && r->def_int < r->min)
+			fputs("auto", f);	/* chosen at load (rate_limits: by the CA) */
+		else if (r->kind == CFG_INT)
+			fprintf(f, "%lld", r->def_int);
+		else if (r->kind == CFG_REAL)
+			fprintf(f, "%g", r->def_real);
+		else if (r->kind == CFG_BOOL)
+			fputs(r->def_int ? "true" : "false", f);
+		else if (r->kind == CFG_ENUM)
+			fputs(r->choices[r->def_int], f);
+		else
+			fputs(r->def_str ? r->def_str : "-", f);
+		fputs(r->flags & CF_RELOAD ? "\treload\n" : "\n", f);
+	}
+}

@@ -7,6 +7,7 @@
 #define ACME_SPOA_CONFIG_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "lib/addr.h"
 #include "lib/host.h"
@@ -103,6 +104,12 @@ struct config *config_load_json(const char *text, char *errs, size_t errlen);
 
 /* Frees <cfg> and every string it owns. Accepts NULL. */
 void config_free(struct config *cfg);
+
+/* Writes one line per key of the config table to <f>: the dotted name, its
+ * type (string, integer, boolean, enum, list), "required" or its default, and
+ * "reload" when SIGHUP applies it live (acme-spoa --list-keys: the man page
+ * is checked against it). */
+void config_keys_print(FILE *f);
 
 /* Returns 1 if <host> (lower-cased, valid syntax as given by host_normalize)
  * is allowed by allow_any_domain or by an entry of domains: an exact name, or
