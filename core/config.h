@@ -7,6 +7,7 @@
 #define ACME_SPOA_CONFIG_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "lib/addr.h"
 #include "lib/host.h"
@@ -88,7 +89,16 @@ struct config {
 	int dns01_propagation_timeout;	/* seconds [120] */
 	char **wildcard_domains;	/* lower-case zones served by one "*.zone" + "zone" certificate */
 	size_t nwildcard_domains;
+	/* rate_limits (core/ratelimit.h): 0 turns one off; defaults are Let's
+	 * Encrypt's when api_uri is Let's Encrypt's, else 0 */
+	int rl_orders_per_3h, rl_certs_per_domain_week, rl_certs_per_exact_set_week;
+	int rl_failures_per_host_hour;
+	double rl_renewal_reserve;	/* fraction of each budget kept for renewals [0.2] */
 };
+
+/* 1 when <api_uri> is one of Let's Encrypt's directories (production or
+ * staging), else 0. */
+int config_is_letsencrypt(const char *api_uri);
 
 /* Loads and validates the JSON file <path>. On success returns a config the caller
  * frees with config_free(). On failure returns NULL and writes every error found,
@@ -101,6 +111,12 @@ struct config *config_load_json(const char *text, char *errs, size_t errlen);
 
 /* Frees <cfg> and every string it owns. Accepts NULL. */
 void config_free(struct config *cfg);
+
+/* Writes one line per key of the config table to <f>: the dotted name, its
+ * type (string, integer, boolean, enum, list), "required" or its default, and
+ * "reload" when SIGHUP applies it live (acme-spoa --list-keys: the man page
+ * is checked against it). */
+void config_keys_print(FILE *f);
 
 /* Returns 1 if <host> (lower-cased, valid syntax as given by host_normalize)
  * is allowed by allow_any_domain or by an entry of domains: an exact name, or
@@ -117,7 +133,7 @@ int config_wildcard_name(const struct config *cfg, const char *host, char *out, 
 /* Compares <old> and <nw> key by key. Writes one human line per changed key into
  * <report> (may be NULL/0), saying whether it applies at SIGHUP (domains,
  * allow_any_domain, ask_url, fail_backoff_minutes, renew_threshold_days,
- * admin.token) or needs a restart; secret values are never written. Returns the
+ * rate_limits.*, admin.token) or needs a restart; secret values are never written. Returns the
  * number of changed keys that need a restart (0: the new config can be applied). */
 int config_diff(const struct config *old, const struct config *nw, char *report, size_t replen);
 
