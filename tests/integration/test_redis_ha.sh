@@ -253,6 +253,25 @@ use_node 2
 check "sentinel: node 2 serves it within 2 s" wait_for 2 served_by_pebble switched.test
 check "sentinel: both nodes healthy" both_healthy
 
+# the master turns replica under the nodes' feet (REPLICAOF, no sentinel
+# involved, connections kept): writes answer -READONLY; the nodes ask the
+# sentinels again, ROLE refuses the stale answer, operations wait; once it is
+# a master again they go through
+use_node 1
+size1=$(stat -c %s "$IT_DIR/agent1.log")
+redis-cli -p "$R_MASTER" replicaof 127.0.0.1 "$R_REPLICA" >/dev/null
+admin POST /acme -d host=readonly.test > "$IT_DIR/ro.out" &
+ro_pid=$!
+sleep 1
+redis-cli -p "$R_MASTER" replicaof no one >/dev/null
+wait $ro_pid
+r=$(cat "$IT_DIR/ro.out")
+check "sentinel: an order started while the master was read-only completes ($r)" grep -q '^201' <<<"$r"
+tail_log=$(tail -c +"$((size1 + 1))" "$IT_DIR/agent1.log")
+check "sentinel: node 1 saw READONLY and asked the sentinels again" grep -q 'no longer the master (READONLY), asking the sentinels' <<<"$tail_log"
+check "sentinel: ... and ROLE refused the stale answer" grep -q 'not a master (ROLE slave)' <<<"$tail_log"
+grep -E 'READONLY|ROLE|connected' <<<"$tail_log" | head -4 | sed 's/^/#   /'
+
 for n in 1 2; do
 	use_node $n
 	check "sentinel: node $n exits cleanly on SIGTERM" agent_stops_cleanly
