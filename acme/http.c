@@ -19,6 +19,7 @@
 
 #include "lib/curlev.h"
 #include "lib/log.h"
+#include "lib/tlsstore.h"
 
 #define HTTP_USER_AGENT "acme-spoa/0.1 (libcurl)"
 #define HTTP_DEFAULT_TIMEOUT_MS 30000L
@@ -185,15 +186,21 @@ static CURLcode cb_curl_ssl_ctx(CURL *easy, void *ssl_ctx, void *userp)
 	return CURLE_OK;
 }
 
-/* The system's roots plus the extra ones, parsed once. */
+/* The system's roots (lib/tlsstore) plus the extra ones, parsed once. Without
+ * a system bundle the extra ones alone will do. */
 static X509_STORE *http_store_new(STACK_OF(X509) *extra, char *err, size_t errlen)
 {
-	X509_STORE *store = X509_STORE_new();
+	X509_STORE *store;
+	char why[300];
 	int i;
 
-	if (!store || X509_STORE_set_default_paths(store) != 1) {
-		snprintf(err, errlen, "http: cannot load the system's CA certificates");
-		X509_STORE_free(store);
+	store = tlsstore_system(why, sizeof(why));
+	if (!store && extra && sk_X509_num(extra) > 0) {
+		log_warn("http: %s: only ca_file is trusted", why);
+		store = X509_STORE_new();
+	}
+	if (!store) {
+		snprintf(err, errlen, "http: %s", why);
 		return NULL;
 	}
 	for (i = 0; extra && i < sk_X509_num(extra); i++)

@@ -28,9 +28,12 @@
  * set; locks are "<ns>:lock:<name>" and feeds "<ns>:feed:<name>:...", which no
  * key can collide with (':' is not in the key grammar); a feed is three keys,
  * ":gen" (its generation counter), ":log" (a sorted set: member -> generation
- * of its last change) and ":ver" (a hash: member -> version). A host name is
- * resolved with getaddrinfo() at each connect: where DNS may be slow,
- * configure an address. */
+ * of its last change) and ":ver" (a hash: member -> version). A host name
+ * (the server's, a sentinel's, the master a sentinel names) is resolved at
+ * each connect on a worker thread (struct rconn_resolver, lib/workq), the
+ * connect going on once it is known; an address is used as is. A slow
+ * resolver counts against redis_timeout_ms like a slow connect, and a name
+ * that does not resolve fails the connect ("cannot resolve <host>: ..."). */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -400,8 +403,8 @@ static void redis_master_connect(struct redis_be *be)
 	char why[256];
 	int ok = 1;
 
-	be->conn = rconn_new(be->loop, be->host, be->port, be->tls.ctx ? &be->tls : NULL,
-			     &redis_conn_cbs, be, why, sizeof(why));
+	be->conn = rconn_new(be->loop, be->resolver, be->host, be->port,
+			     be->tls.ctx ? &be->tls : NULL, &redis_conn_cbs, be, why, sizeof(why));
 	if (be->conn == NULL) {
 		redis_conn_failed(be, why, 0);
 		return;
@@ -523,8 +526,8 @@ static void redis_sentinel_ask(struct redis_be *be)
 		const struct redis_node *n = &be->sentinels[be->sq_idx];
 		struct rconn *c;
 
-		c = rconn_new(be->loop, n->host, n->port, be->tls.ctx ? &be->tls : NULL,
-			      &redis_sentinel_cbs, be, why, sizeof(why));
+		c = rconn_new(be->loop, be->resolver, n->host, n->port,
+			      be->tls.ctx ? &be->tls : NULL, &redis_sentinel_cbs, be, why, sizeof(why));
 		if (c != NULL &&
 		    redis_send_auth(c, cb_redis_sentinel_reply, "AUTH", be->sentinel_username,
 				    be->sentinel_password) == 0 &&
@@ -685,6 +688,7 @@ static void redis_be_free(struct redis_be *be)
 	free(be->sentinel_password);
 	if (be->tls.ctx != NULL)
 		SSL_CTX_free(be->tls.ctx);
+	rconn_resolver_free(be->resolver);	/* after every connection */
 	free(be);
 }
 
@@ -805,6 +809,9 @@ static void *redis_open_be(struct ev_loop *loop, const struct storage_conf *conf
 		be->tls.server_name = be->server_name[0] ? be->server_name : NULL;
 	}
 	be->loop = loop;
+	be->resolver = rconn_resolver_new(loop);
+	if (be->resolver == NULL)
+		goto oom;
 	be->port = conf->redis_port > 0 ? conf->redis_port : 6379;
 	be->db = conf->redis_database;
 	be->conn_timeout_ms = conf->redis_timeout_ms > 0 ? conf->redis_timeout_ms :

@@ -23,13 +23,18 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "lib/tlsstore.h"
+#include "lib/workq.h"
 #include "storage/storage_redis_conn.h"
 
 #define RCONN_READ_CHUNK	16384
 #define RCONN_READS_PER_EVENT	64	/* then back to the loop: others get their turn */
+#define RCONN_RESOLVE_THREADS	2
+#define RCONN_RESOLVE_MAX	64	/* lookups queued or running per resolver */
 
 enum rconn_phase {
-	RCONN_TCP = 0,		/* connect() in progress */
+	RCONN_RESOLVING = 0,	/* the name is being resolved on a worker */
+	RCONN_TCP,		/* connect() in progress */
 	RCONN_HANDSHAKE,	/* TLS handshake in progress */
 	RCONN_UP,		/* commands and replies flow */
 	RCONN_DEAD,		/* ended: waits for the outermost callback to return */
@@ -42,9 +47,36 @@ struct rconn_cmd {
 	STAILQ_ENTRY(rconn_cmd) link;
 };
 
+/* One name lookup on a worker thread. The connection and the lookup point
+ * at each other until done() runs on the loop; a connection freed before
+ * that only clears lookup->c and sets <cancelled> (read by the worker, which
+ * then skips getaddrinfo()), and done() frees the lookup. */
+struct rconn_lookup {
+	struct workq_item it;
+	struct rconn_resolver *res;
+	struct rconn *c;		/* loop only; NULL: the connection is gone */
+	volatile int cancelled;		/* set on the loop, read by the worker */
+	char host[256];
+	char port[16];
+	int rc;				/* getaddrinfo()'s */
+	int syserr;			/* errno for EAI_SYSTEM */
+	struct addrinfo *ai;
+};
+
+struct rconn_resolver {
+	struct ev_loop *loop;
+	struct workq *wq;		/* started at the first name to resolve */
+	unsigned inflight;		/* lookups submitted whose done() has not run */
+	int closing;
+};
+
 struct rconn {
 	struct ev_loop *loop;
 	int fd;
+	struct rconn_lookup *lookup;	/* RESOLVING: its lookup */
+	struct addrinfo *addrs;		/* the name's addresses (NULL for a literal) */
+	struct addrinfo *next_addr;	/* the one to try when this connect() fails */
+	char host[256];
 	SSL *ssl;
 	enum rconn_phase phase;
 	int tls_wants_write;	/* the last TLS call asked for a writable socket */
@@ -63,8 +95,14 @@ struct rconn {
 
 static void rconn_destroy(struct rconn *c)
 {
+	if (c->lookup != NULL) {	/* its done() frees it without touching us */
+		c->lookup->c = NULL;
+		__atomic_store_n(&c->lookup->cancelled, 1, __ATOMIC_RELEASE);
+	}
 	ev_io_stop(c->loop, &c->rio);
 	ev_io_stop(c->loop, &c->wio);
+	if (c->addrs != NULL)
+		freeaddrinfo(c->addrs);
 	if (c->ssl != NULL)
 		SSL_free(c->ssl);
 	if (c->fd != -1)
@@ -172,9 +210,18 @@ SSL_CTX *rconn_tls_ctx(int verify, const char *ca_file, const char *cert_file,
 				snprintf(err, errlen, "ssl_ca_file %s: cannot load: ", ca_file);
 				goto ssl_err;
 			}
-		} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-			snprintf(err, errlen, "TLS: the system CA store cannot be loaded: ");
-			goto ssl_err;
+		} else {
+			/* parsed here, once: the default verify paths would read
+			 * /etc/ssl/certs on the loop at each handshake */
+			char why[300];
+			X509_STORE *store = tlsstore_system(why, sizeof(why));
+
+			if (store == NULL) {
+				snprintf(err, errlen, "TLS: %s", why);
+				SSL_CTX_free(ctx);
+				return NULL;
+			}
+			SSL_CTX_set_cert_store(ctx, store);	/* ctx owns it */
 		}
 	} else {
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
@@ -218,7 +265,8 @@ static int rconn_is_ip(const char *host)
 	return inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
 }
 
-/* Sets SNI and the name (or address) the certificate must carry. */
+/* Sets SNI and the name (or address) the certificate must carry (the
+ * socket comes later, once the address is known). */
 static int rconn_tls_setup(struct rconn *c, const struct rconn_tls *tls, const char *host,
 			   char *err, size_t errlen)
 {
@@ -227,7 +275,7 @@ static int rconn_tls_setup(struct rconn *c, const struct rconn_tls *tls, const c
 
 	ERR_clear_error();
 	c->ssl = SSL_new(tls->ctx);
-	if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
+	if (c->ssl == NULL) {
 		snprintf(err, errlen, "TLS: out of memory");
 		return -1;
 	}
@@ -445,6 +493,8 @@ static void rconn_read(struct rconn *c)
 		ev_feed_event(c->loop, &c->rio, EV_READ);
 }
 
+static void rconn_next_addr(struct rconn *c);
+
 /* Both watchers land here: whatever the event, every direction that may
  * progress is tried. */
 static void rconn_io(struct rconn *c)
@@ -456,7 +506,9 @@ static void rconn_io(struct rconn *c)
 	if (c->phase == RCONN_TCP) {
 		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == -1)
 			soerr = errno;
-		if (soerr != 0) {
+		if (soerr != 0 && c->next_addr != NULL) {
+			rconn_next_addr(c);
+		} else if (soerr != 0) {
 			rconn_fail(c, RCONN_CONNECT_FAILED, "connect: %s", strerror(soerr));
 		} else if (c->ssl != NULL) {
 			c->phase = RCONN_HANDSHAKE;
@@ -569,15 +621,202 @@ int rconn_command(struct rconn *c, rconn_reply_cb *cb, void *priv, const char *f
 
 /* ---- connecting ---------------------------------------------------------- */
 
-struct rconn *rconn_new(struct ev_loop *loop, const char *host, int port,
-			const struct rconn_tls *tls, const struct rconn_cbs *cbs, void *arg,
-			char *err, size_t errlen)
+struct rconn_resolver *rconn_resolver_new(struct ev_loop *loop)
 {
+	struct rconn_resolver *r = calloc(1, sizeof(*r));
+
+	if (r != NULL)
+		r->loop = loop;
+	return r;
+}
+
+void rconn_resolver_free(struct rconn_resolver *r)
+{
+	if (r == NULL)
+		return;
+	r->closing = 1;
+	workq_free(r->wq);	/* runs the done() of every lookup left */
+	free(r);
+}
+
+/* Opens the socket and starts a non-blocking connect() to <sa>. */
+static int rconn_start(struct rconn *c, const struct sockaddr *sa, socklen_t salen, char *err,
+		       size_t errlen)
+{
+	int one = 1;
+
+	ev_io_stop(c->loop, &c->rio);
+	ev_io_stop(c->loop, &c->wio);
+	if (c->fd != -1)	/* the previous address of the name failed */
+		close(c->fd);
+	c->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd == -1) {
+		snprintf(err, errlen, "connect: socket: %s", strerror(errno));
+		return -1;
+	}
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	if (connect(c->fd, sa, salen) == -1 && errno != EINPROGRESS) {
+		snprintf(err, errlen, "connect: %s", strerror(errno));
+		return -1;
+	}
+	if (c->ssl != NULL && SSL_set_fd(c->ssl, c->fd) != 1) {
+		snprintf(err, errlen, "TLS: out of memory");
+		return -1;
+	}
+	c->phase = RCONN_TCP;
+	ev_io_init(&c->rio, cb_rconn_io, c->fd, EV_READ);
+	ev_io_init(&c->wio, cb_rconn_io, c->fd, EV_WRITE);
+	c->rio.data = c->wio.data = c;
+	return 0;
+}
+
+/* Tries the next address of the name, if any; ends <c> when none is left. */
+static void rconn_start_addrs(struct rconn *c)
+{
+	char why[256] = "connect: no address";
+
+	while (c->next_addr != NULL) {
+		struct addrinfo *ai = c->next_addr;
+
+		c->next_addr = ai->ai_next;
+		if (rconn_start(c, ai->ai_addr, ai->ai_addrlen, why, sizeof(why)) == 0)
+			return;
+	}
+	rconn_fail(c, RCONN_CONNECT_FAILED, "%s", why);
+}
+
+/* The connect() to one address of the name failed (from rconn_io()). */
+static void rconn_next_addr(struct rconn *c)
+{
+	rconn_start_addrs(c);
+}
+
+/* Fills <ss> when <host> is an IPv4 or IPv6 literal: no resolver at all. */
+static int rconn_literal(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		*len = sizeof(*s4);
+		return 1;
+	}
+	if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*s6);
+		return 1;
+	}
+	return 0;
+}
+
+/* On a worker: may block as long as the system's resolver does. */
+static void rconn_lookup_run(struct workq_item *it)
+{
+	struct rconn_lookup *lk = (struct rconn_lookup *)it;
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-	struct addrinfo *ai = NULL;
+
+	if (__atomic_load_n(&lk->cancelled, __ATOMIC_ACQUIRE)) {
+		lk->rc = EAI_AGAIN;
+		return;
+	}
+	errno = 0;
+	lk->rc = getaddrinfo(lk->host, lk->port, &hints, &lk->ai);
+	lk->syserr = errno;
+}
+
+/* On the loop: the connect goes on, unless the connection is gone. */
+static void rconn_lookup_done(struct workq_item *it)
+{
+	struct rconn_lookup *lk = (struct rconn_lookup *)it;
+	struct rconn *c = lk->c;
+
+	lk->res->inflight--;
+	if (c != NULL)
+		c->lookup = NULL;
+	if (c == NULL || lk->res->closing) {
+		/* closing with the connection still there: it stays idle until
+		 * its owner frees it */
+		goto out;
+	}
+	c->depth++;
+	if (lk->rc != 0) {
+		rconn_fail(c, RCONN_CONNECT_FAILED, "cannot resolve %s: %s", lk->host,
+			   lk->rc == EAI_SYSTEM && lk->syserr ? strerror(lk->syserr) :
+			   gai_strerror(lk->rc));
+	} else if (lk->ai == NULL) {
+		rconn_fail(c, RCONN_CONNECT_FAILED, "cannot resolve %s: no address", lk->host);
+	} else {
+		c->addrs = c->next_addr = lk->ai;	/* <c> owns them now */
+		lk->ai = NULL;
+		rconn_start_addrs(c);
+	}
+	c->depth--;
+	if (c->phase == RCONN_DEAD) {
+		if (c->depth == 0)
+			rconn_destroy(c);
+	} else {
+		rconn_update_io(c);
+	}
+out:
+	if (lk->ai != NULL)
+		freeaddrinfo(lk->ai);
+	free(lk);
+}
+
+/* Hands <c>'s name to a worker; done() goes on with the connect. */
+static int rconn_resolve(struct rconn *c, struct rconn_resolver *r, int port, char *err,
+			 size_t errlen)
+{
+	struct rconn_lookup *lk;
+
+	if (r == NULL || r->closing) {
+		snprintf(err, errlen, "cannot resolve %s: no resolver", c->host);
+		return -1;
+	}
+	if (r->inflight >= RCONN_RESOLVE_MAX) {
+		snprintf(err, errlen, "cannot resolve %s: %u lookups already under way", c->host,
+			 r->inflight);
+		return -1;
+	}
+	if (r->wq == NULL) {
+		char why[160];
+
+		r->wq = workq_new(r->loop, RCONN_RESOLVE_THREADS, why, sizeof(why));
+		if (r->wq == NULL) {
+			snprintf(err, errlen, "cannot resolve %s: %s", c->host, why);
+			return -1;
+		}
+	}
+	lk = calloc(1, sizeof(*lk));
+	if (lk == NULL) {
+		snprintf(err, errlen, "cannot resolve %s: out of memory", c->host);
+		return -1;
+	}
+	lk->it.run = rconn_lookup_run;
+	lk->it.done = rconn_lookup_done;
+	lk->res = r;
+	lk->c = c;
+	snprintf(lk->host, sizeof(lk->host), "%s", c->host);
+	snprintf(lk->port, sizeof(lk->port), "%d", port);
+	c->lookup = lk;
+	c->phase = RCONN_RESOLVING;
+	r->inflight++;
+	workq_submit(r->wq, &lk->it, workq_shard(lk->host));
+	return 0;
+}
+
+struct rconn *rconn_new(struct ev_loop *loop, struct rconn_resolver *res, const char *host,
+			int port, const struct rconn_tls *tls, const struct rconn_cbs *cbs,
+			void *arg, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen = 0;
 	struct rconn *c = calloc(1, sizeof(*c));
-	char portstr[16];
-	int one = 1, rc;
 
 	if (c == NULL) {
 		snprintf(err, errlen, "connect: out of memory");
@@ -588,43 +827,24 @@ struct rconn *rconn_new(struct ev_loop *loop, const char *host, int port,
 	c->cbs = cbs;
 	c->arg = arg;
 	STAILQ_INIT(&c->pending);
+	snprintf(c->host, sizeof(c->host), "%s", host);
 	snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
 	c->reader = redisReaderCreate();
 	if (c->reader == NULL) {
 		snprintf(err, errlen, "connect: out of memory");
 		goto fail;
 	}
-	snprintf(portstr, sizeof(portstr), "%d", port);
-	hints.ai_flags = rconn_is_ip(host) ? AI_NUMERICHOST : 0;
-	rc = getaddrinfo(host, portstr, &hints, &ai);
-	if (rc != 0) {
-		snprintf(err, errlen, "connect: %s: %s", host, gai_strerror(rc));
-		goto fail;
-	}
-	c->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (c->fd == -1) {
-		snprintf(err, errlen, "connect: socket: %s", strerror(errno));
-		goto fail;
-	}
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-	if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) == -1 && errno != EINPROGRESS) {
-		snprintf(err, errlen, "connect: %s", strerror(errno));
-		goto fail;
-	}
-	freeaddrinfo(ai);
-	ai = NULL;
 	if (tls != NULL && rconn_tls_setup(c, tls, host, err, errlen) == -1)
 		goto fail;
-	c->phase = RCONN_TCP;
-	ev_io_init(&c->rio, cb_rconn_io, c->fd, EV_READ);
-	ev_io_init(&c->wio, cb_rconn_io, c->fd, EV_WRITE);
-	c->rio.data = c->wio.data = c;
-	rconn_update_io(c);
+	if (rconn_literal(host, port, &ss, &sslen)) {
+		if (rconn_start(c, (struct sockaddr *)&ss, sslen, err, errlen) == -1)
+			goto fail;
+		rconn_update_io(c);
+	} else if (rconn_resolve(c, res, port, err, errlen) == -1) {
+		goto fail;
+	}
 	return c;
 fail:
-	if (ai != NULL)
-		freeaddrinfo(ai);
 	rconn_destroy(c);
 	return NULL;
 }

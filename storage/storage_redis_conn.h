@@ -57,20 +57,31 @@ struct rconn_cbs {
 typedef void rconn_reply_cb(struct rconn *c, redisReply *r, void *priv);
 
 /* Builds the TLS context of a backend: TLS 1.2 or later; with <verify>,
- * the chain is checked against <ca_file> (NULL: the system store);
+ * the chain is checked against <ca_file> (NULL: the system store, parsed
+ * here once, lib/tlsstore);
  * <cert_file> and <key_file> (PEM) are an optional client certificate.
  * Returns NULL with <err> set. Free with SSL_CTX_free(). */
 SSL_CTX *rconn_tls_ctx(int verify, const char *ca_file, const char *cert_file,
 		       const char *key_file, char *err, size_t errlen);
 
-/* Starts connecting to <host>:<port> (an address, or a name resolved with
- * getaddrinfo() here, which blocks: configure addresses where DNS may be
- * slow); <tls> NULL for plain TCP. Commands may be sent at once: they go out
- * once connected. Returns NULL with <err> set when the connection cannot
- * even be started. */
-struct rconn *rconn_new(struct ev_loop *loop, const char *host, int port,
-			const struct rconn_tls *tls, const struct rconn_cbs *cbs, void *arg,
-			char *err, size_t errlen);
+/* Resolves host names for connections, on worker threads of its own
+ * (lib/workq, started at the first name): getaddrinfo() may block for
+ * seconds. At most 64 lookups are queued or running at once. Free it after
+ * every connection that used it. */
+struct rconn_resolver;
+struct rconn_resolver *rconn_resolver_new(struct ev_loop *loop);
+void rconn_resolver_free(struct rconn_resolver *r);
+
+/* Starts connecting to <host>:<port>; <tls> NULL for plain TCP. An IPv4 or
+ * IPv6 address is used as is; a name goes to <res> and the connect goes on
+ * once it is resolved (a failure, "cannot resolve <host>: ...", ends the
+ * connection like a refused connect: RCONN_CONNECT_FAILED); each address of
+ * the name is tried in turn. Nothing blocks. Commands may be sent at once:
+ * they go out once connected. Returns NULL with <err> set when the
+ * connection cannot even be started. */
+struct rconn *rconn_new(struct ev_loop *loop, struct rconn_resolver *res, const char *host,
+			int port, const struct rconn_tls *tls, const struct rconn_cbs *cbs,
+			void *arg, char *err, size_t errlen);
 
 /* Queues one command (argv copied); its reply goes to <cb>(c, r, <priv>),
  * or to the push callback when <cb> is NULL. Returns 0, or -1 when the

@@ -67,6 +67,7 @@ struct redis_be {
 	char *auth;			/* "" => no AUTH */
 	char *ns;			/* "" when unset */
 	struct rconn_tls tls;		/* tls.ctx NULL => plain TCP */
+	struct rconn_resolver *resolver;	/* host names, on worker threads */
 	char *server_name;
 	long conn_timeout_ms;		/* connect + AUTH + SELECT + PING */
 	double stall;			/* s: the oldest command waited longer: drop the connection */

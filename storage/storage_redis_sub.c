@@ -128,8 +128,8 @@ static void sub_connect(struct redis_sub *sub)
 		sub_schedule_retry(sub);
 		return;
 	}
-	sub->conn = rconn_new(sub->loop, be->host, be->port, be->tls.ctx ? &be->tls : NULL,
-			      &sub_cbs, sub, why, sizeof(why));
+	sub->conn = rconn_new(sub->loop, be->resolver, be->host, be->port,
+			      be->tls.ctx ? &be->tls : NULL, &sub_cbs, sub, why, sizeof(why));
 	if (sub->conn == NULL) {
 		log_warn("storage redis: channel=%s %s:%d: %s", sub->channel, be->host, be->port,
 			 why);
@@ -301,8 +301,8 @@ static void watch_connect(struct redis_be *be)
 	const struct redis_node *n = &be->sentinels[be->sw_idx];
 	char why[256];
 
-	be->sw = rconn_new(be->loop, n->host, n->port, be->tls.ctx ? &be->tls : NULL, &watch_cbs,
-			   be, why, sizeof(why));
+	be->sw = rconn_new(be->loop, be->resolver, n->host, n->port,
+			   be->tls.ctx ? &be->tls : NULL, &watch_cbs, be, why, sizeof(why));
 	if (be->sw == NULL) {
 		log_debug("storage redis: sentinel %s:%d: watch: %s", n->host, n->port, why);
 		watch_retry(be);
