@@ -5,13 +5,21 @@
  * close with operations in flight, and pub/sub. The same server also listens
  * with TLS (a test CA made here with the openssl tool): the behaviour table,
  * the feed, the pipeline, a killed server and pub/sub run again over TLS,
- * and a wrong server name or an untrusted certificate are refused. A missing
- * redis-server is a failure, not a skip. */
+ * and a wrong server name or an untrusted certificate are refused. Host
+ * names: "localhost" is resolved on a worker thread (getaddrinfo() is
+ * wrapped here to see where it runs, and to slow one name down), an
+ * address never reaches the resolver, an unresolvable name fails with a
+ * clear error while the loop keeps running, and the system CA store
+ * ($SSL_CERT_FILE) is parsed at open. A missing redis-server is a failure,
+ * not a skip. */
 #define STORAGE_TEST_NO_MAIN
 #include "tests/unit/test_storage.c"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 
@@ -27,6 +35,40 @@ static int use_tls;		/* the storages opened use it */
 static char redis_dir[256];
 static unsigned ns_seq;
 static char cur_ns[64];
+
+/* ---- getaddrinfo(), watched ---------------------------------------------- */
+
+/* The process's getaddrinfo(): this definition comes first, and hands every
+ * call to the C library's after counting it. A name starting with "slow-"
+ * waits GAI_SLOW_MS first, like a resolver whose server does not answer. */
+#define GAI_SLOW_MS 1000
+static pthread_t main_thread;
+static int gai_calls;		/* every call (atomic) */
+static int gai_on_loop;		/* calls made on the loop thread (atomic) */
+static int gai_literal;		/* calls for "127.0.0.1" or "::1" (atomic) */
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+		struct addrinfo **res)
+{
+	static int (*real)(const char *, const char *, const struct addrinfo *,
+			   struct addrinfo **);
+
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "getaddrinfo");
+	__atomic_add_fetch(&gai_calls, 1, __ATOMIC_SEQ_CST);
+	if (pthread_equal(pthread_self(), main_thread))
+		__atomic_add_fetch(&gai_on_loop, 1, __ATOMIC_SEQ_CST);
+	if (node != NULL && (strcmp(node, "127.0.0.1") == 0 || strcmp(node, "::1") == 0))
+		__atomic_add_fetch(&gai_literal, 1, __ATOMIC_SEQ_CST);
+	if (node != NULL && strncmp(node, "slow-", 5) == 0)
+		usleep(GAI_SLOW_MS * 1000);
+	return real(node, service, hints, res);
+}
+
+static int gai_get(int *v)
+{
+	return __atomic_load_n(v, __ATOMIC_SEQ_CST);
+}
 /* a private loop: the default one reaps children (SIGCHLD) behind waitpid() */
 static struct ev_loop *rloop;
 
@@ -188,7 +230,8 @@ static struct storage *redis_open_conf(struct storage_conf *conf, const char *ns
 	char err[512];
 	struct storage *st;
 
-	conf->redis_host = "127.0.0.1";
+	if (!conf->redis_host)
+		conf->redis_host = "127.0.0.1";
 	if (!conf->redis_port)
 		conf->redis_port = redis_port;
 	if (use_tls && conf->redis_port == redis_port) {
@@ -1053,6 +1096,158 @@ static void t_redis_missing(void **state)
 		 "installs it); its output: %s", log[0] ? log : "(none)");
 }
 
+/* ---- host names ---------------------------------------------------------- */
+
+/* "localhost" works: resolved on a worker thread, never on the loop (with
+ * TLS the certificate is still checked against server_name). */
+static void r_dns_localhost(void **state)
+{
+	struct storage_conf conf = { .redis_host = "localhost" };
+	int calls = gai_get(&gai_calls), on_loop = gai_get(&gai_on_loop);
+	struct storage *st = redis_open_conf(&conf, fresh_ns());
+	char *val = NULL, err[512];
+	size_t len = 0;
+
+	assert_true(wait_ping(st, 5.));
+	sbt_put(st, "certs/dns.test", "by-name", 7, 0);
+	if (ss_get(st, "certs/dns.test", &val, &len, err, sizeof(err)) != 0)
+		fail_msg("get: %s", err);
+	assert_int_equal(len, 7);
+	assert_memory_equal(val, "by-name", 7);
+	free(val);
+	assert_true(gai_get(&gai_calls) > calls);
+	assert_int_equal(gai_get(&gai_on_loop), on_loop);
+	storage_close(st);
+}
+
+/* An address (v4 or v6) never reaches the resolver. */
+static void r_dns_literal(void **state)
+{
+	struct storage_conf conf = { 0 }, v6 = { .redis_host = "::1", .redis_port = 1,
+						  .redis_timeout_ms = 300 };
+	int literal = gai_get(&gai_literal);
+	struct storage *st = redis_open_conf(&conf, fresh_ns());
+	char err[512];
+
+	assert_true(wait_ping(st, 5.));
+	storage_close(st);
+	st = storage_open("redis", &v6, rloop, err, sizeof(err));
+	assert_non_null(st);
+	run_for(0.2);
+	assert_int_equal(storage_state(st, err, sizeof(err)), 0);
+	if (strstr(err, "resolve") != NULL)
+		fail_msg("::1: %s", err);
+	storage_close(st);
+	assert_int_equal(gai_get(&gai_literal), literal);
+}
+
+/* A name that does not resolve fails the connect with a clear error, like a
+ * refused one (operations fail, the health says why); the slow resolution
+ * runs beside the loop, which keeps ticking. */
+static void r_dns_unresolvable(void **state)
+{
+	struct storage_conf conf = { .redis_host = "slow-no-such-host.invalid",
+				     .redis_timeout_ms = 3000 };
+	struct rec r = { 0 };
+	struct gap_meter gap;
+	int n = 0, on_loop = gai_get(&gai_on_loop);
+	struct storage *st;
+	char err[512];
+	double t0;
+
+	gap_start(&gap);
+	t0 = now_s();
+	st = redis_open_conf(&conf, fresh_ns());
+	assert_true(now_s() - t0 < 0.2);
+	r.count = &n;
+	assert_non_null(storage_get(st, "certs/x.test", cb_rec, &r));
+	assert_true(run_until(&n, 1, 5.));
+	ev_timer_stop(rloop, &gap.w);
+	assert_int_equal(r.rc, -1);
+	if (strstr(r.err, "cannot resolve slow-no-such-host.invalid: ") == NULL)
+		fail_msg("error: %s", r.err);
+	/* the resolver took GAI_SLOW_MS, the loop did not wait for it */
+	assert_true(r.at - t0 >= GAI_SLOW_MS / 1000. - 0.05);
+	if (gap.max > 0.25)
+		fail_msg("the loop stalled %.0f ms", gap.max * 1000);
+	assert_int_equal(storage_state(st, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "cannot resolve slow-no-such-host.invalid"));
+	assert_int_equal(gai_get(&gai_on_loop), on_loop);
+	storage_close(st);
+
+	/* the same without the delay: fails as fast as the resolver answers */
+	conf.redis_host = "no-such-host.invalid";
+	st = redis_open_conf(&conf, fresh_ns());
+	run_for(0.3);
+	assert_int_equal(storage_state(st, err, sizeof(err)), 0);
+	if (strstr(err, "cannot resolve no-such-host.invalid: ") == NULL)
+		fail_msg("state: %s", err);
+	storage_close(st);
+}
+
+/* A connection given up while its name is being resolved (connect timeout,
+ * close): the late answer touches nothing (ASan watches). */
+static void r_dns_cancel(void **state)
+{
+	struct storage_conf conf = { .redis_host = "slow-no-such-host.invalid",
+				     .redis_timeout_ms = 200 };
+	struct rec r = { 0 };
+	struct storage *st;
+	int n = 0;
+	double t0 = now_s();
+
+	st = redis_open_conf(&conf, fresh_ns());
+	r.count = &n;
+	assert_non_null(storage_get(st, "certs/x.test", cb_rec, &r));
+	assert_true(run_until(&n, 1, 3.));
+	assert_int_equal(r.rc, -1);
+	/* the connect timeout, not the resolver, ended the attempt */
+	if (r.at - t0 > 0.8)
+		fail_msg("answered after %.0f ms: %s", (r.at - t0) * 1000, r.err);
+	run_for(1.5);	/* the late answers land while retries go on */
+	storage_close(st);
+	/* closed at once, the resolution still under way */
+	st = redis_open_conf(&conf, fresh_ns());
+	storage_close(st);
+}
+
+/* With ssl_verify and no ssl_ca_file the system store is used, parsed at
+ * open: a bundle ($SSL_CERT_FILE) removed right after the open still
+ * verifies the server; a missing bundle is a clear error at open. */
+static void r_tls_system_store(void **state)
+{
+	struct storage_conf conf = { .redis_host = "localhost", .redis_port = tls_port,
+				     .redis_ssl = 1, .redis_ssl_verify = 1,
+				     .redis_ssl_server_name = "redis.test",
+				     .redis_timeout_ms = 2000 };
+	char bundle[300], cmd[700], err[512], *val = NULL;
+	struct storage *st;
+	size_t len = 0;
+
+	snprintf(bundle, sizeof(bundle), "%s/bundle.pem", redis_dir);
+	snprintf(cmd, sizeof(cmd), "cp %s/ca.pem %s", redis_dir, bundle);
+	assert_int_equal(system(cmd), 0);
+	setenv("SSL_CERT_FILE", bundle, 1);
+	conf.redis_namespace = fresh_ns();
+	st = storage_open("redis", &conf, rloop, err, sizeof(err));
+	unlink(bundle);
+	if (st == NULL)
+		fail_msg("open: %s", err);
+	assert_true(wait_ping(st, 5.));
+	sbt_put(st, "certs/sys.test", "v", 1, 0);
+	if (ss_get(st, "certs/sys.test", &val, &len, err, sizeof(err)) != 0)
+		fail_msg("get: %s", err);
+	assert_int_equal(len, 1);
+	free(val);
+	storage_close(st);
+
+	st = storage_open("redis", &conf, rloop, err, sizeof(err));
+	unsetenv("SSL_CERT_FILE");
+	assert_null(st);
+	if (strstr(err, "system CA store") == NULL || strstr(err, bundle) == NULL)
+		fail_msg("open: %s", err);
+}
+
 int main(void)
 {
 	static const struct CMUnitTest behaviour[] = {
@@ -1069,6 +1264,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(r_pubsub, sbt_setup, sbt_teardown),
 		cmocka_unit_test(r_acl),
 		cmocka_unit_test_setup_teardown(r_big, sbt_setup, sbt_teardown),
+		cmocka_unit_test(r_dns_localhost),
+		cmocka_unit_test(r_dns_literal),
+		cmocka_unit_test(r_dns_unresolvable),
+		cmocka_unit_test(r_dns_cancel),
 	};
 	static const struct CMUnitTest over_tls[] = {
 		STORAGE_BEHAVIOUR_TESTS,
@@ -1079,6 +1278,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(r_pubsub, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(r_big, sbt_setup, sbt_teardown),
 		cmocka_unit_test(r_tls_refused),
+		cmocka_unit_test(r_dns_localhost),
+		cmocka_unit_test(r_tls_system_store),
 	};
 	static const struct CMUnitTest missing[] = {
 		cmocka_unit_test(t_redis_missing),
@@ -1091,6 +1292,7 @@ int main(void)
 		return 1;
 	}
 	atexit(redis_cleanup);
+	main_thread = pthread_self();
 	signal(SIGPIPE, SIG_IGN);
 	rloop = ev_loop_new(EVFLAG_AUTO);
 	if (rloop == NULL)
