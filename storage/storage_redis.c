@@ -273,22 +273,27 @@ static void cb_redis_retry(struct ev_loop *loop, ev_timer *w, int revents)
 static void cb_redis_conn_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct redis_be *be = w->data;
-	char why[128];
+	char why[384];
 
 	if (be->sq != NULL) {	/* this sentinel is silent: ask the next one */
 		struct rconn *sq = be->sq;
 
 		be->sq = NULL;
-		snprintf(be->sq_err, sizeof(be->sq_err), "sentinel %s: no answer within %ld ms",
-			 rconn_peer(sq), be->conn_timeout_ms);
+		snprintf(be->sq_err, sizeof(be->sq_err), "sentinel %s: %s within %ld ms",
+			 rconn_peer(sq), rconn_resolving(sq) ? "name not resolved" : "no answer",
+			 be->conn_timeout_ms);
 		rconn_free(sq, be->sq_err);
 		be->sq_idx = (be->sq_idx + 1) % be->nsentinels;
 		be->sq_tried++;
 		redis_sentinel_ask(be);
 		return;
 	}
-	snprintf(why, sizeof(why), "connect: no answer, timed out after %ld ms",
-		 be->conn_timeout_ms);
+	if (be->conn != NULL && rconn_resolving(be->conn))
+		snprintf(why, sizeof(why), "cannot resolve %s: no answer within %ld ms", be->host,
+			 be->conn_timeout_ms);
+	else
+		snprintf(why, sizeof(why), "connect: no answer, timed out after %ld ms",
+			 be->conn_timeout_ms);
 	redis_drop(be, why, 0);
 	redis_conn_failed(be, why, 0);
 }

@@ -178,6 +178,11 @@ const char *rconn_errstr(const struct rconn *c)
 	return c->err;
 }
 
+int rconn_resolving(const struct rconn *c)
+{
+	return c->phase == RCONN_RESOLVING;
+}
+
 const char *rconn_peer(const struct rconn *c)
 {
 	return c->peer;

@@ -102,6 +102,8 @@ void *rconn_arg(const struct rconn *c);
 const char *rconn_errstr(const struct rconn *c);
 
 /* "host:port" connected to. */
+/* 1 while the host name is still being resolved. */
+int rconn_resolving(const struct rconn *c);
 const char *rconn_peer(const struct rconn *c);
 
 /* Commands sent or queued whose reply is awaited. */
