@@ -396,7 +396,8 @@ served_cert() {
 # HAProxy and file storage; sets SPOA_PORT, ADMIN_PORT (once).
 agent_config() {
 	local extra=${1:-} redis=""
-	[ -n "${REDIS_PORT:-}" ] && redis=", \"redis\": { \"port\": $REDIS_PORT, \"namespace\": \"${REDIS_NS:-it}\"$(redis_tls_json) }"
+	# REDIS_HOST: the redis host as configured (default 127.0.0.1)
+	[ -n "${REDIS_PORT:-}" ] && redis=", \"redis\": { ${REDIS_HOST:+\"host\": \"$REDIS_HOST\", }\"port\": $REDIS_PORT, \"namespace\": \"${REDIS_NS:-it}\"$(redis_tls_json) }"
 	# REDIS_JSON: the whole redis object (Sentinel)
 	[ -n "${REDIS_JSON:-}" ] && redis=", \"redis\": $REDIS_JSON"
 	[ -n "${CONSUL_PORT:-}" ] && redis+=", \"consul\": { \"port\": $CONSUL_PORT, \"kv_path\": \"${CONSUL_KV:-it}\" }"

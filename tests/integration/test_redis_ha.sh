@@ -3,7 +3,9 @@
 # storage_config.redis): (a) TLS against a real `redis-server --tls-port`
 # (--port 0, client certificates required) with a test CA: two nodes share
 # challenges and certificates over it; a wrong server name and an untrusted
-# server certificate are refused at start with a clear error. (b) Sentinel:
+# server certificate are refused at start with a clear error; node 2 names
+# the server "localhost" (resolved on a worker thread), and a name that does
+# not resolve is refused at start with a clear error. (b) Sentinel:
 # one master, one replica, three real redis-sentinel on loopback; two nodes;
 # the master is killed -9 during a burst of 10 on-demand orders: every name
 # ends up served on both nodes, one order per name, /healthz back to 200
@@ -69,11 +71,13 @@ refused_at_start() {
 start_redis_tls || { not_ok "redis-server --tls-port starts"; it_summary; exit 1; }
 check "plain TCP is off on the TLS redis (--port 0)" sh -c "! redis-cli -p $REDIS_PORT ping 2>/dev/null | grep -q PONG"
 start_node 1 || { not_ok "TLS: node 1 starts"; it_summary; exit 1; }
-start_node 2 || { not_ok "TLS: node 2 starts"; it_summary; exit 1; }
+REDIS_HOST=localhost start_node 2 || { not_ok "TLS: node 2 starts"; it_summary; exit 1; }
 use_node 1
 both_healthy() { use_node 1; healthy && use_node 2 && healthy; }
 check "TLS: both nodes connected to redis over TLS with a client certificate (/healthz 200)" \
 	wait_for 10 both_healthy
+check "TLS: node 2 reached redis by the name localhost" \
+	grep -q "storage redis: channel=it:certs subscribed on localhost:$REDIS_PORT" "$IT_DIR/agent2.log"
 use_node 1
 
 redis_tls_tool put challenges/tok-tls tok-tls.by-node-2
@@ -112,6 +116,14 @@ check "TLS: a server certificate of an untrusted CA is refused at start" refused
 check "TLS: ... with a clear error (the chain does not verify)" \
 	grep -qE 'error: .*TLS: server certificate refused: (unable to get local issuer certificate|self-signed certificate in certificate chain)' "$IT_DIR/agentuntrusted.log"
 grep -m1 -E 'TLS: server certificate refused' "$IT_DIR/agentuntrusted.log" | sed 's/^/#   /'
+
+# a name that does not resolve: refused at start with a clear error
+NODE=noname; ADMIN_PORT=$(free_port); SPOA_PORT=$(free_port)
+REDIS_HOST=no-such-host.invalid agent_config
+check "TLS: an unresolvable redis host is refused at start" refused_at_start noname
+check "TLS: ... with a clear error (cannot resolve)" \
+	grep -qE 'error: cannot start: storage redis: .*no-such-host.invalid:[0-9]+: cannot resolve no-such-host.invalid: ' "$IT_DIR/agentnoname.log"
+grep -m1 'cannot resolve' "$IT_DIR/agentnoname.log" | sed 's/^/#   /'
 
 for n in 1 2; do
 	use_node $n
@@ -165,13 +177,15 @@ master_port() { scli "${SENTINELS[0]}" sentinel get-master-addr-by-name mymaster
 unset REDIS_PORT
 REDIS_JSON="{ \"namespace\": \"it\", \"username\": \"agent\", \"password\": \"Agent-pw\",
 	\"sentinel_password\": \"Sentinel-pw\", \"sentinel_master\": \"mymaster\", \"sentinel_nodes\": [
-	{ \"host\": \"127.0.0.1\", \"port\": ${SENTINELS[0]} }, { \"host\": \"127.0.0.1\", \"port\": ${SENTINELS[1]} },
+	{ \"host\": \"localhost\", \"port\": ${SENTINELS[0]} }, { \"host\": \"127.0.0.1\", \"port\": ${SENTINELS[1]} },
 	\"127.0.0.1:${SENTINELS[2]}\" ] }"
 start_node 1 || { not_ok "sentinel: node 1 starts"; it_summary; exit 1; }
 start_node 2 || { not_ok "sentinel: node 2 starts"; it_summary; exit 1; }
 check "sentinel: AUTH is required on the sentinels" sh -c "redis-cli -p ${SENTINELS[0]} sentinel masters 2>&1 | grep -q NOAUTH"
 check "sentinel: node 1 found the master through the sentinels" \
 	grep -q "sentinel: master mymaster is 127.0.0.1:$R_MASTER" "$IT_DIR/agent1.log"
+check "sentinel: ... the first one named localhost (resolved on a worker thread)" wait_for 5 \
+	grep -q "sentinel localhost:${SENTINELS[0]}: watching +switch-master" "$IT_DIR/agent1.log"
 
 use_node 2
 https_get pre.test
