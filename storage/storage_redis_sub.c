@@ -276,13 +276,14 @@ static void cb_watch_push(struct rconn *c, redisReply *r, void *arg)
 		return;
 	}
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-	    r->element[0]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_STRING)
+	    r->element[0]->type != REDIS_REPLY_STRING)
 		return;
-	if (strcmp(r->element[0]->str, "subscribe") == 0) {
+	if (strcmp(r->element[0]->str, "subscribe") == 0) {	/* its third is a count */
 		log_debug("storage redis: sentinel %s: watching +switch-master", rconn_peer(c));
 		return;
 	}
-	if (strcmp(r->element[0]->str, "message") != 0)
+	if (strcmp(r->element[0]->str, "message") != 0 ||
+	    r->element[2]->type != REDIS_REPLY_STRING)
 		return;
 	msg = r->element[2]->str;
 	if (sscanf(msg, "%255s %63s %d %63s %d", name, oldip, &oldport, newip, &newport) != 5 ||
