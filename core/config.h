@@ -17,6 +17,12 @@ enum config_cert_type {
 	CONFIG_CERT__MAX
 };
 
+enum config_preload {
+	CONFIG_PRELOAD_ALL = 0,		/* every stored certificate is pushed at start */
+	CONFIG_PRELOAD_ON_DEMAND,	/* pushed when its SNI is first seen */
+	CONFIG_PRELOAD__MAX
+};
+
 enum config_storage {
 	CONFIG_STORAGE_FILE = 0,
 	CONFIG_STORAGE_REDIS,
@@ -51,6 +57,9 @@ struct config {
 	struct addr *runtime_addrs;	/* <runtime> parsed, <nruntime> entries */
 	char *cert_dir, *crt_list;	/* crt_list defaults to cert_dir */
 	int max_orders;			/* "max_concurrent_orders" [20]: global cap on orders in flight */
+	int hold_timeout;		/* seconds an acme-sni-peek ACK may be held [8]; 0 never */
+	enum config_preload preload;	/* "haproxy.preload" [all] */
+	int max_loaded;			/* "haproxy.max_loaded": hot set bound, 0 none [0] */
 };
 
 /* Loads and validates the JSON file <path>. On success returns a config the caller
