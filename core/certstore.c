@@ -42,6 +42,9 @@ struct certstore {
 	struct certstore_hooks hooks;
 	size_t loading;			/* start-up: certificate reads in flight */
 	LIST_HEAD(, certstore_sync) syncs;	/* HAProxy listings under way */
+	TAILQ_HEAD(certstore_lru, certstore_cert) lru;	/* loaded ones, last seen first */
+	size_t nloaded;
+	unsigned long evicted;
 	unsigned long push_ok, push_failed;
 	int closing;			/* certstore_free() runs */
 };
@@ -130,6 +133,16 @@ struct certstore_cert *certstore_install(struct certstore *cs, const char *host,
 		certstore_cert_free(c);
 		return NULL;
 	}
+	if (old) {
+		/* what HAProxy and cert_dir hold of the host stays as it was */
+		c->loaded = old->loaded;
+		c->pushing = old->pushing;
+		c->writing = old->writing;
+		if (old->loaded) {
+			TAILQ_INSERT_BEFORE(old, c, lru);
+			TAILQ_REMOVE(&cs->lru, old, lru);
+		}
+	}
 	certstore_cert_free(old);
 	if (cs->hooks.installed)
 		cs->hooks.installed(cs->hooks.arg, c);
@@ -166,15 +179,104 @@ static void certstore_push_done(void *arg, int ok, const char *err)
 	}
 }
 
+/* <c> is in HAProxy now: the most recently used of the hot set. */
+static void certstore_mark_loaded(struct certstore *cs, struct certstore_cert *c)
+{
+	if (c->loaded) {
+		TAILQ_REMOVE(&cs->lru, c, lru);
+	} else {
+		c->loaded = 1;
+		cs->nloaded++;
+	}
+	TAILQ_INSERT_HEAD(&cs->lru, c, lru);
+}
+
+static void certstore_mark_unloaded(struct certstore *cs, struct certstore_cert *c)
+{
+	if (!c->loaded)
+		return;
+	TAILQ_REMOVE(&cs->lru, c, lru);
+	c->loaded = 0;
+	cs->nloaded--;
+}
+
+static int certstore_write_queue(struct certstore *cs, const char *host, const char *pem, size_t len);
+
+/* Beyond haproxy.max_loaded (preload on_demand), the names idle longest
+ * leave HAProxy ("del ssl crt-list", "del ssl cert") and cert_dir. */
+static void certstore_evict(struct certstore *cs)
+{
+	char path[4096], list[4096];
+	struct certstore_cert *c;
+
+	if (cs->cfg->preload != CONFIG_PRELOAD_ON_DEMAND || cs->cfg->max_loaded <= 0 || cs->closing)
+		return;
+	certstore_crt_list_name(cs, list, sizeof(list));
+	while (cs->nloaded > (size_t)cs->cfg->max_loaded && (c = TAILQ_LAST(&cs->lru, certstore_lru))) {
+		certstore_mark_unloaded(cs, c);
+		c->on_disk = 0;
+		cs->evicted++;
+		log_debug("host=%s idle longest of %zu loaded: removed from HAProxy", c->host,
+			  cs->nloaded + 1);
+		if (certstore_write_queue(cs, c->host, NULL, 0) == -1)
+			log_err("host=%s cannot queue the certificate file removal: out of memory", c->host);
+		certstore_path(cs, c->host, path, sizeof(path));
+		if (rt_remove_cert(cs->rt, path, list, certstore_push_done, cs) == -1)
+			log_err("host=%s removal from HAProxy not started", c->host);
+	}
+}
+
+/* One push of a host's certificate under way. */
+struct certstore_pushing {
+	struct certstore *cs;
+	char host[CERTSTORE_HOST_MAX];
+};
+
+/* A deploy of <host> ended (<ok>: in HAProxy): its state, the hot set, and
+ * the hook. */
+static void certstore_deployed(struct certstore *cs, const char *host, int ok)
+{
+	struct certstore_cert *c = certstore_get(cs, host);
+
+	if (c) {
+		if (c->pushing)
+			c->pushing--;
+		if (ok)
+			certstore_mark_loaded(cs, c);
+	}
+	if (cs->hooks.loaded)
+		cs->hooks.loaded(cs->hooks.arg, host, ok);
+	if (ok)
+		certstore_evict(cs);
+}
+
+static void certstore_pushed(void *arg, int ok, const char *err)
+{
+	struct certstore_pushing *p = arg;
+	struct certstore *cs = p->cs;
+
+	certstore_push_done(cs, ok, err);
+	if (!cs->closing)
+		certstore_deployed(cs, p->host, ok);
+	free(p);
+}
+
 static void certstore_push(struct certstore *cs, const char *host, const char *pem, size_t len)
 {
 	char path[4096], list[4096];
+	struct certstore_pushing *p = calloc(1, sizeof(*p));
 
 	certstore_path(cs, host, path, sizeof(path));
 	certstore_crt_list_name(cs, list, sizeof(list));
-	if (rt_push_cert(cs->rt, path, list, pem, len, certstore_push_done, cs) == -1) {
+	if (p) {
+		p->cs = cs;
+		snprintf(p->host, sizeof(p->host), "%s", host);
+	}
+	if (!p || rt_push_cert(cs->rt, path, list, pem, len, certstore_pushed, p) == -1) {
+		free(p);
 		cs->push_failed++;
 		log_err("host=%s push not started", host);
+		certstore_deployed(cs, host, 0);
 	}
 }
 
@@ -219,6 +321,8 @@ static void certstore_write_done(struct workq_item *it)
 		log_err("host=%s %s", w->host, w->err);
 	if (w->pem && !cs->closing && current)
 		certstore_push(cs, w->host, w->pem, w->len);
+	else if (w->pem && c && c->pushing)
+		c->pushing--;	/* a newer version's write pushes */
 	crypto_secret_free(w->pem, w->len);
 	free(w);
 }
@@ -248,6 +352,7 @@ static int certstore_write_queue(struct certstore *cs, const char *host, const c
 
 void certstore_deploy(struct certstore *cs, struct certstore_cert *c)
 {
+	c->pushing++;
 	if (c->on_disk) {
 		certstore_push(cs, c->host, c->pem, c->len);
 		return;
@@ -267,6 +372,7 @@ void certstore_remove(struct certstore *cs, const char *host)
 	struct certstore_cert *c = hmap_del(&cs->certs, host);
 
 	if (c) {
+		certstore_mark_unloaded(cs, c);
 		certstore_cert_free(c);
 		if (cs->hooks.removed)
 			cs->hooks.removed(cs->hooks.arg, host);
@@ -276,6 +382,32 @@ void certstore_remove(struct certstore *cs, const char *host)
 	certstore_path(cs, host, path, sizeof(path));
 	certstore_crt_list_name(cs, list, sizeof(list));
 	rt_remove_cert(cs->rt, path, list, certstore_push_done, cs);
+}
+
+enum certstore_seen certstore_seen(struct certstore *cs, const char *host)
+{
+	struct certstore_cert *c = certstore_get(cs, host);
+
+	if (!c)
+		return CERTSTORE_SEEN_ABSENT;
+	if (c->loaded) {
+		/* a renewal being pushed: HAProxy serves the older one meanwhile */
+		certstore_mark_loaded(cs, c);
+		return CERTSTORE_SEEN_LOADED;
+	}
+	if (c->pushing)
+		return CERTSTORE_SEEN_LOADING;
+	/* preload all: the start-up sync pushes what HAProxy lacks */
+	if (cs->cfg->preload != CONFIG_PRELOAD_ON_DEMAND)
+		return CERTSTORE_SEEN_LOADED;
+	log_debug("host=%s first SNI: pushing the stored certificate", host);
+	certstore_deploy(cs, c);
+	return c->pushing ? CERTSTORE_SEEN_LOADING : CERTSTORE_SEEN_LOADED;
+}
+
+size_t certstore_loaded_count(const struct certstore *cs)
+{
+	return cs->nloaded;
 }
 
 struct certstore_cert *certstore_take(struct certstore *cs, const char *host, const char *pem,
@@ -452,13 +584,23 @@ static void certstore_sync_free(struct certstore_sync *s)
 static void certstore_push_missing_cb(void *arg, const char *host, void *val)
 {
 	struct certstore_missing *mi = arg;
+	struct certstore_cert *c = val;
 	char path[4096];
 
 	certstore_path(mi->cs, host, path, sizeof(path));
-	if (!hmap_get(mi->have, path)) {
-		certstore_deploy(mi->cs, val);
-		mi->pushed++;
+	if (hmap_get(mi->have, path)) {
+		if (!c->loaded)
+			certstore_mark_loaded(mi->cs, c);
+		return;
 	}
+	if (c->pushing)
+		return;		/* on its way */
+	certstore_mark_unloaded(mi->cs, c);
+	/* on_demand: it enters HAProxy when its SNI is seen */
+	if (mi->cs->cfg->preload == CONFIG_PRELOAD_ON_DEMAND)
+		return;
+	certstore_deploy(mi->cs, c);
+	mi->pushed++;
 }
 
 static void certstore_sync_names(void *arg, int ok, const char *const *names, size_t n)
@@ -487,6 +629,7 @@ static void certstore_sync_names(void *arg, int ok, const char *const *names, si
 	log_info("runtime socket %zu: HAProxy holds %zu certificates, pushed %zu missing", s->idx, n,
 		 mi.pushed);
 	certstore_sync_free(s);
+	certstore_evict(mi.cs);
 }
 
 static void cb_certstore_sync_retry(struct ev_loop *loop, ev_timer *w, int revents)
@@ -535,6 +678,7 @@ struct certstore *certstore_new(struct ev_loop *loop, const struct config *cfg, 
 	cs->health = health;
 	hmap_init(&cs->certs);
 	LIST_INIT(&cs->syncs);
+	TAILQ_INIT(&cs->lru);
 	cs->wq = workq_new(loop, 2, err, errlen);
 	if (!cs->wq) {
 		certstore_free(cs);

@@ -9,6 +9,7 @@
 #define ACME_SPOA_CERTSTORE_H
 
 #include <stddef.h>
+#include <sys/queue.h>
 
 #include "acme/crypto.h"
 
@@ -32,6 +33,18 @@ struct certstore_cert {
 	int on_disk;			/* this very PEM is in haproxy.cert_dir */
 	struct crypto_cert_info info;
 	unsigned writing;		/* cert_dir writes in flight */
+	int loaded;			/* HAProxy holds a certificate of this host (pushed
+					 * and committed, or listed by HAProxy) */
+	unsigned pushing;		/* deploys under way: cert_dir write, then push */
+	TAILQ_ENTRY(certstore_cert) lru;	/* the loaded ones, last SNI seen first */
+};
+
+/* What an SNI finds (certstore_seen()). */
+enum certstore_seen {
+	CERTSTORE_SEEN_LOADED = 0,	/* HAProxy serves it: nothing to wait for */
+	CERTSTORE_SEEN_LOADING,		/* being pushed: certstore_hooks.loaded follows */
+	CERTSTORE_SEEN_ABSENT,		/* no certificate in memory */
+	CERTSTORE_SEEN__MAX
 };
 
 /* What the store reports to its owner; every member may be NULL. The hooks
@@ -44,6 +57,9 @@ struct certstore_hooks {
 	/* certstore_fetch() replaced memory's certificate of <host> by the one
 	 * another node stored */
 	void (*received)(void *arg, const char *host);
+	/* a push of <host>'s certificate into HAProxy ended (<ok>: committed
+	 * and in the crt-list on every runtime socket) */
+	void (*loaded)(void *arg, const char *host, int ok);
 	void *arg;
 };
 
@@ -119,8 +135,19 @@ size_t certstore_load(struct certstore *cs);
  * once. Returns how many were written. */
 size_t certstore_ensure_files(struct certstore *cs);
 
+/* An SNI of <host> was seen: with haproxy.preload on_demand, a certificate
+ * HAProxy does not hold is deployed now and the name becomes the most
+ * recently used of the hot set (beyond haproxy.max_loaded, the names idle
+ * longest leave HAProxy and cert_dir; storage keeps them). With preload all,
+ * only a deploy under way counts as loading. */
+enum certstore_seen certstore_seen(struct certstore *cs, const char *host);
+
+/* How many certificates HAProxy holds as far as the store knows. */
+size_t certstore_loaded_count(const struct certstore *cs);
+
 /* Pushes every certificate HAProxy behind runtime socket <idx> lacks (listed
- * first; retried while HAProxy does not answer). */
+ * first; retried while HAProxy does not answer); with preload on_demand it
+ * only learns which ones HAProxy holds. */
 void certstore_sync_haproxy(struct certstore *cs, size_t idx);
 
 #endif
