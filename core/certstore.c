@@ -545,6 +545,9 @@ size_t certstore_ensure_files(struct certstore *cs)
 {
 	struct certstore_ensure e = { cs, 0 };
 
+	/* on_demand: cert_dir holds the hot set, filled as names are seen */
+	if (cs->cfg->preload == CONFIG_PRELOAD_ON_DEMAND)
+		return 0;
 	/* Storage is the durable source, so these are written without an fsync
 	 * each and flushed once: thousands of certificates start in a second. */
 	hmap_foreach(&cs->certs, certstore_ensure_cb, &e);

@@ -132,7 +132,8 @@ size_t certstore_load(struct certstore *cs);
 
 /* Start-up only: writes to cert_dir every certificate missing there (same
  * size: taken as written), without an fsync each, then flushes the directory
- * once. Returns how many were written. */
+ * once; nothing with preload on_demand (cert_dir is the hot set). Returns how
+ * many were written. */
 size_t certstore_ensure_files(struct certstore *cs);
 
 /* An SNI of <host> was seen: with haproxy.preload on_demand, a certificate
