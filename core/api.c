@@ -422,6 +422,25 @@ static void api_revoke_done(void *arg, int ok, const char *err)
 	api_del_finish(d);
 }
 
+static void cb_api_revoke_read(void *arg, struct storage_res *res)
+{
+	struct api_del *d = arg;
+	char msg[1024];
+
+	health_storage_result(d->a->d.health, res);
+	if (res->rc != 0) {
+		snprintf(msg, sizeof(msg), "cannot read the certificate for host %s: %s", d->host,
+			 res->rc == 1 ? "not in storage" : res->err);
+		admin_reply_message(d->req, 500, msg);
+		free(d);
+		return;
+	}
+	if (acme_revoke(d->a->d.acme, res->val, api_revoke_done, d) == -1) {
+		admin_reply_message(d->req, 500, "revocation not started");
+		free(d);
+	}
+}
+
 static void api_admin_cert_delete(void *ctx, const char *raw, int revoke, struct admin_req *req)
 {
 	struct api *a = ctx;
@@ -438,6 +457,17 @@ static void api_admin_cert_delete(void *ctx, const char *raw, int revoke, struct
 	    !(c = certstore_get(a->d.cs, d->host))) {
 		admin_reply_message(req, 404, "Not found");
 		free(d);
+		return;
+	}
+	if (revoke && !c->pem) {
+		/* haproxy.preload on_demand keeps no PEM in memory */
+		char key[STORAGE_KEY_MAX];
+
+		snprintf(key, sizeof(key), "certs/%s", d->host);
+		if (!storage_get(a->d.st, key, cb_api_revoke_read, d)) {
+			admin_reply_message(req, 500, "out of memory");
+			free(d);
+		}
 		return;
 	}
 	if (revoke) {
@@ -460,6 +490,8 @@ static void api_days_cb(void *arg, struct certstore_cert *c)
 	struct api_days *d = arg;
 	double days = (double)(c->info.not_after - d->now) / 86400.0;
 
+	if (!c->has_info)
+		return;		/* on_demand start: not read yet */
 	d->b[days < 0 ? 0 : days < 1 ? 1 : days < 7 ? 2 : days < 14 ? 3 : days < 30 ? 4 : 5]++;
 }
 

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <sys/queue.h>
+#include <time.h>
 
 #include "acme/crypto.h"
 
@@ -25,18 +26,32 @@ struct storage;
 /* change feed of certificates: member host, version serial_hex */
 #define CERTSTORE_FEED "certs"
 
-/* A certificate held in memory. */
+/* What memory keeps of a certificate (a few hundred bytes): enough for the
+ * admin API, renewal and the fleet's versions. The strings are never NULL
+ * ("" when unknown). */
+struct certstore_info {
+	time_t not_before, not_after;
+	char not_before_str[20], not_after_str[20];	/* "YYYY-MM-DD HH:MM:SS" UTC */
+	const char *serial_hex, *digest_sha1, *issuer_cn, *pubkey_type, *ari_cert_id;
+	char *strs;			/* where the strings live */
+};
+
+/* A certificate held in memory: its metadata, and its PEM only with
+ * haproxy.preload all (on_demand reads it from storage when it is pushed or
+ * written, and keeps it only while it is). */
 struct certstore_cert {
-	char host[CERTSTORE_HOST_MAX];
-	char *pem;			/* chain + key bundle as stored */
+	char *pem;			/* chain + key bundle as stored, or NULL */
 	size_t len;
-	int on_disk;			/* this very PEM is in haproxy.cert_dir */
-	struct crypto_cert_info info;
+	int on_disk;			/* this very certificate is in haproxy.cert_dir */
+	int has_info;			/* <info> known (on_demand start: read in the
+					 * background after the index) */
+	struct certstore_info info;
 	unsigned writing;		/* cert_dir writes in flight */
 	int loaded;			/* HAProxy holds a certificate of this host (pushed
 					 * and committed, or listed by HAProxy) */
 	unsigned pushing;		/* deploys under way: cert_dir write, then push */
 	TAILQ_ENTRY(certstore_cert) lru;	/* the loaded ones, last SNI seen first */
+	char host[];
 };
 
 /* What an SNI finds (certstore_seen()). */
@@ -126,8 +141,10 @@ void certstore_fetch(struct certstore *cs, const char *host, int absent_removes)
 void certstore_announce(struct certstore *cs, const char *host, const char *serial);
 
 /* Start-up only, before any server listens (runs the loop): reads every
- * stored certificate into memory, without deploying. Returns how many memory
- * holds. */
+ * stored certificate into memory, without deploying. With preload on_demand
+ * it reads only the index (the names): the certificates are then read in the
+ * background, a window at a time, for their metadata (installed fires as
+ * each is known), and not kept. Returns how many memory holds. */
 size_t certstore_load(struct certstore *cs);
 
 /* Start-up only: writes to cert_dir every certificate missing there (same

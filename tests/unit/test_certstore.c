@@ -118,7 +118,7 @@ static void test_install_take_remove(void **state)
 	assert_ptr_equal(certstore_get(t->cs, "a.example.com"), c);
 	assert_int_equal(certstore_count(t->cs), 1);
 	assert_int_equal(c->len, l1);
-	assert_string_equal(c->info.subject_cn, "a.example.com");
+	assert_true(c->has_info && c->info.serial_hex[0] && c->info.digest_sha1[0]);
 
 	/* the very same PEM: nothing changes, no hook */
 	assert_null(certstore_take(t->cs, "a.example.com", p1, l1, 0));
