@@ -42,6 +42,16 @@ print(ok, "%.1f" % ms, cn.replace(" ", "_"))
 PY
 }
 
+# best_ms HOST: the fastest of 3 handshakes for HOST, in ms.
+best_ms() {
+	local i v ms best=
+	for i in 1 2 3; do
+		read -r v ms _ < <(handshake "$1" "$IT_DIR/roots.pem")
+		best=$(awk -v a="${best:-1e9}" -v b="$ms" 'BEGIN { print (b < a) ? b : a }')
+	done
+	echo "$best"
+}
+
 # verifies HOST: openssl s_client, certificate and name verified against
 # Pebble's roots and the stored certificates' CA, succeeds.
 verifies() {
@@ -87,11 +97,12 @@ run_line() {
 	check "$L: 20 new names first contacted at once all verify${fails:+ (failed: $fails)}" test -z "$fails"
 
 	# --- a disallowed name: answered at once ----------------------------------
-	handshake other.example.org "$IT_DIR/roots.pem" >/dev/null	# warm up python
-	read -r _ ms _ < <(handshake other.example.org "$IT_DIR/roots.pem")
-	echo "# $L: handshake of a disallowed name (default certificate): $ms ms"
-	check "$L: a disallowed name is answered at once ($ms ms < 100)" \
-		awk -v m="$ms" 'BEGIN { exit !(m < 100) }'
+	# (the best of 3 handshakes each, beside a name HAProxy serves: the
+	# machine's own noise is not the agent's)
+	ms=$(best_ms other.example.org); base=$(best_ms new1.test)
+	echo "# $L: handshake of a disallowed name (default certificate) $ms ms, of a loaded name $base ms"
+	check "$L: a disallowed name is answered at once ($ms ms, < 100 ms and < loaded + 30 ms)" \
+		awk -v m="$ms" -v b="$base" 'BEGIN { exit !(m < 100 && m < b + 30) }'
 
 	# --- a stored name not loaded yet ------------------------------------------
 	check "$L: host1.stored.test is not in HAProxy yet" sh -c "! test -f '$HAP_CERTS/host1.stored.test.pem'"
