@@ -28,7 +28,7 @@
 
 #define CERTSTORE_SYNC_RETRY_S	5.0
 #define CERTSTORE_LOAD_WINDOW	256	/* start-up reads in flight */
-#define CERTSTORE_FILL_WINDOW	32	/* on_demand background metadata reads in flight */
+#define CERTSTORE_FILL_WINDOW	128	/* on_demand background metadata reads in flight */
 
 struct certstore_sync;
 
@@ -724,12 +724,17 @@ size_t certstore_load(struct certstore *cs)
 	while (cs->loading > 0)
 		ev_run(cs->loop, EVRUN_ONCE);
 	if (!certstore_keeps_pem(cs) && list.n) {
-		cs->fill = list;	/* taken over */
-		certstore_fill_more(cs);
+		cs->fill = list;	/* taken over: read from certstore_start() */
 	} else {
 		storage_res_clear(&list);
 	}
 	return cs->certs.count;
+}
+
+void certstore_start(struct certstore *cs)
+{
+	if (cs->fill.keys)
+		certstore_fill_more(cs);
 }
 
 struct certstore_ensure {

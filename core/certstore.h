@@ -143,9 +143,14 @@ void certstore_announce(struct certstore *cs, const char *host, const char *seri
 /* Start-up only, before any server listens (runs the loop): reads every
  * stored certificate into memory, without deploying. With preload on_demand
  * it reads only the index (the names): the certificates are then read in the
- * background, a window at a time, for their metadata (installed fires as
- * each is known), and not kept. Returns how many memory holds. */
+ * background from certstore_start(), a window at a time, for their metadata
+ * (installed fires as each is known), and not kept. Returns how many memory
+ * holds. */
 size_t certstore_load(struct certstore *cs);
+
+/* Once the agent is ready: starts the background work certstore_load() left
+ * (on_demand: the metadata of the certificates of the index). */
+void certstore_start(struct certstore *cs);
 
 /* Start-up only: writes to cert_dir every certificate missing there (same
  * size: taken as written), without an fsync each, then flushes the directory

@@ -275,6 +275,7 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 			 "certificates are issued through the admin API only");
 	jobs_resume_pending(m->jobs);
 	renew_start(m->renew);
+	certstore_start(m->cs);
 	log_info("ready: spoa=%s admin=%s storage=%s certificates=%zu", cfg->spoa_listen,
 		 cfg->admin_listen, storage_name(m->st), certstore_count(m->cs));
 	return m;
