@@ -478,8 +478,12 @@ static void cb_certstore_deploy_read(void *arg, struct storage_res *res)
 	char err[256];
 
 	health_storage_result(cs->health, res);
-	if (!c)
-		return;		/* removed meanwhile */
+	if (!c) {
+		/* removed meanwhile: whoever waits for it is told */
+		if (cs->hooks.loaded)
+			cs->hooks.loaded(cs->hooks.arg, host, 0);
+		return;
+	}
 	if (res->rc != 0) {
 		log_err("host=%s cannot push: %s", host,
 			res->rc == 1 ? "no longer in storage" : res->err);
