@@ -6,7 +6,7 @@
 #   make bench      benchmark figures (ratios measured side by side)
 #   make demo       Pebble + HAProxy + agent on loopback, one certificate on demand
 
-PKGS     := openssl libcurl jansson hiredis libmicrohttpd
+PKGS     := openssl libcurl jansson hiredis libmicrohttpd ldns
 CC       ?= cc
 BUILD    ?= build
 SAN      ?=
@@ -22,7 +22,7 @@ CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 LDFLAGS  += -fsanitize=address,undefined
 endif
 
-LIB_SRC  := $(filter-out core/main.c,$(wildcard lib/*.c core/*.c spoa/*.c acme/*.c runtime/*.c storage/*.c admin/*.c))
+LIB_SRC  := $(filter-out core/main.c,$(wildcard lib/*.c core/*.c spoa/*.c acme/*.c dns/*.c runtime/*.c storage/*.c admin/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libacmespoa.a
 UNIT_SRC := $(wildcard tests/unit/test_*.c)

@@ -331,6 +331,12 @@ static int acme_post_send(struct acme_op *op, char *err, size_t errlen)
 
 	nonce = acme_nonce_pop(c);
 	if (!nonce) {
+		char why[300];
+
+		if (http_url_check(c->dir.new_nonce, why, sizeof(why)) == -1) {
+			snprintf(err, errlen, "newNonce \"%.200s\": %s", c->dir.new_nonce ? c->dir.new_nonce : "", why);
+			return -1;
+		}
 		if (http_request(c->http, "HEAD", c->dir.new_nonce, NULL, NULL, 0, ACME_HTTP_TIMEOUT_MS,
 				 cb_acme_post_nonce, op) < 0) {
 			snprintf(err, errlen, "newNonce: cannot start request");
@@ -360,6 +366,13 @@ static int acme_post_send(struct acme_op *op, char *err, size_t errlen)
 int acme_op_post(struct acme_op *op, const char *url, const char *payload, int pem,
 		 acme_post_cb *cb, char *err, size_t errlen)
 {
+	char why[300];
+
+	/* a URL from the CA: https, or plain http to loopback only */
+	if (http_url_check(url, why, sizeof(why)) == -1) {
+		snprintf(err, errlen, "refused the CA's URL \"%.200s\": %s", url, why);
+		return -1;
+	}
 	free(op->post_url);
 	free(op->post_payload);
 	op->post_url = strdup(url);
@@ -589,6 +602,22 @@ void acme_account_start(struct acme_client *c)
 }
 
 /* ---- client ---- */
+
+void acme_client_set_dns(struct acme_client *c, const struct acme_dns_hooks *hooks, void *arg)
+{
+	c->dns = *hooks;
+	c->dns_arg = arg;
+}
+
+char *acme_dns01_txt(const char *key_auth)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (!key_auth || !EVP_Digest(key_auth, strlen(key_auth), md, &mdlen, EVP_sha256(), NULL))
+		return NULL;
+	return crypto_b64url(md, mdlen);
+}
 
 struct acme_client *acme_client_new(struct ev_loop *loop, const struct acme_conf *conf,
 				    EVP_PKEY *account_key, const struct acme_hooks *hooks,

@@ -61,6 +61,28 @@ struct acme_hooks {
 	void (*challenge_store_cancel)(void *arg, void *ctx);
 };
 
+/* dns-01 (RFC 8555 §8.4): the solver that publishes TXT records. Orders for a
+ * wildcard name ("*.example.com") use it for every authorization. */
+struct acme_dns_hooks {
+	/* Publishes TXT <value> at <fqdn> ("_acme-challenge.<name>", no trailing
+	 * dot) for <host>'s order and waits until the zone's servers answer it;
+	 * then calls <done>(<ctx>, ok, err) on the loop, never before returning.
+	 * The client answers the challenge only after ok. Returns -1 when it
+	 * cannot start (<done> is then never called). */
+	int (*present)(void *arg, const char *host, const char *fqdn, const char *value,
+		       void (*done)(void *ctx, int ok, const char *err), void *ctx);
+	/* Drops the pending <done> of every present started with <ctx> (the order
+	 * is freed); what was published stays until cleaned up. */
+	void (*cancel)(void *arg, void *ctx);
+	/* Removes the record of one present (started, successful or not), in the
+	 * background; called at the end of the order, success or failure. */
+	void (*cleanup)(void *arg, const char *host, const char *fqdn, const char *value);
+};
+
+/* The TXT value of a dns-01 challenge: base64url(SHA-256(<key_auth>)), no
+ * padding (43 characters). malloc'd, NULL when out of memory. */
+char *acme_dns01_txt(const char *key_auth);
+
 /* Creates a client for the CA of <conf> (strings are copied) on <loop>. Takes
  * ownership of <account_key> (even on failure). Nothing is sent before the first
  * order. Returns NULL with a message in <err>. Free with acme_client_free(). */
@@ -68,13 +90,17 @@ struct acme_client *acme_client_new(struct ev_loop *loop, const struct acme_conf
 				    EVP_PKEY *account_key, const struct acme_hooks *hooks,
 				    void *hooks_arg, char *err, size_t errlen);
 
+/* Sets the dns-01 solver (copied); without one, wildcard orders fail. */
+void acme_client_set_dns(struct acme_client *c, const struct acme_dns_hooks *hooks, void *arg);
+
 /* Aborts every in-flight operation without calling its callback (pending
  * challenges are not cleared) and frees <c>. Accepts NULL. May be called from
  * inside any acme callback. */
 void acme_client_free(struct acme_client *c);
 
 /* Issues a certificate for <host> in the background: directory and account are set
- * up on first use. <replaces> is the ARI certificate id of the certificate being
+ * up on first use. A wildcard <host> "*.example.com" orders "*.example.com" and
+ * "example.com" in one certificate, validated by dns-01; other names by http-01. <replaces> is the ARI certificate id of the certificate being
  * renewed, or NULL. <done> is called exactly once on the loop thread (never from
  * inside this call) with a result freed after it returns. Returns 0 if started,
  * -1 (done never called) on a bad argument or no memory. */

@@ -96,6 +96,14 @@ static void ari_resume(struct acme_op *op, const struct acme_problem *prob)
 		snprintf(a->err, sizeof(a->err), "out of memory");
 		goto fail;
 	}
+	{
+		char why[128];
+
+		if (http_url_check(url, why, sizeof(why)) == -1) {
+			snprintf(a->err, sizeof(a->err), "renewalInfo \"%.200s\": %s", url, why);
+			goto fail;
+		}
+	}
 	if (http_request(c->http, "GET", url, NULL, NULL, 0, ACME_HTTP_TIMEOUT_MS, cb_ari_response, a) < 0) {
 		snprintf(a->err, sizeof(a->err), "renewalInfo: cannot start request");
 		goto fail;

@@ -43,7 +43,10 @@ struct acme_order_obj {
 struct acme_authz_obj {
 	char *status;          /* never NULL after a successful parse */
 	char *identifier;      /* identifier value */
-	int has_http01;        /* the fields below are set only when 1 */
+	int wildcard;          /* "wildcard": true (the order named "*.<identifier>") */
+	int has_http01;        /* the challenge of the asked type (http-01 unless
+				* acme_parse_authz_type()) is there: the fields below
+				* are set only when 1 */
 	char *chall_url, *chall_token, *chall_status;
 	int has_error;         /* the http-01 challenge carries an error */
 	struct acme_problem error;
@@ -74,6 +77,9 @@ void acme_dir_clear(struct acme_dir *d);
 int acme_parse_order(const char *body, size_t len, struct acme_order_obj *o, char *err, size_t errlen);
 void acme_order_obj_clear(struct acme_order_obj *o);
 int acme_parse_authz(const char *body, size_t len, struct acme_authz_obj *a, char *err, size_t errlen);
+/* The same, for the challenge of type <want> ("http-01", "dns-01"). */
+int acme_parse_authz_type(const char *body, size_t len, const char *want, struct acme_authz_obj *a,
+			  char *err, size_t errlen);
 void acme_authz_obj_clear(struct acme_authz_obj *a);
 
 /* RFC 9773 renewalInfo body: suggestedWindow start/end into <start>/<end>.
@@ -148,6 +154,8 @@ struct acme_client {
 	EVP_PKEY *account_key;
 	struct acme_hooks hooks;
 	void *hooks_arg;
+	struct acme_dns_hooks dns;     /* present NULL: no dns-01 solver */
+	void *dns_arg;
 
 	int dir_state;                 /* 0 none, 1 loading, 2 loaded */
 	struct acme_dir dir;

@@ -1,5 +1,5 @@
-/* One certificate order as a state machine: newOrder -> authorizations (http-01)
- * -> finalize with a CSR -> poll -> download (alternate chains) -> done.
+/* One certificate order as a state machine: newOrder -> authorizations (http-01,
+ * or dns-01 for a wildcard order) -> finalize with a CSR -> poll -> download (alternate chains) -> done.
  * order_step() sends the request of the current state; cb_order_response() reads
  * the answer and moves on. The certificate key is generated off the loop while
  * the authorizations run. */
@@ -25,6 +25,7 @@ enum acme_order_state {
 	ACME_ORDER_NEW,
 	ACME_ORDER_AUTHZ,
 	ACME_ORDER_CHALLENGE_STORE,
+	ACME_ORDER_DNS_PRESENT,
 	ACME_ORDER_CHALLENGE,
 	ACME_ORDER_AUTHZ_POLL,
 	ACME_ORDER_KEY_WAIT,
@@ -37,7 +38,7 @@ enum acme_order_state {
 };
 
 static const char *const acme_order_state_names[ACME_ORDER__MAX] = {
-	"wait-ready", "new-order", "authz", "challenge-store", "challenge", "authz-poll", "key-wait",
+	"wait-ready", "new-order", "authz", "challenge-store", "dns-present", "challenge", "authz-poll", "key-wait",
 	"finalize", "order-poll", "cert", "alt-cert", "done",
 };
 
@@ -57,6 +58,12 @@ struct acme_order {
 	struct acme_hooks hooks;     /* the client's, kept for order_free() */
 	void *hooks_arg;
 	int store_pending;           /* challenge_store() not answered yet */
+	int dns;                     /* wildcard order: dns-01 for every authorization */
+	char **dns_fqdns, **dns_values;	/* dns-01 presents started: cleaned up at the end */
+	size_t ndns;
+	struct acme_dns_hooks dns_hooks;	/* the client's, kept for order_free() */
+	void *dns_arg;
+	int present_pending;         /* dns present() not answered yet */
 	EVP_PKEY *cert_key;
 	int keygen_pending;
 	char *keygen_err;
@@ -69,12 +76,17 @@ struct acme_order {
 
 static void order_step(struct acme_order *o);
 static void order_challenge_stored(void *ctx, int ok, const char *err);
+static void order_dns_presented(void *ctx, int ok, const char *err);
 
 static void order_free(struct acme_order *o)
 {
 	if (o->store_pending && o->hooks.challenge_store_cancel)
 		o->hooks.challenge_store_cancel(o->hooks_arg, o);
+	if (o->present_pending && o->dns_hooks.cancel)
+		o->dns_hooks.cancel(o->dns_arg, o);
 	acme_op_release(&o->op);
+	acme_strv_free(o->dns_fqdns, o->ndns);
+	acme_strv_free(o->dns_values, o->ndns);
 	free(o->host);
 	free(o->replaces);
 	free(o->finalize_url);
@@ -98,6 +110,9 @@ static void order_complete(struct acme_op *op)
 	if (c && c->hooks.challenge_clear)
 		for (i = 0; i < o->ntokens; i++)
 			c->hooks.challenge_clear(c->hooks_arg, o->host, o->tokens[i]);
+	if (c && c->dns.cleanup)
+		for (i = 0; i < o->ndns; i++)
+			c->dns.cleanup(c->dns_arg, o->host, o->dns_fqdns[i], o->dns_values[i]);
 	acme_op_unlink(op);
 	/* From here <c> may be freed by the callback: touch only <o>. */
 	o->done(o->arg, o->host, &o->result);
@@ -249,6 +264,60 @@ static void order_handle_order(struct acme_order *o, const struct acme_order_obj
 	}
 }
 
+/* dns-01: publishes the TXT record through the solver; the challenge is
+ * answered once it is visible (order_dns_presented). */
+static void order_dns_present(struct acme_order *o, const struct acme_authz_obj *a, const char *ka)
+{
+	struct acme_client *c = o->op.c;
+	char fqdn[300], *value = NULL, **nf, **nv;
+
+	if (!c->dns.present) {
+		order_fail(o, "%s needs dns-01, and no dns01 solver is configured (dns01.provider)",
+			   o->host);
+		return;
+	}
+	snprintf(fqdn, sizeof(fqdn), "_acme-challenge.%s", a->identifier);
+	value = acme_dns01_txt(ka);
+	nf = realloc(o->dns_fqdns, (o->ndns + 1) * sizeof(char *));
+	if (nf)
+		o->dns_fqdns = nf;
+	nv = nf ? realloc(o->dns_values, (o->ndns + 1) * sizeof(char *)) : NULL;
+	if (nv)
+		o->dns_values = nv;
+	if (!value || !nv || !(o->dns_fqdns[o->ndns] = strdup(fqdn))) {
+		free(value);
+		order_fail(o, "out of memory");
+		return;
+	}
+	o->dns_values[o->ndns++] = value;	/* cleaned up at the end, whatever happens */
+	if (order_replace_str(&o->chall_url, a->chall_url) < 0) {
+		order_fail(o, "out of memory");
+		return;
+	}
+	o->state = ACME_ORDER_DNS_PRESENT;
+	o->dns_hooks = c->dns;
+	o->dns_arg = c->dns_arg;
+	if (c->dns.present(c->dns_arg, o->host, fqdn, value, order_dns_presented, o) < 0) {
+		order_fail(o, "dns-01: cannot publish the TXT record %s", fqdn);
+		return;
+	}
+	o->present_pending = 1;
+}
+
+/* present() answered: the record is visible, the challenge may be answered. */
+static void order_dns_presented(void *ctx, int ok, const char *err)
+{
+	struct acme_order *o = ctx;
+
+	o->present_pending = 0;
+	if (!ok) {
+		order_fail(o, "dns-01: %s", err ? err : "the TXT record could not be published");
+		return;
+	}
+	o->state = ACME_ORDER_CHALLENGE;
+	order_step(o);
+}
+
 /* Sets the challenge up (hook first, then tell the CA) or moves past this authz. */
 static void order_handle_authz(struct acme_order *o, const struct acme_authz_obj *a, const struct http_response *res)
 {
@@ -281,12 +350,18 @@ static void order_handle_authz(struct acme_order *o, const struct acme_authz_obj
 		return;
 	}
 	if (!a->has_http01) {
-		order_fail(o, "CA offers no http-01 challenge for %s", a->identifier);
+		order_fail(o, "CA offers no %s challenge for %s", o->dns ? "dns-01" : "http-01",
+			   a->identifier);
 		return;
 	}
 	ka = jws_key_authorization(a->chall_token, c->account_key);
 	if (!ka) {
 		order_fail(o, "cannot compute the key authorization");
+		return;
+	}
+	if (o->dns) {
+		order_dns_present(o, a, ka);
+		crypto_secret_free(ka, strlen(ka));
 		return;
 	}
 	nt = realloc(o->tokens, (o->ntokens + 1) * sizeof(char *));
@@ -481,7 +556,8 @@ static void cb_order_response(struct acme_op *op, const struct http_response *re
 			order_fail_response(o, res, "authorization");
 			return;
 		}
-		if (acme_parse_authz(res->body, res->body_len, &a, perr, sizeof(perr)) < 0) {
+		if (acme_parse_authz_type(res->body, res->body_len, o->dns ? "dns-01" : "http-01", &a,
+					  perr, sizeof(perr)) < 0) {
 			order_fail(o, "%s", perr);
 			return;
 		}
@@ -556,7 +632,11 @@ static char *order_new_payload(struct acme_order *o)
 	char *s;
 	size_t i;
 
-	p = json_pack("{s:[{s:s,s:s}]}", "identifiers", "type", "dns", "value", o->host);
+	if (o->dns)
+		p = json_pack("{s:[{s:s,s:s},{s:s,s:s}]}", "identifiers", "type", "dns", "value", o->host,
+			      "type", "dns", "value", o->host + 2);
+	else
+		p = json_pack("{s:[{s:s,s:s}]}", "identifiers", "type", "dns", "value", o->host);
 	if (!p)
 		return NULL;
 	if (c->profile) {
@@ -618,8 +698,8 @@ static void order_step(struct acme_order *o)
 		o->state = ACME_ORDER_FINALIZE;
 		/* fall through */
 	case ACME_ORDER_FINALIZE: {
-		const char *names[1] = { o->host };
-		char *csr = crypto_csr_b64url(o->cert_key, names, 1, err, sizeof(err));
+		const char *names[2] = { o->host, o->host + 2 };
+		char *csr = crypto_csr_b64url(o->cert_key, names, o->dns ? 2 : 1, err, sizeof(err));
 		json_t *j;
 
 		if (!csr) {
@@ -685,6 +765,7 @@ int acme_order_start(struct acme_client *c, const char *host, const char *replac
 		return -1;
 	}
 	o->send_replaces = o->replaces != NULL;
+	o->dns = host[0] == '*' && host[1] == '.' && host[2];
 	o->done = done;
 	o->arg = arg;
 	o->poll_delay = ORDER_POLL_FIRST_S;

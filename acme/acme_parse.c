@@ -400,6 +400,13 @@ void acme_authz_obj_clear(struct acme_authz_obj *a)
 
 int acme_parse_authz(const char *body, size_t len, struct acme_authz_obj *a, char *err, size_t errlen)
 {
+	return acme_parse_authz_type(body, len, "http-01", a, err, errlen);
+}
+
+int acme_parse_authz_type(const char *body, size_t len, const char *want, struct acme_authz_obj *a,
+			  char *err, size_t errlen)
+{
+	char what[64];
 	json_t *root, *ch, *v, *id;
 	const char *s;
 	size_t i;
@@ -420,6 +427,8 @@ int acme_parse_authz(const char *body, size_t len, struct acme_authz_obj *a, cha
 	}
 	if (!(a->identifier = acme_clean_strdup(s, strlen(s), 255)))
 		goto out;
+	a->wildcard = json_is_true(json_object_get(root, "wildcard"));
+	snprintf(what, sizeof(what), "%s challenge", want);
 	ch = json_object_get(root, "challenges");
 	if (!json_is_array(ch)) {
 		snprintf(err, errlen, "CA sent a malformed authorization: \"challenges\" is %s",
@@ -432,13 +441,13 @@ int acme_parse_authz(const char *body, size_t len, struct acme_authz_obj *a, cha
 		const char *st = json_str(v, "status");
 		json_t *e;
 
-		if (!type || strcmp(type, "http-01"))
+		if (!type || strcmp(type, want))
 			continue;
-		if (acme_get_url(v, "http-01 challenge", "url", 1, &a->chall_url, err, errlen))
+		if (acme_get_url(v, what, "url", 1, &a->chall_url, err, errlen))
 			goto out;
 		if (!tok || !*tok || strlen(tok) > 256 || strspn(tok,
 		    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != strlen(tok)) {
-			snprintf(err, errlen, "CA sent a malformed http-01 challenge: \"token\" is %s",
+			snprintf(err, errlen, "CA sent a malformed %s: \"token\" is %s", what,
 				 tok ? "not base64url" : "missing");
 			goto out;
 		}

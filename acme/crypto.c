@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -551,14 +553,76 @@ void crypto_cert_info_clear(struct crypto_cert_info *ci)
 	memset(ci, 0, sizeof(*ci));
 }
 
-int crypto_bundle_check(const char *pem, size_t len, const char *host, char *err, size_t errlen)
+/* Counts the private-key PEM blocks ("-----BEGIN ... PRIVATE KEY-----") of
+ * <pem>: HAProxy takes the first it finds, so there must be exactly one. */
+static size_t crypto_key_blocks(const char *pem, size_t len)
 {
-	STACK_OF(X509) *sk = crypto_read_certs(pem, len, err, errlen);
+	static const char begin[] = "-----BEGIN ", tail[] = "PRIVATE KEY-----";
+	const char *p = pem, *end = pem + len;
+	size_t n = 0;
+
+	while ((p = memmem(p, (size_t)(end - p), begin, sizeof(begin) - 1)) != NULL) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		const char *stop = eol ? eol : end;
+
+		while (stop > p && (stop[-1] == '\r' || stop[-1] == ' '))
+			stop--;
+		if ((size_t)(stop - p) >= sizeof(begin) - 1 + sizeof(tail) - 1 &&
+		    memcmp(stop - (sizeof(tail) - 1), tail, sizeof(tail) - 1) == 0)
+			n++;
+		p += sizeof(begin) - 1;
+	}
+	return n;
+}
+
+/* 1 when <leaf> covers <host>; a wildcard <host> ("*.zone") must be one of
+ * the leaf's DNS names as such (X509_check_host matches names, not patterns). */
+static int crypto_leaf_covers(X509 *leaf, const char *host)
+{
+	GENERAL_NAMES *gens;
+	int i, found = 0;
+
+	if (strncmp(host, "*.", 2) != 0) {
+		found = X509_check_host(leaf, host, strlen(host), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS,
+					NULL) == 1;
+		ERR_clear_error();
+		return found;
+	}
+	gens = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
+	for (i = 0; gens && !found && i < sk_GENERAL_NAME_num(gens); i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+		const unsigned char *d;
+		int dl;
+
+		if (g->type != GEN_DNS)
+			continue;
+		d = ASN1_STRING_get0_data(g->d.dNSName);
+		dl = ASN1_STRING_length(g->d.dNSName);
+		found = dl >= 0 && (size_t)dl == strlen(host) && strncasecmp((const char *)d, host, (size_t)dl) == 0;
+	}
+	GENERAL_NAMES_free(gens);
+	ERR_clear_error();
+	return found;
+}
+
+int crypto_bundle_check_at(const char *pem, size_t len, const char *host, time_t now,
+			   char *err, size_t errlen)
+{
+	STACK_OF(X509) *sk = NULL;
 	EVP_PKEY *key = NULL;
+	size_t keys;
 	X509 *leaf;
 	int rc = -1;
 
-	if (!sk)
+	if (!pem || len == 0 || len > CRYPTO_BUNDLE_MAX) {
+		crypto_errf(err, errlen, "bundle: %s", !pem || len == 0 ? "empty" : "too large");
+		goto out;
+	}
+	if ((keys = crypto_key_blocks(pem, len)) != 1) {
+		crypto_errf(err, errlen, "bundle: %zu private keys (one expected)", keys);
+		goto out;
+	}
+	if (!(sk = crypto_read_certs(pem, len, err, errlen)))
 		goto out;
 	if (!(key = crypto_key_from_pem(pem, len, err, errlen)))
 		goto out;
@@ -568,16 +632,36 @@ int crypto_bundle_check(const char *pem, size_t len, const char *host, char *err
 		crypto_errf(err, errlen, "bundle: the certificate does not match the private key");
 		goto out;
 	}
-	if (host && X509_check_host(leaf, host, strlen(host), 0, NULL) != 1) {
-		ERR_clear_error();
+	if (host && !crypto_leaf_covers(leaf, host)) {
 		crypto_errf(err, errlen, "bundle: the certificate does not cover host %.253s", host);
 		goto out;
+	}
+	/* the facts the agent keeps (dates, serial, names) must read back */
+	{
+		struct crypto_cert_info ci;
+		time_t not_after;
+
+		if (crypto_cert_info_x509(leaf, &ci, err, errlen) == -1) {
+			crypto_cert_info_clear(&ci);
+			goto out;
+		}
+		not_after = ci.not_after;
+		crypto_cert_info_clear(&ci);
+		if (not_after <= now) {
+			crypto_errf(err, errlen, "bundle: the certificate has expired");
+			goto out;
+		}
 	}
 	rc = 0;
 out:
 	EVP_PKEY_free(key);
 	sk_X509_pop_free(sk, X509_free);
 	return rc;
+}
+
+int crypto_bundle_check(const char *pem, size_t len, const char *host, char *err, size_t errlen)
+{
+	return crypto_bundle_check_at(pem, len, host, time(NULL), err, errlen);
 }
 
 int crypto_pem_split_certs(const char *pem, size_t len, char ***certs, size_t *n)

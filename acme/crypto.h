@@ -88,9 +88,18 @@ int crypto_cert_info(const char *pem, size_t len, struct crypto_cert_info *out, 
 /* Frees the SANs of <ci> and zeroes it; NULL ok. */
 void crypto_cert_info_clear(struct crypto_cert_info *ci);
 
-/* Checks a bundle "leaf + chain + private key" PEM: every certificate parses, there is
- * a private key, the leaf (first certificate) matches it, and the leaf covers <host>
- * if <host> is not NULL. Returns 0 or -1 with the reason in <err>. */
+/* Largest bundle accepted anywhere (leaf + chain + key): a long chain of
+ * RSA 4096 certificates is far below it. */
+#define CRYPTO_BUNDLE_MAX (256 * 1024)
+
+/* Checks a bundle "leaf + chain + private key" PEM before it is written,
+ * pushed or loaded: exactly one private key (HAProxy uses the first it
+ * finds), every certificate parses, the leaf (first certificate) matches the
+ * key, covers <host> when not NULL (a "*.zone" host must be one of its names)
+ * and has not expired at <now>. Returns 0 or -1 with the reason in <err>. */
+int crypto_bundle_check_at(const char *pem, size_t len, const char *host, time_t now,
+			   char *err, size_t errlen);
+/* The same at time(NULL). */
 int crypto_bundle_check(const char *pem, size_t len, const char *host, char *err, size_t errlen);
 
 /* Splits a PEM chain into its certificates: on success *<certs> is a malloc'd array of

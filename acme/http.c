@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -603,4 +604,44 @@ long http_parse_retry_after(const char *value, time_t now)
 	if (http_parse_date(value, &t) < 0)
 		return -1;
 	return t > now ? (long)(t - now) : 0;
+}
+
+/* 1 when <host> (as curl gives it: "[::1]" for IPv6) is a loopback name. */
+static int http_host_loopback(const char *host)
+{
+	struct in_addr a4;
+
+	if (strcasecmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0)
+		return 1;
+	return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+int http_url_check(const char *url, char *err, size_t errlen)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL;
+	int rc = -1;
+
+	if (!u) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (!url || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+		snprintf(err, errlen, "is not a URL");
+		goto out;
+	}
+	if (strcasecmp(scheme, "https") == 0 ||
+	    (strcasecmp(scheme, "http") == 0 && http_host_loopback(host))) {
+		rc = 0;
+		goto out;
+	}
+	snprintf(err, errlen, "%s", strcasecmp(scheme, "http") == 0 ?
+		 "plain http is only allowed to a loopback host" : "is not an http(s) URL");
+out:
+	curl_free(scheme);
+	curl_free(host);
+	curl_url_cleanup(u);
+	return rc;
 }

@@ -9,6 +9,13 @@
 struct ev_loop;
 struct http_client;
 
+/* The rule for every URL the agent is given or follows (api_uri, ask_url,
+ * the CA's directory, order, authorization, challenge, certificate and ARI
+ * URLs): https, or http only to a loopback host (127.0.0.0/8, ::1,
+ * localhost), where nothing crosses a network. Returns 0, or -1 with the
+ * reason in <err> (without the URL). */
+int http_url_check(const char *url, char *err, size_t errlen);
+
 /* Largest response body kept; a longer body fails the request (status 0). */
 #define HTTP_MAX_BODY (1024 * 1024)
 

@@ -91,6 +91,18 @@ static void cb_api_hold_release(void *arg, void *item)
 	spoa_deferred_done(item);
 }
 
+/* A name under wildcard_domains is served by its zone's wildcard
+ * certificate: the certificate, its job and its backoff go by "*.<zone>". */
+static int api_wildcard_key(const struct api *a, char *host, size_t hostlen)
+{
+	char wc[CERTSTORE_HOST_MAX];
+
+	if (!config_wildcard_name(a->d.cfg, host, wc, sizeof(wc)))
+		return 0;
+	snprintf(host, hostlen, "%s", wc);
+	return 1;
+}
+
 /* acme-sni and acme-sni-peek: answered from memory (certificates, jobs,
  * allow-list, backoff); issuance starts in the background. A peek (the
  * ClientHello, before HAProxy picks a certificate) of a name whose
@@ -101,6 +113,7 @@ static void api_spoe_sni_any(struct api *a, const struct spop_arg *args, size_t 
 	const struct spop_data *d = api_arg_str(args, nargs, "sni");
 	char raw[CERTSTORE_HOST_MAX], host[CERTSTORE_HOST_MAX];
 	int hold = peek && a->d.cfg->hold_timeout > 0;
+	int wildcard;
 
 	a->cnt.sni_msgs++;
 	spoa_reply_set_bool(reply, SPOP_SCOPE_SESS, "seen", 1);
@@ -112,6 +125,8 @@ static void api_spoe_sni_any(struct api *a, const struct spop_arg *args, size_t 
 		a->cnt.refused_name++;
 		return;
 	}
+	/* wildcard_domains are allowed by being listed */
+	wildcard = api_wildcard_key(a, host, sizeof(host));
 	switch (certstore_seen(a->d.cs, host)) {
 	case CERTSTORE_SEEN_LOADED:
 		return;
@@ -127,7 +142,7 @@ static void api_spoe_sni_any(struct api *a, const struct spop_arg *args, size_t 
 			api_hold(a, host, reply);
 		return;
 	}
-	if (!config_domain_allowed(a->d.cfg, host)) {
+	if (!wildcard && !config_domain_allowed(a->d.cfg, host)) {
 		a->cnt.refused_name++;
 		log_debug("host=%s not allowed for on-demand issuance", host);
 		return;
@@ -136,10 +151,12 @@ static void api_spoe_sni_any(struct api *a, const struct spop_arg *args, size_t 
 		a->cnt.refused_backoff++;
 		return;
 	}
-	log_info("host=%s on-demand issuance requested by SNI", host);
-	/* a job refused at once (full queue) is not waited for */
-	if (jobs_issue(a->d.jobs, host, 0, 0, NULL) == 0 && hold && jobs_active(a->d.jobs, host))
-		api_hold(a, host, reply);
+	/* a full queue refuses the name (counted and logged by jobs): not held */
+	if (jobs_issue(a->d.jobs, host, 0, 0, NULL) == 0) {
+		log_info("host=%s on-demand issuance requested by SNI", host);
+		if (hold && jobs_active(a->d.jobs, host))
+			api_hold(a, host, reply);
+	}
 }
 
 static void api_spoe_sni(void *ctx, const struct spop_arg *args, size_t nargs, struct spoa_reply *reply)
@@ -234,13 +251,21 @@ static void api_admin_issue(void *ctx, const char *raw, struct admin_req *req)
 {
 	struct api *a = ctx;
 	char host[CERTSTORE_HOST_MAX], msg[512];
+	int wildcard;
 
-	if (host_normalize(raw, host, sizeof(host), 0) == -1) {
+	if (host_normalize(raw, host, sizeof(host), HOST_WILDCARD) == -1) {
 		snprintf(msg, sizeof(msg), "host %s is not a valid host name", raw);
 		admin_reply_message(req, 400, msg);
 		return;
 	}
-	if (!config_domain_allowed(a->d.cfg, host)) {
+	/* "*.zone" (or a name of a wildcard_domains zone) is one dns-01 certificate */
+	wildcard = api_wildcard_key(a, host, sizeof(host));
+	if (host[0] == '*' && a->d.cfg->dns01_provider == CONFIG_DNS01_NONE) {
+		snprintf(msg, sizeof(msg), "host %s is a wildcard: it needs dns-01 (dns01.provider)", host);
+		admin_reply_message(req, 400, msg);
+		return;
+	}
+	if (!wildcard && !config_domain_allowed(a->d.cfg, host)) {
 		snprintf(msg, sizeof(msg), "host %s is not allowed: not in domains", host);
 		admin_reply_message(req, 400, msg);
 		return;
@@ -358,7 +383,7 @@ static json_t *api_admin_cert_get(void *ctx, const char *raw)
 	char host[CERTSTORE_HOST_MAX];
 	struct certstore_cert *c;
 
-	if (host_normalize(raw, host, sizeof(host), 0) == -1)
+	if (host_normalize(raw, host, sizeof(host), HOST_WILDCARD) == -1)
 		return NULL;
 	c = certstore_get(a->d.cs, host);
 	return c ? api_cert_json(c) : NULL;
@@ -453,7 +478,7 @@ static void api_admin_cert_delete(void *ctx, const char *raw, int revoke, struct
 	}
 	d->a = a;
 	d->req = req;
-	if (host_normalize(raw, d->host, sizeof(d->host), 0) == -1 ||
+	if (host_normalize(raw, d->host, sizeof(d->host), HOST_WILDCARD) == -1 ||
 	    !(c = certstore_get(a->d.cs, d->host))) {
 		admin_reply_message(req, 404, "Not found");
 		free(d);
@@ -532,6 +557,7 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"name\"", (double)k->refused_name);
 	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"backoff\"", (double)(k->refused_backoff + js.refused_backoff));
 	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"ask_url\"", (double)js.refused_ask);
+	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"queue_full\"", (double)js.refused_queue);
 	metrics_header(b, "acme_spoa_orders_in_flight", "gauge", "ACME orders running now.");
 	metrics_value(b, "acme_spoa_orders_in_flight", NULL, (double)js.orders_running);
 
@@ -583,6 +609,9 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	api_counter(b, "acme_spoa_storage_errors_total", "Storage operations that failed.", NULL, a->d.health->storage_errors);
 	metrics_header(b, "acme_spoa_storage_inflight", "gauge", "Storage operations started and not yet answered.");
 	metrics_value(b, "acme_spoa_storage_inflight", NULL, (double)storage_inflight(a->d.st));
+	metrics_header(b, "acme_spoa_certificates_refused_total", "counter", "Certificate bundles refused by the check before use (key, name, chain, expiry), by source.");
+	metrics_value(b, "acme_spoa_certificates_refused_total", "source=\"ca\"", (double)certstore_refused(a->d.cs, CERTSTORE_SRC_CA));
+	metrics_value(b, "acme_spoa_certificates_refused_total", "source=\"storage\"", (double)certstore_refused(a->d.cs, CERTSTORE_SRC_STORAGE));
 	metrics_header(b, "acme_spoa_orders_queued", "gauge", "Issuances waiting for a free slot.");
 	metrics_value(b, "acme_spoa_orders_queued", NULL, (double)js.queued);
 

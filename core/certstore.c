@@ -49,6 +49,7 @@ struct certstore {
 	size_t nloaded;
 	unsigned long evicted;
 	unsigned long push_ok, push_failed;
+	unsigned long refused[CERTSTORE_SRC__MAX];	/* bundles failing the check */
 	int closing;			/* certstore_free() runs */
 };
 
@@ -168,14 +169,22 @@ static void certstore_storage_log(void *arg, struct storage_res *res)
 		log_err("%s", res->err);
 }
 
-struct certstore_cert *certstore_install(struct certstore *cs, const char *host, const char *pem,
-					 size_t len)
+static struct certstore_cert *certstore_install_from(struct certstore *cs, const char *host,
+						     const char *pem, size_t len,
+						     enum certstore_src src)
 {
 	struct certstore_cert *c, *old = NULL;
 	struct crypto_cert_info ci;
 	char err[256];
 	int rc;
 
+	/* nothing unverified is kept, written to cert_dir or pushed */
+	if (crypto_bundle_check(pem, len, host, err, sizeof(err)) == -1) {
+		cs->refused[src]++;
+		log_err("host=%s certificate from %s refused: %s", host,
+			src == CERTSTORE_SRC_CA ? "the CA" : "storage", err);
+		return NULL;
+	}
 	c = certstore_cert_new(host);
 	if (!c)
 		return NULL;
@@ -216,11 +225,27 @@ struct certstore_cert *certstore_install(struct certstore *cs, const char *host,
 	return c;
 }
 
+struct certstore_cert *certstore_install(struct certstore *cs, const char *host, const char *pem,
+					 size_t len)
+{
+	return certstore_install_from(cs, host, pem, len, CERTSTORE_SRC_CA);
+}
+
+unsigned long certstore_refused(const struct certstore *cs, enum certstore_src src)
+{
+	return cs->refused[src];
+}
+
 /* ---- cert_dir and HAProxy ------------------------------------------------ */
 
+/* cert_dir/<host>.pem; a wildcard "*.zone" is written "_wildcard_.zone.pem"
+ * (no '*' in file names: shells and HAProxy's directory loading) */
 static void certstore_path(const struct certstore *cs, const char *host, char *out, size_t outlen)
 {
-	snprintf(out, outlen, "%s/%s.pem", cs->cfg->cert_dir, host);
+	if (host[0] == '*' && host[1] == '.')
+		snprintf(out, outlen, "%s/%s%s.pem", cs->cfg->cert_dir, CERTSTORE_WILDCARD_FILE, host + 1);
+	else
+		snprintf(out, outlen, "%s/%s.pem", cs->cfg->cert_dir, host);
 }
 
 /* HAProxy names a crt-list made from a directory without the trailing '/'. */
@@ -490,9 +515,14 @@ static void cb_certstore_deploy_read(void *arg, struct storage_res *res)
 		certstore_deployed(cs, host, 0);
 		return;
 	}
-	if (crypto_bundle_check(res->val, res->len, host, err, sizeof(err)) == -1 ||
-	    certstore_learn(cs, c, res->val, res->len) == -1) {
-		log_err("host=%s stored certificate not pushed: %s", host, err);
+	/* the same check as certstore_install(): nothing unverified is pushed */
+	if (crypto_bundle_check(res->val, res->len, host, err, sizeof(err)) == -1) {
+		cs->refused[CERTSTORE_SRC_STORAGE]++;
+		log_err("host=%s certificate from storage refused: %s", host, err);
+		certstore_deployed(cs, host, 0);
+		return;
+	}
+	if (certstore_learn(cs, c, res->val, res->len) == -1) {
 		certstore_deployed(cs, host, 0);
 		return;
 	}
@@ -578,7 +608,7 @@ struct certstore_cert *certstore_take(struct certstore *cs, const char *host, co
 		if (same)
 			return NULL;
 	}
-	c = certstore_install(cs, host, pem, len);
+	c = certstore_install_from(cs, host, pem, len, CERTSTORE_SRC_STORAGE);
 	if (c && deploy)
 		certstore_deploy(cs, c);
 	if (c)
@@ -707,7 +737,7 @@ size_t certstore_load(struct certstore *cs)
 		return 0;
 	}
 	for (i = 0; i < list.n; i++) {
-		if (host_normalize(list.keys[i] + strlen("certs/"), host, sizeof(host), 0) == -1 ||
+		if (host_normalize(list.keys[i] + strlen("certs/"), host, sizeof(host), HOST_WILDCARD) == -1 ||
 		    strcmp(host, list.keys[i] + strlen("certs/")) != 0) {
 			log_warn("storage: ignoring %s: not a host name", list.keys[i]);
 			continue;
@@ -915,6 +945,11 @@ struct certstore *certstore_new(struct ev_loop *loop, const struct config *cfg, 
 		snprintf(err, errlen, "haproxy.cert_dir: %s: %s", cfg->cert_dir, strerror(errno));
 		certstore_free(cs);
 		cs = NULL;
+	} else {
+		size_t n = fs_clean_tmp(cfg->cert_dir);
+
+		if (n)
+			log_info("haproxy.cert_dir: removed %zu temp files left by a stop", n);
 	}
 out:
 	return cs;

@@ -21,6 +21,10 @@ struct rt;
 struct storage;
 
 #define CERTSTORE_HOST_MAX 256
+/* cert_dir file name prefix standing for "*" of a wildcard certificate:
+ * "*.apps.example.com" is written "_wildcard_.apps.example.com.pem" */
+#define CERTSTORE_WILDCARD_FILE "_wildcard_"
+
 /* pub/sub channel announcing "<host>" when a node stores a new certificate */
 #define CERTSTORE_CHANNEL "certs"
 /* change feed of certificates: member host, version serial_hex */
@@ -111,11 +115,23 @@ size_t certstore_count(const struct certstore *cs);
 void certstore_foreach(const struct certstore *cs,
 		       void (*fn)(void *arg, struct certstore_cert *c), void *arg);
 
-/* Parses and installs <pem>/<len> for <host> in memory, replacing any older
- * one (fires installed). Returns the certificate, or NULL when <pem> is
- * unreadable (logged) or out of memory. */
+/* Where a bundle came from, for the refusal counters. */
+enum certstore_src {
+	CERTSTORE_SRC_CA = 0,		/* a new order (certstore_install) */
+	CERTSTORE_SRC_STORAGE,		/* storage, the fleet's feed, pub/sub (certstore_take) */
+	CERTSTORE_SRC__MAX
+};
+
+/* Verifies <pem>/<len> for <host> (crypto_bundle_check: one key matching the
+ * leaf, the leaf covers <host>, the chain parses, not expired), then parses
+ * and installs it in memory, replacing any older one (fires installed).
+ * Returns the certificate, or NULL when <pem> fails the check (logged,
+ * counted: nothing of it is kept, written or pushed) or out of memory. */
 struct certstore_cert *certstore_install(struct certstore *cs, const char *host, const char *pem,
 					 size_t len);
+
+/* Bundles refused by the check, by source. */
+unsigned long certstore_refused(const struct certstore *cs, enum certstore_src src);
 
 /* Writes <c> to haproxy.cert_dir (on the worker queue) unless it is there,
  * then pushes it over every runtime socket. */

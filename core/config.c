@@ -13,6 +13,9 @@
 
 #include <jansson.h>
 
+#include <openssl/crypto.h>
+
+#include "acme/http.h"
 #include "core/config.h"
 
 #define CONFIG_MAX_FILE		(4 * 1024 * 1024)
@@ -20,6 +23,8 @@
 
 _Static_assert(sizeof(enum config_cert_type) == sizeof(int), "enum stored as int");
 _Static_assert(sizeof(enum config_storage) == sizeof(int), "enum stored as int");
+_Static_assert(sizeof(enum config_dns01_provider) == sizeof(int), "enum stored as int");
+_Static_assert(sizeof(enum config_tsig_alg) == sizeof(int), "enum stored as int");
 
 enum cfg_kind {
 	CFG_STR = 0,
@@ -61,6 +66,8 @@ static const char *const cert_type_names[] = { "rsa", "ecc", NULL };
 static const char *const storage_names[] = { "file", "redis", "shm", NULL };
 static const char *const preload_names[] = { "all", "on_demand", NULL };
 static const int rsa_sizes[] = { 2048, 3072, 4096, 0 };
+static const char *const dns01_provider_names[] = { "none", "rfc2136", "exec", NULL };
+static const char *const tsig_alg_names[] = { "hmac-sha256", "hmac-sha512", NULL };
 
 static int chk_email(char *v, char *why, size_t whylen);
 static int chk_http_url(char *v, char *why, size_t whylen);
@@ -69,6 +76,10 @@ static int chk_base64url(char *v, char *why, size_t whylen);
 static int chk_domain(char *v, char *why, size_t whylen);
 static int chk_host(char *v, char *why, size_t whylen);
 static int chk_abs_path(char *v, char *why, size_t whylen);
+static int chk_zone(char *v, char *why, size_t whylen);
+static int chk_dns_name(char *v, char *why, size_t whylen);
+static int chk_base64(char *v, char *why, size_t whylen);
+static int chk_executable(char *v, char *why, size_t whylen);
 
 #define F(f)	offsetof(struct config, f)
 #define STR(n, fl, def, f, chk)	{ .name = n, .kind = CFG_STR, .flags = fl, .def_str = def, .off = F(f), .check = chk }
@@ -120,6 +131,16 @@ static const struct cfg_row cfg_rows[] = {
 	INT("hold_timeout", CF_RELOAD, 0, 60, 8, hold_timeout),
 	ENUM("haproxy.preload", 0, preload_names, CONFIG_PRELOAD_ALL, preload),
 	INT("haproxy.max_loaded", CF_RELOAD, 0, 10000000, 0, max_loaded),
+	INT("max_queued_orders", CF_RELOAD, 1, 1000000, 1000, max_queued),
+	ENUM("dns01.provider", 0, dns01_provider_names, CONFIG_DNS01_NONE, dns01_provider),
+	ADDR("dns01.server", 0, 0, NULL, dns01_server, dns01_addr),
+	STR("dns01.tsig_key_name", 0, NULL, dns01_tsig_key_name, chk_dns_name),
+	ENUM("dns01.tsig_algorithm", 0, tsig_alg_names, CONFIG_TSIG_HMAC_SHA256, dns01_tsig_algorithm),
+	STR("dns01.tsig_secret", CF_SECRET, NULL, dns01_tsig_secret, chk_base64),
+	STR("dns01.zone", 0, NULL, dns01_zone, chk_zone),
+	STR("dns01.exec", 0, NULL, dns01_exec, chk_executable),
+	INT("dns01.propagation_timeout", 0, 5, 3600, 120, dns01_propagation_timeout),
+	LIST("wildcard_domains", 0, 0, NULL, wildcard_domains, nwildcard_domains, chk_zone),
 };
 #define CFG_NROWS (sizeof(cfg_rows) / sizeof(cfg_rows[0]))
 
@@ -142,6 +163,11 @@ const char *config_cert_type_name(enum config_cert_type t)
 const char *config_storage_name(enum config_storage s)
 {
 	return (unsigned)s < CONFIG_STORAGE__MAX ? storage_names[s] : "?";
+}
+
+const char *config_tsig_alg_name(enum config_tsig_alg a)
+{
+	return (unsigned)a < CONFIG_TSIG__MAX ? tsig_alg_names[a] : "?";
 }
 
 /* ---------- error collection ---------- */
@@ -253,7 +279,8 @@ static int chk_http_url(char *v, char *why, size_t whylen)
 		snprintf(why, whylen, "is not an http(s) URL");
 		return -1;
 	}
-	return 0;
+	/* https, or plain http to loopback only: nothing in clear on a network */
+	return http_url_check(v, why, whylen);
 }
 
 static int chk_readable_file(char *v, char *why, size_t whylen)
@@ -318,6 +345,63 @@ static int chk_abs_path(char *v, char *why, size_t whylen)
 {
 	if (v[0] != '/' || has_space_or_ctl(v) || strlen(v) >= 4096) {
 		snprintf(why, whylen, "is not an absolute path");
+		return -1;
+	}
+	return 0;
+}
+
+/* A zone: a host name of two labels or more, or a special-use one-label
+ * name ("test"), lower-cased in place; no "*.". */
+static int chk_zone(char *v, char *why, size_t whylen)
+{
+	if (v[0] == '*' || chk_domain(v, why, whylen) == -1) {
+		snprintf(why, whylen, "is not a zone name (a host name such as \"example.com\", no \"*.\")");
+		return -1;
+	}
+	return 0;
+}
+
+/* A DNS name as TSIG key names are written: LDH labels and '_', optional
+ * trailing dot. */
+static int chk_dns_name(char *v, char *why, size_t whylen)
+{
+	size_t i, n = strlen(v);
+
+	for (i = 0; i < n; i++)
+		if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') ||
+		      (v[i] >= '0' && v[i] <= '9') || v[i] == '-' || v[i] == '_' ||
+		      (v[i] == '.' && i > 0 && v[i - 1] != '.')))
+			break;
+	if (i < n || n > 253) {
+		snprintf(why, whylen, "is not a DNS name");
+		return -1;
+	}
+	return 0;
+}
+
+/* Standard base64 (a TSIG secret as tsig-keygen writes it). */
+static int chk_base64(char *v, char *why, size_t whylen)
+{
+	size_t n = strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
+	size_t pad = strspn(v + n, "=");
+
+	if (n == 0 || v[n + pad] || pad > 2 || (n + pad) % 4) {
+		snprintf(why, whylen, "is not valid base64");
+		return -1;
+	}
+	return 0;
+}
+
+static int chk_executable(char *v, char *why, size_t whylen)
+{
+	struct stat st;
+
+	if (chk_abs_path(v, why, whylen) == -1)
+		return -1;
+	errno = 0;
+	if (stat(v, &st) == -1 || !S_ISREG(st.st_mode) || !(st.st_mode & 0111) || access(v, X_OK) == -1) {
+		snprintf(why, whylen, "is not an executable file (%s)",
+			 errno ? strerror(errno) : "not a regular file with an x bit");
 		return -1;
 	}
 	return 0;
@@ -638,6 +722,29 @@ static void default_addr(struct cfg_parse *p, const struct cfg_row *row, struct 
 		errs_add(&p->errs, row->name, "default \"%s\" %s", row->def_str, why);
 }
 
+/* dns01: what each provider needs; wildcard_domains needs a provider. */
+static void finish_dns01(struct cfg_parse *p)
+{
+	struct config *cfg = p->cfg;
+	static const char *const need_rfc2136[] = { "dns01.server", "dns01.tsig_key_name",
+						    "dns01.tsig_secret", NULL };
+	size_t i;
+
+	if (cfg->dns01_provider == CONFIG_DNS01_RFC2136) {
+		for (i = 0; need_rfc2136[i]; i++) {
+			int r = find_row(need_rfc2136[i]);
+
+			if (!p->assigned[r] && !p->failed[r])
+				errs_add(&p->errs, need_rfc2136[i], "missing (dns01.provider \"rfc2136\" needs it)");
+		}
+	} else if (cfg->dns01_provider == CONFIG_DNS01_EXEC) {
+		if (!cfg->dns01_exec && !p->failed[find_row("dns01.exec")])
+			errs_add(&p->errs, "dns01.exec", "missing (dns01.provider \"exec\" needs it)");
+	} else if (cfg->nwildcard_domains) {
+		errs_add(&p->errs, "wildcard_domains", "needs dns01.provider (wildcards are validated by dns-01)");
+	}
+}
+
 /* Defaults for keys left out, then the rules that involve several keys. */
 static void finish(struct cfg_parse *p)
 {
@@ -692,6 +799,7 @@ static void finish(struct cfg_parse *p)
 			errs_add(&p->errs, kid ? "eab_hmac_key" : "eab_kid",
 				 "missing (eab_kid and eab_hmac_key go together)");
 	}
+	finish_dns01(p);
 }
 
 static struct config *load_buf(const char *text, size_t len, const char *source,
@@ -780,7 +888,12 @@ void config_free(struct config *cfg)
 		const struct cfg_row *row = &cfg_rows[i];
 
 		if (row->kind == CFG_STR) {
-			free(*FIELD(cfg, row, char *));
+			char *v = *FIELD(cfg, row, char *);
+
+			/* secrets (tokens, passwords, EAB keys) leave no copy behind */
+			if (v && (row->flags & CF_SECRET))
+				OPENSSL_cleanse(v, strlen(v));
+			free(v);
 		} else if (row->kind == CFG_LIST) {
 			char **arr = *FIELD(cfg, row, char **);
 

@@ -23,6 +23,19 @@ enum config_preload {
 	CONFIG_PRELOAD__MAX
 };
 
+enum config_dns01_provider {
+	CONFIG_DNS01_NONE = 0,		/* no dns-01 solver: wildcards refused */
+	CONFIG_DNS01_RFC2136,
+	CONFIG_DNS01_EXEC,
+	CONFIG_DNS01__MAX
+};
+
+enum config_tsig_alg {
+	CONFIG_TSIG_HMAC_SHA256 = 0,
+	CONFIG_TSIG_HMAC_SHA512,
+	CONFIG_TSIG__MAX
+};
+
 enum config_storage {
 	CONFIG_STORAGE_FILE = 0,
 	CONFIG_STORAGE_REDIS,
@@ -60,6 +73,18 @@ struct config {
 	int hold_timeout;		/* seconds an acme-sni-peek ACK may be held [8]; 0 never */
 	enum config_preload preload;	/* "haproxy.preload" [all] */
 	int max_loaded;			/* "haproxy.max_loaded": hot set bound, 0 none [0] */
+	int max_queued;			/* "max_queued_orders" [1000]: on-demand names waiting for a slot */
+	/* dns01.*: the dns-01 solver (SPEC §3) */
+	enum config_dns01_provider dns01_provider;
+	char *dns01_server;		/* "host:port" of the primary (rfc2136), NULL when unset */
+	struct addr dns01_addr;		/* <dns01_server> parsed */
+	char *dns01_tsig_key_name, *dns01_tsig_secret;	/* secret: base64 */
+	enum config_tsig_alg dns01_tsig_algorithm;
+	char *dns01_zone;		/* NULL: found by SOA look-up */
+	char *dns01_exec;		/* hook program (exec provider) */
+	int dns01_propagation_timeout;	/* seconds [120] */
+	char **wildcard_domains;	/* lower-case zones served by one "*.zone" + "zone" certificate */
+	size_t nwildcard_domains;
 };
 
 /* Loads and validates the JSON file <path>. On success returns a config the caller
@@ -80,6 +105,12 @@ void config_free(struct config *cfg);
  * bare suffix). Comparison is case-insensitive. Returns 0 otherwise. */
 int config_domain_allowed(const struct config *cfg, const char *host);
 
+/* When <host> (normalized) is one of wildcard_domains or one label under one,
+ * writes the name of the certificate that serves it, "*.<zone>", into <out>
+ * (<outlen> bytes) and returns 1; otherwise returns 0 (<out> untouched). A
+ * name two labels down is not covered by a wildcard certificate: 0. */
+int config_wildcard_name(const struct config *cfg, const char *host, char *out, size_t outlen);
+
 /* Compares <old> and <nw> key by key. Writes one human line per changed key into
  * <report> (may be NULL/0), saying whether it applies at SIGHUP (domains,
  * allow_any_domain, ask_url, fail_backoff_minutes, renew_threshold_days,
@@ -99,7 +130,14 @@ void config_apply_reload(struct config *running, struct config *nw);
 int config_secret_resolve(const char *value, char **out, char *why, size_t whylen);
 
 /* Names for logs ("rsa", "ecc"; "file", "redis", "shm"); "?" when out of range. */
+/* Writes the warnings <cfg> deserves at start into <out>, one per line:
+ * settings that work but that an operator likely did not mean (an admin API
+ * beyond loopback without a token, allow_any_domain without ask_url, no
+ * name allowed on demand). Returns how many. */
+int config_warnings(const struct config *cfg, char *out, size_t outlen);
+
 const char *config_cert_type_name(enum config_cert_type t);
 const char *config_storage_name(enum config_storage s);
+const char *config_tsig_alg_name(enum config_tsig_alg a);	/* "hmac-sha256" */
 
 #endif

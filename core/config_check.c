@@ -6,7 +6,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+
 #include "core/config.h"
+#include "lib/addr.h"
 
 int config_domain_allowed(const struct config *cfg, const char *host)
 {
@@ -26,6 +29,26 @@ int config_domain_allowed(const struct config *cfg, const char *host)
 			if (hl > sl && strcasecmp(host + hl - sl, d + 1) == 0)
 				return 1;
 		} else if (strcasecmp(host, d) == 0) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+int config_wildcard_name(const struct config *cfg, const char *host, char *out, size_t outlen)
+{
+	const char *parent;
+	size_t i;
+
+	if (!cfg || !host || (host[0] == '*' && host[1] == '.'))
+		return 0;
+	parent = strchr(host, '.');
+	for (i = 0; i < cfg->nwildcard_domains; i++) {
+		const char *z = cfg->wildcard_domains[i];
+
+		if (strcasecmp(host, z) == 0 || (parent && strcasecmp(parent + 1, z) == 0)) {
+			if ((size_t)snprintf(out, outlen, "*.%s", z) >= outlen)
+				return 0;
 			return 1;
 		}
 	}
@@ -77,6 +100,9 @@ int config_secret_resolve(const char *v, char **out, char *why, size_t whylen)
 	memcpy(path, v + 8, len);
 	path[len] = '\0';
 	f = fopen(path, "re");
+	/* unbuffered: stdio's buffer would keep a copy of the secret */
+	if (f)
+		setvbuf(f, NULL, _IONBF, 0);
 	buf = malloc(CONFIG_MAX_SECRET + 1);
 	if (!f || !buf) {
 		snprintf(why, whylen, "%s cannot be read (%s)", v, strerror(errno));
@@ -102,6 +128,35 @@ int config_secret_resolve(const char *v, char **out, char *why, size_t whylen)
 out:
 	if (f)
 		fclose(f);
+	if (buf)
+		OPENSSL_cleanse(buf, CONFIG_MAX_SECRET + 1);
 	free(buf);
 	return ret;
+}
+
+int config_warnings(const struct config *cfg, char *out, size_t outlen)
+{
+	size_t off = 0;
+	int n = 0;
+
+#define WARN(...) do { \
+		if (off < outlen) \
+			off += (size_t)snprintf(out + off, outlen - off, __VA_ARGS__); \
+		if (off < outlen) \
+			off += (size_t)snprintf(out + off, outlen - off, "\n"); \
+		n++; \
+	} while (0)
+	if (outlen)
+		out[0] = '\0';
+	if (!cfg->admin_token && !addr_is_loopback(&cfg->admin_addr))
+		WARN("admin.listen %s is reachable beyond this host and admin.token is not set: "
+		     "anyone who reaches it can order and delete certificates", cfg->admin_listen);
+	if (cfg->allow_any_domain && !cfg->ask_url)
+		WARN("allow_any_domain is on without ask_url: any name a client sends as SNI is "
+		     "ordered (bounded by max_concurrent_orders and max_queued_orders)");
+	if (cfg->ndomains == 0 && cfg->nwildcard_domains == 0 && !cfg->allow_any_domain)
+		WARN("domains is empty and allow_any_domain is false: no on-demand issuance, "
+		     "certificates are issued through the admin API only");
+#undef WARN
+	return n;
 }

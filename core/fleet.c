@@ -36,7 +36,7 @@ static void fleet_on_cert_msg(void *arg, const char *msg, size_t len)
 		return;
 	memcpy(raw, msg, len);
 	raw[len] = '\0';
-	if (host_normalize(raw, host, sizeof(host), 0) == -1) {
+	if (host_normalize(raw, host, sizeof(host), HOST_WILDCARD) == -1) {
 		log_warn("pub/sub: ignoring a message that is no host name");
 		return;
 	}
@@ -71,7 +71,7 @@ static void cb_fleet_feed(void *arg, struct storage_res *res)
 	for (i = 0; i < res->n; i++) {
 		struct certstore_cert *c;
 
-		if (host_normalize(res->keys[i], host, sizeof(host), 0) == -1)
+		if (host_normalize(res->keys[i], host, sizeof(host), HOST_WILDCARD) == -1)
 			continue;
 		c = certstore_get(f->cs, host);
 		if (!res->vals[i]) {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,7 +35,7 @@
 #define JOB_BACKOFF_MAX_S	(24 * 3600)
 #define JOB_BACKOFF_SWEEP_S	300.0
 /* in-memory bound: strangers choose SNI names */
-#define JOBS_BACKOFF_MEM_MAX	100000
+#define JOBS_BACKOFF_MEM_MAX	50000
 #define JOBS_NODE_ID_BYTES	16	/* of the digest, in hex in the lock owner token */
 
 enum job_state {
@@ -49,11 +50,14 @@ enum job_state {
 	JOB__MAX
 };
 
-/* A failure backoff known in memory (this node's failures and those read
- * from shared storage), so the SPOE path never asks storage. */
+/* A failure backoff known in memory (this node's failures, ask_url's
+ * refusals and the records read from shared storage), so the SPOE path never
+ * asks storage. Bounded: the least recently recorded goes first. */
 struct job_backoff {
+	TAILQ_ENTRY(job_backoff) lru;
 	time_t until;
 	long failures;
+	char host[];
 };
 
 struct job_waiter {
@@ -89,10 +93,12 @@ struct jobs {
 	char node_id[2 * JOBS_NODE_ID_BYTES + 1];	/* lock owner token of this process */
 	struct hmap map;		/* host -> struct job */
 	struct hmap backoff;		/* host -> struct job_backoff */
+	TAILQ_HEAD(, job_backoff) backoff_lru;	/* least recently recorded first */
 	struct job *queue_head, *queue_tail;
 	size_t queued;			/* jobs in the queue */
 	unsigned orders_running;
 	ev_timer kick;			/* starts queued jobs on the next turn */
+	ev_tstamp queue_full_logged;	/* last "queue full" log line */
 	ev_timer backoff_sweep;
 	struct jobs_stats stats;	/* counters; gauges filled by jobs_stats() */
 };
@@ -116,22 +122,41 @@ int jobs_backoff_active(const struct jobs *js, const char *host, time_t *until)
 void jobs_backoff_remember(struct jobs *js, const char *host, time_t until, long failures)
 {
 	struct job_backoff *b = hmap_get(&js->backoff, host);
+	size_t hl = strlen(host);
 
-	if (!b) {
-		if (js->backoff.count >= JOBS_BACKOFF_MEM_MAX || !(b = calloc(1, sizeof(*b))))
-			return;	/* the shared record still holds it: the job reads it */
+	if (b) {
+		TAILQ_REMOVE(&js->backoff_lru, b, lru);
+	} else {
+		if (js->backoff.count >= JOBS_BACKOFF_MEM_MAX) {
+			struct job_backoff *old = TAILQ_FIRST(&js->backoff_lru);
+
+			/* the shared record, if any, still holds it: a job reads it */
+			TAILQ_REMOVE(&js->backoff_lru, old, lru);
+			hmap_del(&js->backoff, old->host);
+			free(old);
+			js->stats.backoff_evicted++;
+		}
+		if (!(b = calloc(1, sizeof(*b) + hl + 1)))
+			return;
+		memcpy(b->host, host, hl + 1);
 		if (hmap_put(&js->backoff, host, b, NULL) == -1) {
 			free(b);
 			return;
 		}
 	}
+	TAILQ_INSERT_TAIL(&js->backoff_lru, b, lru);
 	b->until = until;
 	b->failures = failures;
 }
 
 static void job_backoff_forget(struct jobs *js, const char *host)
 {
-	free(hmap_del(&js->backoff, host));
+	struct job_backoff *b = hmap_del(&js->backoff, host);
+
+	if (b) {
+		TAILQ_REMOVE(&js->backoff_lru, b, lru);
+		free(b);
+	}
 }
 
 struct job_sweep {
@@ -170,6 +195,7 @@ static void cb_jobs_backoff_sweep(struct ev_loop *loop, ev_timer *w, int revents
 static void job_backoff_init(struct jobs *js)
 {
 	hmap_init(&js->backoff);
+	TAILQ_INIT(&js->backoff_lru);
 	ev_timer_init(&js->backoff_sweep, cb_jobs_backoff_sweep, JOB_BACKOFF_SWEEP_S, JOB_BACKOFF_SWEEP_S);
 	js->backoff_sweep.data = js;
 	ev_timer_start(js->loop, &js->backoff_sweep);
@@ -205,7 +231,8 @@ static void cb_job_storage_ignore(void *arg, struct storage_res *res)
 /* Records a failure: the wait starts at fail_backoff_minutes and doubles on
  * each consecutive failure, capped at a day; a CA's Retry-After wins if
  * longer, up to a week. Memory first, storage for the fleet. */
-static void job_backoff_record(struct jobs *js, const char *host, const char *why, long retry_after)
+static void job_backoff_record(struct jobs *js, const char *host, const char *why, long retry_after,
+			       int store)
 {
 	struct job_backoff *b = hmap_get(&js->backoff, host);
 	char key[STORAGE_KEY_MAX], *text;
@@ -223,6 +250,11 @@ static void job_backoff_record(struct jobs *js, const char *host, const char *wh
 	if (retry_after > wait)
 		wait = retry_after;
 	jobs_backoff_remember(js, host, now + wait, failures);
+	if (!store) {
+		log_info("host=%s not issued (%ld in a row), next attempt not before %lds: %s",
+			 host, failures, wait, why ? why : "");
+		return;
+	}
 	snprintf(key, sizeof(key), "backoff/%s", host);
 	j = json_pack("{s:I, s:I, s:s}", "failures", (json_int_t)failures,
 		      "until", (json_int_t)(now + wait), "error", why ? why : "");
@@ -259,9 +291,18 @@ static void job_reply(struct job *j, unsigned status, const char *msg)
 	j->waiters = NULL;
 }
 
-/* Ends <j>: <ok> issued (here or elsewhere); <refused> ended by the shared
- * backoff (no new failure recorded); else a failure <why>. Frees <j>. */
-static void job_finish(struct job *j, int ok, int refused, const char *why, long retry_after)
+/* How a job that did not issue ended. */
+enum job_fail {
+	JOB_FAILED = 0,		/* a failure: backoff in memory and in storage */
+	JOB_REFUSED_BACKOFF,	/* the shared backoff refused it: nothing new recorded */
+	JOB_REFUSED_ASK,	/* ask_url refused it: backoff in memory only (no
+				 * record a stranger's names could multiply) */
+};
+
+/* Ends <j>: <ok> issued (here or elsewhere); else ended as <refused> says,
+ * for <why>. Frees <j>. */
+static void job_finish(struct job *j, int ok, enum job_fail refused, const char *why,
+		       long retry_after)
 {
 	struct jobs *js = j->js;
 	char key[STORAGE_KEY_MAX], msg[1024], host[CERTSTORE_HOST_MAX];
@@ -282,9 +323,11 @@ static void job_finish(struct job *j, int ok, int refused, const char *why, long
 		snprintf(msg, sizeof(msg), "certificate for host %s is created", j->host);
 		job_reply(j, 201, msg);
 	} else {
-		if (!refused && (!j->forced || j->state == JOB_ORDERING ||
-				 j->state == JOB_STORING))
-			job_backoff_record(js, j->host, why, retry_after);
+		if (refused == JOB_REFUSED_ASK)
+			job_backoff_record(js, j->host, why, -1, 0);
+		else if (refused == JOB_FAILED && (!j->forced || j->state == JOB_ORDERING ||
+						   j->state == JOB_STORING))
+			job_backoff_record(js, j->host, why, retry_after, 1);
 		snprintf(msg, sizeof(msg), "failed to create certificate for host %s: %s", j->host,
 			 why ? why : "unknown error");
 		job_reply(j, j->state == JOB_ASKING || refused ? 400 : 500, msg);
@@ -299,7 +342,7 @@ static void job_finish(struct job *j, int ok, int refused, const char *why, long
 
 static void job_end(struct job *j, int ok, const char *why, long retry_after)
 {
-	job_finish(j, ok, 0, why, retry_after);
+	job_finish(j, ok, JOB_FAILED, why, retry_after);
 }
 
 static void cb_job_stored(void *arg, struct storage_res *res)
@@ -523,8 +566,7 @@ static void job_ask_done(void *arg, const struct http_response *res)
 		snprintf(why, sizeof(why), "ask_url unreachable: %s", res->error ? res->error : "?");
 	else
 		snprintf(why, sizeof(why), "ask_url refused the name (HTTP %ld)", res->status);
-	log_info("host=%s not issued: %s", j->host, why);
-	job_end(j, 0, why, -1);
+	job_finish(j, 0, JOB_REFUSED_ASK, why, -1);
 }
 
 static void job_ask(struct job *j)
@@ -561,7 +603,7 @@ static void cb_job_backoff(void *arg, struct storage_res *res)
 			js->stats.refused_backoff++;
 			log_info("host=%s not issued: in failure backoff for %llds", j->host,
 				 (long long)(until - time(NULL)));
-			job_finish(j, 0, 1, "in failure backoff", -1);
+			job_finish(j, 0, JOB_REFUSED_BACKOFF, "in failure backoff", -1);
 			return;
 		}
 	}
@@ -616,10 +658,28 @@ static void job_kick(struct jobs *js)
 	ev_timer_start(js->loop, &js->kick);
 }
 
+int jobs_queue_full(const struct jobs *js)
+{
+	return js->queued >= (size_t)js->cfg->max_queued;
+}
+
 int jobs_issue(struct jobs *js, const char *host, int renewal, int forced, struct admin_req *req)
 {
 	struct job *j = hmap_get(&js->map, host);
 	struct job_waiter *w = NULL;
+
+	if (!j && !renewal && !forced && jobs_queue_full(js)) {
+		ev_tstamp now = ev_now(js->loop);
+
+		js->stats.refused_queue++;
+		if (now - js->queue_full_logged >= 60.) {
+			js->queue_full_logged = now;
+			log_warn("host=%s on-demand issuance refused: %zu names already wait "
+				 "(max_queued_orders); %llu refused so far", host, js->queued,
+				 (unsigned long long)js->stats.refused_queue);
+		}
+		return JOBS_QUEUE_FULL;
+	}
 
 	if (req) {
 		w = calloc(1, sizeof(*w));
@@ -698,6 +758,7 @@ void jobs_stats(const struct jobs *js, struct jobs_stats *out)
 	*out = js->stats;
 	out->jobs = js->map.count;
 	out->queued = js->queued;
+	out->backoff_mem = js->backoff.count;
 	out->orders_running = js->orders_running;
 }
 
@@ -720,7 +781,7 @@ void jobs_resume_pending(struct jobs *js)
 	for (i = 0; i < list.n; i++) {
 		int renewal = 0;
 
-		if (host_normalize(list.keys[i] + strlen("pending/"), host, sizeof(host), 0) == -1)
+		if (host_normalize(list.keys[i] + strlen("pending/"), host, sizeof(host), HOST_WILDCARD) == -1)
 			continue;
 		if (storage_wait(js->st, storage_get(js->st, list.keys[i], NULL, NULL), &v, err,
 				 sizeof(err)) == 0) {
@@ -758,6 +819,7 @@ struct jobs *jobs_new(struct ev_loop *loop, const struct config *cfg, struct sto
 	if (!js)
 		goto out;
 	js->loop = loop;
+	js->queue_full_logged = -1e9;
 	js->cfg = cfg;
 	js->st = st;
 	js->acme = acme;

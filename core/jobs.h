@@ -37,8 +37,11 @@ struct jobs_stats {
 	uint64_t fail_rate_limited, fail_ca, fail_transport, fail_storage;
 	uint64_t refused_backoff;	/* by the shared backoff record */
 	uint64_t refused_ask;		/* by ask_url */
+	uint64_t refused_queue;
+	uint64_t backoff_evicted;	/* backoff entries dropped from memory by the bound */		/* on-demand names refused: max_queued_orders reached */
 	size_t jobs;			/* jobs in memory, queued included */
 	size_t queued;			/* jobs waiting for a slot */
+	size_t backoff_mem;		/* backoff entries in memory */
 	unsigned orders_running;	/* jobs ordering or storing */
 };
 
@@ -63,8 +66,16 @@ void jobs_free(struct jobs *j);
  * when the job ends, or NULL. <renewal> sends `replaces` and skips the
  * backoff read and ask_url; <forced> (admin) skips them too and records no
  * backoff for a failure before the order. The job starts on a later loop
- * turn. Returns 0, or -1 when out of memory (<req> is then not answered). */
+ * turn. An on-demand job (neither) is refused when max_queued_orders jobs
+ * already wait for a slot (counted, logged at most once a minute; no record
+ * is written): renewals and admin requests are bounded by what is stored
+ * and by who may call the admin API. Returns 0, JOBS_QUEUE_FULL, or -1 when
+ * out of memory (<req> is then not answered). */
+#define JOBS_QUEUE_FULL 1
 int jobs_issue(struct jobs *j, const char *host, int renewal, int forced, struct admin_req *req);
+
+/* 1 when an on-demand job would be refused now (the queue is full). */
+int jobs_queue_full(const struct jobs *j);
 
 /* 1 when a job for <host> is queued or running, else 0. */
 int jobs_active(const struct jobs *j, const char *host);

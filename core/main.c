@@ -85,6 +85,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (check) {
+		char warns[2048];
+
+		if (config_warnings(cfg, warns, sizeof(warns)) > 0)
+			fprintf(stderr, "%s: warnings:\n%s", mc.config_path, warns);
 		printf("%s: configuration is valid\n", mc.config_path);
 		config_free(cfg);
 		return 0;

@@ -29,6 +29,7 @@
 #include "core/jobs.h"
 #include "core/manager.h"
 #include "core/renew.h"
+#include "dns/dns01.h"
 #include "lib/log.h"
 #include "runtime/runtime.h"
 #include "storage/storage.h"
@@ -43,6 +44,7 @@ struct mgr {
 	struct certstore *cs;
 	struct fleet *fleet;
 	struct challenges *ch;
+	struct dns01 *dns;		/* NULL without dns01.provider */
 	struct jobs *jobs;
 	struct renew *renew;
 	struct api *api;
@@ -92,7 +94,58 @@ static void mgr_on_renewed(void *arg, const char *host, time_t t)
 	renew_renewed(m->renew, host, t);
 }
 
+/* the ACME client's dns-01 hooks over the solver */
+static int mgr_dns_present(void *arg, const char *host, const char *fqdn, const char *value,
+			   void (*done)(void *ctx, int ok, const char *err), void *ctx)
+{
+	return dns01_present(arg, host, fqdn, value, done, ctx);
+}
+
+static void mgr_dns_cancel(void *arg, void *ctx)
+{
+	dns01_cancel(arg, ctx);
+}
+
+static void mgr_dns_cleanup(void *arg, const char *host, const char *fqdn, const char *value)
+{
+	dns01_cleanup(arg, host, fqdn, value);
+}
+
+static const struct acme_dns_hooks mgr_dns_hooks = {
+	.present = mgr_dns_present,
+	.cancel = mgr_dns_cancel,
+	.cleanup = mgr_dns_cleanup,
+};
+
 /* ---- set-up -------------------------------------------------------------- */
+
+/* The dns-01 solver of dns01.*, when a provider is set; removes at once the
+ * TXT records a stop left behind. */
+static int mgr_open_dns01(struct mgr *m, char *err, size_t errlen)
+{
+	const struct config *cfg = m->cfg;
+	struct dns01_conf dc = {
+		.provider = cfg->dns01_provider == CONFIG_DNS01_EXEC ? DNS01_EXEC : DNS01_RFC2136,
+		.server_host = cfg->dns01_server ? cfg->dns01_addr.host : NULL,
+		.server_port = cfg->dns01_addr.port,
+		.tsig_key_name = cfg->dns01_tsig_key_name,
+		.tsig_algorithm = config_tsig_alg_name(cfg->dns01_tsig_algorithm),
+		.tsig_secret = cfg->dns01_tsig_secret,
+		.zone = cfg->dns01_zone,
+		.exec = cfg->dns01_exec,
+		.propagation_timeout = cfg->dns01_propagation_timeout,
+	};
+
+	if (cfg->dns01_provider == CONFIG_DNS01_NONE)
+		return 0;
+	m->dns = dns01_new(m->loop, &dc, m->st, cfg->spoa_listen, err, errlen);
+	if (!m->dns)
+		return -1;
+	acme_client_set_dns(m->acme, &mgr_dns_hooks, m->dns);
+	dns01_cleanup_stale(m->dns);
+	return 0;
+}
+
 
 static EVP_PKEY *mgr_account_key(struct mgr *m, char *err, size_t errlen)
 {
@@ -218,6 +271,8 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 		if (!m->acme)
 			goto fail;
 	}
+	if (mgr_open_dns01(m, err, errlen) == -1)
+		goto fail;
 	if (certstore_runtime_open(m->cs, err, errlen) == -1)
 		goto fail;
 	m->jobs = jobs_new(loop, cfg, m->st, m->acme, m->http, m->cs, &m->health);
@@ -270,9 +325,13 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 			goto fail;
 	}
 	fleet_start(m->fleet);
-	if (cfg->ndomains == 0 && !cfg->allow_any_domain)
-		log_warn("domains is empty and allow_any_domain is false: no on-demand issuance, "
-			 "certificates are issued through the admin API only");
+	{
+		char warns[2048], *line, *save = NULL;
+
+		config_warnings(cfg, warns, sizeof(warns));
+		for (line = strtok_r(warns, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+			log_warn("config: %s", line);
+	}
 	jobs_resume_pending(m->jobs);
 	renew_start(m->renew);
 	certstore_start(m->cs);
@@ -310,6 +369,8 @@ void mgr_free(struct mgr *m)
 	fleet_free(m->fleet);
 	/* the ACME client first: it must not call back into half-freed modules */
 	acme_client_free(m->acme);
+	/* after the client: its orders cancel their presents here */
+	dns01_free(m->dns);
 	/* deferred ACKs and waiting admin requests are answered while the
 	 * servers still exist */
 	challenges_free(m->ch);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <netinet/in.h>
 #include <sys/un.h>
 
@@ -173,4 +174,20 @@ const char *addr_format(const struct addr *a, char *buf, size_t buflen)
 	else
 		snprintf(buf, buflen, "%s:%d", a->host, a->port);
 	return buf;
+}
+
+int addr_is_loopback(const struct addr *a)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (a->is_unix)
+		return 1;
+	if (strcasecmp(a->host, "localhost") == 0)
+		return 1;
+	if (inet_pton(AF_INET, a->host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, a->host, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6);
+	return 0;
 }

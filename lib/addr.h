@@ -36,6 +36,11 @@ int addr_parse(const char *s, unsigned flags, struct addr *out, char *why, size_
 int addr_sockaddr(const struct addr *a, int passive, struct sockaddr_storage *ss,
 		  socklen_t *len, char *why, size_t whylen);
 
+/* 1 when <a> is reachable from this host only: a unix socket, a loopback
+ * literal (127.0.0.0/8, ::1) or "localhost"; 0 for every address ("*"), any
+ * other literal and any other name. */
+int addr_is_loopback(const struct addr *a);
+
 /* Writes <a> as addr_parse() reads it ("unix:/p", "h:1", "[::1]:1", "*:0")
  * into <buf> (<buflen> bytes, truncated). Returns <buf>, for logs. */
 const char *addr_format(const struct addr *a, char *buf, size_t buflen);

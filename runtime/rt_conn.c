@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include <ev.h>
+#include <openssl/crypto.h>
 
 #include "lib/hmap.h"
 #include "lib/log.h"
@@ -15,6 +16,8 @@
 
 /* ---- connection ---- */
 
+/* Grows *<buf> to hold <need> bytes. Never realloc: the buffers carry
+ * private keys ("set ssl cert" payloads), so the old copy is wiped. */
 static int grow(char **buf, size_t *cap, size_t need)
 {
 	size_t ncap = *cap ? *cap : 4096;
@@ -24,9 +27,14 @@ static int grow(char **buf, size_t *cap, size_t need)
 		return 0;
 	while (ncap < need)
 		ncap *= 2;
-	nb = realloc(*buf, ncap);
+	nb = malloc(ncap);
 	if (!nb)
 		return -1;
+	if (*buf) {
+		memcpy(nb, *buf, *cap);
+		OPENSSL_cleanse(*buf, *cap);
+		free(*buf);
+	}
 	*buf = nb;
 	*cap = ncap;
 	return 0;
@@ -51,6 +59,8 @@ static void sock_flush(struct rt_sock *s)
 		}
 		s->woff += (size_t)n;
 	}
+	/* sent: the payload (a private key, maybe) is wiped from the buffer */
+	OPENSSL_cleanse(s->wbuf, s->wlen);
 	s->woff = s->wlen = 0;
 	ev_io_stop(s->rt->loop, &s->wio);
 }

@@ -7,6 +7,8 @@
 #include <ev.h>
 
 #include "lib/hmap.h"
+#include <openssl/crypto.h>
+
 #include "lib/log.h"
 #include "runtime/rt_int.h"
 
@@ -18,6 +20,8 @@ void rt_op_free(struct rt_op *op)
 		return;
 	free(op->path);
 	free(op->crt_list);
+	if (op->cmd)
+		OPENSSL_cleanse(op->cmd, op->cmdlen);	/* a private key */
 	free(op->cmd);
 	free(op);
 }

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include <ev.h>
+#include <openssl/crypto.h>
 
 #include "lib/addr.h"
 #include "lib/hmap.h"
@@ -233,6 +234,8 @@ void rt_free(struct rt *rt)
 		rt_clists_clear(s);
 		rt_stale_clear(s);
 		free(s->addr);
+		if (s->wbuf)
+			OPENSSL_cleanse(s->wbuf, s->wcap);
 		free(s->wbuf);
 		free(s->rbuf);
 		free(s->pbuf);
@@ -255,6 +258,7 @@ static char *build_set_cmd(const char *path, const char *pem, size_t len, size_t
 	for (i = 0; i < len; i++) {
 		char c = pem[i];
 		if (c == '\0') {
+			OPENSSL_cleanse(cmd, cap);
 			free(cmd);
 			return NULL;
 		}

@@ -4,8 +4,8 @@
 set -euo pipefail
 
 PKGS=(build-essential pkg-config libssl-dev libcurl4-openssl-dev libjansson-dev
-      libhiredis-dev libev-dev libmicrohttpd-dev libcmocka-dev
-      haproxy pebble redis-server curl openssl clang libclang-rt-14-dev python3)
+      libhiredis-dev libev-dev libmicrohttpd-dev libcmocka-dev libldns-dev
+      haproxy pebble redis-server bind9 bind9-dnsutils curl openssl clang libclang-rt-14-dev python3)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -22,7 +22,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Debian starts these as services on install; the tests start their own copies.
-for svc in haproxy redis-server; do
+for svc in haproxy redis-server named; do
 	if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
 done
 exit 0

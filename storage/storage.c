@@ -9,7 +9,9 @@
 #include <ev.h>
 #include <openssl/crypto.h>
 
+#include "lib/heap.h"
 #include "lib/hmap.h"
+#include "lib/log.h"
 #include "lib/workq.h"
 
 #include "storage/storage.h"
@@ -140,7 +142,22 @@ struct storage {
 	size_t nreqs;
 	struct storage_ready_list readyq;
 	ev_timer kick;			/* delivers readyq on the next turn */
+	/* expiry of values put with a TTL, for backends with no TTL of their
+	 * own (ops->front_expiry): key -> struct storage_exp, and a heap by time */
+	struct hmap exp_keys;
+	struct heap exp_heap;
+	ev_timer exp_timer;
+	uint64_t exp_dropped;		/* not indexed: the index was full */
 	char name[16];
+};
+
+static void storage_exp_note(struct storage *st, const char *key, unsigned ttl_sec);
+
+/* One key put with a TTL, deleted when it expires. */
+struct storage_exp {
+	double at;			/* ev_time() of expiry */
+	size_t idx;			/* heap position */
+	char key[];
 };
 
 static const char *const storage_op_names[STORAGE_OP__MAX] = {
@@ -465,6 +482,7 @@ struct storage_req *storage_put(struct storage *st, const char *key, const char 
 		if (storage_req_copy_val(r, val, len) == -1)
 			return NULL;
 		r->op.ttl_sec = ttl_sec;
+		storage_exp_note(st, key, ttl_sec);
 	}
 	return storage_req_start(r, w);
 }
@@ -473,8 +491,14 @@ struct storage_req *storage_del(struct storage *st, const char *key, storage_cb 
 {
 	struct storage_req *r = storage_req_new(st, STORAGE_OP_DEL, key, cb, arg);
 	char why[STORAGE_ERR_MAX];
+	const char *w;
 
-	return r ? storage_req_start(r, storage_why_key("key", key, why, sizeof(why))) : NULL;
+	if (!r)
+		return NULL;
+	w = storage_why_key("key", key, why, sizeof(why));
+	if (!w)
+		storage_exp_note(st, key, 0);
+	return storage_req_start(r, w);
 }
 
 struct storage_req *storage_list(struct storage *st, const char *prefix, storage_cb *cb, void *arg)
@@ -639,6 +663,118 @@ int storage_wait(struct storage *st, struct storage_req *req, struct storage_res
 	return out->rc;
 }
 
+/* ---- expiry (front_expiry backends) -------------------------------------- */
+
+/* Stored records expire in every backend: Redis by its own TTLs; file and
+ * shm through this index of the keys this process put with a TTL, deleted
+ * when due by an ordinary del (so it queues behind the key's other writes).
+ * A later put of the key moves or drops its entry; the file backend also
+ * removes expired files at start (what an earlier process left). Work is
+ * proportional to the keys that expire. */
+#define STORAGE_EXP_MAX		200000	/* beyond: left to the start-up sweep */
+#define STORAGE_EXP_BATCH	256	/* deletes issued per timer run */
+
+static int storage_exp_less(const void *a, const void *b)
+{
+	return ((const struct storage_exp *)a)->at < ((const struct storage_exp *)b)->at;
+}
+
+static void storage_exp_set_index(void *e, size_t idx)
+{
+	((struct storage_exp *)e)->idx = idx;
+}
+
+static void storage_exp_arm(struct storage *st)
+{
+	struct storage_exp *e = heap_peek(&st->exp_heap);
+	double in;
+
+	ev_timer_stop(st->loop, &st->exp_timer);
+	if (!e)
+		return;
+	in = e->at - ev_time();
+	ev_timer_set(&st->exp_timer, in > 0 ? in + 0.01 : 0., 0.);
+	ev_timer_start(st->loop, &st->exp_timer);
+}
+
+static void storage_exp_forget(struct storage *st, const char *key)
+{
+	struct storage_exp *e = hmap_del(&st->exp_keys, key);
+
+	if (!e)
+		return;
+	heap_remove(&st->exp_heap, e->idx);
+	free(e);
+}
+
+/* Called for every put and del the front accepts. */
+static void storage_exp_note(struct storage *st, const char *key, unsigned ttl_sec)
+{
+	struct storage_exp *e;
+	size_t kl;
+
+	if (!st->ops->front_expiry)
+		return;
+	if (ttl_sec == 0) {
+		storage_exp_forget(st, key);
+		return;
+	}
+	e = hmap_get(&st->exp_keys, key);
+	if (e) {
+		e->at = ev_time() + ttl_sec;
+		heap_update(&st->exp_heap, e->idx);
+	} else {
+		kl = strlen(key);
+		if (st->exp_keys.count >= STORAGE_EXP_MAX || !(e = calloc(1, sizeof(*e) + kl + 1))) {
+			st->exp_dropped++;
+			return;
+		}
+		memcpy(e->key, key, kl + 1);
+		e->at = ev_time() + ttl_sec;
+		if (hmap_put(&st->exp_keys, key, e, NULL) == -1) {
+			free(e);
+			st->exp_dropped++;
+			return;
+		}
+		if (heap_push(&st->exp_heap, e) == -1) {
+			hmap_del(&st->exp_keys, key);
+			free(e);
+			st->exp_dropped++;
+			return;
+		}
+	}
+	if (heap_peek(&st->exp_heap) == e)
+		storage_exp_arm(st);
+}
+
+static void cb_storage_exp_done(void *arg, struct storage_res *res)
+{
+	if (res->rc == -1)
+		log_warn("storage: removing an expired record: %s", res->err);
+}
+
+static void cb_storage_exp(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct storage *st = w->data;
+	double now = ev_time();
+	struct storage_exp *e;
+	int n = 0;
+
+	while ((e = heap_peek(&st->exp_heap)) && e->at <= now && n++ < STORAGE_EXP_BATCH) {
+		heap_pop(&st->exp_heap);
+		hmap_del(&st->exp_keys, e->key);
+		/* through the front: after the key's pending writes */
+		storage_del(st, e->key, cb_storage_exp_done, NULL);
+		free(e);
+	}
+	storage_exp_arm(st);
+}
+
+size_t storage_expiring(const struct storage *st)
+{
+	return st->exp_keys.count;
+}
+
 /* ---- open and close ------------------------------------------------------ */
 
 struct storage *storage_open(const char *name, const struct storage_conf *conf,
@@ -676,6 +812,10 @@ struct storage *storage_open(const char *name, const struct storage_conf *conf,
 	st->kick.data = st;
 	snprintf(st->name, sizeof(st->name), "%s", ops->name);
 	hmap_init(&st->wpending);
+	hmap_init(&st->exp_keys);
+	heap_init(&st->exp_heap, storage_exp_less, storage_exp_set_index);
+	ev_init(&st->exp_timer, cb_storage_exp);
+	st->exp_timer.data = st;
 	if (ops->blocking) {
 		st->writers = conf && conf->file_threads ? conf->file_threads : STORAGE_DEF_THREADS;
 		st->readers = STORAGE_READERS;
@@ -718,6 +858,9 @@ void storage_close(struct storage *st)
 	workq_free(st->wq);
 	st->ops->close(st->be);
 	ev_timer_stop(st->loop, &st->kick);
+	ev_timer_stop(st->loop, &st->exp_timer);
+	heap_clear(&st->exp_heap);
+	hmap_clear(&st->exp_keys, free);
 	while ((r = TAILQ_FIRST(&st->reqs)))
 		storage_req_free(r);
 	hmap_clear(&st->wpending, NULL);

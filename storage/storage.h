@@ -133,6 +133,7 @@ struct storage_ops {
 	void *(*open)(struct ev_loop *loop, const struct storage_conf *conf, char *err, size_t errlen);
 	void (*close)(void *be);
 	int blocking;		/* primitives may block: run on worker threads */
+	int front_expiry;	/* no TTL of its own: the front deletes what expires */
 	int (*get)(void *be, const char *key, char **val, size_t *len, char *err, size_t errlen);
 	int (*put)(void *be, const char *key, const char *val, size_t len, unsigned ttl_sec,
 		   char *err, size_t errlen);
@@ -150,6 +151,10 @@ struct storage_ops {
 					 void (*cb)(void *arg, const char *msg, size_t len),
 					 void *arg, char *err, size_t errlen);
 };
+
+/* Keys put with a TTL that the front will delete when due (front_expiry
+ * backends; 0 for the others). */
+size_t storage_expiring(const struct storage *st);
 
 extern const struct storage_ops storage_file_ops;
 extern const struct storage_ops storage_shm_ops;

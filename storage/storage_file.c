@@ -588,9 +588,11 @@ syserr:
 	return -1;
 }
 
-/* Removes temp files left by a crash: their writer is dead (pid in the name)
- * or they are older than an hour. */
-static void file_clean_tmp(const char *dir, time_t now)
+/* At start: removes temp files left by a crash (their writer is dead, pid
+ * in the name, or they are older than an hour) and values whose TTL has
+ * passed (what an earlier process put; this one's are deleted when due by
+ * the front). Lock files ("#locks") expire on their own. */
+static void file_clean_start(const char *dir, time_t now, uint64_t now_ms, size_t *expired)
 {
 	DIR *d = opendir(dir);
 	struct dirent *de;
@@ -607,7 +609,8 @@ static void file_clean_tmp(const char *dir, time_t now)
 		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1)
 			continue;
 		if (S_ISDIR(st.st_mode)) {
-			file_clean_tmp(path, now);
+			if (strcmp(de->d_name, "#locks") != 0)
+				file_clean_start(path, now, now_ms, expired);
 		} else if (strncmp(de->d_name, FILE_TMP_PREFIX, strlen(FILE_TMP_PREFIX)) == 0) {
 			long pid = strtol(de->d_name + strlen(FILE_TMP_PREFIX), NULL, 10);
 			int alive = pid > 0 && pid != getpid() &&
@@ -617,6 +620,9 @@ static void file_clean_tmp(const char *dir, time_t now)
 				log_debug("storage file: removing stray temp file %s", path);
 				unlinkat(dirfd(d), de->d_name, 0);
 			}
+		} else if (S_ISREG(st.st_mode) && de->d_name[0] != '#' &&
+			   file_is_expired(path, now_ms) && unlinkat(dirfd(d), de->d_name, 0) == 0) {
+			(*expired)++;
 		}
 	}
 	closedir(d);
@@ -681,7 +687,13 @@ static void *file_open_be(struct ev_loop *loop, const struct storage_conf *conf,
 		snprintf(err, errlen, "storage file: path %s: %s", path, strerror(errno));
 		goto fail;
 	}
-	file_clean_tmp(be->root, time(NULL));
+	{
+		size_t expired = 0;
+
+		file_clean_start(be->root, time(NULL), file_now_ms(), &expired);
+		if (expired)
+			log_info("storage file: removed %zu expired records", expired);
+	}
 	return be;
 fail:
 	file_close_be(be);
@@ -702,6 +714,7 @@ static int file_ping(void *p, char *err, size_t errlen)
 const struct storage_ops storage_file_ops = {
 	.name = "file",
 	.blocking = 1,
+	.front_expiry = 1,
 	.open = file_open_be,
 	.close = file_close_be,
 	.get = file_get,

@@ -304,6 +304,7 @@ static int shm_ping(void *p, char *err, size_t errlen)
 
 const struct storage_ops storage_shm_ops = {
 	.name = "shm",
+	.front_expiry = 1,
 	.open = shm_open_be,
 	.close = shm_close_be,
 	.get = shm_get,

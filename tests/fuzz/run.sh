@@ -47,6 +47,34 @@ write_seeds() {
 		printf '\x00\x00\x00\x12\x01\x00\x00\x00\x01\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f' >"$dir/varint-overflow"
 		printf '\x00\x00\x00\x12\x03\x00\x00\x00\x01\x01\x01\x08acme-sni\x03\x00' >"$dir/lying-nargs"
 		;;
+	fuzz_bundle)
+		# a good bundle (leaf + CA + key, valid around 2025), the same with
+		# a second key before ours, with the key of another certificate, and
+		# a certificate alone; EC keys keep the inputs short
+		local t
+		t=$(mktemp -d)
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+			-subj /CN=Fuzz-CA -keyout "$t/ca.key" -out "$t/ca.pem" 2>/dev/null
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=a.test \
+			-keyout "$t/leaf.key" -out "$t/leaf.csr" 2>/dev/null
+		printf 'subjectAltName=DNS:a.test,DNS:*.w.test\n' >"$t/ext"
+		openssl x509 -req -in "$t/leaf.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" -days 3650 \
+			-extfile "$t/ext" -out "$t/leaf.pem" 2>/dev/null
+		{ printf 'host=a.test\n'; cat "$t/leaf.pem" "$t/ca.pem" "$t/leaf.key"; } >"$dir/good"
+		{ printf 'host=*.w.test\n'; cat "$t/leaf.pem" "$t/ca.pem" "$t/leaf.key"; } >"$dir/wildcard"
+		{ printf 'host=a.test\n'; cat "$t/ca.key" "$t/leaf.pem" "$t/ca.pem" "$t/leaf.key"; } >"$dir/two-keys"
+		{ printf 'host=a.test\n'; cat "$t/leaf.pem" "$t/ca.pem" "$t/ca.key"; } >"$dir/wrong-key"
+		cat "$t/leaf.pem" >"$dir/cert-only"
+		rm -rf "$t"
+		;;
+	fuzz_admin)
+		printf '\x01{"host":"a.example.com","test_http_challenge_flow":true}' >"$dir/json"
+		printf '\x01{"host":"*.w.example.com"}' >"$dir/json-wildcard"
+		printf '\x01[1,{"host":null}]' >"$dir/json-array"
+		printf '\x00host=a.example.com&test_http_challenge_flow=true' >"$dir/form"
+		printf '\x00host=%%41.example.com&host=&x=%%zz' >"$dir/form-escapes"
+		printf '\x00host=0x7f.0x1' >"$dir/form-ip"
+		;;
 	*)
 		printf 'seed' >"$dir/seed"
 		;;

@@ -96,7 +96,9 @@ start_challtestsrv() {
 
 # start_pebble HTTP_PORT [CONFIG_EXTRA_JSON] [BINARY]: Pebble validating
 # http-01 on 127.0.0.1:HTTP_PORT; sets PEBBLE_DIR_URL. Environment such as
-# PEBBLE_WFE_NONCEREJECT passes through (default 0 here).
+# PEBBLE_WFE_NONCEREJECT passes through (default 0 here). PEBBLE_DNS=host:port
+# makes Pebble resolve (and check dns-01 TXT records) there instead of
+# pebble-challtestsrv (test_dns01: a real BIND).
 start_pebble() {
 	local http_port=$1 extra=${2:-} bin=${3:-pebble}
 	gen_pebble_cert || return 1
@@ -115,7 +117,7 @@ start_pebble() {
 } }
 JSON
 	PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=${PEBBLE_WFE_NONCEREJECT:-0} \
-		"$bin" -config "$IT_DIR/pebble.json" -dnsserver "127.0.0.1:$CTS_DNS" \
+		"$bin" -config "$IT_DIR/pebble.json" -dnsserver "${PEBBLE_DNS:-127.0.0.1:$CTS_DNS}" \
 		>"$IT_DIR/pebble.log" 2>&1 &
 	PEBBLE_PID=$!
 	IT_PIDS+=($PEBBLE_PID)

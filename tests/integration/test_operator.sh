@@ -134,7 +134,7 @@ bm90IGEgY2VydGlmaWNhdGU=
 printf 'ASPA1 garbage' > "$IT_DIR/store/backoff/yes.test"
 start_agent
 check "corrupt stored data: the agent starts anyway" curl -sf "${AUTH[@]}" "http://127.0.0.1:$ADMIN_PORT/acme/certificates/yes.test" -o /dev/null
-check "and names the unreadable certificate in its log" grep -q 'host=garbage.test stored certificate unreadable' "$IT_DIR/agent.log"
+check "and names the unreadable certificate in its log" grep -q 'host=garbage.test certificate from storage refused' "$IT_DIR/agent.log"
 check "and still serves the others" served_by_pebble yes.test
 
 # health follows HAProxy

@@ -361,6 +361,7 @@ enum fake_mode {
 	FAKE_NO_HTTP01,
 	FAKE_AUTHZ_INVALID,
 	FAKE_SLOW,
+	FAKE_PLAIN_HTTP,	/* the order names plain-http URLs off loopback */
 	FAKE__MAX
 };
 
@@ -420,6 +421,10 @@ static char *fake_handler(const struct mini_req *req, size_t *len, int *delay_ms
 			return mini_response(429, hdr, body, (size_t)n, len);
 		case FAKE_MALFORMED_ORDER:
 			return mini_response(201, h2, "{\"status\":\"pending\",\"authorizations\":\"x\"", strlen("{\"status\":\"pending\",\"authorizations\":\"x\""), len);
+		case FAKE_PLAIN_HTTP:
+			n = snprintf(body, sizeof(body), "{\"status\":\"pending\",\"finalize\":\"http://ca.example.net/fin\","
+				     "\"authorizations\":[\"http://ca.example.net/authz\"]}");
+			return mini_response(201, h2, body, (size_t)n, len);
 		case FAKE_SLOW:
 			*delay_ms = 1000;
 			/* fall through */
@@ -626,6 +631,17 @@ static void test_client_authz_invalid(void **state)
 	assert_int_equal(g_fake.clear_calls, 1);
 }
 
+/* A URL the CA gives is followed only over https (or plain http to
+ * loopback): an authorization URL in clear off loopback is refused. */
+static void test_client_plain_http_refused(void **state)
+{
+	struct outcome o = run_order(FAKE_PLAIN_HTTP, 1);
+
+	assert_false(o.ok);
+	assert_non_null(strstr(o.detail, "http://ca.example.net/authz"));
+	assert_non_null(strstr(o.detail, "plain http"));
+}
+
 static void test_client_many_orders_then_free(void **state)
 {
 	struct acme_client *c = fake_client(FAKE_SLOW, 1);
@@ -710,6 +726,7 @@ int main(void)
 		cmocka_unit_test(test_client_malformed_order),
 		cmocka_unit_test(test_client_no_http01),
 		cmocka_unit_test(test_client_authz_invalid),
+		cmocka_unit_test(test_client_plain_http_refused),
 		cmocka_unit_test(test_client_many_orders_then_free),
 		cmocka_unit_test(test_client_bad_args),
 	};

@@ -2,13 +2,17 @@
  * install, take, remove and their hooks; cert_dir writes and removals on the
  * worker queue; fetch from storage (received, absent removes, unchanged);
  * the start-up load (bad key names ignored, nothing deployed) and the
- * cert_dir files it ensures. No HAProxy listens: pushes fail, memory and
+ * cert_dir files it ensures; bundles refused by the check; temp files and
+ * their clean-up. No HAProxy listens: pushes fail, memory and
  * cert_dir are what is checked. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "tests/unit/core_fixture.h"
@@ -377,6 +381,130 @@ static void test_on_demand_index(void **state)
 	free(p2);
 }
 
+/* Nothing unverified is kept, written or pushed: a bundle for another name,
+ * an expired one, one whose key is not the leaf's, one with two keys. */
+static void test_refuses_unverified(void **state)
+{
+	struct t *t = *state;
+	time_t now = time(NULL);
+	size_t lo, le, lg, lk;
+	char *other = fx_pem("other.example.com", now - 3600, now + 90 * 86400, &lo);
+	char *expired = fx_pem("a.example.com", now - 90 * 86400, now - 60, &le);
+	char *good = fx_pem("a.example.com", now - 3600, now + 90 * 86400, &lg);
+	char *swapped, *twokeys, path[256];
+	const char *k1, *k2;
+	struct stat sb;
+
+	/* the leaf of <good> with the key of <other> */
+	k1 = strstr(good, "-----BEGIN PRIVATE KEY");
+	k2 = strstr(other, "-----BEGIN PRIVATE KEY");
+	assert_non_null(k1);
+	assert_non_null(k2);
+	swapped = calloc(1, lg + lo + 1);
+	assert_non_null(swapped);
+	memcpy(swapped, good, (size_t)(k1 - good));
+	strcat(swapped, k2);
+	/* another key before ours: HAProxy would take the first */
+	twokeys = calloc(1, lg + lo + 1);
+	assert_non_null(twokeys);
+	strcpy(twokeys, k2);
+	strcat(twokeys, good);
+	lk = strlen(twokeys);
+
+	assert_null(certstore_take(t->cs, "a.example.com", other, lo, 1));
+	assert_null(certstore_take(t->cs, "a.example.com", expired, le, 1));
+	assert_null(certstore_take(t->cs, "a.example.com", twokeys, lk, 1));
+	assert_int_equal(certstore_refused(t->cs, CERTSTORE_SRC_STORAGE), 3);
+	assert_null(certstore_install(t->cs, "a.example.com", swapped, strlen(swapped)));
+	assert_int_equal(certstore_refused(t->cs, CERTSTORE_SRC_CA), 1);
+	assert_int_equal(t->seen.installed, 0);
+	assert_null(certstore_get(t->cs, "a.example.com"));
+	fx_run_for(&t->f, 0.2);
+	file_path(t, "a.example.com", path, sizeof(path));
+	assert_int_not_equal(stat(path, &sb), 0);
+	/* the right one passes */
+	assert_non_null(certstore_take(t->cs, "a.example.com", good, lg, 0));
+	assert_int_equal(certstore_refused(t->cs, CERTSTORE_SRC_STORAGE), 3);
+	free(other);
+	free(expired);
+	free(good);
+	free(swapped);
+	free(twokeys);
+}
+
+/* A pid no process has: a child that has exited and been reaped. */
+static pid_t dead_pid(void)
+{
+	pid_t p = fork();
+
+	assert_true(p >= 0);
+	if (p == 0)
+		_exit(0);
+	assert_int_equal(waitpid(p, NULL, 0), p);
+	return p;
+}
+
+static void touch(const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs("partial", f);
+	fclose(f);
+}
+
+/* Temp files live in <cert_dir>/.tmp (HAProxy's "crt <dir>" skips it), and
+ * the leftovers of a dead writer, there or in cert_dir itself (older
+ * versions), are removed at start. */
+static void test_temp_files(void **state)
+{
+	struct t *t = *state;
+	time_t now = time(NULL);
+	char p1[512], p2[512], p3[512], p4[512], err[256], *pem;
+	struct certstore *cs2;
+	struct file_cond fc;
+	struct stat sb;
+	DIR *d;
+	struct dirent *de;
+	size_t len;
+	pid_t dead = dead_pid();
+
+	pem = fx_pem("t.example.com", now - 3600, now + 90 * 86400, &len);
+	assert_non_null(certstore_take(t->cs, "t.example.com", pem, len, 1));
+	file_path(t, "t.example.com", p1, sizeof(p1));
+	fc.path = p1;
+	fc.want = 1;
+	assert_true(fx_run_until(&t->f, cond_file, &fc, 5));
+	assert_true(fx_run_until(&t->f, cond_written, certstore_get(t->cs, "t.example.com"), 5));
+	/* only the certificate and the hidden temp folder in cert_dir */
+	d = opendir(t->f.cert_dir);
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+		    strcmp(de->d_name, ".tmp") == 0)
+			continue;
+		assert_string_equal(de->d_name, "t.example.com.pem");
+	}
+	closedir(d);
+
+	snprintf(p2, sizeof(p2), "%s/.tmp/x.example.com.pem.%ld.7", t->f.cert_dir, (long)dead);
+	snprintf(p3, sizeof(p3), "%s/y.example.com.pem.tmp.%ld", t->f.cert_dir, (long)dead);
+	snprintf(p4, sizeof(p4), "%s/.tmp/z.example.com.pem.%ld.1", t->f.cert_dir, (long)getpid());
+	touch(p2);
+	touch(p3);
+	touch(p4);
+	cs2 = certstore_new(t->f.loop, t->f.cfg, t->f.st, &t->f.health, err, sizeof(err));
+	assert_non_null(cs2);
+	assert_int_not_equal(stat(p2, &sb), 0);
+	assert_int_not_equal(stat(p3, &sb), 0);
+	/* a live writer's (this process') file stays */
+	assert_int_equal(stat(p4, &sb), 0);
+	assert_int_equal(stat(p1, &sb), 0);
+	certstore_free(cs2);
+	unlink(p4);
+	free(pem);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -384,6 +512,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_deploy_writes_cert_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_load_and_ensure_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_refuses_unverified, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_temp_files, setup, teardown),
 		cmocka_unit_test(test_on_demand_index),
 	};
 

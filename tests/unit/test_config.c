@@ -193,6 +193,8 @@ static const struct bad_case bad_cases[] = {
 	{ WITH("\"domains\":[3]"), "config: domains[0]: 3 is an integer, expected a string" },
 	{ WITH("\"allow_any_domain\":1"), "config: allow_any_domain: 1 is an integer, expected a boolean" },
 	{ WITH("\"ask_url\":\"example.com/ask\""), "config: ask_url: \"example.com/ask\" is not an http(s) URL" },
+	{ WITH("\"ask_url\":\"http://ask.example.com/ask\""), "config: ask_url: \"http://ask.example.com/ask\" plain http is only allowed to a loopback host" },
+	{ WITH("\"api_uri\":\"http://10.0.0.1:14000/dir\""), "config: api_uri: \"http://10.0.0.1:14000/dir\" plain http is only allowed to a loopback host" },
 	{ WITH("\"fail_backoff_minutes\":0"), "config: fail_backoff_minutes: 0 is not between 1 and 1440" },
 	{ WITH("\"fail_backoff_minutes\":1441"), "config: fail_backoff_minutes: 1441 is not between 1 and 1440" },
 	{ WITH("\"renew_threshold_days\":-1"), "config: renew_threshold_days: -1 is not between 0 and 365" },
@@ -237,6 +239,43 @@ static const struct bad_case bad_cases[] = {
 	{ WITH("\"spoa\":{\"listen\":\"127.0.0.1:1\"},\"spoa.listen\":\"127.0.0.1:2\""), "config: spoa.listen: given twice" },
 	{ "[1,2]", "config: (json): [1,2] is an array, expected an object" },
 };
+
+/* Warnings at start: the admin API beyond loopback without a token,
+ * allow_any_domain without ask_url, nothing allowed on demand. */
+static void test_warnings(void **state)
+{
+	static const struct { const char *json; int n; const char *has; } cases[] = {
+		{ "{\"account_email\":\"o@example.com\",\"domains\":[\"*.example.com\"]}", 0, NULL },
+		{ "{\"account_email\":\"o@example.com\",\"domains\":[\"a.example.com\"],"
+		  "\"admin\":{\"listen\":\"0.0.0.0:8001\"}}", 1, "admin.token is not set" },
+		{ "{\"account_email\":\"o@example.com\",\"domains\":[\"a.example.com\"],"
+		  "\"admin\":{\"listen\":\"admin.example.com:8001\"}}", 1, "admin.token is not set" },
+		{ "{\"account_email\":\"o@example.com\",\"domains\":[\"a.example.com\"],"
+		  "\"admin\":{\"listen\":\"0.0.0.0:8001\",\"token\":\"s3cret\"}}", 0, NULL },
+		{ "{\"account_email\":\"o@example.com\",\"domains\":[\"a.example.com\"],"
+		  "\"admin\":{\"listen\":\"[::1]:8001\"}}", 0, NULL },
+		{ "{\"account_email\":\"o@example.com\",\"domains\":[\"a.example.com\"],"
+		  "\"admin\":{\"listen\":\"127.0.0.2:8001\"}}", 0, NULL },
+		{ "{\"account_email\":\"o@example.com\",\"allow_any_domain\":true}", 1, "without ask_url" },
+		{ "{\"account_email\":\"o@example.com\",\"allow_any_domain\":true,"
+		  "\"ask_url\":\"http://127.0.0.1:9/ask\"}", 0, NULL },
+		{ "{\"account_email\":\"o@example.com\"}", 1, "domains is empty" },
+	};
+	char w[2048];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config *c = load(cases[i].json);
+
+		if (!c)
+			fail_msg("case %zu refused: %s", i, errs);
+		if (config_warnings(c, w, sizeof(w)) != cases[i].n ||
+		    (cases[i].has && !strstr(w, cases[i].has)))
+			fail_msg("case %zu: %s\nwarnings:\n%s", i, cases[i].json, w);
+		config_free(c);
+	}
+}
 
 static void test_bad_values(void **state)
 {
@@ -602,6 +641,7 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_every_key_set),
 		cmocka_unit_test(test_bad_values),
+		cmocka_unit_test(test_warnings),
 		cmocka_unit_test(test_many_errors),
 		cmocka_unit_test(test_unknown_keys),
 		cmocka_unit_test(test_syntax_error),

@@ -497,6 +497,12 @@ static void test_cert_garbage(void **state)
 	EVP_PKEY_free(ec);
 }
 
+/* The bundle check at a fixed time inside the test certificates' validity. */
+static int t_check(const char *pem, const char *host, char *err, size_t errlen)
+{
+	return crypto_bundle_check_at(pem, strlen(pem), host, 1750000000, err, errlen);
+}
+
 static void test_bundle_and_chain(void **state)
 {
 	static const char *const sans[] = { "b.test", "*.b.test" };
@@ -520,24 +526,54 @@ static void test_bundle_and_chain(void **state)
 	t_pem_append(&nokey, leaf, NULL);
 	t_pem_append(&nokey, ca, NULL);
 
-	assert_int_equal(crypto_bundle_check(bundle, strlen(bundle), NULL, err, sizeof(err)), 0);
-	assert_int_equal(crypto_bundle_check(bundle, strlen(bundle), "b.test", err, sizeof(err)), 0);
-	assert_int_equal(crypto_bundle_check(bundle, strlen(bundle), "x.b.test", err, sizeof(err)), 0);
+	assert_int_equal(t_check(bundle, NULL, err, sizeof(err)), 0);
+	assert_int_equal(t_check(bundle, "b.test", err, sizeof(err)), 0);
+	assert_int_equal(t_check(bundle, "x.b.test", err, sizeof(err)), 0);
 	err[0] = '\0';
-	assert_int_equal(crypto_bundle_check(bundle, strlen(bundle), "c.test", err, sizeof(err)), -1);
+	assert_int_equal(t_check(bundle, "c.test", err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "does not cover"));
 	err[0] = '\0';
-	assert_int_equal(crypto_bundle_check(wrong, strlen(wrong), NULL, err, sizeof(err)), -1);
+	assert_int_equal(t_check(wrong, NULL, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "does not match"));
 	err[0] = '\0';
-	assert_int_equal(crypto_bundle_check(nokey, strlen(nokey), NULL, err, sizeof(err)), -1);
+	assert_int_equal(t_check(nokey, NULL, err, sizeof(err)), -1);
 	assert_true(err[0]);
 	/* the key matches the second certificate only, not the leaf */
 	free(wrong);
 	wrong = NULL;
 	t_pem_append(&wrong, leaf, NULL);
 	t_pem_append(&wrong, ca, ca_key);
-	assert_int_equal(crypto_bundle_check(wrong, strlen(wrong), NULL, err, sizeof(err)), -1);
+	assert_int_equal(t_check(wrong, NULL, err, sizeof(err)), -1);
+
+	/* a wildcard host is one of the leaf's names as such, not a pattern match */
+	assert_int_equal(t_check(bundle, "*.b.test", err, sizeof(err)), 0);
+	assert_int_equal(t_check(bundle, "*.c.test", err, sizeof(err)), -1);
+	/* expired at <now>; valid the second before */
+	err[0] = '\0';
+	assert_int_equal(crypto_bundle_check_at(bundle, strlen(bundle), "b.test", 1800000001, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "expired"));
+	assert_int_equal(crypto_bundle_check_at(bundle, strlen(bundle), "b.test", 1799999999, err, sizeof(err)), 0);
+	/* a second key, before ours (HAProxy would take it) or after: refused */
+	{
+		char *two = NULL;
+
+		t_pem_append(&two, NULL, other);
+		t_pem_append(&two, leaf, NULL);
+		t_pem_append(&two, ca, leaf_key);
+		err[0] = '\0';
+		assert_int_equal(t_check(two, "b.test", err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "2 private keys"));
+		free(two);
+		two = NULL;
+		t_pem_append(&two, leaf, leaf_key);
+		t_pem_append(&two, ca, other);
+		assert_int_equal(t_check(two, "b.test", err, sizeof(err)), -1);
+		free(two);
+	}
+	/* empty and oversized */
+	assert_int_equal(crypto_bundle_check_at("", 0, NULL, 1750000000, err, sizeof(err)), -1);
+	assert_int_equal(crypto_bundle_check_at(bundle, CRYPTO_BUNDLE_MAX + 1, NULL, 1750000000, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "too large"));
 
 	assert_int_equal(crypto_pem_split_certs(bundle, strlen(bundle), &certs, &n), 2);
 	assert_int_equal(n, 2);

@@ -49,6 +49,35 @@ static void test_retry_after_garbage(void **state)
 
 /* HTTP-dates are read by curl_getdate(): an obsolete zone counts, a word
  * after the date is ignored (RFC 9110 asks recipients to be lenient). */
+/* https anywhere, plain http to loopback only */
+static void test_url_check(void **state)
+{
+	static const char *const good[] = {
+		"https://acme-v02.api.letsencrypt.org/directory", "https://10.1.2.3:14000/dir",
+		"http://127.0.0.1:9/ask", "http://127.9.8.7/x", "http://localhost:80/a?b=c",
+		"http://[::1]:8080/a", "HTTPS://CA.EXAMPLE/dir",
+	};
+	static const char *const bad[] = {
+		"http://ca.example.com/acme/order/1", "http://10.0.0.1/", "http://[::2]/",
+		"http://128.0.0.1/", "ftp://127.0.0.1/", "gopher://x/", "",
+		"not a url", "http://localhost.evil.example/",
+	};
+	char err[300];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		if (http_url_check(good[i], err, sizeof(err)) != 0)
+			fail_msg("%s refused: %s", good[i], err);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		if (http_url_check(bad[i], err, sizeof(err)) != -1)
+			fail_msg("%s accepted", bad[i]);
+		assert_true(err[0] != '\0');
+	}
+	assert_int_equal(http_url_check(NULL, err, sizeof(err)), -1);
+}
+
 static void test_retry_after_lenient_dates(void **state)
 {
 	assert_int_equal(http_parse_retry_after("Sun, 06 Nov 1994 08:49:37 PST", 784111777), 8 * 3600);
@@ -379,6 +408,7 @@ int main(void)
 		cmocka_unit_test(test_retry_after_delta),
 		cmocka_unit_test(test_retry_after_date),
 		cmocka_unit_test(test_retry_after_garbage),
+		cmocka_unit_test(test_url_check),
 		cmocka_unit_test(test_retry_after_lenient_dates),
 		cmocka_unit_test(test_request_headers_and_body),
 		cmocka_unit_test(test_post_and_extra_headers),

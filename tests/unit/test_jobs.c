@@ -299,6 +299,82 @@ static void test_queue_never_recurses(void **state)
 	print_message("deepest job end: %zu bytes below the test\n", t->max_depth);
 	assert_true(t->max_depth < 64 * 1024);
 	assert_true(jobs_backoff_active(t->js, "q0999.example.com", NULL));
+	/* ask_url's refusals are remembered in memory only: strangers' names
+	 * leave no stored record */
+	{
+		struct storage_res res;
+		char err[256];
+
+		assert_int_equal(storage_wait(t->f.st, storage_list(t->f.st, "backoff/", NULL, NULL),
+					      &res, err, sizeof(err)), 0);
+		assert_int_equal(res.n, 0);
+		storage_res_clear(&res);
+	}
+}
+
+/* max_queued_orders bounds the on-demand names waiting for a slot; renewals
+ * and admin requests are not refused by it. */
+static void test_queue_bound(void **state)
+{
+	struct t *t = open_jobs("\"max_concurrent_orders\":1, \"max_queued_orders\":3");
+	char extra[256], host[64];
+	struct jobs_stats s;
+	int port, i;
+
+	*state = t;
+	port = silent_server(t);
+	snprintf(extra, sizeof(extra), "http://127.0.0.1:%d/ask", port);
+	free(t->f.cfg->ask_url);
+	t->f.cfg->ask_url = strdup(extra);
+	assert_int_equal(issue(t, "qb0.example.com", 0, 0), 0);
+	fx_run_for(&t->f, 0.2);		/* qb0 leaves the queue: it asks */
+	for (i = 1; i <= 3; i++) {
+		snprintf(host, sizeof(host), "qb%d.example.com", i);
+		assert_int_equal(issue(t, host, 0, 0), 0);
+	}
+	assert_true(jobs_queue_full(t->js));
+	for (i = 4; i < 1004; i++) {
+		snprintf(host, sizeof(host), "qb%d.example.com", i);
+		assert_int_equal(issue(t, host, 0, 0), JOBS_QUEUE_FULL);
+	}
+	/* joining a queued name is no new job */
+	assert_int_equal(issue(t, "qb2.example.com", 0, 0), 0);
+	assert_int_equal(issue(t, "renew.example.com", 1, 0), 0);
+	assert_int_equal(issue(t, "admin.example.com", 0, 1), 0);
+	s = stats(t);
+	assert_int_equal(s.refused_queue, 1000);
+	assert_int_equal(s.queued, 5);
+	assert_int_equal(s.jobs, 6);
+	assert_int_equal(s.orders_started, 0);
+	assert_false(jobs_active(t->js, "qb4.example.com"));
+	assert_false(jobs_backoff_active(t->js, "qb4.example.com", NULL));
+}
+
+/* The backoff memory is bounded: the least recently recorded goes. */
+static void test_backoff_lru(void **state)
+{
+	struct t *t = open_jobs("");
+	time_t now = time(NULL);
+	char host[64];
+	int i;
+
+	*state = t;
+	for (i = 0; i < 50000; i++) {
+		snprintf(host, sizeof(host), "b%05d.example.com", i);
+		jobs_backoff_remember(t->js, host, now + 600, 1);
+	}
+	assert_int_equal(stats(t).backoff_mem, 50000);
+	/* recorded again: now the most recent */
+	jobs_backoff_remember(t->js, "b00000.example.com", now + 900, 2);
+	jobs_backoff_remember(t->js, "new1.example.com", now + 600, 1);
+	jobs_backoff_remember(t->js, "new2.example.com", now + 600, 1);
+	assert_int_equal(stats(t).backoff_mem, 50000);
+	assert_int_equal(stats(t).backoff_evicted, 2);
+	assert_true(jobs_backoff_active(t->js, "b00000.example.com", NULL));
+	assert_false(jobs_backoff_active(t->js, "b00001.example.com", NULL));
+	assert_false(jobs_backoff_active(t->js, "b00002.example.com", NULL));
+	assert_true(jobs_backoff_active(t->js, "b00003.example.com", NULL));
+	assert_true(jobs_backoff_active(t->js, "new2.example.com", NULL));
 }
 
 int main(void)
@@ -309,6 +385,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_cap_counts_lock_stage, teardown),
 		cmocka_unit_test_teardown(test_backoff, teardown),
 		cmocka_unit_test_teardown(test_queue_never_recurses, teardown),
+		cmocka_unit_test_teardown(test_queue_bound, teardown),
+		cmocka_unit_test_teardown(test_backoff_lru, teardown),
 	};
 
 	log_level_max = LOG_LVL_WARN;

@@ -820,6 +820,67 @@ static int run_slow_child(char **argv)
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
 }
 
+/* Stored records expire in every backend: file and shm through the front's
+ * index (deleted when due, a later put without TTL keeps the key), and the
+ * file backend removes what an earlier process left expired, at start. */
+static void expiry_run(struct storage *st, int file)
+{
+	char err[256], path[PATH_MAX], *v = NULL;
+	struct timespec ts = { 1, 200000000 };
+	struct stat sb;
+	size_t len;
+	int i;
+
+	for (i = 0; i < 50; i++) {
+		char key[32];
+
+		snprintf(key, sizeof(key), "backoff/e%d.test", i);
+		assert_int_equal(ss_put(st, key, "x", 1, 1, err, sizeof(err)), 0);
+	}
+	assert_int_equal(ss_put(st, "backoff/keep.test", "x", 1, 1, err, sizeof(err)), 0);
+	assert_int_equal(ss_put(st, "backoff/keep.test", "y", 1, 0, err, sizeof(err)), 0);
+	assert_int_equal(ss_put(st, "backoff/later.test", "z", 1, 60, err, sizeof(err)), 0);
+	assert_int_equal(storage_expiring(st), 51);
+	nanosleep(&ts, NULL);
+	/* the deletes run from a timer on the loop */
+	for (i = 0; i < 100 && storage_expiring(st) > 1; i++)
+		ev_run(loop, EVRUN_ONCE);
+	assert_true(drain(st, 5.));
+	assert_int_equal(storage_expiring(st), 1);
+	if (file) {
+		snprintf(path, sizeof(path), "%s/backoff/e7.test", dir);
+		assert_int_not_equal(stat(path, &sb), 0);
+	}
+	assert_int_equal(ss_get(st, "backoff/e7.test", &v, &len, err, sizeof(err)), 1);
+	assert_int_equal(ss_get(st, "backoff/keep.test", &v, &len, err, sizeof(err)), 0);
+	free(v);
+	assert_int_equal(ss_get(st, "backoff/later.test", &v, &len, err, sizeof(err)), 0);
+	free(v);
+}
+
+static void a_expiry(void **state)
+{
+	struct storage *st = open_file(2, 0), *shm = open_shm();
+	struct timespec ts = { 1, 200000000 };
+	char err[256], path[PATH_MAX];
+	struct stat sb;
+
+	expiry_run(st, 1);
+	expiry_run(shm, 0);
+	storage_close(shm);
+	/* expired while no process ran: removed at the next start */
+	assert_int_equal(ss_put(st, "backoff/left.test", "x", 1, 1, err, sizeof(err)), 0);
+	storage_close(st);
+	nanosleep(&ts, NULL);
+	snprintf(path, sizeof(path), "%s/backoff/left.test", dir);
+	assert_int_equal(stat(path, &sb), 0);
+	st = open_file(2, 0);
+	assert_int_not_equal(stat(path, &sb), 0);
+	snprintf(path, sizeof(path), "%s/backoff/later.test", dir);
+	assert_int_equal(stat(path, &sb), 0);
+	storage_close(st);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct CMUnitTest fast[] = {
@@ -834,6 +895,7 @@ int main(int argc, char **argv)
 						teardown_dir),
 		cmocka_unit_test_setup_teardown(a_deadline_counts_from_the_call, setup_dir,
 						teardown_dir),
+		cmocka_unit_test_setup_teardown(a_expiry, setup_dir, teardown_dir),
 	};
 	static const struct CMUnitTest slow[] = {
 		cmocka_unit_test_setup_teardown(s_shim_active, setup_dir, teardown_dir),
