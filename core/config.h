@@ -114,7 +114,8 @@ int config_wildcard_name(const struct config *cfg, const char *host, char *out, 
 /* Compares <old> and <nw> key by key. Writes one human line per changed key into
  * <report> (may be NULL/0), saying whether it applies at SIGHUP (domains,
  * allow_any_domain, ask_url, fail_backoff_minutes, renew_threshold_days,
- * admin.token) or needs a restart; secret values are never written. Returns the
+ * admin.token, hold_timeout, haproxy.max_loaded, max_queued_orders) or needs a
+ * restart; secret values are never written. Returns the
  * number of changed keys that need a restart (0: the new config can be applied). */
 int config_diff(const struct config *old, const struct config *nw, char *report, size_t replen);
 

@@ -8,6 +8,9 @@
 #       medians over BENCH_HOLD_NAMES (20) names of BENCH_HOLD_STORED (1000);
 #    5b first handshake of a new name (issued by Pebble while held), median
 #       of BENCH_HOLD_NEW (5) one after another, vs a loaded name;
+#    5e the hot set: haproxy.max_loaded BENCH_HOLD_MAX_LOADED (1000) while
+#       all BENCH_HOLD_STORED (5000) stored names are visited one after
+#       another: what HAProxy holds then, and the first handshakes' p50/p99;
 #    5c the agent's start with BENCH_HOLD_BIG (100000) certificates in Redis,
 #       preload on_demand: time to ready, RSS then, and peak memory once the
 #       background metadata read is done;
@@ -15,7 +18,8 @@
 #       its crt directory, for N in BENCH_HOLD_DISK_COUNTS ("0 1000 10000": what
 #       fits the bench's time; 100000 would take minutes).
 HOLD_NAMES=${BENCH_HOLD_NAMES:-20}
-HOLD_STORED=${BENCH_HOLD_STORED:-1000}
+HOLD_STORED=${BENCH_HOLD_STORED:-5000}
+HOLD_MAX_LOADED=${BENCH_HOLD_MAX_LOADED:-1000}
 HOLD_NEW=${BENCH_HOLD_NEW:-5}
 HOLD_BIG=${BENCH_HOLD_BIG:-100000}
 HOLD_DISK=${BENCH_HOLD_DISK_COUNTS:-0 1000 10000}
@@ -65,7 +69,7 @@ HOLD_STORE=$IT_DIR/hold-store
 "$TOOLS/gen_certs" --store "file:$HOLD_STORE" --count "$HOLD_STORED" --domain hold.test \
 	--ca-out "$IT_DIR/hold-ca.pem" >"$IT_DIR/hold-gen.log" 2>&1 || fail "5 hold: gen_certs failed"
 cat "$IT_DIR/pebble-roots.pem" "$IT_DIR/hold-ca.pem" >"$IT_DIR/hold-roots.pem"
-IT_HOLD_TIMEOUT=8 IT_HAPROXY_EXTRA='"preload": "on_demand"' agent_config
+IT_HOLD_TIMEOUT=8 IT_HAPROXY_EXTRA="\"preload\": \"on_demand\", \"max_loaded\": $HOLD_MAX_LOADED" agent_config
 bench_agent_json "$IT_DIR/agent.json" "$IT_DIR/agent.json" "storage_config.file.path=\"$HOLD_STORE\""
 if ! start_agent || ! start_haproxy || ! wait_for 15 agent_up_in_haproxy; then
 	fail "5 hold: the agent or HAProxy does not start"
@@ -88,6 +92,24 @@ say "5b: new name: first handshake median $T_NEW ms (issued meanwhile)"
 bench_row "5b first handshake, new name" "${T_NEW:-FAILED}${T_NEW:+ ms (issued, held)}" \
 	"${T_LOADED:-FAILED}${T_LOADED:+ ms loaded}" "$(bench_ratio "$T_NEW" "$T_LOADED")" \
 	"median of $HOLD_NEW new names one after another: the first handshake waits while Pebble (PEBBLE_VA_NOSLEEP=1, local) issues (http-01 through the same HAProxy), ECDSA P-256; verified against Pebble's root; without the hold that first handshake gets the default certificate"
+
+# 5e: every stored name visited once, one after another
+visit=(); for i in $(seq 0 $((HOLD_STORED - 1))); do visit+=("host$i.hold.test"); done
+t0=$(bench_now)
+hold_handshakes "$IT_DIR/hold-roots.pem" "${visit[@]}" >"$IT_DIR/hold-visit.txt"
+T_VISIT=$(bench_dt "$t0" "$(bench_now)")
+V_OK=$(awk '$2 == 1' "$IT_DIR/hold-visit.txt" | wc -l)
+V_P50=$(awk '{ print $3 }' "$IT_DIR/hold-visit.txt" | sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int(NR * 0.5) + 1] }')
+V_P99=$(awk '{ print $3 }' "$IT_DIR/hold-visit.txt" | sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int(NR * 0.99) + 1] }')
+settled_hot() { V_HAP=$(bench_count_certs "$HAP_SOCK" .hold.test.pem); [ "$V_HAP" -le $((HOLD_MAX_LOADED + 5)) ]; }
+wait_for 30 settled_hot
+V_HAP=$(bench_count_certs "$HAP_SOCK" .hold.test.pem)
+V_DIR=$(find "$HAP_CERTS" -name '*.hold.test.pem' | wc -l)
+say "5e: $HOLD_STORED names visited in $T_VISIT s ($V_OK verified, first handshake p50 $V_P50 ms, p99 $V_P99 ms); HAProxy holds $V_HAP, cert_dir $V_DIR (max_loaded $HOLD_MAX_LOADED)"
+[ "$V_OK" = "$HOLD_STORED" ] || fail "5e: $((HOLD_STORED - V_OK)) of $HOLD_STORED first handshakes did not verify"
+bench_row "5e hot set, $HOLD_STORED names visited" "HAProxy holds $V_HAP, cert_dir $V_DIR" \
+	"max_loaded $HOLD_MAX_LOADED" "$(bench_ratio "$V_HAP" "$HOLD_MAX_LOADED") (held/max_loaded)" \
+	"the agent of 5a (preload on_demand, max_loaded $HOLD_MAX_LOADED): every one of the $HOLD_STORED stored names visited once, one after another ($T_VISIT s, $V_OK verified; first handshake p50 $V_P50 ms, p99 $V_P99 ms, each pushed while held, the idle longest removed: del ssl crt-list + del ssl cert); then HAProxy's 'show ssl cert' count of them and the files in cert_dir"
 stop_pid "$AGENT_PID"
 stop_pid "$HAP_PID"
 

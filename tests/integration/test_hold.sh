@@ -65,6 +65,38 @@ verifies() {
 loaded_in_haproxy() { hap_cmd 'show ssl cert' | grep -c "^$HAP_CERTS/"; }
 files_in_cert_dir() { find "$HAP_CERTS" -name '*.pem' | wc -l; }
 
+# hold_timeout_passes: an issuance slower than hold_timeout (its ask_url
+# answers after 3 s; both keys applied by SIGHUP): the first handshake gets
+# the default certificate after hold_timeout (1 s), issuance goes on.
+hold_timeout_passes() {
+	local port v ms
+	port=$(free_port)
+	python3 - "$port" >"$IT_DIR/slow-ask.log" 2>&1 <<'PY' &
+import http.server, sys, time
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        time.sleep(3)
+        self.send_response(200); self.end_headers()
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+	IT_PIDS+=($!)
+	wait_for 5 port_open "$port"
+	python3 - "$AGENT_CONF" "http://127.0.0.1:$port/ask" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["hold_timeout"] = 1; c["ask_url"] = sys.argv[2]
+json.dump(c, open(sys.argv[1], "w"))
+PY
+	kill -HUP "$AGENT_PID"
+	reloaded() { grep -q 'hold_timeout' "$IT_DIR/agent${NODE:-}.log"; }
+	wait_for 5 reloaded
+	read -r v ms _ < <(handshake slow1.test "$IT_DIR/roots.pem")
+	echo "# hold_timeout 1 s, issuance slower: first handshake after $ms ms (verified: $v)"
+	check "hold_timeout passes: the first handshake is answered after ~1 s with the default certificate ($ms ms)" \
+		awk -v m="$ms" -v v="$v" 'BEGIN { exit !(v == 0 && m >= 900 && m < 3000) }'
+	check "hold_timeout passes: issuance goes on, slow1.test is then served" wait_for 20 verifies slow1.test
+}
+
 # run_line LABEL: the whole story against the HAProxy of HAPROXY_BIN.
 run_line() {
 	local L=$1 out ms i pids fails t0 n before after
@@ -137,6 +169,24 @@ run_line() {
 		"$TOOLS/storage_tool" "file:$IT_DIR/store${NODE:-}" get certs/new1.test >/dev/null 2>&1; }
 	check "$L: the issued new1.test (idle longest) left HAProxy and cert_dir; storage keeps it" evicted_kept
 	check "$L: new1.test verifies again (pushed from storage)" verifies new1.test
+
+	# --- both restart: HAProxy loads the hot set, the agent learns it ----------
+	check "$L: agent stops cleanly" agent_stops_cleanly
+	stop_pid "$HAP_PID"
+	start_haproxy || { not_ok "$L: HAProxy restarts"; return 1; }
+	n=$(loaded_in_haproxy)
+	check "$L: restarted HAProxy loads the hot set from cert_dir ($n certificates, $(files_in_cert_dir) files)" \
+		test "$n" = "$(files_in_cert_dir)" -a "$n" -ge 1 -a "$n" -le $((MAX_LOADED + 2))
+	restart_agent || { not_ok "$L: agent restarts"; return 1; }
+	learnt() { [ "$(metric acme_spoa_haproxy_loaded_certificates)" = "$n" ]; }
+	check "$L: the restarted agent learns which $n HAProxy holds" wait_for 10 learnt
+	before=$(metric acme_spoa_hold_total)
+	check "$L: hot host69.stored.test verifies" verifies host69.stored.test
+	after=$(metric acme_spoa_hold_total)
+	check "$L: ... answered at once (loaded: not held, $before -> $after)" delta_is 0 "$before" "$after"
+	check "$L: evicted host30.stored.test verifies (pushed again)" verifies host30.stored.test
+	check "$L: ... held while pushed" delta_is 1 "$after" "$(metric acme_spoa_hold_total)"
+	[ "$L" = 2.6 ] && hold_timeout_passes
 	check "$L: agent stops cleanly" agent_stops_cleanly
 	stop_pid "$HAP_PID"
 }
