@@ -547,6 +547,14 @@ void certstore_deploy(struct certstore *cs, struct certstore_cert *c)
 	}
 }
 
+void certstore_deploy_issued(struct certstore *cs, struct certstore_cert *c, int renewal)
+{
+	if (!renewal || certstore_keeps_pem(cs) || c->loaded || c->pushing)
+		certstore_deploy(cs, c);
+	else
+		certstore_trim(cs, c);
+}
+
 void certstore_remove(struct certstore *cs, const char *host)
 {
 	char path[4096], list[4096];

@@ -137,6 +137,11 @@ unsigned long certstore_refused(const struct certstore *cs, enum certstore_src s
  * then pushes it over every runtime socket. */
 void certstore_deploy(struct certstore *cs, struct certstore_cert *c);
 
+/* Deploys <c>, just issued: always a new name (someone asked for it); a
+ * renewal only where HAProxy holds the host (preload on_demand: the hot set;
+ * elsewhere its PEM leaves memory, storage has it). */
+void certstore_deploy_issued(struct certstore *cs, struct certstore_cert *c, int renewal);
+
 /* Installs <pem>/<len> read from "certs/<host>" unless memory holds that very
  * certificate; deploys it when <deploy>. Returns the certificate when it
  * changed, else NULL. */

@@ -374,6 +374,17 @@ static void test_on_demand_index(void **state)
 	assert_null(c->pem);
 	assert_int_equal(certstore_loaded_count(cs), 0);
 
+	/* a renewal of a name HAProxy does not hold is not pushed, nor kept */
+	c = certstore_install(cs, hosts[2], pem[2], len[2]);
+	assert_non_null(c);
+	assert_non_null(c->pem);
+	certstore_deploy_issued(cs, c, 1);
+	assert_int_equal(c->pushing, 0);
+	assert_null(c->pem);
+	/* a new name is */
+	certstore_deploy_issued(cs, c, 0);
+	assert_int_equal(c->pushing, 1);
+
 	certstore_free(cs);
 	fx_close(&f);
 	for (i = 0; i < 3; i++)
