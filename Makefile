@@ -6,7 +6,7 @@
 #   make bench      benchmark figures (ratios measured side by side)
 #   make demo       Pebble + HAProxy + agent on loopback, one certificate on demand
 
-PKGS     := openssl libcurl jansson hiredis libmicrohttpd ldns
+PKGS     := openssl libcurl jansson hiredis libmicrohttpd ldns libpsl
 CC       ?= cc
 BUILD    ?= build
 SAN      ?=

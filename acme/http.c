@@ -1,5 +1,5 @@
-/* Non-blocking HTTP client: curl multi with CURLMOPT_SOCKETFUNCTION/TIMERFUNCTION
- * feeding ev_io/ev_timer watchers. Requests complete from libev callbacks only. */
+/* Non-blocking HTTP client: curl multi on the loop (lib/curlev.c feeds its
+ * sockets and timer to ev_io/ev_timer). Requests complete from libev callbacks only. */
 #include "acme/http.h"
 
 #include <ctype.h>
@@ -17,18 +17,13 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "lib/curlev.h"
 #include "lib/log.h"
 
 #define HTTP_USER_AGENT "acme-spoa/0.1 (libcurl)"
 #define HTTP_DEFAULT_TIMEOUT_MS 30000L
 #define HTTP_MAX_LINKS 32
 #define HTTP_MAX_HEADERS 16
-
-struct http_sock {
-	ev_io io;
-	struct http_client *c;
-	struct http_sock *prev, *next;
-};
 
 struct http_req {
 	struct http_req *prev, *next;
@@ -48,18 +43,15 @@ struct http_req {
 
 struct http_client {
 	struct ev_loop *loop;
-	CURLM *multi;
-	ev_timer timer;
+	struct curlev *cv;
+	CURLM *multi;			/* cv's */
 	struct http_req *reqs;
-	struct http_sock *socks;
 	size_t npending;
 	STACK_OF(X509) *extra_ca;
 	X509_STORE *store;		/* system roots + extra_ca, loaded once at start */
 	int dispatching;
 	int free_pending;
 };
-
-static int http_global_init_done;
 
 static void http_req_free(struct http_req *r)
 {
@@ -92,18 +84,6 @@ static void http_req_unlink(struct http_client *c, struct http_req *r)
 	c->npending--;
 }
 
-static void http_sock_free(struct http_client *c, struct http_sock *s)
-{
-	ev_io_stop(c->loop, &s->io);
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		c->socks = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
-	free(s);
-}
-
 static void http_client_destroy(struct http_client *c)
 {
 	struct http_req *r;
@@ -113,11 +93,7 @@ static void http_client_destroy(struct http_client *c)
 		curl_multi_remove_handle(c->multi, r->easy);
 		http_req_free(r);
 	}
-	if (c->multi)
-		curl_multi_cleanup(c->multi);
-	while (c->socks)
-		http_sock_free(c, c->socks);
-	ev_timer_stop(c->loop, &c->timer);
+	curlev_free(c->cv);
 	if (c->extra_ca)
 		sk_X509_pop_free(c->extra_ca, X509_free);
 	X509_STORE_free(c->store);
@@ -193,77 +169,9 @@ static void http_check_done(struct http_client *c)
 		http_client_destroy(c);
 }
 
-static void cb_http_timer(struct ev_loop *loop, ev_timer *w, int revents)
+static void cb_http_progress(void *arg)
 {
-	struct http_client *c = w->data;
-	int running;
-
-	curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	http_check_done(c);
-}
-
-static void cb_http_sock(struct ev_loop *loop, ev_io *w, int revents)
-{
-	struct http_sock *s = w->data;
-	struct http_client *c = s->c;
-	int action = 0, running;
-
-	if (revents & EV_READ)
-		action |= CURL_CSELECT_IN;
-	if (revents & EV_WRITE)
-		action |= CURL_CSELECT_OUT;
-	/* <s> may be freed inside (CURL_POLL_REMOVE): only <c> is used afterwards. */
-	curl_multi_socket_action(c->multi, w->fd, action, &running);
-	http_check_done(c);
-}
-
-static int cb_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-	struct http_client *c = userp;
-	struct http_sock *s = socketp;
-	int events = 0;
-
-	if (what == CURL_POLL_REMOVE) {
-		if (s) {
-			curl_multi_assign(c->multi, fd, NULL);
-			http_sock_free(c, s);
-		}
-		return 0;
-	}
-	if (!s) {
-		s = calloc(1, sizeof(*s));
-		if (!s)
-			return -1;
-		s->c = c;
-		s->io.data = s;
-		s->next = c->socks;
-		if (c->socks)
-			c->socks->prev = s;
-		c->socks = s;
-		ev_init(&s->io, cb_http_sock);
-		s->io.data = s;
-		curl_multi_assign(c->multi, fd, s);
-	}
-	if (what & CURL_POLL_IN)
-		events |= EV_READ;
-	if (what & CURL_POLL_OUT)
-		events |= EV_WRITE;
-	ev_io_stop(c->loop, &s->io);
-	ev_io_set(&s->io, fd, events);
-	ev_io_start(c->loop, &s->io);
-	return 0;
-}
-
-static int cb_curl_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-	struct http_client *c = userp;
-
-	ev_timer_stop(c->loop, &c->timer);
-	if (timeout_ms >= 0) {
-		ev_timer_set(&c->timer, (double)timeout_ms / 1000.0, 0.);
-		ev_timer_start(c->loop, &c->timer);
-	}
-	return 0;
+	http_check_done(arg);
 }
 
 /* Hands every new TLS context the store loaded at start: curl would parse
@@ -331,21 +239,12 @@ struct http_client *http_client_new(struct ev_loop *loop, const char *ca_file,
 {
 	struct http_client *c = NULL;
 
-	if (!http_global_init_done) {
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-			snprintf(err, errlen, "http: curl_global_init failed");
-			return NULL;
-		}
-		http_global_init_done = 1;
-	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		snprintf(err, errlen, "http: out of memory");
 		return NULL;
 	}
 	c->loop = loop;
-	ev_timer_init(&c->timer, cb_http_timer, 0., 0.);
-	c->timer.data = c;
 	if (ca_file && *ca_file) {
 		c->extra_ca = http_load_ca(ca_file, err, errlen);
 		if (!c->extra_ca)
@@ -354,15 +253,10 @@ struct http_client *http_client_new(struct ev_loop *loop, const char *ca_file,
 	c->store = http_store_new(c->extra_ca, err, errlen);
 	if (!c->store)
 		goto fail;
-	c->multi = curl_multi_init();
-	if (!c->multi) {
-		snprintf(err, errlen, "http: curl_multi_init failed");
+	c->cv = curlev_new(loop, cb_http_progress, c, err, errlen);
+	if (!c->cv)
 		goto fail;
-	}
-	curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, cb_curl_socket);
-	curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-	curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, cb_curl_timer);
-	curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+	c->multi = curlev_multi(c->cv);
 	curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
 	return c;
 fail:

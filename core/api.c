@@ -21,6 +21,7 @@
 #include "core/health.h"
 #include "core/hold.h"
 #include "core/jobs.h"
+#include "core/ratelimit.h"
 #include "core/renew.h"
 #include "lib/host.h"
 #include "lib/log.h"
@@ -558,6 +559,7 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"backoff\"", (double)(k->refused_backoff + js.refused_backoff));
 	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"ask_url\"", (double)js.refused_ask);
 	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"queue_full\"", (double)js.refused_queue);
+	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"rate_limit\"", (double)js.refused_budget);
 	metrics_header(b, "acme_spoa_orders_in_flight", "gauge", "ACME orders running now.");
 	metrics_value(b, "acme_spoa_orders_in_flight", NULL, (double)js.orders_running);
 
@@ -614,6 +616,8 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	metrics_value(b, "acme_spoa_certificates_refused_total", "source=\"storage\"", (double)certstore_refused(a->d.cs, CERTSTORE_SRC_STORAGE));
 	metrics_header(b, "acme_spoa_orders_queued", "gauge", "Issuances waiting for a free slot.");
 	metrics_value(b, "acme_spoa_orders_queued", NULL, (double)js.queued);
+
+	ratelimit_metrics(jobs_ratelimit(a->d.jobs), b);
 
 	certstore_foreach(a->d.cs, api_days_cb, &d);
 	metrics_header(b, "acme_spoa_certificates", "gauge", "Certificates held, by days left before expiry (upper bound).");

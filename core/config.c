@@ -17,6 +17,7 @@
 
 #include "acme/http.h"
 #include "core/config.h"
+#include "storage/storage.h"
 
 #define CONFIG_MAX_FILE		(4 * 1024 * 1024)
 #define CONFIG_KEY_MAX		256
@@ -32,6 +33,7 @@ enum cfg_kind {
 	CFG_BOOL,
 	CFG_ENUM,
 	CFG_LIST,
+	CFG_REAL,
 	CFG__MAX
 };
 
@@ -50,6 +52,7 @@ struct cfg_row {
 	const char *const *choices;	/* CFG_ENUM names indexed by value, NULL-terminated */
 	const char *def_str;		/* CFG_STR default, CFG_LIST single default entry */
 	long long def_int;
+	double def_real, real_min, real_max;	/* CFG_REAL */
 	size_t off, off_n;		/* field; CFG_LIST count field */
 	int (*check)(char *val, char *why, size_t whylen);
 	unsigned addr_flags;		/* CF_ADDR: ADDR_* for addr_parse() */
@@ -63,7 +66,7 @@ struct cfg_errs {
 };
 
 static const char *const cert_type_names[] = { "rsa", "ecc", NULL };
-static const char *const storage_names[] = { "file", "redis", "shm", NULL };
+static const char *const storage_names[] = { "file", "redis", "shm", "consul", NULL };
 static const char *const preload_names[] = { "all", "on_demand", NULL };
 static const int rsa_sizes[] = { 2048, 3072, 4096, 0 };
 static const char *const dns01_provider_names[] = { "none", "rfc2136", "exec", NULL };
@@ -76,6 +79,7 @@ static int chk_base64url(char *v, char *why, size_t whylen);
 static int chk_domain(char *v, char *why, size_t whylen);
 static int chk_host(char *v, char *why, size_t whylen);
 static int chk_abs_path(char *v, char *why, size_t whylen);
+static int chk_kv_path(char *v, char *why, size_t whylen);
 static int chk_zone(char *v, char *why, size_t whylen);
 static int chk_dns_name(char *v, char *why, size_t whylen);
 static int chk_base64(char *v, char *why, size_t whylen);
@@ -88,6 +92,10 @@ static int chk_executable(char *v, char *why, size_t whylen);
 #define ENUM(n, fl, ch, def, f)	{ .name = n, .kind = CFG_ENUM, .flags = fl, .choices = ch, .def_int = def, .off = F(f) }
 #define LIST(n, fl, mincount, def, f, fn, chk) \
 	{ .name = n, .kind = CFG_LIST, .flags = fl, .min = mincount, .def_str = def, .off = F(f), .off_n = F(fn), .check = chk }
+#define REAL(n, fl, lo, hi, def, f) \
+	{ .name = n, .kind = CFG_REAL, .flags = fl, .real_min = lo, .real_max = hi, .def_real = def, .off = F(f) }
+/* rate_limits: -1 until finish() puts the CA's own default in */
+#define RLIM(n, f)	INT(n, CF_RELOAD, 0, 10000, -1, f)
 #define ADDR(n, fl, af, def, f, pf) \
 	{ .name = n, .kind = CFG_STR, .flags = (fl) | CF_ADDR, .addr_flags = af, .def_str = def, .off = F(f), .off_addr = F(pf) }
 #define ADDR_LIST(n, fl, mincount, af, def, f, fn, pf) \
@@ -120,6 +128,12 @@ static const struct cfg_row cfg_rows[] = {
 	BOOL("storage_config.redis.ssl_verify", 0, 0, redis_ssl_verify),
 	STR("storage_config.redis.ssl_server_name", 0, NULL, redis_ssl_server_name, chk_host),
 	STR("storage_config.redis.namespace", CF_EMPTY_OK, "", redis_namespace, NULL),
+	STR("storage_config.consul.host", 0, "127.0.0.1", consul_host, chk_host),
+	INT("storage_config.consul.port", 0, 1, 65535, 8500, consul_port),
+	BOOL("storage_config.consul.https", 0, 0, consul_https),
+	INT("storage_config.consul.timeout", 0, 100, 600000, 2000, consul_timeout_ms),
+	STR("storage_config.consul.token", CF_SECRET, NULL, consul_token, NULL),
+	STR("storage_config.consul.kv_path", 0, "acme", consul_kv_path, chk_kv_path),
 	ADDR("spoa.listen", 0, ADDR_UNIX, "127.0.0.1:12345", spoa_listen, spoa_addr),
 	ADDR("admin.listen", 0, 0, "127.0.0.1:8001", admin_listen, admin_addr),
 	STR("admin.token", CF_SECRET | CF_RELOAD, NULL, admin_token, NULL),
@@ -141,6 +155,11 @@ static const struct cfg_row cfg_rows[] = {
 	STR("dns01.exec", 0, NULL, dns01_exec, chk_executable),
 	INT("dns01.propagation_timeout", 0, 5, 3600, 120, dns01_propagation_timeout),
 	LIST("wildcard_domains", 0, 0, NULL, wildcard_domains, nwildcard_domains, chk_zone),
+	RLIM("rate_limits.orders_per_3h", rl_orders_per_3h),
+	RLIM("rate_limits.certs_per_domain_week", rl_certs_per_domain_week),
+	RLIM("rate_limits.certs_per_exact_set_week", rl_certs_per_exact_set_week),
+	RLIM("rate_limits.failures_per_host_hour", rl_failures_per_host_hour),
+	REAL("rate_limits.renewal_reserve", CF_RELOAD, 0.0, 1.0, 0.2, rl_renewal_reserve),
 };
 #define CFG_NROWS (sizeof(cfg_rows) / sizeof(cfg_rows[0]))
 
@@ -332,6 +351,16 @@ static int chk_domain(char *v, char *why, size_t whylen)
 	return 0;
 }
 
+/* Consul's kv_path: segments of the storage key grammar (no '/' at the ends). */
+static int chk_kv_path(char *v, char *why, size_t whylen)
+{
+	if (storage_key_valid(v) && strlen(v) <= 128)
+		return 0;
+	snprintf(why, whylen, "want '/'-separated segments of [A-Za-z0-9._*-], no '/' at "
+		 "either end, at most 128 bytes");
+	return -1;
+}
+
 static int chk_host(char *v, char *why, size_t whylen)
 {
 	if (!host_valid(v, HOST_SINGLE | HOST_IP)) {
@@ -503,6 +532,22 @@ static void set_value(struct cfg_parse *p, size_t idx, const json_t *v)
 			return;
 		}
 		*FIELD(p->cfg, row, int) = (int)x;
+		break;
+	}
+	case CFG_REAL: {
+		double x;
+
+		if (!json_is_number(v)) {
+			err_type(p, row->name, v, 0, "a number");
+			return;
+		}
+		x = json_number_value(v);
+		if (!(x >= row->real_min && x <= row->real_max)) {
+			errs_add(&p->errs, row->name, "%s is not between %g and %g", d, row->real_min,
+				 row->real_max);
+			return;
+		}
+		*FIELD(p->cfg, row, double) = x;
 		break;
 	}
 	case CFG_BOOL:
@@ -745,6 +790,38 @@ static void finish_dns01(struct cfg_parse *p)
 	}
 }
 
+int config_is_letsencrypt(const char *api_uri)
+{
+	static const char *const hosts[] = { "acme-v02.api.letsencrypt.org",
+					     "acme-staging-v02.api.letsencrypt.org", NULL };
+	size_t i, n;
+
+	if (!api_uri || strncasecmp(api_uri, "https://", 8) != 0)
+		return 0;
+	api_uri += 8;
+	n = strcspn(api_uri, ":/?#");
+	for (i = 0; hosts[i]; i++)
+		if (n == strlen(hosts[i]) && strncasecmp(api_uri, hosts[i], n) == 0)
+			return 1;
+	return 0;
+}
+
+/* rate_limits left out: Let's Encrypt's published limits (2026) for Let's
+ * Encrypt, off for any other CA, whose limits we do not know. */
+static void finish_rate_limits(struct config *cfg)
+{
+	int le = config_is_letsencrypt(cfg->api_uri);
+
+	if (cfg->rl_orders_per_3h < 0)
+		cfg->rl_orders_per_3h = le ? 300 : 0;
+	if (cfg->rl_certs_per_domain_week < 0)
+		cfg->rl_certs_per_domain_week = le ? 50 : 0;
+	if (cfg->rl_certs_per_exact_set_week < 0)
+		cfg->rl_certs_per_exact_set_week = le ? 5 : 0;
+	if (cfg->rl_failures_per_host_hour < 0)
+		cfg->rl_failures_per_host_hour = le ? 5 : 0;
+}
+
 /* Defaults for keys left out, then the rules that involve several keys. */
 static void finish(struct cfg_parse *p)
 {
@@ -784,11 +861,15 @@ static void finish(struct cfg_parse *p)
 			*(size_t *)((char *)cfg + row->off_n) = (arr && arr[0]) ? 1 : 0;
 			break;
 		}
+		case CFG_REAL:
+			*FIELD(cfg, row, double) = row->def_real;
+			break;
 		default:
 			*FIELD(cfg, row, int) = (int)row->def_int;
 			break;
 		}
 	}
+	finish_rate_limits(cfg);
 	if (!cfg->crt_list && cfg->cert_dir && !(cfg->crt_list = strdup(cfg->cert_dir)))
 		errs_add(&p->errs, "haproxy.crt_list", "out of memory");
 	/* a key given with a bad value already has its own error */
@@ -931,6 +1012,8 @@ static int row_equal(const struct cfg_row *row, const struct config *a, const st
 				return 0;
 		return 1;
 	}
+	case CFG_REAL:
+		return *FIELD(a, row, double) == *FIELD(b, row, double);
 	default:
 		return *FIELD(a, row, int) == *FIELD(b, row, int);
 	}
@@ -955,6 +1038,9 @@ static void row_show(const struct cfg_row *row, const struct config *c, char *ou
 		break;
 	case CFG_BOOL:
 		snprintf(out, outlen, "%s", *FIELD(c, row, int) ? "true" : "false");
+		break;
+	case CFG_REAL:
+		snprintf(out, outlen, "%g", *FIELD(c, row, double));
 		break;
 	case CFG_ENUM:
 		x = *FIELD(c, row, int);
@@ -1002,7 +1088,7 @@ static void cfg_swap(struct config *a, struct config *b, size_t off, size_t len)
 {
 	char tmp[sizeof(struct addr)];
 
-	_Static_assert(sizeof(struct addr) >= sizeof(char **) && sizeof(struct addr) >= sizeof(int),
+	_Static_assert(sizeof(struct addr) >= sizeof(char **) && sizeof(struct addr) >= sizeof(double),
 		       "cfg_swap holds any field");
 
 	memcpy(tmp, (char *)a + off, len);
@@ -1030,6 +1116,9 @@ void config_apply_reload(struct config *running, struct config *nw)
 			cfg_swap(running, nw, row->off_n, sizeof(size_t));
 			if (row->flags & CF_ADDR)
 				cfg_swap(running, nw, row->off_addr, sizeof(struct addr *));
+			break;
+		case CFG_REAL:
+			cfg_swap(running, nw, row->off, sizeof(double));
 			break;
 		default:
 			cfg_swap(running, nw, row->off, sizeof(int));

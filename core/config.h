@@ -40,6 +40,7 @@ enum config_storage {
 	CONFIG_STORAGE_FILE = 0,
 	CONFIG_STORAGE_REDIS,
 	CONFIG_STORAGE_SHM,
+	CONFIG_STORAGE_CONSUL,
 	CONFIG_STORAGE__MAX
 };
 
@@ -62,6 +63,10 @@ struct config {
 	int redis_ssl, redis_ssl_verify;
 	char *redis_ssl_server_name;	/* NULL when unset */
 	char *redis_namespace;		/* never NULL, may be "" */
+	char *consul_host;		/* storage_config.consul (Kong's fields) */
+	int consul_port, consul_https, consul_timeout_ms;
+	char *consul_token;		/* NULL when unset */
+	char *consul_kv_path;
 	char *spoa_listen, *admin_listen;
 	struct addr spoa_addr, admin_addr;	/* the two above, parsed */
 	char *admin_token;		/* NULL when unset: no authentication */
@@ -85,7 +90,16 @@ struct config {
 	int dns01_propagation_timeout;	/* seconds [120] */
 	char **wildcard_domains;	/* lower-case zones served by one "*.zone" + "zone" certificate */
 	size_t nwildcard_domains;
+	/* rate_limits (core/ratelimit.h): 0 turns one off; defaults are Let's
+	 * Encrypt's when api_uri is Let's Encrypt's, else 0 */
+	int rl_orders_per_3h, rl_certs_per_domain_week, rl_certs_per_exact_set_week;
+	int rl_failures_per_host_hour;
+	double rl_renewal_reserve;	/* fraction of each budget kept for renewals [0.2] */
 };
+
+/* 1 when <api_uri> is one of Let's Encrypt's directories (production or
+ * staging), else 0. */
+int config_is_letsencrypt(const char *api_uri);
 
 /* Loads and validates the JSON file <path>. On success returns a config the caller
  * frees with config_free(). On failure returns NULL and writes every error found,
@@ -114,8 +128,8 @@ int config_wildcard_name(const struct config *cfg, const char *host, char *out, 
 /* Compares <old> and <nw> key by key. Writes one human line per changed key into
  * <report> (may be NULL/0), saying whether it applies at SIGHUP (domains,
  * allow_any_domain, ask_url, fail_backoff_minutes, renew_threshold_days,
- * admin.token, hold_timeout, haproxy.max_loaded, max_queued_orders) or needs a
- * restart; secret values are never written. Returns the
+ * rate_limits.*, admin.token, hold_timeout, haproxy.max_loaded,
+ * max_queued_orders) or needs a restart; secret values are never written. Returns the
  * number of changed keys that need a restart (0: the new config can be applied). */
 int config_diff(const struct config *old, const struct config *nw, char *report, size_t replen);
 
@@ -130,13 +144,13 @@ void config_apply_reload(struct config *running, struct config *nw);
  * names the reference but never contains a secret. */
 int config_secret_resolve(const char *value, char **out, char *why, size_t whylen);
 
-/* Names for logs ("rsa", "ecc"; "file", "redis", "shm"); "?" when out of range. */
 /* Writes the warnings <cfg> deserves at start into <out>, one per line:
  * settings that work but that an operator likely did not mean (an admin API
  * beyond loopback without a token, allow_any_domain without ask_url, no
  * name allowed on demand). Returns how many. */
 int config_warnings(const struct config *cfg, char *out, size_t outlen);
 
+/* Names for logs ("rsa", "ecc"; "file", "redis", "shm", "consul"); "?" when out of range. */
 const char *config_cert_type_name(enum config_cert_type t);
 const char *config_storage_name(enum config_storage s);
 const char *config_tsig_alg_name(enum config_tsig_alg a);	/* "hmac-sha256" */

@@ -151,9 +151,15 @@ int config_warnings(const struct config *cfg, char *out, size_t outlen)
 	if (!cfg->admin_token && !addr_is_loopback(&cfg->admin_addr))
 		WARN("admin.listen %s is reachable beyond this host and admin.token is not set: "
 		     "anyone who reaches it can order and delete certificates", cfg->admin_listen);
-	if (cfg->allow_any_domain && !cfg->ask_url)
+	if (cfg->allow_any_domain && !cfg->ask_url && (cfg->rl_orders_per_3h ||
+							cfg->rl_certs_per_domain_week ||
+							cfg->rl_certs_per_exact_set_week))
 		WARN("allow_any_domain is on without ask_url: any name a client sends as SNI is "
-		     "ordered (bounded by max_concurrent_orders and max_queued_orders)");
+		     "ordered (bounded by max_concurrent_orders, max_queued_orders and rate_limits)");
+	else if (cfg->allow_any_domain && !cfg->ask_url)
+		WARN("allow_any_domain is on without ask_url and without rate_limits: any name a "
+		     "client sends as SNI is ordered, bounded only by max_concurrent_orders and "
+		     "max_queued_orders; set ask_url or rate_limits");
 	if (cfg->ndomains == 0 && cfg->nwildcard_domains == 0 && !cfg->allow_any_domain)
 		WARN("domains is empty and allow_any_domain is false: no on-demand issuance, "
 		     "certificates are issued through the admin API only");

@@ -23,6 +23,7 @@
 #include "core/config.h"
 #include "core/health.h"
 #include "core/jobs.h"
+#include "core/ratelimit.h"
 #include "lib/hmap.h"
 #include "lib/host.h"
 #include "lib/log.h"
@@ -45,6 +46,7 @@ enum job_state {
 	JOB_LOCK,		/* lock request in flight */
 	JOB_LOCKING,		/* another node holds the issuance lock: waiting */
 	JOB_CHECK,		/* reading the certificate another node may have stored */
+	JOB_BUDGET,		/* checking the CA's rate limits (core/ratelimit.c) */
 	JOB_ORDERING,		/* ACME order running */
 	JOB_STORING,		/* storing the new certificate */
 	JOB__MAX
@@ -77,6 +79,8 @@ struct job {
 	char serial0[130];		/* serial held when the job began ("" if none) */
 	ev_timer timer;			/* lease extension / lock retry */
 	struct storage_req *req;	/* the storage call the job waits for */
+	struct ratelimit_check *rlc;	/* the rate limit check the job waits for */
+	enum ratelimit_class rl_class;	/* what the CA's budgets count it as */
 	struct job *next_queued;
 	struct job_waiter *waiters;
 };
@@ -89,6 +93,7 @@ struct jobs {
 	struct http_client *http;
 	struct certstore *cs;
 	struct health *health;
+	struct ratelimit *rl;		/* the CA's rate limits */
 	struct jobs_hooks hooks;
 	char node_id[2 * JOBS_NODE_ID_BYTES + 1];	/* lock owner token of this process */
 	struct hmap map;		/* host -> struct job */
@@ -297,6 +302,8 @@ enum job_fail {
 	JOB_REFUSED_BACKOFF,	/* the shared backoff refused it: nothing new recorded */
 	JOB_REFUSED_ASK,	/* ask_url refused it: backoff in memory only (no
 				 * record a stranger's names could multiply) */
+	JOB_REFUSED_BUDGET,	/* the CA's rate limits refused it (the caller set
+				 * the memory backoff to when the window frees) */
 };
 
 /* Ends <j>: <ok> issued (here or elsewhere); else ended as <refused> says,
@@ -310,6 +317,8 @@ static void job_finish(struct job *j, int ok, enum job_fail refused, const char 
 	ev_timer_stop(js->loop, &j->timer);
 	storage_cancel(j->req);
 	j->req = NULL;
+	ratelimit_check_cancel(j->rlc);
+	j->rlc = NULL;
 	if (j->state == JOB_ORDERING || j->state == JOB_STORING) {
 		js->orders_running--;
 		snprintf(key, sizeof(key), "pending/%s", j->host);
@@ -330,7 +339,8 @@ static void job_finish(struct job *j, int ok, enum job_fail refused, const char 
 			job_backoff_record(js, j->host, why, retry_after, 1);
 		snprintf(msg, sizeof(msg), "failed to create certificate for host %s: %s", j->host,
 			 why ? why : "unknown error");
-		job_reply(j, j->state == JOB_ASKING || refused ? 400 : 500, msg);
+		job_reply(j, refused == JOB_REFUSED_BUDGET ? 429 :
+			  j->state == JOB_ASKING || refused ? 400 : 500, msg);
 	}
 	snprintf(host, sizeof(host), "%s", j->host);
 	hmap_del(&js->map, j->host);
@@ -396,6 +406,8 @@ static void job_order_done(void *arg, const char *host, const struct acme_result
 			js->stats.fail_transport++;
 		else
 			js->stats.fail_ca++;
+		if (ratelimit_is_validation_failure(p->type))
+			ratelimit_record_failure(js->rl, host, j->rl_class);
 		snprintf(why, sizeof(why), "%s%s%s%s%s", p->type ? p->type : "error",
 			 p->detail ? ": " : "", p->detail ? p->detail : "",
 			 p->subproblems ? " " : "", p->subproblems ? p->subproblems : "");
@@ -414,6 +426,7 @@ static void job_order_done(void *arg, const char *host, const struct acme_result
 	if (clen && bundle[clen - 1] != '\n')
 		bundle[clen++] = '\n';
 	memcpy(bundle + clen, res->key_pem, klen + 1);
+	ratelimit_record_issued(js->rl, host, j->rl_class);
 	/* known before the install computes the next due time: no renewal loop */
 	if (j->renewal)
 		if (js->hooks.renewed)
@@ -472,6 +485,43 @@ static void job_order(struct job *j)
 		job_end(j, 0, "the ACME client could not start the order", -1);
 }
 
+/* ---- rate limits: after ask_url and the fleet lock, before the order ------ */
+
+static void job_budget_done(void *arg, int rc, const char *why, time_t until)
+{
+	struct job *j = arg;
+
+	j->rlc = NULL;
+	if (rc == 0) {
+		job_order(j);
+		return;
+	}
+	if (rc == 1) {
+		/* no retry before the window frees: renewals and SNI both wait */
+		jobs_backoff_remember(j->js, j->host, until, 0);
+		if (!j->forced && !j->renewal)
+			j->js->stats.refused_budget++;
+		job_finish(j, 0, JOB_REFUSED_BUDGET, why, -1);
+		return;
+	}
+	job_end(j, 0, why, -1);
+}
+
+static void job_budget(struct job *j)
+{
+	struct jobs *js = j->js;
+	struct certstore_cert *c = certstore_get(js->cs, j->host);
+
+	if (j->renewal && c && c->info.ari_cert_id[0] && acme_has_ari(js->acme))
+		j->rl_class = RATELIMIT_EXEMPT;	/* sends `replaces` */
+	else
+		j->rl_class = j->renewal || j->serial0[0] ? RATELIMIT_RENEWAL : RATELIMIT_NEW;
+	j->state = JOB_BUDGET;
+	j->rlc = ratelimit_check(js->rl, j->host, j->rl_class, job_budget_done, j);
+	if (!j->rlc)
+		job_end(j, 0, "out of memory", -1);
+}
+
 /* The certificate another node may have stored while this job waited. */
 static void cb_job_checked(void *arg, struct storage_res *res)
 {
@@ -490,7 +540,7 @@ static void cb_job_checked(void *arg, struct storage_res *res)
 		return;
 	}
 	if (j->locked)
-		job_order(j);
+		job_budget(j);
 	else
 		job_lock(j);
 }
@@ -525,7 +575,7 @@ static void cb_job_locked(void *arg, struct storage_res *res)
 		if (j->lock_tries > 0)
 			job_check(j);
 		else
-			job_order(j);
+			job_budget(j);
 		return;
 	}
 	if (res->rc == -1 || ++j->lock_tries > JOB_LOCK_MAX_TRIES) {
@@ -744,6 +794,7 @@ static void job_free(void *p)
 		free(w);
 	}
 	storage_cancel(j->req);
+	ratelimit_check_cancel(j->rlc);
 	ev_timer_stop(j->js->loop, &j->timer);
 	free(j);
 }
@@ -760,6 +811,11 @@ void jobs_stats(const struct jobs *js, struct jobs_stats *out)
 	out->queued = js->queued;
 	out->backoff_mem = js->backoff.count;
 	out->orders_running = js->orders_running;
+}
+
+struct ratelimit *jobs_ratelimit(const struct jobs *js)
+{
+	return js->rl;
 }
 
 void jobs_set_hooks(struct jobs *js, const struct jobs_hooks *hooks)
@@ -829,6 +885,11 @@ struct jobs *jobs_new(struct ev_loop *loop, const struct config *cfg, struct sto
 	hmap_init(&js->map);
 	job_backoff_init(js);
 	jobs_node_id(js);
+	js->rl = ratelimit_new(loop, cfg, st, js->node_id);
+	if (!js->rl) {
+		jobs_free(js);
+		js = NULL;
+	}
 out:
 	return js;
 }
@@ -840,5 +901,6 @@ void jobs_free(struct jobs *js)
 	ev_timer_stop(js->loop, &js->kick);
 	hmap_clear(&js->map, job_free);
 	job_backoff_stop(js);
+	ratelimit_free(js->rl);
 	free(js);
 }

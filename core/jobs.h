@@ -32,11 +32,14 @@ struct jobs_hooks {
 	void *arg;
 };
 
+struct ratelimit;
+
 struct jobs_stats {
 	uint64_t orders_started, orders_ok, orders_failed, renewals, renewals_failed;
 	uint64_t fail_rate_limited, fail_ca, fail_transport, fail_storage;
 	uint64_t refused_backoff;	/* by the shared backoff record */
 	uint64_t refused_ask;		/* by ask_url */
+	uint64_t refused_budget;	/* on-demand names refused by the CA's rate limits */
 	uint64_t refused_queue;
 	uint64_t backoff_evicted;	/* backoff entries dropped from memory by the bound */		/* on-demand names refused: max_queued_orders reached */
 	size_t jobs;			/* jobs in memory, queued included */
@@ -97,6 +100,9 @@ void jobs_backoff_remember(struct jobs *j, const char *host, time_t until, long 
 /* Start-up only (runs the loop): resumes, as forced jobs, the issuances a
  * stop cut off ("pending/<host>"). */
 void jobs_resume_pending(struct jobs *j);
+
+/* The CA's rate limits <j> checks before each order (core/ratelimit.h). */
+struct ratelimit *jobs_ratelimit(const struct jobs *j);
 
 /* Copies <j>'s counters and gauges into <out>. */
 void jobs_stats(const struct jobs *j, struct jobs_stats *out);

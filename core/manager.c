@@ -204,6 +204,7 @@ static int mgr_open_storage(struct mgr *m, char *err, size_t errlen)
 		[CONFIG_STORAGE_FILE] = "file",
 		[CONFIG_STORAGE_REDIS] = "redis",
 		[CONFIG_STORAGE_SHM] = "shm",
+		[CONFIG_STORAGE_CONSUL] = "consul",
 	};
 	const struct config *cfg = m->cfg;
 	struct storage_conf sc = {
@@ -216,6 +217,12 @@ static int mgr_open_storage(struct mgr *m, char *err, size_t errlen)
 		.redis_ssl_verify = cfg->redis_ssl_verify,
 		.redis_ssl_server_name = cfg->redis_ssl_server_name,
 		.redis_namespace = cfg->redis_namespace,
+		.consul_host = cfg->consul_host,
+		.consul_port = cfg->consul_port,
+		.consul_https = cfg->consul_https,
+		.consul_timeout_ms = cfg->consul_timeout_ms,
+		.consul_token = cfg->consul_token,
+		.consul_kv_path = cfg->consul_kv_path,
 	};
 
 	m->st = storage_open(names[cfg->storage], &sc, m->loop, err, errlen);

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(build-essential pkg-config libssl-dev libcurl4-openssl-dev libjansson-dev
-      libhiredis-dev libev-dev libmicrohttpd-dev libcmocka-dev libldns-dev
+      libhiredis-dev libev-dev libmicrohttpd-dev libcmocka-dev libldns-dev libpsl-dev publicsuffix
       haproxy pebble redis-server bind9 bind9-dnsutils curl openssl clang libclang-rt-14-dev python3)
 
 missing=()
@@ -21,6 +21,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get update -q >/dev/null
 	apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# Consul: Debian 12 has no package; Debian 11's is unpacked into a cache for
+# the tests (they skip without it).
+bash "$(dirname "$0")/consul.sh" >/dev/null || echo "deps: no consul binary, its tests will skip" >&2
 # Debian starts these as services on install; the tests start their own copies.
 for svc in haproxy redis-server named; do
 	if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi

@@ -20,6 +20,7 @@ static const struct storage_ops *const storage_backends[] = {
 	&storage_file_ops,
 	&storage_shm_ops,
 	&storage_redis_ops,
+	&storage_consul_ops,
 	NULL,
 };
 
@@ -822,6 +823,8 @@ struct storage *storage_open(const char *name, const struct storage_conf *conf,
 		st->wq = workq_new(loop, st->writers + st->readers, err, errlen);
 		if (!st->wq) {
 			hmap_clear(&st->wpending, NULL);
+			hmap_clear(&st->exp_keys, free);
+			heap_clear(&st->exp_heap);
 			free(st);
 			return NULL;
 		}
@@ -830,6 +833,8 @@ struct storage *storage_open(const char *name, const struct storage_conf *conf,
 	if (st->be == NULL) {
 		workq_free(st->wq);
 		hmap_clear(&st->wpending, NULL);
+		hmap_clear(&st->exp_keys, free);
+		heap_clear(&st->exp_heap);
 		free(st);
 		return NULL;
 	}
@@ -867,15 +872,46 @@ void storage_close(struct storage *st)
 	free(st);
 }
 
+/* A subscription: the backend's, and the ops that free it. */
+struct storage_sub {
+	const struct storage_ops *ops;
+	void *be_sub;
+};
+
 struct storage_sub *storage_subscribe(struct storage *st, const char *channel,
 				      void (*cb)(void *arg, const char *msg, size_t len),
 				      void *arg, char *err, size_t errlen)
 {
+	struct storage_sub *sub;
+
 	if (st->ops->subscribe == NULL) {
 		snprintf(err, errlen, "not supported");
 		return NULL;
 	}
 	if (storage_check_key("channel", channel, err, errlen) == -1)
 		return NULL;
-	return st->ops->subscribe(st->be, st->loop, channel, cb, arg, err, errlen);
+	if (!(sub = calloc(1, sizeof(*sub)))) {
+		snprintf(err, errlen, "storage %s: subscribe %s: out of memory", st->name, channel);
+		return NULL;
+	}
+	sub->ops = st->ops;
+	sub->be_sub = st->ops->subscribe(st->be, st->loop, channel, cb, arg, err, errlen);
+	if (!sub->be_sub) {
+		free(sub);
+		return NULL;
+	}
+	return sub;
+}
+
+int storage_sub_ready(const struct storage_sub *sub)
+{
+	return sub != NULL && sub->ops->sub_ready(sub->be_sub);
+}
+
+void storage_sub_free(struct storage_sub *sub)
+{
+	if (sub == NULL)
+		return;
+	sub->ops->sub_free(sub->be_sub);
+	free(sub);
 }

@@ -1,5 +1,5 @@
 /* Storage: one asynchronous interface, backends chosen by name (file, shm,
- * redis).
+ * redis, consul).
  *
  * Every operation completes through a callback on the loop, never inside the
  * call that started it (a result ready at once is delivered on the next loop
@@ -13,7 +13,8 @@
  * It implements either the blocking primitives (file: the front runs them on
  * worker threads, sharded by key so that operations on one key keep their
  * order; shm: run on the loop, delivered on the next turn) or submit()
- * (redis: hiredis's async API on the loop). The front validates keys, lock
+ * (redis: hiredis's async API on the loop; consul: libcurl multi on the
+ * loop, see storage_consul.c). The front validates keys, lock
  * names and owners, so backends only ever see well-formed input.
  *
  * Keys: '/'-separated segments of [A-Za-z0-9._*-], no empty segment, no "."
@@ -48,6 +49,12 @@ struct storage_conf {
 	long redis_timeout_ms;        /* connect timeout; 0 => 500 */
 	long timeout_ms;              /* deadline of one operation; 0 => 3000 */
 	unsigned file_threads;        /* file backend worker threads; 0 => 4 */
+	const char *consul_host;      /* NULL => 127.0.0.1 */
+	int consul_port;              /* 0 => 8500 */
+	int consul_https;             /* TLS with the system's CAs */
+	long consul_timeout_ms;       /* one HTTP request; 0 => 2000 */
+	const char *consul_token;     /* NULL or "" => no X-Consul-Token */
+	const char *consul_kv_path;   /* NULL => "acme" */
 };
 
 enum storage_op_kind {
@@ -147,9 +154,12 @@ struct storage_ops {
 	/* Optional, never blocks: 1 when the backend is up as far as it knows,
 	 * 0 when it knows it is down (reason in <err>). */
 	int (*state)(void *be, char *err, size_t errlen);
-	struct storage_sub *(*subscribe)(void *be, struct ev_loop *loop, const char *channel,
-					 void (*cb)(void *arg, const char *msg, size_t len),
-					 void *arg, char *err, size_t errlen);
+	/* returns the backend's subscription, which the front wraps */
+	void *(*subscribe)(void *be, struct ev_loop *loop, const char *channel,
+			   void (*cb)(void *arg, const char *msg, size_t len),
+			   void *arg, char *err, size_t errlen);
+	void (*sub_free)(void *sub);
+	int (*sub_ready)(const void *sub);
 };
 
 /* Keys put with a TTL that the front will delete when due (front_expiry
@@ -159,11 +169,12 @@ size_t storage_expiring(const struct storage *st);
 extern const struct storage_ops storage_file_ops;
 extern const struct storage_ops storage_shm_ops;
 extern const struct storage_ops storage_redis_ops;
+extern const struct storage_ops storage_consul_ops;
 
 /* Called by a backend when <op> is complete (on the loop thread). */
 void storage_op_done(struct storage_op *op);
 
-/* Opens backend <name> ("file", "shm", "redis"; NULL or "" => "file") with
+/* Opens backend <name> ("file", "shm", "redis", "consul"; NULL or "" => "file") with
  * <conf>, delivering completions on <loop>. Returns a storage the caller
  * releases with storage_close(), or NULL with <err> set; an unknown name gets
  * an error listing the known names. redis: open() never blocks, so neither an
@@ -173,7 +184,9 @@ void storage_op_done(struct storage_op *op);
 struct storage *storage_open(const char *name, const struct storage_conf *conf,
 			     struct ev_loop *loop, char *err, size_t errlen);
 
-/* The backend's name ("file", "shm", "redis"). */
+/* The backend's name ("file", "shm", "redis", "consul"). consul: open()
+ * asks nothing either (an unreachable Consul fails operations); a bad
+ * kv_path is an error. */
 const char *storage_name(const struct storage *st);
 
 /* Finishes the writes already handed to worker threads, drops every pending
@@ -249,10 +262,11 @@ int storage_prefix_valid(const char *prefix);
 
 /* Subscribes to <channel> (namespaced like keys) on the storage's loop:
  * <cb>(<arg>, msg, len) runs on the loop for every message; <msg> is only
- * valid during the call. Uses its own async connection, reconnects and
- * resubscribes by itself with backoff (100 ms doubling to 5 s). Returns the
- * subscription (free with storage_sub_free()) or NULL with <err>: "not
- * supported" for file and shm. */
+ * valid during the call. Uses its own async connection (redis) or blocking
+ * query (consul: messages are keys, see storage_consul_sub.c), reconnects
+ * and resubscribes by itself with backoff (100 ms doubling to 5 s). Returns
+ * the subscription (free with storage_sub_free()) or NULL with <err>: "not
+ * supported" for file and shm. Never call storage_close() from its callback. */
 struct storage_sub *storage_subscribe(struct storage *st, const char *channel,
 				      void (*cb)(void *arg, const char *msg, size_t len),
 				      void *arg, char *err, size_t errlen);

@@ -660,8 +660,10 @@ static void sub_connect(struct storage_sub *sub)
 	ev_timer_start(sub->loop, &sub->deadline);
 }
 
-void storage_sub_free(struct storage_sub *sub)
+static void redis_sub_free(void *p)
 {
+	struct storage_sub *sub = p;
+
 	if (sub == NULL)
 		return;
 	sub_drop(sub);
@@ -673,12 +675,14 @@ void storage_sub_free(struct storage_sub *sub)
 	free(sub);
 }
 
-int storage_sub_ready(const struct storage_sub *sub)
+static int redis_sub_ready(const void *p)
 {
+	const struct storage_sub *sub = p;
+
 	return sub != NULL && sub->ready;
 }
 
-static struct storage_sub *redis_subscribe(void *p, struct ev_loop *loop, const char *channel,
+static void *redis_subscribe(void *p, struct ev_loop *loop, const char *channel,
 					   void (*cb)(void *arg, const char *msg, size_t len),
 					   void *arg, char *err, size_t errlen)
 {
@@ -731,4 +735,6 @@ const struct storage_ops storage_redis_ops = {
 	.blocking = 0,
 	.submit = redis_submit,
 	.subscribe = redis_subscribe,
+	.sub_free = redis_sub_free,
+	.sub_ready = redis_sub_ready,
 };

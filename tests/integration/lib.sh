@@ -1,5 +1,5 @@
-# Shared set-up for integration tests: real HAProxy, Pebble, pebble-challtestsrv
-# and redis-server on loopback, on free ports, in a temp dir, cleaned up on exit.
+# Shared set-up for integration tests: real HAProxy, Pebble, pebble-challtestsrv,
+# redis-server and a Consul agent on loopback, on free ports, in a temp dir, cleaned up on exit.
 # Source it, then call it_init. Every start_* waits for readiness by polling.
 
 IT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -145,6 +145,64 @@ start_redis() {
 	wait_for 10 redis-cli -p "$REDIS_PORT" ping
 }
 
+# start_consul [PORT]: a Consul agent in -dev mode (scripts/consul.sh's binary:
+# Debian 11's consul, unpacked) on free loopback ports, its data in $IT_DIR;
+# sets CONSUL_PORT, CONSUL_PID. Returns 2 when there is no consul binary.
+start_consul() {
+	local bin
+	bin=${CONSUL_BIN:-$(bash "$IT_ROOT/scripts/consul.sh" 2>>"$IT_DIR/consul.log")} || return 2
+	[ -x "$bin" ] || return 2
+	CONSUL_PORT=${1:-$(free_port)}
+	rm -rf "$IT_DIR/consul-data"
+	"$bin" agent -dev -bind 127.0.0.1 -client 127.0.0.1 -http-port "$CONSUL_PORT" \
+		-dns-port -1 -grpc-port -1 -serf-lan-port "$(free_port)" \
+		-serf-wan-port "$(free_port)" -server-port "$(free_port)" \
+		-data-dir "$IT_DIR/consul-data" >>"$IT_DIR/consul.log" 2>&1 &
+	CONSUL_PID=$!
+	IT_PIDS+=($CONSUL_PID)
+	wait_for 15 consul_leader
+}
+consul_leader() { curl -sf "http://127.0.0.1:$CONSUL_PORT/v1/status/leader" | grep -q :; }
+
+# The fleet's store, chosen by STORE (redis, consul): one case per backend in
+# each of store_start (sets IT_STORAGE; 2 = cannot run here, skip),
+# store_stop, store_restart (same port, empty) and store_spec (the
+# storage_tool spec of the agents' keys). A new backend adds its four cases.
+STORE=${STORE:-redis}
+store_start() {
+	IT_STORAGE=$STORE
+	case $STORE in
+	redis) start_redis ;;
+	consul) start_consul ;;
+	*) echo "# unknown STORE=$STORE" >&2; return 1 ;;
+	esac
+}
+store_stop() {
+	case $STORE in
+	redis) stop_pid "$REDIS_PID" ;;
+	consul) stop_pid "$CONSUL_PID" ;;
+	esac
+}
+store_restart() {
+	case $STORE in
+	redis)
+		redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+			--dir "$IT_DIR" >>"$IT_DIR/redis.log" 2>&1 &
+		REDIS_PID=$!
+		IT_PIDS+=($REDIS_PID)
+		wait_for 10 redis-cli -p "$REDIS_PORT" ping ;;
+	consul) start_consul "$CONSUL_PORT" ;;
+	esac
+}
+store_spec() {
+	case $STORE in
+	redis) echo "redis:127.0.0.1:$REDIS_PORT:${REDIS_NS:-it}" ;;
+	consul) echo "consul:127.0.0.1:$CONSUL_PORT:${CONSUL_KV:-it}" ;;
+	esac
+}
+# store_tool ARGS...: storage_tool on the fleet's store (put, get, del, list).
+store_tool() { "$IT_BUILD/tools/storage_tool" "$(store_spec)" "$@"; }
+
 # haproxy_config SPOA_PORT: writes $IT_DIR/haproxy/ from haproxy-examples/,
 # substituting ports and paths; sets HAP_HTTP, HAP_HTTPS, HAP_SOCK, HAP_CERTS.
 haproxy_config() {
@@ -258,6 +316,7 @@ served_cert() {
 agent_config() {
 	local extra=${1:-} redis=""
 	[ -n "${REDIS_PORT:-}" ] && redis=", \"redis\": { \"port\": $REDIS_PORT, \"namespace\": \"${REDIS_NS:-it}\" }"
+	[ -n "${CONSUL_PORT:-}" ] && redis+=", \"consul\": { \"port\": $CONSUL_PORT, \"kv_path\": \"${CONSUL_KV:-it}\" }"
 	SPOA_PORT=${SPOA_PORT:-$(free_port)}; ADMIN_PORT=${ADMIN_PORT:-$(free_port)}
 	AGENT_CONF=$IT_DIR/agent${NODE:-}.json
 	cat > "$AGENT_CONF" <<JSON

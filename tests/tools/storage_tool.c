@@ -1,5 +1,6 @@
 /* storage_tool: reads and writes acme-spoa storage from scripts (tests).
- *   storage_tool file:/dir|shm|redis:HOST:PORT[:NAMESPACE] put KEY VALUE [TTL]
+ *   storage_tool file:/dir|shm|redis:HOST:PORT[:NAMESPACE]|consul:HOST:PORT[:KV_PATH]
+ *                put KEY VALUE [TTL]
  *   storage_tool ... get KEY        prints the value, exit 1 if absent
  *   storage_tool ... del KEY
  *   storage_tool ... list PREFIX    one key a line
@@ -45,7 +46,8 @@ int main(int argc, char **argv)
 	int rc = 2;
 
 	if (argc < 4) {
-		fprintf(stderr, "usage: storage_tool file:/dir|shm|redis:HOST:PORT[:NS] "
+		fprintf(stderr, "usage: storage_tool file:/dir|shm|redis:HOST:PORT[:NS]|"
+			"consul:HOST:PORT[:KV_PATH] "
 			"put|get|del|list|feed KEY [VALUE [TTL]]\n");
 		return 2;
 	}

@@ -1,5 +1,7 @@
 /* Opens acme-spoa storage from a command-line spec, for the test tools:
- * "file:/DIR", "redis:HOST:PORT[:NAMESPACE]", or a backend name ("shm").
+ * "file:/DIR", "redis:HOST:PORT[:NAMESPACE]", "consul:HOST:PORT[:KV_PATH]"
+ * (the token from $CONSUL_HTTP_TOKEN, as Consul's own tools), or a backend
+ * name ("shm").
  * Header-only: each tool is built from one .c file. */
 #ifndef ACME_SPOA_STORE_SPEC_H
 #define ACME_SPOA_STORE_SPEC_H
@@ -37,6 +39,20 @@ static inline struct storage *store_spec_open(const char *spec_in, char *err, si
 		}
 		conf.redis_host = host;
 		conf.redis_namespace = ns;
+	} else if (strncmp(spec, "consul:", 7) == 0) {
+		char *host = spec + 7, *port = strchr(host, ':'), *kv = NULL;
+
+		name = "consul";
+		if (port) {
+			*port++ = '\0';
+			kv = strchr(port, ':');
+			if (kv)
+				*kv++ = '\0';
+			conf.consul_port = atoi(port);
+		}
+		conf.consul_host = host;
+		conf.consul_kv_path = kv;
+		conf.consul_token = getenv("CONSUL_HTTP_TOKEN");
 	} else {
 		name = spec;
 	}

@@ -83,6 +83,12 @@ static void test_defaults(void **state)
 	assert_int_equal(c->redis_ssl_verify, 0);
 	assert_null(c->redis_ssl_server_name);
 	assert_string_equal(c->redis_namespace, "");
+	assert_string_equal(c->consul_host, "127.0.0.1");
+	assert_int_equal(c->consul_port, 8500);
+	assert_int_equal(c->consul_https, 0);
+	assert_int_equal(c->consul_timeout_ms, 2000);
+	assert_null(c->consul_token);
+	assert_string_equal(c->consul_kv_path, "acme");
 	assert_string_equal(c->spoa_listen, "127.0.0.1:12345");
 	assert_string_equal(c->admin_listen, "127.0.0.1:8001");
 	assert_null(c->admin_token);
@@ -210,6 +216,9 @@ static const struct bad_case bad_cases[] = {
 	{ WITH("\"storage_config\":\"redis\""), "config: storage_config: \"redis\" is a string, expected an object" },
 	{ WITH("\"storage_config\":{\"file\":{\"path\":\"var/lib\"}}"), "config: storage_config.file.path: \"var/lib\" is not an absolute path" },
 	{ WITH("\"storage_config\":{\"redis\":{\"host\":\"bad host!\"}}"), "config: storage_config.redis.host: \"bad host!\" is not a host name or IP address" },
+	{ WITH("\"storage_config\":{\"consul\":{\"kv_path\":\"/acme/\"}}"), "config: storage_config.consul.kv_path: \"/acme/\" want '/'-separated segments" },
+	{ WITH("\"storage_config\":{\"consul\":{\"timeout\":0}}"), "config: storage_config.consul.timeout: 0 is not between 100 and 600000" },
+	{ WITH("\"storage_config\":{\"consul\":{\"https\":\"yes\"}}"), "config: storage_config.consul.https: \"yes\" is a string, expected a boolean" },
 	{ WITH("\"storage_config\":{\"redis\":{\"port\":0}}"), "config: storage_config.redis.port: 0 is not between 1 and 65535" },
 	{ WITH("\"storage_config\":{\"redis\":{\"port\":65536}}"), "config: storage_config.redis.port: 65536 is not between 1 and 65535" },
 	{ WITH("\"storage_config\":{\"redis\":{\"database\":16}}"), "config: storage_config.redis.database: 16 is not between 0 and 15" },
@@ -302,7 +311,7 @@ static void test_many_errors(void **state)
 		 "\"haproxy\":{\"cert_dir\":\"rel\",\"runtime\":[\"unix:/ok\",\"nope\"]}}");
 	assert_null(c);
 	assert_contains(errs, "config: rsa_key_size: 1024 is not one of 2048, 3072, 4096\n");
-	assert_contains(errs, "config: storage: \"s3\" is not one of file, redis, shm\n");
+	assert_contains(errs, "config: storage: \"s3\" is not one of file, redis, shm, consul\n");
 	assert_contains(errs, "config: renew_treshold_days: unknown key (did you mean renew_threshold_days?)\n");
 	assert_contains(errs, "config: haproxy.cert_dir: \"rel\" is not an absolute path\n");
 	assert_contains(errs, "config: haproxy.runtime[1]: \"nope\" has no :port");
@@ -376,7 +385,8 @@ static void test_secrets(void **state)
 	snprintf(json, sizeof(json), "{\"account_email\":\"{env://ACME_TEST_MAIL}\","
 		 "\"eab_kid\":\"{env://ACME_TEST_TOKEN}\",\"eab_hmac_key\":\"{file://%s}\","
 		 "\"admin\":{\"token\":\"{env://ACME_TEST_TOKEN}\"},"
-		 "\"storage_config\":{\"redis\":{\"auth\":\"{file://%s}\"}}}", path, path);
+		 "\"storage_config\":{\"redis\":{\"auth\":\"{file://%s}\"},"
+		 "\"consul\":{\"token\":\"{env://ACME_TEST_TOKEN}\"}}}", path, path);
 	c = load(json);
 	if (!c)
 		fail_msg("%s", errs);
@@ -385,6 +395,7 @@ static void test_secrets(void **state)
 	assert_string_equal(c->eab_hmac_key, "hmac_Key-123");
 	assert_string_equal(c->admin_token, "tok-from-env");
 	assert_string_equal(c->redis_auth, "hmac_Key-123");
+	assert_string_equal(c->consul_token, "tok-from-env");
 	config_free(c);
 
 	/* non-secret fields take the text literally */
