@@ -417,6 +417,8 @@ static void certstore_write_done(struct workq_item *it)
 		certstore_push(cs, w->host, w->pem, w->len);
 	else if (w->pem && c && c->pushing)
 		c->pushing--;	/* a newer version's write pushes */
+	else if (w->pem && !c && !cs->closing && cs->hooks.loaded)
+		cs->hooks.loaded(cs->hooks.arg, w->host, 0);	/* removed meanwhile */
 	crypto_secret_free(w->pem, w->len);
 	free(w);
 }
