@@ -5,6 +5,7 @@
 #   make fuzz       libFuzzer targets, bounded run
 #   make bench      benchmark figures (ratios measured side by side)
 #   make demo       Pebble + HAProxy + agent on loopback, one certificate on demand
+#   make deb        the Debian package (dpkg-buildpackage), into build/deb/
 
 PKGS     := openssl libcurl jansson hiredis libmicrohttpd ldns libpsl
 CC       ?= cc
@@ -34,7 +35,7 @@ SHIM_SO  := $(SHIM_SRC:tests/shim/%.c=$(BUILD)/tools/%.so)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 BIN      := $(if $(filter build,$(BUILD)),acme-spoa,$(BUILD)/acme-spoa)
 
-.PHONY: all deps test unit integration asan fuzz bench demo clean
+.PHONY: all deps test unit integration asan fuzz bench demo deb clean
 all: $(BIN) $(UNIT_BIN) $(TOOL_BIN) $(SHIM_SO)
 
 $(BUILD)/%.o: %.c
@@ -90,6 +91,9 @@ bench: deps
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@BIN=$(BIN) bash scripts/demo.sh
+
+deb: deps
+	@bash scripts/deb.sh
 
 clean:
 	rm -rf build build-asan build-fuzz acme-spoa

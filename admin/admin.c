@@ -295,11 +295,19 @@ static enum MHD_Result admin_do_post_acme(struct admin_req *r)
 		if (admin_parse_json(r->body, r->body_len, &pp, &msg))
 			return admin_queue_message(r, MHD_HTTP_BAD_REQUEST, msg);
 	} else if (!ctype ||
-		   (clen == 33 && strncasecmp(ctype, "application/x-www-form-urlencoded", 33) == 0)) {
-		admin_parse_form(r->body, r->body_len, &pp);
+		   (clen == 33 && strncasecmp(ctype, "application/x-www-form-urlencoded", 33) == 0) ||
+		   (clen == 19 && strncasecmp(ctype, "multipart/form-data", 19) == 0)) {
+		/* a body without a type is read as a form, as before */
+		if (!ctype)
+			MHD_set_connection_value(r->conn, MHD_HEADER_KIND,
+						 MHD_HTTP_HEADER_CONTENT_TYPE,
+						 MHD_HTTP_POST_ENCODING_FORM_URLENCODED);
+		if (admin_parse_form(r->conn, r->body, r->body_len, &pp, &msg))
+			return admin_queue_message(r, MHD_HTTP_BAD_REQUEST, msg);
 	} else {
 		return admin_queue_message(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
-			"Content-Type must be application/json or application/x-www-form-urlencoded");
+			"Content-Type must be application/json, application/x-www-form-urlencoded "
+			"or multipart/form-data");
 	}
 	if (pp.have_host == 0) {
 		q = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "host");

@@ -15,9 +15,14 @@ struct admin_params {
 	int test_flow;		/* test_http_challenge_flow is true or "true" */
 };
 
-/* Reads <pp> from an application/x-www-form-urlencoded body of <len> bytes.
- * Fields not given leave <pp> as it was. */
-void admin_parse_form(const char *body, size_t len, struct admin_params *pp);
+struct MHD_Connection;
+
+/* Reads <pp> from a form body of <len> bytes, application/x-www-form-urlencoded
+ * or multipart/form-data as <conn>'s Content-Type says, with libmicrohttpd's
+ * post processor. Fields not given leave <pp> as it was. Returns 0, or -1 with
+ * a static message for the client in *<msg> when the body cannot be parsed. */
+int admin_parse_form(struct MHD_Connection *conn, const char *body, size_t len,
+		     struct admin_params *pp, const char **msg);
 
 /* Reads <pp> from a JSON body of <len> bytes. Returns 0, or -1 with a static
  * message for the client in *<msg> when it is not a JSON object. */

@@ -509,6 +509,7 @@ static void api_admin_cert_delete(void *ctx, const char *raw, int revoke, struct
 struct api_days {
 	time_t now;
 	uint64_t b[6];		/* expired, <1, <7, <14, <30, >=30 days */
+	time_t earliest;	/* soonest not_after, 0 with no certificate */
 };
 
 static void api_days_cb(void *arg, struct certstore_cert *c)
@@ -518,8 +519,21 @@ static void api_days_cb(void *arg, struct certstore_cert *c)
 
 	if (!c->has_info)
 		return;		/* on_demand start: not read yet */
+
+	if (!d->earliest || c->info.not_after < d->earliest)
+		d->earliest = c->info.not_after;
+
 	d->b[days < 0 ? 0 : days < 1 ? 1 : days < 7 ? 2 : days < 14 ? 3 : days < 30 ? 4 : 5]++;
 }
+
+/* What /healthz answers from, also exported as gauges in /metrics. */
+struct api_health_facts {
+	int storage_ok;
+	size_t rt_up, rt_total;
+};
+
+static void api_health_facts(struct api *a, struct api_health_facts *hf);
+static void cb_api_ping(void *arg, struct storage_res *res);
 
 static void api_counter(struct metrics_buf *b, const char *name, const char *help, const char *labels,
 			uint64_t v)
@@ -538,6 +552,7 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	struct api_days d = { .now = time(NULL) };
 	struct spoa_stats ss;
 	struct rt_stats rs;
+	struct api_health_facts hf;
 	double bounds[SPOA_LAT_BUCKETS - 1];
 	uint64_t cum[SPOA_LAT_BUCKETS];
 	char lbl[64];
@@ -625,6 +640,21 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 		metrics_label(lbl, sizeof(lbl), "days_left", days_names[i]);
 		metrics_value(b, "acme_spoa_certificates", lbl, (double)d.b[i]);
 	}
+	if (d.earliest) {
+		metrics_header(b, "acme_spoa_certificate_earliest_expiry_timestamp_seconds", "gauge",
+			       "Expiry (not_after, Unix time) of the certificate that expires first.");
+		metrics_value(b, "acme_spoa_certificate_earliest_expiry_timestamp_seconds", NULL,
+			      (double)d.earliest);
+	}
+	api_health_facts(a, &hf);
+	metrics_header(b, "acme_spoa_storage_up", "gauge", "1 when storage answers (the /healthz storage fact).");
+	metrics_value(b, "acme_spoa_storage_up", NULL, hf.storage_ok);
+	metrics_header(b, "acme_spoa_runtime_sockets", "gauge", "HAProxy runtime sockets configured.");
+	metrics_value(b, "acme_spoa_runtime_sockets", NULL, (double)hf.rt_total);
+	metrics_header(b, "acme_spoa_runtime_sockets_up", "gauge", "HAProxy runtime sockets answering (the /healthz runtime fact).");
+	metrics_value(b, "acme_spoa_runtime_sockets_up", NULL, (double)hf.rt_up);
+	metrics_header(b, "acme_spoa_healthy", "gauge", "1 when /healthz answers 200: storage and at least one runtime socket up.");
+	metrics_value(b, "acme_spoa_healthy", NULL, hf.storage_ok && hf.rt_up > 0);
 }
 
 static void cb_api_ping(void *arg, struct storage_res *res)
@@ -635,30 +665,39 @@ static void cb_api_ping(void *arg, struct storage_res *res)
 }
 
 /* Answers from what is known now; asks storage again at most every few
- * seconds, so a probe never waits and never floods the store. */
-static int api_admin_health(void *ctx, json_t **detail)
+ * seconds, so a probe or a scrape never waits and never floods the store. */
+static void api_health_facts(struct api *a, struct api_health_facts *hf)
 {
-	struct api *a = ctx;
 	struct rt *rt = certstore_runtime(a->d.cs);
-	size_t i, up = 0, n = rt_count(rt);
+	size_t i;
 	ev_tstamp now = ev_now(a->loop);
 	char err[256];
-	int st_ok = a->d.health->storage_ok && storage_state(a->d.st, err, sizeof(err)) == 1;
 
+	hf->storage_ok = a->d.health->storage_ok && storage_state(a->d.st, err, sizeof(err)) == 1;
 	if (now - a->storage_pinged >= API_HEALTH_PING_S) {
 		a->storage_pinged = now;
 		storage_ping(a->d.st, cb_api_ping, a);
 	}
-	for (i = 0; i < n; i++)
-		up += rt_socket_up(rt, i) != 0;
+	hf->rt_total = rt_count(rt);
+	hf->rt_up = 0;
+	for (i = 0; i < hf->rt_total; i++)
+		hf->rt_up += rt_socket_up(rt, i) != 0;
+}
+
+static int api_admin_health(void *ctx, json_t **detail)
+{
+	struct api *a = ctx;
+	struct api_health_facts hf;
+
+	api_health_facts(a, &hf);
 	/* the reason stays in the log: /healthz needs no token */
 	*detail = json_pack("{s:s, s:s, s:s}", "loop", "ok",
-			    "storage", st_ok ? "ok" : "storage does not answer (see the log)",
-			    "runtime", up ? "ok" : "no runtime socket answers");
+			    "storage", hf.storage_ok ? "ok" : "storage does not answer (see the log)",
+			    "runtime", hf.rt_up ? "ok" : "no runtime socket answers");
 	if (*detail)
 		json_object_set_new(*detail, "runtime_sockets_up",
-				    json_sprintf("%zu/%zu", up, n));
-	return st_ok && up > 0;
+				    json_sprintf("%zu/%zu", hf.rt_up, hf.rt_total));
+	return hf.storage_ok && hf.rt_up > 0;
 }
 
 static const struct admin_ops api_admin_ops = {

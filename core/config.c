@@ -42,6 +42,8 @@ enum cfg_kind {
 #define CF_RELOAD	0x04	/* applied at SIGHUP without restart */
 #define CF_EMPTY_OK	0x08	/* "" is a valid value */
 #define CF_ADDR		0x10	/* an address, parsed (addr_parse) into the field at off_addr */
+#define CF_ALIAS	0x20	/* another name for the row before it (same field) */
+#define CF_NODES	0x40	/* CFG_LIST of addresses: entries may be {"host":..,"port":..} */
 
 struct cfg_row {
 	const char *name;		/* dotted path in the JSON tree */
@@ -79,6 +81,7 @@ static int chk_base64url(char *v, char *why, size_t whylen);
 static int chk_domain(char *v, char *why, size_t whylen);
 static int chk_host(char *v, char *why, size_t whylen);
 static int chk_abs_path(char *v, char *why, size_t whylen);
+static int chk_sentinel_master(char *v, char *why, size_t whylen);
 static int chk_kv_path(char *v, char *why, size_t whylen);
 static int chk_zone(char *v, char *why, size_t whylen);
 static int chk_dns_name(char *v, char *why, size_t whylen);
@@ -123,11 +126,22 @@ static const struct cfg_row cfg_rows[] = {
 	STR("storage_config.redis.host", 0, "127.0.0.1", redis_host, chk_host),
 	INT("storage_config.redis.port", 0, 1, 65535, 6379, redis_port),
 	INT("storage_config.redis.database", 0, 0, 15, 0, redis_database),
-	STR("storage_config.redis.auth", CF_SECRET, NULL, redis_auth, NULL),
+	STR("storage_config.redis.username", 0, NULL, redis_username, NULL),
+	STR("storage_config.redis.password", CF_SECRET, NULL, redis_auth, NULL),
+	STR("storage_config.redis.auth", CF_SECRET | CF_ALIAS, NULL, redis_auth, NULL),
 	BOOL("storage_config.redis.ssl", 0, 0, redis_ssl),
 	BOOL("storage_config.redis.ssl_verify", 0, 0, redis_ssl_verify),
-	STR("storage_config.redis.ssl_server_name", 0, NULL, redis_ssl_server_name, chk_host),
+	STR("storage_config.redis.server_name", 0, NULL, redis_ssl_server_name, chk_host),
+	STR("storage_config.redis.ssl_server_name", CF_ALIAS, NULL, redis_ssl_server_name, chk_host),
+	STR("storage_config.redis.ssl_ca_file", 0, NULL, redis_ssl_ca_file, chk_readable_file),
+	STR("storage_config.redis.ssl_cert", 0, NULL, redis_ssl_cert, chk_readable_file),
+	STR("storage_config.redis.ssl_key", 0, NULL, redis_ssl_key, chk_readable_file),
 	STR("storage_config.redis.namespace", CF_EMPTY_OK, "", redis_namespace, NULL),
+	STR("storage_config.redis.sentinel_master", 0, NULL, redis_sentinel_master, chk_sentinel_master),
+	ADDR_LIST("storage_config.redis.sentinel_nodes", CF_NODES, 0, 0, NULL, redis_sentinel_nodes,
+		  redis_nsentinel_nodes, redis_sentinel_addrs),
+	STR("storage_config.redis.sentinel_username", 0, NULL, redis_sentinel_username, NULL),
+	STR("storage_config.redis.sentinel_password", CF_SECRET, NULL, redis_sentinel_password, NULL),
 	STR("storage_config.consul.host", 0, "127.0.0.1", consul_host, chk_host),
 	INT("storage_config.consul.port", 0, 1, 65535, 8500, consul_port),
 	BOOL("storage_config.consul.https", 0, 0, consul_https),
@@ -370,6 +384,15 @@ static int chk_host(char *v, char *why, size_t whylen)
 	return 0;
 }
 
+static int chk_sentinel_master(char *v, char *why, size_t whylen)
+{
+	if (has_space_or_ctl(v) || strpbrk(v, "\"'") != NULL || strlen(v) > 255) {
+		snprintf(why, whylen, "is not a sentinel master name (no spaces or quotes)");
+		return -1;
+	}
+	return 0;
+}
+
 static int chk_abs_path(char *v, char *why, size_t whylen)
 {
 	if (v[0] != '/' || has_space_or_ctl(v) || strlen(v) >= 4096) {
@@ -480,6 +503,31 @@ static char *take_string(struct cfg_parse *p, const struct cfg_row *row, const c
 bad:
 	free(s);
 	return NULL;
+}
+
+/* {"host": "h", "port": 26379} as the string "h:26379" ("[v6]:port"), or
+ * NULL after recording the error under <key>. */
+static json_t *node_string(struct cfg_parse *p, const char *key, const json_t *v)
+{
+	const char *host = NULL;
+	json_int_t port = 0;
+	json_error_t jerr;
+	json_t *s;
+
+	if (json_unpack_ex((json_t *)v, &jerr, JSON_STRICT, "{s:s, s:I}", "host", &host, "port",
+			   &port) == -1) {
+		errs_add(&p->errs, key, "expected {\"host\": string, \"port\": integer}: %s",
+			 jerr.text);
+		return NULL;
+	}
+	if (port < 1 || port > 65535) {
+		errs_add(&p->errs, key, "port %lld is not between 1 and 65535", (long long)port);
+		return NULL;
+	}
+	s = json_sprintf(strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, (int)port);
+	if (!s)
+		errs_add(&p->errs, key, "out of memory");
+	return s;
 }
 
 static void set_value(struct cfg_parse *p, size_t idx, const json_t *v)
@@ -601,9 +649,15 @@ static void set_value(struct cfg_parse *p, size_t idx, const json_t *v)
 		}
 		for (i = 0; i < n; i++) {
 			char key[CONFIG_KEY_MAX];
+			json_t *e = json_array_get(v, i), *hp = NULL;
 
 			snprintf(key, sizeof(key), "%s[%zu]", row->name, i);
-			arr[i] = take_string(p, row, key, json_array_get(v, i), parsed ? &parsed[i] : NULL);
+			if ((row->flags & CF_NODES) && json_is_object(e) && !(e = hp = node_string(p, key, e))) {
+				bad = 1;
+				continue;
+			}
+			arr[i] = take_string(p, row, key, e, parsed ? &parsed[i] : NULL);
+			json_decref(hp);
 			bad |= !arr[i];
 		}
 		if (bad) {
@@ -626,6 +680,16 @@ static void set_value(struct cfg_parse *p, size_t idx, const json_t *v)
 }
 
 /* ---------- walking the tree ---------- */
+
+/* The other name of row <idx> (CF_ALIAS pairs share one field), or -1. */
+static int row_twin(size_t idx)
+{
+	if ((cfg_rows[idx].flags & CF_ALIAS) && idx > 0)
+		return (int)idx - 1;
+	if (idx + 1 < CFG_NROWS && (cfg_rows[idx + 1].flags & CF_ALIAS))
+		return (int)idx + 1;
+	return -1;
+}
 
 static int find_row(const char *name)
 {
@@ -739,10 +803,13 @@ static void walk(struct cfg_parse *p, const json_t *obj, const char *prefix)
 		idx = find_row(full);
 		if (idx >= 0) {
 			/* "spoa": {"listen": ..} and "spoa.listen": .. both reach here */
-			int before = p->errs.n;
+			int before = p->errs.n, twin = row_twin((size_t)idx);
 
 			if (p->seen[idx]++)
 				errs_add(&p->errs, full, "given twice");
+			else if (twin >= 0 && p->seen[twin])
+				errs_add(&p->errs, full, "given twice (%s is another name for it)",
+					 cfg_rows[twin].name);
 			else
 				set_value(p, (size_t)idx, v);
 			p->failed[idx] |= p->errs.n != before;
@@ -831,7 +898,8 @@ static void finish(struct cfg_parse *p)
 	for (i = 0; i < CFG_NROWS; i++) {
 		const struct cfg_row *row = &cfg_rows[i];
 
-		if (p->assigned[i])
+		if (p->assigned[i] || (row->flags & CF_ALIAS) ||
+		    (row_twin(i) >= 0 && p->assigned[row_twin(i)]))
 			continue;
 		if (row->flags & CF_REQUIRED) {
 			if (!p->failed[i])
@@ -872,6 +940,18 @@ static void finish(struct cfg_parse *p)
 	finish_rate_limits(cfg);
 	if (!cfg->crt_list && cfg->cert_dir && !(cfg->crt_list = strdup(cfg->cert_dir)))
 		errs_add(&p->errs, "haproxy.crt_list", "out of memory");
+	if (cfg->redis_username && !cfg->redis_auth)
+		errs_add(&p->errs, "storage_config.redis.username",
+			 "given without storage_config.redis.password");
+	if (!cfg->redis_ssl_cert != !cfg->redis_ssl_key)
+		errs_add(&p->errs, cfg->redis_ssl_cert ? "storage_config.redis.ssl_key" :
+			 "storage_config.redis.ssl_cert", "missing (ssl_cert and ssl_key go together)");
+	if (!cfg->redis_sentinel_master != !cfg->redis_nsentinel_nodes &&
+	    !p->failed[find_row("storage_config.redis.sentinel_nodes")] &&
+	    !p->failed[find_row("storage_config.redis.sentinel_master")])
+		errs_add(&p->errs, cfg->redis_sentinel_master ? "storage_config.redis.sentinel_nodes" :
+			 "storage_config.redis.sentinel_master",
+			 "missing (sentinel_master and sentinel_nodes go together)");
 	/* a key given with a bad value already has its own error */
 	if (!cfg->eab_kid != !cfg->eab_hmac_key) {
 		int kid = !!cfg->eab_kid;
@@ -968,6 +1048,8 @@ void config_free(struct config *cfg)
 	for (i = 0; i < CFG_NROWS; i++) {
 		const struct cfg_row *row = &cfg_rows[i];
 
+		if (row->flags & CF_ALIAS)
+			continue;
 		if (row->kind == CFG_STR) {
 			char *v = *FIELD(cfg, row, char *);
 
@@ -1065,7 +1147,7 @@ int config_diff(const struct config *old, const struct config *nw, char *report,
 		char a[128] = "", b[128] = "";
 		int n;
 
-		if (row_equal(row, old, nw))
+		if ((row->flags & CF_ALIAS) || row_equal(row, old, nw))
 			continue;
 		restart += !(row->flags & CF_RELOAD);
 		if (!(row->flags & CF_SECRET)) {
@@ -1103,7 +1185,7 @@ void config_apply_reload(struct config *running, struct config *nw)
 	for (i = 0; i < CFG_NROWS; i++) {
 		const struct cfg_row *row = &cfg_rows[i];
 
-		if (!(row->flags & CF_RELOAD))
+		if (!(row->flags & CF_RELOAD) || (row->flags & CF_ALIAS))
 			continue;
 		switch (row->kind) {
 		case CFG_STR:
@@ -1124,5 +1206,35 @@ void config_apply_reload(struct config *running, struct config *nw)
 			cfg_swap(running, nw, row->off, sizeof(int));
 			break;
 		}
+	}
+}
+
+void config_keys_print(FILE *f)
+{
+	static const char *const kinds[CFG__MAX] = {
+		[CFG_STR] = "string", [CFG_INT] = "integer", [CFG_BOOL] = "boolean",
+		[CFG_ENUM] = "enum", [CFG_LIST] = "list", [CFG_REAL] = "number",
+	};
+	const struct cfg_row *r;
+	size_t i;
+
+	for (i = 0; i < CFG_NROWS; i++) {
+		r = &cfg_rows[i];
+		fprintf(f, "%s\t%s\t", r->name, kinds[r->kind]);
+		if (r->flags & CF_REQUIRED)
+			fputs("required", f);
+		else if (r->kind == CFG_INT && r->def_int < r->min)
+			fputs("auto", f);	/* chosen at load (rate_limits: by the CA) */
+		else if (r->kind == CFG_INT)
+			fprintf(f, "%lld", r->def_int);
+		else if (r->kind == CFG_REAL)
+			fprintf(f, "%g", r->def_real);
+		else if (r->kind == CFG_BOOL)
+			fputs(r->def_int ? "true" : "false", f);
+		else if (r->kind == CFG_ENUM)
+			fputs(r->choices[r->def_int], f);
+		else
+			fputs(r->def_str ? r->def_str : "-", f);
+		fputs(r->flags & CF_RELOAD ? "\treload\n" : "\n", f);
 	}
 }

@@ -7,6 +7,7 @@
 #define ACME_SPOA_CONFIG_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "lib/addr.h"
 #include "lib/host.h"
@@ -59,10 +60,17 @@ struct config {
 	char *file_path;		/* storage_config.file.path [/var/lib/acme-spoa] */
 	char *redis_host;
 	int redis_port, redis_database;
-	char *redis_auth;		/* NULL when unset */
+	char *redis_username;		/* ACL user; NULL when unset */
+	char *redis_auth;		/* "password" (alias "auth"); NULL when unset */
 	int redis_ssl, redis_ssl_verify;
-	char *redis_ssl_server_name;	/* NULL when unset */
+	char *redis_ssl_server_name;	/* "server_name" (alias "ssl_server_name"); NULL when unset */
+	char *redis_ssl_ca_file, *redis_ssl_cert, *redis_ssl_key;	/* NULL when unset */
 	char *redis_namespace;		/* never NULL, may be "" */
+	char *redis_sentinel_master;	/* NULL when unset: no sentinel */
+	char **redis_sentinel_nodes;	/* "host:port" each ({host, port} objects converted) */
+	size_t redis_nsentinel_nodes;
+	struct addr *redis_sentinel_addrs;	/* <redis_sentinel_nodes> parsed */
+	char *redis_sentinel_username, *redis_sentinel_password;	/* NULL when unset */
 	char *consul_host;		/* storage_config.consul (Kong's fields) */
 	int consul_port, consul_https, consul_timeout_ms;
 	char *consul_token;		/* NULL when unset */
@@ -112,6 +120,12 @@ struct config *config_load_json(const char *text, char *errs, size_t errlen);
 
 /* Frees <cfg> and every string it owns. Accepts NULL. */
 void config_free(struct config *cfg);
+
+/* Writes one line per key of the config table to <f>: the dotted name, its
+ * type (string, integer, boolean, enum, list), "required" or its default, and
+ * "reload" when SIGHUP applies it live (acme-spoa --list-keys: the man page
+ * is checked against it). */
+void config_keys_print(FILE *f);
 
 /* Returns 1 if <host> (lower-cased, valid syntax as given by host_normalize)
  * is allowed by allow_any_domain or by an entry of domains: an exact name, or

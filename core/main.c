@@ -24,6 +24,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: acme-spoa -c FILE [-v]       run with the JSON config FILE\n"
 		"       acme-spoa -c FILE --check    validate the config, print every error, exit 0/1\n"
+		"       acme-spoa --list-keys        print the config keys, their types and defaults\n"
 		"       acme-spoa --version | --help\n"
 		"Logs go to stderr; -v adds protocol detail. SIGHUP reloads the config file.\n");
 }
@@ -54,6 +55,7 @@ int main(int argc, char **argv)
 		{ "check", no_argument, NULL, 'k' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "list-keys", no_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -69,6 +71,7 @@ int main(int argc, char **argv)
 		case 'k': check = 1; break;
 		case 'v': log_level_max = LOG_LVL_DEBUG; break;
 		case 'V': printf("acme-spoa %s\n", ACME_SPOA_VERSION); return 0;
+		case 'L': config_keys_print(stdout); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

@@ -13,8 +13,8 @@
  * It implements either the blocking primitives (file: the front runs them on
  * worker threads, sharded by key so that operations on one key keep their
  * order; shm: run on the loop, delivered on the next turn) or submit()
- * (redis: hiredis's async API on the loop; consul: libcurl multi on the
- * loop, see storage_consul.c). The front validates keys, lock
+ * (redis: its own connections on the loop, plain or TLS; consul: libcurl
+ * multi on the loop, see storage_consul.c). The front validates keys, lock
  * names and owners, so backends only ever see well-formed input.
  *
  * Keys: '/'-separated segments of [A-Za-z0-9._*-], no empty segment, no "."
@@ -42,9 +42,16 @@ struct storage_conf {
 	const char *redis_host;       /* NULL => 127.0.0.1 */
 	int redis_port;               /* 0 => 6379 */
 	int redis_database;
-	const char *redis_auth;       /* NULL or "" => no AUTH */
+	const char *redis_username;   /* ACL user; NULL or "" => AUTH <password> */
+	const char *redis_auth;       /* password; NULL or "" => no AUTH */
 	int redis_ssl, redis_ssl_verify;
-	const char *redis_ssl_server_name;
+	const char *redis_ssl_server_name;	/* checked and sent as SNI; NULL => the host */
+	const char *redis_ssl_ca_file;	/* NULL => the system store */
+	const char *redis_ssl_cert, *redis_ssl_key;	/* client certificate, optional */
+	const char *redis_sentinel_master;	/* NULL or "" => no sentinel */
+	const char *const *redis_sentinel_nodes;	/* "host:port" each */
+	size_t redis_nsentinel_nodes;
+	const char *redis_sentinel_username, *redis_sentinel_password;
 	const char *redis_namespace;  /* keys and channels become "<ns>:<key>" when set */
 	long redis_timeout_ms;        /* connect timeout; 0 => 500 */
 	long timeout_ms;              /* deadline of one operation; 0 => 3000 */
@@ -180,7 +187,7 @@ void storage_op_done(struct storage_op *op);
  * an error listing the known names. redis: open() never blocks, so neither an
  * unreachable server nor a refused AUTH/SELECT is an error there (it is
  * logged, operations fail with the reason, and it reconnects by itself); a
- * TLS request (this hiredis has no TLS) or a bad namespace is. */
+ * TLS file that cannot be loaded, a bad sentinel node or namespace is. */
 struct storage *storage_open(const char *name, const struct storage_conf *conf,
 			     struct ev_loop *loop, char *err, size_t errlen);
 

@@ -14,6 +14,10 @@
 #include "storage/storage_redis_int.h"
 
 #define REDIS_SCAN_COUNT "500"
+/* sentinel: a new lock waits this long for a replica to hold it (WAIT holds
+ * the connection's pipeline meanwhile: a healthy replica answers in well
+ * under a millisecond) */
+#define REDIS_LOCK_WAIT_MS "100"
 
 static const char redis_lua_extend[] =
 	"if redis.call('get', KEYS[1]) == ARGV[1] then "
@@ -316,11 +320,26 @@ oom:
 
 /* SET NX answered OK (taken) or nil (held): then the extend script answers
  * 1 (ours, extended) or 0 (another's, or it expired in between: SET NX once
- * more). */
+ * more). Sent twice (replayed after a failover), it still answers 0 for the
+ * same owner: the second SET NX finds the first's and extends it. */
 static void redis_reply_lock(struct redis_req *req, const redisReply *r)
 {
+	static const char *const wait[] = { "WAIT", "1", REDIS_LOCK_WAIT_MS };
+	static const size_t wait_len[] = { 4, 1, sizeof(REDIS_LOCK_WAIT_MS) - 1 };
+
+	if (req->step == 2) {	/* WAIT: replicated or not, the lock is ours */
+		redis_req_finish(req, 0);
+		return;
+	}
 	if (req->step == 0) {
-		if (r->type == REDIS_REPLY_STATUS) {
+		if (r->type == REDIS_REPLY_STATUS && req->be->sentinel_master != NULL &&
+		    req->be->nreplicas > 0) {
+			/* a lock only the master holds dies with it in a failover,
+			 * and another node could then take it: wait (briefly) for a
+			 * replica to have it */
+			req->step = 2;
+			redis_req_send(req, 3, (const char **)wait, wait_len);
+		} else if (r->type == REDIS_REPLY_STATUS) {
 			redis_req_finish(req, 0);
 		} else if (r->type == REDIS_REPLY_NIL) {
 			req->step = 1;

@@ -10,9 +10,9 @@
 
 #include <ev.h>
 #include <hiredis/hiredis.h>
-#include <hiredis/async.h>
 
 #include "storage/storage.h"
+#include "storage/storage_redis_conn.h"
 
 /* a namespaced key, lock or feed key: ns (128) + kind + key + suffix */
 #define REDIS_KEYBUF (STORAGE_KEY_MAX + 256)
@@ -40,7 +40,8 @@ struct redis_req {
 	TAILQ_ENTRY(redis_req) link;
 	enum redis_where where;
 	uint64_t seq;			/* its current command's place in the send order */
-	int step;			/* lock: 0 SET NX sent, 1 extend script sent */
+	int step;			/* lock: 0 SET NX sent, 1 extend script sent, 2 WAIT sent */
+	int replays;			/* times sent again after a failover */
 	int attempt;			/* lock: SET NX attempts so far */
 	char cursor[24];		/* list: SCAN cursor */
 	char **keys;			/* list: keys found so far (malloc'd) */
@@ -49,29 +50,57 @@ struct redis_req {
 
 TAILQ_HEAD(redis_req_list, redis_req);
 
+struct redis_node {
+	char host[256];
+	int port;
+};
+
+struct redis_sub;
+TAILQ_HEAD(redis_sub_list, redis_sub);
+
 struct redis_be {
 	struct ev_loop *loop;
-	char *host;
+	char host[256];			/* the server; with sentinels, the master they named */
 	int port;
 	int db;
+	char *username;			/* "" => AUTH <password> only */
 	char *auth;			/* "" => no AUTH */
 	char *ns;			/* "" when unset */
+	struct rconn_tls tls;		/* tls.ctx NULL => plain TCP */
+	char *server_name;
 	long conn_timeout_ms;		/* connect + AUTH + SELECT + PING */
 	double stall;			/* s: the oldest command waited longer: drop the connection */
 	uint64_t next_seq;		/* numbers the commands sent */
 	uint64_t wd_seq;		/* the oldest command at the watchdog's last tick */
 	int wd_ticks;			/* ticks it has stayed the oldest */
 	enum redis_state state;
-	redisAsyncContext *ac;		/* NULL unless connecting or ready */
+	struct rconn *conn;		/* NULL unless connecting or ready */
 	struct redis_req_list queue;	/* waiting for the connection */
 	struct redis_req_list inflight;	/* sent, oldest first */
 	size_t nqueue, ninflight;
-	ev_timer conn_timer;		/* connect timeout */
+	ev_timer conn_timer;		/* connect timeout (and one sentinel's answer) */
 	ev_timer retry;			/* next connect attempt */
 	ev_timer watchdog;		/* checks the oldest in-flight command */
 	long backoff_ms;		/* 250 doubling to 5000; 0 after a success */
 	char last_err[256];		/* why the last connect failed ("" when connected) */
 	char drop_why[128];		/* why we dropped the connection ourselves */
+	int replay;			/* the connection ends in a failover: send its commands again */
+	int closing;
+	int nreplicas;			/* the master's replicas at connect (ROLE) */
+	/* Sentinel: NULL sentinel_master => none */
+	char *sentinel_master;
+	struct redis_node *sentinels;
+	size_t nsentinels;
+	char *sentinel_username, *sentinel_password;
+	struct rconn *sq;		/* asking sentinels[sq_idx] for the master */
+	size_t sq_idx, sq_tried;
+	char sq_err[256];
+	int sq_refused;			/* a sentinel refused our AUTH */
+	struct rconn *sw;		/* subscribed to +switch-master on sentinels[sw_idx] */
+	size_t sw_idx;
+	ev_timer sw_retry;
+	double lost_at;			/* ev_now() when the master was lost (0: never) */
+	struct redis_sub_list subs;	/* live subscriptions (they follow the master) */
 };
 
 /* Writes "<ns>:<kind><key><suffix>" (no "<ns>:" without a namespace) into
@@ -79,7 +108,7 @@ struct redis_be {
 int redis_key(const struct redis_be *be, const char *kind, const char *key, const char *suffix,
 	      char *buf, size_t size);
 
-/* Sends one command of <req> (argv copied by hiredis) and puts it in
+/* Sends one command of <req> (argv copied) and puts it in
  * flight; its reply goes to redis_cmd_reply(). On failure, completes <req>
  * with an error: the caller must not touch <req> after this call. */
 void redis_req_send(struct redis_req *req, int argc, const char **argv, const size_t *lens);
@@ -98,5 +127,23 @@ void redis_cmd_start(struct redis_req *req);
 /* storage_redis_cmd.c: handles reply <r> (never NULL) to <req>'s current
  * command: completes <req> or sends its next command. <r> is hiredis's. */
 void redis_cmd_reply(struct redis_req *req, redisReply *r);
+
+/* Sends AUTH [<user>] <password> on <c> (nothing when <password> is ""). */
+int redis_send_auth(struct rconn *c, rconn_reply_cb *cb, void *priv, const char *user,
+		    const char *password);
+
+/* storage_redis_sub.c: pub/sub connections (they follow the master) and the
+ * sentinels' +switch-master watch. */
+void redis_subs_master_changed(struct redis_be *be);
+void redis_subs_detach(struct redis_be *be);
+void redis_watch_start(struct redis_be *be);
+void redis_watch_stop(struct redis_be *be);
+/* A sentinel says the master moved: connect again (storage_redis.c). */
+void redis_master_switched(struct redis_be *be, const char *host, int port);
+void *redis_subscribe(void *p, struct ev_loop *loop, const char *channel,
+		      void (*cb)(void *arg, const char *msg, size_t len), void *arg, char *err,
+		      size_t errlen);
+void redis_sub_free(void *p);
+int redis_sub_ready(const void *p);
 
 #endif

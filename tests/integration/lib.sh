@@ -145,6 +145,83 @@ start_redis() {
 	wait_for 10 redis-cli -p "$REDIS_PORT" ping
 }
 
+# --- redis over TLS (the fleet suite's redis-tls store) ----------------------
+# gen_redis_tls: a test CA, a server certificate for redis.test and 127.0.0.1,
+# and a client certificate, all under $IT_DIR/redis-tls/.
+gen_redis_tls() {
+	local d=$IT_DIR/redis-tls
+	[ -f "$d/server.pem" ] && return 0
+	mkdir -p "$d"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-subj /CN=redis-test-ca -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null || return 1
+	printf 'subjectAltName=DNS:redis.test,IP:127.0.0.1\n' > "$d/server.ext"
+	printf 'extendedKeyUsage=clientAuth\n' > "$d/client.ext"
+	local who
+	for who in server client; do
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$who" \
+			-keyout "$d/$who.key" -out "$d/$who.csr" 2>/dev/null || return 1
+		openssl x509 -req -in "$d/$who.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+			-days 2 -extfile "$d/$who.ext" -out "$d/$who.pem" 2>/dev/null || return 1
+	done
+}
+
+# start_redis_tls: redis-server speaking TLS only (--port 0) on a free port,
+# requiring a client certificate of the test CA; sets REDIS_PORT, REDIS_TLS.
+start_redis_tls() {
+	local d=$IT_DIR/redis-tls
+	gen_redis_tls || return 1
+	REDIS_PORT=$(free_port); REDIS_TLS=1
+	redis-server --bind 127.0.0.1 --port 0 --tls-port "$REDIS_PORT" --tls-cert-file "$d/server.pem" \
+		--tls-key-file "$d/server.key" --tls-ca-cert-file "$d/ca.pem" --tls-auth-clients yes \
+		--save '' --appendonly no --dir "$IT_DIR" >>"$IT_DIR/redis.log" 2>&1 &
+	REDIS_PID=$!
+	IT_PIDS+=($REDIS_PID)
+	wait_for 10 redis_cli ping
+}
+
+# restart_redis_tls: the TLS redis again on the same port, empty.
+restart_redis_tls() {
+	local d=$IT_DIR/redis-tls
+	redis-server --bind 127.0.0.1 --port 0 --tls-port "$REDIS_PORT" --tls-cert-file "$d/server.pem" \
+		--tls-key-file "$d/server.key" --tls-ca-cert-file "$d/ca.pem" --tls-auth-clients yes \
+		--save '' --appendonly no --dir "$IT_DIR" >>"$IT_DIR/redis.log" 2>&1 &
+	REDIS_PID=$!
+	IT_PIDS+=($REDIS_PID)
+	wait_for 10 redis_cli ping
+}
+
+# redis_tls_tool put|get|del|list ARGS: storage_tool's verbs on the TLS redis
+# (storage_tool speaks plain TCP only), keys under the agents' namespace.
+redis_tls_tool() {
+	local ns=${REDIS_NS:-it} verb=$1; shift
+	case $verb in
+	put) redis_cli set "$ns:$1" "$2" >/dev/null ;;
+	get) redis_cli --raw get "$ns:$1" | grep . ;;
+	del) redis_cli del "$ns:$1" >/dev/null ;;
+	list) redis_cli --scan --pattern "$ns:$1*" | sed "s/^$ns://" | sort ;;
+	*) return 2 ;;
+	esac
+}
+
+# redis_cli ARGS...: redis-cli on the test's redis, over TLS when REDIS_TLS is set.
+redis_cli() {
+	local d=$IT_DIR/redis-tls
+	if [ -n "${REDIS_TLS:-}" ]; then
+		redis-cli -p "$REDIS_PORT" --tls --sni redis.test --cacert "$d/ca.pem" \
+			--cert "$d/client.pem" --key "$d/client.key" "$@"
+	else
+		redis-cli -p "$REDIS_PORT" "$@"
+	fi
+}
+
+# redis_tls_json: the agent's redis TLS members when REDIS_TLS is set.
+redis_tls_json() {
+	local d=$IT_DIR/redis-tls
+	[ -n "${REDIS_TLS:-}" ] || return 0
+	printf ', "ssl": true, "ssl_verify": true, "ssl_ca_file": "%s", "server_name": "%s", "ssl_cert": "%s", "ssl_key": "%s"' \
+		"${REDIS_TLS_CA:-$d/ca.pem}" "${REDIS_TLS_NAME:-redis.test}" "$d/client.pem" "$d/client.key"
+}
+
 # start_consul [PORT]: a Consul agent in -dev mode (scripts/consul.sh's binary:
 # Debian 11's consul, unpacked) on free loopback ports, its data in $IT_DIR;
 # sets CONSUL_PORT, CONSUL_PID. Returns 2 when there is no consul binary.
@@ -164,7 +241,7 @@ start_consul() {
 }
 consul_leader() { curl -sf "http://127.0.0.1:$CONSUL_PORT/v1/status/leader" | grep -q :; }
 
-# The fleet's store, chosen by STORE (redis, consul): one case per backend in
+# The fleet's store, chosen by STORE (redis, redis-tls, consul): one case per backend in
 # each of store_start (sets IT_STORAGE; 2 = cannot run here, skip),
 # store_stop, store_restart (same port, empty) and store_spec (the
 # storage_tool spec of the agents' keys). A new backend adds its four cases.
@@ -173,13 +250,14 @@ store_start() {
 	IT_STORAGE=$STORE
 	case $STORE in
 	redis) start_redis ;;
+	redis-tls) IT_STORAGE=redis; start_redis_tls ;;
 	consul) start_consul ;;
 	*) echo "# unknown STORE=$STORE" >&2; return 1 ;;
 	esac
 }
 store_stop() {
 	case $STORE in
-	redis) stop_pid "$REDIS_PID" ;;
+	redis|redis-tls) stop_pid "$REDIS_PID" ;;
 	consul) stop_pid "$CONSUL_PID" ;;
 	esac
 }
@@ -191,17 +269,23 @@ store_restart() {
 		REDIS_PID=$!
 		IT_PIDS+=($REDIS_PID)
 		wait_for 10 redis-cli -p "$REDIS_PORT" ping ;;
+	redis-tls) restart_redis_tls ;;
 	consul) start_consul "$CONSUL_PORT" ;;
 	esac
 }
 store_spec() {
 	case $STORE in
 	redis) echo "redis:127.0.0.1:$REDIS_PORT:${REDIS_NS:-it}" ;;
+	redis-tls) echo "redis-tls:127.0.0.1:$REDIS_PORT:${REDIS_NS:-it}" ;;
 	consul) echo "consul:127.0.0.1:$CONSUL_PORT:${CONSUL_KV:-it}" ;;
 	esac
 }
 # store_tool ARGS...: storage_tool on the fleet's store (put, get, del, list).
-store_tool() { "$IT_BUILD/tools/storage_tool" "$(store_spec)" "$@"; }
+# (storage_tool speaks no TLS: redis-tls goes through redis-cli)
+store_tool() {
+	if [ "$STORE" = redis-tls ]; then redis_tls_tool "$@"; return; fi
+	"$IT_BUILD/tools/storage_tool" "$(store_spec)" "$@"
+}
 
 # haproxy_config SPOA_PORT: writes $IT_DIR/haproxy/ from haproxy-examples/,
 # substituting ports and paths; sets HAP_HTTP, HAP_HTTPS, HAP_SOCK, HAP_CERTS.
@@ -315,7 +399,9 @@ served_cert() {
 # sets it). IT_HAPROXY_EXTRA: more members of the "haproxy" object.
 agent_config() {
 	local extra=${1:-} redis=""
-	[ -n "${REDIS_PORT:-}" ] && redis=", \"redis\": { \"port\": $REDIS_PORT, \"namespace\": \"${REDIS_NS:-it}\" }"
+	[ -n "${REDIS_PORT:-}" ] && redis=", \"redis\": { \"port\": $REDIS_PORT, \"namespace\": \"${REDIS_NS:-it}\"$(redis_tls_json) }"
+	# REDIS_JSON: the whole redis object (Sentinel)
+	[ -n "${REDIS_JSON:-}" ] && redis=", \"redis\": $REDIS_JSON"
 	[ -n "${CONSUL_PORT:-}" ] && redis+=", \"consul\": { \"port\": $CONSUL_PORT, \"kv_path\": \"${CONSUL_KV:-it}\" }"
 	SPOA_PORT=${SPOA_PORT:-$(free_port)}; ADMIN_PORT=${ADMIN_PORT:-$(free_port)}
 	AGENT_CONF=$IT_DIR/agent${NODE:-}.json

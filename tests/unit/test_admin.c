@@ -357,7 +357,11 @@ static void do_body(struct call *c, const char *method, const char *path,
 static void expect(const struct call *c, long status, const char *body)
 {
 	assert_int_equal(c->rc, CURLE_OK);
+	if (c->status != status)
+		fprintf(stderr, "unexpected answer %ld %s\n", c->status, c->resp);
 	assert_int_equal(c->status, status);
+	if (strcmp(c->resp, body))
+		fprintf(stderr, "unexpected answer %s to %.200s\n", c->resp, c->body ? c->body : "");
 	assert_string_equal(c->resp, body);
 	assert_string_equal(c->ctype_out, "application/json");
 }
@@ -530,10 +534,67 @@ static void test_post_acme_bad(void **state)
 	do_body(&c, "POST", "/acme", "application/x-www-form-urlencoded", "host=a%00b.example.com");
 	expect(&c, 400, "{\"message\":\"host must be provided and containing a single domain\"}");
 	do_body(&c, "POST", "/acme", "text/plain", "host=a.example.com");
-	expect(&c, 415, "{\"message\":\"Content-Type must be application/json or "
-		"application/x-www-form-urlencoded\"}");
+	expect(&c, 415, "{\"message\":\"Content-Type must be application/json, "
+		"application/x-www-form-urlencoded or multipart/form-data\"}");
 	assert_int_equal(fake.issue_calls, 0);
 	assert_int_equal(fake.sanity_calls, 0);
+}
+
+#define MP_CTYPE "multipart/form-data; boundary=------------------------b0undary"
+#define MP_PART(name, value) \
+	"--------------------------b0undary\r\n" \
+	"Content-Disposition: form-data; name=\"" name "\"\r\n\r\n" value "\r\n"
+#define MP_END "--------------------------b0undary--\r\n"
+
+/* multipart/form-data (curl -F) is read like the urlencoded form, through
+ * libmicrohttpd's post processor */
+static void test_post_acme_multipart(void **state)
+{
+	struct call c;
+	char big[8192], body[9000];
+
+	(void)state;
+	do_body(&c, "POST", "/acme", MP_CTYPE, MP_PART("host", "Mp.Example.com") MP_END);
+	expect(&c, 201, "{\"message\":\"certificate for host mp.example.com is created\"}");
+	assert_string_equal(fake.last_host, "mp.example.com");
+	do_body(&c, "POST", "/acme", MP_CTYPE,
+		MP_PART("x", "1") MP_PART("host", "mt.example.com")
+		MP_PART("test_http_challenge_flow", "true") MP_END);
+	expect(&c, 200, "{\"message\":\"sanity test for host mt.example.com passed\"}");
+	assert_int_equal(fake.sanity_calls, 1);
+
+	/* a field larger than the post processor's buffer before the host */
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	snprintf(body, sizeof(body),
+		 "--------------------------b0undary\r\n"
+		 "Content-Disposition: form-data; name=\"comment\"\r\n\r\n%s\r\n"
+		 MP_PART("host", "big.example.com") MP_END, big);
+	do_body(&c, "POST", "/acme", MP_CTYPE, body);
+	expect(&c, 201, "{\"message\":\"certificate for host big.example.com is created\"}");
+	/* and a host value longer than any name */
+	snprintf(body, sizeof(body),
+		 "--------------------------b0undary\r\n"
+		 "Content-Disposition: form-data; name=\"host\"\r\n\r\n%.300s.example.com\r\n"
+		 MP_END, big);
+	do_body(&c, "POST", "/acme", MP_CTYPE, body);
+	expect(&c, 400, "{\"message\":\"host must be provided and containing a single domain\"}");
+	snprintf(body, sizeof(body), "host=%.300s.example.com", big);
+	do_body(&c, "POST", "/acme", "application/x-www-form-urlencoded", body);
+	expect(&c, 400, "{\"message\":\"host must be provided and containing a single domain\"}");
+
+	/* bad bodies: clear 400s, nothing issued */
+	do_body(&c, "POST", "/acme", MP_CTYPE, MP_PART("host", "cut.example.com"));
+	expect(&c, 400, "{\"message\":\"Cannot parse form body\"}");
+	do_body(&c, "POST", "/acme", "multipart/form-data", MP_PART("host", "nb.example.com") MP_END);
+	expect(&c, 400, "{\"message\":\"Cannot parse form body: multipart/form-data needs a boundary\"}");
+	/* text before the first boundary is a preamble (RFC 2046): no field */
+	do_body(&c, "POST", "/acme", MP_CTYPE, "garbage\r\n\r\n");
+	expect(&c, 400, "{\"message\":\"host must be provided and containing a single domain\"}");
+	do_body(&c, "POST", "/acme", MP_CTYPE, MP_PART("hostx", "a.example.com") MP_END);
+	expect(&c, 400, "{\"message\":\"host must be provided and containing a single domain\"}");
+	assert_int_equal(fake.issue_calls, 2);
+	assert_int_equal(fake.sanity_calls, 1);
 }
 
 static void test_patch_acme(void **state)
@@ -951,6 +1012,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_post_acme_form, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_post_acme_json, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_post_acme_bad, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_post_acme_multipart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_patch_acme, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_certificates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_metrics_healthz, setup, teardown),

@@ -51,6 +51,36 @@ static void temp_file(char *path, size_t len, const char *content)
 	close(fd);
 }
 
+/* SPEC §3 storage_config.redis: Sentinel, ACL and TLS keys under their
+ * canonical names; nodes as {host, port} objects or "host:port". */
+static void test_redis_ha_keys(void **state)
+{
+	struct config *c;
+
+	(void)state;
+	c = load("{\"account_email\":\"a@b.example\",\"storage\":\"redis\",\"storage_config\":"
+		 "{\"redis\":{\"username\":\"agent\",\"password\":\"pw\",\"ssl\":true,"
+		 "\"server_name\":\"redis.example\",\"ssl_ca_file\":\"/etc/hostname\","
+		 "\"sentinel_master\":\"mymaster\",\"sentinel_nodes\":[{\"host\":\"10.0.0.1\","
+		 "\"port\":26379},{\"host\":\"::1\",\"port\":26380},\"s3.example:26381\"],"
+		 "\"sentinel_username\":\"su\",\"sentinel_password\":\"sp\"}}}");
+	if (!c)
+		fail_msg("%s", errs);
+	assert_string_equal(c->redis_username, "agent");
+	assert_string_equal(c->redis_auth, "pw");
+	assert_string_equal(c->redis_ssl_server_name, "redis.example");
+	assert_string_equal(c->redis_ssl_ca_file, "/etc/hostname");
+	assert_string_equal(c->redis_sentinel_master, "mymaster");
+	assert_int_equal(c->redis_nsentinel_nodes, 3);
+	assert_string_equal(c->redis_sentinel_nodes[0], "10.0.0.1:26379");
+	assert_string_equal(c->redis_sentinel_nodes[1], "[::1]:26380");
+	assert_string_equal(c->redis_sentinel_addrs[1].host, "::1");
+	assert_int_equal(c->redis_sentinel_addrs[2].port, 26381);
+	assert_string_equal(c->redis_sentinel_username, "su");
+	assert_string_equal(c->redis_sentinel_password, "sp");
+	config_free(c);
+}
+
 static void test_defaults(void **state)
 {
 	struct config *c = load(BASE "}");
@@ -154,6 +184,8 @@ static void test_every_key_set(void **state)
 	assert_int_equal(c->redis_ssl_verify, 1);
 	assert_string_equal(c->redis_ssl_server_name, "redis.example");
 	assert_string_equal(c->redis_namespace, "prod:");
+	assert_null(c->redis_sentinel_master);
+	assert_int_equal(c->redis_nsentinel_nodes, 0);
 	assert_string_equal(c->spoa_listen, "unix:/run/acme-spoa.sock");
 	assert_string_equal(c->admin_listen, "[::1]:8002");
 	assert_string_equal(c->admin_token, "t0k");
@@ -227,6 +259,16 @@ static const struct bad_case bad_cases[] = {
 	{ WITH("\"storage_config\":{\"redis\":{\"ssl_verify\":1}}"), "config: storage_config.redis.ssl_verify: 1 is an integer, expected a boolean" },
 	{ WITH("\"storage_config\":{\"redis\":{\"ssl_server_name\":\"-bad-\"}}"), "config: storage_config.redis.ssl_server_name: \"-bad-\" is not a host name" },
 	{ WITH("\"storage_config\":{\"redis\":{\"namespace\":5}}"), "config: storage_config.redis.namespace: 5 is an integer, expected a string" },
+	{ WITH("\"storage_config\":{\"redis\":{\"auth\":\"a\",\"password\":\"b\"}}"), "given twice (storage_config.redis." },
+	{ WITH("\"storage_config\":{\"redis\":{\"server_name\":\"a.example\",\"ssl_server_name\":\"b.example\"}}"), "given twice (storage_config.redis." },
+	{ WITH("\"storage_config\":{\"redis\":{\"username\":\"u\"}}"), "config: storage_config.redis.username: given without storage_config.redis.password" },
+	{ WITH("\"storage_config\":{\"redis\":{\"ssl_ca_file\":\"/nonexistent.pem\"}}"), "config: storage_config.redis.ssl_ca_file: \"/nonexistent.pem\" is not a readable file" },
+	{ WITH("\"storage_config\":{\"redis\":{\"sentinel_master\":\"m\"}}"), "config: storage_config.redis.sentinel_nodes: missing (sentinel_master and sentinel_nodes go together)" },
+	{ WITH("\"storage_config\":{\"redis\":{\"sentinel_master\":\"m x\",\"sentinel_nodes\":[\"h:1\"]}}"), "config: storage_config.redis.sentinel_master: \"m x\" is not a sentinel master name" },
+	{ WITH("\"storage_config\":{\"redis\":{\"sentinel_master\":\"m\",\"sentinel_nodes\":[{\"host\":\"h\"}]}}"), "config: storage_config.redis.sentinel_nodes[0]: expected {\"host\": string, \"port\": integer}" },
+	{ WITH("\"storage_config\":{\"redis\":{\"sentinel_master\":\"m\",\"sentinel_nodes\":[{\"host\":\"h\",\"port\":0}]}}"), "config: storage_config.redis.sentinel_nodes[0]: port 0 is not between 1 and 65535" },
+	{ WITH("\"storage_config\":{\"redis\":{\"sentinel_master\":\"m\",\"sentinel_nodes\":[\"h\"]}}"), "config: storage_config.redis.sentinel_nodes[0]: \"h\" has no :port" },
+	{ WITH("\"storage_config\":{\"redis\":{\"sentinel_nodes\":[\"h:1\"]}}"), "config: storage_config.redis.sentinel_master: missing (sentinel_master and sentinel_nodes go together)" },
 	{ WITH("\"spoa\":{\"listen\":\"127.0.0.1\"}"), "config: spoa.listen: \"127.0.0.1\" has no :port" },
 	{ WITH("\"spoa\":{\"listen\":\"127.0.0.1:0\"}"), "config: spoa.listen: \"127.0.0.1:0\" has an invalid port" },
 	{ WITH("\"spoa\":{\"listen\":\"127.0.0.1:12x\"}"), "config: spoa.listen: \"127.0.0.1:12x\" has an invalid port" },
@@ -649,6 +691,7 @@ static void test_apply_reload(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_redis_ha_keys),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_every_key_set),
 		cmocka_unit_test(test_bad_values),

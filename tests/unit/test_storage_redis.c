@@ -2,8 +2,11 @@
  * loopback port (no persistence, temp dir, killed at the end), plus what only
  * redis has: namespaces, AUTH/SELECT, the change feed, pipelining and its
  * bounds, a frozen (SIGSTOP) or killed server while the loop keeps running,
- * close with operations in flight, and pub/sub. A missing redis-server is a
- * failure, not a skip. */
+ * close with operations in flight, and pub/sub. The same server also listens
+ * with TLS (a test CA made here with the openssl tool): the behaviour table,
+ * the feed, the pipeline, a killed server and pub/sub run again over TLS,
+ * and a wrong server name or an untrusted certificate are refused. A missing
+ * redis-server is a failure, not a skip. */
 #define STORAGE_TEST_NO_MAIN
 #include "tests/unit/test_storage.c"
 
@@ -19,6 +22,8 @@
 
 static pid_t redis_pid = -1;
 static int redis_port;
+static int tls_port;		/* > 0: the server also speaks TLS there */
+static int use_tls;		/* the storages opened use it */
 static char redis_dir[256];
 static unsigned ns_seq;
 static char cur_ns[64];
@@ -91,10 +96,28 @@ static void redis_kill9(void)
 /* Starts redis-server on <port>; polls PING for up to 5 s. 0 or -1. */
 static int redis_start_on(int port)
 {
-	char ports[16], logf[300];
-	int i;
+	char ports[16], tports[16], logf[300], cert[300], key[300], ca[300];
+	const char *argv[32] = { "redis-server", "--port", ports, "--bind", "127.0.0.1", "--save", "",
+				 "--appendonly", "no", "--dir", redis_dir, "--daemonize", "no" };
+	int i, argc = 13;
 
 	snprintf(ports, sizeof(ports), "%d", port);
+	if (tls_port > 0) {
+		snprintf(tports, sizeof(tports), "%d", tls_port);
+		snprintf(cert, sizeof(cert), "%s/server.pem", redis_dir);
+		snprintf(key, sizeof(key), "%s/server.key", redis_dir);
+		snprintf(ca, sizeof(ca), "%s/ca.pem", redis_dir);
+		argv[argc++] = "--tls-port";
+		argv[argc++] = tports;
+		argv[argc++] = "--tls-cert-file";
+		argv[argc++] = cert;
+		argv[argc++] = "--tls-key-file";
+		argv[argc++] = key;
+		argv[argc++] = "--tls-ca-cert-file";
+		argv[argc++] = ca;
+		argv[argc++] = "--tls-auth-clients";
+		argv[argc++] = "no";
+	}
 	snprintf(logf, sizeof(logf), "%s/redis.log", redis_dir);
 	redis_pid = fork();
 	if (redis_pid < 0)
@@ -107,9 +130,7 @@ static int redis_start_on(int port)
 			dup2(fd, 1);
 			dup2(fd, 2);
 		}
-		execlp("redis-server", "redis-server", "--port", ports, "--bind", "127.0.0.1",
-		       "--save", "", "--appendonly", "no", "--dir", redis_dir,
-		       "--daemonize", "no", (char *)NULL);
+		execvp("redis-server", (char *const *)argv);
 		dprintf(2, "exec redis-server: %s\n", strerror(errno));
 		_exit(127);
 	}
@@ -170,6 +191,18 @@ static struct storage *redis_open_conf(struct storage_conf *conf, const char *ns
 	conf->redis_host = "127.0.0.1";
 	if (!conf->redis_port)
 		conf->redis_port = redis_port;
+	if (use_tls && conf->redis_port == redis_port) {
+		static char ca[300];
+
+		snprintf(ca, sizeof(ca), "%s/ca.pem", redis_dir);
+		conf->redis_port = tls_port;
+		conf->redis_ssl = 1;
+		conf->redis_ssl_verify = 1;
+		if (!conf->redis_ssl_ca_file)
+			conf->redis_ssl_ca_file = ca;
+		if (!conf->redis_ssl_server_name)
+			conf->redis_ssl_server_name = "redis.test";
+	}
 	conf->redis_namespace = ns;
 	conf->redis_timeout_ms = conf->redis_timeout_ms ? conf->redis_timeout_ms : 2000;
 	st = storage_open("redis", conf, rloop, err, sizeof(err));
@@ -360,13 +393,35 @@ static void r_namespaces(void **state)
 
 static void r_conf_errors(void **state)
 {
-	struct storage_conf conf = { .redis_port = redis_port, .redis_ssl = 1 };
+	struct storage_conf conf = { .redis_port = redis_port, .redis_ssl = 1,
+				     .redis_ssl_verify = 1,
+				     .redis_ssl_ca_file = "/nonexistent/ca.pem" };
+	const char *nodes[] = { "127.0.0.1:1", "not an address" };
 	char err[512] = "";
 	struct storage *st;
 
+	/* TLS files are read at open: a missing one is a clear error */
 	assert_null(storage_open("redis", &conf, rloop, err, sizeof(err)));
-	assert_non_null(strstr(err, "ssl"));
+	assert_non_null(strstr(err, "ssl_ca_file /nonexistent/ca.pem"));
+	conf.redis_ssl_ca_file = NULL;
+	conf.redis_ssl_cert = "/nonexistent/cert.pem";
+	assert_null(storage_open("redis", &conf, rloop, err, sizeof(err)));
+	assert_non_null(strstr(err, "go together"));
+	conf.redis_ssl_cert = NULL;
 	conf.redis_ssl = 0;
+	/* sentinels: master and nodes go together, nodes are host:port */
+	conf.redis_sentinel_master = "m";
+	assert_null(storage_open("redis", &conf, rloop, err, sizeof(err)));
+	assert_non_null(strstr(err, "sentinel_nodes is empty"));
+	conf.redis_sentinel_nodes = nodes;
+	conf.redis_nsentinel_nodes = 2;
+	assert_null(storage_open("redis", &conf, rloop, err, sizeof(err)));
+	assert_non_null(strstr(err, "sentinel_nodes[1]"));
+	conf.redis_sentinel_master = NULL;
+	assert_null(storage_open("redis", &conf, rloop, err, sizeof(err)));
+	assert_non_null(strstr(err, "without sentinel_master"));
+	conf.redis_sentinel_nodes = NULL;
+	conf.redis_nsentinel_nodes = 0;
 	conf.redis_namespace = "bad*ns";
 	assert_null(storage_open("redis", &conf, rloop, err, sizeof(err)));
 	assert_non_null(strstr(err, "namespace"));
@@ -860,6 +915,119 @@ static void r_pubsub(void **state)
 	storage_close(other);
 }
 
+/* A test CA, a server certificate for redis.test and 127.0.0.1, and another
+ * CA that signed nothing of this server: made with the openssl tool. */
+static int tls_make_certs(void)
+{
+	char cmd[4096];
+
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && for ca in ca other; do openssl req -x509 -newkey ec -pkeyopt "
+		 "ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=test-$ca -keyout $ca.key "
+		 "-out $ca.pem || exit 1; done && openssl req -newkey ec -pkeyopt "
+		 "ec_paramgen_curve:P-256 -nodes -subj /CN=server -keyout server.key -out server.csr "
+		 "&& printf 'subjectAltName=DNS:redis.test,IP:127.0.0.1\n' > server.ext && "
+		 "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+		 "-extfile server.ext -out server.pem", redis_dir);
+	strncat(cmd, " >/dev/null 2>&1", sizeof(cmd) - strlen(cmd) - 1);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* TLS: the certificate must carry the name asked for and chain to a trusted
+ * CA; each failure says which. Without ssl_verify any certificate goes. */
+static void r_tls_refused(void **state)
+{
+	struct storage_conf conf = { .redis_ssl_server_name = "wrong.test" };
+	char err[512], other[300];
+	struct storage *st;
+
+	st = redis_open_conf(&conf, "tls");
+	assert_int_equal(ss_ping(st, err, sizeof(err)), -1);
+	if (strstr(err, "TLS: server certificate refused: hostname mismatch") == NULL)
+		fail_msg("wrong name: %s", err);
+	storage_close(st);
+	snprintf(other, sizeof(other), "%s/other.pem", redis_dir);
+	memset(&conf, 0, sizeof(conf));
+	conf.redis_ssl_ca_file = other;
+	st = redis_open_conf(&conf, "tls");
+	assert_int_equal(ss_ping(st, err, sizeof(err)), -1);
+	if (strstr(err, "TLS: server certificate refused: ") == NULL)
+		fail_msg("untrusted: %s", err);
+	storage_close(st);
+	/* no verification: the same wrong name (and the system store) go */
+	{
+		struct storage_conf noverify = { .redis_port = tls_port, .redis_ssl = 1,
+						 .redis_ssl_server_name = "wrong.test" };
+
+		st = redis_open_conf(&noverify, "tls");
+		assert_int_equal(ss_ping(st, err, sizeof(err)), 0);
+		storage_close(st);
+	}
+	/* plain TCP to the TLS port: no answer to a PING, a clear failure */
+	{
+		struct storage_conf plain = { .redis_port = tls_port, .redis_timeout_ms = 300 };
+		int saved = use_tls;
+
+		use_tls = 0;
+		st = redis_open_conf(&plain, "tls");
+		use_tls = saved;
+		assert_int_equal(ss_ping(st, err, sizeof(err)), -1);
+		storage_close(st);
+	}
+}
+
+/* An ACL user (AUTH user password), on the command and pub/sub
+ * connections; a wrong password is refused and never logged. */
+static void r_acl(void **state)
+{
+	char err[512];
+	struct storage *st;
+
+	redis_admin("ACL SETUSER agent on >Agent-pw ~* &* +@all", NULL);
+	{
+		struct storage_conf acl = { .redis_username = "agent", .redis_auth = "Agent-pw" };
+		struct storage_sub *sub;
+
+		st = redis_open_conf(&acl, "acl");
+		assert_int_equal(ss_ping(st, err, sizeof(err)), 0);
+		assert_int_equal(ss_put(st, "certs/acl", "v", 1, 0, err, sizeof(err)), 0);
+		sub = storage_subscribe(st, "certs", sub_cb, &(struct sub_rec){ 0 }, err, sizeof(err));
+		assert_non_null(sub);
+		assert_true(wait_ready(sub, 5.));
+		storage_sub_free(sub);
+		storage_close(st);
+		acl.redis_auth = "Xyzzy-pw";
+		st = redis_open_conf(&acl, "acl");
+		assert_int_equal(ss_ping(st, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "AUTH refused: WRONGPASS"));
+		assert_null(strstr(err, "Xyzzy"));
+		storage_close(st);
+	}
+	redis_admin("ACL DELUSER agent", NULL);
+}
+
+/* Values far larger than a socket buffer or a TLS record go out in pieces
+ * and come back whole (partial writes, replies fed to the reader in parts),
+ * with small operations pipelined behind them. */
+static void r_big(void **state)
+{
+	struct storage *st = *state;
+	size_t n = 3 * 1024 * 1024 + 7, len = 0, i;
+	char *big = malloc(n), *v = NULL, err[512];
+
+	assert_non_null(big);
+	for (i = 0; i < n; i++)
+		big[i] = (char)(i * 2654435761u >> 13);
+	assert_int_equal(ss_put(st, "certs/big", big, n, 0, err, sizeof(err)), 0);
+	assert_int_equal(ss_put(st, "certs/small", "s", 1, 0, err, sizeof(err)), 0);
+	assert_int_equal(ss_get(st, "certs/big", &v, &len, err, sizeof(err)), 0);
+	assert_int_equal(len, n);
+	assert_memory_equal(v, big, n);
+	free(v);
+	sbt_expect(st, "certs/small", "s", 1);
+	free(big);
+}
+
 /* A failed test must not leave the server frozen for the next ones. */
 static int r_thaw(void **state)
 {
@@ -899,6 +1067,18 @@ int main(void)
 		cmocka_unit_test_teardown(r_sigstop, r_thaw),
 		cmocka_unit_test_setup_teardown(r_killed, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(r_pubsub, sbt_setup, sbt_teardown),
+		cmocka_unit_test(r_acl),
+		cmocka_unit_test_setup_teardown(r_big, sbt_setup, sbt_teardown),
+	};
+	static const struct CMUnitTest over_tls[] = {
+		STORAGE_BEHAVIOUR_TESTS,
+		cmocka_unit_test_setup_teardown(r_feed, sbt_setup, sbt_teardown),
+		cmocka_unit_test_setup_teardown(r_pipeline, sbt_setup, sbt_teardown),
+		cmocka_unit_test_setup_teardown(r_bound, sbt_setup, sbt_teardown),
+		cmocka_unit_test_setup_teardown(r_killed, sbt_setup, sbt_teardown),
+		cmocka_unit_test_setup_teardown(r_pubsub, sbt_setup, sbt_teardown),
+		cmocka_unit_test_setup_teardown(r_big, sbt_setup, sbt_teardown),
+		cmocka_unit_test(r_tls_refused),
 	};
 	static const struct CMUnitTest missing[] = {
 		cmocka_unit_test(t_redis_missing),
@@ -915,11 +1095,18 @@ int main(void)
 	rloop = ev_loop_new(EVFLAG_AUTO);
 	if (rloop == NULL)
 		return 1;
+	if (tls_make_certs() != 0) {
+		fprintf(stderr, "openssl could not make the test CA\n");
+		return 1;
+	}
+	tls_port = free_port();
 	if (redis_start() != 0)
 		return cmocka_run_group_tests_name("storage_redis", missing, NULL, NULL) ? 1 : 1;
 	sbt_open = redis_open_fresh;
 	sbt_close = storage_close;
 	fails = cmocka_run_group_tests_name("storage_redis", behaviour, NULL, NULL);
+	use_tls = 1;
+	fails += cmocka_run_group_tests_name("storage_redis_tls", over_tls, NULL, NULL);
 	ev_loop_destroy(rloop);
 	return fails ? 1 : 0;
 }
