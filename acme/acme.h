@@ -118,6 +118,14 @@ int acme_renewal_info(struct acme_client *c, const char *cert_pem,
 				   const char *err),
 		      void *arg);
 
+/* The same from the certificate's RFC 9773 certID (crypto_cert_info()'s
+ * ari_cert_id; "" fails as "no ARI id"), for a caller that keeps the id and
+ * not the PEM. */
+int acme_renewal_info_id(struct acme_client *c, const char *cert_id,
+			 void (*done)(void *arg, int ok, time_t start, time_t end, long retry_after,
+				      const char *err),
+			 void *arg);
+
 /* Revokes the first certificate of <cert_pem> with the account key (reason
  * unspecified). done(arg, ok, err) runs once on the loop thread, never inside this
  * call. Returns 0 if started. */

@@ -122,6 +122,37 @@ static const struct acme_op_vt acme_ari_vt = {
 	.destroy = ari_destroy,
 };
 
+int acme_renewal_info_id(struct acme_client *c, const char *cert_id,
+			 void (*done)(void *arg, int ok, time_t start, time_t end, long retry_after,
+				      const char *err),
+			 void *arg)
+{
+	struct acme_ari_op *a;
+
+	if (!c || !cert_id || !done)
+		return -1;
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -1;
+	a->done = done;
+	a->arg = arg;
+	a->retry_after = -1;
+	acme_op_init(c, &a->op, ACME_OP_ARI, &acme_ari_vt, 0);
+	if (!cert_id[0]) {
+		snprintf(a->err, sizeof(a->err), "certificate has no authority key identifier: no ARI id");
+		acme_op_finish(&a->op);
+		return 0;
+	}
+	a->cert_id = strdup(cert_id);
+	if (!a->cert_id) {
+		acme_op_unlink(&a->op);
+		ari_free(a);
+		return -1;
+	}
+	acme_op_wait_ready(&a->op);
+	return 0;
+}
+
 int acme_renewal_info(struct acme_client *c, const char *cert_pem,
 		      void (*done)(void *arg, int ok, time_t start, time_t end, long retry_after,
 				   const char *err),

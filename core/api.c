@@ -19,6 +19,7 @@
 #include "core/config.h"
 #include "core/fleet.h"
 #include "core/health.h"
+#include "core/hold.h"
 #include "core/jobs.h"
 #include "core/ratelimit.h"
 #include "core/renew.h"
@@ -30,10 +31,16 @@
 #include "storage/storage.h"
 
 #define API_HEALTH_PING_S 5.0
+#define API_HOLD_PER_HOST 1024	/* held ClientHellos per name; more are answered at once */
+#define API_HOLD_MAX 10000	/* and in all (the SPOA server's max_deferred) */
+/* a held ACK's handle is kept this much past hold_timeout, so the SPOA
+ * server's own timer (hold_timeout) always sends it first */
+#define API_HOLD_SLACK_S 0.5
 
 struct api_counters {
 	uint64_t sni_msgs, http01_msgs, http01_hits, refused_name, refused_backoff;
 	uint64_t http01_deferred, http01_lookup_busy;
+	uint64_t peek_msgs, held, hold_refused;
 };
 
 struct api {
@@ -41,6 +48,7 @@ struct api {
 	struct api_deps d;		/* what it serves from (borrowed) */
 	struct spoa_server *spoa;
 	struct admin *admin;
+	struct hold *hold;		/* held acme-sni-peek ACKs, by name */
 	ev_tstamp storage_pinged;	/* when /healthz last pinged storage */
 	struct api_counters cnt;
 };
@@ -58,6 +66,32 @@ static const struct spop_data *api_arg_str(const struct spop_arg *args, size_t n
 	return NULL;
 }
 
+/* Holds <reply>'s ACK until <host>'s certificate is in HAProxy (released by
+ * api_cert_loaded() or api_job_ended()) or hold_timeout passes; a bound
+ * reached answers now. */
+static void api_hold(struct api *a, const char *host, struct spoa_reply *reply)
+{
+	double t = a->d.cfg->hold_timeout;
+	struct spoa_deferred *def = spoa_reply_defer(reply);
+
+	if (!def) {
+		a->cnt.hold_refused++;
+		return;
+	}
+	spoa_deferred_set_timeout(def, t);
+	if (hold_add(a->hold, host, def, t + API_HOLD_SLACK_S) == -1) {
+		a->cnt.hold_refused++;
+		spoa_deferred_done(def);
+		return;
+	}
+	a->cnt.held++;
+}
+
+static void cb_api_hold_release(void *arg, void *item)
+{
+	spoa_deferred_done(item);
+}
+
 /* A name under wildcard_domains is served by its zone's wildcard
  * certificate: the certificate, its job and its backoff go by "*.<zone>". */
 static int api_wildcard_key(const struct api *a, char *host, size_t hostlen)
@@ -70,13 +104,16 @@ static int api_wildcard_key(const struct api *a, char *host, size_t hostlen)
 	return 1;
 }
 
-/* acme-sni: answers from memory (certificates, jobs, allow-list, backoff);
- * issuance starts in the background. */
-static void api_spoe_sni(void *ctx, const struct spop_arg *args, size_t nargs, struct spoa_reply *reply)
+/* acme-sni and acme-sni-peek: answered from memory (certificates, jobs,
+ * allow-list, backoff); issuance starts in the background. A peek (the
+ * ClientHello, before HAProxy picks a certificate) of a name whose
+ * certificate HAProxy lacks but will get is held (SPEC §4). */
+static void api_spoe_sni_any(struct api *a, const struct spop_arg *args, size_t nargs,
+			     struct spoa_reply *reply, int peek)
 {
-	struct api *a = ctx;
 	const struct spop_data *d = api_arg_str(args, nargs, "sni");
 	char raw[CERTSTORE_HOST_MAX], host[CERTSTORE_HOST_MAX];
+	int hold = peek && a->d.cfg->hold_timeout > 0;
 	int wildcard;
 
 	a->cnt.sni_msgs++;
@@ -91,8 +128,21 @@ static void api_spoe_sni(void *ctx, const struct spop_arg *args, size_t nargs, s
 	}
 	/* wildcard_domains are allowed by being listed */
 	wildcard = api_wildcard_key(a, host, sizeof(host));
-	if (certstore_get(a->d.cs, host) || jobs_active(a->d.jobs, host))
+	switch (certstore_seen(a->d.cs, host)) {
+	case CERTSTORE_SEEN_LOADED:
 		return;
+	case CERTSTORE_SEEN_LOADING:
+		if (hold)
+			api_hold(a, host, reply);
+		return;
+	default:
+		break;
+	}
+	if (jobs_active(a->d.jobs, host)) {
+		if (hold)
+			api_hold(a, host, reply);
+		return;
+	}
 	if (!wildcard && !config_domain_allowed(a->d.cfg, host)) {
 		a->cnt.refused_name++;
 		log_debug("host=%s not allowed for on-demand issuance", host);
@@ -102,9 +152,40 @@ static void api_spoe_sni(void *ctx, const struct spop_arg *args, size_t nargs, s
 		a->cnt.refused_backoff++;
 		return;
 	}
-	/* a full queue refuses the name (counted and logged by jobs) */
-	if (jobs_issue(a->d.jobs, host, 0, 0, NULL) == 0)
+	/* a full queue refuses the name (counted and logged by jobs): not held */
+	if (jobs_issue(a->d.jobs, host, 0, 0, NULL) == 0) {
 		log_info("host=%s on-demand issuance requested by SNI", host);
+		if (hold && jobs_active(a->d.jobs, host))
+			api_hold(a, host, reply);
+	}
+}
+
+static void api_spoe_sni(void *ctx, const struct spop_arg *args, size_t nargs, struct spoa_reply *reply)
+{
+	api_spoe_sni_any(ctx, args, nargs, reply, 0);
+}
+
+static void api_spoe_sni_peek(void *ctx, const struct spop_arg *args, size_t nargs,
+			      struct spoa_reply *reply)
+{
+	struct api *a = ctx;
+
+	a->cnt.peek_msgs++;
+	api_spoe_sni_any(a, args, nargs, reply, 1);
+}
+
+void api_cert_loaded(struct api *a, const char *host, int ok)
+{
+	if (a)
+		hold_release(a->hold, host);
+}
+
+void api_job_ended(struct api *a, const char *host, int ok)
+{
+	/* issued: the push that follows releases them (certstore_seen() also
+	 * starts it for a name memory held but HAProxy did not) */
+	if (a && (!ok || certstore_seen(a->d.cs, host) != CERTSTORE_SEEN_LOADING))
+		hold_release(a->hold, host);
 }
 
 static void api_spoe_http01(void *ctx, const struct spop_arg *args, size_t nargs, struct spoa_reply *reply)
@@ -145,7 +226,7 @@ static void api_spoe_http01(void *ctx, const struct spop_arg *args, size_t nargs
 static const struct spoa_handler api_spoa_handlers[] = {
 	{ .message = "acme-sni", .fn = api_spoe_sni },
 	/* the same, from a TCP frontend peeking at the ClientHello (req.ssl_sni) */
-	{ .message = "acme-sni-peek", .fn = api_spoe_sni },
+	{ .message = "acme-sni-peek", .fn = api_spoe_sni_peek },
 	{ .message = "acme-http01", .fn = api_spoe_http01 },
 	{ .message = NULL },
 };
@@ -367,6 +448,25 @@ static void api_revoke_done(void *arg, int ok, const char *err)
 	api_del_finish(d);
 }
 
+static void cb_api_revoke_read(void *arg, struct storage_res *res)
+{
+	struct api_del *d = arg;
+	char msg[1024];
+
+	health_storage_result(d->a->d.health, res);
+	if (res->rc != 0) {
+		snprintf(msg, sizeof(msg), "cannot read the certificate for host %s: %s", d->host,
+			 res->rc == 1 ? "not in storage" : res->err);
+		admin_reply_message(d->req, 500, msg);
+		free(d);
+		return;
+	}
+	if (acme_revoke(d->a->d.acme, res->val, api_revoke_done, d) == -1) {
+		admin_reply_message(d->req, 500, "revocation not started");
+		free(d);
+	}
+}
+
 static void api_admin_cert_delete(void *ctx, const char *raw, int revoke, struct admin_req *req)
 {
 	struct api *a = ctx;
@@ -383,6 +483,17 @@ static void api_admin_cert_delete(void *ctx, const char *raw, int revoke, struct
 	    !(c = certstore_get(a->d.cs, d->host))) {
 		admin_reply_message(req, 404, "Not found");
 		free(d);
+		return;
+	}
+	if (revoke && !c->pem) {
+		/* haproxy.preload on_demand keeps no PEM in memory */
+		char key[STORAGE_KEY_MAX];
+
+		snprintf(key, sizeof(key), "certs/%s", d->host);
+		if (!storage_get(a->d.st, key, cb_api_revoke_read, d)) {
+			admin_reply_message(req, 500, "out of memory");
+			free(d);
+		}
 		return;
 	}
 	if (revoke) {
@@ -405,6 +516,9 @@ static void api_days_cb(void *arg, struct certstore_cert *c)
 {
 	struct api_days *d = arg;
 	double days = (double)(c->info.not_after - d->now) / 86400.0;
+
+	if (!c->has_info)
+		return;		/* on_demand start: not read yet */
 
 	if (!d->earliest || c->info.not_after < d->earliest)
 		d->earliest = c->info.not_after;
@@ -466,11 +580,25 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 
 	spoa_server_stats(a->spoa, &ss);
 	metrics_header(b, "acme_spoa_spoe_messages_total", "counter", "SPOE messages handled, by message.");
+	/* acme-sni counts acme-sni-peek too (one SNI report each) */
 	metrics_value(b, "acme_spoa_spoe_messages_total", "message=\"acme-sni\"", (double)k->sni_msgs);
 	metrics_value(b, "acme_spoa_spoe_messages_total", "message=\"acme-http01\"", (double)k->http01_msgs);
 	api_counter(b, "acme_spoa_http01_answered_total", "http-01 requests answered with a key authorization.", NULL, k->http01_hits + challenges_lookup_hits(a->d.ch));
 	api_counter(b, "acme_spoa_http01_deferred_total", "http-01 requests whose answer was looked up in shared storage.", NULL, k->http01_deferred);
 	api_counter(b, "acme_spoa_http01_lookup_busy_total", "http-01 requests answered without a look-up: too many in flight.", NULL, k->http01_lookup_busy);
+	{
+		struct hold_stats hs;
+
+		hold_stats(a->hold, &hs);
+		api_counter(b, "acme_spoa_sni_peek_total", "acme-sni-peek messages (ClientHellos reported).", NULL, k->peek_msgs);
+		api_counter(b, "acme_spoa_hold_total", "acme-sni-peek ACKs held until the name's certificate is in HAProxy.", NULL, k->held);
+		api_counter(b, "acme_spoa_hold_released_total", "Held ACKs sent when the certificate was pushed or the issuance ended.", NULL, hs.released);
+		api_counter(b, "acme_spoa_hold_refused_total", "acme-sni-peek ACKs not held: a bound was reached.", NULL, k->hold_refused);
+		metrics_header(b, "acme_spoa_hold_waiting", "gauge", "acme-sni-peek ACKs held now.");
+		metrics_value(b, "acme_spoa_hold_waiting", NULL, (double)hs.waiting);
+		metrics_header(b, "acme_spoa_haproxy_loaded_certificates", "gauge", "Certificates the agent knows HAProxy holds (the hot set with haproxy.preload on_demand).");
+		metrics_value(b, "acme_spoa_haproxy_loaded_certificates", NULL, (double)certstore_loaded_count(a->d.cs));
+	}
 	api_counter(b, "acme_spoa_feed_reads_total", "Reads of the fleet's change feed.", NULL, fs.feed_reads);
 	api_counter(b, "acme_spoa_feed_changes_total", "Certificate changes learnt from the change feed.", NULL, fs.feed_changes);
 	api_counter(b, "acme_spoa_spoe_frames_total", "SPOE NOTIFY frames received.", NULL, ss.notify_frames);
@@ -620,6 +748,13 @@ struct api *api_new(struct ev_loop *loop, const struct api_deps *deps, char *err
 	}
 	a->loop = loop;
 	a->d = *deps;
+	a->hold = hold_new(loop, cb_api_hold_release, a, API_HOLD_PER_HOST, API_HOLD_MAX);
+	if (!a->hold) {
+		snprintf(err, errlen, "out of memory");
+		api_free(a);
+		a = NULL;
+		goto out;
+	}
 	a->spoa = spoa_server_new(loop, &sc, err, errlen);
 	if (a->spoa)
 		a->admin = admin_new(loop, &ac, &api_admin_ops, a, err, errlen);
@@ -641,6 +776,8 @@ void api_free(struct api *a)
 	if (!a)
 		return;
 	admin_free(a->admin);
+	/* held ACKs go out with what they have while the server exists */
+	hold_free(a->hold);
 	spoa_server_free(a->spoa);
 	free(a);
 }

@@ -36,6 +36,14 @@ struct api_deps {
  * admin.listen, serving from <deps> (copied). Returns NULL with <err> set. */
 struct api *api_new(struct ev_loop *loop, const struct api_deps *deps, char *err, size_t errlen);
 
+/* <host>'s certificate push into HAProxy ended (certstore's loaded hook):
+ * the ClientHellos held for it are answered. Accepts a NULL <a>. */
+void api_cert_loaded(struct api *a, const char *host, int ok);
+
+/* <host>'s issuance job ended (jobs' ended hook): failed, the ClientHellos
+ * held for it are answered; issued, they wait for the push. Accepts NULL. */
+void api_job_ended(struct api *a, const char *host, int ok);
+
 /* Applies a reloaded admin.token (NULL: none). */
 void api_set_token(struct api *a, const char *token);
 

@@ -28,6 +28,7 @@
 
 #define CERTSTORE_SYNC_RETRY_S	5.0
 #define CERTSTORE_LOAD_WINDOW	256	/* start-up reads in flight */
+#define CERTSTORE_FILL_WINDOW	128	/* on_demand background metadata reads in flight */
 
 struct certstore_sync;
 
@@ -41,7 +42,12 @@ struct certstore {
 	struct hmap certs;		/* host -> struct certstore_cert */
 	struct certstore_hooks hooks;
 	size_t loading;			/* start-up: certificate reads in flight */
+	struct storage_res fill;	/* on_demand: the index, metadata read in the background */
+	size_t fill_next, fill_inflight, filled;
 	LIST_HEAD(, certstore_sync) syncs;	/* HAProxy listings under way */
+	TAILQ_HEAD(certstore_lru, certstore_cert) lru;	/* loaded ones, last seen first */
+	size_t nloaded;
+	unsigned long evicted;
 	unsigned long push_ok, push_failed;
 	unsigned long refused[CERTSTORE_SRC__MAX];	/* bundles failing the check */
 	int closing;			/* certstore_free() runs */
@@ -55,9 +61,68 @@ static void certstore_cert_free(void *p)
 
 	if (!c)
 		return;
-	crypto_cert_info_clear(&c->info);
+	free(c->info.strs);
 	crypto_secret_free(c->pem, c->len);
 	free(c);
+}
+
+/* Copies what memory keeps of <ci> into <out> (its strings in one block).
+ * Returns 0, or -1 when out of memory. */
+static int certstore_info_set(struct certstore_info *out, const struct crypto_cert_info *ci)
+{
+	const char *src[5] = { ci->serial_hex, ci->digest_sha1, ci->issuer_cn, ci->pubkey_type,
+			       ci->ari_cert_id };
+	const char **dst[5] = { &out->serial_hex, &out->digest_sha1, &out->issuer_cn,
+				&out->pubkey_type, &out->ari_cert_id };
+	size_t i, n = 0, l;
+	char *p;
+
+	for (i = 0; i < 5; i++)
+		n += strlen(src[i]) + 1;
+	p = malloc(n);
+	if (!p)
+		return -1;
+	free(out->strs);
+	out->strs = p;
+	for (i = 0; i < 5; i++) {
+		l = strlen(src[i]) + 1;
+		memcpy(p, src[i], l);
+		*dst[i] = p;
+		p += l;
+	}
+	out->not_before = ci->not_before;
+	out->not_after = ci->not_after;
+	memcpy(out->not_before_str, ci->not_before_str, sizeof(out->not_before_str));
+	memcpy(out->not_after_str, ci->not_after_str, sizeof(out->not_after_str));
+	return 0;
+}
+
+/* A certificate of <host> with no metadata yet. */
+static struct certstore_cert *certstore_cert_new(const char *host)
+{
+	size_t n = strlen(host) + 1;
+	struct certstore_cert *c = calloc(1, sizeof(*c) + n);
+
+	if (!c)
+		return NULL;
+	memcpy(c->host, host, n);
+	c->info.serial_hex = c->info.digest_sha1 = c->info.issuer_cn = "";
+	c->info.pubkey_type = c->info.ari_cert_id = "";
+	return c;
+}
+
+static int certstore_keeps_pem(const struct certstore *cs)
+{
+	return cs->cfg->preload != CONFIG_PRELOAD_ON_DEMAND;
+}
+
+/* on_demand: the PEM leaves memory once nothing under way needs it. */
+static void certstore_trim(struct certstore *cs, struct certstore_cert *c)
+{
+	if (certstore_keeps_pem(cs) || c->pushing || !c->pem)
+		return;
+	crypto_secret_free(c->pem, c->len);
+	c->pem = NULL;
 }
 
 struct certstore_cert *certstore_get(const struct certstore *cs, const char *host)
@@ -109,7 +174,9 @@ static struct certstore_cert *certstore_install_from(struct certstore *cs, const
 						     enum certstore_src src)
 {
 	struct certstore_cert *c, *old = NULL;
+	struct crypto_cert_info ci;
 	char err[256];
+	int rc;
 
 	/* nothing unverified is kept, written to cert_dir or pushed */
 	if (crypto_bundle_check(pem, len, host, err, sizeof(err)) == -1) {
@@ -118,16 +185,18 @@ static struct certstore_cert *certstore_install_from(struct certstore *cs, const
 			src == CERTSTORE_SRC_CA ? "the CA" : "storage", err);
 		return NULL;
 	}
-	c = calloc(1, sizeof(*c));
+	c = certstore_cert_new(host);
 	if (!c)
 		return NULL;
-	snprintf(c->host, sizeof(c->host), "%s", host);
-	if (crypto_cert_info(pem, len, &c->info, err, sizeof(err)) == -1) {
+	if (crypto_cert_info(pem, len, &ci, err, sizeof(err)) == -1) {
 		log_err("host=%s stored certificate unreadable: %s", host, err);
 		free(c);
 		return NULL;
 	}
-	c->pem = malloc(len + 1);
+	rc = certstore_info_set(&c->info, &ci);
+	crypto_cert_info_clear(&ci);
+	c->has_info = 1;
+	c->pem = rc == 0 ? malloc(len + 1) : NULL;
 	if (!c->pem) {
 		certstore_cert_free(c);
 		return NULL;
@@ -138,6 +207,17 @@ static struct certstore_cert *certstore_install_from(struct certstore *cs, const
 	if (hmap_put(&cs->certs, host, c, (void **)&old) == -1) {
 		certstore_cert_free(c);
 		return NULL;
+	}
+	if (old) {
+		/* what HAProxy and cert_dir hold of the host stays as it was */
+		c->loaded = old->loaded;
+		c->pushing = old->pushing;
+		c->writing = old->writing;
+		c->on_disk = old->on_disk && strcmp(old->info.serial_hex, c->info.serial_hex) == 0;
+		if (old->loaded) {
+			TAILQ_INSERT_BEFORE(old, c, lru);
+			TAILQ_REMOVE(&cs->lru, old, lru);
+		}
 	}
 	certstore_cert_free(old);
 	if (cs->hooks.installed)
@@ -191,15 +271,105 @@ static void certstore_push_done(void *arg, int ok, const char *err)
 	}
 }
 
+/* <c> is in HAProxy now: the most recently used of the hot set. */
+static void certstore_mark_loaded(struct certstore *cs, struct certstore_cert *c)
+{
+	if (c->loaded) {
+		TAILQ_REMOVE(&cs->lru, c, lru);
+	} else {
+		c->loaded = 1;
+		cs->nloaded++;
+	}
+	TAILQ_INSERT_HEAD(&cs->lru, c, lru);
+}
+
+static void certstore_mark_unloaded(struct certstore *cs, struct certstore_cert *c)
+{
+	if (!c->loaded)
+		return;
+	TAILQ_REMOVE(&cs->lru, c, lru);
+	c->loaded = 0;
+	cs->nloaded--;
+}
+
+static int certstore_write_queue(struct certstore *cs, const char *host, const char *pem, size_t len);
+
+/* Beyond haproxy.max_loaded (preload on_demand), the names idle longest
+ * leave HAProxy ("del ssl crt-list", "del ssl cert") and cert_dir. */
+static void certstore_evict(struct certstore *cs)
+{
+	char path[4096], list[4096];
+	struct certstore_cert *c;
+
+	if (cs->cfg->preload != CONFIG_PRELOAD_ON_DEMAND || cs->cfg->max_loaded <= 0 || cs->closing)
+		return;
+	certstore_crt_list_name(cs, list, sizeof(list));
+	while (cs->nloaded > (size_t)cs->cfg->max_loaded && (c = TAILQ_LAST(&cs->lru, certstore_lru))) {
+		certstore_mark_unloaded(cs, c);
+		c->on_disk = 0;
+		cs->evicted++;
+		log_debug("host=%s idle longest of %zu loaded: removed from HAProxy", c->host,
+			  cs->nloaded + 1);
+		if (certstore_write_queue(cs, c->host, NULL, 0) == -1)
+			log_err("host=%s cannot queue the certificate file removal: out of memory", c->host);
+		certstore_path(cs, c->host, path, sizeof(path));
+		if (rt_remove_cert(cs->rt, path, list, certstore_push_done, cs) == -1)
+			log_err("host=%s removal from HAProxy not started", c->host);
+	}
+}
+
+/* One push of a host's certificate under way. */
+struct certstore_pushing {
+	struct certstore *cs;
+	char host[CERTSTORE_HOST_MAX];
+};
+
+/* A deploy of <host> ended (<ok>: in HAProxy): its state, the hot set, and
+ * the hook. */
+static void certstore_deployed(struct certstore *cs, const char *host, int ok)
+{
+	struct certstore_cert *c = certstore_get(cs, host);
+
+	if (c) {
+		if (c->pushing)
+			c->pushing--;
+		if (ok)
+			certstore_mark_loaded(cs, c);
+		certstore_trim(cs, c);
+	}
+	if (cs->hooks.loaded)
+		cs->hooks.loaded(cs->hooks.arg, host, ok);
+	if (ok)
+		certstore_evict(cs);
+}
+
+static void certstore_pushed(void *arg, int ok, const char *err)
+{
+	struct certstore_pushing *p = arg;
+	struct certstore *cs = p->cs;
+
+	certstore_push_done(cs, ok, err);
+	if (!cs->closing)
+		certstore_deployed(cs, p->host, ok);
+	free(p);
+}
+
 static void certstore_push(struct certstore *cs, const char *host, const char *pem, size_t len)
 {
 	char path[4096], list[4096];
+	struct certstore_pushing *p = calloc(1, sizeof(*p));
 
 	certstore_path(cs, host, path, sizeof(path));
 	certstore_crt_list_name(cs, list, sizeof(list));
-	if (rt_push_cert(cs->rt, path, list, pem, len, certstore_push_done, cs) == -1) {
+	if (p) {
+		p->cs = cs;
+		snprintf(p->host, sizeof(p->host), "%s", host);
+	}
+	if (!p || rt_push_cert(cs->rt, path, list, pem, len, certstore_pushed, p) == -1) {
+		free(p);
 		cs->push_failed++;
 		log_err("host=%s push not started", host);
+		certstore_deployed(cs, host, 0);
 	}
 }
 
@@ -208,6 +378,7 @@ struct certstore_write {
 	struct workq_item it;
 	struct certstore *cs;
 	char host[CERTSTORE_HOST_MAX];
+	char serial[130];	/* of the certificate written */
 	char path[4096];
 	char *pem;		/* NULL: unlink */
 	size_t len;
@@ -232,7 +403,7 @@ static void certstore_write_done(struct workq_item *it)
 	struct certstore_write *w = (struct certstore_write *)it;
 	struct certstore *cs = w->cs;
 	struct certstore_cert *c = w->pem ? certstore_get(cs, w->host) : NULL;
-	int current = c && c->len == w->len && memcmp(c->pem, w->pem, w->len) == 0;
+	int current = c && strcmp(c->info.serial_hex, w->serial) == 0;
 
 	if (c) {
 		c->writing--;
@@ -244,6 +415,10 @@ static void certstore_write_done(struct workq_item *it)
 		log_err("host=%s %s", w->host, w->err);
 	if (w->pem && !cs->closing && current)
 		certstore_push(cs, w->host, w->pem, w->len);
+	else if (w->pem && c && c->pushing)
+		c->pushing--;	/* a newer version's write pushes */
+	else if (w->pem && !c && !cs->closing && cs->hooks.loaded)
+		cs->hooks.loaded(cs->hooks.arg, w->host, 0);	/* removed meanwhile */
 	crypto_secret_free(w->pem, w->len);
 	free(w);
 }
@@ -251,6 +426,7 @@ static void certstore_write_done(struct workq_item *it)
 /* Queues a write of <pem> (or a removal when NULL) of <host>'s file. */
 static int certstore_write_queue(struct certstore *cs, const char *host, const char *pem, size_t len)
 {
+	struct certstore_cert *c = pem ? certstore_get(cs, host) : NULL;
 	struct certstore_write *w = calloc(1, sizeof(*w));
 
 	if (!w || (pem && !(w->pem = malloc(len + 1)))) {
@@ -261,6 +437,7 @@ static int certstore_write_queue(struct certstore *cs, const char *host, const c
 	w->it.done = certstore_write_done;
 	w->cs = cs;
 	snprintf(w->host, sizeof(w->host), "%s", host);
+	snprintf(w->serial, sizeof(w->serial), "%s", c ? c->info.serial_hex : "");
 	certstore_path(cs, host, w->path, sizeof(w->path));
 	if (pem) {
 		memcpy(w->pem, pem, len);
@@ -271,19 +448,113 @@ static int certstore_write_queue(struct certstore *cs, const char *host, const c
 	return 0;
 }
 
-void certstore_deploy(struct certstore *cs, struct certstore_cert *c)
+/* Writes <pem> of <c> to cert_dir unless there, then pushes it (<c>'s
+ * deploy already counted in pushing). */
+static void certstore_deploy_pem(struct certstore *cs, struct certstore_cert *c, const char *pem,
+				 size_t len)
 {
 	if (c->on_disk) {
-		certstore_push(cs, c->host, c->pem, c->len);
+		certstore_push(cs, c->host, pem, len);
 		return;
 	}
 	/* pushed once the file is written, so a restart serves what HAProxy has */
-	if (certstore_write_queue(cs, c->host, c->pem, c->len) == -1) {
+	if (certstore_write_queue(cs, c->host, pem, len) == -1) {
 		log_err("host=%s cannot queue the certificate file write: out of memory", c->host);
-		certstore_push(cs, c->host, c->pem, c->len);
+		certstore_push(cs, c->host, pem, len);
 		return;
 	}
 	c->writing++;
+}
+
+/* Fills <c>'s metadata from <pem> when it has none or another serial (a
+ * newer certificate than memory knew): fires installed. Returns 0, or -1
+ * when <pem> is unreadable. */
+static int certstore_learn(struct certstore *cs, struct certstore_cert *c, const char *pem,
+			   size_t len)
+{
+	struct crypto_cert_info ci;
+	char err[256];
+	int rc;
+
+	if (crypto_cert_info(pem, len, &ci, err, sizeof(err)) == -1) {
+		log_err("host=%s stored certificate unreadable: %s", c->host, err);
+		return -1;
+	}
+	if (c->has_info && strcmp(ci.serial_hex, c->info.serial_hex) == 0) {
+		crypto_cert_info_clear(&ci);
+		return 0;
+	}
+	rc = certstore_info_set(&c->info, &ci);
+	crypto_cert_info_clear(&ci);
+	if (rc == -1)
+		return -1;
+	c->has_info = 1;
+	c->on_disk = 0;
+	if (cs->hooks.installed)
+		cs->hooks.installed(cs->hooks.arg, c);
+	return 0;
+}
+
+/* on_demand: the PEM of a deploy, read back from storage and checked before
+ * it reaches HAProxy. */
+static void cb_certstore_deploy_read(void *arg, struct storage_res *res)
+{
+	struct certstore *cs = arg;
+	const char *host = res->key + strlen("certs/");
+	struct certstore_cert *c = certstore_get(cs, host);
+	char err[256];
+
+	health_storage_result(cs->health, res);
+	if (!c) {
+		/* removed meanwhile: whoever waits for it is told */
+		if (cs->hooks.loaded)
+			cs->hooks.loaded(cs->hooks.arg, host, 0);
+		return;
+	}
+	if (res->rc != 0) {
+		log_err("host=%s cannot push: %s", host,
+			res->rc == 1 ? "no longer in storage" : res->err);
+		certstore_deployed(cs, host, 0);
+		return;
+	}
+	/* the same check as certstore_install(): nothing unverified is pushed */
+	if (crypto_bundle_check(res->val, res->len, host, err, sizeof(err)) == -1) {
+		cs->refused[CERTSTORE_SRC_STORAGE]++;
+		log_err("host=%s certificate from storage refused: %s", host, err);
+		certstore_deployed(cs, host, 0);
+		return;
+	}
+	if (certstore_learn(cs, c, res->val, res->len) == -1) {
+		certstore_deployed(cs, host, 0);
+		return;
+	}
+	certstore_deploy_pem(cs, c, res->val, res->len);
+}
+
+void certstore_deploy(struct certstore *cs, struct certstore_cert *c)
+{
+	char key[STORAGE_KEY_MAX];
+
+	c->pushing++;
+	if (c->pem) {
+		certstore_deploy_pem(cs, c, c->pem, c->len);
+		return;
+	}
+	snprintf(key, sizeof(key), "certs/%s", c->host);
+	if (!storage_get(cs->st, key, cb_certstore_deploy_read, cs)) {
+		log_err("host=%s cannot read the certificate to push: out of memory", c->host);
+		c->pushing--;
+		if (cs->hooks.loaded)
+			cs->hooks.loaded(cs->hooks.arg, c->host, 0);
+	}
+}
+
+void certstore_deploy_issued(struct certstore *cs, struct certstore_cert *c, int renewal)
+{
+	if (!renewal || certstore_keeps_pem(cs) || c->loaded || c->pushing)
+		certstore_deploy(cs, c);
+	else
+		certstore_trim(cs, c);
 }
 
 void certstore_remove(struct certstore *cs, const char *host)
@@ -292,6 +563,7 @@ void certstore_remove(struct certstore *cs, const char *host)
 	struct certstore_cert *c = hmap_del(&cs->certs, host);
 
 	if (c) {
+		certstore_mark_unloaded(cs, c);
 		certstore_cert_free(c);
 		if (cs->hooks.removed)
 			cs->hooks.removed(cs->hooks.arg, host);
@@ -303,16 +575,54 @@ void certstore_remove(struct certstore *cs, const char *host)
 	rt_remove_cert(cs->rt, path, list, certstore_push_done, cs);
 }
 
+enum certstore_seen certstore_seen(struct certstore *cs, const char *host)
+{
+	struct certstore_cert *c = certstore_get(cs, host);
+
+	if (!c)
+		return CERTSTORE_SEEN_ABSENT;
+	if (c->loaded) {
+		/* a renewal being pushed: HAProxy serves the older one meanwhile */
+		certstore_mark_loaded(cs, c);
+		return CERTSTORE_SEEN_LOADED;
+	}
+	if (c->pushing)
+		return CERTSTORE_SEEN_LOADING;
+	/* preload all: the start-up sync pushes what HAProxy lacks */
+	if (cs->cfg->preload != CONFIG_PRELOAD_ON_DEMAND)
+		return CERTSTORE_SEEN_LOADED;
+	log_debug("host=%s first SNI: pushing the stored certificate", host);
+	certstore_deploy(cs, c);
+	return c->pushing ? CERTSTORE_SEEN_LOADING : CERTSTORE_SEEN_LOADED;
+}
+
+size_t certstore_loaded_count(const struct certstore *cs)
+{
+	return cs->nloaded;
+}
+
 struct certstore_cert *certstore_take(struct certstore *cs, const char *host, const char *pem,
 				      size_t len, int deploy)
 {
 	struct certstore_cert *old = certstore_get(cs, host), *c;
+	struct crypto_cert_info ci;
+	char err[256];
+	int same;
 
-	if (old && old->len == len && memcmp(old->pem, pem, len) == 0)
+	if (old && old->pem && old->len == len && memcmp(old->pem, pem, len) == 0)
 		return NULL;
+	if (old && !old->pem && old->has_info &&
+	    crypto_cert_info(pem, len, &ci, err, sizeof(err)) == 0) {
+		same = strcmp(ci.serial_hex, old->info.serial_hex) == 0;
+		crypto_cert_info_clear(&ci);
+		if (same)
+			return NULL;
+	}
 	c = certstore_install_from(cs, host, pem, len, CERTSTORE_SRC_STORAGE);
 	if (c && deploy)
 		certstore_deploy(cs, c);
+	if (c)
+		certstore_trim(cs, c);
 	return c;
 }
 
@@ -321,6 +631,7 @@ struct certstore_cert *certstore_take(struct certstore *cs, const char *host, co
 static void certstore_fetched(struct certstore *cs, struct storage_res *res, int absent_removes)
 {
 	const char *host = res->key + strlen("certs/");
+	struct certstore_cert *old;
 
 	health_storage_result(cs->health, res);
 	if (res->rc == -1) {
@@ -334,7 +645,10 @@ static void certstore_fetched(struct certstore *cs, struct storage_res *res, int
 		}
 		return;
 	}
-	if (certstore_take(cs, host, res->val, res->len, 1)) {
+	old = certstore_get(cs, host);
+	/* on_demand: only a name HAProxy holds gets the new one pushed */
+	if (certstore_take(cs, host, res->val, res->len,
+			   certstore_keeps_pem(cs) || (old && (old->loaded || old->pushing)))) {
 		log_info("host=%s certificate received from another node", host);
 		if (cs->hooks.received)
 			cs->hooks.received(cs->hooks.arg, host);
@@ -380,10 +694,50 @@ static void cb_certstore_load(void *arg, struct storage_res *res)
 		certstore_take(cs, host, res->val, res->len, 0);
 }
 
+static void certstore_fill_more(struct certstore *cs);
+
+/* on_demand: one certificate read in the background for its metadata. */
+static void cb_certstore_fill(void *arg, struct storage_res *res)
+{
+	struct certstore *cs = arg;
+	const char *host = res->key + strlen("certs/");
+	struct certstore_cert *c = certstore_get(cs, host);
+
+	cs->fill_inflight--;
+	health_storage_result(cs->health, res);
+	if (res->rc == -1)
+		log_err("host=%s %s", host, res->err);
+	else if (res->rc == 0 && c && !c->has_info && certstore_learn(cs, c, res->val, res->len) == 0)
+		cs->filled++;
+	certstore_fill_more(cs);
+}
+
+static void certstore_fill_more(struct certstore *cs)
+{
+	const char *host;
+	struct certstore_cert *c;
+
+	while (cs->fill_inflight < CERTSTORE_FILL_WINDOW && cs->fill_next < cs->fill.n) {
+		host = cs->fill.keys[cs->fill_next++] + strlen("certs/");
+		c = certstore_get(cs, host);
+		if (!c || c->has_info)
+			continue;	/* learnt meanwhile (pushed, received, issued) */
+		if (storage_get(cs->st, cs->fill.keys[cs->fill_next - 1], cb_certstore_fill, cs))
+			cs->fill_inflight++;
+	}
+	if (cs->fill_inflight == 0 && cs->fill.keys) {
+		log_info("storage: metadata of %zu stored certificates read in the background",
+			 cs->filled);
+		storage_res_clear(&cs->fill);
+		memset(&cs->fill, 0, sizeof(cs->fill));
+	}
+}
+
 size_t certstore_load(struct certstore *cs)
 {
 	struct storage_res list;
 	char err[256], host[CERTSTORE_HOST_MAX];
+	struct certstore_cert *c;
 	size_t i;
 
 	if (storage_wait(cs->st, storage_list(cs->st, "certs/", NULL, NULL), &list, err,
@@ -398,6 +752,14 @@ size_t certstore_load(struct certstore *cs)
 			log_warn("storage: ignoring %s: not a host name", list.keys[i]);
 			continue;
 		}
+		if (!certstore_keeps_pem(cs)) {
+			/* the index only: metadata follows in the background */
+			if (certstore_get(cs, host) || !(c = certstore_cert_new(host)))
+				continue;
+			if (hmap_put(&cs->certs, host, c, NULL) == -1)
+				certstore_cert_free(c);
+			continue;
+		}
 		while (cs->loading >= CERTSTORE_LOAD_WINDOW)
 			ev_run(cs->loop, EVRUN_ONCE);
 		if (storage_get(cs->st, list.keys[i], cb_certstore_load, cs))
@@ -405,8 +767,18 @@ size_t certstore_load(struct certstore *cs)
 	}
 	while (cs->loading > 0)
 		ev_run(cs->loop, EVRUN_ONCE);
-	storage_res_clear(&list);
+	if (!certstore_keeps_pem(cs) && list.n) {
+		cs->fill = list;	/* taken over: read from certstore_start() */
+	} else {
+		storage_res_clear(&list);
+	}
 	return cs->certs.count;
+}
+
+void certstore_start(struct certstore *cs)
+{
+	if (cs->fill.keys)
+		certstore_fill_more(cs);
 }
 
 struct certstore_ensure {
@@ -438,6 +810,9 @@ size_t certstore_ensure_files(struct certstore *cs)
 {
 	struct certstore_ensure e = { cs, 0 };
 
+	/* on_demand: cert_dir holds the hot set, filled as names are seen */
+	if (cs->cfg->preload == CONFIG_PRELOAD_ON_DEMAND)
+		return 0;
 	/* Storage is the durable source, so these are written without an fsync
 	 * each and flushed once: thousands of certificates start in a second. */
 	hmap_foreach(&cs->certs, certstore_ensure_cb, &e);
@@ -477,13 +852,23 @@ static void certstore_sync_free(struct certstore_sync *s)
 static void certstore_push_missing_cb(void *arg, const char *host, void *val)
 {
 	struct certstore_missing *mi = arg;
+	struct certstore_cert *c = val;
 	char path[4096];
 
 	certstore_path(mi->cs, host, path, sizeof(path));
-	if (!hmap_get(mi->have, path)) {
-		certstore_deploy(mi->cs, val);
-		mi->pushed++;
+	if (hmap_get(mi->have, path)) {
+		if (!c->loaded)
+			certstore_mark_loaded(mi->cs, c);
+		return;
 	}
+	if (c->pushing)
+		return;		/* on its way */
+	certstore_mark_unloaded(mi->cs, c);
+	/* on_demand: it enters HAProxy when its SNI is seen */
+	if (mi->cs->cfg->preload == CONFIG_PRELOAD_ON_DEMAND)
+		return;
+	certstore_deploy(mi->cs, c);
+	mi->pushed++;
 }
 
 static void certstore_sync_names(void *arg, int ok, const char *const *names, size_t n)
@@ -512,6 +897,7 @@ static void certstore_sync_names(void *arg, int ok, const char *const *names, si
 	log_info("runtime socket %zu: HAProxy holds %zu certificates, pushed %zu missing", s->idx, n,
 		 mi.pushed);
 	certstore_sync_free(s);
+	certstore_evict(mi.cs);
 }
 
 static void cb_certstore_sync_retry(struct ev_loop *loop, ev_timer *w, int revents)
@@ -560,6 +946,7 @@ struct certstore *certstore_new(struct ev_loop *loop, const struct config *cfg, 
 	cs->health = health;
 	hmap_init(&cs->certs);
 	LIST_INIT(&cs->syncs);
+	TAILQ_INIT(&cs->lru);
 	cs->wq = workq_new(loop, 2, err, errlen);
 	if (!cs->wq) {
 		certstore_free(cs);
@@ -600,6 +987,7 @@ void certstore_free(struct certstore *cs)
 	rt_free(cs->rt);
 	while (!LIST_EMPTY(&cs->syncs))
 		certstore_sync_free(LIST_FIRST(&cs->syncs));
+	storage_res_clear(&cs->fill);
 	hmap_clear(&cs->certs, certstore_cert_free);
 	free(cs);
 }

@@ -9,6 +9,8 @@
 #define ACME_SPOA_CERTSTORE_H
 
 #include <stddef.h>
+#include <sys/queue.h>
+#include <time.h>
 
 #include "acme/crypto.h"
 
@@ -28,14 +30,40 @@ struct storage;
 /* change feed of certificates: member host, version serial_hex */
 #define CERTSTORE_FEED "certs"
 
-/* A certificate held in memory. */
+/* What memory keeps of a certificate (a few hundred bytes): enough for the
+ * admin API, renewal and the fleet's versions. The strings are never NULL
+ * ("" when unknown). */
+struct certstore_info {
+	time_t not_before, not_after;
+	char not_before_str[20], not_after_str[20];	/* "YYYY-MM-DD HH:MM:SS" UTC */
+	const char *serial_hex, *digest_sha1, *issuer_cn, *pubkey_type, *ari_cert_id;
+	char *strs;			/* where the strings live */
+};
+
+/* A certificate held in memory: its metadata, and its PEM only with
+ * haproxy.preload all (on_demand reads it from storage when it is pushed or
+ * written, and keeps it only while it is). */
 struct certstore_cert {
-	char host[CERTSTORE_HOST_MAX];
-	char *pem;			/* chain + key bundle as stored */
+	char *pem;			/* chain + key bundle as stored, or NULL */
 	size_t len;
-	int on_disk;			/* this very PEM is in haproxy.cert_dir */
-	struct crypto_cert_info info;
+	int on_disk;			/* this very certificate is in haproxy.cert_dir */
+	int has_info;			/* <info> known (on_demand start: read in the
+					 * background after the index) */
+	struct certstore_info info;
 	unsigned writing;		/* cert_dir writes in flight */
+	int loaded;			/* HAProxy holds a certificate of this host (pushed
+					 * and committed, or listed by HAProxy) */
+	unsigned pushing;		/* deploys under way: cert_dir write, then push */
+	TAILQ_ENTRY(certstore_cert) lru;	/* the loaded ones, last SNI seen first */
+	char host[];
+};
+
+/* What an SNI finds (certstore_seen()). */
+enum certstore_seen {
+	CERTSTORE_SEEN_LOADED = 0,	/* HAProxy serves it: nothing to wait for */
+	CERTSTORE_SEEN_LOADING,		/* being pushed: certstore_hooks.loaded follows */
+	CERTSTORE_SEEN_ABSENT,		/* no certificate in memory */
+	CERTSTORE_SEEN__MAX
 };
 
 /* What the store reports to its owner; every member may be NULL. The hooks
@@ -48,6 +76,9 @@ struct certstore_hooks {
 	/* certstore_fetch() replaced memory's certificate of <host> by the one
 	 * another node stored */
 	void (*received)(void *arg, const char *host);
+	/* a push of <host>'s certificate into HAProxy ended (<ok>: committed
+	 * and in the crt-list on every runtime socket) */
+	void (*loaded)(void *arg, const char *host, int ok);
 	void *arg;
 };
 
@@ -106,6 +137,11 @@ unsigned long certstore_refused(const struct certstore *cs, enum certstore_src s
  * then pushes it over every runtime socket. */
 void certstore_deploy(struct certstore *cs, struct certstore_cert *c);
 
+/* Deploys <c>, just issued: always a new name (someone asked for it); a
+ * renewal only where HAProxy holds the host (preload on_demand: the hot set;
+ * elsewhere its PEM leaves memory, storage has it). */
+void certstore_deploy_issued(struct certstore *cs, struct certstore_cert *c, int renewal);
+
 /* Installs <pem>/<len> read from "certs/<host>" unless memory holds that very
  * certificate; deploys it when <deploy>. Returns the certificate when it
  * changed, else NULL. */
@@ -126,17 +162,36 @@ void certstore_fetch(struct certstore *cs, const char *host, int absent_removes)
 void certstore_announce(struct certstore *cs, const char *host, const char *serial);
 
 /* Start-up only, before any server listens (runs the loop): reads every
- * stored certificate into memory, without deploying. Returns how many memory
+ * stored certificate into memory, without deploying. With preload on_demand
+ * it reads only the index (the names): the certificates are then read in the
+ * background from certstore_start(), a window at a time, for their metadata
+ * (installed fires as each is known), and not kept. Returns how many memory
  * holds. */
 size_t certstore_load(struct certstore *cs);
 
+/* Once the agent is ready: starts the background work certstore_load() left
+ * (on_demand: the metadata of the certificates of the index). */
+void certstore_start(struct certstore *cs);
+
 /* Start-up only: writes to cert_dir every certificate missing there (same
  * size: taken as written), without an fsync each, then flushes the directory
- * once. Returns how many were written. */
+ * once; nothing with preload on_demand (cert_dir is the hot set). Returns how
+ * many were written. */
 size_t certstore_ensure_files(struct certstore *cs);
 
+/* An SNI of <host> was seen: with haproxy.preload on_demand, a certificate
+ * HAProxy does not hold is deployed now and the name becomes the most
+ * recently used of the hot set (beyond haproxy.max_loaded, the names idle
+ * longest leave HAProxy and cert_dir; storage keeps them). With preload all,
+ * only a deploy under way counts as loading. */
+enum certstore_seen certstore_seen(struct certstore *cs, const char *host);
+
+/* How many certificates HAProxy holds as far as the store knows. */
+size_t certstore_loaded_count(const struct certstore *cs);
+
 /* Pushes every certificate HAProxy behind runtime socket <idx> lacks (listed
- * first; retried while HAProxy does not answer). */
+ * first; retried while HAProxy does not answer); with preload on_demand it
+ * only learns which ones HAProxy holds. */
 void certstore_sync_haproxy(struct certstore *cs, size_t idx);
 
 #endif

@@ -69,6 +69,7 @@ struct cfg_errs {
 
 static const char *const cert_type_names[] = { "rsa", "ecc", NULL };
 static const char *const storage_names[] = { "file", "redis", "shm", "consul", NULL };
+static const char *const preload_names[] = { "all", "on_demand", NULL };
 static const int rsa_sizes[] = { 2048, 3072, 4096, 0 };
 static const char *const dns01_provider_names[] = { "none", "rfc2136", "exec", NULL };
 static const char *const tsig_alg_names[] = { "hmac-sha256", "hmac-sha512", NULL };
@@ -155,6 +156,9 @@ static const struct cfg_row cfg_rows[] = {
 	STR("haproxy.cert_dir", 0, "/etc/haproxy/certs", cert_dir, chk_abs_path),
 	STR("haproxy.crt_list", 0, NULL, crt_list, chk_abs_path),	/* default: cert_dir */
 	INT("max_concurrent_orders", 0, 1, 1000, 20, max_orders),
+	INT("hold_timeout", CF_RELOAD, 0, 60, 8, hold_timeout),
+	ENUM("haproxy.preload", 0, preload_names, CONFIG_PRELOAD_ALL, preload),
+	INT("haproxy.max_loaded", CF_RELOAD, 0, 10000000, 0, max_loaded),
 	INT("max_queued_orders", CF_RELOAD, 1, 1000000, 1000, max_queued),
 	ENUM("dns01.provider", 0, dns01_provider_names, CONFIG_DNS01_NONE, dns01_provider),
 	ADDR("dns01.server", 0, 0, NULL, dns01_server, dns01_addr),

@@ -18,6 +18,12 @@ enum config_cert_type {
 	CONFIG_CERT__MAX
 };
 
+enum config_preload {
+	CONFIG_PRELOAD_ALL = 0,		/* every stored certificate is pushed at start */
+	CONFIG_PRELOAD_ON_DEMAND,	/* pushed when its SNI is first seen */
+	CONFIG_PRELOAD__MAX
+};
+
 enum config_dns01_provider {
 	CONFIG_DNS01_NONE = 0,		/* no dns-01 solver: wildcards refused */
 	CONFIG_DNS01_RFC2136,
@@ -77,6 +83,9 @@ struct config {
 	struct addr *runtime_addrs;	/* <runtime> parsed, <nruntime> entries */
 	char *cert_dir, *crt_list;	/* crt_list defaults to cert_dir */
 	int max_orders;			/* "max_concurrent_orders" [20]: global cap on orders in flight */
+	int hold_timeout;		/* seconds an acme-sni-peek ACK may be held [8]; 0 never */
+	enum config_preload preload;	/* "haproxy.preload" [all] */
+	int max_loaded;			/* "haproxy.max_loaded": hot set bound, 0 none [0] */
 	int max_queued;			/* "max_queued_orders" [1000]: on-demand names waiting for a slot */
 	/* dns01.*: the dns-01 solver (SPEC §3) */
 	enum config_dns01_provider dns01_provider;
@@ -133,7 +142,8 @@ int config_wildcard_name(const struct config *cfg, const char *host, char *out, 
 /* Compares <old> and <nw> key by key. Writes one human line per changed key into
  * <report> (may be NULL/0), saying whether it applies at SIGHUP (domains,
  * allow_any_domain, ask_url, fail_backoff_minutes, renew_threshold_days,
- * rate_limits.*, admin.token) or needs a restart; secret values are never written. Returns the
+ * rate_limits.*, admin.token, hold_timeout, haproxy.max_loaded,
+ * max_queued_orders) or needs a restart; secret values are never written. Returns the
  * number of changed keys that need a restart (0: the new config can be applied). */
 int config_diff(const struct config *old, const struct config *nw, char *report, size_t replen);
 

@@ -434,7 +434,7 @@ static void job_order_done(void *arg, const char *host, const struct acme_result
 	/* memory and HAProxy first: the certificate serves while storage writes */
 	c = certstore_install(js->cs, host, bundle, clen + klen);
 	if (c)
-		certstore_deploy(js->cs, c);
+		certstore_deploy_issued(js->cs, c, j->renewal);
 	if (!c) {
 		crypto_secret_free(bundle, clen + klen);
 		js->stats.orders_failed++;

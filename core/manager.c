@@ -73,6 +73,20 @@ static void mgr_on_received(void *arg, const char *host)
 	jobs_settle(m->jobs, host);
 }
 
+static void mgr_on_loaded(void *arg, const char *host, int ok)
+{
+	struct mgr *m = arg;
+
+	api_cert_loaded(m->api, host, ok);
+}
+
+static void mgr_on_ended(void *arg, const char *host, int ok)
+{
+	struct mgr *m = arg;
+
+	api_job_ended(m->api, host, ok);
+}
+
 static void mgr_on_renewed(void *arg, const char *host, time_t t)
 {
 	struct mgr *m = arg;
@@ -288,9 +302,10 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 			.installed = mgr_on_installed,
 			.removed = mgr_on_removed,
 			.received = mgr_on_received,
+			.loaded = mgr_on_loaded,
 			.arg = m,
 		};
-		struct jobs_hooks jh = { .renewed = mgr_on_renewed, .arg = m };
+		struct jobs_hooks jh = { .renewed = mgr_on_renewed, .ended = mgr_on_ended, .arg = m };
 
 		certstore_set_hooks(m->cs, &ch);
 		jobs_set_hooks(m->jobs, &jh);
@@ -335,6 +350,7 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 	}
 	jobs_resume_pending(m->jobs);
 	renew_start(m->renew);
+	certstore_start(m->cs);
 	log_info("ready: spoa=%s admin=%s storage=%s certificates=%zu", cfg->spoa_listen,
 		 cfg->admin_listen, storage_name(m->st), certstore_count(m->cs));
 	return m;

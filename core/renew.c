@@ -291,7 +291,7 @@ static void renew_ari_ask(struct renew *r, struct renew_ent *e, time_t now)
 	q->r = r;
 	snprintf(q->host, sizeof(q->host), "%s", e->host);
 	snprintf(q->serial, sizeof(q->serial), "%s", c->info.serial_hex);
-	if (acme_renewal_info(r->acme, c->pem, renew_ari_done, q) == -1)
+	if (acme_renewal_info_id(r->acme, c->info.ari_cert_id, renew_ari_done, q) == -1)
 		free(q);
 }
 

@@ -58,6 +58,14 @@ struct spoa_deferred *spoa_reply_defer(struct spoa_reply *r);
  * than keep it. */
 struct spoa_reply *spoa_deferred_reply(struct spoa_deferred *d);
 
+/* Sets how long <d>'s ACK may wait, from its frame's handling (or from now,
+ * once the frame was handled), instead of the server's defer_timeout: two
+ * paths of one agent may need different waits (an http-01 look-up a few
+ * hundred milliseconds, a held ClientHello seconds). With several deferrals
+ * on one frame the longest asked wins. Ignored once the ACK is sent, on
+ * NULL, or for <seconds> <= 0. */
+void spoa_deferred_set_timeout(struct spoa_deferred *d, double seconds);
+
 /* Completes one deferral of <d>: when it was the last of its frame, the ACK
  * is queued (never with no action) and written, with every other ACK
  * completed meanwhile, before the loop next waits for events. Always call it,

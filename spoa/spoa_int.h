@@ -50,7 +50,8 @@ enum spoa_def_state {
 struct spoa_deferred {
 	struct spoa_conn *conn;
 	TAILQ_ENTRY(spoa_deferred) link;
-	ev_timer timer;              /* defer_timeout */
+	ev_timer timer;              /* defer_timeout, or <timeout> */
+	double timeout;              /* spoa_deferred_set_timeout(); 0: defer_timeout */
 	enum spoa_def_state state;
 	unsigned refs;               /* undone deferrals, +1 while its frame is handled */
 	struct spoa_reply reply;     /* the builder once its frame is handled */

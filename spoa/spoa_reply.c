@@ -252,6 +252,21 @@ struct spoa_reply *spoa_deferred_reply(struct spoa_deferred *d)
 	return d->rp;
 }
 
+void spoa_deferred_set_timeout(struct spoa_deferred *d, double seconds)
+{
+	if (!d || d->state != SPOA_DEF_WAITING || seconds <= 0)
+		return;
+	/* the longest asked of the frame's deferrals wins */
+	if (seconds <= d->timeout)
+		return;
+	d->timeout = seconds;
+	if (ev_is_active(&d->timer)) {
+		ev_timer_stop(d->conn->srv->loop, &d->timer);
+		ev_timer_set(&d->timer, seconds, 0.);
+		ev_timer_start(d->conn->srv->loop, &d->timer);
+	}
+}
+
 void spoa_deferred_done(struct spoa_deferred *d)
 {
 	struct spoa_conn *c;
@@ -289,7 +304,7 @@ struct spoa_deferred *spoa_reply_end_frame(struct spoa_reply *r, char *w, size_t
 	d->rp = &d->reply;
 	d->t_read = t_read;
 	if (--d->refs) {
-		ev_timer_set(&d->timer, c->srv->conf.defer_timeout, 0.);
+		ev_timer_set(&d->timer, d->timeout > 0 ? d->timeout : c->srv->conf.defer_timeout, 0.);
 		ev_timer_start(c->srv->loop, &d->timer);
 		return d;
 	}

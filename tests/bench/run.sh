@@ -12,13 +12,18 @@
 #      the agent vs HAProxy loading the same files from disk; agent memory.
 #   4. Work at rest: 20,000 and 100,000 certificates in Redis, nothing
 #      changing: Redis commands per minute and SPOE max latency over 65 s.
+#   5. Held ClientHello and hot set (tests/bench/hold.sh): first-handshake
+#      latency of a stored name not loaded yet and of a new name vs a loaded
+#      one; agent start and memory at 100,000 certificates (preload
+#      on_demand) beside HAProxy's own start with N in a crt directory.
 # Environment: BENCH_SECONDS (wrk seconds per variant, 10), BENCH_ROUNDS (A B B A
 # rounds those seconds are spread over, 2), BENCH_N_ISSUE (20),
 # BENCH_SPOA_SECONDS (3 per run), BENCH_SPOA_ROUNDS (2 rounds of A B B A),
 # BENCH_SPOA_DEFER (0; N also runs the agent deferring one ACK in N),
 # BENCH_SPOA_PIN (0; 1 pins servers to CPU 1 and the load generator to CPU 0),
 # BENCH_ONLY (all sections; "spoa": section 0 only, no HAProxy, Pebble or wrk
-# needed; "spoa,spoe": sections 0 and 1; "rest": section 4 only, Redis),
+# needed; "spoa,spoe": sections 0 and 1; "rest": section 4 only, Redis;
+# "hold": section 5 only; BENCH_HOLD_* in tests/bench/hold.sh),
 # BENCH_REST_COUNTS ("20000 100000"), BENCH_REST_SECONDS (65),
 # BENCH_N_LOAD (3000), BENCH_THREADS (2), BENCH_CONNS (50), IT_KEEP=1 keeps
 # the temp dir. Exit 0 when every figure was produced.
@@ -86,6 +91,14 @@ spoa_section() {
 bench_only_has spoa && spoa_section
 # ---- 4. work at rest: N certificates in Redis (no HAProxy needed) -------------
 bench_only_has rest && source "$HERE/rest.sh"
+# ---- 5. held ClientHello and hot set: own peers, in a subshell -----------------
+if bench_only_has hold; then
+	( source "$HERE/hold.sh" )
+	while IFS= read -r row; do [ -n "$row" ] && BENCH_ROWS+=("$row"); done <"$IT_DIR/hold-rows.tsv"
+	if [ -f "$IT_DIR/hold-failed.txt" ]; then
+		while IFS= read -r f; do FAILED+=("$f"); done <"$IT_DIR/hold-failed.txt"
+	fi
+fi
 bench_only_ends spoe
 
 bench_deps || { echo "bench: wrk is missing and could not be installed"; exit 1; }

@@ -393,7 +393,10 @@ served_cert() {
 }
 
 # agent_config [EXTRA_JSON_MEMBERS]: writes $IT_DIR/agent.json for Pebble,
-# HAProxy and file storage; sets SPOA_PORT, ADMIN_PORT (once).
+# HAProxy and file storage; sets SPOA_PORT, ADMIN_PORT (once). hold_timeout is
+# IT_HOLD_TIMEOUT, 0 unless set: the suites written before the held
+# ClientHello check what the first handshake gets without it (test_hold.sh
+# sets it). IT_HAPROXY_EXTRA: more members of the "haproxy" object.
 agent_config() {
 	local extra=${1:-} redis=""
 	# REDIS_HOST: the redis host as configured (default 127.0.0.1)
@@ -412,11 +415,12 @@ agent_config() {
   "cert_type": "ecc",
   "domains": ["*.test"],
   "fail_backoff_minutes": 1,
+  "hold_timeout": ${IT_HOLD_TIMEOUT:-0},
   "storage": "${IT_STORAGE:-file}",
   "storage_config": { "file": { "path": "$IT_DIR/store${NODE:-}" }$redis },
   "spoa": { "listen": "127.0.0.1:$SPOA_PORT" },
   "admin": { "listen": "127.0.0.1:$ADMIN_PORT" },
-  "haproxy": { "runtime": ["unix:$HAP_SOCK"], "cert_dir": "$HAP_CERTS" }${extra:+,
+  "haproxy": { "runtime": ["unix:$HAP_SOCK"], "cert_dir": "$HAP_CERTS"${IT_HAPROXY_EXTRA:+, $IT_HAPROXY_EXTRA} }${extra:+,
   $extra}
 }
 JSON

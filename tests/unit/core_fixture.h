@@ -41,8 +41,9 @@ static inline int fx_rm_cb(const char *path, const struct stat *sb, int flag, st
 }
 
 /* Opens <f>: a config of <extra> JSON members (may be "") on top of shm
- * storage, cert_dir in a temp dir and a runtime socket nobody listens on. */
-static inline void fx_open(struct fx *f, const char *extra)
+ * storage, cert_dir in a temp dir and a runtime socket nobody listens on;
+ * <hap_extra> (may be "") adds members to the "haproxy" object. */
+static inline void fx_open_hap(struct fx *f, const char *extra, const char *hap_extra)
 {
 	char json[4096], errs[4096] = "", err[256] = "";
 
@@ -55,8 +56,8 @@ static inline void fx_open(struct fx *f, const char *extra)
 	snprintf(json, sizeof(json),
 		 "{\"account_email\":\"ops@example.com\",\"storage\":\"shm\","
 		 "\"domains\":[\"*.example.com\"],"
-		 "\"haproxy\":{\"cert_dir\":\"%s\",\"runtime\":[\"unix:%s/none.sock\"]}%s%s}",
-		 f->cert_dir, f->dir, extra[0] ? "," : "", extra);
+		 "\"haproxy\":{\"cert_dir\":\"%s\",\"runtime\":[\"unix:%s/none.sock\"]%s%s}%s%s}",
+		 f->cert_dir, f->dir, hap_extra[0] ? "," : "", hap_extra, extra[0] ? "," : "", extra);
 	f->cfg = config_load_json(json, errs, sizeof(errs));
 	if (!f->cfg)
 		fail_msg("config: %s", errs);
@@ -64,6 +65,11 @@ static inline void fx_open(struct fx *f, const char *extra)
 	if (!f->st)
 		fail_msg("storage: %s", err);
 	health_init(&f->health);
+}
+
+static inline void fx_open(struct fx *f, const char *extra)
+{
+	fx_open_hap(f, extra, "");
 }
 
 static inline void fx_close(struct fx *f)

@@ -189,6 +189,20 @@ static inline void h_defer_bare(void *ctx, const struct spop_arg *args, size_t n
 		spoa_deferred_done(d);
 }
 
+/* Defers with its own timeout (0.6 s) instead of the server's. */
+static inline void h_defer_long(void *ctx, const struct spop_arg *args, size_t nargs,
+				struct spoa_reply *r)
+{
+	struct fixture *fx = ctx;
+	struct spoa_deferred *d = spoa_reply_defer(r);
+
+	spoa_deferred_set_timeout(d, 0.6);
+	if (d && fx->nheld < FX_HELD_MAX)
+		fx->held[fx->nheld++] = d;
+	else
+		spoa_deferred_done(d);
+}
+
 static const struct spoa_handler handlers[] = {
 	{ "acme-sni", h_sni },
 	{ "acme-http01", h_http01 },
@@ -197,6 +211,7 @@ static const struct spoa_handler handlers[] = {
 	{ "defer-sync", h_defer_sync },
 	{ "release", h_release },
 	{ "defer-bare", h_defer_bare },
+	{ "defer-long", h_defer_long },
 	{ NULL, NULL },
 };
 

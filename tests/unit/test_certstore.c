@@ -19,9 +19,10 @@
 
 #include "core/certstore.h"
 #include "lib/log.h"
+#include "runtime/runtime.h"
 
 struct seen {
-	int installed, removed, received;
+	int installed, removed, received, loaded_ok, loaded_failed;
 	char last[CERTSTORE_HOST_MAX];
 };
 
@@ -39,6 +40,16 @@ static void on_removed(void *arg, const char *host)
 
 	s->removed++;
 	snprintf(s->last, sizeof(s->last), "%s", host);
+}
+
+static void on_loaded(void *arg, const char *host, int ok)
+{
+	struct seen *s = arg;
+
+	if (ok)
+		s->loaded_ok++;
+	else
+		s->loaded_failed++;
 }
 
 static void on_received(void *arg, const char *host)
@@ -122,7 +133,7 @@ static void test_install_take_remove(void **state)
 	assert_ptr_equal(certstore_get(t->cs, "a.example.com"), c);
 	assert_int_equal(certstore_count(t->cs), 1);
 	assert_int_equal(c->len, l1);
-	assert_string_equal(c->info.subject_cn, "a.example.com");
+	assert_true(c->has_info && c->info.serial_hex[0] && c->info.digest_sha1[0]);
 
 	/* the very same PEM: nothing changes, no hook */
 	assert_null(certstore_take(t->cs, "a.example.com", p1, l1, 0));
@@ -272,6 +283,115 @@ static void test_load_and_ensure_files(void **state)
 	assert_int_equal(certstore_ensure_files(t->cs), 0);
 }
 
+static int cond_installed3(void *arg)
+{
+	return ((struct seen *)arg)->installed >= 3;
+}
+
+static int cond_loaded_failed(void *arg)
+{
+	return ((struct seen *)arg)->loaded_failed > 0;
+}
+
+/* haproxy.preload on_demand: the start-up load reads the index only (no
+ * metadata, no PEM, no hook); certstore_start() reads the metadata in the
+ * background (installed fires) and keeps no PEM; the same certificate taken
+ * again is no change (by serial), a new one is learnt and not kept; an SNI
+ * deploys from storage: cert_dir written, the push (nobody listens) fails and
+ * is reported, nothing kept in memory; nothing is written at start. */
+static void test_on_demand_index(void **state)
+{
+	static const char *const hosts[3] = { "d1.example.com", "d2.example.com", "d3.example.com" };
+	struct certstore_hooks h = {
+		.installed = on_installed,
+		.removed = on_removed,
+		.received = on_received,
+		.loaded = on_loaded,
+	};
+	struct seen seen = { 0 };
+	struct certstore *cs;
+	struct certstore_cert *c;
+	struct file_cond fc;
+	struct fx f;
+	time_t now = time(NULL);
+	char *pem[3], *p2, err[256] = "", path[256];
+	size_t len[3], l2;
+	int i;
+
+	fx_open_hap(&f, "", "\"preload\": \"on_demand\", \"max_loaded\": 2");
+	for (i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "certs/%s", hosts[i]);
+		pem[i] = fx_pem(hosts[i], now - 3600, now + 90 * 86400, &len[i]);
+		fx_put(&f, path, pem[i], len[i]);
+	}
+	cs = certstore_new(f.loop, f.cfg, f.st, &f.health, err, sizeof(err));
+	if (!cs)
+		fail_msg("certstore_new: %s", err);
+	assert_int_equal(certstore_runtime_open(cs, err, sizeof(err)), 0);
+	rt_set_timeouts(certstore_runtime(cs), 200, 0);
+	h.arg = &seen;
+	certstore_set_hooks(cs, &h);
+
+	assert_int_equal(certstore_load(cs), 3);
+	assert_int_equal(certstore_ensure_files(cs), 0);
+	for (i = 0; i < 3; i++) {
+		c = certstore_get(cs, hosts[i]);
+		assert_non_null(c);
+		assert_false(c->has_info);
+		assert_null(c->pem);
+		assert_string_equal(c->info.serial_hex, "");
+	}
+	assert_int_equal(seen.installed, 0);
+	certstore_start(cs);
+	assert_true(fx_run_until(&f, cond_installed3, &seen, 5));
+	for (i = 0; i < 3; i++) {
+		c = certstore_get(cs, hosts[i]);
+		assert_true(c->has_info);
+		assert_null(c->pem);
+		assert_true(c->info.serial_hex[0] != '\0');
+		assert_true(c->info.not_after > now + 89 * 86400);
+	}
+	/* the same certificate again: no change; a new one: learnt, not kept */
+	assert_null(certstore_take(cs, hosts[0], pem[0], len[0], 0));
+	p2 = fx_pem(hosts[0], now - 60, now + 90 * 86400, &l2);
+	c = certstore_take(cs, hosts[0], p2, l2, 0);
+	assert_non_null(c);
+	assert_null(c->pem);
+	assert_int_equal(seen.installed, 4);
+
+	/* an SNI: deployed from storage (d2's PEM), cert_dir first */
+	assert_int_equal(certstore_seen(cs, hosts[1]), CERTSTORE_SEEN_LOADING);
+	assert_int_equal(certstore_seen(cs, hosts[1]), CERTSTORE_SEEN_LOADING);	/* one push */
+	assert_int_equal(certstore_seen(cs, "nothing.example.com"), CERTSTORE_SEEN_ABSENT);
+	snprintf(path, sizeof(path), "%s/%s.pem", f.cert_dir, hosts[1]);
+	fc.path = path;
+	fc.want = 1;
+	assert_true(fx_run_until(&f, cond_file, &fc, 5));
+	assert_true(fx_run_until(&f, cond_loaded_failed, &seen, 5));
+	c = certstore_get(cs, hosts[1]);
+	assert_int_equal(c->pushing, 0);
+	assert_false(c->loaded);
+	assert_null(c->pem);
+	assert_int_equal(certstore_loaded_count(cs), 0);
+
+	/* a renewal of a name HAProxy does not hold is not pushed, nor kept */
+	c = certstore_install(cs, hosts[2], pem[2], len[2]);
+	assert_non_null(c);
+	assert_non_null(c->pem);
+	certstore_deploy_issued(cs, c, 1);
+	assert_int_equal(c->pushing, 0);
+	assert_null(c->pem);
+	/* a new name is */
+	certstore_deploy_issued(cs, c, 0);
+	assert_int_equal(c->pushing, 1);
+
+	certstore_free(cs);
+	fx_close(&f);
+	for (i = 0; i < 3; i++)
+		free(pem[i]);
+	free(p2);
+}
+
 /* Nothing unverified is kept, written or pushed: a bundle for another name,
  * an expired one, one whose key is not the leaf's, one with two keys. */
 static void test_refuses_unverified(void **state)
@@ -405,6 +525,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_load_and_ensure_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refuses_unverified, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_temp_files, setup, teardown),
+		cmocka_unit_test(test_on_demand_index),
 	};
 
 	log_level_max = LOG_LVL_WARN;

@@ -224,6 +224,51 @@ static void test_defer_timeout(void **state)
 	free(fx);
 }
 
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* spoa_deferred_set_timeout(): one ACK waits longer than the server's
+ * defer_timeout (a held ClientHello beside http-01 look-ups), the others keep
+ * the server's. */
+static void test_defer_timeout_per_reply(void **state)
+{
+	struct spoa_server_conf conf = { .listen = "127.0.0.1:0", .defer_timeout = 0.15 };
+	struct fixture *fx = fx_start_with(conf);
+	struct ack_info ai;
+	struct timespec t0;
+	char buf[256];
+	size_t len;
+	long ms;
+	int fd = cl_connect(fx->port);
+
+	cl_hello(fd, 16380, NULL);
+	len = add_notify(buf, sizeof(buf), 1, 1, "defer-long", 0, NULL);
+	len += add_notify(buf + len, sizeof(buf) - len, 2, 2, "defer-bare", 0, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cl_send(fd, buf, len);
+	cl_read_ack_info(fd, &ai);
+	ms = ms_since(&t0);
+	assert_true(ai.sid == 2 && ai.fid == 2);
+	assert_true(ms >= 100 && ms < 450);
+	cl_read_ack_info(fd, &ai);
+	ms = ms_since(&t0);
+	assert_true(ai.sid == 1 && ai.fid == 1);
+	assert_true(ai.dflt == 1);
+	assert_true(ms >= 550);
+	assert_true(fx_live(fx)->deferred_timeouts == 2);
+	assert_false(fx_done(fx, 0, "late"));
+	assert_false(fx_done(fx, 1, "late"));
+	close(fd);
+	fx_stop(fx);
+	assert_int_equal(fx->loop_errors, 0);
+	free(fx);
+}
+
 /* The connection closes while an ACK is deferred: the handle stays valid,
  * its builder is gone, done() frees (ASan checks both). */
 static void test_defer_conn_closed(void **state)
@@ -521,6 +566,7 @@ int main(void)
 		cmocka_unit_test(test_defer_later),
 		cmocka_unit_test(test_defer_out_of_order),
 		cmocka_unit_test(test_defer_timeout),
+		cmocka_unit_test(test_defer_timeout_per_reply),
 		cmocka_unit_test(test_defer_conn_closed),
 		cmocka_unit_test(test_defer_bounds),
 		cmocka_unit_test(test_defer_server_freed),
