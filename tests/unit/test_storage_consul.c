@@ -8,6 +8,7 @@
  * without it the suite prints "ok - skipped: <reason>" and skips. */
 #define STORAGE_TEST_NO_MAIN
 #include "tests/unit/test_storage.c"
+#include "tests/unit/storage_fixture.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -29,21 +30,6 @@ static char cur_kv[64];
 static struct ev_loop *cloop;
 
 /* ---- the agent ----------------------------------------------------------- */
-
-static int free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t sl = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
-		port = ntohs(sa.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
 
 static size_t cb_sink(char *d, size_t s, size_t n, void *u)
 {
@@ -105,14 +91,14 @@ static int consul_start_on(int port)
 	int i;
 
 	snprintf(hp, sizeof(hp), "%d", port);
-	snprintf(sl, sizeof(sl), "%d", free_port());
-	snprintf(sw, sizeof(sw), "%d", free_port());
-	snprintf(sv, sizeof(sv), "%d", free_port());
+	snprintf(sl, sizeof(sl), "%d", sfx_free_port());
+	snprintf(sw, sizeof(sw), "%d", sfx_free_port());
+	snprintf(sv, sizeof(sv), "%d", sfx_free_port());
 	snprintf(logf, sizeof(logf), "%s/consul.log", consul_dir);
 	snprintf(data, sizeof(data), "%s/data", consul_dir);
 	/* https with a self-signed certificate: no system CA trusts it */
 	if (!https_port)
-		https_port = free_port();
+		https_port = sfx_free_port();
 	snprintf(hcl, sizeof(hcl), "acl { enabled = true, default_policy = \"deny\", "
 		 "tokens { master = \"%s\" } } ports { https = %d } "
 		 "cert_file = \"%s/tls.crt\" key_file = \"%s/tls.key\"", TOKEN, https_port,
@@ -153,7 +139,7 @@ static int consul_start(void)
 	int tries;
 
 	for (tries = 0; tries < 3; tries++) {
-		http_port = free_port();
+		http_port = sfx_free_port();
 		if (http_port > 0 && consul_start_on(http_port) == 0)
 			return 0;
 	}
@@ -195,62 +181,6 @@ static struct storage *consul_open_fresh(void)
 	return consul_open_kv(cur_kv);
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void cb_tick(struct ev_loop *loop, ev_timer *w, int revents)
-{
-}
-
-static int run_until(const int *flag, int want, double secs)
-{
-	double end = now_s() + secs;
-	ev_timer tick;
-
-	ev_timer_init(&tick, cb_tick, 0.01, 0.01);
-	ev_timer_start(cloop, &tick);
-	while (*flag < want && now_s() < end)
-		ev_run(cloop, EVRUN_ONCE);
-	ev_timer_stop(cloop, &tick);
-	return *flag >= want;
-}
-
-static void run_for(double secs)
-{
-	int never = 0;
-
-	run_until(&never, 1, secs);
-}
-
-static int feed_since(struct storage *st, const char *feed, uint64_t since,
-		      struct storage_res *res)
-{
-	char err[512];
-	int rc = storage_wait(st, storage_feed_since(st, feed, since, NULL, NULL), res, err,
-			      sizeof(err));
-
-	if (rc != 0)
-		fail_msg("feed_since %s %llu: %s", feed, (unsigned long long)since, err);
-	return rc;
-}
-
-static uint64_t feed_put(struct storage *st, const char *feed, const char *member,
-			 const char *version)
-{
-	struct storage_res res;
-	char err[512];
-
-	if (storage_wait(st, storage_feed_put(st, feed, member, version, NULL, NULL), &res, err,
-			 sizeof(err)) != 0)
-		fail_msg("feed_put %s %s: %s", feed, member, err);
-	return res.gen;
-}
-
 /* ---- tests --------------------------------------------------------------- */
 
 static void c_kv_path(void **state)
@@ -266,7 +196,7 @@ static void c_kv_path(void **state)
 	assert_int_equal(ss_lock(a, "issue/x", "A", 5000, err, sizeof(err)), 0);
 	assert_int_equal(ss_lock(b, "issue/x", "B", 5000, err, sizeof(err)), 0);
 	/* feeds and locks are never listed as keys */
-	feed_put(a, "certs", "x.test", "1");
+	sfx_feed_put(a, "certs", "x.test", "1");
 	sbt_expect_list(a, "", (const char *const[]){ "certs/x.test", NULL });
 	assert_int_equal(ss_del(b, "certs/x.test", err, sizeof(err)), 0);
 	assert_int_equal(ss_unlock(b, "issue/x", "B", err, sizeof(err)), 0);
@@ -307,7 +237,7 @@ static void c_conf_errors(void **state)
 	storage_close(st);
 	conf.consul_https = 0;
 	/* nobody there: open succeeds, operations and the state say why */
-	conf.consul_port = free_port();
+	conf.consul_port = sfx_free_port();
 	conf.consul_token = TOKEN;
 	st = consul_open_conf(&conf);
 	assert_int_equal(ss_ping(st, err, sizeof(err)), -1);
@@ -327,38 +257,14 @@ static void c_feed(void **state)
 	size_t total;
 	int i;
 
-	assert_int_equal(feed_put(st, "certs", "a.test", "v1"), 1);
-	assert_int_equal(feed_put(st, "certs", "b.test", "v2"), 2);
-	feed_since(st, "certs", 0, &res);
-	assert_int_equal(res.n, 2);
-	assert_string_equal(res.keys[0], "a.test");
-	assert_string_equal(res.vals[0], "v1");
-	assert_string_equal(res.keys[1], "b.test");
-	assert_string_equal(res.vals[1], "v2");
-	assert_int_equal(res.gen, 2);
-	assert_int_equal(res.more, 0);
-	storage_res_clear(&res);
-	assert_int_equal(feed_put(st, "certs", "a.test", "v3"), 3);
-	feed_since(st, "certs", 2, &res);
-	assert_int_equal(res.n, 1);
-	assert_string_equal(res.keys[0], "a.test");
-	assert_string_equal(res.vals[0], "v3");
-	assert_int_equal(res.gen, 3);
-	storage_res_clear(&res);
-	assert_int_equal(feed_put(st, "certs", "*.w.test", NULL), 4);
-	feed_since(st, "certs", 3, &res);
+	sfx_feed_behaviour(st);
+	/* a wildcard name is a member like any other */
+	assert_int_equal(sfx_feed_put(st, "certs", "*.w.test", NULL), 5);
+	sfx_feed_since(st, "certs", 4, &res);
 	assert_int_equal(res.n, 1);
 	assert_string_equal(res.keys[0], "*.w.test");
 	assert_null(res.vals[0]);
-	assert_int_equal(res.gen, 4);
-	storage_res_clear(&res);
-	feed_since(st, "certs", STORAGE_FEED_NOW, &res);
-	assert_int_equal(res.n, 0);
-	assert_int_equal(res.gen, 4);
-	storage_res_clear(&res);
-	feed_since(st, "renewals", 0, &res);
-	assert_int_equal(res.n, 0);
-	assert_int_equal(res.gen, 0);
+	assert_int_equal(res.gen, 5);
 	storage_res_clear(&res);
 	/* two writers at once, from two storages: every change counted once */
 	other = consul_open_kv(cur_kv);
@@ -369,8 +275,8 @@ static void c_feed(void **state)
 						 NULL));
 	}
 	while (storage_inflight(st) || storage_inflight(other))
-		run_for(0.05);
-	feed_since(st, "race", 0, &res);
+		sfx_run_for(cloop, 0.05);
+	sfx_feed_since(st, "race", 0, &res);
 	assert_int_equal(res.n, 20);
 	assert_int_equal(res.gen, 20);
 	storage_res_clear(&res);
@@ -381,12 +287,12 @@ static void c_feed(void **state)
 		storage_feed_put(st, "big", member, "1", NULL, NULL);
 		if (i % 100 == 99)
 			while (storage_inflight(st))
-				run_for(0.02);
+				sfx_run_for(cloop, 0.02);
 	}
 	while (storage_inflight(st))
-		run_for(0.02);
+		sfx_run_for(cloop, 0.02);
 	for (since = 0, total = 0;;) {
-		feed_since(st, "big", since, &res);
+		sfx_feed_since(st, "big", since, &res);
 		total += res.n;
 		since = res.gen;
 		i = res.more;
@@ -473,16 +379,16 @@ static void c_lock_sessions(void **state)
 		assert_int_equal(consul_admin("PUT", path, &body), 200);
 	}
 	json_decref(list);
-	t0 = now_s();
+	t0 = sfx_now_s();
 	rc = ss_lock(a, "issue/t.test", "node-A", 5000, err, sizeof(err));
-	if (rc != 1 && now_s() - t0 < 0.9)
+	if (rc != 1 && sfx_now_s() - t0 < 0.9)
 		fail_msg("lock taken %.0f ms after the holder's session died: rc=%d %s",
-			 (now_s() - t0) * 1000, rc, err);
-	while (rc == 1 && now_s() - t0 < 5)
+			 (sfx_now_s() - t0) * 1000, rc, err);
+	while (rc == 1 && sfx_now_s() - t0 < 5)
 		rc = ss_lock(a, "issue/t.test", "node-A", 5000, err, sizeof(err));
 	assert_int_equal(rc, 0);
-	if (now_s() - t0 > 3)
-		fail_msg("lock-delay lasted %.0f ms", (now_s() - t0) * 1000);
+	if (sfx_now_s() - t0 > 3)
+		fail_msg("lock-delay lasted %.0f ms", (sfx_now_s() - t0) * 1000);
 	assert_int_equal(ss_lock(a, "issue/s.test", "node-A", 5000, err, sizeof(err)), 0);
 	assert_int_equal(ss_unlock(a, "issue/t.test", "node-A", err, sizeof(err)), 0);
 	assert_int_equal(ss_unlock(a, "issue/s.test", "node-A", err, sizeof(err)), 0);
@@ -503,10 +409,10 @@ static void cb_msg(void *arg, const char *msg, size_t len)
 
 static int sub_ready_flag(struct storage_sub *sub, double secs)
 {
-	double end = now_s() + secs;
+	double end = sfx_now_s() + secs;
 
-	while (!storage_sub_ready(sub) && now_s() < end)
-		run_for(0.02);
+	while (!storage_sub_ready(sub) && sfx_now_s() < end)
+		sfx_run_for(cloop, 0.02);
 	return storage_sub_ready(sub);
 }
 
@@ -521,21 +427,21 @@ static void c_pubsub(void **state)
 	sub = storage_subscribe(other, "certs", cb_msg, &m, err, sizeof(err));
 	assert_non_null(sub);
 	assert_true(sub_ready_flag(sub, 5));
-	t0 = now_s();
+	t0 = sfx_now_s();
 	assert_int_equal(ss_publish(st, "certs", "a.test", 6, err, sizeof(err)), 0);
-	assert_true(run_until(&m.n, 1, 3));
+	assert_true(sfx_run_until(cloop, &m.n, 1, 3));
 	assert_string_equal(m.last, "a.test");
-	if (now_s() - t0 > 1.)
-		fail_msg("delivered after %.0f ms", (now_s() - t0) * 1000);
+	if (sfx_now_s() - t0 > 1.)
+		fail_msg("delivered after %.0f ms", (sfx_now_s() - t0) * 1000);
 	/* another channel is not ours; the same message again is delivered again */
 	assert_int_equal(ss_publish(st, "other", "x", 1, err, sizeof(err)), 0);
 	assert_int_equal(ss_publish(st, "certs", "b.test", 6, err, sizeof(err)), 0);
-	assert_true(run_until(&m.n, 2, 3));
+	assert_true(sfx_run_until(cloop, &m.n, 2, 3));
 	assert_string_equal(m.last, "b.test");
 	assert_int_equal(ss_publish(st, "certs", "a.test", 6, err, sizeof(err)), 0);
-	assert_true(run_until(&m.n, 3, 3));
+	assert_true(sfx_run_until(cloop, &m.n, 3, 3));
 	assert_string_equal(m.last, "a.test");
-	run_for(0.3);
+	sfx_run_for(cloop, 0.3);
 	assert_int_equal(m.n, 3);
 	storage_sub_free(sub);
 	storage_close(other);
@@ -558,17 +464,17 @@ static void c_restart(void **state)
 	assert_int_equal(ss_lock(st, "issue/r.test", "A", 60000, err, sizeof(err)), 0);
 	sbt_put(st, "certs/r.test", "before", 6, 0);
 	consul_kill(SIGKILL);
-	t0 = now_s();
+	t0 = sfx_now_s();
 	assert_int_equal(ss_get(st, "certs/r.test", &v, &len, err, sizeof(err)), -1);
-	if (now_s() - t0 > 0.5)
-		fail_msg("get took %.0f ms: %s", (now_s() - t0) * 1000, err);
+	if (sfx_now_s() - t0 > 0.5)
+		fail_msg("get took %.0f ms: %s", (sfx_now_s() - t0) * 1000, err);
 	assert_non_null(strstr(err, "certs/r.test"));
 	assert_int_equal(storage_state(st, err, sizeof(err)), 0);
-	run_for(0.5);
+	sfx_run_for(cloop, 0.5);
 	assert_false(storage_sub_ready(sub));
 	assert_int_equal(consul_start_on(http_port), 0);
 	for (i = 0; i < 100 && ss_ping(st, err, sizeof(err)) != 0; i++)
-		run_for(0.05);
+		sfx_run_for(cloop, 0.05);
 	assert_int_equal(storage_state(st, err, sizeof(err)), 1);
 	/* empty now */
 	sbt_expect_absent(st, "certs/r.test");
@@ -577,7 +483,7 @@ static void c_restart(void **state)
 	assert_int_equal(ss_lock(other, "issue/r.test", "B", 60000, err, sizeof(err)), 1);
 	assert_true(sub_ready_flag(sub, 8));
 	assert_int_equal(ss_publish(st, "certs", "after.test", 10, err, sizeof(err)), 0);
-	assert_true(run_until(&m.n, 1, 3));
+	assert_true(sfx_run_until(cloop, &m.n, 1, 3));
 	assert_string_equal(m.last, "after.test");
 	storage_sub_free(sub);
 	storage_close(other);
@@ -619,7 +525,7 @@ static void c_never_inside(void **state)
 		in_call = 0;
 	}
 	while (storage_inflight(st))
-		run_for(0.02);
+		sfx_run_for(cloop, 0.02);
 	for (i = 0; i < 20; i++) {
 		snprintf(v, sizeof(v), "v%d", i);
 		assert_int_equal(gets[i].n, 1);
@@ -637,7 +543,7 @@ static void c_never_inside(void **state)
 		assert_non_null(storage_put(st, k, "v", 1, 0, NULL, NULL));
 	}
 	while (storage_inflight(st))
-		run_for(0.02);
+		sfx_run_for(cloop, 0.02);
 	{
 		char **keys = NULL;
 		size_t n = 0;

@@ -14,6 +14,7 @@
  * not a skip. */
 #define STORAGE_TEST_NO_MAIN
 #include "tests/unit/test_storage.c"
+#include "tests/unit/storage_fixture.h"
 
 #include <arpa/inet.h>
 #include <dlfcn.h>
@@ -73,21 +74,6 @@ static int gai_get(int *v)
 static struct ev_loop *rloop;
 
 /* ---- the server ---------------------------------------------------------- */
-
-static int free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t sl = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
-		port = ntohs(sa.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
 
 /* A blocking client of the test's own (the code under test has none). */
 static int redis_answers(int port)
@@ -194,7 +180,7 @@ static int redis_start(void)
 	int tries;
 
 	for (tries = 0; tries < 5; tries++) {
-		redis_port = free_port();
+		redis_port = sfx_free_port();
 		if (redis_port > 0 && redis_start_on(redis_port) == 0)
 			return 0;
 	}
@@ -272,50 +258,17 @@ static struct storage *redis_open_fresh(void)
 	return redis_open_ns(fresh_ns(), 0, NULL);
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void cb_tick(struct ev_loop *loop, ev_timer *w, int revents)
-{
-}
-
-/* Runs the loop until *<flag> reaches <want> or <secs> pass. */
-static int run_until(const int *flag, int want, double secs)
-{
-	double end = now_s() + secs;
-	ev_timer tick;
-
-	ev_timer_init(&tick, cb_tick, 0.01, 0.01);
-	ev_timer_start(rloop, &tick);
-	while (*flag < want && now_s() < end)
-		ev_run(rloop, EVRUN_ONCE);
-	ev_timer_stop(rloop, &tick);
-	return *flag >= want;
-}
-
-static void run_for(double secs)
-{
-	int never = 0;
-
-	run_until(&never, 1, secs);
-}
-
 /* Pings until the storage answers (it reconnects by itself), running the
  * loop meanwhile. 1 when it did within <secs>. */
 static int wait_ping(struct storage *st, double secs)
 {
-	double end = now_s() + secs;
+	double end = sfx_now_s() + secs;
 	char err[512];
 
-	while (now_s() < end) {
+	while (sfx_now_s() < end) {
 		if (ss_ping(st, err, sizeof(err)) == 0)
 			return 1;
-		run_for(0.05);
+		sfx_run_for(rloop, 0.05);
 	}
 	return 0;
 }
@@ -336,7 +289,7 @@ static void cb_rec(void *arg, struct storage_res *res)
 	struct rec *r = arg;
 
 	r->rc = res->rc;
-	r->at = now_s();
+	r->at = sfx_now_s();
 	snprintf(r->err, sizeof(r->err), "%s", res->err ? res->err : "");
 	r->val = res->val;	/* ours now */
 	r->len = res->len;
@@ -354,7 +307,7 @@ struct gap_meter {
 static void cb_gap(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct gap_meter *g = w->data;
-	double t = now_s();
+	double t = sfx_now_s();
 
 	if (g->last > 0 && t - g->last > g->max)
 		g->max = t - g->last;
@@ -367,30 +320,6 @@ static void gap_start(struct gap_meter *g)
 	ev_timer_init(&g->w, cb_gap, 0.01, 0.01);
 	g->w.data = g;
 	ev_timer_start(rloop, &g->w);
-}
-
-static int feed_since(struct storage *st, const char *feed, uint64_t since,
-		      struct storage_res *res)
-{
-	char err[512];
-	int rc = storage_wait(st, storage_feed_since(st, feed, since, NULL, NULL), res, err,
-			      sizeof(err));
-
-	if (rc != 0)
-		fail_msg("feed_since %s %llu: %s", feed, (unsigned long long)since, err);
-	return rc;
-}
-
-static uint64_t feed_put(struct storage *st, const char *feed, const char *member,
-			 const char *version)
-{
-	struct storage_res res;
-	char err[512];
-
-	if (storage_wait(st, storage_feed_put(st, feed, member, version, NULL, NULL), &res, err,
-			 sizeof(err)) != 0)
-		fail_msg("feed_put %s %s: %s", feed, member, err);
-	return res.gen;
 }
 
 /* ---- tests --------------------------------------------------------------- */
@@ -415,7 +344,7 @@ static void r_namespaces(void **state)
 	sbt_expect(a, "certs/x.test", "from-a", 6);
 	/* no namespace: raw keys; the namespaced keys, locks and feeds (with ':')
 	 * are not listed */
-	feed_put(b, "certs", "x.test", "1");
+	sfx_feed_put(b, "certs", "x.test", "1");
 	none = redis_open_ns(NULL, 0, NULL);
 	assert_int_equal(ss_list(none, "", &keys, &n, err, sizeof(err)), 0);
 	assert_int_equal(n, 0);
@@ -470,7 +399,7 @@ static void r_conf_errors(void **state)
 	assert_non_null(strstr(err, "namespace"));
 	/* unreachable server: open succeeds, operations fail with a reason */
 	conf.redis_namespace = NULL;
-	conf.redis_port = free_port();
+	conf.redis_port = sfx_free_port();
 	st = storage_open("redis", &conf, rloop, err, sizeof(err));
 	assert_non_null(st);
 	assert_int_equal(ss_ping(st, err, sizeof(err)), -1);
@@ -526,10 +455,10 @@ static void r_killed(void **state)
 	sbt_put(st, "certs/r.test", "before", 6, 0);
 	redis_kill9();
 	for (i = 0; i < 5; i++) {
-		t0 = now_s();
+		t0 = sfx_now_s();
 		assert_int_equal(ss_get(st, "certs/r.test", &v, &len, err, sizeof(err)), -1);
-		if (now_s() - t0 > 0.1)
-			fail_msg("get %d took %.0f ms: %s", i, (now_s() - t0) * 1000, err);
+		if (sfx_now_s() - t0 > 0.1)
+			fail_msg("get %d took %.0f ms: %s", i, (sfx_now_s() - t0) * 1000, err);
 		assert_non_null(strstr(err, "certs/r.test"));
 	}
 	/* while down, calls fail at once and say when the next attempt is */
@@ -561,12 +490,12 @@ static void r_sigstop(void **state)
 	memset(later, 0, sizeof(later));
 	gap_start(&gap);
 	kill(redis_pid, SIGSTOP);
-	t0 = now_s();
+	t0 = sfx_now_s();
 	for (i = 0; i < 20; i++) {
 		first[i].count = &nfirst;
 		assert_non_null(storage_get(st, "certs/s.test", cb_rec, &first[i]));
 	}
-	assert_true(run_until(&nfirst, 20, 2.));
+	assert_true(sfx_run_until(rloop, &nfirst, 20, 2.));
 	for (i = 0; i < 20; i++) {
 		assert_int_equal(first[i].rc, -1);
 		assert_non_null(strstr(first[i].err, "timed out"));
@@ -577,11 +506,11 @@ static void r_sigstop(void **state)
 	 * attempts and backoff; each is answered by its deadline */
 	for (i = 0; i < 20; i++) {
 		later[i].count = &nlater;
-		t[i] = now_s();
+		t[i] = sfx_now_s();
 		assert_non_null(storage_get(st, "certs/s.test", cb_rec, &later[i]));
-		run_for(0.1);
+		sfx_run_for(rloop, 0.1);
 	}
-	assert_true(run_until(&nlater, 20, 1.));
+	assert_true(sfx_run_until(rloop, &nlater, 20, 1.));
 	for (i = 0; i < 20; i++) {
 		assert_int_equal(later[i].rc, -1);
 		if (strstr(later[i].err, "timed out") == NULL)
@@ -590,7 +519,7 @@ static void r_sigstop(void **state)
 			fail_msg("op %d answered after %.0f ms", i, (later[i].at - t[i]) * 1000);
 	}
 	/* the frozen connection was dropped: the backend holds nothing */
-	run_for(1.);
+	sfx_run_for(rloop, 1.);
 	assert_int_equal(storage_inflight(st), 0);
 	kill(redis_pid, SIGCONT);
 	for (i = 0; i < 100 && !ok; i++) {
@@ -598,11 +527,11 @@ static void r_sigstop(void **state)
 		int want = nlater + 1;
 
 		assert_non_null(storage_get(st, "certs/s.test", cb_rec, &r));
-		assert_true(run_until(&nlater, want, 1.));
+		assert_true(sfx_run_until(rloop, &nlater, want, 1.));
 		ok = r.rc == 0 && r.len == 1 && r.val[0] == 'v';
 		free(r.val);
 		if (!ok)
-			run_for(0.1);
+			sfx_run_for(rloop, 0.1);
 	}
 	assert_true(ok);
 	ev_timer_stop(rloop, &gap.w);
@@ -631,7 +560,7 @@ static void r_pipeline(void **state)
 	}
 	assert_int_equal(n, 0);
 	assert_int_equal(storage_inflight(st), 1000);
-	assert_true(run_until(&n, 1000, 10.));
+	assert_true(sfx_run_until(rloop, &n, 1000, 10.));
 	for (i = 0; i < 1000; i++)
 		assert_int_equal(recs[i].rc, 0);
 	n = 0;
@@ -642,7 +571,7 @@ static void r_pipeline(void **state)
 		assert_non_null(storage_get(st, key, cb_rec, &recs[i]));
 	}
 	assert_int_equal(n, 0);
-	assert_true(run_until(&n, 1000, 10.));
+	assert_true(sfx_run_until(rloop, &n, 1000, 10.));
 	for (i = 0; i < 1000; i++) {
 		snprintf(val, sizeof(val), "value-%d", i);
 		assert_int_equal(recs[i].rc, 0);
@@ -667,7 +596,7 @@ static void r_bound(void **state)
 		assert_non_null(storage_get(st, "b/k", cb_rec, &recs[i]));
 	}
 	assert_int_equal(n, 0);
-	assert_true(run_until(&n, N, 20.));
+	assert_true(sfx_run_until(rloop, &n, N, 20.));
 	for (i = 0; i < N; i++) {
 		if (recs[i].rc == 0)
 			found++;
@@ -687,7 +616,7 @@ static void r_bound(void **state)
 static void r_never_inside(void **state)
 {
 	struct storage *st = *state, *down, *fresh;
-	struct storage_conf conf = { .redis_port = free_port() };
+	struct storage_conf conf = { .redis_port = sfx_free_port() };
 	struct rec r;
 	int n;
 
@@ -697,7 +626,7 @@ static void r_never_inside(void **state)
 		r.count = &n;						\
 		assert_non_null(call);					\
 		assert_int_equal(n, 0);					\
-		assert_true(run_until(&n, 1, 5.));			\
+		assert_true(sfx_run_until(rloop, &n, 1, 5.));			\
 		free(r.val);						\
 	} while (0)
 
@@ -759,11 +688,11 @@ static void r_close_inflight(void **state)
 	kill(redis_pid, SIGSTOP);
 	for (i = 0; i < 50; i++)
 		storage_get(st, "c/a", cb_rec, &r);
-	run_for(0.1);
+	sfx_run_for(rloop, 0.1);
 	storage_close(st);
 	kill(redis_pid, SIGCONT);
 	/* no callback ran after close, nothing fires later */
-	run_for(0.3);
+	sfx_run_for(rloop, 0.3);
 	assert_int_equal(n, 0);
 }
 
@@ -777,52 +706,10 @@ static void r_feed(void **state)
 	size_t total;
 	int n = 0, i;
 
-	assert_int_equal(feed_put(st, "certs", "a.test", "v1"), 1);
-	assert_int_equal(feed_put(st, "certs", "b.test", "v2"), 2);
-	feed_since(st, "certs", 0, &res);
-	assert_int_equal(res.n, 2);
-	assert_string_equal(res.keys[0], "a.test");
-	assert_string_equal(res.vals[0], "v1");
-	assert_string_equal(res.keys[1], "b.test");
-	assert_string_equal(res.vals[1], "v2");
-	assert_int_equal(res.gen, 2);
-	assert_int_equal(res.more, 0);
-	storage_res_clear(&res);
-	/* a change moves the member to the end of the log */
-	assert_int_equal(feed_put(st, "certs", "a.test", "v3"), 3);
-	feed_since(st, "certs", 2, &res);
-	assert_int_equal(res.n, 1);
-	assert_string_equal(res.keys[0], "a.test");
-	assert_string_equal(res.vals[0], "v3");
-	assert_int_equal(res.gen, 3);
-	storage_res_clear(&res);
-	/* removal: a NULL version */
-	assert_int_equal(feed_put(st, "certs", "b.test", NULL), 4);
-	feed_since(st, "certs", 3, &res);
-	assert_int_equal(res.n, 1);
-	assert_string_equal(res.keys[0], "b.test");
-	assert_null(res.vals[0]);
-	assert_int_equal(res.gen, 4);
-	storage_res_clear(&res);
-	feed_since(st, "certs", 0, &res);
-	assert_int_equal(res.n, 2);
-	assert_string_equal(res.keys[0], "a.test");
-	assert_string_equal(res.keys[1], "b.test");
-	assert_null(res.vals[1]);
-	storage_res_clear(&res);
-	/* up to date; an unknown feed is generation 0 */
-	feed_since(st, "certs", 4, &res);
-	assert_int_equal(res.n, 0);
-	assert_int_equal(res.gen, 4);
-	assert_int_equal(res.more, 0);
-	storage_res_clear(&res);
-	feed_since(st, "renewals", 0, &res);
-	assert_int_equal(res.n, 0);
-	assert_int_equal(res.gen, 0);
-	storage_res_clear(&res);
+	sfx_feed_behaviour(st);
 	/* feeds are namespaced, and never listed as keys */
 	other = redis_open_ns("other-feed", 0, NULL);
-	feed_since(other, "certs", 0, &res);
+	sfx_feed_since(other, "certs", 0, &res);
 	assert_int_equal(res.n, 0);
 	storage_res_clear(&res);
 	storage_close(other);
@@ -836,13 +723,13 @@ static void r_feed(void **state)
 		recs[i].count = &n;
 		assert_non_null(storage_feed_put(st, "big", member, ver, cb_rec, &recs[i]));
 	}
-	assert_true(run_until(&n, 2500, 10.));
+	assert_true(sfx_run_until(rloop, &n, 2500, 10.));
 	for (i = 0; i < 2500; i++) {
 		assert_int_equal(recs[i].rc, 0);
 		assert_int_equal(recs[i].gen, i + 1);
 	}
 	for (since = 0, total = 0;; since = res.gen) {
-		feed_since(st, "big", since, &res);
+		sfx_feed_since(st, "big", since, &res);
 		for (i = 0; i < (int)res.n; i++) {
 			snprintf(member, sizeof(member), "m%04zu", total + i);
 			snprintf(ver, sizeof(ver), "v%zu", total + i);
@@ -903,7 +790,7 @@ static int wait_ready(struct storage_sub *sub, double secs)
 	ev_timer_init(&rw.w, cb_ready, 0.01, 0.01);
 	rw.w.data = &rw;
 	ev_timer_start(rloop, &rw.w);
-	run_until(&rw.ready, 1, secs);
+	sfx_run_until(rloop, &rw.ready, 1, secs);
 	ev_timer_stop(rloop, &rw.w);
 	return rw.ready;
 }
@@ -921,7 +808,7 @@ static void r_pubsub(void **state)
 		fail_msg("subscribe: %s", err);
 	assert_true(wait_ready(sub, 5.));
 	assert_int_equal(ss_publish(st, "certs", "a.test\0bin", 10, err, sizeof(err)), 0);
-	assert_true(run_until(&rec.n, 1, 5.));
+	assert_true(sfx_run_until(rloop, &rec.n, 1, 5.));
 	assert_int_equal(rec.last_len, 10);
 	assert_memory_equal(rec.last, "a.test\0bin", 10);
 	/* another namespace, or another channel, does not reach us */
@@ -929,20 +816,20 @@ static void r_pubsub(void **state)
 	assert_int_equal(ss_publish(other, "certs", "nope", 4, err, sizeof(err)), 0);
 	assert_int_equal(ss_publish(st, "renewals", "nope", 4, err, sizeof(err)), 0);
 	assert_int_equal(ss_publish(st, "certs", "second", 6, err, sizeof(err)), 0);
-	assert_true(run_until(&rec.n, 2, 5.));
-	run_for(0.2);
+	assert_true(sfx_run_until(rloop, &rec.n, 2, 5.));
+	sfx_run_for(rloop, 0.2);
 	assert_int_equal(rec.n, 2);
 	assert_memory_equal(rec.last, "second", 6);
 	/* the subscription survives a redis restart by itself */
 	redis_stop();
-	run_for(0.3);
+	sfx_run_for(rloop, 0.3);
 	assert_false(storage_sub_ready(sub));
 	if (redis_start_on(port) != 0)
 		fail_msg("could not restart redis-server on port %d", port);
 	assert_true(wait_ready(sub, 8.));
 	assert_true(wait_ping(st, 8.));
 	assert_int_equal(ss_publish(st, "certs", "third", 5, err, sizeof(err)), 0);
-	assert_true(run_until(&rec.n, 3, 5.));
+	assert_true(sfx_run_until(rloop, &rec.n, 3, 5.));
 	assert_memory_equal(rec.last, "third", 5);
 	/* freeing a subscription from its own callback is safe */
 	sub2 = storage_subscribe(st, "certs", sub_cb, &rec2, err, sizeof(err));
@@ -950,10 +837,10 @@ static void r_pubsub(void **state)
 	rec2.self_free = sub2;
 	assert_true(wait_ready(sub2, 5.));
 	assert_int_equal(ss_publish(st, "certs", "fourth", 6, err, sizeof(err)), 0);
-	assert_true(run_until(&rec2.n, 1, 5.));
-	assert_true(run_until(&rec.n, 4, 5.));
+	assert_true(sfx_run_until(rloop, &rec2.n, 1, 5.));
+	assert_true(sfx_run_until(rloop, &rec.n, 4, 5.));
 	assert_null(rec2.self_free);
-	run_for(0.1);
+	sfx_run_for(rloop, 0.1);
 	storage_sub_free(sub);
 	storage_close(other);
 }
@@ -1133,7 +1020,7 @@ static void r_dns_literal(void **state)
 	storage_close(st);
 	st = storage_open("redis", &v6, rloop, err, sizeof(err));
 	assert_non_null(st);
-	run_for(0.2);
+	sfx_run_for(rloop, 0.2);
 	assert_int_equal(storage_state(st, err, sizeof(err)), 0);
 	if (strstr(err, "resolve") != NULL)
 		fail_msg("::1: %s", err);
@@ -1156,12 +1043,12 @@ static void r_dns_unresolvable(void **state)
 	double t0;
 
 	gap_start(&gap);
-	t0 = now_s();
+	t0 = sfx_now_s();
 	st = redis_open_conf(&conf, fresh_ns());
-	assert_true(now_s() - t0 < 0.2);
+	assert_true(sfx_now_s() - t0 < 0.2);
 	r.count = &n;
 	assert_non_null(storage_get(st, "certs/x.test", cb_rec, &r));
-	assert_true(run_until(&n, 1, 5.));
+	assert_true(sfx_run_until(rloop, &n, 1, 5.));
 	ev_timer_stop(rloop, &gap.w);
 	assert_int_equal(r.rc, -1);
 	if (strstr(r.err, "cannot resolve slow-no-such-host.invalid: ") == NULL)
@@ -1178,7 +1065,7 @@ static void r_dns_unresolvable(void **state)
 	/* the same without the delay: fails as fast as the resolver answers */
 	conf.redis_host = "no-such-host.invalid";
 	st = redis_open_conf(&conf, fresh_ns());
-	run_for(0.3);
+	sfx_run_for(rloop, 0.3);
 	assert_int_equal(storage_state(st, err, sizeof(err)), 0);
 	if (strstr(err, "cannot resolve no-such-host.invalid: ") == NULL)
 		fail_msg("state: %s", err);
@@ -1194,12 +1081,12 @@ static void r_dns_cancel(void **state)
 	struct rec r = { 0 };
 	struct storage *st;
 	int n = 0;
-	double t0 = now_s();
+	double t0 = sfx_now_s();
 
 	st = redis_open_conf(&conf, fresh_ns());
 	r.count = &n;
 	assert_non_null(storage_get(st, "certs/x.test", cb_rec, &r));
-	assert_true(run_until(&n, 1, 3.));
+	assert_true(sfx_run_until(rloop, &n, 1, 3.));
 	assert_int_equal(r.rc, -1);
 	/* the connect timeout, not the resolver, ended the attempt */
 	if (r.at - t0 > 0.8)
@@ -1207,7 +1094,7 @@ static void r_dns_cancel(void **state)
 	if (strstr(r.err, "cannot resolve slow-no-such-host.invalid: no answer within 200 ms") ==
 	    NULL)
 		fail_msg("error: %s", r.err);
-	run_for(1.5);	/* the late answers land while retries go on */
+	sfx_run_for(rloop, 1.5);	/* the late answers land while retries go on */
 	storage_close(st);
 	/* closed at once, the resolution still under way */
 	st = redis_open_conf(&conf, fresh_ns());
@@ -1304,7 +1191,7 @@ int main(void)
 		fprintf(stderr, "openssl could not make the test CA\n");
 		return 1;
 	}
-	tls_port = free_port();
+	tls_port = sfx_free_port();
 	if (redis_start() != 0)
 		return cmocka_run_group_tests_name("storage_redis", missing, NULL, NULL) ? 1 : 1;
 	sbt_open = redis_open_fresh;
