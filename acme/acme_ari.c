@@ -122,22 +122,28 @@ static const struct acme_op_vt acme_ari_vt = {
 	.destroy = ari_destroy,
 };
 
-int acme_renewal_info_id(struct acme_client *c, const char *cert_id,
-			 void (*done)(void *arg, int ok, time_t start, time_t end, long retry_after,
-				      const char *err),
-			 void *arg)
+/* A new ARI op on <c>, linked and initialised; NULL when out of memory. */
+static struct acme_ari_op *ari_new(struct acme_client *c,
+				   void (*done)(void *arg, int ok, time_t start, time_t end,
+						long retry_after, const char *err),
+				   void *arg)
 {
-	struct acme_ari_op *a;
+	struct acme_ari_op *a = calloc(1, sizeof(*a));
 
-	if (!c || !cert_id || !done)
-		return -1;
-	a = calloc(1, sizeof(*a));
 	if (!a)
-		return -1;
+		return NULL;
 	a->done = done;
 	a->arg = arg;
 	a->retry_after = -1;
 	acme_op_init(c, &a->op, ACME_OP_ARI, &acme_ari_vt, 0);
+	return a;
+}
+
+/* Queues <a> for the certificate whose ARI id is <cert_id> (copied). An empty
+ * id fails the op through its callback (0); -1 (the op freed, no callback)
+ * when out of memory. */
+static int ari_start(struct acme_ari_op *a, const char *cert_id)
+{
 	if (!cert_id[0]) {
 		snprintf(a->err, sizeof(a->err), "certificate has no authority key identifier: no ARI id");
 		acme_op_finish(&a->op);
@@ -153,6 +159,21 @@ int acme_renewal_info_id(struct acme_client *c, const char *cert_id,
 	return 0;
 }
 
+int acme_renewal_info_id(struct acme_client *c, const char *cert_id,
+			 void (*done)(void *arg, int ok, time_t start, time_t end, long retry_after,
+				      const char *err),
+			 void *arg)
+{
+	struct acme_ari_op *a;
+
+	if (!c || !cert_id || !done)
+		return -1;
+	a = ari_new(c, done, arg);
+	if (!a)
+		return -1;
+	return ari_start(a, cert_id);
+}
+
 int acme_renewal_info(struct acme_client *c, const char *cert_pem,
 		      void (*done)(void *arg, int ok, time_t start, time_t end, long retry_after,
 				   const char *err),
@@ -161,36 +182,21 @@ int acme_renewal_info(struct acme_client *c, const char *cert_pem,
 	struct crypto_cert_info ci;
 	struct acme_ari_op *a;
 	char err[256];
+	int rc;
 
 	if (!c || !cert_pem || !done)
 		return -1;
-	a = calloc(1, sizeof(*a));
+	a = ari_new(c, done, arg);
 	if (!a)
 		return -1;
-	a->done = done;
-	a->arg = arg;
-	a->retry_after = -1;
-	acme_op_init(c, &a->op, ACME_OP_ARI, &acme_ari_vt, 0);
 	if (crypto_cert_info(cert_pem, strlen(cert_pem), &ci, err, sizeof(err)) < 0) {
 		snprintf(a->err, sizeof(a->err), "certificate: %s", err);
 		acme_op_finish(&a->op);
 		return 0;
 	}
-	if (!ci.ari_cert_id[0]) {
-		snprintf(a->err, sizeof(a->err), "certificate has no authority key identifier: no ARI id");
-		crypto_cert_info_clear(&ci);
-		acme_op_finish(&a->op);
-		return 0;
-	}
-	a->cert_id = strdup(ci.ari_cert_id);
+	rc = ari_start(a, ci.ari_cert_id);
 	crypto_cert_info_clear(&ci);
-	if (!a->cert_id) {
-		acme_op_unlink(&a->op);
-		ari_free(a);
-		return -1;
-	}
-	acme_op_wait_ready(&a->op);
-	return 0;
+	return rc;
 }
 
 /* ---- revocation ---- */
