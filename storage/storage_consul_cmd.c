@@ -56,6 +56,21 @@ static json_t *cmd_entry(const struct consul_resp *r, json_t **root)
 	return json_is_object(e) ? e : NULL;
 }
 
+/* cmd_entry, or NULL with <req> failed ("unexpected answer") when the answer
+ * holds no entry. */
+static json_t *cmd_entry_or_fail(struct consul_req *req, const struct consul_resp *r,
+				 json_t **root)
+{
+	json_t *e = cmd_entry(r, root);
+
+	if (!e) {
+		json_decref(*root);
+		*root = NULL;
+		consul_req_fail(req, "unexpected answer");
+	}
+	return e;
+}
+
 static uint64_t cmd_uint(json_t *o, const char *name)
 {
 	json_int_t v = json_integer_value(json_object_get(o, name));
@@ -115,11 +130,8 @@ static void cmd_get_answer(struct consul_req *req, const struct consul_resp *r)
 		consul_req_finish(req, 1);
 		return;
 	}
-	if (!(e = cmd_entry(r, &root))) {
-		json_decref(root);
-		consul_req_fail(req, "unexpected answer");
+	if (!(e = cmd_entry_or_fail(req, r, &root)))
 		return;
-	}
 	exp = cmd_uint(e, "Flags");
 	if (exp && exp <= consul_now_ms()) {
 		consul_delete_cas(req->be, "k/", op->key, cmd_uint(e, "ModifyIndex"));
@@ -259,11 +271,8 @@ static void cmd_lock_read(struct consul_req *req, const struct consul_resp *r)
 	uint64_t exp = 0, index = 0, now = consul_now_ms();
 
 	if (r->status != 404) {
-		if (!(e = cmd_entry(r, &root))) {
-			json_decref(root);
-			consul_req_fail(req, "unexpected answer");
+		if (!(e = cmd_entry_or_fail(req, r, &root)))
 			return;
-		}
 		index = cmd_uint(e, "ModifyIndex");
 		sess = json_string_value(json_object_get(e, "Session"));
 		if (lock_holder(e, owner, sizeof(owner), &exp) == -1)
@@ -344,11 +353,8 @@ static void cmd_unlock_read(struct consul_req *req, const struct consul_resp *r)
 		consul_req_finish(req, 1);
 		return;
 	}
-	if (!(e = cmd_entry(r, &root))) {
-		json_decref(root);
-		consul_req_fail(req, "unexpected answer");
+	if (!(e = cmd_entry_or_fail(req, r, &root)))
 		return;
-	}
 	if (lock_holder(e, owner, sizeof(owner), &exp) == -1 || strcmp(owner, op->owner) != 0 ||
 	    exp <= consul_now_ms()) {
 		json_decref(root);
