@@ -168,18 +168,12 @@ gen_redis_tls() {
 # start_redis_tls: redis-server speaking TLS only (--port 0) on a free port,
 # requiring a client certificate of the test CA; sets REDIS_PORT, REDIS_TLS.
 start_redis_tls() {
-	local d=$IT_DIR/redis-tls
 	gen_redis_tls || return 1
 	REDIS_PORT=$(free_port); REDIS_TLS=1
-	redis-server --bind 127.0.0.1 --port 0 --tls-port "$REDIS_PORT" --tls-cert-file "$d/server.pem" \
-		--tls-key-file "$d/server.key" --tls-ca-cert-file "$d/ca.pem" --tls-auth-clients yes \
-		--save '' --appendonly no --dir "$IT_DIR" >>"$IT_DIR/redis.log" 2>&1 &
-	REDIS_PID=$!
-	IT_PIDS+=($REDIS_PID)
-	wait_for 10 redis_cli ping
+	restart_redis_tls
 }
 
-# restart_redis_tls: the TLS redis again on the same port, empty.
+# restart_redis_tls: the TLS redis (again) on $REDIS_PORT, empty.
 restart_redis_tls() {
 	local d=$IT_DIR/redis-tls
 	redis-server --bind 127.0.0.1 --port 0 --tls-port "$REDIS_PORT" --tls-cert-file "$d/server.pem" \
