@@ -439,6 +439,36 @@ restart_agent() {
 	wait_for 10 agent_up_in_haproxy
 }
 
+# start_node N [EXTRA]: node N of a fleet, HAProxy + agent (agent_config
+# EXTRA, the current REDIS_*/CONSUL_* inputs), its ports and pids kept in the
+# global array N<N>; use_node N makes them current again. Node 1 gets the CA's
+# validations (Pebble's httpPort): Pebble starts with it, and node 1 started
+# again keeps that port.
+start_node() {
+	local n=$1; shift
+	NODE=$n; unset HAP_HTTP HAP_HTTPS ADMIN_PORT; SPOA_PORT=$(free_port)
+	[ "$n" = 1 ] && [ -n "${PEBBLE_HTTP:-}" ] && HAP_HTTP=$PEBBLE_HTTP
+	haproxy_config "$SPOA_PORT"
+	if [ "$n" = 1 ] && [ -z "${PEBBLE_DIR_URL:-}" ]; then
+		PEBBLE_HTTP=$HAP_HTTP
+		start_pebble "$HAP_HTTP" || return 1
+	fi
+	agent_config "$@"; start_agent || return 1
+	start_haproxy || return 1
+	wait_for 10 agent_up_in_haproxy || return 1
+	declare -gA "N$n"
+	local -n node=N$n
+	node=([HTTP]=$HAP_HTTP [HTTPS]=$HAP_HTTPS [SOCK]=$HAP_SOCK [CERTS]=$HAP_CERTS [ADMIN]=$ADMIN_PORT
+	      [SPOA]=$SPOA_PORT [PID]=$AGENT_PID [HPID]=$HAP_PID)
+}
+
+# use_node N: node N's ports and pids (start_node) become the current ones.
+use_node() {
+	local -n n=N$1
+	NODE=$1 HAP_HTTP=${n[HTTP]} HAP_HTTPS=${n[HTTPS]} HAP_SOCK=${n[SOCK]} HAP_CERTS=${n[CERTS]}
+	ADMIN_PORT=${n[ADMIN]} SPOA_PORT=${n[SPOA]} AGENT_PID=${n[PID]} HAP_PID=${n[HPID]}
+}
+
 # admin_answers: the admin API answers (/healthz is 503 until HAProxy is up).
 admin_answers() {
 	local c

@@ -14,27 +14,8 @@ if [ $rc = 2 ]; then ok "skipped: no $STORE server here"; it_summary; exit 0; fi
 [ $rc = 0 ] || { not_ok "$STORE starts"; it_summary; exit 1; }
 start_challtestsrv || { not_ok "challtestsrv starts"; it_summary; exit 1; }
 
-# node 1 receives every validation request of the CA (Pebble's httpPort)
-NODE=1; SPOA_PORT=$(free_port)
-haproxy_config "$SPOA_PORT"
-start_pebble "$HAP_HTTP" || { not_ok "pebble starts"; it_summary; exit 1; }
-agent_config; start_agent || { not_ok "node 1 agent starts"; it_summary; exit 1; }
-start_haproxy || { not_ok "node 1 haproxy starts"; it_summary; exit 1; }
-wait_for 10 agent_up_in_haproxy
-declare -A N1=([HTTP]=$HAP_HTTP [HTTPS]=$HAP_HTTPS [SOCK]=$HAP_SOCK [CERTS]=$HAP_CERTS [ADMIN]=$ADMIN_PORT [SPOA]=$SPOA_PORT [PID]=$AGENT_PID [HPID]=$HAP_PID)
-
-NODE=2; unset HAP_HTTP HAP_HTTPS SPOA_PORT ADMIN_PORT; SPOA_PORT=$(free_port)
-haproxy_config "$SPOA_PORT"
-agent_config; start_agent || { not_ok "node 2 agent starts"; it_summary; exit 1; }
-start_haproxy || { not_ok "node 2 haproxy starts"; it_summary; exit 1; }
-wait_for 10 agent_up_in_haproxy
-declare -A N2=([HTTP]=$HAP_HTTP [HTTPS]=$HAP_HTTPS [SOCK]=$HAP_SOCK [CERTS]=$HAP_CERTS [ADMIN]=$ADMIN_PORT [SPOA]=$SPOA_PORT [PID]=$AGENT_PID [HPID]=$HAP_PID)
-
-use_node() {
-	local -n n=N$1
-	NODE=$1 HAP_HTTP=${n[HTTP]} HAP_HTTPS=${n[HTTPS]} HAP_SOCK=${n[SOCK]} HAP_CERTS=${n[CERTS]}
-	ADMIN_PORT=${n[ADMIN]} SPOA_PORT=${n[SPOA]} AGENT_PID=${n[PID]} HAP_PID=${n[HPID]}
-}
+start_node 1 || { not_ok "node 1 starts"; it_summary; exit 1; }
+start_node 2 || { not_ok "node 2 starts"; it_summary; exit 1; }
 orders() { use_node "$1"; metric acme_spoa_orders_started_total; }
 ok "two nodes share $STORE ($(store_spec))"
 

@@ -23,27 +23,8 @@ start_challtestsrv || { not_ok "challtestsrv starts"; it_summary; exit 1; }
 LIMITS1='"rate_limits": { "orders_per_3h": 3, "renewal_reserve": 0.34 }'
 LIMITS2='"rate_limits": { "orders_per_3h": 0, "certs_per_domain_week": 2, "failures_per_host_hour": 2, "renewal_reserve": 0 }'
 
-# node 1 receives every validation request of the CA (Pebble's httpPort)
-NODE=1; SPOA_PORT=$(free_port)
-haproxy_config "$SPOA_PORT"
-start_pebble "$HAP_HTTP" || { not_ok "pebble starts"; it_summary; exit 1; }
-agent_config "$LIMITS1"; start_agent || { not_ok "node 1 agent starts"; it_summary; exit 1; }
-start_haproxy || { not_ok "node 1 haproxy starts"; it_summary; exit 1; }
-wait_for 10 agent_up_in_haproxy
-declare -A N1=([HTTP]=$HAP_HTTP [HTTPS]=$HAP_HTTPS [SOCK]=$HAP_SOCK [CERTS]=$HAP_CERTS [ADMIN]=$ADMIN_PORT [SPOA]=$SPOA_PORT [PID]=$AGENT_PID [HPID]=$HAP_PID)
-
-NODE=2; unset HAP_HTTP HAP_HTTPS SPOA_PORT ADMIN_PORT; SPOA_PORT=$(free_port)
-haproxy_config "$SPOA_PORT"
-agent_config "$LIMITS1"; start_agent || { not_ok "node 2 agent starts"; it_summary; exit 1; }
-start_haproxy || { not_ok "node 2 haproxy starts"; it_summary; exit 1; }
-wait_for 10 agent_up_in_haproxy
-declare -A N2=([HTTP]=$HAP_HTTP [HTTPS]=$HAP_HTTPS [SOCK]=$HAP_SOCK [CERTS]=$HAP_CERTS [ADMIN]=$ADMIN_PORT [SPOA]=$SPOA_PORT [PID]=$AGENT_PID [HPID]=$HAP_PID)
-
-use_node() {
-	local -n n=N$1
-	NODE=$1 HAP_HTTP=${n[HTTP]} HAP_HTTPS=${n[HTTPS]} HAP_SOCK=${n[SOCK]} HAP_CERTS=${n[CERTS]}
-	ADMIN_PORT=${n[ADMIN]} SPOA_PORT=${n[SPOA]} AGENT_PID=${n[PID]} HAP_PID=${n[HPID]}
-}
+start_node 1 "$LIMITS1" || { not_ok "node 1 starts"; it_summary; exit 1; }
+start_node 2 "$LIMITS1" || { not_ok "node 2 starts"; it_summary; exit 1; }
 pebble_orders() { grep -c 'Added order' "$IT_DIR/pebble.log"; }
 orders() { use_node "$1"; metric acme_spoa_orders_started_total; }
 left() { metric "acme_spoa_rate_limit_remaining{limit=\"orders_per_3h\",class=\"$1\"}"; }

@@ -18,31 +18,6 @@ IT_STORAGE=redis
 command -v redis-sentinel >/dev/null || { not_ok "redis-sentinel installed (scripts/deps.sh)"; it_summary; exit 1; }
 start_challtestsrv || { not_ok "challtestsrv starts"; it_summary; exit 1; }
 
-# node N: HAProxy + agent with the current agent_config inputs; node 1 gets
-# the CA's validations (Pebble's httpPort), so Pebble starts with it.
-declare -A N1 N2
-start_node() {
-	local n=$1
-	NODE=$n; unset HAP_HTTP HAP_HTTPS ADMIN_PORT; SPOA_PORT=$(free_port)
-	# Pebble keeps validating on the port node 1 had when it started
-	[ "$n" = 1 ] && [ -n "${PEBBLE_HTTP:-}" ] && HAP_HTTP=$PEBBLE_HTTP
-	haproxy_config "$SPOA_PORT"
-	if [ "$n" = 1 ] && [ -z "${PEBBLE_DIR_URL:-}" ]; then
-		PEBBLE_HTTP=$HAP_HTTP
-		start_pebble "$HAP_HTTP" || return 1
-	fi
-	agent_config; start_agent || return 1
-	start_haproxy || return 1
-	wait_for 10 agent_up_in_haproxy || return 1
-	local -n node=N$n
-	node=([HTTP]=$HAP_HTTP [HTTPS]=$HAP_HTTPS [SOCK]=$HAP_SOCK [CERTS]=$HAP_CERTS [ADMIN]=$ADMIN_PORT
-	      [SPOA]=$SPOA_PORT [PID]=$AGENT_PID [HPID]=$HAP_PID)
-}
-use_node() {
-	local -n n=N$1
-	NODE=$1 HAP_HTTP=${n[HTTP]} HAP_HTTPS=${n[HTTPS]} HAP_SOCK=${n[SOCK]} HAP_CERTS=${n[CERTS]}
-	ADMIN_PORT=${n[ADMIN]} SPOA_PORT=${n[SPOA]} AGENT_PID=${n[PID]} HAP_PID=${n[HPID]}
-}
 stop_node() {
 	use_node "$1"
 	stop_pid "$AGENT_PID" >/dev/null; stop_pid "$HAP_PID" >/dev/null
