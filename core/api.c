@@ -425,6 +425,8 @@ static void api_del_finish(struct api_del *d)
 {
 	char key[STORAGE_KEY_MAX];
 
+	/* the metadata record first: it never names a certificate not stored */
+	certstore_meta_del(d->a->d.cs, d->host);
 	snprintf(key, sizeof(key), "certs/%s", d->host);
 	if (!storage_del(d->a->d.st, key, cb_api_del, d)) {
 		admin_reply_message(d->req, 500, "out of memory");

@@ -11,9 +11,11 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
+#include <jansson.h>
 
 #include "core/certstore.h"
 #include "core/config.h"
@@ -44,6 +46,9 @@ struct certstore {
 	size_t loading;			/* start-up: certificate reads in flight */
 	struct storage_res fill;	/* on_demand: the index, metadata read in the background */
 	size_t fill_next, fill_inflight, filled;
+	size_t fill_meta;		/* of <filled>: from "meta/<host>" records */
+	ev_tstamp fill_start;
+	unsigned long pem_parsed;	/* PEMs parsed for metadata alone */
 	LIST_HEAD(, certstore_sync) syncs;	/* HAProxy listings under way */
 	TAILQ_HEAD(certstore_lru, certstore_cert) lru;	/* loaded ones, last seen first */
 	size_t nloaded;
@@ -167,6 +172,189 @@ static void certstore_storage_log(void *arg, struct storage_res *res)
 	health_storage_result(cs->health, res);
 	if (res->rc == -1)
 		log_err("%s", res->err);
+}
+
+/* ---- metadata records ("meta/<host>") ------------------------------------ */
+
+/* How a string of a record may look. */
+enum certstore_meta_chars {
+	CERTSTORE_META_HEX,		/* upper-case hex (serial) */
+	CERTSTORE_META_SHA1,		/* "AB:CD:..." or "" */
+	CERTSTORE_META_B64,		/* base64url and '.' (RFC 9773 certID), or "" */
+	CERTSTORE_META_TEXT,		/* UTF-8 without control characters */
+};
+
+static int certstore_meta_str(json_t *o, const char *name, enum certstore_meta_chars kind,
+			      char *out, size_t outlen, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(o, name);
+	const unsigned char *p;
+	size_t i, n;
+	int ok = 1;
+
+	if (!json_is_string(v)) {
+		snprintf(err, errlen, "\"%s\": missing or not a string", name);
+		return -1;
+	}
+	p = (const unsigned char *)json_string_value(v);
+	n = json_string_length(v);
+	if (n >= outlen || strlen((const char *)p) != n) {
+		snprintf(err, errlen, "\"%s\": too long or holds NUL", name);
+		return -1;
+	}
+	for (i = 0; i < n && ok; i++) {
+		switch (kind) {
+		case CERTSTORE_META_HEX:
+			ok = (p[i] >= '0' && p[i] <= '9') || (p[i] >= 'A' && p[i] <= 'F');
+			break;
+		case CERTSTORE_META_SHA1:
+			ok = i % 3 == 2 ? p[i] == ':' :
+			     (p[i] >= '0' && p[i] <= '9') || (p[i] >= 'A' && p[i] <= 'F');
+			break;
+		case CERTSTORE_META_B64:
+			ok = (p[i] >= '0' && p[i] <= '9') || (p[i] >= 'A' && p[i] <= 'Z') ||
+			     (p[i] >= 'a' && p[i] <= 'z') || p[i] == '-' || p[i] == '_' ||
+			     p[i] == '.' || p[i] == '=';
+			break;
+		case CERTSTORE_META_TEXT:
+			ok = p[i] >= 0x20 && p[i] != 0x7f;
+			break;
+		}
+	}
+	if (ok && kind == CERTSTORE_META_HEX)
+		ok = n > 0;
+	if (ok && kind == CERTSTORE_META_SHA1)
+		ok = n == 0 || n == 59;
+	if (!ok) {
+		snprintf(err, errlen, "\"%s\": malformed", name);
+		return -1;
+	}
+	memcpy(out, p, n + 1);
+	return 0;
+}
+
+static int certstore_meta_time(json_t *o, const char *name, time_t *out, char *str,
+			       size_t strlen_, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(o, name);
+	json_int_t t;
+	struct tm tm;
+
+	if (!json_is_integer(v) || (t = json_integer_value(v)) <= 0 ||
+	    t > CERTSTORE_META_TIME_MAX) {
+		snprintf(err, errlen, "\"%s\": missing or out of range", name);
+		return -1;
+	}
+	*out = (time_t)t;
+	if (!gmtime_r(out, &tm) || !strftime(str, strlen_, "%Y-%m-%d %H:%M:%S", &tm)) {
+		snprintf(err, errlen, "\"%s\": out of range", name);
+		return -1;
+	}
+	return 0;
+}
+
+char *certstore_meta_encode(const char *host, const struct certstore_info *info, size_t *len)
+{
+	json_t *o = json_pack("{s:i,s:s,s:s,s:I,s:I,s:s,s:s,s:s,s:s}", "v", CERTSTORE_META_VERSION,
+			      "host", host, "serial", info->serial_hex,
+			      "not_before", (json_int_t)info->not_before,
+			      "not_after", (json_int_t)info->not_after, "sha1", info->digest_sha1,
+			      "issuer", info->issuer_cn, "key", info->pubkey_type,
+			      "ari", info->ari_cert_id);
+	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	json_decref(o);
+	if (text && len)
+		*len = strlen(text);
+	return text;
+}
+
+int certstore_meta_decode(const char *host, const char *text, size_t len,
+			  struct crypto_cert_info *out, char *err, size_t errlen)
+{
+	char name[CERTSTORE_HOST_MAX], norm[CERTSTORE_HOST_MAX];
+	json_error_t je;
+	json_t *o, *v;
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (len > CERTSTORE_META_MAX) {
+		snprintf(err, errlen, "larger than %d bytes", CERTSTORE_META_MAX);
+		return -1;
+	}
+	o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	if (!json_is_object(o)) {
+		snprintf(err, errlen, "not a JSON object%s%s", o ? "" : ": ", o ? "" : je.text);
+		goto out;
+	}
+	v = json_object_get(o, "v");
+	if (!json_is_integer(v) || json_integer_value(v) != CERTSTORE_META_VERSION) {
+		snprintf(err, errlen, "\"v\": not version %d", CERTSTORE_META_VERSION);
+		goto out;
+	}
+	if (certstore_meta_str(o, "host", CERTSTORE_META_TEXT, name, sizeof(name), err, errlen) == -1)
+		goto out;
+	/* through lib/host like every name, and the very name of the key */
+	if (host_normalize(name, norm, sizeof(norm), HOST_WILDCARD) == -1 || strcmp(name, norm) != 0 ||
+	    strcmp(norm, host) != 0) {
+		snprintf(err, errlen, "\"host\": not %s", host);
+		goto out;
+	}
+	if (certstore_meta_str(o, "serial", CERTSTORE_META_HEX, out->serial_hex,
+			       sizeof(out->serial_hex), err, errlen) == -1 ||
+	    certstore_meta_str(o, "sha1", CERTSTORE_META_SHA1, out->digest_sha1,
+			       sizeof(out->digest_sha1), err, errlen) == -1 ||
+	    certstore_meta_str(o, "issuer", CERTSTORE_META_TEXT, out->issuer_cn,
+			       sizeof(out->issuer_cn), err, errlen) == -1 ||
+	    certstore_meta_str(o, "key", CERTSTORE_META_TEXT, out->pubkey_type,
+			       sizeof(out->pubkey_type), err, errlen) == -1 ||
+	    certstore_meta_str(o, "ari", CERTSTORE_META_B64, out->ari_cert_id,
+			       sizeof(out->ari_cert_id), err, errlen) == -1 ||
+	    certstore_meta_time(o, "not_before", &out->not_before, out->not_before_str,
+				sizeof(out->not_before_str), err, errlen) == -1 ||
+	    certstore_meta_time(o, "not_after", &out->not_after, out->not_after_str,
+				sizeof(out->not_after_str), err, errlen) == -1)
+		goto out;
+	if (out->not_before > out->not_after) {
+		snprintf(err, errlen, "\"not_before\" after \"not_after\"");
+		goto out;
+	}
+	rc = 0;
+out:
+	json_decref(o);
+	if (rc == -1)
+		memset(out, 0, sizeof(*out));
+	return rc;
+}
+
+void certstore_meta_put(struct certstore *cs, const struct certstore_cert *c)
+{
+	char key[STORAGE_KEY_MAX], *text;
+	size_t len;
+
+	if (!c->has_info)
+		return;
+	text = certstore_meta_encode(c->host, &c->info, &len);
+	if (!text) {
+		log_err("host=%s cannot write its metadata record: out of memory", c->host);
+		return;
+	}
+	snprintf(key, sizeof(key), CERTSTORE_META_PREFIX "%s", c->host);
+	storage_put(cs->st, key, text, len, 0, certstore_storage_log, cs);
+	free(text);
+}
+
+void certstore_meta_del(struct certstore *cs, const char *host)
+{
+	char key[STORAGE_KEY_MAX];
+
+	snprintf(key, sizeof(key), CERTSTORE_META_PREFIX "%s", host);
+	storage_del(cs->st, key, certstore_storage_log, cs);
+}
+
+unsigned long certstore_pem_parsed(const struct certstore *cs)
+{
+	return cs->pem_parsed;
 }
 
 static struct certstore_cert *certstore_install_from(struct certstore *cs, const char *host,
@@ -466,9 +654,27 @@ static void certstore_deploy_pem(struct certstore *cs, struct certstore_cert *c,
 	c->writing++;
 }
 
+/* Fills <c>'s metadata from <ci> when it has none or another serial: fires
+ * installed. Returns 1 when it changed, 0 when memory knew it, -1 when out of
+ * memory. */
+static int certstore_learn_info(struct certstore *cs, struct certstore_cert *c,
+				const struct crypto_cert_info *ci)
+{
+	if (c->has_info && strcmp(ci->serial_hex, c->info.serial_hex) == 0)
+		return 0;
+	if (certstore_info_set(&c->info, ci) == -1)
+		return -1;
+	c->has_info = 1;
+	c->on_disk = 0;
+	if (cs->hooks.installed)
+		cs->hooks.installed(cs->hooks.arg, c);
+	return 1;
+}
+
 /* Fills <c>'s metadata from <pem> when it has none or another serial (a
- * newer certificate than memory knew): fires installed. Returns 0, or -1
- * when <pem> is unreadable. */
+ * newer certificate than memory knew, or a stale "meta/<host>"): fires
+ * installed and writes the metadata record. Returns 0, or -1 when <pem> is
+ * unreadable. */
 static int certstore_learn(struct certstore *cs, struct certstore_cert *c, const char *pem,
 			   size_t len)
 {
@@ -476,23 +682,16 @@ static int certstore_learn(struct certstore *cs, struct certstore_cert *c, const
 	char err[256];
 	int rc;
 
+	cs->pem_parsed++;
 	if (crypto_cert_info(pem, len, &ci, err, sizeof(err)) == -1) {
 		log_err("host=%s stored certificate unreadable: %s", c->host, err);
 		return -1;
 	}
-	if (c->has_info && strcmp(ci.serial_hex, c->info.serial_hex) == 0) {
-		crypto_cert_info_clear(&ci);
-		return 0;
-	}
-	rc = certstore_info_set(&c->info, &ci);
+	rc = certstore_learn_info(cs, c, &ci);
 	crypto_cert_info_clear(&ci);
-	if (rc == -1)
-		return -1;
-	c->has_info = 1;
-	c->on_disk = 0;
-	if (cs->hooks.installed)
-		cs->hooks.installed(cs->hooks.arg, c);
-	return 0;
+	if (rc == 1)
+		certstore_meta_put(cs, c);	/* the next start reads it */
+	return rc == -1 ? -1 : 0;
 }
 
 /* on_demand: the PEM of a deploy, read back from storage and checked before
@@ -696,7 +895,8 @@ static void cb_certstore_load(void *arg, struct storage_res *res)
 
 static void certstore_fill_more(struct certstore *cs);
 
-/* on_demand: one certificate read in the background for its metadata. */
+/* on_demand: one certificate read in the background for its metadata (no
+ * record, or a bad one); learning it writes the record. */
 static void cb_certstore_fill(void *arg, struct storage_res *res)
 {
 	struct certstore *cs = arg;
@@ -712,8 +912,43 @@ static void cb_certstore_fill(void *arg, struct storage_res *res)
 	certstore_fill_more(cs);
 }
 
+/* on_demand: one "meta/<host>" record read in the background; without a good
+ * one, the certificate is read instead (the read keeps the window's slot). */
+static void cb_certstore_fill_meta(void *arg, struct storage_res *res)
+{
+	struct certstore *cs = arg;
+	const char *host = res->key + strlen(CERTSTORE_META_PREFIX);
+	struct certstore_cert *c = certstore_get(cs, host);
+	struct crypto_cert_info ci;
+	char key[STORAGE_KEY_MAX], err[256];
+
+	health_storage_result(cs->health, res);
+	if (!c || c->has_info)
+		goto done;	/* removed or learnt meanwhile */
+	if (res->rc == 0) {
+		if (certstore_meta_decode(host, res->val, res->len, &ci, err, sizeof(err)) == 0) {
+			if (certstore_learn_info(cs, c, &ci) >= 0) {
+				cs->filled++;
+				cs->fill_meta++;
+			}
+			goto done;
+		}
+		log_warn("host=%s " CERTSTORE_META_PREFIX "%s ignored: %s; reading the certificate",
+			 host, host, err);
+	} else if (res->rc == -1) {
+		log_err("host=%s %s", host, res->err);
+	}
+	snprintf(key, sizeof(key), "certs/%s", host);
+	if (storage_get(cs->st, key, cb_certstore_fill, cs))
+		return;
+done:
+	cs->fill_inflight--;
+	certstore_fill_more(cs);
+}
+
 static void certstore_fill_more(struct certstore *cs)
 {
+	char key[STORAGE_KEY_MAX];
 	const char *host;
 	struct certstore_cert *c;
 
@@ -722,12 +957,14 @@ static void certstore_fill_more(struct certstore *cs)
 		c = certstore_get(cs, host);
 		if (!c || c->has_info)
 			continue;	/* learnt meanwhile (pushed, received, issued) */
-		if (storage_get(cs->st, cs->fill.keys[cs->fill_next - 1], cb_certstore_fill, cs))
+		snprintf(key, sizeof(key), CERTSTORE_META_PREFIX "%s", host);
+		if (storage_get(cs->st, key, cb_certstore_fill_meta, cs))
 			cs->fill_inflight++;
 	}
 	if (cs->fill_inflight == 0 && cs->fill.keys) {
-		log_info("storage: metadata of %zu stored certificates read in the background",
-			 cs->filled);
+		log_info("storage: metadata of %zu stored certificates known in %.2fs (%zu from "
+			 "metadata records, %zu read from the certificates)", cs->filled,
+			 ev_time() - cs->fill_start, cs->fill_meta, cs->filled - cs->fill_meta);
 		storage_res_clear(&cs->fill);
 		memset(&cs->fill, 0, sizeof(cs->fill));
 	}
@@ -777,8 +1014,10 @@ size_t certstore_load(struct certstore *cs)
 
 void certstore_start(struct certstore *cs)
 {
-	if (cs->fill.keys)
+	if (cs->fill.keys) {
+		cs->fill_start = ev_time();
 		certstore_fill_more(cs);
+	}
 }
 
 struct certstore_ensure {

@@ -30,6 +30,16 @@ struct storage;
 /* change feed of certificates: member host, version serial_hex */
 #define CERTSTORE_FEED "certs"
 
+/* Metadata record of a certificate, stored as "meta/<host>" after
+ * "certs/<host>" (a record never names a certificate not stored) and read
+ * at an on_demand start instead of the PEM: a versioned JSON object
+ * {"v":1,"host","serial","not_before","not_after" (Unix seconds),"sha1",
+ * "issuer","key","ari"}. */
+#define CERTSTORE_META_PREFIX "meta/"
+#define CERTSTORE_META_VERSION 1
+#define CERTSTORE_META_MAX 4096			/* largest record read */
+#define CERTSTORE_META_TIME_MAX 253402300799LL	/* 9999-12-31 23:59:59 UTC */
+
 /* What memory keeps of a certificate (a few hundred bytes): enough for the
  * admin API, renewal and the fleet's versions. The strings are never NULL
  * ("" when unknown). */
@@ -161,11 +171,35 @@ void certstore_fetch(struct certstore *cs, const char *host, int absent_removes)
  * NULL: deleted): the change feed first, then pub/sub. */
 void certstore_announce(struct certstore *cs, const char *host, const char *serial);
 
+/* The metadata record of <host> with <info>: malloc'd JSON (its length in
+ * <len> when not NULL), or NULL when out of memory. */
+char *certstore_meta_encode(const char *host, const struct certstore_info *info, size_t *len);
+
+/* Reads record <text>/<len> of "meta/<host>" into <out> (no SANs, no subject):
+ * version 1, its host <host> (through lib/host), every string of the shape
+ * crypto_cert_info() writes and within its size, times in range. Returns 0,
+ * or -1 with the reason in <err> (<out> zeroed). */
+int certstore_meta_decode(const char *host, const char *text, size_t len,
+			  struct crypto_cert_info *out, char *err, size_t errlen);
+
+/* Writes "meta/<host>" of <c> (nothing without its metadata); call it once
+ * "certs/<host>" is stored. Errors are logged. */
+void certstore_meta_put(struct certstore *cs, const struct certstore_cert *c);
+
+/* Deletes "meta/<host>"; call it before deleting "certs/<host>". */
+void certstore_meta_del(struct certstore *cs, const char *host);
+
+/* PEMs parsed for their metadata alone (on_demand: background reads and
+ * deploy reads), for tests. */
+unsigned long certstore_pem_parsed(const struct certstore *cs);
+
 /* Start-up only, before any server listens (runs the loop): reads every
  * stored certificate into memory, without deploying. With preload on_demand
- * it reads only the index (the names): the certificates are then read in the
- * background from certstore_start(), a window at a time, for their metadata
- * (installed fires as each is known), and not kept. Returns how many memory
+ * it reads only the index (the names): the metadata is then read in the
+ * background from certstore_start(), a window at a time, from the
+ * "meta/<host>" records (installed fires as each is known); a host without a
+ * good record has its certificate read and parsed instead (not kept), which
+ * writes the record. Returns how many memory
  * holds. */
 size_t certstore_load(struct certstore *cs);
 

@@ -380,6 +380,8 @@ static void cb_job_stored(void *arg, struct storage_res *res)
 	js->stats.orders_ok++;
 	if (j->renewal)
 		js->stats.renewals++;
+	/* after the certificate: a record never names one not stored */
+	certstore_meta_put(js->cs, c);
 	certstore_announce(js->cs, j->host, c->info.serial_hex);
 	job_backoff_clear(js, j->host);
 	job_end(j, 1, NULL, -1);

@@ -3,12 +3,14 @@
  *
  *   gen_certs --store file:/DIR|redis:HOST:PORT[:NS] [--count N] [--start I]
  *             [--domain bench.test] [--name HOST]... [--cert-dir DIR]
- *             [--ca-out FILE] [--days D]
+ *             [--ca-out FILE] [--days D] [--no-meta]
  *
  * Each certificate is for host<i>.<domain> (i from --start, --count of them)
  * or for every --name given; it is stored as "certs/<host>" holding leaf PEM,
- * CA PEM, then the leaf's private key PEM (the agent's bundle layout), and
- * once stored it is recorded in the change feed "certs" (member <host>,
+ * CA PEM, then the leaf's private key PEM (the agent's bundle layout), then
+ * its metadata record "meta/<host>" (certstore_meta_encode(); not with
+ * --no-meta: a store as older versions wrote it), and once stored it is
+ * recorded in the change feed "certs" (member <host>,
  * version: the leaf's serial as crypto_cert_info() writes it; a no-op on file
  * storage), as the agent does. Serials are random, so a certificate written
  * again for a host always has a new version. Up to GEN_WINDOW hosts are in
@@ -34,6 +36,7 @@
 #include <openssl/x509v3.h>
 
 #include "acme/crypto.h"
+#include "core/certstore.h"
 #include "storage/storage.h"
 #include "tests/tools/store_spec.h"
 
@@ -45,16 +48,19 @@ struct gen {
 	char *ca_pem;
 	size_t ca_len;
 	long days;
+	int no_meta;		/* --no-meta */
 	struct storage *st;
 	size_t inflight;	/* hosts whose put or feed_put is under way */
 	int failed;
 };
 
-/* One host on its way into storage: put, then feed_put. */
+/* One host on its way into storage: put, meta put, then feed_put. */
 struct gen_host {
 	struct gen *g;
 	char host[256];
 	char serial[130];
+	char *meta;		/* its "meta/<host>" record, NULL once written */
+	size_t meta_len;
 };
 
 static double gen_now(void)
@@ -229,20 +235,32 @@ static void cb_gen_feed(void *arg, struct storage_res *res)
 		h->g->failed = 1;
 	}
 	h->g->inflight--;
+	free(h->meta);
 	free(h);
 }
 
-/* The bundle is stored: record its version in the change feed. */
+/* The bundle is stored: its metadata record, then its version in the change
+ * feed. */
 static void cb_gen_put(void *arg, struct storage_res *res)
 {
 	struct gen_host *h = arg;
 	struct gen *g = h->g;
+	char key[STORAGE_KEY_MAX];
 
-	if (res->rc == 0 && storage_feed_put(g->st, "certs", h->host, h->serial, cb_gen_feed, h))
+	if (res->rc == 0 && h->meta) {
+		snprintf(key, sizeof(key), CERTSTORE_META_PREFIX "%s", h->host);
+		if (storage_put(g->st, key, h->meta, h->meta_len, 0, cb_gen_put, h)) {
+			free(h->meta);
+			h->meta = NULL;
+			return;
+		}
+	}
+	if (res->rc == 0 && !h->meta && storage_feed_put(g->st, "certs", h->host, h->serial, cb_gen_feed, h))
 		return;
 	fprintf(stderr, "gen_certs: host=%s %s\n", h->host, res->rc ? res->err : "out of memory");
 	g->failed = 1;
 	g->inflight--;
+	free(h->meta);
 	free(h);
 }
 
@@ -263,6 +281,18 @@ static int gen_store(struct gen *g, const char *host, const char *pem, size_t le
 	h->g = g;
 	snprintf(h->host, sizeof(h->host), "%s", host);
 	snprintf(h->serial, sizeof(h->serial), "%s", info.serial_hex);
+	if (!g->no_meta) {
+		struct certstore_info ri = {
+			.not_before = info.not_before, .not_after = info.not_after,
+			.serial_hex = info.serial_hex, .digest_sha1 = info.digest_sha1,
+			.issuer_cn = info.issuer_cn, .pubkey_type = info.pubkey_type,
+			.ari_cert_id = info.ari_cert_id,
+		};
+
+		h->meta = certstore_meta_encode(host, &ri, &h->meta_len);
+		if (!h->meta)
+			goto fail;
+	}
 	crypto_cert_info_clear(&info);
 	snprintf(key_name, sizeof(key_name), "certs/%s", host);
 	if (!storage_put(g->st, key_name, pem, len, 0, cb_gen_put, h))
@@ -271,6 +301,8 @@ static int gen_store(struct gen *g, const char *host, const char *pem, size_t le
 	return 0;
 fail:
 	crypto_cert_info_clear(&info);
+	if (h)
+		free(h->meta);
 	free(h);
 	fprintf(stderr, "gen_certs: host=%s out of memory\n", host);
 	return -1;
@@ -336,7 +368,7 @@ static void gen_usage(void)
 {
 	fprintf(stderr, "usage: gen_certs [--store file:/DIR|redis:HOST:PORT[:NS]] [--count N] "
 		"[--start I] [--domain D] [--name HOST]... [--cert-dir DIR] [--ca-out FILE] "
-		"[--days D]\n");
+		"[--days D] [--no-meta]\n");
 }
 
 int main(int argc, char **argv)
@@ -350,6 +382,7 @@ int main(int argc, char **argv)
 		{ "cert-dir", required_argument, NULL, 'c' },
 		{ "ca-out", required_argument, NULL, 'a' },
 		{ "days", required_argument, NULL, 'D' },
+		{ "no-meta", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -374,6 +407,7 @@ int main(int argc, char **argv)
 		case 'c': cert_dir = optarg; break;
 		case 'a': ca_out = optarg; break;
 		case 'D': g.days = atol(optarg); break;
+		case 'M': g.no_meta = 1; break;
 		default: gen_usage(); free(names); return 2;
 		}
 	}

@@ -288,6 +288,11 @@ static int cond_installed3(void *arg)
 	return ((struct seen *)arg)->installed >= 3;
 }
 
+static int cond_installed6(void *arg)
+{
+	return ((struct seen *)arg)->installed >= 6;
+}
+
 static int cond_loaded_failed(void *arg)
 {
 	return ((struct seen *)arg)->loaded_failed > 0;
@@ -516,6 +521,228 @@ static void test_temp_files(void **state)
 	free(pem);
 }
 
+/* ---- metadata records ---------------------------------------------------- */
+
+/* The record of <pem>/<len> for <host>, as the agent writes it (malloc'd). */
+static char *meta_of(const char *host, const char *pem, size_t len, size_t *mlen)
+{
+	struct crypto_cert_info ci;
+	struct certstore_info ri;
+	char err[256], *text;
+
+	if (crypto_cert_info(pem, len, &ci, err, sizeof(err)) == -1)
+		fail_msg("crypto_cert_info: %s", err);
+	ri = (struct certstore_info){
+		.not_before = ci.not_before, .not_after = ci.not_after,
+		.serial_hex = ci.serial_hex, .digest_sha1 = ci.digest_sha1,
+		.issuer_cn = ci.issuer_cn, .pubkey_type = ci.pubkey_type,
+		.ari_cert_id = ci.ari_cert_id,
+	};
+	text = certstore_meta_encode(host, &ri, mlen);
+	assert_non_null(text);
+	crypto_cert_info_clear(&ci);
+	return text;
+}
+
+/* The serial of the record stored as <key>, "" when absent or bad. */
+static void stored_meta_serial(struct fx *f, const char *host, char *out, size_t outlen)
+{
+	struct storage_res res;
+	struct crypto_cert_info ci;
+	char key[STORAGE_KEY_MAX], err[256];
+
+	out[0] = '\0';
+	snprintf(key, sizeof(key), CERTSTORE_META_PREFIX "%s", host);
+	if (storage_wait(f->st, storage_get(f->st, key, NULL, NULL), &res, err, sizeof(err)) == 0) {
+		if (certstore_meta_decode(host, res.val, res.len, &ci, err, sizeof(err)) == 0)
+			snprintf(out, outlen, "%s", ci.serial_hex);
+		storage_res_clear(&res);
+	}
+}
+
+static char *serial_of(const char *pem, size_t len, char *out, size_t outlen)
+{
+	struct crypto_cert_info ci;
+	char err[256];
+
+	assert_int_equal(crypto_cert_info(pem, len, &ci, err, sizeof(err)), 0);
+	snprintf(out, outlen, "%s", ci.serial_hex);
+	crypto_cert_info_clear(&ci);
+	return out;
+}
+
+/* A record reads back as written; every malformed one is refused with a
+ * reason: not JSON, another version, another host, bad serial, SHA-1, ARI
+ * id, control characters, times out of range or reversed, too large. */
+static void test_meta_codec(void **state)
+{
+	static const char *const bad[] = {
+		"not json",
+		"[1,2]",
+		"{\"v\":2,\"host\":\"a.example.com\",\"serial\":\"0A\",\"not_before\":1,\"not_after\":2,\"sha1\":\"\",\"issuer\":\"x\",\"key\":\"k\",\"ari\":\"\"}",
+		"{\"v\":1,\"host\":\"b.example.com\",\"serial\":\"0A\",\"not_before\":1,\"not_after\":2,\"sha1\":\"\",\"issuer\":\"x\",\"key\":\"k\",\"ari\":\"\"}",
+		"{\"v\":1,\"host\":\"A.example.com\",\"serial\":\"0A\",\"not_before\":1,\"not_after\":2,\"sha1\":\"\",\"issuer\":\"x\",\"key\":\"k\",\"ari\":\"\"}",
+		"{\"v\":1,\"host\":\"a.example.com\",\"serial\":\"0a\",\"not_before\":1,\"not_after\":2,\"sha1\":\"\",\"issuer\":\"x\",\"key\":\"k\",\"ari\":\"\"}",
+		"{\"v\":1,\"host\":\"a.example.com\",\"serial\":\"\",\"not_before\":1,\"not_after\":2,\"sha1\":\"\",\"issuer\":\"x\",\"key\":\"k\",\"ari\":\"\"}",
+		"{\"v\":1,\"host\":\"a.example.com\",\"not_before\":1,\"not_after\":2,\"sha1\":\"\",\"issuer\":\"x\",\"key\":\"k\",\"ari\":\"\"}",
+		"{\"v\":1,\"host\":\"a.example.com\",\"serial\":\"0A\",\"not_before\":1,\"not_after\":2,\"sha1\":\"AB:CD\",\"issuer\":\"x\",\"key\":\"k\",\"ari\":\"\"}",
+		"{\"v\":1,\"host\":\"a.example.com\",\"serial\":\"0A\",\"not_before\":1,\"not_after\":2,\"sha1\":\"\",\"issuer\":\"x\\u0001\",\"key\":\"k\",\"ari\":\"\"}",
+		"{\"v\":1,\"host\":\"a.example.com\",\"serial\":\"0A\",\"not_before\":1,\"not_after\":2,\"sha1\":\"\",\"issuer\":\"x\",\"key\":\"k\",\"ari\":\"a b\"}",
+		"{\"v\":1,\"host\":\"a.example.com\",\"serial\":\"0A\",\"not_before\":0,\"not_after\":2,\"sha1\":\"\",\"issuer\":\"x\",\"key\":\"k\",\"ari\":\"\"}",
+		"{\"v\":1,\"host\":\"a.example.com\",\"serial\":\"0A\",\"not_before\":1,\"not_after\":99999999999999,\"sha1\":\"\",\"issuer\":\"x\",\"key\":\"k\",\"ari\":\"\"}",
+		"{\"v\":1,\"host\":\"a.example.com\",\"serial\":\"0A\",\"not_before\":3,\"not_after\":2,\"sha1\":\"\",\"issuer\":\"x\",\"key\":\"k\",\"ari\":\"\"}",
+		"{\"v\":1,\"host\":\"a.example.com\",\"serial\":\"0A\",\"not_before\":\"1\",\"not_after\":2,\"sha1\":\"\",\"issuer\":\"x\",\"key\":\"k\",\"ari\":\"\"}",
+		"{\"v\":1,\"v\":1,\"host\":\"a.example.com\",\"serial\":\"0A\",\"not_before\":1,\"not_after\":2,\"sha1\":\"\",\"issuer\":\"x\",\"key\":\"k\",\"ari\":\"\"}",
+	};
+	time_t now = time(NULL);
+	struct crypto_cert_info ci, want;
+	char err[256], *pem, *text, *big;
+	size_t len, mlen, i;
+
+	pem = fx_pem("a.example.com", now - 3600, now + 90 * 86400, &len);
+	text = meta_of("a.example.com", pem, len, &mlen);
+	assert_true(mlen < 1024);
+	assert_int_equal(certstore_meta_decode("a.example.com", text, mlen, &ci, err, sizeof(err)), 0);
+	assert_int_equal(crypto_cert_info(pem, len, &want, err, sizeof(err)), 0);
+	assert_string_equal(ci.serial_hex, want.serial_hex);
+	assert_string_equal(ci.digest_sha1, want.digest_sha1);
+	assert_string_equal(ci.issuer_cn, want.issuer_cn);
+	assert_string_equal(ci.pubkey_type, want.pubkey_type);
+	assert_string_equal(ci.ari_cert_id, want.ari_cert_id);
+	assert_string_equal(ci.not_before_str, want.not_before_str);
+	assert_string_equal(ci.not_after_str, want.not_after_str);
+	assert_int_equal(ci.not_before, want.not_before);
+	assert_int_equal(ci.not_after, want.not_after);
+	crypto_cert_info_clear(&want);
+	/* the record of another host is not this one's */
+	assert_int_equal(certstore_meta_decode("b.example.com", text, mlen, &ci, err, sizeof(err)), -1);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		if (certstore_meta_decode("a.example.com", bad[i], strlen(bad[i]), &ci, err,
+					  sizeof(err)) != -1)
+			fail_msg("accepted: %s", bad[i]);
+		assert_true(err[0] != '\0');
+		assert_string_equal(ci.serial_hex, "");
+	}
+	/* a good record, padded beyond the limit */
+	big = calloc(1, CERTSTORE_META_MAX + 64);
+	assert_non_null(big);
+	memcpy(big, text, mlen);
+	memset(big + mlen, ' ', CERTSTORE_META_MAX + 1 - mlen);
+	assert_int_equal(certstore_meta_decode("a.example.com", big, CERTSTORE_META_MAX + 1, &ci,
+					       err, sizeof(err)), -1);
+	free(big);
+	free(text);
+	free(pem);
+}
+
+/* haproxy.preload on_demand start from the records: m1 (good record) and m2
+ * (good record, its certificate garbage) are known without any PEM parsed,
+ * m2's metadata coming from its record alone; m3 (no record: an older
+ * store), m4 (malformed record) and m5 (the record of another name) fall
+ * back to their certificates, which writes their records. m6's record is
+ * stale (another serial than its certificate): its first push reads the PEM,
+ * corrects memory and rewrites the record. */
+static void test_on_demand_meta(void **state)
+{
+	static const char *const hosts[6] = { "m1.example.com", "m2.example.com", "m3.example.com",
+					      "m4.example.com", "m5.example.com", "m6.example.com" };
+	struct certstore_hooks h = { .installed = on_installed, .loaded = on_loaded };
+	struct seen seen = { 0 };
+	struct certstore *cs;
+	struct certstore_cert *c;
+	struct fx f;
+	time_t now = time(NULL);
+	char *pem[6], *m, *old6, err[256] = "", key[STORAGE_KEY_MAX], want[130], got[130];
+	size_t len[6], ml, l6;
+	int i;
+
+	fx_open_hap(&f, "", "\"preload\": \"on_demand\"");
+	for (i = 0; i < 6; i++) {
+		pem[i] = fx_pem(hosts[i], now - 3600, now + 60 * 86400, &len[i]);
+		snprintf(key, sizeof(key), "certs/%s", hosts[i]);
+		if (i == 1)
+			fx_put(&f, key, "-----BEGIN CERTIFICATE-----\ngarbage\n", 37);
+		else
+			fx_put(&f, key, pem[i], len[i]);
+	}
+	for (i = 0; i < 2; i++) {
+		m = meta_of(hosts[i], pem[i], len[i], &ml);
+		snprintf(key, sizeof(key), CERTSTORE_META_PREFIX "%s", hosts[i]);
+		fx_put(&f, key, m, ml);
+		free(m);
+	}
+	fx_put(&f, CERTSTORE_META_PREFIX "m4.example.com", "{\"v\":1,\"host\":", 14);
+	m = meta_of(hosts[0], pem[0], len[0], &ml);
+	fx_put(&f, CERTSTORE_META_PREFIX "m5.example.com", m, ml);
+	free(m);
+	/* m6: the record of an older certificate */
+	old6 = fx_pem(hosts[5], now - 7200, now + 30 * 86400, &l6);
+	m = meta_of(hosts[5], old6, l6, &ml);
+	fx_put(&f, CERTSTORE_META_PREFIX "m6.example.com", m, ml);
+	free(m);
+
+	cs = certstore_new(f.loop, f.cfg, f.st, &f.health, err, sizeof(err));
+	if (!cs)
+		fail_msg("certstore_new: %s", err);
+	assert_int_equal(certstore_runtime_open(cs, err, sizeof(err)), 0);
+	rt_set_timeouts(certstore_runtime(cs), 200, 0);
+	h.arg = &seen;
+	certstore_set_hooks(cs, &h);
+	assert_int_equal(certstore_load(cs), 6);
+	assert_int_equal(certstore_pem_parsed(cs), 0);
+	certstore_start(cs);
+	assert_true(fx_run_until(&f, cond_installed6, &seen, 5));
+	/* only the three without a good record were parsed */
+	assert_int_equal(certstore_pem_parsed(cs), 3);
+	for (i = 0; i < 6; i++) {
+		c = certstore_get(cs, hosts[i]);
+		assert_non_null(c);
+		assert_true(c->has_info);
+		assert_null(c->pem);
+		assert_string_equal(c->info.serial_hex,
+				    serial_of(i == 5 ? old6 : pem[i], i == 5 ? l6 : len[i], want,
+					      sizeof(want)));
+		assert_true(c->info.not_after > now + (i == 5 ? 29 : 59) * 86400);
+		assert_int_equal(strlen(c->info.not_after_str), 19);
+		assert_true(c->info.issuer_cn[0] != '\0');
+		assert_true(c->info.pubkey_type[0] != '\0');
+	}
+	/* the fallback wrote the missing and bad records (m3, m4, m5) */
+	for (i = 2; i < 5; i++) {
+		serial_of(pem[i], len[i], want, sizeof(want));
+		for (int k = 0; k < 50; k++) {
+			stored_meta_serial(&f, hosts[i], got, sizeof(got));
+			if (strcmp(got, want) == 0)
+				break;
+			fx_run_for(&f, 0.02);
+		}
+		assert_string_equal(got, want);
+	}
+
+	/* m6: a push reads the PEM (checked), finds another serial: memory and
+	 * the record follow the certificate */
+	assert_int_equal(certstore_seen(cs, hosts[5]), CERTSTORE_SEEN_LOADING);
+	serial_of(pem[5], len[5], want, sizeof(want));
+	assert_true(fx_run_until(&f, cond_loaded_failed, &seen, 5));
+	c = certstore_get(cs, hosts[5]);
+	assert_string_equal(c->info.serial_hex, want);
+	assert_true(c->info.not_after > now + 59 * 86400);
+	stored_meta_serial(&f, hosts[5], got, sizeof(got));
+	assert_string_equal(got, want);
+	/* m2: its record is never trusted for a push: the garbage PEM is refused */
+	seen.loaded_failed = 0;
+	assert_int_equal(certstore_seen(cs, hosts[1]), CERTSTORE_SEEN_LOADING);
+	assert_true(fx_run_until(&f, cond_loaded_failed, &seen, 5));
+	assert_int_equal(certstore_refused(cs, CERTSTORE_SRC_STORAGE), 1);
+
+	certstore_free(cs);
+	fx_close(&f);
+	for (i = 0; i < 6; i++)
+		free(pem[i]);
+	free(old6);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -526,6 +753,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_refuses_unverified, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_temp_files, setup, teardown),
 		cmocka_unit_test(test_on_demand_index),
+		cmocka_unit_test(test_meta_codec),
+		cmocka_unit_test(test_on_demand_meta),
 	};
 
 	log_level_max = LOG_LVL_WARN;
