@@ -99,7 +99,7 @@ PY
 
 # run_line LABEL: the whole story against the HAProxy of HAPROXY_BIN.
 run_line() {
-	local L=$1 out ms i pids fails t0 n before after
+	local L=$1 out ms i pids fails t0 n before after nk
 	haproxy_config "$SPOA_PORT"
 	"$TOOLS/gen_certs" --store "file:$IT_DIR/store${NODE:-}" --count "$N_STORED" --domain stored.test \
 		--ca-out "$IT_DIR/stored-ca.pem" >"$IT_DIR/gen${NODE:-}.log" 2>&1
@@ -169,6 +169,9 @@ run_line() {
 		"$TOOLS/storage_tool" "file:$IT_DIR/store${NODE:-}" get certs/new1.test >/dev/null 2>&1; }
 	check "$L: the issued new1.test (idle longest) left HAProxy and cert_dir; storage keeps it" evicted_kept
 	check "$L: new1.test verifies again (pushed from storage)" verifies new1.test
+	meta_new1() { "$TOOLS/storage_tool" "file:$IT_DIR/store${NODE:-}" get meta/new1.test 2>/dev/null |
+		grep -q '"v":1,"host":"new1.test","serial":"[0-9A-F]'; }
+	check "$L: the issued new1.test has its metadata record (meta/new1.test)" meta_new1
 
 	# --- both restart: HAProxy loads the hot set, the agent learns it ----------
 	check "$L: agent stops cleanly" agent_stops_cleanly
@@ -177,7 +180,13 @@ run_line() {
 	n=$(loaded_in_haproxy)
 	check "$L: restarted HAProxy loads the hot set from cert_dir ($n certificates, $(files_in_cert_dir) files)" \
 		test "$n" = "$(files_in_cert_dir)" -a "$n" -ge 1 -a "$n" -le $((MAX_LOADED + 2))
+	nk=$(grep -c 'stored certificates known in' "$IT_DIR/agent${NODE:-}.log")
 	restart_agent || { not_ok "$L: agent restarts"; return 1; }
+	meta_known() { [ "$(grep -c 'stored certificates known in' "$IT_DIR/agent${NODE:-}.log")" -gt "$nk" ]; }
+	check "$L: the restarted agent knows the metadata of all stored certificates" wait_for 20 meta_known
+	out=$(grep 'stored certificates known in' "$IT_DIR/agent${NODE:-}.log" | tail -1)
+	check "$L: ... from their metadata records, no certificate read (${out##*known in })" \
+		grep -q ' 0 read from the certificates' <<<"$out"
 	learnt() { [ "$(metric acme_spoa_haproxy_loaded_certificates)" = "$n" ]; }
 	check "$L: the restarted agent learns which $n HAProxy holds" wait_for 10 learnt
 	before=$(metric acme_spoa_hold_total)

@@ -83,11 +83,15 @@ check "backoff is counted" test "$(metric 'acme_spoa_on_demand_refused_total{rea
 admin POST /acme -d host=del.test >/dev/null
 admin POST /acme -d host=rev.test >/dev/null
 check "del.test served before DELETE" served_by_pebble del.test
+meta_of() { "$IT_BUILD/tools/storage_tool" "file:$IT_DIR/store" get "meta/$1" 2>/dev/null; }
+meta_stored() { meta_of del.test | grep -q '"v":1,"host":"del.test","serial":"[0-9A-F]'; }
+check "del.test: its metadata record is stored beside it" wait_for 5 meta_stored
 r=$(admin DELETE /acme/certificates/del.test)
 check "DELETE /acme/certificates/del.test: 200 ($r)" grep -q '^200 ' <<<"$r"
 check "deleted: GET answers 404" grep -q '^404 ' <<<"$(admin GET /acme/certificates/del.test)"
 check "deleted: HAProxy serves the default certificate again" sh -c "$(declare -f served_cert); HAP_HTTPS=$HAP_HTTPS; served_cert del.test | grep -q haproxy-default"
 check "deleted: the PEM is gone from cert_dir" test ! -e "$HAP_CERTS/del.test.pem"
+check "deleted: its metadata record too" sh -c "! \"$IT_BUILD/tools/storage_tool\" \"file:$IT_DIR/store\" get meta/del.test >/dev/null 2>&1"
 r=$(admin DELETE '/acme/certificates/rev.test?revoke=true')
 check "DELETE ?revoke=true: revoked at the CA and removed ($r)" grep -q '^200 ' <<<"$r"
 check "revocation logged" grep -q 'host=rev.test certificate revoked' "$IT_DIR/agent.log"
