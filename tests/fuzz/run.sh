@@ -68,12 +68,12 @@ write_seeds() {
 		rm -rf "$t"
 		;;
 	fuzz_admin)
-		printf '\x01{"host":"a.example.com","test_http_challenge_flow":true}' >"$dir/json"
-		printf '\x01{"host":"*.w.example.com"}' >"$dir/json-wildcard"
-		printf '\x01[1,{"host":null}]' >"$dir/json-array"
-		printf '\x00host=a.example.com&test_http_challenge_flow=true' >"$dir/form"
-		printf '\x00host=%%41.example.com&host=&x=%%zz' >"$dir/form-escapes"
-		printf '\x00host=0x7f.0x1' >"$dir/form-ip"
+		printf '{"host":"a.example.com","test_http_challenge_flow":true}' >"$dir/json"
+		printf '{"host":"*.w.example.com"}' >"$dir/json-wildcard"
+		printf '[1,{"host":null}]' >"$dir/json-array"
+		printf '{"host":"A.Example.COM","host":"b.example.com"}' >"$dir/json-dup"
+		printf '0x7f.0x1' >"$dir/host-ip"
+		printf 'xn--bcher-kva.example' >"$dir/host-idn"
 		;;
 	*)
 		printf 'seed' >"$dir/seed"
@@ -102,8 +102,8 @@ for t in "${targets[@]}"; do
 	srcs=$(srcs_for "$t")
 	libs=()
 	if [ -z "$srcs" ]; then
-		srcs=$(ls lib/*.c core/*.c spoa/*.c acme/*.c runtime/*.c storage/*.c admin/*.c 2>/dev/null | grep -v '^core/main\.c$' || true)
-		read -r -a libs <<<"$(pkg-config --libs openssl libcurl jansson hiredis libmicrohttpd 2>/dev/null) -lev -lpthread"
+		srcs=$(ls lib/*.c core/*.c spoa/*.c acme/*.c dns/*.c runtime/*.c storage/*.c admin/*.c 2>/dev/null | grep -v '^core/main\.c$' || true)
+		read -r -a libs <<<"$(pkg-config --libs openssl libcurl jansson hiredis libmicrohttpd ldns libpsl 2>/dev/null) -lev -lpthread"
 	fi
 	echo "fuzz: building $t"
 	# shellcheck disable=SC2086
