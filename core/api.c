@@ -23,6 +23,7 @@
 #include "core/jobs.h"
 #include "core/ratelimit.h"
 #include "core/renew.h"
+#include "dns/dns01.h"
 #include "lib/host.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
@@ -628,6 +629,18 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	api_counter(b, "acme_spoa_storage_errors_total", "Storage operations that failed.", NULL, a->d.health->storage_errors);
 	metrics_header(b, "acme_spoa_storage_inflight", "gauge", "Storage operations started and not yet answered.");
 	metrics_value(b, "acme_spoa_storage_inflight", NULL, (double)storage_inflight(a->d.st));
+	{
+		struct dns01_stats ds;
+
+		dns01_stats(a->d.dns, &ds);
+		metrics_header(b, "acme_spoa_dns01_records_total", "counter", "dns-01 TXT records: published (and seen at the authoritative servers) and removed, by result.");
+		metrics_value(b, "acme_spoa_dns01_records_total", "op=\"present\",result=\"ok\"", (double)ds.present_ok);
+		metrics_value(b, "acme_spoa_dns01_records_total", "op=\"present\",result=\"error\"", (double)ds.present_failed);
+		metrics_value(b, "acme_spoa_dns01_records_total", "op=\"cleanup\",result=\"ok\"", (double)ds.cleanup_ok);
+		metrics_value(b, "acme_spoa_dns01_records_total", "op=\"cleanup\",result=\"error\"", (double)ds.cleanup_failed);
+		metrics_header(b, "acme_spoa_dns01_pending", "gauge", "dns-01 publications and removals under way.");
+		metrics_value(b, "acme_spoa_dns01_pending", NULL, (double)ds.pending);
+	}
 	metrics_header(b, "acme_spoa_certificates_refused_total", "counter", "Certificate bundles refused by the check before use (key, name, chain, expiry), by source.");
 	metrics_value(b, "acme_spoa_certificates_refused_total", "source=\"ca\"", (double)certstore_refused(a->d.cs, CERTSTORE_SRC_CA));
 	metrics_value(b, "acme_spoa_certificates_refused_total", "source=\"storage\"", (double)certstore_refused(a->d.cs, CERTSTORE_SRC_STORAGE));

@@ -10,6 +10,7 @@ struct acme_client;
 struct certstore;
 struct challenges;
 struct config;
+struct dns01;
 struct ev_loop;
 struct fleet;
 struct health;
@@ -30,6 +31,7 @@ struct api_deps {
 	struct renew *renew;
 	struct fleet *fleet;
 	struct health *health;
+	struct dns01 *dns;		/* NULL without dns01.provider */
 };
 
 /* Starts the SPOA server on spoa.listen and the admin server on

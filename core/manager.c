@@ -334,6 +334,7 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 			.renew = m->renew,
 			.fleet = m->fleet,
 			.health = &m->health,
+			.dns = m->dns,
 		};
 
 		m->api = api_new(loop, &deps, err, errlen);

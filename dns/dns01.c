@@ -97,6 +97,7 @@ struct dns01 {
 	/* "<fqdn> <value>" -> 1: an update was sent (maybe applied), 2: nothing
 	 * was published (refused): its removal only forgets the record */
 	struct hmap published;
+	struct dns01_stats stats;
 	int closing;
 };
 
@@ -282,6 +283,10 @@ static void dns01_present_end(struct dns01_task *t, int ok, const char *err)
 	void *ctx = t->ctx;
 	char msg[1024];
 
+	if (ok)
+		t->d->stats.present_ok++;
+	else
+		t->d->stats.present_failed++;
 	snprintf(msg, sizeof(msg), "%s", err ? err : "");
 	dns01_task_free(t);
 	if (done)
@@ -433,6 +438,7 @@ static void dns01_unpublish(struct dns01_task *t)
 				       : dns01_work_start(t, DNS01_OP_DEL)) == -1) {
 		log_err("dns01: host=%s cannot remove TXT %s: %s", t->host, t->fqdn,
 			t->lasterr[0] ? t->lasterr : "out of memory");
+		d->stats.cleanup_failed++;
 		dns01_task_free(t);
 	}
 }
@@ -442,10 +448,12 @@ static void dns01_unpublished(struct dns01_task *t, int rc)
 	if (rc == -1) {
 		log_err("dns01: host=%s cannot remove TXT %s (kept in storage as %s, retried at "
 			"the next start): %s", t->host, t->fqdn, t->key, t->lasterr);
+		t->d->stats.cleanup_failed++;
 		dns01_task_free(t);
 		return;
 	}
 	log_info("dns01: host=%s TXT %s removed", t->host, t->fqdn);
+	t->d->stats.cleanup_ok++;
 	dns01_forget(t);
 }
 
@@ -661,4 +669,13 @@ void dns01_free(struct dns01 *d)
 	free(d->zone);
 	free(d->exec);
 	free(d);
+}
+
+void dns01_stats(const struct dns01 *d, struct dns01_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!d)
+		return;
+	*out = d->stats;
+	out->pending = d->ntasks;
 }

@@ -14,6 +14,7 @@
 #define ACME_SPOA_DNS01_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct ev_loop;
 struct storage;
@@ -68,6 +69,18 @@ size_t dns01_cleanup_stale(struct dns01 *d);
 
 /* Tasks running (presents and removals). */
 size_t dns01_pending(const struct dns01 *d);
+
+/* What the solver did since it started, for /metrics. */
+struct dns01_stats {
+	uint64_t present_ok;		/* published and visible at the authoritative servers */
+	uint64_t present_failed;	/* refused, failed, or not visible in propagation_timeout */
+	uint64_t cleanup_ok;		/* removed */
+	uint64_t cleanup_failed;	/* kept in storage for the next start's clean-up */
+	size_t pending;
+};
+
+/* Fills <out>; all zero for a NULL <d> (no dns01.provider). */
+void dns01_stats(const struct dns01 *d, struct dns01_stats *out);
 
 /* "dns01/<fqdn>/<value>" into <key>: 0, or -1 when it does not fit or
  * <fqdn>/<value> hold characters a key may not. */

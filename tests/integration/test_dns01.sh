@@ -123,6 +123,11 @@ check "the TXT records of _acme-challenge.w.test are gone after the order" wait_
 check "the agent logged publish, visibility and removal" \
 	bash -c 'grep -q "TXT _acme-challenge.w.test published" "$1" && grep -q "TXT _acme-challenge.w.test visible" "$1" && grep -q "TXT _acme-challenge.w.test removed" "$1"' _ "$IT_DIR/agent.log"
 check "no dns01/ record left in storage" bash -c '! find "$1/store/dns01" -type f 2>/dev/null | grep -q .' _ "$IT_DIR"
+dns_metric() { metric "acme_spoa_dns01_records_total{op=\"$1\",result=\"$2\"}"; }
+two_removed() { [ "$(dns_metric cleanup ok)" = 2 ]; }
+check "/metrics: 2 TXT records published and seen, none failed ($(dns_metric present ok), $(dns_metric present error))" \
+	test "$(dns_metric present ok)" = 2 -a "$(dns_metric present error)" = 0
+check "/metrics: both removed ($(dns_metric cleanup ok))" wait_for 10 two_removed
 
 # restart: served from disk and storage under the same wildcard name
 agent_stops_cleanly; check "the agent stops cleanly" test $? = 0
@@ -144,6 +149,8 @@ resp=$(admin POST /acme --data 'host=*.y.test')
 check "POST *.y.test with a wrong TSIG secret: 500 naming BIND's refusal (NOTAUTH, BADSIG)" \
 	bash -c '[ "${1%% *}" = 500 ] && grep -q "NOTAUTH" <<<"$1" && grep -q "BADSIG" <<<"$1"' _ "$resp"
 echo "# $resp"
+check "/metrics counts the refused publication ($(dns_metric present error))" \
+	test "$(dns_metric present error)" -ge 1
 check "BIND logged the bad signature" grep -qiE 'tsig verify failure|BADSIG|invalid signature' "$IT_DIR/named.log"
 newlog=$(tail -c +"$((size + 1))" "$IT_DIR/agent.log")
 check "the agent logged the refusal and the failure backoff" \
