@@ -27,9 +27,38 @@ it_cleanup() {
 	[ -n "${IT_KEEP:-}" ] || rm -rf "$IT_DIR"
 }
 
-# free_port: prints a TCP port free on 127.0.0.1 right now.
+# free_port: prints a TCP port free on 127.0.0.1 right now, below the
+# kernel's ephemeral range: a port from that range can be taken at any moment
+# by an outgoing connection's source port (or a TCP self-connect of a client
+# that retries a port nobody listens on yet), and a listener started later
+# then fails to bind. Never the same port twice in one test run.
 free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+	python3 - "${IT_DIR:-/tmp}/.ports" <<'PY'
+import os, random, socket, sys
+used_f = sys.argv[1]
+try:
+    lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except Exception:
+    lo = 32768
+used = set(open(used_f).read().split()) if os.path.exists(used_f) else set()
+for _ in range(500):
+    p = random.randint(10000, lo - 1) if lo > 11000 else 0
+    if str(p) in used:
+        continue
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        s.close()
+        continue
+    p = s.getsockname()[1]
+    s.close()
+    with open(used_f, "a") as f:
+        f.write("%d\n" % p)
+    print(p)
+    break
+PY
 }
 
 # wait_for SECONDS CMD...: polls CMD every 0.1 s until it succeeds.

@@ -39,7 +39,9 @@ for round in $(seq $kills); do
 		export LD_PRELOAD=$SHIM SLOW_FSYNC_MS=40 SLOW_FSYNC_PATH=$HAP_CERTS
 		[ -n "${SAN:-}" ] && export ASAN_OPTIONS=${ASAN_OPTIONS:-}:verify_asan_link_order=0
 	fi
-	start_agent && started=$((started + 1))
+	if start_agent; then started=$((started + 1)); else
+		echo "# round $round: the agent did not start:"; tail -5 "$IT_DIR/agent.log" | sed 's/^/#   /'
+	fi
 	unset LD_PRELOAD SLOW_FSYNC_MS SLOW_FSYNC_PATH
 	"$TOOLS/gen_certs" --store "$REDIS" --count 40 --domain kill.test >/dev/null 2>&1
 	for i in $(seq 0 39); do echo "PUBLISH it:certs host$i.kill.test"; done |
@@ -88,7 +90,7 @@ IT_STORAGE=file
 unset ADMIN_PORT
 CAP=2 QUEUE=50
 agent_config "\"max_concurrent_orders\": $CAP, \"max_queued_orders\": $QUEUE"
-restart_agent || not_ok "agent starts for the flood"
+restart_agent || { not_ok "agent starts for the flood"; tail -5 "$IT_DIR/agent.log" | sed 's/^/#   /'; }
 if [ -n "${SAN:-}" ]; then PER=2500; else PER=25000; fi
 SECS=$((PER * 2 / 1000))
 rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$AGENT_PID/status"; }
