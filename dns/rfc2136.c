@@ -276,7 +276,7 @@ out:
 int dns_update_txt(const struct dns_server *srv, const struct dns_tsig *tsig, const char *zone,
 		   const char *fqdn, const char *value, int add, int ttl, char *err, size_t errlen)
 {
-	ldns_resolver *r = dns_resolver(srv, err, errlen);
+	ldns_resolver *r;
 	ldns_rr *rr = NULL;
 	ldns_rr_list *up = NULL;
 	ldns_pkt *pkt = NULL, *ans = NULL;
@@ -285,11 +285,11 @@ int dns_update_txt(const struct dns_server *srv, const struct dns_tsig *tsig, co
 	char text[600], who[300], alg[64];
 	int rc = -1;
 
-	if (!srv) {
+	if (!srv) {	/* checked before dns_resolver(), which would read resolv.conf for nothing */
 		snprintf(err, errlen, "no server to send the update to");
-		ldns_resolver_deep_free(r);
 		return -1;
 	}
+	r = dns_resolver(srv, err, errlen);
 	if (!r)
 		return -1;
 	dns_srv_name(srv, who, sizeof(who));
