@@ -5,10 +5,9 @@
 #include <string.h>
 
 #include <ev.h>
-
-#include "lib/hmap.h"
 #include <openssl/crypto.h>
 
+#include "lib/hmap.h"
 #include "lib/log.h"
 #include "runtime/rt_int.h"
 
