@@ -23,6 +23,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "lib/addr.h"
 #include "lib/tlsstore.h"
 #include "lib/workq.h"
 #include "storage/storage_redis_conn.h"
@@ -697,26 +698,17 @@ static void rconn_next_addr(struct rconn *c)
 	rconn_start_addrs(c);
 }
 
-/* Fills <ss> when <host> is an IPv4 or IPv6 literal: no resolver at all. */
+/* Fills <ss> when <host> is an IPv4 or IPv6 literal: no resolver at all
+ * (addr_sockaddr() resolves only names, and is not asked for one here). */
 static int rconn_literal(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
 {
-	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+	struct addr a = { .port = port };
+	char why[128];
 
-	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)port);
-		*len = sizeof(*s4);
-		return 1;
-	}
-	if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)port);
-		*len = sizeof(*s6);
-		return 1;
-	}
-	return 0;
+	if (!rconn_is_ip(host) || strlen(host) >= sizeof(a.host))
+		return 0;
+	memcpy(a.host, host, strlen(host) + 1);
+	return addr_sockaddr(&a, 0, ss, len, why, sizeof(why)) == 0;
 }
 
 /* On a worker: may block as long as the system's resolver does. */
