@@ -19,6 +19,7 @@
 #include "storage/storage_consul_int.h"
 
 #define CONSUL_WATCH_WAIT_S	30
+#define CONSUL_SUB_BACKOFF_MIN	0.1
 #define CONSUL_SUB_BACKOFF_MAX	5.
 
 struct consul_sub {
@@ -135,7 +136,7 @@ static void cb_sub_answer(void *arg, const struct consul_resp *r)
 		sub->seen = 0;
 	sub->index = r->index > 0 ? r->index : 1;
 	sub->failed = 0;
-	sub->backoff = 0.1;
+	sub->backoff = CONSUL_SUB_BACKOFF_MIN;
 	if (!sub->ready)
 		log_debug("storage consul: channel=%s watching", sub->channel);
 	sub->ready = 1;
@@ -210,7 +211,7 @@ void *consul_subscribe(void *p, struct ev_loop *loop, const char *channel,
 	sub->be = be;
 	sub->cb = cb;
 	sub->arg = arg;
-	sub->backoff = 0.1;
+	sub->backoff = CONSUL_SUB_BACKOFF_MIN;
 	ev_timer_init(&sub->retry, cb_sub_retry, 0., 0.);
 	sub->retry.data = sub;
 	LIST_INSERT_HEAD(&be->subs, sub, link);
