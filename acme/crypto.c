@@ -605,9 +605,10 @@ static int crypto_leaf_covers(X509 *leaf, const char *host)
 	return found;
 }
 
-int crypto_bundle_check_at(const char *pem, size_t len, const char *host, time_t now,
-			   char *err, size_t errlen)
+int crypto_bundle_check_info(const char *pem, size_t len, const char *host, time_t now,
+			     struct crypto_cert_info *info, char *err, size_t errlen)
 {
+	struct crypto_cert_info ci;
 	STACK_OF(X509) *sk = NULL;
 	EVP_PKEY *key = NULL;
 	size_t keys;
@@ -637,26 +638,30 @@ int crypto_bundle_check_at(const char *pem, size_t len, const char *host, time_t
 		goto out;
 	}
 	/* the facts the agent keeps (dates, serial, names) must read back */
-	{
-		struct crypto_cert_info ci;
-		time_t not_after;
-
-		if (crypto_cert_info_x509(leaf, &ci, err, errlen) == -1) {
-			crypto_cert_info_clear(&ci);
-			goto out;
-		}
-		not_after = ci.not_after;
+	if (crypto_cert_info_x509(leaf, &ci, err, errlen) == -1) {
 		crypto_cert_info_clear(&ci);
-		if (not_after <= now) {
-			crypto_errf(err, errlen, "bundle: the certificate has expired");
-			goto out;
-		}
+		goto out;
 	}
+	if (ci.not_after <= now) {
+		crypto_cert_info_clear(&ci);
+		crypto_errf(err, errlen, "bundle: the certificate has expired");
+		goto out;
+	}
+	if (info)
+		*info = ci;
+	else
+		crypto_cert_info_clear(&ci);
 	rc = 0;
 out:
 	EVP_PKEY_free(key);
 	sk_X509_pop_free(sk, X509_free);
 	return rc;
+}
+
+int crypto_bundle_check_at(const char *pem, size_t len, const char *host, time_t now,
+			   char *err, size_t errlen)
+{
+	return crypto_bundle_check_info(pem, len, host, now, NULL, err, errlen);
 }
 
 int crypto_bundle_check(const char *pem, size_t len, const char *host, char *err, size_t errlen)

@@ -101,6 +101,11 @@ int crypto_bundle_check_at(const char *pem, size_t len, const char *host, time_t
 			   char *err, size_t errlen);
 /* The same at time(NULL). */
 int crypto_bundle_check(const char *pem, size_t len, const char *host, char *err, size_t errlen);
+/* crypto_bundle_check_at() that also hands back the leaf's facts it read:
+ * on success *<info> is filled (free with crypto_cert_info_clear()), so a
+ * caller that keeps them does not parse the bundle again. */
+int crypto_bundle_check_info(const char *pem, size_t len, const char *host, time_t now,
+			     struct crypto_cert_info *info, char *err, size_t errlen);
 
 /* Splits a PEM chain into its certificates: on success *<certs> is a malloc'd array of
  * *<n> malloc'd PEM strings (free with crypto_pem_certs_free) and the count is

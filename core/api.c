@@ -156,7 +156,7 @@ static void api_spoe_sni_any(struct api *a, const struct spop_arg *args, size_t 
 	/* a full queue refuses the name (counted and logged by jobs): not held */
 	if (jobs_issue(a->d.jobs, host, 0, 0, NULL) == 0) {
 		log_info("host=%s on-demand issuance requested by SNI", host);
-		if (hold && jobs_active(a->d.jobs, host))
+		if (hold)	/* 0: the job exists now, queued or running */
 			api_hold(a, host, reply);
 	}
 }

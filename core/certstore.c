@@ -357,28 +357,35 @@ unsigned long certstore_pem_parsed(const struct certstore *cs)
 	return cs->pem_parsed;
 }
 
+/* Nothing unverified is kept, written to cert_dir or pushed: checks <pem>
+ * for <host> (crypto_bundle_check_info) and hands back the leaf's facts in
+ * <ci> (to clear); a refusal is counted by <src> and logged. 0 or -1. */
+static int certstore_verify(struct certstore *cs, const char *host, const char *pem, size_t len,
+			    enum certstore_src src, struct crypto_cert_info *ci)
+{
+	char err[256];
+
+	if (crypto_bundle_check_info(pem, len, host, time(NULL), ci, err, sizeof(err)) == 0)
+		return 0;
+	cs->refused[src]++;
+	log_err("host=%s certificate from %s refused: %s", host,
+		src == CERTSTORE_SRC_CA ? "the CA" : "storage", err);
+	return -1;
+}
+
 static struct certstore_cert *certstore_install_from(struct certstore *cs, const char *host,
 						     const char *pem, size_t len,
 						     enum certstore_src src)
 {
 	struct certstore_cert *c, *old = NULL;
 	struct crypto_cert_info ci;
-	char err[256];
 	int rc;
 
-	/* nothing unverified is kept, written to cert_dir or pushed */
-	if (crypto_bundle_check(pem, len, host, err, sizeof(err)) == -1) {
-		cs->refused[src]++;
-		log_err("host=%s certificate from %s refused: %s", host,
-			src == CERTSTORE_SRC_CA ? "the CA" : "storage", err);
+	if (certstore_verify(cs, host, pem, len, src, &ci) == -1)
 		return NULL;
-	}
 	c = certstore_cert_new(host);
-	if (!c)
-		return NULL;
-	if (crypto_cert_info(pem, len, &ci, err, sizeof(err)) == -1) {
-		log_err("host=%s stored certificate unreadable: %s", host, err);
-		free(c);
+	if (!c) {
+		crypto_cert_info_clear(&ci);
 		return NULL;
 	}
 	rc = certstore_info_set(&c->info, &ci);
@@ -671,6 +678,20 @@ static int certstore_learn_info(struct certstore *cs, struct certstore_cert *c,
 	return 1;
 }
 
+/* A PEM was read and parsed into <ci>: learns from it (certstore_learn_info)
+ * and writes the metadata record when that changed. 0, or -1. */
+static int certstore_learn_pem(struct certstore *cs, struct certstore_cert *c,
+			       const struct crypto_cert_info *ci)
+{
+	int rc;
+
+	cs->pem_parsed++;
+	rc = certstore_learn_info(cs, c, ci);
+	if (rc == 1)
+		certstore_meta_put(cs, c);	/* the next start reads it */
+	return rc == -1 ? -1 : 0;
+}
+
 /* Fills <c>'s metadata from <pem> when it has none or another serial (a
  * newer certificate than memory knew, or a stale "meta/<host>"): fires
  * installed and writes the metadata record. Returns 0, or -1 when <pem> is
@@ -682,16 +703,14 @@ static int certstore_learn(struct certstore *cs, struct certstore_cert *c, const
 	char err[256];
 	int rc;
 
-	cs->pem_parsed++;
 	if (crypto_cert_info(pem, len, &ci, err, sizeof(err)) == -1) {
+		cs->pem_parsed++;
 		log_err("host=%s stored certificate unreadable: %s", c->host, err);
 		return -1;
 	}
-	rc = certstore_learn_info(cs, c, &ci);
+	rc = certstore_learn_pem(cs, c, &ci);
 	crypto_cert_info_clear(&ci);
-	if (rc == 1)
-		certstore_meta_put(cs, c);	/* the next start reads it */
-	return rc == -1 ? -1 : 0;
+	return rc;
 }
 
 /* on_demand: the PEM of a deploy, read back from storage and checked before
@@ -701,7 +720,8 @@ static void cb_certstore_deploy_read(void *arg, struct storage_res *res)
 	struct certstore *cs = arg;
 	const char *host = res->key + strlen("certs/");
 	struct certstore_cert *c = certstore_get(cs, host);
-	char err[256];
+	struct crypto_cert_info ci;
+	int rc;
 
 	health_storage_result(cs->health, res);
 	if (!c) {
@@ -717,13 +737,13 @@ static void cb_certstore_deploy_read(void *arg, struct storage_res *res)
 		return;
 	}
 	/* the same check as certstore_install(): nothing unverified is pushed */
-	if (crypto_bundle_check(res->val, res->len, host, err, sizeof(err)) == -1) {
-		cs->refused[CERTSTORE_SRC_STORAGE]++;
-		log_err("host=%s certificate from storage refused: %s", host, err);
+	if (certstore_verify(cs, host, res->val, res->len, CERTSTORE_SRC_STORAGE, &ci) == -1) {
 		certstore_deployed(cs, host, 0);
 		return;
 	}
-	if (certstore_learn(cs, c, res->val, res->len) == -1) {
+	rc = certstore_learn_pem(cs, c, &ci);
+	crypto_cert_info_clear(&ci);
+	if (rc == -1) {
 		certstore_deployed(cs, host, 0);
 		return;
 	}

@@ -30,7 +30,8 @@ out:
 }
 
 /* "<dir>/.tmp/<base>.<pid>.<seq>": temp files never live where a reader of
- * <dir> (HAProxy's "crt <dir>") looks, yet on the same file system. */
+ * <dir> (HAProxy's "crt <dir>") looks, yet on the same file system. The
+ * folder is made by the first write that misses it. */
 static int fs_tmp_name(const char *path, char *tmp, size_t tmplen, char *err, size_t errlen)
 {
 	static unsigned seq;
@@ -41,14 +42,6 @@ static int fs_tmp_name(const char *path, char *tmp, size_t tmplen, char *err, si
 
 	if (slash == path)
 		dirlen = 0;
-	if (snprintf(tmp, tmplen, "%.*s/" FS_TMP_DIR, dirlen, dir) >= (int)tmplen) {
-		snprintf(err, errlen, "%s: path too long", path);
-		return -1;
-	}
-	if (mkdir(tmp, 0700) == -1 && errno != EEXIST) {
-		snprintf(err, errlen, "%s: mkdir: %s", tmp, strerror(errno));
-		return -1;
-	}
 	if (snprintf(tmp, tmplen, "%.*s/" FS_TMP_DIR "/%s.%ld.%u", dirlen, dir, base, (long)getpid(),
 		     __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED)) >= (int)tmplen) {
 		snprintf(err, errlen, "%s: path too long", path);
@@ -68,6 +61,18 @@ static int fs_write(const char *path, const void *data, size_t len, mode_t mode,
 		return -1;
 	unlink(tmp);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	if (fd == -1 && errno == ENOENT) {
+		/* the first write into this directory: make its temp folder */
+		char *slash = strrchr(tmp, '/');
+
+		*slash = '\0';
+		if (mkdir(tmp, 0700) == -1 && errno != EEXIST) {
+			snprintf(err, errlen, "%s: mkdir: %s", tmp, strerror(errno));
+			return -1;
+		}
+		*slash = '/';
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	}
 	if (fd == -1) {
 		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
 		goto out;

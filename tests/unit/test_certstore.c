@@ -66,6 +66,24 @@ struct t {
 	struct seen seen;
 };
 
+/* A certificate store on <f> reporting through <h> into <seen>; with
+ * <short_rt>, runtime answers time out after 200 ms (nobody listens). */
+static struct certstore *open_cs(struct fx *f, struct certstore_hooks h, struct seen *seen,
+				 int short_rt)
+{
+	char err[256] = "";
+	struct certstore *cs = certstore_new(f->loop, f->cfg, f->st, &f->health, err, sizeof(err));
+
+	if (!cs)
+		fail_msg("certstore_new: %s", err);
+	assert_int_equal(certstore_runtime_open(cs, err, sizeof(err)), 0);
+	if (short_rt)
+		rt_set_timeouts(certstore_runtime(cs), 200, 0);
+	h.arg = seen;
+	certstore_set_hooks(cs, &h);
+	return cs;
+}
+
 static int setup(void **state)
 {
 	struct t *t = calloc(1, sizeof(*t));
@@ -74,16 +92,10 @@ static int setup(void **state)
 		.removed = on_removed,
 		.received = on_received,
 	};
-	char err[256] = "";
 
 	assert_non_null(t);
 	fx_open(&t->f, "");
-	t->cs = certstore_new(t->f.loop, t->f.cfg, t->f.st, &t->f.health, err, sizeof(err));
-	if (!t->cs)
-		fail_msg("certstore_new: %s", err);
-	assert_int_equal(certstore_runtime_open(t->cs, err, sizeof(err)), 0);
-	h.arg = &t->seen;
-	certstore_set_hooks(t->cs, &h);
+	t->cs = open_cs(&t->f, h, &t->seen, 0);
 	*state = t;
 	return 0;
 }
@@ -319,7 +331,7 @@ static void test_on_demand_index(void **state)
 	struct file_cond fc;
 	struct fx f;
 	time_t now = time(NULL);
-	char *pem[3], *p2, err[256] = "", path[256];
+	char *pem[3], *p2, path[256];
 	size_t len[3], l2;
 	int i;
 
@@ -329,13 +341,7 @@ static void test_on_demand_index(void **state)
 		pem[i] = fx_pem(hosts[i], now - 3600, now + 90 * 86400, &len[i]);
 		fx_put(&f, path, pem[i], len[i]);
 	}
-	cs = certstore_new(f.loop, f.cfg, f.st, &f.health, err, sizeof(err));
-	if (!cs)
-		fail_msg("certstore_new: %s", err);
-	assert_int_equal(certstore_runtime_open(cs, err, sizeof(err)), 0);
-	rt_set_timeouts(certstore_runtime(cs), 200, 0);
-	h.arg = &seen;
-	certstore_set_hooks(cs, &h);
+	cs = open_cs(&f, h, &seen, 1);
 
 	assert_int_equal(certstore_load(cs), 3);
 	assert_int_equal(certstore_ensure_files(cs), 0);
@@ -653,7 +659,7 @@ static void test_on_demand_meta(void **state)
 	struct certstore_cert *c;
 	struct fx f;
 	time_t now = time(NULL);
-	char *pem[6], *m, *old6, err[256] = "", key[STORAGE_KEY_MAX], want[130], got[130];
+	char *pem[6], *m, *old6, key[STORAGE_KEY_MAX], want[130], got[130];
 	size_t len[6], ml, l6;
 	int i;
 
@@ -682,13 +688,7 @@ static void test_on_demand_meta(void **state)
 	fx_put(&f, CERTSTORE_META_PREFIX "m6.example.com", m, ml);
 	free(m);
 
-	cs = certstore_new(f.loop, f.cfg, f.st, &f.health, err, sizeof(err));
-	if (!cs)
-		fail_msg("certstore_new: %s", err);
-	assert_int_equal(certstore_runtime_open(cs, err, sizeof(err)), 0);
-	rt_set_timeouts(certstore_runtime(cs), 200, 0);
-	h.arg = &seen;
-	certstore_set_hooks(cs, &h);
+	cs = open_cs(&f, h, &seen, 1);
 	assert_int_equal(certstore_load(cs), 6);
 	assert_int_equal(certstore_pem_parsed(cs), 0);
 	certstore_start(cs);
