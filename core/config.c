@@ -331,16 +331,26 @@ static int chk_readable_file(char *v, char *why, size_t whylen)
 	return 0;
 }
 
-static int chk_base64url(char *v, char *why, size_t whylen)
+/* Base64 of <alphabet> (62 letters/digits + 2): padding, when present, must
+ * complete the last quantum; <unpadded> also accepts it left off. */
+static int chk_b64(const char *v, const char *alphabet, int unpadded, const char *what,
+		   char *why, size_t whylen)
 {
-	size_t n = strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
+	size_t n = strspn(v, alphabet);
 	size_t pad = strspn(v + n, "=");
+	int bad_len = unpadded ? (n % 4 == 1 || (pad && (n + pad) % 4)) : (n + pad) % 4 != 0;
 
-	if (n == 0 || v[n + pad] || pad > 2 || n % 4 == 1 || (pad && (n + pad) % 4)) {
-		snprintf(why, whylen, "is not valid base64url");
+	if (n == 0 || v[n + pad] || pad > 2 || bad_len) {
+		snprintf(why, whylen, "is not valid %s", what);
 		return -1;
 	}
 	return 0;
+}
+
+static int chk_base64url(char *v, char *why, size_t whylen)
+{
+	return chk_b64(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", 1,
+		       "base64url", why, whylen);
 }
 
 static int chk_domain(char *v, char *why, size_t whylen)
@@ -434,14 +444,8 @@ static int chk_dns_name(char *v, char *why, size_t whylen)
 /* Standard base64 (a TSIG secret as tsig-keygen writes it). */
 static int chk_base64(char *v, char *why, size_t whylen)
 {
-	size_t n = strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
-	size_t pad = strspn(v + n, "=");
-
-	if (n == 0 || v[n + pad] || pad > 2 || (n + pad) % 4) {
-		snprintf(why, whylen, "is not valid base64");
-		return -1;
-	}
-	return 0;
+	return chk_b64(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", 0,
+		       "base64", why, whylen);
 }
 
 static int chk_executable(char *v, char *why, size_t whylen)

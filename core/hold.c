@@ -31,7 +31,7 @@ struct hold {
 	void *arg;
 	size_t max_per_host, max_total;
 	struct hmap hosts;		/* host -> struct hold_host */
-	struct hold_stats st;
+	struct hold_stats st;		/* .hosts unused: hosts.count is it */
 };
 
 static void hold_host_free(struct hold_host *hh)
@@ -58,7 +58,6 @@ static void hold_host_drop(struct hold_host *hh)
 	struct hold *h = hh->h;
 
 	hmap_del(&h->hosts, hh->host);
-	h->st.hosts--;
 	hold_host_free(hh);
 }
 
@@ -124,7 +123,6 @@ int hold_add(struct hold *h, const char *host, void *item, double timeout)
 		TAILQ_INIT(&hh->waiters);
 		ev_init(&hh->timer, cb_hold_timer);
 		hh->timer.data = hh;
-		h->st.hosts++;
 	}
 	w->item = item;
 	w->deadline = ev_now(h->loop) + timeout;
@@ -148,7 +146,6 @@ size_t hold_release(struct hold *h, const char *host)
 		return 0;
 	/* off the map first: a release function may hold this host again */
 	hmap_del(&h->hosts, hh->host);
-	h->st.hosts--;
 	while (!TAILQ_EMPTY(&hh->waiters)) {
 		h->st.released++;
 		hold_pop(hh);
@@ -168,6 +165,7 @@ size_t hold_waiting(const struct hold *h, const char *host)
 void hold_stats(const struct hold *h, struct hold_stats *out)
 {
 	*out = h->st;
+	out->hosts = h->hosts.count;
 }
 
 static void hold_free_host(void *p)

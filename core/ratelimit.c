@@ -114,11 +114,6 @@ const char *ratelimit_limit_name(enum ratelimit_limit l)
 	return (unsigned)l < RATELIMIT__MAX ? rl_limit_names[l] : "?";
 }
 
-long ratelimit_span(enum ratelimit_limit l)
-{
-	return (unsigned)l < RATELIMIT__MAX ? rl_spans[l] : 0;
-}
-
 /* ---- configuration ------------------------------------------------------- */
 
 static unsigned rl_limit(const struct ratelimit *rl, enum ratelimit_limit l)

@@ -49,9 +49,6 @@ enum ratelimit_class {
 /* Config key names of the limits ("orders_per_3h", ...); "?" when out of range. */
 const char *ratelimit_limit_name(enum ratelimit_limit l);
 
-/* Length of each limit's window in seconds. */
-long ratelimit_span(enum ratelimit_limit l);
-
 /* ---- window arithmetic: pure, no storage --------------------------------- */
 
 /* The stamps of one budget, oldest first. */
