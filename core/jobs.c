@@ -164,37 +164,19 @@ static void job_backoff_forget(struct jobs *js, const char *host)
 	}
 }
 
-struct job_sweep {
-	struct jobs *js;
-	time_t now;
-	struct hmap gone;
-};
-
-static void job_sweep_cb(void *arg, const char *host, void *val)
-{
-	struct job_sweep *s = arg;
-	struct job_backoff *b = val;
-
-	/* the failure count matters for a day after the wait ends */
-	if (b->until + JOB_BACKOFF_MAX_S < s->now)
-		hmap_put(&s->gone, host, (void *)1, NULL);
-}
-
-static void job_sweep_gone_cb(void *arg, const char *host, void *val)
-{
-	job_backoff_forget(arg, host);
-}
-
+/* Drops the entries whose wait ended a day ago (the failure count matters
+ * for a day after the wait ends), walking the LRU list: no second map. */
 static void cb_jobs_backoff_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct job_sweep s = { .js = w->data, .now = time(NULL) };
+	struct jobs *js = w->data;
+	struct job_backoff *b, *next;
+	time_t now = time(NULL);
 
-	if (s.js->backoff.count == 0)
-		return;
-	hmap_init(&s.gone);
-	hmap_foreach(&s.js->backoff, job_sweep_cb, &s);
-	hmap_foreach(&s.gone, job_sweep_gone_cb, s.js);
-	hmap_clear(&s.gone, NULL);
+	for (b = TAILQ_FIRST(&js->backoff_lru); b; b = next) {
+		next = TAILQ_NEXT(b, lru);
+		if (b->until + JOB_BACKOFF_MAX_S < now)
+			job_backoff_forget(js, b->host);
+	}
 }
 
 static void job_backoff_init(struct jobs *js)
