@@ -18,6 +18,7 @@
 #include <openssl/x509.h>
 
 #include "lib/curlev.h"
+#include "lib/addr.h"
 #include "lib/log.h"
 #include "lib/tlsstore.h"
 
@@ -507,16 +508,6 @@ long http_parse_retry_after(const char *value, time_t now)
 	return t > now ? (long)(t - now) : 0;
 }
 
-/* 1 when <host> (as curl gives it: "[::1]" for IPv6) is a loopback name. */
-static int http_host_loopback(const char *host)
-{
-	struct in_addr a4;
-
-	if (strcasecmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0)
-		return 1;
-	return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
-}
-
 int http_url_check(const char *url, char *err, size_t errlen)
 {
 	CURLU *u = curl_url();
@@ -534,7 +525,7 @@ int http_url_check(const char *url, char *err, size_t errlen)
 		goto out;
 	}
 	if (strcasecmp(scheme, "https") == 0 ||
-	    (strcasecmp(scheme, "http") == 0 && http_host_loopback(host))) {
+	    (strcasecmp(scheme, "http") == 0 && addr_host_is_loopback(host))) {
 		rc = 0;
 		goto out;
 	}

@@ -176,18 +176,26 @@ const char *addr_format(const struct addr *a, char *buf, size_t buflen)
 	return buf;
 }
 
-int addr_is_loopback(const struct addr *a)
+int addr_host_is_loopback(const char *host)
 {
 	struct in_addr a4;
 	struct in6_addr a6;
+	char v6[INET6_ADDRSTRLEN];
+	size_t n = strlen(host);
 
-	if (a->is_unix)
+	if (strcasecmp(host, "localhost") == 0)
 		return 1;
-	if (strcasecmp(a->host, "localhost") == 0)
-		return 1;
-	if (inet_pton(AF_INET, a->host, &a4) == 1)
+	if (inet_pton(AF_INET, host, &a4) == 1)
 		return (ntohl(a4.s_addr) >> 24) == 127;
-	if (inet_pton(AF_INET6, a->host, &a6) == 1)
-		return IN6_IS_ADDR_LOOPBACK(&a6);
-	return 0;
+	if (n > 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof(v6)) {
+		memcpy(v6, host + 1, n - 2);	/* a URL's "[::1]" */
+		v6[n - 2] = '\0';
+		host = v6;
+	}
+	return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+int addr_is_loopback(const struct addr *a)
+{
+	return a->is_unix || addr_host_is_loopback(a->host);
 }

@@ -41,6 +41,10 @@ int addr_sockaddr(const struct addr *a, int passive, struct sockaddr_storage *ss
  * other literal and any other name. */
 int addr_is_loopback(const struct addr *a);
 
+/* The same rule for a host as written ("127.0.0.5", "::1", "[::1]" as in a
+ * URL, "localhost"). */
+int addr_host_is_loopback(const char *host);
+
 /* Writes <a> as addr_parse() reads it ("unix:/p", "h:1", "[::1]:1", "*:0")
  * into <buf> (<buflen> bytes, truncated). Returns <buf>, for logs. */
 const char *addr_format(const struct addr *a, char *buf, size_t buflen);
