@@ -87,6 +87,7 @@ static int chk_zone(char *v, char *why, size_t whylen);
 static int chk_dns_name(char *v, char *why, size_t whylen);
 static int chk_base64(char *v, char *why, size_t whylen);
 static int chk_executable(char *v, char *why, size_t whylen);
+static int chk_env_name(char *v, char *why, size_t whylen);
 
 #define F(f)	offsetof(struct config, f)
 #define STR(n, fl, def, f, chk)	{ .name = n, .kind = CFG_STR, .flags = fl, .def_str = def, .off = F(f), .check = chk }
@@ -167,6 +168,7 @@ static const struct cfg_row cfg_rows[] = {
 	STR("dns01.tsig_secret", CF_SECRET, NULL, dns01_tsig_secret, chk_base64),
 	STR("dns01.zone", 0, NULL, dns01_zone, chk_zone),
 	STR("dns01.exec", 0, NULL, dns01_exec, chk_executable),
+	LIST("dns01.exec_env", 0, 0, NULL, dns01_exec_env, ndns01_exec_env, chk_env_name),
 	INT("dns01.propagation_timeout", 0, 5, 3600, 120, dns01_propagation_timeout),
 	LIST("wildcard_domains", 0, 0, NULL, wildcard_domains, nwildcard_domains, chk_zone),
 	RLIM("rate_limits.orders_per_3h", rl_orders_per_3h),
@@ -458,6 +460,17 @@ static int chk_executable(char *v, char *why, size_t whylen)
 	if (stat(v, &st) == -1 || !S_ISREG(st.st_mode) || !(st.st_mode & 0111) || access(v, X_OK) == -1) {
 		snprintf(why, whylen, "is not an executable file (%s)",
 			 errno ? strerror(errno) : "not a regular file with an x bit");
+		return -1;
+	}
+	return 0;
+}
+
+/* An environment variable's name, as a shell writes one. */
+static int chk_env_name(char *v, char *why, size_t whylen)
+{
+	if (!v[0] || (v[0] >= '0' && v[0] <= '9') ||
+	    strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") != strlen(v)) {
+		snprintf(why, whylen, "is not an environment variable name");
 		return -1;
 	}
 	return 0;

@@ -95,6 +95,8 @@ struct config {
 	enum config_tsig_alg dns01_tsig_algorithm;
 	char *dns01_zone;		/* NULL: found by SOA look-up */
 	char *dns01_exec;		/* hook program (exec provider) */
+	char **dns01_exec_env;		/* variables the hook gets beyond PATH, HOME, LANG, ... */
+	size_t ndns01_exec_env;
 	int dns01_propagation_timeout;	/* seconds [120] */
 	char **wildcard_domains;	/* lower-case zones served by one "*.zone" + "zone" certificate */
 	size_t nwildcard_domains;

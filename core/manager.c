@@ -30,6 +30,7 @@
 #include "core/manager.h"
 #include "core/renew.h"
 #include "dns/dns01.h"
+#include "lib/host.h"
 #include "lib/log.h"
 #include "runtime/runtime.h"
 #include "storage/storage.h"
@@ -119,6 +120,29 @@ static const struct acme_dns_hooks mgr_dns_hooks = {
 
 /* ---- set-up -------------------------------------------------------------- */
 
+/* A name whose "_acme-challenge" record this agent may have published: one
+ * that on-demand or POST /acme could issue for ("name" or "*.name"), a zone of
+ * wildcard_domains or a name under one, dns01.zone or a name under it. */
+static int mgr_dns01_name_ok(void *arg, const char *name)
+{
+	const struct config *cfg = arg;
+	char wc[HOST_MAXLEN + 3];
+	size_t i, n = strlen(name), zl;
+
+	if (config_domain_allowed(cfg, name) || config_wildcard_name(cfg, name, wc, sizeof(wc)))
+		return 1;
+	snprintf(wc, sizeof(wc), "*.%s", name);
+	if (config_domain_allowed(cfg, wc))
+		return 1;
+	for (i = 0; i < cfg->nwildcard_domains; i++) {
+		zl = strlen(cfg->wildcard_domains[i]);
+		if (!strcmp(name, cfg->wildcard_domains[i]) ||
+		    (n > zl && name[n - zl - 1] == '.' && !strcmp(name + n - zl, cfg->wildcard_domains[i])))
+			return 1;
+	}
+	return 0;
+}
+
 /* The dns-01 solver of dns01.*, when a provider is set; removes at once the
  * TXT records a stop left behind. */
 static int mgr_open_dns01(struct mgr *m, char *err, size_t errlen)
@@ -133,7 +157,11 @@ static int mgr_open_dns01(struct mgr *m, char *err, size_t errlen)
 		.tsig_secret = cfg->dns01_tsig_secret,
 		.zone = cfg->dns01_zone,
 		.exec = cfg->dns01_exec,
+		.exec_env = (const char *const *)cfg->dns01_exec_env,
+		.nexec_env = cfg->ndns01_exec_env,
 		.propagation_timeout = cfg->dns01_propagation_timeout,
+		.name_ok = mgr_dns01_name_ok,
+		.name_ok_arg = m->cfg,
 	};
 
 	if (cfg->dns01_provider == CONFIG_DNS01_NONE)

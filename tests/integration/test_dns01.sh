@@ -67,7 +67,8 @@ dns01_rfc2136() {
 }
 dns01_exec() {
 	echo "\"dns01\": { \"provider\": \"exec\", \"exec\": \"$1\", \"server\": \"127.0.0.1:$BIND_PORT\",
-	  \"propagation_timeout\": 20 }"
+	  \"propagation_timeout\": 20,
+	  \"exec_env\": [\"NSUPDATE_SERVER\", \"NSUPDATE_PORT\", \"NSUPDATE_TSIG\"] }"
 }
 
 # served_san HOST: the subjectAltName line HAProxy serves for SNI HOST.
