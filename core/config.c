@@ -131,7 +131,7 @@ static const struct cfg_row cfg_rows[] = {
 	STR("storage_config.redis.password", CF_SECRET, NULL, redis_auth, NULL),
 	STR("storage_config.redis.auth", CF_SECRET | CF_ALIAS, NULL, redis_auth, NULL),
 	BOOL("storage_config.redis.ssl", 0, 0, redis_ssl),
-	BOOL("storage_config.redis.ssl_verify", 0, 0, redis_ssl_verify),
+	BOOL("storage_config.redis.ssl_verify", 0, 1, redis_ssl_verify),
 	STR("storage_config.redis.server_name", 0, NULL, redis_ssl_server_name, chk_host),
 	STR("storage_config.redis.ssl_server_name", CF_ALIAS, NULL, redis_ssl_server_name, chk_host),
 	STR("storage_config.redis.ssl_ca_file", 0, NULL, redis_ssl_ca_file, chk_readable_file),
