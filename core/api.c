@@ -767,6 +767,9 @@ struct api *api_new(struct ev_loop *loop, const struct api_deps *deps, char *err
 	struct api *a = calloc(1, sizeof(*a));
 	struct spoa_server_conf sc = {
 		.listen = deps->cfg->spoa_listen,
+		.socket_mode = deps->cfg->spoa_socket_mode ?
+			       (int)strtol(deps->cfg->spoa_socket_mode, NULL, 8) : 0,
+		.socket_group = deps->cfg->spoa_socket_group,
 		.handlers = api_spoa_handlers,
 		.ctx = a,
 		.on_engine = api_on_engine,

@@ -88,6 +88,8 @@ static int chk_dns_name(char *v, char *why, size_t whylen);
 static int chk_base64(char *v, char *why, size_t whylen);
 static int chk_executable(char *v, char *why, size_t whylen);
 static int chk_env_name(char *v, char *why, size_t whylen);
+static int chk_mode(char *v, char *why, size_t whylen);
+static int chk_group(char *v, char *why, size_t whylen);
 
 #define F(f)	offsetof(struct config, f)
 #define STR(n, fl, def, f, chk)	{ .name = n, .kind = CFG_STR, .flags = fl, .def_str = def, .off = F(f), .check = chk }
@@ -150,6 +152,8 @@ static const struct cfg_row cfg_rows[] = {
 	STR("storage_config.consul.token", CF_SECRET, NULL, consul_token, NULL),
 	STR("storage_config.consul.kv_path", 0, "acme", consul_kv_path, chk_kv_path),
 	ADDR("spoa.listen", 0, ADDR_UNIX, "127.0.0.1:12345", spoa_listen, spoa_addr),
+	STR("spoa.socket_mode", 0, NULL, spoa_socket_mode, chk_mode),
+	STR("spoa.socket_group", 0, NULL, spoa_socket_group, chk_group),
 	ADDR("admin.listen", 0, 0, "127.0.0.1:8001", admin_listen, admin_addr),
 	STR("admin.token", CF_SECRET | CF_RELOAD, NULL, admin_token, NULL),
 	ADDR_LIST("haproxy.runtime", 0, 1, ADDR_UNIX, "unix:/run/haproxy/admin.sock", runtime, nruntime,
@@ -460,6 +464,30 @@ static int chk_executable(char *v, char *why, size_t whylen)
 	if (stat(v, &st) == -1 || !S_ISREG(st.st_mode) || !(st.st_mode & 0111) || access(v, X_OK) == -1) {
 		snprintf(why, whylen, "is not an executable file (%s)",
 			 errno ? strerror(errno) : "not a regular file with an x bit");
+		return -1;
+	}
+	return 0;
+}
+
+/* File mode bits in octal, as chmod takes them ("0660", "660"). */
+static int chk_mode(char *v, char *why, size_t whylen)
+{
+	size_t n = strlen(v);
+
+	if (n < 3 || n > 4 || strspn(v, "01234567") != n || (n == 4 && v[0] != '0')) {
+		snprintf(why, whylen, "is not an octal mode such as \"0660\"");
+		return -1;
+	}
+	return 0;
+}
+
+/* A group: a name as /etc/group writes one, or a number; looked up when the
+ * socket is made, so --check passes on a host without the group yet. */
+static int chk_group(char *v, char *why, size_t whylen)
+{
+	if (!v[0] || v[0] == '-' || strlen(v) > 64 ||
+	    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-$") != strlen(v)) {
+		snprintf(why, whylen, "is not a group name or number");
 		return -1;
 	}
 	return 0;

@@ -76,6 +76,7 @@ struct config {
 	char *consul_token;		/* NULL when unset */
 	char *consul_kv_path;
 	char *spoa_listen, *admin_listen;
+	char *spoa_socket_mode, *spoa_socket_group;	/* a unix spoa.listen's mode ("0660") and group */
 	struct addr spoa_addr, admin_addr;	/* the two above, parsed */
 	char *admin_token;		/* NULL when unset: no authentication */
 	char **runtime;			/* at least one: "unix:/path" or "host:port" */
