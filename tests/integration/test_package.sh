@@ -134,6 +134,7 @@ PY
 	sed -e "s#0.0.0.0:80\$#127.0.0.1:$HAP_HTTP#" -e "s#0.0.0.0:443\$#127.0.0.1:$HAP_HTTPS#" \
 	    -e "s#server agent 127.0.0.1:12345#server agent $sock#" \
 	    -e "s#/run/haproxy/admin.sock#/run/haproxy/admin2.sock#" \
+	    -e "s#/run/haproxy/https.sock#/run/haproxy/https2.sock#" \
 	    -e "s#^global\$#global\n    user haproxy\n    group haproxy#" \
 	    -e "s#^\( *\)log global#\1no log#" "$ex/haproxy.cfg" > "$root/etc/haproxy/haproxy2.cfg"
 	unshare -m sh -c 'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"' "$root" \
