@@ -391,8 +391,8 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 		/* a node that boots while its store reboots stays up: it serves
 		 * what memory, cert_dir and HAProxy hold and reads the store when
 		 * it answers */
-		log_warn("storage=%s not reached at start: %s; starting without it (memory only, "
-			 "nothing issued) and retrying", storage_name(m->st), err);
+		log_err("storage=%s not reached at start: %s; starting without it (memory only, "
+			"nothing issued) and retrying", storage_name(m->st), err);
 		m->health.store_ready = 0;
 		err[0] = '\0';
 	}
