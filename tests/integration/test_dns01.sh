@@ -188,8 +188,10 @@ chmod +x "$IT_DIR/failhook.sh"
 agent_stops_cleanly
 sed "s#$HOOK#$IT_DIR/failhook.sh#" "$IT_DIR/agent-exec.json" > "$IT_DIR/agent-fail.json"
 restart_agent "$IT_DIR/agent-fail.json"
-# (its own name: the failure puts it in backoff, which a resumed order obeys)
-resp=$(admin POST /acme --data 'host=*.f.test')
+# (not k.test: the failure puts the name in backoff, which the resumed order
+# below obeys; a zone BIND has, so the next start's clean-up of the record
+# the failing hook could not remove succeeds)
+resp=$(admin POST /acme --data 'host=*.y.test')
 check "a failing hook: 500 with its exit status and output" \
 	bash -c '[ "${1%% *}" = 500 ] && grep -q "exit status 3: provider says: zone not managed here" <<<"$1"' _ "$resp"
 
