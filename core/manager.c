@@ -155,8 +155,8 @@ static int mgr_dns01_name_ok(void *arg, const char *name)
 	return 0;
 }
 
-/* The dns-01 solver of dns01.*, when a provider is set; removes at once the
- * TXT records a stop left behind. */
+/* The dns-01 solver of dns01.*, when a provider is set (the TXT records a
+ * stop left behind are removed once the store answers: mgr_run_store). */
 static int mgr_open_dns01(struct mgr *m, char *err, size_t errlen)
 {
 	const struct config *cfg = m->cfg;
@@ -212,7 +212,8 @@ static EVP_PKEY *mgr_account_key(struct mgr *m, int *down, char *err, size_t err
 	for (i = 0; i < 16; i++)
 		sprintf(account_id + i * 2, "%02x", md[i]);
 	snprintf(key, sizeof(key), "accounts/%s/key", account_id);
-	/* start-up, before any server listens: waiting here stalls nobody */
+	/* at start before any server listens, or from the attach timer: storage_wait
+	 * runs the loop, so SPOE and the admin API are still served meanwhile */
 	*down = 0;
 	rc = storage_wait(m->st, storage_get(m->st, key, NULL, NULL), &res, err, errlen);
 	if (rc == -1) {
