@@ -625,13 +625,13 @@ struct acme_client *acme_client_new(struct ev_loop *loop, const struct acme_conf
 {
 	struct acme_client *c = NULL;
 
-	if (!loop || !conf || !account_key || !conf->directory_url ||
+	if (!loop || !conf || !conf->directory_url ||
 	    (strncmp(conf->directory_url, "https://", 8) && strncmp(conf->directory_url, "http://", 7))) {
 		snprintf(err, errlen, "acme: directory URL %s is not an http(s) URL",
 			 conf && conf->directory_url ? conf->directory_url : "(none)");
 		goto fail;
 	}
-	if (!jws_alg(account_key)) {
+	if (account_key && !jws_alg(account_key)) {
 		snprintf(err, errlen, "acme: unsupported account key type");
 		goto fail;
 	}
@@ -675,6 +675,16 @@ fail:
 	EVP_PKEY_free(account_key);
 	acme_client_free(c);
 	return NULL;
+}
+
+int acme_client_set_account_key(struct acme_client *c, EVP_PKEY *account_key)
+{
+	if (!c || c->account_key || !account_key || !jws_alg(account_key)) {
+		EVP_PKEY_free(account_key);
+		return -1;
+	}
+	c->account_key = account_key;
+	return 0;
 }
 
 void acme_client_free(struct acme_client *c)

@@ -84,11 +84,18 @@ struct acme_dns_hooks {
 char *acme_dns01_txt(const char *key_auth);
 
 /* Creates a client for the CA of <conf> (strings are copied) on <loop>. Takes
- * ownership of <account_key> (even on failure). Nothing is sent before the first
- * order. Returns NULL with a message in <err>. Free with acme_client_free(). */
+ * ownership of <account_key> (even on failure); NULL: set later with
+ * acme_client_set_account_key(), orders and revocations are refused until
+ * then. Nothing is sent before the first order. Returns NULL with a message
+ * in <err>. Free with acme_client_free(). */
 struct acme_client *acme_client_new(struct ev_loop *loop, const struct acme_conf *conf,
 				    EVP_PKEY *account_key, const struct acme_hooks *hooks,
 				    void *hooks_arg, char *err, size_t errlen);
+
+/* Gives <c>, created without one, its account key (ownership taken, even on
+ * failure). Returns 0, or -1 when <c> has a key already or <account_key> is
+ * of an unsupported type. */
+int acme_client_set_account_key(struct acme_client *c, EVP_PKEY *account_key);
 
 /* Sets the dns-01 solver (copied); without one, wildcard orders fail. */
 void acme_client_set_dns(struct acme_client *c, const struct acme_dns_hooks *hooks, void *arg);

@@ -305,7 +305,7 @@ int acme_revoke(struct acme_client *c, const char *cert_pem,
 {
 	struct acme_revoke_op *r;
 
-	if (!c || !cert_pem || !done)
+	if (!c || !c->account_key || !cert_pem || !done)
 		return -1;
 	r = calloc(1, sizeof(*r));
 	if (!r)

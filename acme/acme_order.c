@@ -750,7 +750,7 @@ int acme_order_start(struct acme_client *c, const char *host, const char *replac
 {
 	struct acme_order *o;
 
-	if (!c || !host || !*host || strlen(host) > 253 || !done)
+	if (!c || !c->account_key || !host || !*host || strlen(host) > 253 || !done)
 		return -1;
 	o = calloc(1, sizeof(*o));
 	if (!o)

@@ -42,6 +42,7 @@ struct api_counters {
 	uint64_t sni_msgs, http01_msgs, http01_hits, refused_name, refused_backoff;
 	uint64_t http01_deferred, http01_lookup_busy;
 	uint64_t peek_msgs, held, hold_refused;
+	uint64_t refused_storage;	/* new names while storage was not reached since start */
 };
 
 struct api {
@@ -151,6 +152,12 @@ static void api_spoe_sni_any(struct api *a, const struct spop_arg *args, size_t 
 	}
 	if (jobs_backoff_active(a->d.jobs, host, NULL)) {
 		a->cnt.refused_backoff++;
+		return;
+	}
+	if (!a->d.health->store_ready) {
+		/* started without the store: no account, no lock, no index; the
+		 * name may even be stored. Answered now, not held. */
+		a->cnt.refused_storage++;
 		return;
 	}
 	/* a full queue refuses the name (counted and logged by jobs): not held */
@@ -272,6 +279,11 @@ static void api_admin_issue(void *ctx, const char *raw, struct admin_req *req)
 		admin_reply_message(req, 400, msg);
 		return;
 	}
+	if (!a->d.health->store_ready) {
+		admin_reply_message(req, 503, "storage not reached since start: nothing can be "
+				    "issued yet (see /healthz and the log)");
+		return;
+	}
 	if (jobs_issue(a->d.jobs, host, certstore_get(a->d.cs, host) != NULL, 1, req) == -1)
 		admin_reply_message(req, 500, "out of memory");
 }
@@ -350,6 +362,10 @@ static void api_admin_renew_all(void *ctx)
 {
 	struct api *a = ctx;
 
+	if (!a->d.health->store_ready) {
+		log_warn("admin: PATCH /acme: storage not reached since start, nothing to renew yet");
+		return;
+	}
 	renew_pass(a->d.renew, 0);
 }
 
@@ -578,6 +594,7 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"ask_url\"", (double)js.refused_ask);
 	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"queue_full\"", (double)js.refused_queue);
 	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"rate_limit\"", (double)js.refused_budget);
+	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"storage\"", (double)k->refused_storage);
 	metrics_header(b, "acme_spoa_orders_in_flight", "gauge", "ACME orders running now.");
 	metrics_value(b, "acme_spoa_orders_in_flight", NULL, (double)js.orders_running);
 
@@ -664,6 +681,8 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	api_health_facts(a, &hf);
 	metrics_header(b, "acme_spoa_storage_up", "gauge", "1 when storage answers (the /healthz storage fact).");
 	metrics_value(b, "acme_spoa_storage_up", NULL, hf.storage_ok);
+	metrics_header(b, "acme_spoa_storage_ready", "gauge", "1 once the account, the certificate index and the change feed were read from storage; 0 while a start without the store serves memory only.");
+	metrics_value(b, "acme_spoa_storage_ready", NULL, a->d.health->store_ready);
 	metrics_header(b, "acme_spoa_runtime_sockets", "gauge", "HAProxy runtime sockets configured.");
 	metrics_value(b, "acme_spoa_runtime_sockets", NULL, (double)hf.rt_total);
 	metrics_header(b, "acme_spoa_runtime_sockets_up", "gauge", "HAProxy runtime sockets answering (the /healthz runtime fact).");
@@ -688,7 +707,8 @@ static void api_health_facts(struct api *a, struct api_health_facts *hf)
 	ev_tstamp now = ev_now(a->loop);
 	char err[256];
 
-	hf->storage_ok = a->d.health->storage_ok && storage_state(a->d.st, err, sizeof(err)) == 1;
+	hf->storage_ok = a->d.health->store_ready && a->d.health->storage_ok &&
+			 storage_state(a->d.st, err, sizeof(err)) == 1;
 	if (now - a->storage_pinged >= API_HEALTH_PING_S) {
 		a->storage_pinged = now;
 		storage_ping(a->d.st, cb_api_ping, a);
@@ -707,7 +727,9 @@ static int api_admin_health(void *ctx, json_t **detail)
 	api_health_facts(a, &hf);
 	/* the reason stays in the log: /healthz needs no token */
 	*detail = json_pack("{s:s, s:s, s:s}", "loop", "ok",
-			    "storage", hf.storage_ok ? "ok" : "storage does not answer (see the log)",
+			    "storage", hf.storage_ok ? "ok" : !a->d.health->store_ready ?
+			    "storage not reached since start: serving memory only (see the log)" :
+			    "storage does not answer (see the log)",
 			    "runtime", hf.rt_up ? "ok" : "no runtime socket answers");
 	if (*detail)
 		json_object_set_new(*detail, "runtime_sockets_up",
@@ -745,6 +767,9 @@ struct api *api_new(struct ev_loop *loop, const struct api_deps *deps, char *err
 	struct api *a = calloc(1, sizeof(*a));
 	struct spoa_server_conf sc = {
 		.listen = deps->cfg->spoa_listen,
+		.socket_mode = deps->cfg->spoa_socket_mode ?
+			       (int)strtol(deps->cfg->spoa_socket_mode, NULL, 8) : 0,
+		.socket_group = deps->cfg->spoa_socket_group,
 		.handlers = api_spoa_handlers,
 		.ctx = a,
 		.on_engine = api_on_engine,

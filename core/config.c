@@ -87,6 +87,9 @@ static int chk_zone(char *v, char *why, size_t whylen);
 static int chk_dns_name(char *v, char *why, size_t whylen);
 static int chk_base64(char *v, char *why, size_t whylen);
 static int chk_executable(char *v, char *why, size_t whylen);
+static int chk_env_name(char *v, char *why, size_t whylen);
+static int chk_mode(char *v, char *why, size_t whylen);
+static int chk_group(char *v, char *why, size_t whylen);
 
 #define F(f)	offsetof(struct config, f)
 #define STR(n, fl, def, f, chk)	{ .name = n, .kind = CFG_STR, .flags = fl, .def_str = def, .off = F(f), .check = chk }
@@ -130,7 +133,7 @@ static const struct cfg_row cfg_rows[] = {
 	STR("storage_config.redis.password", CF_SECRET, NULL, redis_auth, NULL),
 	STR("storage_config.redis.auth", CF_SECRET | CF_ALIAS, NULL, redis_auth, NULL),
 	BOOL("storage_config.redis.ssl", 0, 0, redis_ssl),
-	BOOL("storage_config.redis.ssl_verify", 0, 0, redis_ssl_verify),
+	BOOL("storage_config.redis.ssl_verify", 0, 1, redis_ssl_verify),
 	STR("storage_config.redis.server_name", 0, NULL, redis_ssl_server_name, chk_host),
 	STR("storage_config.redis.ssl_server_name", CF_ALIAS, NULL, redis_ssl_server_name, chk_host),
 	STR("storage_config.redis.ssl_ca_file", 0, NULL, redis_ssl_ca_file, chk_readable_file),
@@ -149,6 +152,8 @@ static const struct cfg_row cfg_rows[] = {
 	STR("storage_config.consul.token", CF_SECRET, NULL, consul_token, NULL),
 	STR("storage_config.consul.kv_path", 0, "acme", consul_kv_path, chk_kv_path),
 	ADDR("spoa.listen", 0, ADDR_UNIX, "127.0.0.1:12345", spoa_listen, spoa_addr),
+	STR("spoa.socket_mode", 0, NULL, spoa_socket_mode, chk_mode),
+	STR("spoa.socket_group", 0, NULL, spoa_socket_group, chk_group),
 	ADDR("admin.listen", 0, 0, "127.0.0.1:8001", admin_listen, admin_addr),
 	STR("admin.token", CF_SECRET | CF_RELOAD, NULL, admin_token, NULL),
 	ADDR_LIST("haproxy.runtime", 0, 1, ADDR_UNIX, "unix:/run/haproxy/admin.sock", runtime, nruntime,
@@ -167,6 +172,7 @@ static const struct cfg_row cfg_rows[] = {
 	STR("dns01.tsig_secret", CF_SECRET, NULL, dns01_tsig_secret, chk_base64),
 	STR("dns01.zone", 0, NULL, dns01_zone, chk_zone),
 	STR("dns01.exec", 0, NULL, dns01_exec, chk_executable),
+	LIST("dns01.exec_env", 0, 0, NULL, dns01_exec_env, ndns01_exec_env, chk_env_name),
 	INT("dns01.propagation_timeout", 0, 5, 3600, 120, dns01_propagation_timeout),
 	LIST("wildcard_domains", 0, 0, NULL, wildcard_domains, nwildcard_domains, chk_zone),
 	RLIM("rate_limits.orders_per_3h", rl_orders_per_3h),
@@ -458,6 +464,41 @@ static int chk_executable(char *v, char *why, size_t whylen)
 	if (stat(v, &st) == -1 || !S_ISREG(st.st_mode) || !(st.st_mode & 0111) || access(v, X_OK) == -1) {
 		snprintf(why, whylen, "is not an executable file (%s)",
 			 errno ? strerror(errno) : "not a regular file with an x bit");
+		return -1;
+	}
+	return 0;
+}
+
+/* File mode bits in octal, as chmod takes them ("0660", "660"). */
+static int chk_mode(char *v, char *why, size_t whylen)
+{
+	size_t n = strlen(v);
+
+	if (n < 3 || n > 4 || strspn(v, "01234567") != n || (n == 4 && v[0] != '0')) {
+		snprintf(why, whylen, "is not an octal mode such as \"0660\"");
+		return -1;
+	}
+	return 0;
+}
+
+/* A group: a name as /etc/group writes one, or a number; looked up when the
+ * socket is made, so --check passes on a host without the group yet. */
+static int chk_group(char *v, char *why, size_t whylen)
+{
+	if (!v[0] || v[0] == '-' || strlen(v) > 64 ||
+	    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-$") != strlen(v)) {
+		snprintf(why, whylen, "is not a group name or number");
+		return -1;
+	}
+	return 0;
+}
+
+/* An environment variable's name, as a shell writes one. */
+static int chk_env_name(char *v, char *why, size_t whylen)
+{
+	if (!v[0] || (v[0] >= '0' && v[0] <= '9') ||
+	    strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") != strlen(v)) {
+		snprintf(why, whylen, "is not an environment variable name");
 		return -1;
 	}
 	return 0;

@@ -76,6 +76,7 @@ struct config {
 	char *consul_token;		/* NULL when unset */
 	char *consul_kv_path;
 	char *spoa_listen, *admin_listen;
+	char *spoa_socket_mode, *spoa_socket_group;	/* a unix spoa.listen's mode ("0660") and group */
 	struct addr spoa_addr, admin_addr;	/* the two above, parsed */
 	char *admin_token;		/* NULL when unset: no authentication */
 	char **runtime;			/* at least one: "unix:/path" or "host:port" */
@@ -95,6 +96,8 @@ struct config {
 	enum config_tsig_alg dns01_tsig_algorithm;
 	char *dns01_zone;		/* NULL: found by SOA look-up */
 	char *dns01_exec;		/* hook program (exec provider) */
+	char **dns01_exec_env;		/* variables the hook gets beyond PATH, HOME, LANG, ... */
+	size_t ndns01_exec_env;
 	int dns01_propagation_timeout;	/* seconds [120] */
 	char **wildcard_domains;	/* lower-case zones served by one "*.zone" + "zone" certificate */
 	size_t nwildcard_domains;

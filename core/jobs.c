@@ -74,6 +74,7 @@ struct job {
 	enum job_state state;
 	int renewal;			/* replaces an existing certificate */
 	int forced;			/* admin request: skip allow-list and backoff */
+	int resumed;			/* resumed from "pending/<host>": dropped when refused */
 	int lock_tries;
 	int locked;			/* holds the issuance lock */
 	char serial0[130];		/* serial held when the job began ("" if none) */
@@ -303,6 +304,10 @@ static void job_finish(struct job *j, int ok, enum job_fail refused, const char 
 	j->rlc = NULL;
 	if (j->state == JOB_ORDERING || j->state == JOB_STORING) {
 		js->orders_running--;
+		snprintf(key, sizeof(key), "pending/%s", j->host);
+		storage_del(js->st, key, cb_job_storage_ignore, js);
+	} else if (j->resumed) {
+		/* refused before its order (backoff, ask_url): not resumed again */
 		snprintf(key, sizeof(key), "pending/%s", j->host);
 		storage_del(js->st, key, cb_job_storage_ignore, js);
 	}
@@ -807,6 +812,19 @@ void jobs_set_hooks(struct jobs *js, const struct jobs_hooks *hooks)
 	js->hooks = *hooks;
 }
 
+/* A name a resumed record may still be issued for now: allowed by domains
+ * (or allow_any_domain) as on-demand and POST /acme require, or the
+ * "*.<zone>" certificate of a zone of wildcard_domains. */
+static int jobs_resume_allowed(const struct jobs *js, const char *host)
+{
+	char wc[CERTSTORE_HOST_MAX];
+
+	if (config_domain_allowed(js->cfg, host))
+		return 1;
+	return host[0] == '*' && host[1] == '.' &&
+	       config_wildcard_name(js->cfg, host + 2, wc, sizeof(wc)) && strcmp(wc, host) == 0;
+}
+
 void jobs_resume_pending(struct jobs *js)
 {
 	struct storage_res list, v;
@@ -820,6 +838,7 @@ void jobs_resume_pending(struct jobs *js)
 	}
 	for (i = 0; i < list.n; i++) {
 		int renewal = 0;
+		struct job *j;
 
 		if (host_normalize(list.keys[i] + strlen("pending/"), host, sizeof(host), HOST_WILDCARD) == -1)
 			continue;
@@ -828,8 +847,21 @@ void jobs_resume_pending(struct jobs *js)
 			renewal = v.len == 7 && memcmp(v.val, "renewal", 7) == 0;
 			storage_res_clear(&v);
 		}
+		/* the record is storage's word: a renewal only of a certificate
+		 * held here, which renewal policy covers; anything else is a new
+		 * name and must pass what an on-demand name passes now (domains,
+		 * then the fleet's backoff and ask_url in the job) */
+		if (!certstore_get(js->cs, host))
+			renewal = 0;
+		if (!renewal && !jobs_resume_allowed(js, host)) {
+			log_warn("host=%s issuance cut off by a stop not resumed: the name is not "
+				 "allowed now", host);
+			storage_del(js->st, list.keys[i], cb_job_storage_ignore, js);
+			continue;
+		}
 		log_info("host=%s resuming an issuance cut off by a stop", host);
-		jobs_issue(js, host, renewal, 1, NULL);
+		if (jobs_issue(js, host, renewal, 0, NULL) == 0 && (j = hmap_get(&js->map, host)))
+			j->resumed = 1;
 	}
 	storage_res_clear(&list);
 }

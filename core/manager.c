@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ev.h>
 #include <openssl/evp.h>
 
 #include "acme/acme.h"
@@ -30,6 +31,7 @@
 #include "core/manager.h"
 #include "core/renew.h"
 #include "dns/dns01.h"
+#include "lib/host.h"
 #include "lib/log.h"
 #include "runtime/runtime.h"
 #include "storage/storage.h"
@@ -48,7 +50,18 @@ struct mgr {
 	struct jobs *jobs;
 	struct renew *renew;
 	struct api *api;
+	ev_timer attach_timer;		/* a start without the store: tries it again */
+	double attach_delay;		/* its backoff, seconds */
+	ev_tstamp attach_next;		/* next try, sooner when the backend reconnects */
 };
+
+/* A start without the store retries it after this long, doubling up to the
+ * cap, or as soon as the backend says it is connected again (looked at every
+ * tick, no traffic): the backends reconnect by themselves; this is the read
+ * of the account, the index and the feed. */
+#define MGR_ATTACH_TICK_S 0.25
+#define MGR_ATTACH_MIN_S 0.5
+#define MGR_ATTACH_MAX_S 10.0
 
 /* ---- hooks --------------------------------------------------------------- */
 
@@ -119,8 +132,31 @@ static const struct acme_dns_hooks mgr_dns_hooks = {
 
 /* ---- set-up -------------------------------------------------------------- */
 
-/* The dns-01 solver of dns01.*, when a provider is set; removes at once the
- * TXT records a stop left behind. */
+/* A name whose "_acme-challenge" record this agent may have published: one
+ * that on-demand or POST /acme could issue for ("name" or "*.name"), a zone of
+ * wildcard_domains or a name under one, dns01.zone or a name under it. */
+static int mgr_dns01_name_ok(void *arg, const char *name)
+{
+	const struct config *cfg = arg;
+	char wc[HOST_MAXLEN + 3];
+	size_t i, n = strlen(name), zl;
+
+	if (config_domain_allowed(cfg, name) || config_wildcard_name(cfg, name, wc, sizeof(wc)))
+		return 1;
+	snprintf(wc, sizeof(wc), "*.%s", name);
+	if (config_domain_allowed(cfg, wc))
+		return 1;
+	for (i = 0; i < cfg->nwildcard_domains; i++) {
+		zl = strlen(cfg->wildcard_domains[i]);
+		if (!strcmp(name, cfg->wildcard_domains[i]) ||
+		    (n > zl && name[n - zl - 1] == '.' && !strcmp(name + n - zl, cfg->wildcard_domains[i])))
+			return 1;
+	}
+	return 0;
+}
+
+/* The dns-01 solver of dns01.*, when a provider is set (the TXT records a
+ * stop left behind are removed once the store answers: mgr_run_store). */
 static int mgr_open_dns01(struct mgr *m, char *err, size_t errlen)
 {
 	const struct config *cfg = m->cfg;
@@ -133,7 +169,11 @@ static int mgr_open_dns01(struct mgr *m, char *err, size_t errlen)
 		.tsig_secret = cfg->dns01_tsig_secret,
 		.zone = cfg->dns01_zone,
 		.exec = cfg->dns01_exec,
+		.exec_env = (const char *const *)cfg->dns01_exec_env,
+		.nexec_env = cfg->ndns01_exec_env,
 		.propagation_timeout = cfg->dns01_propagation_timeout,
+		.name_ok = mgr_dns01_name_ok,
+		.name_ok_arg = m->cfg,
 	};
 
 	if (cfg->dns01_provider == CONFIG_DNS01_NONE)
@@ -142,12 +182,14 @@ static int mgr_open_dns01(struct mgr *m, char *err, size_t errlen)
 	if (!m->dns)
 		return -1;
 	acme_client_set_dns(m->acme, &mgr_dns_hooks, m->dns);
-	dns01_cleanup_stale(m->dns);
 	return 0;
 }
 
 
-static EVP_PKEY *mgr_account_key(struct mgr *m, char *err, size_t errlen)
+/* The account key from storage, created and stored when absent. NULL with
+ * <err>; <*down> set when storage did not answer (else a bad stored key or
+ * no key could be made). */
+static EVP_PKEY *mgr_account_key(struct mgr *m, int *down, char *err, size_t errlen)
 {
 	char key[STORAGE_KEY_MAX], account_id[33], *pem = NULL;
 	unsigned char md[32];
@@ -170,10 +212,14 @@ static EVP_PKEY *mgr_account_key(struct mgr *m, char *err, size_t errlen)
 	for (i = 0; i < 16; i++)
 		sprintf(account_id + i * 2, "%02x", md[i]);
 	snprintf(key, sizeof(key), "accounts/%s/key", account_id);
-	/* start-up, before any server listens: waiting here stalls nobody */
+	/* at start before any server listens, or from the attach timer: storage_wait
+	 * runs the loop, so SPOE and the admin API are still served meanwhile */
+	*down = 0;
 	rc = storage_wait(m->st, storage_get(m->st, key, NULL, NULL), &res, err, errlen);
-	if (rc == -1)
+	if (rc == -1) {
+		*down = 1;
 		return NULL;
+	}
 	if (rc == 0) {
 		pk = crypto_key_from_pem(res.val, res.len, err, errlen);
 		storage_res_clear(&res);
@@ -189,6 +235,8 @@ static EVP_PKEY *mgr_account_key(struct mgr *m, char *err, size_t errlen)
 				 err, errlen) == -1) {
 		if (!pem)
 			snprintf(err, errlen, "cannot encode the account key");
+		else
+			*down = 1;
 		crypto_secret_free(pem, len);
 		EVP_PKEY_free(pk);
 		return NULL;
@@ -238,11 +286,84 @@ static int mgr_open_storage(struct mgr *m, char *err, size_t errlen)
 	return m->st ? 0 : -1;
 }
 
+/* What a start reads from storage once it answers: the index of stored
+ * certificates (all of them with preload all), written to cert_dir and
+ * pushed to HAProxy. */
+static void mgr_load(struct mgr *m)
+{
+	size_t i, loaded;
+
+	loaded = certstore_load(m->cs);
+	log_info("storage=%s: %zu certificates loaded", storage_name(m->st), loaded);
+	/* restart safety: every stored certificate also exists in cert_dir */
+	certstore_ensure_files(m->cs);
+	for (i = 0; i < rt_count(certstore_runtime(m->cs)); i++)
+		certstore_sync_haproxy(m->cs, i);
+}
+
+/* Then the work that needs the store: the change feed's reconcile, the TXT
+ * records a stop left, cut-off issuances, renewals, the background reads. */
+static void mgr_run_store(struct mgr *m)
+{
+	fleet_start(m->fleet);
+	if (m->dns)
+		dns01_cleanup_stale(m->dns);
+	jobs_resume_pending(m->jobs);
+	renew_start(m->renew);
+	certstore_start(m->cs);
+}
+
+/* A start without the store: the account key, then the feed's position,
+ * the index and the rest, as a start with it does; until then SPOE and the
+ * admin API answer from memory (api.c checks health.store_ready). Runs the
+ * loop inside (storage_wait) while it reads, as the start does. */
+static void cb_mgr_attach(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct mgr *m = w->data;
+	char err[1024] = "";
+	EVP_PKEY *account;
+	int down = 0;
+
+	if (ev_now(loop) < m->attach_next && storage_state(m->st, err, sizeof(err)) != 1)
+		return;		/* the repeating tick: not yet */
+	/* stopped while the reads below run the loop: never re-entered */
+	ev_timer_stop(loop, w);
+	account = mgr_account_key(m, &down, err, sizeof(err));
+	if (!account) {
+		if (!down)
+			log_err("storage=%s answers but the account cannot be used: %s (retried)",
+				storage_name(m->st), err);
+		m->attach_delay = m->attach_delay * 2 > MGR_ATTACH_MAX_S ? MGR_ATTACH_MAX_S :
+				  m->attach_delay * 2;
+		m->attach_next = ev_now(loop) + m->attach_delay;
+		log_warn("storage=%s still not reached: %s; next try within %.1f s",
+			 storage_name(m->st), err, m->attach_delay);
+		ev_timer_set(w, MGR_ATTACH_TICK_S, MGR_ATTACH_TICK_S);
+		ev_timer_start(loop, w);
+		return;
+	}
+	if (acme_client_set_account_key(m->acme, account) == -1) {
+		log_err("storage=%s: the stored account key cannot sign; nothing will be issued",
+			storage_name(m->st));
+		return;
+	}
+	log_info("storage=%s reached: reading the account, the index and the change feed",
+		 storage_name(m->st));
+	/* the feed's position first: what changes during the load is read again */
+	if (fleet_mark(m->fleet) == -1)
+		log_warn("storage=%s: change feed position unknown, reading the feed from its start",
+			 storage_name(m->st));
+	mgr_load(m);
+	m->health.store_ready = 1;
+	mgr_run_store(m);
+	log_info("ready: storage=%s certificates=%zu", storage_name(m->st), certstore_count(m->cs));
+}
+
 struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t errlen)
 {
 	struct mgr *m = calloc(1, sizeof(*m));
 	EVP_PKEY *account = NULL;
-	size_t i, loaded;
+	int down = 0;
 
 	if (!m) {
 		config_free(cfg);
@@ -262,9 +383,20 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	account = mgr_account_key(m, err, errlen);
-	if (!account)
+	ev_init(&m->attach_timer, cb_mgr_attach);
+	m->attach_timer.data = m;
+	account = mgr_account_key(m, &down, err, errlen);
+	if (!account && !down)
 		goto fail;
+	if (!account) {
+		/* a node that boots while its store reboots stays up: it serves
+		 * what memory, cert_dir and HAProxy hold and reads the store when
+		 * it answers */
+		log_err("storage=%s not reached at start: %s; starting without it (memory only, "
+			"nothing issued) and retrying", storage_name(m->st), err);
+		m->health.store_ready = 0;
+		err[0] = '\0';
+	}
 	m->http = http_client_new(loop, NULL, err, errlen);
 	if (!m->http)
 		goto fail;
@@ -316,12 +448,8 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	loaded = certstore_load(m->cs);
-	log_info("storage=%s: %zu certificates loaded", storage_name(m->st), loaded);
-	/* restart safety: every stored certificate also exists in cert_dir */
-	certstore_ensure_files(m->cs);
-	for (i = 0; i < rt_count(certstore_runtime(m->cs)); i++)
-		certstore_sync_haproxy(m->cs, i);
+	if (m->health.store_ready)
+		mgr_load(m);
 	{
 		struct api_deps deps = {
 			.cfg = cfg,
@@ -341,7 +469,6 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 		if (!m->api)
 			goto fail;
 	}
-	fleet_start(m->fleet);
 	{
 		char warns[2048], *line, *save = NULL;
 
@@ -349,9 +476,16 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 		for (line = strtok_r(warns, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
 			log_warn("config: %s", line);
 	}
-	jobs_resume_pending(m->jobs);
-	renew_start(m->renew);
-	certstore_start(m->cs);
+	if (!m->health.store_ready) {
+		m->attach_delay = MGR_ATTACH_MIN_S;
+		m->attach_next = ev_now(loop) + m->attach_delay;
+		ev_timer_set(&m->attach_timer, MGR_ATTACH_TICK_S, MGR_ATTACH_TICK_S);
+		ev_timer_start(loop, &m->attach_timer);
+		log_info("serving: spoa=%s admin=%s storage=%s not reached yet", cfg->spoa_listen,
+			 cfg->admin_listen, storage_name(m->st));
+		return m;
+	}
+	mgr_run_store(m);
 	log_info("ready: spoa=%s admin=%s storage=%s certificates=%zu", cfg->spoa_listen,
 		 cfg->admin_listen, storage_name(m->st), certstore_count(m->cs));
 	return m;
@@ -383,6 +517,7 @@ void mgr_free(struct mgr *m)
 {
 	if (!m)
 		return;
+	ev_timer_stop(m->loop, &m->attach_timer);
 	fleet_free(m->fleet);
 	/* the ACME client first: it must not call back into half-freed modules */
 	acme_client_free(m->acme);

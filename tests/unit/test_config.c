@@ -110,7 +110,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c->redis_database, 0);
 	assert_null(c->redis_auth);
 	assert_int_equal(c->redis_ssl, 0);
-	assert_int_equal(c->redis_ssl_verify, 0);
+	assert_int_equal(c->redis_ssl_verify, 1);	/* issue 19: on as soon as ssl is */
 	assert_null(c->redis_ssl_server_name);
 	assert_string_equal(c->redis_namespace, "");
 	assert_string_equal(c->consul_host, "127.0.0.1");
@@ -295,6 +295,7 @@ static const struct bad_case bad_cases[] = {
  * allow_any_domain without ask_url, nothing allowed on demand. */
 static void test_warnings(void **state)
 {
+#define D "{\"account_email\":\"o@example.com\",\"domains\":[\"*.example.com\"]"
 	static const struct { const char *json; int n; const char *has; } cases[] = {
 		{ "{\"account_email\":\"o@example.com\",\"domains\":[\"*.example.com\"]}", 0, NULL },
 		{ "{\"account_email\":\"o@example.com\",\"domains\":[\"a.example.com\"],"
@@ -311,6 +312,23 @@ static void test_warnings(void **state)
 		{ "{\"account_email\":\"o@example.com\",\"allow_any_domain\":true,"
 		  "\"ask_url\":\"http://127.0.0.1:9/ask\"}", 0, NULL },
 		{ "{\"account_email\":\"o@example.com\"}", 1, "domains is empty" },
+		/* issue 19 finding 2: TLS to Redis without verification, Consul's
+		 * token in clear beyond this host, a runtime socket over TCP beyond it */
+		{ D ",\"storage\":\"redis\",\"storage_config\":{\"redis\":{\"ssl\":true}}}", 0, NULL },
+		{ D ",\"storage\":\"redis\",\"storage_config\":{\"redis\":{\"ssl\":true,"
+		  "\"ssl_verify\":false}}}", 1, "ssl_verify is false: any certificate is accepted" },
+		{ D ",\"storage\":\"redis\",\"storage_config\":{\"redis\":{\"ssl\":true,"
+		  "\"ssl_verify\":false,\"sentinel_master\":\"m\",\"sentinel_nodes\":[\"10.0.0.1:26379\"]}}}",
+		  1, "from Redis and its sentinels" },
+		{ D ",\"storage\":\"consul\",\"storage_config\":{\"consul\":{\"host\":\"consul.example.com\","
+		  "\"token\":\"t\"}}}", 1, "in clear (http, not https) to consul.example.com" },
+		{ D ",\"storage\":\"consul\",\"storage_config\":{\"consul\":{\"host\":\"consul.example.com\","
+		  "\"token\":\"t\",\"https\":true}}}", 0, NULL },
+		{ D ",\"storage\":\"consul\",\"storage_config\":{\"consul\":{\"host\":\"localhost\","
+		  "\"token\":\"t\"}}}", 0, NULL },
+		{ D ",\"haproxy\":{\"runtime\":[\"unix:/run/haproxy/admin.sock\",\"127.0.0.1:9999\"]}}", 0, NULL },
+		{ D ",\"haproxy\":{\"runtime\":[\"10.1.2.3:9999\"]}}", 1,
+		  "haproxy.runtime 10.1.2.3:9999 is a TCP socket beyond this host" },
 	};
 	char w[2048];
 	size_t i;
@@ -326,6 +344,7 @@ static void test_warnings(void **state)
 			fail_msg("case %zu: %s\nwarnings:\n%s", i, cases[i].json, w);
 		config_free(c);
 	}
+#undef D
 }
 
 static void test_bad_values(void **state)

@@ -312,6 +312,40 @@ static void test_queue_never_recurses(void **state)
 	}
 }
 
+/* Issue 19 finding 7: cut-off issuances are resumed under today's policy. A
+ * name no longer allowed is dropped, a new name passes the fleet's backoff
+ * and ask_url, a "renewal" record of a certificate not held is a new name;
+ * nothing is ordered without them, and refused records are deleted. */
+static void test_resume_policy(void **state)
+{
+	struct t *t = open_jobs("\"ask_url\":\"http://127.0.0.1:9/ask\"");
+	char rec[128], err[256];
+	struct storage_res res;
+	struct jobs_stats s;
+
+	*state = t;
+	fx_put(&t->f, "pending/evil.other.org", "new", 3);		/* not in domains */
+	fx_put(&t->f, "pending/asked.example.com", "new", 3);		/* ask_url refuses */
+	fx_put(&t->f, "pending/forged.example.com", "renewal", 7);	/* no certificate held */
+	fx_put(&t->f, "pending/bo.example.com", "new", 3);		/* in the fleet's backoff */
+	snprintf(rec, sizeof(rec), "{\"failures\":3,\"until\":%lld,\"error\":\"x\"}",
+		 (long long)time(NULL) + 600);
+	fx_put(&t->f, "backoff/bo.example.com", rec, strlen(rec));
+	jobs_resume_pending(t->js);
+	assert_true(fx_run_until(&t->f, cond_ended, t, 20));
+	s = stats(t);
+	assert_int_equal(t->ended, 3);
+	assert_int_equal(s.orders_started, 0);
+	assert_int_equal(s.refused_ask, 2);
+	assert_int_equal(s.refused_backoff, 1);
+	/* every refused record is gone: the next start does not try them again */
+	fx_run_for(&t->f, 0.1);
+	assert_int_equal(storage_wait(t->f.st, storage_list(t->f.st, "pending/", NULL, NULL), &res,
+				      err, sizeof(err)), 0);
+	assert_int_equal(res.n, 0);
+	storage_res_clear(&res);
+}
+
 /* max_queued_orders bounds the on-demand names waiting for a slot; renewals
  * and admin requests are not refused by it. */
 static void test_queue_bound(void **state)
@@ -382,6 +416,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_single_flight, teardown),
 		cmocka_unit_test_teardown(test_cap_counts_ask_stage, teardown),
+		cmocka_unit_test_teardown(test_resume_policy, teardown),
 		cmocka_unit_test_teardown(test_cap_counts_lock_stage, teardown),
 		cmocka_unit_test_teardown(test_backoff, teardown),
 		cmocka_unit_test_teardown(test_queue_never_recurses, teardown),
