@@ -23,6 +23,7 @@ struct acme_conf {
 	const char *profile;         /* newOrder profile, used when the CA offers it, or NULL */
 	enum crypto_key_type cert_key_type;
 	int rsa_bits;                /* for CRYPTO_KEY_RSA */
+	long timeout_ms;             /* bound of one request to the CA; 0: 30 s */
 };
 
 struct acme_problem {
@@ -31,6 +32,9 @@ struct acme_problem {
 	char *detail;       /* human-readable text, never NULL once set */
 	char *subproblems;  /* flattened "dns:x: type: detail; ..." or NULL */
 	long retry_after;   /* seconds from Retry-After (429, 503), -1 none */
+	int unreachable;    /* the CA did not answer (transport error, timeout) or
+			     * sent no usable directory: its fault, not the name's */
+	int account;        /* the account could not be set up at the CA */
 };
 
 struct acme_result {

@@ -129,6 +129,8 @@ static void order_fail_problem(struct acme_order *o, const struct acme_problem *
 	o->state = ACME_ORDER_DONE;
 	o->result.ok = 0;
 	acme_problem_copy(&o->result.problem, p);
+	if (o->op.unreachable)
+		o->result.problem.unreachable = 1;
 	if (!o->result.problem.detail)
 		o->result.problem.detail = strdup("out of memory");
 	log_warn("acme: host=%s order failed: %s%s%s%s%s", o->host,

@@ -20,6 +20,7 @@
 #include "core/fleet.h"
 #include "core/health.h"
 #include "core/hold.h"
+#include "core/issuers.h"
 #include "core/jobs.h"
 #include "core/ratelimit.h"
 #include "core/renew.h"
@@ -234,11 +235,15 @@ static const struct spoa_handler api_spoa_handlers[] = {
 
 /* ---- admin --------------------------------------------------------------- */
 
-static json_t *api_cert_json(const struct certstore_cert *c)
+/* Kong's fields, and the CA of "issuers" that issued it (name and
+ * directory URL; null when no CA of the list is known to have issued it). */
+static json_t *api_cert_json(const struct api *a, const struct certstore_cert *c)
 {
 	time_t now = time(NULL);
+	int i = issuers_for_cn(a->d.iss, c->info.issuer_cn);
+	const struct config_issuer *is = i >= 0 ? issuers_conf(a->d.iss, (size_t)i) : NULL;
 
-	return json_pack("{s:s, s:s, s:s, s:b, s:s, s:s, s:s, s:s}",
+	return json_pack("{s:s, s:s, s:s, s:b, s:s, s:s, s:s, s:s, s:s?, s:s?}",
 			 "host", c->host,
 			 "not_before", c->info.not_before_str,
 			 "not_after", c->info.not_after_str,
@@ -246,7 +251,9 @@ static json_t *api_cert_json(const struct certstore_cert *c)
 			 "serial_number", c->info.serial_hex,
 			 "digest", c->info.digest_sha1,
 			 "issuer_cn", c->info.issuer_cn,
-			 "pubkey_type", c->info.pubkey_type);
+			 "pubkey_type", c->info.pubkey_type,
+			 "issuer_name", is ? is->name : NULL,
+			 "issuer_url", is ? is->api_uri : NULL);
 }
 
 static void api_admin_issue(void *ctx, const char *raw, struct admin_req *req)
@@ -354,6 +361,7 @@ static void api_admin_renew_all(void *ctx)
 }
 
 struct api_list {
+	const struct api *a;
 	json_t *arr;
 	int invalid_only;
 	time_t now;
@@ -365,13 +373,13 @@ static void api_list_cb(void *arg, struct certstore_cert *c)
 
 	if (l->invalid_only && l->now >= c->info.not_before && l->now < c->info.not_after)
 		return;
-	json_array_append_new(l->arr, api_cert_json(c));
+	json_array_append_new(l->arr, api_cert_json(l->a, c));
 }
 
 static json_t *api_admin_cert_list(void *ctx, int invalid_only)
 {
 	struct api *a = ctx;
-	struct api_list l = { json_array(), invalid_only, time(NULL) };
+	struct api_list l = { a, json_array(), invalid_only, time(NULL) };
 
 	if (!l.arr)
 		return NULL;
@@ -388,7 +396,7 @@ static json_t *api_admin_cert_get(void *ctx, const char *raw)
 	if (host_normalize(raw, host, sizeof(host), HOST_WILDCARD) == -1)
 		return NULL;
 	c = certstore_get(a->d.cs, host);
-	return c ? api_cert_json(c) : NULL;
+	return c ? api_cert_json(a, c) : NULL;
 }
 
 struct api_del {
@@ -451,6 +459,14 @@ static void api_revoke_done(void *arg, int ok, const char *err)
 	api_del_finish(d);
 }
 
+/* The client of the CA that issued <d>'s certificate. */
+static struct acme_client *api_revoke_client(const struct api_del *d)
+{
+	struct certstore_cert *c = certstore_get(d->a->d.cs, d->host);
+
+	return issuers_acme_for_cn(d->a->d.iss, c ? c->info.issuer_cn : NULL);
+}
+
 static void cb_api_revoke_read(void *arg, struct storage_res *res)
 {
 	struct api_del *d = arg;
@@ -464,7 +480,7 @@ static void cb_api_revoke_read(void *arg, struct storage_res *res)
 		free(d);
 		return;
 	}
-	if (acme_revoke(d->a->d.acme, res->val, api_revoke_done, d) == -1) {
+	if (acme_revoke(api_revoke_client(d), res->val, api_revoke_done, d) == -1) {
 		admin_reply_message(d->req, 500, "revocation not started");
 		free(d);
 	}
@@ -500,7 +516,7 @@ static void api_admin_cert_delete(void *ctx, const char *raw, int revoke, struct
 		return;
 	}
 	if (revoke) {
-		if (acme_revoke(a->d.acme, c->pem, api_revoke_done, d) == -1) {
+		if (acme_revoke(issuers_acme_for_cn(a->d.iss, c->info.issuer_cn), c->pem, api_revoke_done, d) == -1) {
 			admin_reply_message(req, 500, "revocation not started");
 			free(d);
 		}
@@ -648,6 +664,7 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	metrics_value(b, "acme_spoa_orders_queued", NULL, (double)js.queued);
 
 	ratelimit_metrics(jobs_ratelimit(a->d.jobs), b);
+	issuers_metrics(a->d.iss, b);
 
 	certstore_foreach(a->d.cs, api_days_cb, &d);
 	metrics_header(b, "acme_spoa_certificates", "gauge", "Certificates held, by days left before expiry (upper bound).");

@@ -6,7 +6,6 @@
 
 #include <stddef.h>
 
-struct acme_client;
 struct certstore;
 struct challenges;
 struct config;
@@ -15,6 +14,7 @@ struct ev_loop;
 struct fleet;
 struct health;
 struct http_client;
+struct issuers;
 struct jobs;
 struct renew;
 struct storage;
@@ -23,7 +23,7 @@ struct storage;
 struct api_deps {
 	const struct config *cfg;
 	struct storage *st;
-	struct acme_client *acme;
+	struct issuers *iss;
 	struct http_client *http;
 	struct certstore *cs;
 	struct challenges *ch;

@@ -3,7 +3,8 @@
  * Dependencies run one way; each module has its own state:
  *   certstore  certificates in memory, storage, cert_dir and HAProxy
  *   fleet      change feed and pub/sub -> certstore
- *   challenges http-01 tokens (the ACME client's hooks)
+ *   challenges http-01 tokens (the ACME clients' hooks)
+ *   issuers    the CAs: one ACME client and account each, up or down
  *   jobs       issuance: admission, backoff, ask_url, lock, order -> certstore
  *   renew      due-time index, ARI -> jobs
  *   api        SPOE and admin handlers over all of them
@@ -26,6 +27,7 @@
 #include "core/config.h"
 #include "core/fleet.h"
 #include "core/health.h"
+#include "core/issuers.h"
 #include "core/jobs.h"
 #include "core/manager.h"
 #include "core/renew.h"
@@ -38,7 +40,7 @@ struct mgr {
 	struct ev_loop *loop;
 	struct config *cfg;
 	struct storage *st;
-	struct acme_client *acme;
+	struct issuers *iss;
 	struct http_client *http;
 	struct health health;
 	struct certstore *cs;
@@ -141,62 +143,11 @@ static int mgr_open_dns01(struct mgr *m, char *err, size_t errlen)
 	m->dns = dns01_new(m->loop, &dc, m->st, cfg->spoa_listen, err, errlen);
 	if (!m->dns)
 		return -1;
-	acme_client_set_dns(m->acme, &mgr_dns_hooks, m->dns);
+	issuers_set_dns(m->iss, &mgr_dns_hooks, m->dns);
 	dns01_cleanup_stale(m->dns);
 	return 0;
 }
 
-
-static EVP_PKEY *mgr_account_key(struct mgr *m, char *err, size_t errlen)
-{
-	char key[STORAGE_KEY_MAX], account_id[33], *pem = NULL;
-	unsigned char md[32];
-	unsigned int mdlen = sizeof(md);
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	EVP_PKEY *pk = NULL;
-	struct storage_res res;
-	size_t len = 0;
-	int rc, i;
-
-	if (!ctx)
-		return NULL;
-	/* one account per (CA, email): the id is a digest, so the email stays out of key names */
-	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-	EVP_DigestUpdate(ctx, m->cfg->api_uri, strlen(m->cfg->api_uri));
-	EVP_DigestUpdate(ctx, "\n", 1);
-	EVP_DigestUpdate(ctx, m->cfg->account_email, strlen(m->cfg->account_email));
-	EVP_DigestFinal_ex(ctx, md, &mdlen);
-	EVP_MD_CTX_free(ctx);
-	for (i = 0; i < 16; i++)
-		sprintf(account_id + i * 2, "%02x", md[i]);
-	snprintf(key, sizeof(key), "accounts/%s/key", account_id);
-	/* start-up, before any server listens: waiting here stalls nobody */
-	rc = storage_wait(m->st, storage_get(m->st, key, NULL, NULL), &res, err, errlen);
-	if (rc == -1)
-		return NULL;
-	if (rc == 0) {
-		pk = crypto_key_from_pem(res.val, res.len, err, errlen);
-		storage_res_clear(&res);
-		if (!pk)
-			snprintf(err + strlen(err), errlen - strlen(err), " (stored account key %s)", key);
-		return pk;
-	}
-	pk = crypto_key_generate(CRYPTO_KEY_EC_P256, 0, err, errlen);
-	if (!pk)
-		return NULL;
-	pem = crypto_key_to_pem(pk, &len);
-	if (!pem || storage_wait(m->st, storage_put(m->st, key, pem, len, 0, NULL, NULL), &res,
-				 err, errlen) == -1) {
-		if (!pem)
-			snprintf(err, errlen, "cannot encode the account key");
-		crypto_secret_free(pem, len);
-		EVP_PKEY_free(pk);
-		return NULL;
-	}
-	crypto_secret_free(pem, len);
-	log_info("account: new ACME account key created for %s", m->cfg->api_uri);
-	return pk;
-}
 
 static int mgr_open_storage(struct mgr *m, char *err, size_t errlen)
 {
@@ -241,7 +192,7 @@ static int mgr_open_storage(struct mgr *m, char *err, size_t errlen)
 struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t errlen)
 {
 	struct mgr *m = calloc(1, sizeof(*m));
-	EVP_PKEY *account = NULL;
+	char owner[JOBS_OWNER_TOKEN_LEN];
 	size_t i, loaded;
 
 	if (!m) {
@@ -262,37 +213,20 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	account = mgr_account_key(m, err, errlen);
-	if (!account)
-		goto fail;
 	m->http = http_client_new(loop, NULL, err, errlen);
 	if (!m->http)
 		goto fail;
-	{
-		struct acme_conf ac = {
-			.directory_url = cfg->api_uri,
-			.ca_file = cfg->api_ca_file,
-			.email = cfg->account_email,
-			.tos_accepted = cfg->tos_accepted,
-			.eab_kid = cfg->eab_kid,
-			.eab_hmac_key = cfg->eab_hmac_key,
-			.preferred_chain = cfg->preferred_chain,
-			.profile = cfg->profile,
-			.cert_key_type = cfg->cert_type == CONFIG_CERT_ECC ? CRYPTO_KEY_EC_P256 : CRYPTO_KEY_RSA,
-			.rsa_bits = cfg->rsa_key_size,
-		};
-
-		m->acme = acme_client_new(loop, &ac, account, &challenges_acme_hooks, m->ch, err, errlen);
-		account = NULL;
-		if (!m->acme)
-			goto fail;
-	}
+	jobs_owner_token(cfg, owner);
+	m->iss = issuers_new(loop, cfg, m->st, &m->health, &challenges_acme_hooks, m->ch, owner,
+			     err, errlen);
+	if (!m->iss)
+		goto fail;
 	if (mgr_open_dns01(m, err, errlen) == -1)
 		goto fail;
 	if (certstore_runtime_open(m->cs, err, errlen) == -1)
 		goto fail;
-	m->jobs = jobs_new(loop, cfg, m->st, m->acme, m->http, m->cs, &m->health);
-	m->renew = m->jobs ? renew_new(loop, cfg, m->st, m->acme, m->cs, m->jobs, &m->health) : NULL;
+	m->jobs = jobs_new(loop, cfg, m->st, m->iss, m->http, m->cs, &m->health);
+	m->renew = m->jobs ? renew_new(loop, cfg, m->st, m->iss, m->cs, m->jobs, &m->health) : NULL;
 	if (!m->renew) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -326,7 +260,7 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 		struct api_deps deps = {
 			.cfg = cfg,
 			.st = m->st,
-			.acme = m->acme,
+			.iss = m->iss,
 			.http = m->http,
 			.cs = m->cs,
 			.ch = m->ch,
@@ -349,6 +283,7 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 		for (line = strtok_r(warns, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
 			log_warn("config: %s", line);
 	}
+	issuers_start(m->iss);
 	jobs_resume_pending(m->jobs);
 	renew_start(m->renew);
 	certstore_start(m->cs);
@@ -356,7 +291,6 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 		 cfg->admin_listen, storage_name(m->st), certstore_count(m->cs));
 	return m;
 fail:
-	EVP_PKEY_free(account);
 	mgr_free(m);
 	return NULL;
 }
@@ -384,14 +318,15 @@ void mgr_free(struct mgr *m)
 	if (!m)
 		return;
 	fleet_free(m->fleet);
-	/* the ACME client first: it must not call back into half-freed modules */
-	acme_client_free(m->acme);
+	/* the ACME clients first: they must not call back into half-freed modules */
+	issuers_close_clients(m->iss);
 	/* after the client: its orders cancel their presents here */
 	dns01_free(m->dns);
 	/* deferred ACKs and waiting admin requests are answered while the
 	 * servers still exist */
 	challenges_free(m->ch);
 	jobs_free(m->jobs);
+	issuers_free(m->iss);
 	api_free(m->api);
 	/* cert_dir writes in progress complete; nothing more is pushed */
 	certstore_free(m->cs);
