@@ -20,7 +20,6 @@
 #include "storage/storage.h"
 
 #define ISSUERS_CN_MAX		128
-#define ISSUERS_CNS_EVERY	6	/* polls between two reads of the learnt CNs */
 /* an "up" record read this soon after this node marked the CA down is the
  * one its own write replaces */
 #define ISSUERS_MARK_GRACE_S	(2 * ISSUERS_POLL_S)
@@ -51,7 +50,6 @@ struct issuers {
 	struct issuer *v;
 	size_t n;
 	ev_timer poll;
-	unsigned polls;
 };
 
 /* ---- classification ------------------------------------------------------ */
@@ -253,7 +251,7 @@ static void issuer_store_cns(struct issuer *s)
 	free(text);
 }
 
-static void issuer_poll(struct issuer *s, int cns)
+static void issuer_poll(struct issuer *s)
 {
 	char key[STORAGE_KEY_MAX];
 
@@ -261,7 +259,7 @@ static void issuer_poll(struct issuer *s, int cns)
 		snprintf(key, sizeof(key), "issuers/%s/state", s->conf->name);
 		s->state_req = storage_get(s->is->st, key, cb_issuer_state, s);
 	}
-	if (cns && !s->cns_req) {
+	if (!s->cns_req) {
 		snprintf(key, sizeof(key), "issuers/%s/cns", s->conf->name);
 		s->cns_req = storage_get(s->is->st, key, cb_issuer_cns, s);
 	}
@@ -270,11 +268,10 @@ static void issuer_poll(struct issuer *s, int cns)
 static void cb_issuers_poll(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct issuers *is = w->data;
-	int cns = is->polls++ % ISSUERS_CNS_EVERY == 0;
 	size_t i;
 
 	for (i = 0; i < is->n; i++)
-		issuer_poll(&is->v[i], cns);
+		issuer_poll(&is->v[i]);
 }
 
 /* ---- accounts -------------------------------------------------------------- */
