@@ -676,6 +676,15 @@ struct acme_client *acme_client_new(struct ev_loop *loop, const struct acme_conf
 	c->profile = acme_strdup0(conf->profile);
 	c->tos_accepted = conf->tos_accepted;
 	c->timeout_ms = conf->timeout_ms > 0 ? conf->timeout_ms : ACME_HTTP_TIMEOUT_MS;
+	/* static names: the client keeps pointers to its own literals */
+	for (size_t i = 0; i < conf->nchallenges && c->nchall < 2; i++) {
+		if (strcmp(conf->challenges[i], "http-01") == 0)
+			c->chall[c->nchall++] = "http-01";
+		else if (strcmp(conf->challenges[i], "tls-alpn-01") == 0)
+			c->chall[c->nchall++] = "tls-alpn-01";
+	}
+	if (!c->nchall)
+		c->chall[c->nchall++] = "http-01";
 	c->cert_key_type = conf->cert_key_type;
 	c->rsa_bits = conf->rsa_bits ? conf->rsa_bits : 2048;
 	if (hooks)

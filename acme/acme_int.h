@@ -151,6 +151,8 @@ struct acme_client {
 	char *directory_url, *email, *eab_kid, *eab_hmac_key, *preferred_chain, *profile;
 	int tos_accepted;
 	long timeout_ms;               /* of each request to the CA */
+	const char *chall[2];          /* challenge types in order of preference */
+	size_t nchall;
 	enum crypto_key_type cert_key_type;
 	int rsa_bits;
 	EVP_PKEY *account_key;

@@ -13,6 +13,7 @@
 #include "acme/crypto.h"
 #include "acme/http.h"
 #include "admin/admin.h"
+#include "core/alpn.h"
 #include "core/api.h"
 #include "core/certstore.h"
 #include "core/challenges.h"
@@ -225,11 +226,32 @@ static void api_spoe_http01(void *ctx, const struct spop_arg *args, size_t nargs
 	a->cnt.http01_deferred++;
 }
 
+/* acme-alpn: a ClientHello whose ALPN is acme-tls/1 (a CA validating
+ * tls-alpn-01), from the peek frontend before it routes the connection to
+ * the acme-tls/1 frontend: held while that name's validation certificate is
+ * pushed there (alpn.h). */
+static void api_spoe_alpn(void *ctx, const struct spop_arg *args, size_t nargs,
+			  struct spoa_reply *reply)
+{
+	struct api *a = ctx;
+	const struct spop_data *d = api_arg_str(args, nargs, "sni");
+	char raw[CERTSTORE_HOST_MAX], host[CERTSTORE_HOST_MAX];
+
+	if (!d || d->u.s.len == 0 || d->u.s.len >= sizeof(raw))
+		return;
+	memcpy(raw, d->u.s.ptr, d->u.s.len);
+	raw[d->u.s.len] = '\0';
+	if (host_normalize(raw, host, sizeof(host), 0) == -1)
+		return;
+	alpn_hello(a->d.alpn, host, reply);
+}
+
 static const struct spoa_handler api_spoa_handlers[] = {
 	{ .message = "acme-sni", .fn = api_spoe_sni },
 	/* the same, from a TCP frontend peeking at the ClientHello (req.ssl_sni) */
 	{ .message = "acme-sni-peek", .fn = api_spoe_sni_peek },
 	{ .message = "acme-http01", .fn = api_spoe_http01 },
+	{ .message = "acme-alpn", .fn = api_spoe_alpn },
 	{ .message = NULL },
 };
 
@@ -665,6 +687,16 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 
 	ratelimit_metrics(jobs_ratelimit(a->d.jobs), b);
 	issuers_metrics(a->d.iss, b);
+	{
+		struct alpn_stats as;
+
+		alpn_stats(a->d.alpn, &as);
+		api_counter(b, "acme_spoa_tlsalpn_hellos_total", "ClientHellos with ALPN acme-tls/1 reported (acme-alpn).", NULL, as.hellos);
+		metrics_header(b, "acme_spoa_tlsalpn_certificates_total", "counter", "tls-alpn-01 validation certificates pushed into HAProxy and removed, by result.");
+		metrics_value(b, "acme_spoa_tlsalpn_certificates_total", "op=\"push\",result=\"ok\"", (double)as.pushed);
+		metrics_value(b, "acme_spoa_tlsalpn_certificates_total", "op=\"push\",result=\"error\"", (double)as.push_failed);
+		metrics_value(b, "acme_spoa_tlsalpn_certificates_total", "op=\"remove\",result=\"ok\"", (double)as.removed);
+	}
 
 	certstore_foreach(a->d.cs, api_days_cb, &d);
 	metrics_header(b, "acme_spoa_certificates", "gauge", "Certificates held, by days left before expiry (upper bound).");

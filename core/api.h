@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+struct alpn;
 struct certstore;
 struct challenges;
 struct config;
@@ -32,6 +33,7 @@ struct api_deps {
 	struct fleet *fleet;
 	struct health *health;
 	struct dns01 *dns;		/* NULL without dns01.provider */
+	struct alpn *alpn;		/* the tls-alpn-01 solver */
 };
 
 /* Starts the SPOA server on spoa.listen and the admin server on

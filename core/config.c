@@ -179,6 +179,7 @@ static const struct cfg_row cfg_rows[] = {
 	REAL("rate_limits.renewal_reserve", CF_RELOAD, 0.0, 1.0, 0.2, rl_renewal_reserve),
 	/* issuers (SPEC §3): the CAs in order; the keys above make one by default */
 	LIST("challenges", 0, 1, "http-01", challenges, nchallenges, chk_challenge),
+	STR("haproxy.alpn_crt_list", 0, "/etc/haproxy/acme-alpn.crtlist", alpn_crt_list, chk_abs_path),
 	{ .name = "issuers", .kind = CFG_ISSUERS, .off = F(issuers), .off_n = F(nissuers) },
 };
 #define CFG_NROWS (sizeof(cfg_rows) / sizeof(cfg_rows[0]))
@@ -542,7 +543,7 @@ static json_t *node_string(struct cfg_parse *p, const char *key, const json_t *v
 
 /* ---------- issuers ---------- */
 
-static const char *const challenge_names[CONFIG_CHALLENGE__MAX + 1] = { "http-01", NULL };
+static const char *const challenge_names[CONFIG_CHALLENGE__MAX + 1] = { "http-01", "tls-alpn-01", NULL };
 
 const char *config_challenge_name(enum config_challenge c)
 {
@@ -556,7 +557,8 @@ static int chk_challenge(char *v, char *why, size_t whylen)
 	for (i = 0; challenge_names[i]; i++)
 		if (strcmp(v, challenge_names[i]) == 0)
 			return 0;
-	snprintf(why, whylen, "is not a challenge type this agent answers (http-01; wildcards use dns-01)");
+	snprintf(why, whylen, "is not a challenge type this agent answers (http-01, tls-alpn-01; "
+		 "wildcards use dns-01)");
 	return -1;
 }
 

@@ -41,6 +41,7 @@ enum config_tsig_alg {
  * preference ("challenges"); wildcards always use dns-01. */
 enum config_challenge {
 	CONFIG_CHALLENGE_HTTP01 = 0,
+	CONFIG_CHALLENGE_TLSALPN01,	/* RFC 8737, through haproxy.alpn_crt_list */
 	CONFIG_CHALLENGE__MAX
 };
 
@@ -137,6 +138,7 @@ struct config {
 	char *issuers_json;		/* "issuers" as given (compact), NULL when left out */
 	char **challenges;		/* top-level "challenges": default of each issuer */
 	size_t nchallenges;
+	char *alpn_crt_list;		/* crt-list of the "alpn acme-tls/1" frontend */
 };
 
 /* 1 when <api_uri> is one of Let's Encrypt's directories (production or

@@ -373,9 +373,15 @@ static int issuer_open(struct issuers *is, struct issuer *s, const struct acme_h
 		.rsa_bits = cfg->rsa_key_size,
 		.timeout_ms = (long)c->timeout * 1000,
 	};
-	EVP_PKEY *account = issuers_account_key(is, c, err, errlen);
+	const char *chall[CONFIG_CHALLENGE__MAX];
+	EVP_PKEY *account;
 	size_t n;
 
+	for (n = 0; n < c->nchallenges; n++)
+		chall[n] = config_challenge_name(c->challenges[n]);
+	ac.challenges = chall;
+	ac.nchallenges = c->nchallenges;
+	account = issuers_account_key(is, c, err, errlen);
 	if (!account)
 		goto fail;
 	s->acme = acme_client_new(is->loop, &ac, account, hooks, hooks_arg, err, errlen);

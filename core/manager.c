@@ -21,6 +21,7 @@
 #include "acme/acme.h"
 #include "acme/crypto.h"
 #include "acme/http.h"
+#include "core/alpn.h"
 #include "core/api.h"
 #include "core/certstore.h"
 #include "core/challenges.h"
@@ -47,6 +48,7 @@ struct mgr {
 	struct fleet *fleet;
 	struct challenges *ch;
 	struct dns01 *dns;		/* NULL without dns01.provider */
+	struct alpn *alpn;		/* tls-alpn-01 solver */
 	struct jobs *jobs;
 	struct renew *renew;
 	struct api *api;
@@ -225,6 +227,12 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 		goto fail;
 	if (certstore_runtime_open(m->cs, err, errlen) == -1)
 		goto fail;
+	m->alpn = alpn_new(loop, cfg, m->st, &m->health, m->cs);
+	if (!m->alpn) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	challenges_set_alpn(m->ch, m->alpn);
 	m->jobs = jobs_new(loop, cfg, m->st, m->iss, m->http, m->cs, &m->health);
 	m->renew = m->jobs ? renew_new(loop, cfg, m->st, m->iss, m->cs, m->jobs, &m->health) : NULL;
 	if (!m->renew) {
@@ -269,6 +277,7 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 			.fleet = m->fleet,
 			.health = &m->health,
 			.dns = m->dns,
+			.alpn = m->alpn,
 		};
 
 		m->api = api_new(loop, &deps, err, errlen);
@@ -324,12 +333,15 @@ void mgr_free(struct mgr *m)
 	dns01_free(m->dns);
 	/* deferred ACKs and waiting admin requests are answered while the
 	 * servers still exist */
+	alpn_stop(m->alpn);
 	challenges_free(m->ch);
 	jobs_free(m->jobs);
 	issuers_free(m->iss);
 	api_free(m->api);
 	/* cert_dir writes in progress complete; nothing more is pushed */
 	certstore_free(m->cs);
+	/* after the runtime client: pushes in flight ended into it */
+	alpn_free(m->alpn);
 	renew_free(m->renew);
 	http_client_free(m->http);
 	storage_close(m->st);
