@@ -529,8 +529,12 @@ static void job_budget(struct job *j)
 	size_t cur;
 
 	if (!j->nplan) {
-		/* renewals go first to the CA of the current certificate */
+		/* renewals go first to the CA of the current certificate; one no
+		 * CA of the list is known to have issued (imported, or issued
+		 * before issuers) counts as the first's, as ARI asks it */
 		j->cert_issuer = c ? issuers_for_cn(js->iss, c->info.issuer_cn) : -1;
+		if (c && j->cert_issuer < 0)
+			j->cert_issuer = 0;
 		j->preferred = j->renewal && j->cert_issuer >= 0 ? j->cert_issuer : 0;
 		j->nplan = issuers_plan(js->iss, j->preferred, j->plan);
 		j->step = 0;
