@@ -700,11 +700,11 @@ struct ratelimit *ratelimit_new(struct ev_loop *loop, const struct config_issuer
 	rl->refresh.data = rl;
 	ev_timer_start(loop, &rl->refresh);
 	if (rl_any(rl))
-		log_info("rate limits: issuer=%s orders_per_3h=%d certs_per_domain_week=%d "
-			 "certs_per_exact_set_week=%d failures_per_host_hour=%d renewal_reserve=%g",
-			 cfg->name, cfg->rl_orders_per_3h, cfg->rl_certs_per_domain_week,
+		log_info("rate limits: orders_per_3h=%d certs_per_domain_week=%d "
+			 "certs_per_exact_set_week=%d failures_per_host_hour=%d renewal_reserve=%g "
+			 "issuer=%s", cfg->rl_orders_per_3h, cfg->rl_certs_per_domain_week,
 			 cfg->rl_certs_per_exact_set_week, cfg->rl_failures_per_host_hour,
-			 cfg->rl_renewal_reserve);
+			 cfg->rl_renewal_reserve, cfg->name);
 	return rl;
 }
 
