@@ -357,8 +357,9 @@ static void order_handle_authz(struct acme_order *o, const struct acme_authz_obj
 		return;
 	}
 	if (!a->has_http01) {
-		order_fail(o, "CA offers no %s challenge for %s", o->dns ? "dns-01" : "usable",
-			   a->identifier);
+		order_fail(o, "CA offers no %s%s%s challenge for %s", o->dns ? "dns-01" : c->chall[0],
+			   !o->dns && c->nchall > 1 ? " or " : "",
+			   !o->dns && c->nchall > 1 ? c->chall[1] : "", a->identifier);
 		return;
 	}
 	ka = jws_key_authorization(a->chall_token, c->account_key);
