@@ -21,9 +21,9 @@ struct health;
 struct jobs;
 struct storage;
 
-/* Creates an empty index, its timer stopped. <cfg>, <st>, <iss> (ARI asks each certificate's CA), <cs>,
- * <jobs> and <health> are borrowed and must outlive it. Returns NULL when out
- * of memory. */
+/* Creates an empty index, its timer stopped. <cfg>, <st>, <iss> (ARI asks
+ * each certificate's CA), <cs>, <jobs> and <health> are borrowed and must
+ * outlive it. Returns NULL when out of memory. */
 struct renew *renew_new(struct ev_loop *loop, const struct config *cfg, struct storage *st,
 			struct issuers *iss, struct certstore *cs, struct jobs *jobs,
 			struct health *health);

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # tls-alpn-01 (RFC 8737) with only 443 open: haproxy-examples/haproxy-443only.cfg
 # (no fe_http, nothing listens on Pebble's httpPort), Pebble validating on
-# HAProxy's 443 (its tlsPort), on HAProxy 2.6 and, when scripts/haproxy34.sh
-# provides it, 3.4:
+# HAProxy's 443 (its tlsPort), on HAProxy 2.6 and, when built, 3.0 and 3.4:
 #   - a new name's first handshake through the peek frontend verifies
 #     against Pebble's root (issued by tls-alpn-01 meanwhile);
 #   - the validation certificate is gone from HAProxy afterwards (show ssl cert);
@@ -88,6 +87,17 @@ PY
 }
 
 HAPROXY_BIN=haproxy single_node h26
+# 3.0 (Debian 13's): HAPROXY30_BIN, or a build in the cache scripts/ makes
+H30=${HAPROXY30_BIN:-}
+if [ -z "$H30" ] && [ -f "$IT_ROOT/scripts/haproxy30.sh" ]; then
+	H30=$(bash "$IT_ROOT/scripts/haproxy30.sh" 2>>"$IT_DIR/haproxy30.log")
+fi
+[ -n "$H30" ] || H30=$(ls /var/cache/acme-spoa/haproxy-3.0.*/haproxy 2>/dev/null | head -1)
+if [ -n "$H30" ] && [ -x "$H30" ]; then
+	HAPROXY_BIN=$H30 single_node h30
+else
+	echo "skip - HAProxy 3.0: no binary (HAPROXY30_BIN, scripts/haproxy30.sh, /var/cache/acme-spoa)"
+fi
 if H34=$(bash "$IT_ROOT/scripts/haproxy34.sh" 2>>"$IT_DIR/haproxy34.log") && [ -x "$H34" ]; then
 	HAPROXY_BIN=$H34 single_node h34
 else
