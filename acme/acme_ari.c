@@ -104,7 +104,7 @@ static void ari_resume(struct acme_op *op, const struct acme_problem *prob)
 			goto fail;
 		}
 	}
-	if (http_request(c->http, "GET", url, NULL, NULL, 0, ACME_HTTP_TIMEOUT_MS, cb_ari_response, a) < 0) {
+	if (http_request(c->http, "GET", url, NULL, NULL, 0, c->timeout_ms, cb_ari_response, a) < 0) {
 		snprintf(a->err, sizeof(a->err), "renewalInfo: cannot start request");
 		goto fail;
 	}

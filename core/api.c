@@ -13,6 +13,7 @@
 #include "acme/crypto.h"
 #include "acme/http.h"
 #include "admin/admin.h"
+#include "core/alpn.h"
 #include "core/api.h"
 #include "core/certstore.h"
 #include "core/challenges.h"
@@ -20,6 +21,7 @@
 #include "core/fleet.h"
 #include "core/health.h"
 #include "core/hold.h"
+#include "core/issuers.h"
 #include "core/jobs.h"
 #include "core/ratelimit.h"
 #include "core/renew.h"
@@ -231,21 +233,46 @@ static void api_spoe_http01(void *ctx, const struct spop_arg *args, size_t nargs
 	a->cnt.http01_deferred++;
 }
 
+/* acme-alpn: a ClientHello whose ALPN is acme-tls/1 (a CA validating
+ * tls-alpn-01), from the peek frontend before it routes the connection to
+ * the acme-tls/1 frontend: held while that name's validation certificate is
+ * pushed there (alpn.h). */
+static void api_spoe_alpn(void *ctx, const struct spop_arg *args, size_t nargs,
+			  struct spoa_reply *reply)
+{
+	struct api *a = ctx;
+	const struct spop_data *d = api_arg_str(args, nargs, "sni");
+	char raw[CERTSTORE_HOST_MAX], host[CERTSTORE_HOST_MAX];
+
+	if (!d || d->u.s.len == 0 || d->u.s.len >= sizeof(raw))
+		return;
+	memcpy(raw, d->u.s.ptr, d->u.s.len);
+	raw[d->u.s.len] = '\0';
+	if (host_normalize(raw, host, sizeof(host), 0) == -1)
+		return;
+	alpn_hello(a->d.alpn, host, reply);
+}
+
 static const struct spoa_handler api_spoa_handlers[] = {
 	{ .message = "acme-sni", .fn = api_spoe_sni },
 	/* the same, from a TCP frontend peeking at the ClientHello (req.ssl_sni) */
 	{ .message = "acme-sni-peek", .fn = api_spoe_sni_peek },
 	{ .message = "acme-http01", .fn = api_spoe_http01 },
+	{ .message = "acme-alpn", .fn = api_spoe_alpn },
 	{ .message = NULL },
 };
 
 /* ---- admin --------------------------------------------------------------- */
 
-static json_t *api_cert_json(const struct certstore_cert *c)
+/* Kong's fields, and the CA of "issuers" that issued it (name and
+ * directory URL; null when no CA of the list is known to have issued it). */
+static json_t *api_cert_json(const struct api *a, const struct certstore_cert *c)
 {
 	time_t now = time(NULL);
+	int i = issuers_for_cn(a->d.iss, c->info.issuer_cn);
+	const struct config_issuer *is = i >= 0 ? issuers_conf(a->d.iss, (size_t)i) : NULL;
 
-	return json_pack("{s:s, s:s, s:s, s:b, s:s, s:s, s:s, s:s}",
+	return json_pack("{s:s, s:s, s:s, s:b, s:s, s:s, s:s, s:s, s:s?, s:s?}",
 			 "host", c->host,
 			 "not_before", c->info.not_before_str,
 			 "not_after", c->info.not_after_str,
@@ -253,7 +280,9 @@ static json_t *api_cert_json(const struct certstore_cert *c)
 			 "serial_number", c->info.serial_hex,
 			 "digest", c->info.digest_sha1,
 			 "issuer_cn", c->info.issuer_cn,
-			 "pubkey_type", c->info.pubkey_type);
+			 "pubkey_type", c->info.pubkey_type,
+			 "issuer_name", is ? is->name : NULL,
+			 "issuer_url", is ? is->api_uri : NULL);
 }
 
 static void api_admin_issue(void *ctx, const char *raw, struct admin_req *req)
@@ -370,6 +399,7 @@ static void api_admin_renew_all(void *ctx)
 }
 
 struct api_list {
+	const struct api *a;
 	json_t *arr;
 	int invalid_only;
 	time_t now;
@@ -381,13 +411,13 @@ static void api_list_cb(void *arg, struct certstore_cert *c)
 
 	if (l->invalid_only && l->now >= c->info.not_before && l->now < c->info.not_after)
 		return;
-	json_array_append_new(l->arr, api_cert_json(c));
+	json_array_append_new(l->arr, api_cert_json(l->a, c));
 }
 
 static json_t *api_admin_cert_list(void *ctx, int invalid_only)
 {
 	struct api *a = ctx;
-	struct api_list l = { json_array(), invalid_only, time(NULL) };
+	struct api_list l = { a, json_array(), invalid_only, time(NULL) };
 
 	if (!l.arr)
 		return NULL;
@@ -404,7 +434,7 @@ static json_t *api_admin_cert_get(void *ctx, const char *raw)
 	if (host_normalize(raw, host, sizeof(host), HOST_WILDCARD) == -1)
 		return NULL;
 	c = certstore_get(a->d.cs, host);
-	return c ? api_cert_json(c) : NULL;
+	return c ? api_cert_json(a, c) : NULL;
 }
 
 struct api_del {
@@ -467,6 +497,14 @@ static void api_revoke_done(void *arg, int ok, const char *err)
 	api_del_finish(d);
 }
 
+/* The client of the CA that issued <d>'s certificate. */
+static struct acme_client *api_revoke_client(const struct api_del *d)
+{
+	struct certstore_cert *c = certstore_get(d->a->d.cs, d->host);
+
+	return issuers_acme_for_cn(d->a->d.iss, c ? c->info.issuer_cn : NULL);
+}
+
 static void cb_api_revoke_read(void *arg, struct storage_res *res)
 {
 	struct api_del *d = arg;
@@ -480,7 +518,7 @@ static void cb_api_revoke_read(void *arg, struct storage_res *res)
 		free(d);
 		return;
 	}
-	if (acme_revoke(d->a->d.acme, res->val, api_revoke_done, d) == -1) {
+	if (acme_revoke(api_revoke_client(d), res->val, api_revoke_done, d) == -1) {
 		admin_reply_message(d->req, 500, "revocation not started");
 		free(d);
 	}
@@ -516,7 +554,7 @@ static void api_admin_cert_delete(void *ctx, const char *raw, int revoke, struct
 		return;
 	}
 	if (revoke) {
-		if (acme_revoke(a->d.acme, c->pem, api_revoke_done, d) == -1) {
+		if (acme_revoke(issuers_acme_for_cn(a->d.iss, c->info.issuer_cn), c->pem, api_revoke_done, d) == -1) {
 			admin_reply_message(req, 500, "revocation not started");
 			free(d);
 		}
@@ -665,6 +703,17 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	metrics_value(b, "acme_spoa_orders_queued", NULL, (double)js.queued);
 
 	ratelimit_metrics(jobs_ratelimit(a->d.jobs), b);
+	issuers_metrics(a->d.iss, b);
+	{
+		struct alpn_stats as;
+
+		alpn_stats(a->d.alpn, &as);
+		api_counter(b, "acme_spoa_tlsalpn_hellos_total", "ClientHellos with ALPN acme-tls/1 reported (acme-alpn).", NULL, as.hellos);
+		metrics_header(b, "acme_spoa_tlsalpn_certificates_total", "counter", "tls-alpn-01 validation certificates pushed into HAProxy and removed, by result.");
+		metrics_value(b, "acme_spoa_tlsalpn_certificates_total", "op=\"push\",result=\"ok\"", (double)as.pushed);
+		metrics_value(b, "acme_spoa_tlsalpn_certificates_total", "op=\"push\",result=\"error\"", (double)as.push_failed);
+		metrics_value(b, "acme_spoa_tlsalpn_certificates_total", "op=\"remove\",result=\"ok\"", (double)as.removed);
+	}
 
 	certstore_foreach(a->d.cs, api_days_cb, &d);
 	metrics_header(b, "acme_spoa_certificates", "gauge", "Certificates held, by days left before expiry (upper bound).");

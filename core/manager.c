@@ -3,7 +3,8 @@
  * Dependencies run one way; each module has its own state:
  *   certstore  certificates in memory, storage, cert_dir and HAProxy
  *   fleet      change feed and pub/sub -> certstore
- *   challenges http-01 tokens (the ACME client's hooks)
+ *   challenges http-01 tokens (the ACME clients' hooks)
+ *   issuers    the CAs: one ACME client and account each, up or down
  *   jobs       issuance: admission, backoff, ask_url, lock, order -> certstore
  *   renew      due-time index, ARI -> jobs
  *   api        SPOE and admin handlers over all of them
@@ -21,12 +22,14 @@
 #include "acme/acme.h"
 #include "acme/crypto.h"
 #include "acme/http.h"
+#include "core/alpn.h"
 #include "core/api.h"
 #include "core/certstore.h"
 #include "core/challenges.h"
 #include "core/config.h"
 #include "core/fleet.h"
 #include "core/health.h"
+#include "core/issuers.h"
 #include "core/jobs.h"
 #include "core/manager.h"
 #include "core/renew.h"
@@ -40,13 +43,14 @@ struct mgr {
 	struct ev_loop *loop;
 	struct config *cfg;
 	struct storage *st;
-	struct acme_client *acme;
+	struct issuers *iss;
 	struct http_client *http;
 	struct health health;
 	struct certstore *cs;
 	struct fleet *fleet;
 	struct challenges *ch;
 	struct dns01 *dns;		/* NULL without dns01.provider */
+	struct alpn *alpn;		/* tls-alpn-01 solver */
 	struct jobs *jobs;
 	struct renew *renew;
 	struct api *api;
@@ -181,70 +185,10 @@ static int mgr_open_dns01(struct mgr *m, char *err, size_t errlen)
 	m->dns = dns01_new(m->loop, &dc, m->st, cfg->spoa_listen, err, errlen);
 	if (!m->dns)
 		return -1;
-	acme_client_set_dns(m->acme, &mgr_dns_hooks, m->dns);
+	issuers_set_dns(m->iss, &mgr_dns_hooks, m->dns);
 	return 0;
 }
 
-
-/* The account key from storage, created and stored when absent. NULL with
- * <err>; <*down> set when storage did not answer (else a bad stored key or
- * no key could be made). */
-static EVP_PKEY *mgr_account_key(struct mgr *m, int *down, char *err, size_t errlen)
-{
-	char key[STORAGE_KEY_MAX], account_id[33], *pem = NULL;
-	unsigned char md[32];
-	unsigned int mdlen = sizeof(md);
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	EVP_PKEY *pk = NULL;
-	struct storage_res res;
-	size_t len = 0;
-	int rc, i;
-
-	if (!ctx)
-		return NULL;
-	/* one account per (CA, email): the id is a digest, so the email stays out of key names */
-	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-	EVP_DigestUpdate(ctx, m->cfg->api_uri, strlen(m->cfg->api_uri));
-	EVP_DigestUpdate(ctx, "\n", 1);
-	EVP_DigestUpdate(ctx, m->cfg->account_email, strlen(m->cfg->account_email));
-	EVP_DigestFinal_ex(ctx, md, &mdlen);
-	EVP_MD_CTX_free(ctx);
-	for (i = 0; i < 16; i++)
-		sprintf(account_id + i * 2, "%02x", md[i]);
-	snprintf(key, sizeof(key), "accounts/%s/key", account_id);
-	/* at start before any server listens, or from the attach timer: storage_wait
-	 * runs the loop, so SPOE and the admin API are still served meanwhile */
-	*down = 0;
-	rc = storage_wait(m->st, storage_get(m->st, key, NULL, NULL), &res, err, errlen);
-	if (rc == -1) {
-		*down = 1;
-		return NULL;
-	}
-	if (rc == 0) {
-		pk = crypto_key_from_pem(res.val, res.len, err, errlen);
-		storage_res_clear(&res);
-		if (!pk)
-			snprintf(err + strlen(err), errlen - strlen(err), " (stored account key %s)", key);
-		return pk;
-	}
-	pk = crypto_key_generate(CRYPTO_KEY_EC_P256, 0, err, errlen);
-	if (!pk)
-		return NULL;
-	pem = crypto_key_to_pem(pk, &len);
-	if (!pem || storage_wait(m->st, storage_put(m->st, key, pem, len, 0, NULL, NULL), &res,
-				 err, errlen) == -1) {
-		if (!pem)
-			snprintf(err, errlen, "cannot encode the account key");
-		else
-			*down = 1;
-		crypto_secret_free(pem, len);
-		EVP_PKEY_free(pk);
-		return NULL;
-	}
-	crypto_secret_free(pem, len);
-	log_info("account: new ACME account key created for %s", m->cfg->api_uri);
-	return pk;
-}
 
 static int mgr_open_storage(struct mgr *m, char *err, size_t errlen)
 {
@@ -321,15 +265,13 @@ static void cb_mgr_attach(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct mgr *m = w->data;
 	char err[1024] = "";
-	EVP_PKEY *account;
 	int down = 0;
 
 	if (ev_now(loop) < m->attach_next && storage_state(m->st, err, sizeof(err)) != 1)
 		return;		/* the repeating tick: not yet */
 	/* stopped while the reads below run the loop: never re-entered */
 	ev_timer_stop(loop, w);
-	account = mgr_account_key(m, &down, err, sizeof(err));
-	if (!account) {
+	if (issuers_attach(m->iss, &down, err, sizeof(err)) == -1) {
 		if (!down)
 			log_err("storage=%s answers but the account cannot be used: %s (retried)",
 				storage_name(m->st), err);
@@ -340,11 +282,6 @@ static void cb_mgr_attach(struct ev_loop *loop, ev_timer *w, int revents)
 			 storage_name(m->st), err, m->attach_delay);
 		ev_timer_set(w, MGR_ATTACH_TICK_S, MGR_ATTACH_TICK_S);
 		ev_timer_start(loop, w);
-		return;
-	}
-	if (acme_client_set_account_key(m->acme, account) == -1) {
-		log_err("storage=%s: the stored account key cannot sign; nothing will be issued",
-			storage_name(m->st));
 		return;
 	}
 	log_info("storage=%s reached: reading the account, the index and the change feed",
@@ -362,7 +299,7 @@ static void cb_mgr_attach(struct ev_loop *loop, ev_timer *w, int revents)
 struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t errlen)
 {
 	struct mgr *m = calloc(1, sizeof(*m));
-	EVP_PKEY *account = NULL;
+	char owner[JOBS_OWNER_TOKEN_LEN];
 	int down = 0;
 
 	if (!m) {
@@ -385,10 +322,17 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 	}
 	ev_init(&m->attach_timer, cb_mgr_attach);
 	m->attach_timer.data = m;
-	account = mgr_account_key(m, &down, err, errlen);
-	if (!account && !down)
+	m->http = http_client_new(loop, NULL, err, errlen);
+	if (!m->http)
 		goto fail;
-	if (!account) {
+	jobs_owner_token(cfg, owner);
+	m->iss = issuers_new(loop, cfg, m->st, &m->health, &challenges_acme_hooks, m->ch, owner,
+			     err, errlen);
+	if (!m->iss)
+		goto fail;
+	if (issuers_attach(m->iss, &down, err, errlen) == -1) {
+		if (!down)
+			goto fail;
 		/* a node that boots while its store reboots stays up: it serves
 		 * what memory, cert_dir and HAProxy hold and reads the store when
 		 * it answers */
@@ -397,34 +341,18 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 		m->health.store_ready = 0;
 		err[0] = '\0';
 	}
-	m->http = http_client_new(loop, NULL, err, errlen);
-	if (!m->http)
-		goto fail;
-	{
-		struct acme_conf ac = {
-			.directory_url = cfg->api_uri,
-			.ca_file = cfg->api_ca_file,
-			.email = cfg->account_email,
-			.tos_accepted = cfg->tos_accepted,
-			.eab_kid = cfg->eab_kid,
-			.eab_hmac_key = cfg->eab_hmac_key,
-			.preferred_chain = cfg->preferred_chain,
-			.profile = cfg->profile,
-			.cert_key_type = cfg->cert_type == CONFIG_CERT_ECC ? CRYPTO_KEY_EC_P256 : CRYPTO_KEY_RSA,
-			.rsa_bits = cfg->rsa_key_size,
-		};
-
-		m->acme = acme_client_new(loop, &ac, account, &challenges_acme_hooks, m->ch, err, errlen);
-		account = NULL;
-		if (!m->acme)
-			goto fail;
-	}
 	if (mgr_open_dns01(m, err, errlen) == -1)
 		goto fail;
 	if (certstore_runtime_open(m->cs, err, errlen) == -1)
 		goto fail;
-	m->jobs = jobs_new(loop, cfg, m->st, m->acme, m->http, m->cs, &m->health);
-	m->renew = m->jobs ? renew_new(loop, cfg, m->st, m->acme, m->cs, m->jobs, &m->health) : NULL;
+	m->alpn = alpn_new(loop, cfg, m->st, &m->health, m->cs);
+	if (!m->alpn) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	challenges_set_alpn(m->ch, m->alpn);
+	m->jobs = jobs_new(loop, cfg, m->st, m->iss, m->http, m->cs, &m->health);
+	m->renew = m->jobs ? renew_new(loop, cfg, m->st, m->iss, m->cs, m->jobs, &m->health) : NULL;
 	if (!m->renew) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -454,7 +382,7 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 		struct api_deps deps = {
 			.cfg = cfg,
 			.st = m->st,
-			.acme = m->acme,
+			.iss = m->iss,
 			.http = m->http,
 			.cs = m->cs,
 			.ch = m->ch,
@@ -463,6 +391,7 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 			.fleet = m->fleet,
 			.health = &m->health,
 			.dns = m->dns,
+			.alpn = m->alpn,
 		};
 
 		m->api = api_new(loop, &deps, err, errlen);
@@ -476,6 +405,7 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 		for (line = strtok_r(warns, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
 			log_warn("config: %s", line);
 	}
+	issuers_start(m->iss);
 	if (!m->health.store_ready) {
 		m->attach_delay = MGR_ATTACH_MIN_S;
 		m->attach_next = ev_now(loop) + m->attach_delay;
@@ -490,7 +420,6 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 		 cfg->admin_listen, storage_name(m->st), certstore_count(m->cs));
 	return m;
 fail:
-	EVP_PKEY_free(account);
 	mgr_free(m);
 	return NULL;
 }
@@ -519,17 +448,21 @@ void mgr_free(struct mgr *m)
 		return;
 	ev_timer_stop(m->loop, &m->attach_timer);
 	fleet_free(m->fleet);
-	/* the ACME client first: it must not call back into half-freed modules */
-	acme_client_free(m->acme);
+	/* the ACME clients first: they must not call back into half-freed modules */
+	issuers_close_clients(m->iss);
 	/* after the client: its orders cancel their presents here */
 	dns01_free(m->dns);
 	/* deferred ACKs and waiting admin requests are answered while the
 	 * servers still exist */
+	alpn_stop(m->alpn);
 	challenges_free(m->ch);
 	jobs_free(m->jobs);
+	issuers_free(m->iss);
 	api_free(m->api);
 	/* cert_dir writes in progress complete; nothing more is pushed */
 	certstore_free(m->cs);
+	/* after the runtime client: pushes in flight ended into it */
+	alpn_free(m->alpn);
 	renew_free(m->renew);
 	http_client_free(m->http);
 	storage_close(m->st);

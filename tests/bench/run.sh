@@ -16,6 +16,9 @@
 #      latency of a stored name not loaded yet and of a new name vs a loaded
 #      one; agent start and memory at 100,000 certificates (preload
 #      on_demand) beside HAProxy's own start with N in a crt directory.
+#   6. issuers (tests/bench/issuers.sh): time to a verified first handshake
+#      for a new name with the first of two CAs up, frozen (the fallback
+#      within the held handshake), and marked down.
 # Environment: BENCH_SECONDS (wrk seconds per variant, 10), BENCH_ROUNDS (A B B A
 # rounds those seconds are spread over, 2), BENCH_N_ISSUE (20),
 # BENCH_SPOA_SECONDS (3 per run), BENCH_SPOA_ROUNDS (2 rounds of A B B A),
@@ -23,7 +26,8 @@
 # BENCH_SPOA_PIN (0; 1 pins servers to CPU 1 and the load generator to CPU 0),
 # BENCH_ONLY (all sections; "spoa": section 0 only, no HAProxy, Pebble or wrk
 # needed; "spoa,spoe": sections 0 and 1; "rest": section 4 only, Redis;
-# "hold": section 5 only; BENCH_HOLD_* in tests/bench/hold.sh),
+# "hold": section 5 only; BENCH_HOLD_* in tests/bench/hold.sh; "issuers":
+# section 6 only; BENCH_ISSUERS_* in tests/bench/issuers.sh),
 # BENCH_REST_COUNTS ("20000 100000"), BENCH_REST_SECONDS (65),
 # BENCH_N_LOAD (3000), BENCH_THREADS (2), BENCH_CONNS (50), IT_KEEP=1 keeps
 # the temp dir. Exit 0 when every figure was produced.
@@ -97,6 +101,14 @@ if bench_only_has hold; then
 	while IFS= read -r row; do [ -n "$row" ] && BENCH_ROWS+=("$row"); done <"$IT_DIR/hold-rows.tsv"
 	if [ -f "$IT_DIR/hold-failed.txt" ]; then
 		while IFS= read -r f; do FAILED+=("$f"); done <"$IT_DIR/hold-failed.txt"
+	fi
+fi
+# ---- 6. issuers: fallback to a second CA, own peers, in a subshell ----------
+if bench_only_has issuers; then
+	( source "$HERE/issuers.sh" )
+	while IFS= read -r row; do [ -n "$row" ] && BENCH_ROWS+=("$row"); done <"$IT_DIR/issuers-rows.tsv"
+	if [ -f "$IT_DIR/issuers-failed.txt" ]; then
+		while IFS= read -r f; do FAILED+=("$f"); done <"$IT_DIR/issuers-failed.txt"
 	fi
 fi
 bench_only_ends spoe

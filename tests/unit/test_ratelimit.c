@@ -258,7 +258,7 @@ static struct t *open_rl(const char *extra)
 	snprintf(json, sizeof(json), "\"api_uri\":\"https://ca.example.net/dir\","
 		 "\"rate_limits\":{%s}", extra);
 	fx_open(&t->f, json);
-	t->rl = ratelimit_new(t->f.loop, t->f.cfg, t->f.st, "node-a");
+	t->rl = ratelimit_new(t->f.loop, &t->f.cfg->issuers[0], t->f.st, "node-a");
 	assert_non_null(t->rl);
 	return t;
 }
@@ -477,7 +477,7 @@ static void test_shared_by_two_agents(void **state)
 
 	*state = t;
 	/* a second agent over the same store (one Redis for a fleet) */
-	t->rl2 = ratelimit_new(t->f.loop, t->f.cfg, t->f.st, "node-b");
+	t->rl2 = ratelimit_new(t->f.loop, &t->f.cfg->issuers[0], t->f.st, "node-b");
 	assert_non_null(t->rl2);
 	assert_int_equal(check(t, t->rl, "a.example.com", RATELIMIT_NEW), 0);
 	assert_int_equal(check(t, t->rl, "b.example.com", RATELIMIT_NEW), 0);
@@ -518,7 +518,7 @@ static void test_concurrent_spends(void **state)
 	int i;
 
 	*state = t;
-	t->rl2 = ratelimit_new(t->f.loop, t->f.cfg, t->f.st, "node-b");
+	t->rl2 = ratelimit_new(t->f.loop, &t->f.cfg->issuers[0], t->f.st, "node-b");
 	assert_non_null(t->rl2);
 	log_level_max = LOG_LVL_ERR;
 	/* 40 checks at once from two agents: the lock lets exactly 10 through */
