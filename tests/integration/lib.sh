@@ -85,6 +85,13 @@ wait_for() {
 	done
 }
 
+# pid_ended PID: PID exited (gone, or a zombie not reaped yet).
+pid_ended() {
+	local st
+	st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)
+	[ -z "$st" ] || [ "$st" = Z ]
+}
+
 port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
 
 ok() { IT_PASS=$((IT_PASS + 1)); echo "ok - $*"; }
@@ -181,6 +188,43 @@ JSON
 	IT_PIDS+=($PEBBLE_PID)
 	PEBBLE_DIR_URL="https://127.0.0.1:$PEBBLE_PORT/dir"
 	wait_for 15 curl -sf --cacert "$IT_DIR/pebble-ca.pem" "$PEBBLE_DIR_URL"
+}
+
+# pebble_answers: Pebble's database answers: a management query that takes its
+# lock (cert-status-by-serial; any HTTP status will do) within 5 s.
+pebble_answers() {
+	local c
+	c=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 5 \
+		"https://127.0.0.1:$PEBBLE_MGMT/cert-status-by-serial/1")
+	[ "$c" != 000 ]
+}
+
+# pebble_deadlock_dump: Pebble stopped answering. SIGQUIT makes it print every
+# goroutine and exit; the blocked ones are shown as comments. Returns 0 when
+# the dump is Pebble's own lock-order inversion (2.4 to 2.10 at least): a
+# POST-as-GET to an authorization (wfe.Authz) holds that authz's lock and
+# waits for the store's read lock (getAcctByKey) behind a writer (a new-order's
+# AddOrder/AddChallenge), which waits for a new-order's
+# FindValidAuthorization, which holds the store's read lock and waits for that
+# authz's lock. Any other hang returns 1: not Pebble's known bug.
+pebble_deadlock_dump() {
+	local log=$IT_DIR/pebble.log size
+	size=$(stat -c %s "$log" 2>/dev/null || echo 0)
+	kill -QUIT "$PEBBLE_PID" 2>/dev/null
+	wait_for 5 pid_ended "$PEBBLE_PID"
+	wait "$PEBBLE_PID" 2>/dev/null
+	tail -c +"$((size + 1))" "$log" > "$IT_DIR/pebble-goroutines.txt"
+	# one line per goroutine blocked on a lock: its pebble frames, innermost first
+	awk '/^goroutine /{ if (g != "" && lock) print g; g = "blocked"; lock = 0; next }
+	     /^sync\.\(\*RW?Mutex\)\.R?Lock/ { lock = 1 }
+	     /^github.com\/letsencrypt\/pebble/ { f = $0; sub(/\(([0-9{}]|\.\.\.|\)).*$/, "", f); sub(/.*\//, "", f); g = g " < " f }
+	     END { if (g != "" && lock) print g }' "$IT_DIR/pebble-goroutines.txt" > "$IT_DIR/pebble-blocked.txt"
+	echo "# Pebble's goroutines blocked on a lock ($(wc -l < "$IT_DIR/pebble-blocked.txt")):"
+	sort "$IT_DIR/pebble-blocked.txt" | uniq -c | sed 's/^/#   /'
+	grep -q 'MemoryStore).FindValidAuthorization' "$IT_DIR/pebble-blocked.txt" &&
+		grep -q 'getAcctByKey.* < wfe.(\*WebFrontEndImpl).validPOSTAsGET < wfe.(\*WebFrontEndImpl).Authz' \
+			"$IT_DIR/pebble-blocked.txt" &&
+		grep -qE 'MemoryStore\)\.Add(Order|Challenge|Authorization)' "$IT_DIR/pebble-blocked.txt"
 }
 
 # Pebble's issuing roots (to verify the certificates HAProxy serves).
