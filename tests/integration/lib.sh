@@ -69,16 +69,17 @@ it_now_us() { local t=${EPOCHREALTIME//[!0-9]/}; echo "${t:-$(date +%s%6N)}"; }
 # SECONDS of wall time (fractions allowed) have passed: "within a second" means
 # one second however long CMD itself takes. CMD is tried once more at the deadline.
 wait_for() {
-	local t=$1 us frac end now; shift
-	us=$(( 10#${t%%.*} * 1000000 ))
-	if [[ $t == *.* ]]; then frac=${t#*.}000000; us=$(( us + 10#${frac:0:6} )); fi
-	end=$(( $(it_now_us) + us ))
+	# (locals prefixed: CMD sees them, bash scoping is dynamic)
+	local _wf_t=$1 _wf_us _wf_frac _wf_end _wf_now; shift
+	_wf_us=$(( 10#${_wf_t%%.*} * 1000000 ))
+	if [[ $_wf_t == *.* ]]; then _wf_frac=${_wf_t#*.}000000; _wf_us=$(( _wf_us + 10#${_wf_frac:0:6} )); fi
+	_wf_end=$(( $(it_now_us) + _wf_us ))
 	while :; do
 		"$@" >/dev/null 2>&1 && return 0
-		now=$(it_now_us)
-		[ "$now" -lt "$end" ] || return 1
-		if [ $(( end - now )) -lt 100000 ]; then
-			sleep "0.$(printf '%06d' $(( end - now )))"
+		_wf_now=$(it_now_us)
+		[ "$_wf_now" -lt "$_wf_end" ] || return 1
+		if [ $(( _wf_end - _wf_now )) -lt 100000 ]; then
+			sleep "0.$(printf '%06d' $(( _wf_end - _wf_now )))"
 		else
 			sleep 0.1
 		fi
@@ -113,8 +114,10 @@ skip_peer() {
 		skip "$*"
 	fi
 }
-# check NAME CMD...: one test case from a command's exit status.
-check() { local n=$1; shift; if "$@"; then ok "$n"; else not_ok "$n"; fi; }
+# check NAME CMD...: one test case from a command's exit status. (Its local is
+# named so that no caller's variable is hidden from CMD: bash scopes
+# dynamically, a "local n" here made a suite's $n read this NAME.)
+check() { local _check_name=$1; shift; if "$@"; then ok "$_check_name"; else not_ok "$_check_name"; fi; }
 
 it_summary() {
 	it_check_sanitizers
