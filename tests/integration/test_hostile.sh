@@ -140,9 +140,12 @@ check "flood: $sent distinct names sent, every one answered ($total)" \
 	[ "$sent" -ge $((PER * 4)) ] && [ "$total" -eq "$sent" ]
 check "the agent is still running after the flood" test "$agent_alive" = 1
 # A name that blocked the loop (a storage or disk call on it) would hold every
-# ACK behind it for hundreds of ms: the flood's p99 stays within 100 ms of the
-# baseline measured above. (Fine figures: make bench.)
-P99_SLACK=${FLOOD_P99_SLACK_MS:-100}
+# ACK behind it: at 2000 names a second the backlog grows to seconds. The
+# flood's p99 stays within 250 ms of the baseline measured above: room for one
+# pause of the shared machine, which all four probes see at once and which,
+# under SAN=1's 2500 names a probe, is more than 1% of the samples. (Fine
+# figures: make bench.)
+P99_SLACK=${FLOOD_P99_SLACK_MS:-250}
 p99_ok() {
 	[[ $base_p99 =~ ^[0-9.]+$ ]] || { echo "# no baseline reading: '$base_p99'"; return 1; }
 	awk -v w="$worst" -v b="$base_p99" -v s="$P99_SLACK" 'BEGIN { exit !(w < b + s) }'
