@@ -84,6 +84,24 @@ hap_lacks_bad() { hap_cmd "show ssl cert" | grep -q 'kill.test' && ! hap_cmd "sh
 check "it never reaches HAProxy (which holds the others)" hap_lacks_bad
 stop_pid "$AGENT_PID"
 
+# --- SIGTERM with pushes in flight ---------------------------------------------
+# 300 stored certificates preloaded at start, HAProxy frozen (SIGSTOP) while the
+# agent pushes them: the pushes shutdown cuts off are no error (logged at
+# info, not counted), the stop is clean.
+IT_STORAGE=file
+unset ADMIN_PORT
+"$TOOLS/gen_certs" --store "file:$IT_DIR/store" --count 300 --domain cut.test >/dev/null 2>&1
+agent_config
+start_agent || not_ok "agent starts with 300 stored certificates"
+first_pushed() { ls "$HAP_CERTS" | grep -q 'cut\.test\.pem$'; }
+wait_for 10 first_pushed
+kill -STOP "$HAP_PID"
+sleep 0.5
+check "SIGTERM with pushes in flight: the agent stops cleanly (no error logged)" agent_stops_cleanly
+kill -CONT "$HAP_PID"
+check "... and pushes were indeed cut off (logged at info)" \
+	grep -q 'info: push not finished: cut off: the agent is shutting down' "$IT_DIR/agent.log"
+
 # --- a flood of distinct allowed names ------------------------------------------
 # 4 probes of N names each, one NOTIFY every 2 ms (100,000 names in 50 s), no
 # ask_url: the queue bound refuses what the cap cannot take.
