@@ -77,12 +77,13 @@ kill -STOP "$REDIS_PID"
 # the freeze is felt: storage operations pile up in flight (sampled while
 # frozen; unfrozen, the same probes keep a handful in flight at any time)
 inflight=()
-for _ in $(seq 10); do
+thaw=$(( $(it_now_us) + 3000000 ))
+while [ "$(it_now_us)" -lt "$thaw" ]; do
 	v=$(metric acme_spoa_storage_inflight); v=${v%%.*}
 	is_count "$v" >/dev/null && inflight+=("$v")
 	sleep 0.25
 done
-sleep 0.5; kill -CONT "$REDIS_PID"
+kill -CONT "$REDIS_PID"
 wait "${PROBES[@]}"
 piled_up() { [ "${#inflight[@]}" -ge 5 ] && [ $(( inflight[-1] - inflight[0] )) -ge 50 ]; }
 check "redis frozen: storage operations piled up in flight meanwhile (${inflight[*]})" piled_up
