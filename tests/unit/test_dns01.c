@@ -3,7 +3,9 @@
  * authorization, the solver's storage record keys, and the hook runner (real
  * /bin/sh children on libev's default loop). The DNS side itself runs
  * against a real BIND in tests/integration/test_dns01.sh. */
+#include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -317,22 +319,59 @@ static void test_hook_runs(void **state)
 	assert_contains(err, "cannot run /nonexistent/hook");
 }
 
+/* The hook's pid, once its shell wrote it to <path>; 0 before. */
+static pid_t hook_pid(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long pid = 0;
+
+	if (f) {
+		if (fscanf(f, "%ld", &pid) != 1)
+			pid = 0;
+		fclose(f);
+	}
+	return (pid_t)pid;
+}
+
+/* dns_hook_abort ends the program (killed, then reaped by the loop) and never
+ * calls back: the hook writes its pid, and that process must be gone. */
 static void test_hook_abort(void **state)
 {
-	char *argv[] = { "sh", "-c", "exec sleep 30", NULL };
+	char pidfile[] = "/tmp/test_dns01_hook.XXXXXX";
+	char script[128];
+	char *argv[] = { "sh", "-c", script, NULL };
 	struct hook_result r = { 0 };
 	char err[256];
 	struct dns_hook *h;
 	ev_timer guard;
+	pid_t pid = 0;
+	int fd, i;
 
 	(void)state;
+	fd = mkstemp(pidfile);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(script, sizeof(script), "echo $$ > %s.new && mv %s.new %s && exec sleep 30",
+		 pidfile, pidfile, pidfile);
+	unlink(pidfile);
 	h = dns_hook_run(EV_DEFAULT, "/bin/sh", argv, NULL, 30, hook_done, &r, err, sizeof(err));
 	assert_non_null(h);
+	for (i = 0; i < 200 && (pid = hook_pid(pidfile)) == 0; i++) {
+		ev_timer_init(&guard, cb_guard, 0.01, 0.);
+		ev_timer_start(EV_DEFAULT, &guard);
+		ev_run(EV_DEFAULT, 0);
+	}
+	unlink(pidfile);
+	assert_true(pid > 0);
+	assert_int_equal(kill(pid, 0), 0);	/* running */
 	dns_hook_abort(h);
 	ev_timer_init(&guard, cb_guard, 0.3, 0.);
 	ev_timer_start(EV_DEFAULT, &guard);
 	ev_run(EV_DEFAULT, 0);
 	assert_int_equal(r.calls, 0);	/* aborted: never called */
+	/* killed and reaped: no such process any more (not even a zombie) */
+	assert_int_equal(kill(pid, 0), -1);
+	assert_int_equal(errno, ESRCH);
 	dns_hook_abort(NULL);
 }
 

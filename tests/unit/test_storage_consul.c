@@ -5,7 +5,9 @@
  * lease taken over and the lock-delay after a session dies, pub/sub over
  * blocking queries, an agent killed and restarted empty. The binary is
  * $CONSUL_BIN or scripts/consul.sh's (/var/cache/acme-spoa/consul/...);
- * without it the suite prints "ok - skipped: <reason>" and skips. */
+ * without it the suite is one cmocka skip (counted apart by tests/run.sh), and
+ * a failure under CI=true, where `make test` fetches it. A binary that is
+ * there but does not start is a failure. */
 #define STORAGE_TEST_NO_MAIN
 #include "tests/unit/test_storage.c"
 #include "tests/unit/storage_fixture.h"
@@ -626,20 +628,29 @@ static void c_cleansed(void **state)
 		fail_msg("%d block(s) freed holding the value or its base64, the first "
 			 "from code at %p", cw_hits, cw_first);
 }
-#else
-/* ASan has its own free(): the watch above cannot be installed. */
-static void c_cleansed(void **state)
-{
-	(void)state;
-	print_message("skip - c_cleansed: not under AddressSanitizer\n");
-}
 #endif
 
-/* No agent here: the suite says so (one line, "ok - skipped: <reason>")
- * and counts as one passing check that the binary is indeed not runnable. */
+/* 1 under CI (CI=true): every peer `make test` installs must be there. */
+static int consul_under_ci(void)
+{
+	const char *ci = getenv("CI");
+
+	return ci && (!strcmp(ci, "true") || !strcmp(ci, "1"));
+}
+
+/* No consul binary here: a skip, never a pass; under CI a failure. */
 static void t_consul_missing(void **state)
 {
-	assert_true(access(consul_bin, X_OK) != 0 || consul_pid <= 0);
+	if (consul_under_ci())
+		fail_msg("no consul binary at %s under CI=true (make test fetches it: scripts/consul.sh)",
+			 consul_bin);
+	skip();
+}
+
+/* A consul binary that does not start is broken, not absent. */
+static void t_consul_starts(void **state)
+{
+	fail_msg("%s did not start (see %s/consul.log)", consul_bin, consul_dir);
 }
 
 int main(void)
@@ -653,17 +664,22 @@ int main(void)
 		cmocka_unit_test_setup_teardown(c_pubsub, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(c_never_inside, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(c_restart, sbt_setup, sbt_teardown),
+#if !defined(__SANITIZE_ADDRESS__)
+		/* ASan has its own free(): the watch cannot be installed there */
 		cmocka_unit_test_setup_teardown(c_cleansed, sbt_setup, sbt_teardown),
+#endif
 	};
 	static const struct CMUnitTest missing[] = {
 		cmocka_unit_test(t_consul_missing),
+	};
+	static const struct CMUnitTest broken[] = {
+		cmocka_unit_test(t_consul_starts),
 	};
 	int fails;
 
 	consul_bin = getenv("CONSUL_BIN") ? getenv("CONSUL_BIN") : CONSUL_DEFAULT_BIN;
 	if (access(consul_bin, X_OK) != 0) {
-		printf("ok - skipped: no consul binary at %s (scripts/consul.sh fetches it)\n",
-		       consul_bin);
+		printf("# no consul binary at %s (scripts/consul.sh fetches it)\n", consul_bin);
 		return cmocka_run_group_tests_name("storage_consul", missing, NULL, NULL);
 	}
 	snprintf(consul_dir, sizeof(consul_dir), "/tmp/test_storage_consul.XXXXXX");
@@ -690,10 +706,10 @@ int main(void)
 	if (cloop == NULL)
 		return 1;
 	if (consul_start() != 0) {
-		printf("ok - skipped: consul agent did not start (see %s/consul.log)\n",
-		       consul_dir);
+		/* its log is kept for the reader: the directory is not removed */
+		fails = cmocka_run_group_tests_name("storage_consul", broken, NULL, NULL);
 		consul_dir[0] = '\0';
-		return cmocka_run_group_tests_name("storage_consul", missing, NULL, NULL);
+		return fails ? 1 : 0;
 	}
 	sbt_open = consul_open_fresh;
 	sbt_close = storage_close;
