@@ -40,7 +40,7 @@
 
 struct api_counters {
 	uint64_t sni_msgs, http01_msgs, http01_hits, refused_name, refused_backoff;
-	uint64_t http01_deferred, http01_lookup_busy;
+	uint64_t http01_deferred, http01_lookup_busy, http01_known_absent;
 	uint64_t peek_msgs, held, hold_refused;
 };
 
@@ -208,6 +208,10 @@ static void api_spoe_http01(void *ctx, const struct spop_arg *args, size_t nargs
 	if (ka) {
 		a->cnt.http01_hits++;
 		spoa_reply_set_str(reply, SPOP_SCOPE_TXN, "keyauth", ka, strlen(ka));
+		return;
+	}
+	if (challenges_known_absent(a->d.ch, token)) {
+		a->cnt.http01_known_absent++;
 		return;
 	}
 	/* another node sharing the store may have made it a moment ago */
@@ -588,6 +592,7 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	metrics_value(b, "acme_spoa_spoe_messages_total", "message=\"acme-http01\"", (double)k->http01_msgs);
 	api_counter(b, "acme_spoa_http01_answered_total", "http-01 requests answered with a key authorization.", NULL, k->http01_hits + challenges_lookup_hits(a->d.ch));
 	api_counter(b, "acme_spoa_http01_deferred_total", "http-01 requests whose answer was looked up in shared storage.", NULL, k->http01_deferred);
+	api_counter(b, "acme_spoa_http01_unknown_from_memory_total", "http-01 requests answered unknown without a look-up (no other process holds tokens, or storage said so a moment ago).", NULL, k->http01_known_absent);
 	api_counter(b, "acme_spoa_http01_lookup_busy_total", "http-01 requests answered without a look-up: too many in flight.", NULL, k->http01_lookup_busy);
 	{
 		struct hold_stats hs;

@@ -16,10 +16,16 @@
 #include "storage/storage.h"
 
 #define CH_TTL		3600
-#define CH_TOKEN_MAX	256
+/* RFC 8555 §8.1: a token carries at least 128 bits, 22 base64url characters;
+ * real ones are 43. A cap well below NAME_MAX keeps "challenges/<token>" a
+ * valid file name in every store. */
+#define CH_TOKEN_MIN	22
+#define CH_TOKEN_MAX	128
 #define CH_LOOKUPS_MAX	1024	/* http-01 storage look-ups in flight */
 #define CH_CACHE_MAX	1024	/* key authorizations found in shared storage */
 #define CH_CACHE_TTL	60	/* seconds: a CA validates from several places */
+#define CH_NEG_MAX	4096	/* well-formed tokens storage did not hold */
+#define CH_NEG_TTL	10	/* seconds; see ch_neg_put() */
 
 /* An http-01 look-up in shared storage while HAProxy waits for the ACK. */
 struct ch_lookup {
@@ -44,6 +50,8 @@ struct challenges {
 	struct health *health;
 	struct hmap local;		/* token -> key authorization (malloc'd) */
 	struct hmap cache;		/* token -> struct ch_cached */
+	struct hmap neg;		/* token -> time_t (malloc'd): absent until then */
+	int shared;			/* another process may hold a token (not shm) */
 	LIST_HEAD(, ch_lookup) lookups;	/* look-ups in flight */
 	unsigned nlookups;
 	LIST_HEAD(, ch_store) stores;	/* stores in flight */
@@ -63,7 +71,9 @@ int challenges_token_valid(const char *token)
 {
 	const char *p;
 
-	if (!*token || strlen(token) > CH_TOKEN_MAX)
+	size_t n = strlen(token);
+
+	if (n < CH_TOKEN_MIN || n > CH_TOKEN_MAX)
 		return 0;
 	for (p = token; *p; p++)
 		if (!(*p == '-' || *p == '_' || (*p >= '0' && *p <= '9') ||
@@ -108,6 +118,7 @@ void challenges_store(struct challenges *ch, const char *token, const char *keya
 {
 	char key[STORAGE_KEY_MAX];
 
+	free(hmap_del(&ch->neg, token));
 	ch_put_local(ch, token, keyauth);
 	ch_key(token, key, sizeof(key));
 	storage_put(ch->st, key, keyauth, strlen(keyauth), ttl, cb_ch_put, ch);
@@ -165,6 +176,42 @@ const char *challenges_local(struct challenges *ch, const char *token)
 	return NULL;
 }
 
+/* A well-formed token storage did not hold, remembered CH_NEG_TTL seconds so
+ * that a scanner repeating it costs no read. A real token cannot be in here:
+ * nobody but the node that stored it and the CA knows it before it is stored,
+ * and the CA asks only after that; this node's own stores drop the entry. */
+static void ch_neg_put(struct challenges *ch, const char *token)
+{
+	time_t *t = malloc(sizeof(*t)), *old = NULL;
+
+	if (!t)
+		return;
+	if (ch->neg.count >= CH_NEG_MAX) {
+		/* strangers choose tokens: a full cache starts over */
+		hmap_clear(&ch->neg, free);
+		hmap_init(&ch->neg);
+	}
+	*t = time(NULL) + CH_NEG_TTL;
+	if (hmap_put(&ch->neg, token, t, (void **)&old) == -1)
+		free(t);
+	free(old);
+}
+
+int challenges_known_absent(struct challenges *ch, const char *token)
+{
+	time_t *t;
+
+	if (!ch->shared)
+		return 1;
+	t = hmap_get(&ch->neg, token);
+	if (!t)
+		return 0;
+	if (*t > time(NULL))
+		return 1;
+	free(hmap_del(&ch->neg, token));
+	return 0;
+}
+
 /* ---- look-ups for the SPOE path ------------------------------------------ */
 
 static void ch_lookup_unlink(struct ch_lookup *l)
@@ -178,7 +225,10 @@ static void cb_ch_lookup(void *arg, struct storage_res *res)
 	struct ch_lookup *l = arg;
 	struct spoa_reply *r = spoa_deferred_reply(l->d);
 
-	health_storage_result(l->ch->health, res);
+	/* the key is a client's choice: its answer, whatever it is, says nothing
+	 * of storage's health that the agent's own calls do not (issue 19) */
+	if (res->rc == 1)
+		ch_neg_put(l->ch, res->key + strlen("challenges/"));
 	if (res->rc == 0 && ch_keyauth_valid(res->val, res->len)) {
 		ch_cache_put(l->ch, res->key + strlen("challenges/"), res->val, res->len);
 		if (r) {
@@ -231,6 +281,7 @@ void challenges_free(struct challenges *ch)
 	}
 	hmap_clear(&ch->local, free);
 	hmap_clear(&ch->cache, free);
+	hmap_clear(&ch->neg, free);
 	free(ch);
 }
 
@@ -246,6 +297,11 @@ struct challenges *challenges_new(struct storage *st, struct health *health)
 	LIST_INIT(&ch->stores);
 	hmap_init(&ch->local);
 	hmap_init(&ch->cache);
+	hmap_init(&ch->neg);
+	/* shm is this process's memory: every token it holds is in ch->local.
+	 * The file store may be shared by several agents on one box (its locks
+	 * are flock()ed for that), so it is looked up like Redis and Consul. */
+	ch->shared = strcmp(storage_name(st), "shm") != 0;
 out:
 	return ch;
 }
@@ -286,6 +342,7 @@ static int ch_hook_store(void *arg, const char *host, const char *token, const c
 	c->done = done;
 	c->ctx = ctx;
 	snprintf(c->token, sizeof(c->token), "%s", token);
+	free(hmap_del(&ch->neg, token));
 	ch_put_local(ch, token, keyauth);
 	ch_key(token, key, sizeof(key));
 	c->req = storage_put(ch->st, key, keyauth, strlen(keyauth), CH_TTL, cb_ch_store, c);

@@ -24,12 +24,17 @@ struct challenges *challenges_new(struct storage *st, struct health *health);
  * before the SPOA server is freed. Accepts NULL. */
 void challenges_free(struct challenges *ch);
 
-/* 1 when <token> has the shape of an ACME token (base64url, 1..256). */
+/* 1 when <token> has the shape of an ACME token: base64url, 22 (128 bits,
+ * RFC 8555 §8.1) to 128 characters. Anything else is unknown at once. */
 int challenges_token_valid(const char *token);
 
 /* The key authorization for <token> that memory holds: this node's
  * challenges, or one found in shared storage a moment ago. NULL if none. */
 const char *challenges_local(struct challenges *ch, const char *token);
+
+/* 1 when <token>, not in memory, is known to be absent without a look-up:
+ * no other process can hold one (shm), or storage said so a moment ago. */
+int challenges_known_absent(struct challenges *ch, const char *token);
 
 /* Looks <token> up in shared storage and completes <d> (the deferred ACK)
  * with the answer. Returns 0 started, -1 (bounds reached: <d> untouched). */
