@@ -661,18 +661,40 @@ static void certstore_deploy_pem(struct certstore *cs, struct certstore_cert *c,
 	c->writing++;
 }
 
-/* Fills <c>'s metadata from <ci> when it has none or another serial: fires
- * installed. Returns 1 when it changed, 0 when memory knew it, -1 when out of
- * memory. */
+/* 1 when memory's facts of <c> are those of the certificate <ci>. */
+static int certstore_info_same(const struct certstore_cert *c, const struct crypto_cert_info *ci)
+{
+	const struct certstore_info *i = &c->info;
+
+	return c->has_info && strcmp(ci->serial_hex, i->serial_hex) == 0 &&
+	       ci->not_before == i->not_before && ci->not_after == i->not_after &&
+	       strcmp(ci->digest_sha1, i->digest_sha1) == 0 &&
+	       strcmp(ci->issuer_cn, i->issuer_cn) == 0 &&
+	       strcmp(ci->pubkey_type, i->pubkey_type) == 0 &&
+	       strcmp(ci->ari_cert_id, i->ari_cert_id) == 0;
+}
+
+/* Fills <c>'s metadata from <ci> (a verified PEM) when it has none or other
+ * facts: the certificate wins over a "meta/<host>" record, even one with its
+ * serial (issue 19: forged dates or ARI id scheduled renewal). Fires
+ * installed. Returns 1 when it changed, 0 when memory knew it, -1 when out
+ * of memory. */
 static int certstore_learn_info(struct certstore *cs, struct certstore_cert *c,
 				const struct crypto_cert_info *ci)
 {
-	if (c->has_info && strcmp(ci->serial_hex, c->info.serial_hex) == 0)
+	int same_serial = c->has_info && strcmp(ci->serial_hex, c->info.serial_hex) == 0;
+
+	if (certstore_info_same(c, ci))
 		return 0;
+	if (same_serial)
+		log_warn("host=%s serial=%s metadata record disagrees with the certificate "
+			 "(not_after %s, certificate %s): the certificate's facts win", c->host,
+			 ci->serial_hex, c->info.not_after_str, ci->not_after_str);
 	if (certstore_info_set(&c->info, ci) == -1)
 		return -1;
 	c->has_info = 1;
-	c->on_disk = 0;
+	if (!same_serial)
+		c->on_disk = 0;
 	if (cs->hooks.installed)
 		cs->hooks.installed(cs->hooks.arg, c);
 	return 1;

@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "tests/unit/core_fixture.h"
 
@@ -743,6 +744,94 @@ static void test_on_demand_meta(void **state)
 	free(old6);
 }
 
+/* issue 19 finding 5: a record with the certificate's serial but forged
+ * dates and ARI id is trusted until the PEM is read; once it is (the first
+ * push), the certificate's facts win: memory, the record, and the installed
+ * hook renewal schedules from. */
+static int cond_installed1(void *arg)
+{
+	return ((struct seen *)arg)->installed >= 1;
+}
+
+static int cond_installed2(void *arg)
+{
+	return ((struct seen *)arg)->installed >= 2;
+}
+
+static void test_meta_forged_dates(void **state)
+{
+	static const char host[] = "f1.example.com";
+	struct certstore_hooks h = { .installed = on_installed, .loaded = on_loaded };
+	struct seen seen = { 0 };
+	struct certstore *cs;
+	struct certstore_cert *c;
+	struct crypto_cert_info ci, mi;
+	struct storage_res res;
+	struct fx f;
+	time_t now = time(NULL);
+	char *pem, *m, key[STORAGE_KEY_MAX], err[256];
+	size_t len, ml;
+	json_t *j;
+
+	(void)state;
+	fx_open_hap(&f, "", "\"preload\": \"on_demand\"");
+	pem = fx_pem(host, now - 3600, now + 60 * 86400, &len);
+	assert_int_equal(crypto_cert_info(pem, len, &ci, err, sizeof(err)), 0);
+	fx_put(&f, "certs/f1.example.com", pem, len);
+	m = meta_of(host, pem, len, &ml);
+	j = json_loadb(m, ml, 0, NULL);
+	assert_non_null(j);
+	free(m);
+	json_object_set_new(j, "not_after", json_integer((json_int_t)(now + 400 * 86400)));
+	json_object_set_new(j, "ari", json_string("Zm9yZ2Vk.AQ"));
+	m = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	fx_put(&f, CERTSTORE_META_PREFIX "f1.example.com", m, strlen(m));
+	free(m);
+
+	cs = open_cs(&f, h, &seen, 1);
+	assert_int_equal(certstore_load(cs), 1);
+	certstore_start(cs);
+	assert_true(fx_run_until(&f, cond_installed1, &seen, 5));
+	c = certstore_get(cs, host);
+	assert_non_null(c);
+	assert_true(c->has_info);
+	/* the record as read: the forgery (what the PEM read must undo) */
+	assert_true(c->info.not_after == now + 400 * 86400);
+	assert_int_equal(seen.installed, 1);
+
+	assert_int_equal(certstore_seen(cs, host), CERTSTORE_SEEN_LOADING);
+	assert_true(fx_run_until(&f, cond_loaded_failed, &seen, 5));
+	c = certstore_get(cs, host);
+	assert_true(c->info.not_after == ci.not_after);
+	assert_true(c->info.not_before == ci.not_before);
+	assert_string_equal(c->info.not_after_str, ci.not_after_str);
+	assert_string_equal(c->info.ari_cert_id, ci.ari_cert_id);
+	assert_string_equal(c->info.serial_hex, ci.serial_hex);
+	/* installed again, with the certificate's dates: renewal reschedules */
+	assert_true(fx_run_until(&f, cond_installed2, &seen, 1));
+	/* the record follows the certificate */
+	snprintf(key, sizeof(key), CERTSTORE_META_PREFIX "%s", host);
+	for (int k = 0; k < 50; k++) {
+		mi.not_after = 0;
+		if (storage_wait(f.st, storage_get(f.st, key, NULL, NULL), &res, err, sizeof(err)) == 0) {
+			if (certstore_meta_decode(host, res.val, res.len, &mi, err, sizeof(err)) != 0)
+				mi.not_after = 0;
+			storage_res_clear(&res);
+		}
+		if (mi.not_after == ci.not_after)
+			break;
+		fx_run_for(&f, 0.02);
+	}
+	assert_true(mi.not_after == ci.not_after);
+	assert_string_equal(mi.ari_cert_id, ci.ari_cert_id);
+
+	crypto_cert_info_clear(&ci);
+	certstore_free(cs);
+	fx_close(&f);
+	free(pem);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -755,6 +844,7 @@ int main(void)
 		cmocka_unit_test(test_on_demand_index),
 		cmocka_unit_test(test_meta_codec),
 		cmocka_unit_test(test_on_demand_meta),
+		cmocka_unit_test(test_meta_forged_dates),
 	};
 
 	log_level_max = LOG_LVL_WARN;
