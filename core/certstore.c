@@ -31,6 +31,8 @@
 #define CERTSTORE_SYNC_RETRY_S	5.0
 #define CERTSTORE_LOAD_WINDOW	256	/* start-up reads in flight */
 #define CERTSTORE_FILL_WINDOW	128	/* on_demand background metadata reads in flight */
+#define CERTSTORE_REFUSED_MAX	4096	/* stored bundles remembered as refused */
+#define CERTSTORE_REFUSED_S	300	/* seconds before such a bundle is read again */
 
 struct certstore_sync;
 
@@ -55,10 +57,45 @@ struct certstore {
 	unsigned long evicted;
 	unsigned long push_ok, push_failed;
 	unsigned long refused[CERTSTORE_SRC__MAX];	/* bundles failing the check */
+	struct hmap refused_until;	/* host -> time_t (malloc'd): on_demand, its stored
+					 * bundle failed the check; not read again before */
 	int closing;			/* certstore_free() runs */
 };
 
 /* ---- memory -------------------------------------------------------------- */
+
+/* on_demand: <host>'s stored bundle failed the check. Until the window ends
+ * its SNIs read nothing and find no certificate (an allowed name is issued
+ * anew), and nothing more is logged (issue 19: every ClientHello read, parsed
+ * and logged it). Bounded: a full table starts over. */
+static void certstore_refused_put(struct certstore *cs, const char *host)
+{
+	time_t *t = malloc(sizeof(*t)), *old = NULL;
+
+	if (!t)
+		return;
+	if (cs->refused_until.count >= CERTSTORE_REFUSED_MAX) {
+		hmap_clear(&cs->refused_until, free);
+		hmap_init(&cs->refused_until);
+	}
+	*t = time(NULL) + CERTSTORE_REFUSED_S;
+	if (hmap_put(&cs->refused_until, host, t, (void **)&old) == -1)
+		free(t);
+	free(old);
+}
+
+/* 1 while <host>'s stored bundle counts as refused. */
+static int certstore_refused_active(struct certstore *cs, const char *host)
+{
+	time_t *t = hmap_get(&cs->refused_until, host);
+
+	if (!t)
+		return 0;
+	if (*t > time(NULL))
+		return 1;
+	free(hmap_del(&cs->refused_until, host));
+	return 0;
+}
 
 static void certstore_cert_free(void *p)
 {
@@ -415,6 +452,7 @@ static struct certstore_cert *certstore_install_from(struct certstore *cs, const
 		}
 	}
 	certstore_cert_free(old);
+	free(hmap_del(&cs->refused_until, host));	/* a new certificate passed */
 	if (cs->hooks.installed)
 		cs->hooks.installed(cs->hooks.arg, c);
 	return c;
@@ -760,6 +798,7 @@ static void cb_certstore_deploy_read(void *arg, struct storage_res *res)
 	}
 	/* the same check as certstore_install(): nothing unverified is pushed */
 	if (certstore_verify(cs, host, res->val, res->len, CERTSTORE_SRC_STORAGE, &ci) == -1) {
+		certstore_refused_put(cs, host);
 		certstore_deployed(cs, host, 0);
 		return;
 	}
@@ -832,6 +871,9 @@ enum certstore_seen certstore_seen(struct certstore *cs, const char *host)
 	/* preload all: the start-up sync pushes what HAProxy lacks */
 	if (cs->cfg->preload != CONFIG_PRELOAD_ON_DEMAND)
 		return CERTSTORE_SEEN_LOADED;
+	/* what storage holds cannot be served: as good as none */
+	if (certstore_refused_active(cs, host))
+		return CERTSTORE_SEEN_ABSENT;
 	log_debug("host=%s first SNI: pushing the stored certificate", host);
 	certstore_deploy(cs, c);
 	return c->pushing ? CERTSTORE_SEEN_LOADING : CERTSTORE_SEEN_LOADED;
@@ -1226,6 +1268,7 @@ struct certstore *certstore_new(struct ev_loop *loop, const struct config *cfg, 
 	cs->st = st;
 	cs->health = health;
 	hmap_init(&cs->certs);
+	hmap_init(&cs->refused_until);
 	LIST_INIT(&cs->syncs);
 	TAILQ_INIT(&cs->lru);
 	cs->wq = workq_new(loop, 2, err, errlen);
@@ -1270,5 +1313,6 @@ void certstore_free(struct certstore *cs)
 		certstore_sync_free(LIST_FIRST(&cs->syncs));
 	storage_res_clear(&cs->fill);
 	hmap_clear(&cs->certs, certstore_cert_free);
+	hmap_clear(&cs->refused_until, free);
 	free(cs);
 }

@@ -832,6 +832,56 @@ static void test_meta_forged_dates(void **state)
 	free(pem);
 }
 
+/* issue 19 finding 3: on_demand, a stored bundle that fails the check (here
+ * an expired one) is read, refused and logged once; 50 more SNIs read
+ * nothing, and the name is ABSENT (so an allowed one is issued anew) instead
+ * of LOADING forever. A certificate installed afterwards ends it. */
+static void test_refused_bundle_cached(void **state)
+{
+	static const char host[] = "x1.example.com";
+	struct certstore_hooks h = { .installed = on_installed, .loaded = on_loaded };
+	struct seen seen = { 0 };
+	struct certstore *cs;
+	struct fx f;
+	time_t now = time(NULL);
+	char *pem, *good, *m;
+	size_t len, glen, ml;
+	int i, absent = 0;
+
+	(void)state;
+	fx_open_hap(&f, "", "\"preload\": \"on_demand\"");
+	pem = fx_pem(host, now - 90 * 86400, now - 86400, &len);
+	fx_put(&f, "certs/x1.example.com", pem, len);
+	m = meta_of(host, pem, len, &ml);
+	fx_put(&f, CERTSTORE_META_PREFIX "x1.example.com", m, ml);
+	free(m);
+	cs = open_cs(&f, h, &seen, 1);
+	assert_int_equal(certstore_load(cs), 1);
+	certstore_start(cs);
+	assert_true(fx_run_until(&f, cond_installed1, &seen, 5));
+
+	assert_int_equal(certstore_seen(cs, host), CERTSTORE_SEEN_LOADING);
+	assert_true(fx_run_until(&f, cond_loaded_failed, &seen, 5));
+	assert_int_equal(certstore_refused(cs, CERTSTORE_SRC_STORAGE), 1);
+	for (i = 0; i < 50; i++) {
+		absent += certstore_seen(cs, host) == CERTSTORE_SEEN_ABSENT;
+		fx_run_for(&f, 0.01);
+	}
+	/* one read, one refusal (one log line) for the 51 SNIs */
+	assert_int_equal(certstore_refused(cs, CERTSTORE_SRC_STORAGE), 1);
+	assert_int_equal(seen.loaded_failed, 1);
+	assert_int_equal(absent, 50);
+
+	/* a good certificate (issued anew) is served again */
+	good = fx_pem(host, now - 60, now + 60 * 86400, &glen);
+	assert_non_null(certstore_install(cs, host, good, glen));
+	assert_int_equal(certstore_seen(cs, host), CERTSTORE_SEEN_LOADING);
+	certstore_free(cs);
+	fx_close(&f);
+	free(pem);
+	free(good);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -845,6 +895,7 @@ int main(void)
 		cmocka_unit_test(test_meta_codec),
 		cmocka_unit_test(test_on_demand_meta),
 		cmocka_unit_test(test_meta_forged_dates),
+		cmocka_unit_test(test_refused_bundle_cached),
 	};
 
 	log_level_max = LOG_LVL_WARN;
