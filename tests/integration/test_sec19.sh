@@ -6,7 +6,10 @@
 #    acme_spoa_storage_up at 1 (it made the file store answer ENAMETOOLONG);
 #  - finding 12: tokens shorter than 22 characters are answered from memory,
 #    a well-formed unknown token costs one storage look-up per 10 s, a known
-#    one is still served.
+#    one is still served;
+#  - finding 3: with preload on_demand, 50 SNIs for a stored bundle that fails
+#    the check give one read and one log line, and an allowed name whose
+#    stored bundle is refused gets a new certificate from Pebble.
 set -u
 source "$(dirname "$0")/lib.sh"
 it_init
@@ -57,6 +60,26 @@ check "the others answered from memory (3 short + 4)" \
 check "a known token (stored by another process) is still served" \
 	test "$(challenge "$KNOWN")" = "200 $KNOWN.thumbprint"
 check "/healthz 200 at the end" test "$(healthz)" = 200
+
+# --- finding 3: a refused stored bundle, preload on_demand -------------------
+stop_pid "$AGENT_PID"
+"$TOOLS/gen_certs" --store "$STORE" --name good.test >/dev/null 2>&1
+"$TOOLS/storage_tool" "$STORE" get certs/good.test >"$IT_DIR/good.pem" 2>/dev/null
+# another name's certificate stored as a name outside "domains", and as one inside
+"$TOOLS/storage_tool" "$STORE" put certs/refused.example "$(cat "$IT_DIR/good.pem")" >/dev/null 2>&1
+"$TOOLS/storage_tool" "$STORE" put certs/reissue.test "$(cat "$IT_DIR/good.pem")" >/dev/null 2>&1
+IT_HAPROXY_EXTRA='"preload": "on_demand"' agent_config
+restart_agent || { not_ok "agent restarts with preload on_demand"; it_summary; exit 1; }
+refused0=$(metric 'acme_spoa_certificates_refused_total{source="storage"}')
+lines0=$(grep -c 'host=refused.example certificate from storage refused' "$IT_DIR/agent.log")
+for i in $(seq 50); do https_get refused.example; done
+refused_lines=$(( $(grep -c 'host=refused.example certificate from storage refused' "$IT_DIR/agent.log") - lines0 ))
+check "50 SNIs for a refused stored bundle: one refusal counted" \
+	delta_is 1 "$refused0" "$(metric 'acme_spoa_certificates_refused_total{source="storage"}')"
+check "... and one log line ($refused_lines)" test "$refused_lines" = 1
+check "... never in cert_dir" test ! -e "$HAP_CERTS/refused.example.pem"
+reissued() { https_get reissue.test; served_by_pebble reissue.test; }
+check "an allowed name whose stored bundle is refused is issued anew by Pebble" wait_for 30 reissued
 
 agent_stops_cleanly || not_ok "agent stops cleanly"
 it_summary
