@@ -16,6 +16,7 @@
 
 #include <ev.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "core/certstore.h"
 #include "core/config.h"
@@ -472,13 +473,32 @@ unsigned long certstore_refused(const struct certstore *cs, enum certstore_src s
 /* ---- cert_dir and HAProxy ------------------------------------------------ */
 
 /* cert_dir/<host>.pem; a wildcard "*.zone" is written "_wildcard_.zone.pem"
- * (no '*' in file names: shells and HAProxy's directory loading) */
+ * (no '*' in file names: shells and HAProxy's directory loading). A name of
+ * more than CERTSTORE_FILE_HOST_MAX characters is written
+ * "_long_<SHA-256 of the name, hex>.pem": "<host>.pem" and its temp name
+ * "<host>.pem.<pid>.<seq>" would pass NAME_MAX (issue 19: a 253-character
+ * name was pushed but lost at a HAProxy restart). HAProxy matches SNI against
+ * the certificate, never the file name, and this one function names the file
+ * for writes, pushes, removals and the sync after a reload; '_' is in no
+ * host name, so no name's own file can take it. */
 static void certstore_path(const struct certstore *cs, const char *host, char *out, size_t outlen)
 {
-	if (host[0] == '*' && host[1] == '.')
+	unsigned char md[32];
+	char hex[2 * sizeof(md) + 1];
+	unsigned int mdlen = 0;
+	size_t i;
+
+	if (strlen(host) > CERTSTORE_FILE_HOST_MAX &&
+	    EVP_Digest(host, strlen(host), md, &mdlen, EVP_sha256(), NULL) == 1 &&
+	    mdlen == sizeof(md)) {
+		for (i = 0; i < sizeof(md); i++)
+			snprintf(hex + 2 * i, 3, "%02x", md[i]);
+		snprintf(out, outlen, "%s/%s%s.pem", cs->cfg->cert_dir, CERTSTORE_LONG_FILE, hex);
+	} else if (host[0] == '*' && host[1] == '.') {
 		snprintf(out, outlen, "%s/%s%s.pem", cs->cfg->cert_dir, CERTSTORE_WILDCARD_FILE, host + 1);
-	else
+	} else {
 		snprintf(out, outlen, "%s/%s.pem", cs->cfg->cert_dir, host);
+	}
 }
 
 /* HAProxy names a crt-list made from a directory without the trailing '/'. */

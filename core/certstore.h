@@ -24,6 +24,11 @@ struct storage;
 /* cert_dir file name prefix standing for "*" of a wildcard certificate:
  * "*.apps.example.com" is written "_wildcard_.apps.example.com.pem" */
 #define CERTSTORE_WILDCARD_FILE "_wildcard_"
+/* cert_dir file name of a name longer than CERTSTORE_FILE_HOST_MAX:
+ * "_long_<SHA-256 of the name, 64 hex digits>.pem" (within NAME_MAX with the
+ * temp name's ".<pid>.<seq>") */
+#define CERTSTORE_LONG_FILE "_long_"
+#define CERTSTORE_FILE_HOST_MAX 200
 
 /* pub/sub channel announcing "<host>" when a node stores a new certificate */
 #define CERTSTORE_CHANNEL "certs"

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "tests/unit/core_fixture.h"
 
@@ -207,6 +208,63 @@ static void test_deploy_writes_cert_dir(void **state)
 
 	certstore_remove(t->cs, "b.example.com");
 	fc.want = 0;
+	assert_true(fx_run_until(&t->f, cond_file, &fc, 5));
+	free(pem);
+}
+
+/* issue 19 finding 11: a 253-character name (reachable by SNI under a
+ * "*.zone" of domains) has a cert_dir file: "<host>.pem" and its temp name
+ * would pass NAME_MAX. Its file is "_long_<sha256>.pem", the same for the
+ * write, the removal and a second store (the sync after a reload). */
+static void test_long_name_file(void **state)
+{
+	struct t *t = *state;
+	time_t now = time(NULL);
+	char host[254], path[4096], want[300];
+	size_t len, i;
+	char *pem;
+	struct certstore_cert *c;
+	struct file_cond fc;
+	struct stat sb;
+	unsigned char md[32];
+	unsigned int mdlen;
+
+	/* 63 + 1 + 63 + 1 + 63 + 1 + 56 + ".test" = 253 */
+	memset(host, 'a', 253);
+	host[63] = host[127] = host[191] = '.';
+	memcpy(host + 248, ".test", 6);
+	assert_int_equal(strlen(host), 253);
+	pem = fx_pem(host, now - 3600, now + 90 * 86400, &len);
+	assert_int_equal(EVP_Digest(host, 253, md, &mdlen, EVP_sha256(), NULL), 1);
+	snprintf(want, sizeof(want), "%s/_long_", t->f.cert_dir);
+	for (i = 0; i < sizeof(md); i++)
+		snprintf(want + strlen(want), 3, "%02x", md[i]);
+	strcat(want, ".pem");
+	assert_true(strlen(strrchr(want, '/') + 1) < 100);
+
+	c = certstore_take(t->cs, host, pem, len, 1);
+	assert_non_null(c);
+	fc.path = want;
+	fc.want = 1;
+	assert_true(fx_run_until(&t->f, cond_file, &fc, 5));
+	c = certstore_get(t->cs, host);
+	assert_true(fx_run_until(&t->f, cond_written, c, 5));
+	assert_int_equal(c->on_disk, 1);
+	assert_int_equal(stat(want, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	assert_int_equal((size_t)sb.st_size, len);
+	/* a name of 200 characters keeps its own file */
+	snprintf(path, sizeof(path), "%s/%s.pem", t->f.cert_dir, host + 53);
+	assert_int_equal(strlen(host + 53), 200);
+
+	certstore_remove(t->cs, host);
+	fc.want = 0;
+	assert_true(fx_run_until(&t->f, cond_file, &fc, 5));
+	free(pem);
+	pem = fx_pem(host + 53, now - 3600, now + 90 * 86400, &len);
+	assert_non_null(certstore_take(t->cs, host + 53, pem, len, 1));
+	fc.path = path;
+	fc.want = 1;
 	assert_true(fx_run_until(&t->f, cond_file, &fc, 5));
 	free(pem);
 }
@@ -887,6 +945,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_install_take_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deploy_writes_cert_dir, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_long_name_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_load_and_ensure_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refuses_unverified, setup, teardown),
