@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 19 (security review, round three), part A, through the real peers:
-# HAProxy 2.6 with haproxy-examples/, Pebble + pebble-challtestsrv, the agent
-# on file storage.
+# HAProxy 2.6 with haproxy-examples/, Pebble resolving through BIND, the
+# agent on file storage.
 #  - finding 1: a 256-character http-01 token leaves /healthz at 200 and
 #    acme_spoa_storage_up at 1 (it made the file store answer ENAMETOOLONG);
 #  - finding 12: tokens shorter than 22 characters are answered from memory,
@@ -9,16 +9,44 @@
 #    one is still served;
 #  - finding 3: with preload on_demand, 50 SNIs for a stored bundle that fails
 #    the check give one read and one log line, and an allowed name whose
-#    stored bundle is refused gets a new certificate from Pebble.
+#    stored bundle is refused gets a new certificate from Pebble;
+#  - finding 11: a 253-character name under "*.test" is issued on its SNI,
+#    written to cert_dir under a bounded file name, and served by a HAProxy
+#    restarted while the agent is down (so from cert_dir alone).
 set -u
 source "$(dirname "$0")/lib.sh"
 it_init
 TOOLS=$IT_BUILD/tools
 STORE="file:$IT_DIR/store"
 
+# Pebble resolves through BIND (zone "test", every name 127.0.0.1): the
+# answer for a 253-character name passes 512 bytes, which BIND handles (EDNS,
+# TCP) and pebble-challtestsrv does not ("dns: buffer size too small").
+start_bind() {
+	local d=$IT_DIR/bind
+	mkdir -p "$d"
+	BIND_PORT=$(free_port)
+	cat > "$d/named.conf" <<CONF
+options {
+	directory "$d"; listen-on port $BIND_PORT { 127.0.0.1; }; listen-on-v6 { none; };
+	pid-file "$d/named.pid"; session-keyfile "$d/session.key"; managed-keys-directory "$d";
+	recursion no; dnssec-validation no; notify no;
+};
+zone "test" { type primary; file "$d/test.zone"; };
+CONF
+	printf '%s\n' '$TTL 60' '@ IN SOA ns.test. hostmaster.test. 1 60 60 600 60' '@ IN NS ns.test.' \
+		'ns IN A 127.0.0.1' '* IN A 127.0.0.1' > "$d/test.zone"
+	named -g -c "$d/named.conf" >"$IT_DIR/named.log" 2>&1 &
+	IT_PIDS+=($!)
+	wait_for 15 bind_answers
+}
+bind_answers() { dig +time=1 +tries=1 -p "$BIND_PORT" @127.0.0.1 x.test A | grep -q 'status: NOERROR'; }
+command -v named >/dev/null && command -v dig >/dev/null ||
+	{ not_ok "named and dig installed (bind9, bind9-dnsutils: scripts/deps.sh)"; it_summary; exit 1; }
+start_bind || { not_ok "BIND starts"; cat "$IT_DIR/named.log"; it_summary; exit 1; }
 SPOA_PORT=$(free_port)
 haproxy_config "$SPOA_PORT"
-start_challtestsrv || { not_ok "challtestsrv starts"; it_summary; exit 1; }
+CTS_DNS=$BIND_PORT   # no pebble-challtestsrv: BIND answers Pebble
 start_pebble "$HAP_HTTP" || { not_ok "pebble starts"; it_summary; exit 1; }
 agent_config
 start_agent || { not_ok "agent starts"; tail -5 "$IT_DIR/agent.log"; it_summary; exit 1; }
@@ -80,6 +108,27 @@ check "... and one log line ($refused_lines)" test "$refused_lines" = 1
 check "... never in cert_dir" test ! -e "$HAP_CERTS/refused.example.pem"
 reissued() { https_get reissue.test; served_by_pebble reissue.test; }
 check "an allowed name whose stored bundle is refused is issued anew by Pebble" wait_for 30 reissued
+
+# --- finding 11: a 253-character name survives a HAProxy restart -------------
+LONGHOST=$(printf '%063d.%063d.%063d.%056d.test' 0 0 0 0 | tr 0 l)
+check "the long name has 253 characters" test "${#LONGHOST}" = 253
+long_issued() { https_get "$LONGHOST"; served_by_pebble "$LONGHOST"; }
+check "a 253-character name is issued on its SNI and served" wait_for 60 long_issued
+longfile=$(ls "$HAP_CERTS" | grep '^_long_[0-9a-f]\{64\}\.pem$')
+check "its cert_dir file has a bounded name ($longfile)" test -n "$longfile"
+check "written 0600" test "$(stat -c %a "$HAP_CERTS/$longfile" 2>/dev/null)" = 600
+hap_holds() { [ -n "$longfile" ] && hap_cmd 'show ssl cert' | grep -qxF "$HAP_CERTS/$longfile"; }
+check "HAProxy holds it under that name" hap_holds
+stop_pid "$AGENT_PID"
+stop_pid "$HAP_PID"
+start_haproxy || not_ok "haproxy restarts"
+check "after a HAProxy restart (agent down) it is still served, from cert_dir" served_by_pebble "$LONGHOST"
+restart_agent || not_ok "agent restarts"
+synced() { grep -q 'HAProxy holds' "$IT_DIR/agent.log"; }
+wait_for 10 synced
+check "the agent's sync finds it in HAProxy: one entry, nothing pushed again" \
+	test "$(hap_cmd 'show ssl cert' | grep -c '_long_')" = 1
+check "served after the agent's return" served_by_pebble "$LONGHOST"
 
 agent_stops_cleanly || not_ok "agent stops cleanly"
 it_summary
