@@ -129,6 +129,12 @@ wait_for 10 synced
 check "the agent's sync finds it in HAProxy: one entry, nothing pushed again" \
 	test "$(hap_cmd 'show ssl cert' | grep -c '_long_')" = 1
 check "served after the agent's return" served_by_pebble "$LONGHOST"
+check "GET /acme/certificates/<long name> finds it" \
+	bash -c '[ "${1%% *}" = 200 ]' _ "$(admin GET "/acme/certificates/$LONGHOST")"
+check "DELETE /acme/certificates/<long name> answers 200" \
+	bash -c '[ "${1%% *}" = 200 ]' _ "$(admin DELETE "/acme/certificates/$LONGHOST")"
+long_gone() { [ ! -e "$HAP_CERTS/$longfile" ] && ! hap_cmd 'show ssl cert' | grep -q '_long_'; }
+check "... its file and HAProxy's entry are gone" wait_for 10 long_gone
 
 agent_stops_cleanly || not_ok "agent stops cleanly"
 it_summary
