@@ -70,7 +70,6 @@ static void ch_put_local(struct challenges *ch, const char *token, const char *k
 int challenges_token_valid(const char *token)
 {
 	const char *p;
-
 	size_t n = strlen(token);
 
 	if (n < CH_TOKEN_MIN || n > CH_TOKEN_MAX)
