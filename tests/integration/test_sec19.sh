@@ -12,7 +12,9 @@
 #    stored bundle is refused gets a new certificate from Pebble;
 #  - finding 11: a 253-character name under "*.test" is issued on its SNI,
 #    written to cert_dir under a bounded file name, and served by a HAProxy
-#    restarted while the agent is down (so from cert_dir alone).
+#    restarted while the agent is down (so from cert_dir alone);
+#  - finding 13: dns01.zone "test" (one label, BIND's zone here) is accepted,
+#    and a wildcard certificate is issued through it by dns-01.
 set -u
 source "$(dirname "$0")/lib.sh"
 it_init
@@ -26,13 +28,15 @@ start_bind() {
 	local d=$IT_DIR/bind
 	mkdir -p "$d"
 	BIND_PORT=$(free_port)
+	TSIG_SECRET=$(openssl rand -base64 32)
 	cat > "$d/named.conf" <<CONF
 options {
 	directory "$d"; listen-on port $BIND_PORT { 127.0.0.1; }; listen-on-v6 { none; };
 	pid-file "$d/named.pid"; session-keyfile "$d/session.key"; managed-keys-directory "$d";
 	recursion no; dnssec-validation no; notify no;
 };
-zone "test" { type primary; file "$d/test.zone"; };
+key "acme-key" { algorithm hmac-sha256; secret "$TSIG_SECRET"; };
+zone "test" { type primary; file "$d/test.zone"; allow-update { key "acme-key"; }; };
 CONF
 	printf '%s\n' '$TTL 60' '@ IN SOA ns.test. hostmaster.test. 1 60 60 600 60' '@ IN NS ns.test.' \
 		'ns IN A 127.0.0.1' '* IN A 127.0.0.1' > "$d/test.zone"
@@ -135,6 +139,17 @@ check "DELETE /acme/certificates/<long name> answers 200" \
 	bash -c '[ "${1%% *}" = 200 ]' _ "$(admin DELETE "/acme/certificates/$LONGHOST")"
 long_gone() { [ ! -e "$HAP_CERTS/$longfile" ] && ! hap_cmd 'show ssl cert' | grep -q '_long_'; }
 check "... its file and HAProxy's entry are gone" wait_for 10 long_gone
+
+# --- finding 13: a one-label dns01.zone ---------------------------------------
+stop_pid "$AGENT_PID"
+agent_config "\"wildcard_domains\": [\"w.test\"], \"dns01\": { \"provider\": \"rfc2136\",
+  \"server\": \"127.0.0.1:$BIND_PORT\", \"tsig_key_name\": \"acme-key\", \"tsig_secret\": \"$TSIG_SECRET\",
+  \"zone\": \"test\", \"propagation_timeout\": 20 }"
+check "--check accepts dns01.zone \"test\"" bash -c "\"\$1\" -c \"\$2\" --check >/dev/null" _ "$IT_BIN" "$AGENT_CONF"
+restart_agent || { not_ok "agent starts with dns01.zone \"test\""; tail -3 "$IT_DIR/agent.log"; }
+wildcard_served() { https_get x.w.test; served_cert x.w.test | grep -q 'issuer=.*Pebble' && served_cert x.w.test | grep -q 'DNS:\*\.w\.test'; }
+check "*.w.test issued by dns-01 through the one-label zone test and served" wait_for 60 wildcard_served
+check "the record was published in zone test" grep -q "TXT _acme-challenge.w.test published (rfc2136) in zone test$" "$IT_DIR/agent.log"
 
 agent_stops_cleanly || not_ok "agent stops cleanly"
 it_summary
