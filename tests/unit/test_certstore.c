@@ -827,8 +827,8 @@ static void test_meta_forged_dates(void **state)
 	struct storage_res res;
 	struct fx f;
 	time_t now = time(NULL);
-	char *pem, *m, key[STORAGE_KEY_MAX], err[256];
-	size_t len, ml;
+	char *pem, *good, *m, key[STORAGE_KEY_MAX], err[256];
+	size_t len, glen, ml;
 	json_t *j;
 
 	(void)state;
@@ -846,17 +846,27 @@ static void test_meta_forged_dates(void **state)
 	json_decref(j);
 	fx_put(&f, CERTSTORE_META_PREFIX "f1.example.com", m, strlen(m));
 	free(m);
+	/* g1: a true record, which a push must leave alone */
+	good = fx_pem("g1.example.com", now - 3600, now + 60 * 86400, &glen);
+	fx_put(&f, "certs/g1.example.com", good, glen);
+	m = meta_of("g1.example.com", good, glen, &ml);
+	fx_put(&f, CERTSTORE_META_PREFIX "g1.example.com", m, ml);
+	free(m);
 
 	cs = open_cs(&f, h, &seen, 1);
-	assert_int_equal(certstore_load(cs), 1);
+	assert_int_equal(certstore_load(cs), 2);
 	certstore_start(cs);
-	assert_true(fx_run_until(&f, cond_installed1, &seen, 5));
+	assert_true(fx_run_until(&f, cond_installed2, &seen, 5));
+	assert_int_equal(certstore_seen(cs, "g1.example.com"), CERTSTORE_SEEN_LOADING);
+	assert_true(fx_run_until(&f, cond_loaded_failed, &seen, 5));
+	fx_run_for(&f, 0.1);
+	assert_int_equal(seen.installed, 2);	/* the PEM agreed: nothing learnt */
+	seen.loaded_failed = 0;
 	c = certstore_get(cs, host);
 	assert_non_null(c);
 	assert_true(c->has_info);
 	/* the record as read: the forgery (what the PEM read must undo) */
 	assert_true(c->info.not_after == now + 400 * 86400);
-	assert_int_equal(seen.installed, 1);
 
 	assert_int_equal(certstore_seen(cs, host), CERTSTORE_SEEN_LOADING);
 	assert_true(fx_run_until(&f, cond_loaded_failed, &seen, 5));
@@ -867,7 +877,7 @@ static void test_meta_forged_dates(void **state)
 	assert_string_equal(c->info.ari_cert_id, ci.ari_cert_id);
 	assert_string_equal(c->info.serial_hex, ci.serial_hex);
 	/* installed again, with the certificate's dates: renewal reschedules */
-	assert_true(fx_run_until(&f, cond_installed2, &seen, 1));
+	assert_int_equal(seen.installed, 3);
 	/* the record follows the certificate */
 	snprintf(key, sizeof(key), CERTSTORE_META_PREFIX "%s", host);
 	for (int k = 0; k < 50; k++) {
@@ -888,6 +898,7 @@ static void test_meta_forged_dates(void **state)
 	certstore_free(cs);
 	fx_close(&f);
 	free(pem);
+	free(good);
 }
 
 /* issue 19 finding 3: on_demand, a stored bundle that fails the check (here
