@@ -597,6 +597,7 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	metrics_value(b, "acme_spoa_spoe_messages_total", "message=\"acme-http01\"", (double)k->http01_msgs);
 	api_counter(b, "acme_spoa_http01_answered_total", "http-01 requests answered with a key authorization.", NULL, k->http01_hits + challenges_lookup_hits(a->d.ch));
 	api_counter(b, "acme_spoa_http01_deferred_total", "http-01 requests whose answer was looked up in shared storage.", NULL, k->http01_deferred);
+	api_counter(b, "acme_spoa_http01_storage_reads_total", "storage reads made for http-01 look-ups (one for several requests of a token at once).", NULL, challenges_lookup_reads(a->d.ch));
 	api_counter(b, "acme_spoa_http01_unknown_from_memory_total", "http-01 requests answered unknown without a look-up: not a token's shape, no other process holds tokens (shm), or storage said so a moment ago.", NULL, k->http01_known_absent);
 	api_counter(b, "acme_spoa_http01_lookup_busy_total", "http-01 requests answered without a look-up: too many in flight.", NULL, k->http01_lookup_busy);
 	{

@@ -27,12 +27,22 @@
 #define CH_NEG_MAX	4096	/* well-formed tokens storage did not hold */
 #define CH_NEG_TTL	10	/* seconds; see ch_neg_put() */
 
-/* An http-01 look-up in shared storage while HAProxy waits for the ACK. */
+/* Another deferred ACK waiting for the same token's look-up. */
+struct ch_waiter {
+	struct spoa_deferred *d;
+	struct ch_waiter *next;
+};
+
+/* An http-01 look-up in shared storage while HAProxy waits for the ACK; the
+ * same token asked again meanwhile joins it (one read: a CA validates from
+ * several places at once, a scanner repeats itself). */
 struct ch_lookup {
 	struct challenges *ch;
 	struct spoa_deferred *d;
+	struct ch_waiter *more;
 	struct storage_req *req;
 	LIST_ENTRY(ch_lookup) link;
+	char token[];
 };
 
 /* A challenge being stored for the ACME client, which waits for it. */
@@ -53,7 +63,9 @@ struct challenges {
 	struct hmap neg;		/* token -> time_t (malloc'd): absent until then */
 	int shared;			/* another process may hold a token (not shm) */
 	LIST_HEAD(, ch_lookup) lookups;	/* look-ups in flight */
-	unsigned nlookups;
+	struct hmap inflight;		/* token -> its struct ch_lookup */
+	unsigned nlookups;		/* deferred ACKs waiting for them */
+	uint64_t lookup_reads;		/* storage reads they made */
 	LIST_HEAD(, ch_store) stores;	/* stores in flight */
 	uint64_t lookup_hits;
 };
@@ -213,50 +225,90 @@ int challenges_known_absent(struct challenges *ch, const char *token)
 
 /* ---- look-ups for the SPOE path ------------------------------------------ */
 
-static void ch_lookup_unlink(struct ch_lookup *l)
+/* Completes deferred ACK <d> with key authorization <ka> (NULL: unknown). */
+static void ch_lookup_answer(struct challenges *ch, struct spoa_deferred *d, const char *ka,
+			     size_t len)
 {
+	struct spoa_reply *r = spoa_deferred_reply(d);
+
+	if (ka && r) {
+		ch->lookup_hits++;
+		spoa_reply_set_str(r, SPOP_SCOPE_TXN, "keyauth", ka, len);
+	}
+	spoa_deferred_done(d);
+}
+
+/* Answers every ACK waiting for <l> with <ka> and frees <l>. */
+static void ch_lookup_end(struct ch_lookup *l, const char *ka, size_t len)
+{
+	struct challenges *ch = l->ch;
+	struct ch_waiter *w;
+
 	LIST_REMOVE(l, link);
-	l->ch->nlookups--;
+	hmap_del(&ch->inflight, l->token);
+	while ((w = l->more)) {
+		l->more = w->next;
+		ch->nlookups--;
+		ch_lookup_answer(ch, w->d, ka, len);
+		free(w);
+	}
+	ch->nlookups--;
+	ch_lookup_answer(ch, l->d, ka, len);
+	free(l);
 }
 
 static void cb_ch_lookup(void *arg, struct storage_res *res)
 {
 	struct ch_lookup *l = arg;
-	struct spoa_reply *r = spoa_deferred_reply(l->d);
+	int found = res->rc == 0 && ch_keyauth_valid(res->val, res->len);
 
 	/* the key is a client's choice: its answer, whatever it is, says nothing
 	 * of storage's health that the agent's own calls do not (issue 19) */
 	if (res->rc == 1)
-		ch_neg_put(l->ch, res->key + strlen("challenges/"));
-	if (res->rc == 0 && ch_keyauth_valid(res->val, res->len)) {
-		ch_cache_put(l->ch, res->key + strlen("challenges/"), res->val, res->len);
-		if (r) {
-			l->ch->lookup_hits++;
-			spoa_reply_set_str(r, SPOP_SCOPE_TXN, "keyauth", res->val, res->len);
-		}
-	}
-	ch_lookup_unlink(l);
-	spoa_deferred_done(l->d);
-	free(l);
+		ch_neg_put(l->ch, l->token);
+	if (found)
+		ch_cache_put(l->ch, l->token, res->val, res->len);
+	ch_lookup_end(l, found ? res->val : NULL, found ? res->len : 0);
 }
 
 int challenges_lookup_shared(struct challenges *ch, const char *token, struct spoa_deferred *d)
 {
 	struct ch_lookup *l;
+	struct ch_waiter *w;
 	char key[STORAGE_KEY_MAX];
+	size_t n = strlen(token);
 
-	if (ch->nlookups >= CH_LOOKUPS_MAX || !(l = calloc(1, sizeof(*l))))
+	if (ch->nlookups >= CH_LOOKUPS_MAX || n > CH_TOKEN_MAX)
 		return -1;
+	l = hmap_get(&ch->inflight, token);
+	if (l) {
+		if (!(w = malloc(sizeof(*w))))
+			return -1;
+		w->d = d;
+		w->next = l->more;
+		l->more = w;
+		ch->nlookups++;
+		return 0;
+	}
+	if (!(l = calloc(1, sizeof(*l) + n + 1)))
+		return -1;
+	memcpy(l->token, token, n + 1);
 	ch_key(token, key, sizeof(key));
 	l->ch = ch;
 	l->d = d;
+	if (hmap_put(&ch->inflight, l->token, l, NULL) == -1) {
+		free(l);
+		return -1;
+	}
 	l->req = storage_get(ch->st, key, cb_ch_lookup, l);
 	if (!l->req) {
+		hmap_del(&ch->inflight, l->token);
 		free(l);
 		return -1;
 	}
 	LIST_INSERT_HEAD(&ch->lookups, l, link);
 	ch->nlookups++;
+	ch->lookup_reads++;
 	return 0;
 }
 
@@ -269,9 +321,7 @@ void challenges_free(struct challenges *ch)
 		return;
 	while ((l = LIST_FIRST(&ch->lookups))) {
 		storage_cancel(l->req);
-		ch_lookup_unlink(l);
-		spoa_deferred_done(l->d);
-		free(l);
+		ch_lookup_end(l, NULL, 0);
 	}
 	while ((c = LIST_FIRST(&ch->stores))) {
 		LIST_REMOVE(c, link);
@@ -281,6 +331,7 @@ void challenges_free(struct challenges *ch)
 	hmap_clear(&ch->local, free);
 	hmap_clear(&ch->cache, free);
 	hmap_clear(&ch->neg, free);
+	hmap_clear(&ch->inflight, NULL);
 	free(ch);
 }
 
@@ -297,6 +348,7 @@ struct challenges *challenges_new(struct storage *st, struct health *health)
 	hmap_init(&ch->local);
 	hmap_init(&ch->cache);
 	hmap_init(&ch->neg);
+	hmap_init(&ch->inflight);
 	/* shm is this process's memory: every token it holds is in ch->local.
 	 * The file store may be shared by several agents on one box (its locks
 	 * are flock()ed for that), so it is looked up like Redis and Consul. */
@@ -308,6 +360,11 @@ out:
 uint64_t challenges_lookup_hits(const struct challenges *ch)
 {
 	return ch->lookup_hits;
+}
+
+uint64_t challenges_lookup_reads(const struct challenges *ch)
+{
+	return ch->lookup_reads;
 }
 
 /* ---- the ACME client's hooks --------------------------------------------- */

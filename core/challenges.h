@@ -37,7 +37,8 @@ const char *challenges_local(struct challenges *ch, const char *token);
 int challenges_known_absent(struct challenges *ch, const char *token);
 
 /* Looks <token> up in shared storage and completes <d> (the deferred ACK)
- * with the answer. Returns 0 started, -1 (bounds reached: <d> untouched). */
+ * with the answer; a look-up of <token> already in flight is joined, not
+ * repeated. Returns 0 started, -1 (bounds reached: <d> untouched). */
 int challenges_lookup_shared(struct challenges *ch, const char *token, struct spoa_deferred *d);
 
 /* Stores <token> -> <keyauth> in memory and in storage for <ttl> seconds. */
@@ -48,5 +49,9 @@ void challenges_forget(struct challenges *ch, const char *token);
 
 /* Key authorizations sent from shared-storage look-ups. */
 uint64_t challenges_lookup_hits(const struct challenges *ch);
+
+/* Storage reads those look-ups made (one for several ACKs waiting for the
+ * same token). */
+uint64_t challenges_lookup_reads(const struct challenges *ch);
 
 #endif

@@ -253,21 +253,21 @@ unknown_pair() {   # key, figure, setting, wrk args for the SPOE side
 	local key=$1 fig=$2 set=$3 m0 m1 d0 d1; shift 3
 	[ "$AGENT_OK" = 1 ] || return
 	m0=$(metric acme_spoa_http01_unknown_from_memory_total)
-	d0=$(metric acme_spoa_http01_deferred_total)
+	d0=$(metric acme_spoa_http01_storage_reads_total)
 	bench_pair "$key" "$SECS" -H 'Host: localhost' "$@" -- \
 		-H 'Host: localhost' "http://127.0.0.1:$BH_HTTP_plain/.well-known/acme-challenge/$BENCH_TOKEN" ||
 		fail "$fig: a wrk run failed"
 	m1=$(metric acme_spoa_http01_unknown_from_memory_total)
-	d1=$(metric acme_spoa_http01_deferred_total)
+	d1=$(metric acme_spoa_http01_storage_reads_total)
 	is_count "$m0" "$m1" "$d0" "$d1" >/dev/null || fail "$fig: the agent's http-01 counters could not be read"
 	# every answer with SPOE is the 404 of an unknown token (counted as bad by wrk)
 	[ "$PAIR_BAD_A" -ge $((PAIR_REQS_A * 99 / 100)) ] || fail "$fig: $PAIR_BAD_A of $PAIR_REQS_A answers were 404"
 	[ "$PAIR_BAD_B" = 0 ] || fail "$fig: errors without SPOE ($PAIR_BAD_B)"
 	say "$fig: with SPOE $PAIR_A req/s ($(( ${m1:-0} - ${m0:-0} )) answered from memory," \
-		"$(( ${d1:-0} - ${d0:-0} )) looked up in storage), plain $PAIR_B req/s"
+		"$(( ${d1:-0} - ${d0:-0} )) storage reads), plain $PAIR_B req/s"
 	bench_row "$fig" "$PAIR_A req/s unknown token" "$PAIR_B req/s no SPOE, static" \
 		"$(bench_ratio "$PAIR_A" "$PAIR_B") unknown/plain (rounds: $PAIR_ROUNDS)" \
-		"$set; $W; $(( ${m1:-0} - ${m0:-0} )) answered from memory, $(( ${d1:-0} - ${d0:-0} )) storage look-ups; compare 1b (SNI path) and 1c (known token)"
+		"$set; $W; $(( ${m1:-0} - ${m0:-0} )) answered from memory, $(( ${d1:-0} - ${d0:-0} )) storage reads; compare 1b (SNI path) and 1c (known token)"
 }
 unknown_pair http01-unknown "1e http-01, one unknown token repeated" \
 	"wrk http://127.0.0.1:PORT/.well-known/acme-challenge/<43-char unknown token> keep-alive" \

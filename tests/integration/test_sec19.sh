@@ -78,6 +78,7 @@ check "nothing logged at error level about it" bash -c "! grep -q 'error: .*AAAA
 
 # --- finding 12: what needs no storage read gets none ------------------------
 def0=$(metric acme_spoa_http01_deferred_total)
+reads0=$(metric acme_spoa_http01_storage_reads_total)
 mem0=$(metric acme_spoa_http01_unknown_from_memory_total)
 SHORT=abcdefghijklmnopqrstu   # 21 characters: fewer than 128 bits
 for i in 1 2 3; do r=$(challenge "$SHORT"); done
@@ -87,6 +88,7 @@ UNKNOWN=tok-sec19-unknown-0123456789abcdefghijklmnop   # 43 characters
 for i in 1 2 3 4 5; do r=$(challenge "$UNKNOWN"); done
 check "an unknown 43-character token gets 404" test "$r" = "404 Not found"
 check "5 requests for it: one storage look-up" delta_is 1 "$def0" "$(metric acme_spoa_http01_deferred_total)"
+check "... one storage read" delta_is 1 "$reads0" "$(metric acme_spoa_http01_storage_reads_total)"
 check "the others answered from memory (3 short + 4)" \
 	delta_is 7 "$mem0" "$(metric acme_spoa_http01_unknown_from_memory_total)"
 check "a known token (stored by another process) is still served" \

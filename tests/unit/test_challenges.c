@@ -122,6 +122,48 @@ static void test_lookup_health_and_negative_cache(void **state)
 	fx_close(&f);
 }
 
+/* A token asked again while its look-up is in flight joins it: one read for
+ * both (found or not), the answer cached for the next ones. */
+static void test_lookup_joined(void **state)
+{
+	static const char tok[] = "tok-unit-joined-0123456789abcdefghij";
+	struct fx f;
+	struct fstore s;
+	struct challenges *ch;
+	struct storage_res res;
+	char err[256];
+	void *arg[2];
+
+	(void)state;
+	fx_open(&f, "");
+	fstore_open(&f, &s);
+	ch = challenges_new(s.st, &f.health);
+	assert_non_null(ch);
+	assert_int_equal(challenges_lookup_shared(ch, TOK43, NULL), 0);
+	assert_int_equal(challenges_lookup_shared(ch, TOK43, NULL), 0);
+	assert_int_equal(challenges_lookup_shared(ch, TOK43, NULL), 0);
+	assert_true(challenges_lookup_reads(ch) == 1);
+	arg[0] = ch;
+	arg[1] = TOK43;
+	assert_true(fx_run_until(&f, cond_absent, arg, 2));
+	/* stored by another process: found once for two askers, then cached */
+	assert_int_equal(storage_wait(s.st, storage_put(s.st, "challenges/tok-unit-joined-0123456789abcdefghij",
+							 "tok.thumb", 9, 60, NULL, NULL), &res, err, sizeof(err)), 0);
+	storage_res_clear(&res);
+	assert_int_equal(challenges_lookup_shared(ch, tok, NULL), 0);
+	assert_int_equal(challenges_lookup_shared(ch, tok, NULL), 0);
+	assert_true(challenges_lookup_reads(ch) == 2);
+	for (int i = 0; i < 100 && !challenges_local(ch, tok); i++)
+		fx_run_for(&f, 0.01);
+	assert_string_equal(challenges_local(ch, tok), "tok.thumb");
+	/* a look-up still in flight at the end is completed by challenges_free() */
+	assert_int_equal(challenges_lookup_shared(ch, "tok-unit-late-0123456789abcdefghij", NULL), 0);
+	assert_int_equal(challenges_lookup_shared(ch, "tok-unit-late-0123456789abcdefghij", NULL), 0);
+	challenges_free(ch);
+	storage_close(s.st);
+	fx_close(&f);
+}
+
 /* shm is this process's memory: every token it can hold is in memory, so
  * none is looked up. */
 static void test_shm_never_looked_up(void **state)
@@ -145,6 +187,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_token_shape),
 		cmocka_unit_test(test_lookup_health_and_negative_cache),
+		cmocka_unit_test(test_lookup_joined),
 		cmocka_unit_test(test_shm_never_looked_up),
 	};
 
