@@ -42,7 +42,7 @@
 
 struct api_counters {
 	uint64_t sni_msgs, http01_msgs, http01_hits, refused_name, refused_backoff;
-	uint64_t http01_deferred, http01_lookup_busy;
+	uint64_t http01_deferred, http01_lookup_busy, http01_known_absent;
 	uint64_t peek_msgs, held, hold_refused;
 	uint64_t refused_storage;	/* new names while storage was not reached since start */
 };
@@ -207,16 +207,25 @@ static void api_spoe_http01(void *ctx, const struct spop_arg *args, size_t nargs
 	const char *ka;
 
 	a->cnt.http01_msgs++;
-	if (!d || d->u.s.len == 0 || d->u.s.len >= sizeof(token))
+	/* no ACME token has this shape: unknown, from memory */
+	if (!d || d->u.s.len == 0 || d->u.s.len >= sizeof(token)) {
+		a->cnt.http01_known_absent++;
 		return;
+	}
 	memcpy(token, d->u.s.ptr, d->u.s.len);
 	token[d->u.s.len] = '\0';
-	if (!challenges_token_valid(token))
+	if (!challenges_token_valid(token)) {
+		a->cnt.http01_known_absent++;
 		return;
+	}
 	ka = challenges_local(a->d.ch, token);
 	if (ka) {
 		a->cnt.http01_hits++;
 		spoa_reply_set_str(reply, SPOP_SCOPE_TXN, "keyauth", ka, strlen(ka));
+		return;
+	}
+	if (challenges_known_absent(a->d.ch, token)) {
+		a->cnt.http01_known_absent++;
 		return;
 	}
 	/* another node sharing the store may have made it a moment ago */
@@ -643,6 +652,8 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	metrics_value(b, "acme_spoa_spoe_messages_total", "message=\"acme-http01\"", (double)k->http01_msgs);
 	api_counter(b, "acme_spoa_http01_answered_total", "http-01 requests answered with a key authorization.", NULL, k->http01_hits + challenges_lookup_hits(a->d.ch));
 	api_counter(b, "acme_spoa_http01_deferred_total", "http-01 requests whose answer was looked up in shared storage.", NULL, k->http01_deferred);
+	api_counter(b, "acme_spoa_http01_storage_reads_total", "storage reads made for http-01 look-ups (one for several requests of a token at once).", NULL, challenges_lookup_reads(a->d.ch));
+	api_counter(b, "acme_spoa_http01_unknown_from_memory_total", "http-01 requests answered unknown without a look-up: not a token's shape, no other process holds tokens (shm), or storage said so a moment ago.", NULL, k->http01_known_absent);
 	api_counter(b, "acme_spoa_http01_lookup_busy_total", "http-01 requests answered without a look-up: too many in flight.", NULL, k->http01_lookup_busy);
 	{
 		struct hold_stats hs;

@@ -16,6 +16,7 @@
 
 #include <ev.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "core/certstore.h"
 #include "core/config.h"
@@ -31,6 +32,8 @@
 #define CERTSTORE_SYNC_RETRY_S	5.0
 #define CERTSTORE_LOAD_WINDOW	256	/* start-up reads in flight */
 #define CERTSTORE_FILL_WINDOW	128	/* on_demand background metadata reads in flight */
+#define CERTSTORE_REFUSED_MAX	4096	/* stored bundles remembered as refused */
+#define CERTSTORE_REFUSED_S	300	/* seconds before such a bundle is read again */
 
 struct certstore_sync;
 
@@ -55,10 +58,45 @@ struct certstore {
 	unsigned long evicted;
 	unsigned long push_ok, push_failed;
 	unsigned long refused[CERTSTORE_SRC__MAX];	/* bundles failing the check */
+	struct hmap refused_until;	/* host -> time_t (malloc'd): on_demand, its stored
+					 * bundle failed the check; not read again before */
 	int closing;			/* certstore_free() runs */
 };
 
 /* ---- memory -------------------------------------------------------------- */
+
+/* on_demand: <host>'s stored bundle failed the check. Until the window ends
+ * its SNIs read nothing and find no certificate (an allowed name is issued
+ * anew), and nothing more is logged (issue 19: every ClientHello read, parsed
+ * and logged it). Bounded: a full table starts over. */
+static void certstore_refused_put(struct certstore *cs, const char *host)
+{
+	time_t *t = malloc(sizeof(*t)), *old = NULL;
+
+	if (!t)
+		return;
+	if (cs->refused_until.count >= CERTSTORE_REFUSED_MAX) {
+		hmap_clear(&cs->refused_until, free);
+		hmap_init(&cs->refused_until);
+	}
+	*t = time(NULL) + CERTSTORE_REFUSED_S;
+	if (hmap_put(&cs->refused_until, host, t, (void **)&old) == -1)
+		free(t);
+	free(old);
+}
+
+/* 1 while <host>'s stored bundle counts as refused. */
+static int certstore_refused_active(struct certstore *cs, const char *host)
+{
+	time_t *t = hmap_get(&cs->refused_until, host);
+
+	if (!t)
+		return 0;
+	if (*t > time(NULL))
+		return 1;
+	free(hmap_del(&cs->refused_until, host));
+	return 0;
+}
 
 static void certstore_cert_free(void *p)
 {
@@ -415,6 +453,7 @@ static struct certstore_cert *certstore_install_from(struct certstore *cs, const
 		}
 	}
 	certstore_cert_free(old);
+	free(hmap_del(&cs->refused_until, host));	/* a new certificate passed */
 	if (cs->hooks.installed)
 		cs->hooks.installed(cs->hooks.arg, c);
 	return c;
@@ -434,13 +473,32 @@ unsigned long certstore_refused(const struct certstore *cs, enum certstore_src s
 /* ---- cert_dir and HAProxy ------------------------------------------------ */
 
 /* cert_dir/<host>.pem; a wildcard "*.zone" is written "_wildcard_.zone.pem"
- * (no '*' in file names: shells and HAProxy's directory loading) */
+ * (no '*' in file names: shells and HAProxy's directory loading). A name of
+ * more than CERTSTORE_FILE_HOST_MAX characters is written
+ * "_long_<SHA-256 of the name, hex>.pem": "<host>.pem" and its temp name
+ * "<host>.pem.<pid>.<seq>" would pass NAME_MAX (issue 19: a 253-character
+ * name was pushed but lost at a HAProxy restart). HAProxy matches SNI against
+ * the certificate, never the file name, and this one function names the file
+ * for writes, pushes, removals and the sync after a reload; '_' is in no
+ * host name, so no name's own file can take it. */
 static void certstore_path(const struct certstore *cs, const char *host, char *out, size_t outlen)
 {
-	if (host[0] == '*' && host[1] == '.')
+	unsigned char md[32];
+	char hex[2 * sizeof(md) + 1];
+	unsigned int mdlen = 0;
+	size_t i;
+
+	if (strlen(host) > CERTSTORE_FILE_HOST_MAX &&
+	    EVP_Digest(host, strlen(host), md, &mdlen, EVP_sha256(), NULL) == 1 &&
+	    mdlen == sizeof(md)) {
+		for (i = 0; i < sizeof(md); i++)
+			snprintf(hex + 2 * i, 3, "%02x", md[i]);
+		snprintf(out, outlen, "%s/%s%s.pem", cs->cfg->cert_dir, CERTSTORE_LONG_FILE, hex);
+	} else if (host[0] == '*' && host[1] == '.') {
 		snprintf(out, outlen, "%s/%s%s.pem", cs->cfg->cert_dir, CERTSTORE_WILDCARD_FILE, host + 1);
-	else
+	} else {
 		snprintf(out, outlen, "%s/%s.pem", cs->cfg->cert_dir, host);
+	}
 }
 
 /* HAProxy names a crt-list made from a directory without the trailing '/'. */
@@ -664,18 +722,40 @@ static void certstore_deploy_pem(struct certstore *cs, struct certstore_cert *c,
 	c->writing++;
 }
 
-/* Fills <c>'s metadata from <ci> when it has none or another serial: fires
- * installed. Returns 1 when it changed, 0 when memory knew it, -1 when out of
- * memory. */
+/* 1 when memory's facts of <c> are those of the certificate <ci>. */
+static int certstore_info_same(const struct certstore_cert *c, const struct crypto_cert_info *ci)
+{
+	const struct certstore_info *i = &c->info;
+
+	return c->has_info && strcmp(ci->serial_hex, i->serial_hex) == 0 &&
+	       ci->not_before == i->not_before && ci->not_after == i->not_after &&
+	       strcmp(ci->digest_sha1, i->digest_sha1) == 0 &&
+	       strcmp(ci->issuer_cn, i->issuer_cn) == 0 &&
+	       strcmp(ci->pubkey_type, i->pubkey_type) == 0 &&
+	       strcmp(ci->ari_cert_id, i->ari_cert_id) == 0;
+}
+
+/* Fills <c>'s metadata from <ci> (a verified PEM) when it has none or other
+ * facts: the certificate wins over a "meta/<host>" record, even one with its
+ * serial (issue 19: forged dates or ARI id scheduled renewal). Fires
+ * installed. Returns 1 when it changed, 0 when memory knew it, -1 when out
+ * of memory. */
 static int certstore_learn_info(struct certstore *cs, struct certstore_cert *c,
 				const struct crypto_cert_info *ci)
 {
-	if (c->has_info && strcmp(ci->serial_hex, c->info.serial_hex) == 0)
+	int same_serial = c->has_info && strcmp(ci->serial_hex, c->info.serial_hex) == 0;
+
+	if (certstore_info_same(c, ci))
 		return 0;
+	if (same_serial)
+		log_warn("host=%s serial=%s metadata record disagrees with the certificate "
+			 "(not_after %s, certificate %s): the certificate's facts win", c->host,
+			 ci->serial_hex, c->info.not_after_str, ci->not_after_str);
 	if (certstore_info_set(&c->info, ci) == -1)
 		return -1;
 	c->has_info = 1;
-	c->on_disk = 0;
+	if (!same_serial)
+		c->on_disk = 0;
 	if (cs->hooks.installed)
 		cs->hooks.installed(cs->hooks.arg, c);
 	return 1;
@@ -741,6 +821,7 @@ static void cb_certstore_deploy_read(void *arg, struct storage_res *res)
 	}
 	/* the same check as certstore_install(): nothing unverified is pushed */
 	if (certstore_verify(cs, host, res->val, res->len, CERTSTORE_SRC_STORAGE, &ci) == -1) {
+		certstore_refused_put(cs, host);
 		certstore_deployed(cs, host, 0);
 		return;
 	}
@@ -813,6 +894,9 @@ enum certstore_seen certstore_seen(struct certstore *cs, const char *host)
 	/* preload all: the start-up sync pushes what HAProxy lacks */
 	if (cs->cfg->preload != CONFIG_PRELOAD_ON_DEMAND)
 		return CERTSTORE_SEEN_LOADED;
+	/* what storage holds cannot be served: as good as none */
+	if (certstore_refused_active(cs, host))
+		return CERTSTORE_SEEN_ABSENT;
 	log_debug("host=%s first SNI: pushing the stored certificate", host);
 	certstore_deploy(cs, c);
 	return c->pushing ? CERTSTORE_SEEN_LOADING : CERTSTORE_SEEN_LOADED;
@@ -1207,6 +1291,7 @@ struct certstore *certstore_new(struct ev_loop *loop, const struct config *cfg, 
 	cs->st = st;
 	cs->health = health;
 	hmap_init(&cs->certs);
+	hmap_init(&cs->refused_until);
 	LIST_INIT(&cs->syncs);
 	TAILQ_INIT(&cs->lru);
 	cs->wq = workq_new(loop, 2, err, errlen);
@@ -1251,5 +1336,6 @@ void certstore_free(struct certstore *cs)
 		certstore_sync_free(LIST_FIRST(&cs->syncs));
 	storage_res_clear(&cs->fill);
 	hmap_clear(&cs->certs, certstore_cert_free);
+	hmap_clear(&cs->refused_until, free);
 	free(cs);
 }

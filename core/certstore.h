@@ -24,6 +24,11 @@ struct storage;
 /* cert_dir file name prefix standing for "*" of a wildcard certificate:
  * "*.apps.example.com" is written "_wildcard_.apps.example.com.pem" */
 #define CERTSTORE_WILDCARD_FILE "_wildcard_"
+/* cert_dir file name of a name longer than CERTSTORE_FILE_HOST_MAX:
+ * "_long_<SHA-256 of the name, 64 hex digits>.pem" (within NAME_MAX with the
+ * temp name's ".<pid>.<seq>") */
+#define CERTSTORE_LONG_FILE "_long_"
+#define CERTSTORE_FILE_HOST_MAX 200
 
 /* pub/sub channel announcing "<host>" when a node stores a new certificate */
 #define CERTSTORE_CHANNEL "certs"
@@ -72,7 +77,8 @@ struct certstore_cert {
 enum certstore_seen {
 	CERTSTORE_SEEN_LOADED = 0,	/* HAProxy serves it: nothing to wait for */
 	CERTSTORE_SEEN_LOADING,		/* being pushed: certstore_hooks.loaded follows */
-	CERTSTORE_SEEN_ABSENT,		/* no certificate in memory */
+	CERTSTORE_SEEN_ABSENT,		/* no certificate in memory, or (on_demand) its
+					 * stored bundle failed the check minutes ago */
 	CERTSTORE_SEEN__MAX
 };
 
@@ -216,8 +222,10 @@ size_t certstore_ensure_files(struct certstore *cs);
 /* An SNI of <host> was seen: with haproxy.preload on_demand, a certificate
  * HAProxy does not hold is deployed now and the name becomes the most
  * recently used of the hot set (beyond haproxy.max_loaded, the names idle
- * longest leave HAProxy and cert_dir; storage keeps them). With preload all,
- * only a deploy under way counts as loading. */
+ * longest leave HAProxy and cert_dir; storage keeps them). A stored bundle
+ * that fails the check is not read again for 5 minutes, and answers ABSENT
+ * meanwhile (a new certificate installed ends that). With preload all, only a
+ * deploy under way counts as loading. */
 enum certstore_seen certstore_seen(struct certstore *cs, const char *host);
 
 /* How many certificates HAProxy holds as far as the store knows. */

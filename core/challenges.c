@@ -17,17 +17,33 @@
 #include "storage/storage.h"
 
 #define CH_TTL		3600
-#define CH_TOKEN_MAX	256
+/* RFC 8555 §8.1: a token carries at least 128 bits, 22 base64url characters;
+ * real ones are 43. A cap well below NAME_MAX keeps "challenges/<token>" a
+ * valid file name in every store. */
+#define CH_TOKEN_MIN	22
+#define CH_TOKEN_MAX	128
 #define CH_LOOKUPS_MAX	1024	/* http-01 storage look-ups in flight */
 #define CH_CACHE_MAX	1024	/* key authorizations found in shared storage */
 #define CH_CACHE_TTL	60	/* seconds: a CA validates from several places */
+#define CH_NEG_MAX	4096	/* well-formed tokens storage did not hold */
+#define CH_NEG_TTL	10	/* seconds; see ch_neg_put() */
 
-/* An http-01 look-up in shared storage while HAProxy waits for the ACK. */
+/* Another deferred ACK waiting for the same token's look-up. */
+struct ch_waiter {
+	struct spoa_deferred *d;
+	struct ch_waiter *next;
+};
+
+/* An http-01 look-up in shared storage while HAProxy waits for the ACK; the
+ * same token asked again meanwhile joins it (one read: a CA validates from
+ * several places at once, a scanner repeats itself). */
 struct ch_lookup {
 	struct challenges *ch;
 	struct spoa_deferred *d;
+	struct ch_waiter *more;
 	struct storage_req *req;
 	LIST_ENTRY(ch_lookup) link;
+	char token[];
 };
 
 /* A challenge being stored for the ACME client, which waits for it. */
@@ -46,8 +62,12 @@ struct challenges {
 	struct alpn *alpn;		/* tls-alpn-01 solver, or NULL */
 	struct hmap local;		/* token -> key authorization (malloc'd) */
 	struct hmap cache;		/* token -> struct ch_cached */
+	struct hmap neg;		/* token -> time_t (malloc'd): absent until then */
+	int shared;			/* another process may hold a token (not shm) */
 	LIST_HEAD(, ch_lookup) lookups;	/* look-ups in flight */
-	unsigned nlookups;
+	struct hmap inflight;		/* token -> its struct ch_lookup */
+	unsigned nlookups;		/* deferred ACKs waiting for them */
+	uint64_t lookup_reads;		/* storage reads they made */
 	LIST_HEAD(, ch_store) stores;	/* stores in flight */
 	uint64_t lookup_hits;
 };
@@ -64,8 +84,9 @@ static void ch_put_local(struct challenges *ch, const char *token, const char *k
 int challenges_token_valid(const char *token)
 {
 	const char *p;
+	size_t n = strlen(token);
 
-	if (!*token || strlen(token) > CH_TOKEN_MAX)
+	if (n < CH_TOKEN_MIN || n > CH_TOKEN_MAX)
 		return 0;
 	for (p = token; *p; p++)
 		if (!(*p == '-' || *p == '_' || (*p >= '0' && *p <= '9') ||
@@ -110,6 +131,7 @@ void challenges_store(struct challenges *ch, const char *token, const char *keya
 {
 	char key[STORAGE_KEY_MAX];
 
+	free(hmap_del(&ch->neg, token));
 	ch_put_local(ch, token, keyauth);
 	ch_key(token, key, sizeof(key));
 	storage_put(ch->st, key, keyauth, strlen(keyauth), ttl, cb_ch_put, ch);
@@ -167,49 +189,128 @@ const char *challenges_local(struct challenges *ch, const char *token)
 	return NULL;
 }
 
+/* A well-formed token storage did not hold, remembered CH_NEG_TTL seconds so
+ * that a scanner repeating it costs no read. A real token cannot be in here:
+ * nobody but the node that stored it and the CA knows it before it is stored,
+ * and the CA asks only after that; this node's own stores drop the entry. */
+static void ch_neg_put(struct challenges *ch, const char *token)
+{
+	time_t *t = malloc(sizeof(*t)), *old = NULL;
+
+	if (!t)
+		return;
+	if (ch->neg.count >= CH_NEG_MAX) {
+		/* strangers choose tokens: a full cache starts over */
+		hmap_clear(&ch->neg, free);
+		hmap_init(&ch->neg);
+	}
+	*t = time(NULL) + CH_NEG_TTL;
+	if (hmap_put(&ch->neg, token, t, (void **)&old) == -1)
+		free(t);
+	free(old);
+}
+
+int challenges_known_absent(struct challenges *ch, const char *token)
+{
+	time_t *t;
+
+	if (!ch->shared)
+		return 1;
+	t = hmap_get(&ch->neg, token);
+	if (!t)
+		return 0;
+	if (*t > time(NULL))
+		return 1;
+	free(hmap_del(&ch->neg, token));
+	return 0;
+}
+
 /* ---- look-ups for the SPOE path ------------------------------------------ */
 
-static void ch_lookup_unlink(struct ch_lookup *l)
+/* Completes deferred ACK <d> with key authorization <ka> (NULL: unknown). */
+static void ch_lookup_answer(struct challenges *ch, struct spoa_deferred *d, const char *ka,
+			     size_t len)
 {
+	struct spoa_reply *r = spoa_deferred_reply(d);
+
+	if (ka && r) {
+		ch->lookup_hits++;
+		spoa_reply_set_str(r, SPOP_SCOPE_TXN, "keyauth", ka, len);
+	}
+	spoa_deferred_done(d);
+}
+
+/* Answers every ACK waiting for <l> with <ka> and frees <l>. */
+static void ch_lookup_end(struct ch_lookup *l, const char *ka, size_t len)
+{
+	struct challenges *ch = l->ch;
+	struct ch_waiter *w;
+
 	LIST_REMOVE(l, link);
-	l->ch->nlookups--;
+	hmap_del(&ch->inflight, l->token);
+	while ((w = l->more)) {
+		l->more = w->next;
+		ch->nlookups--;
+		ch_lookup_answer(ch, w->d, ka, len);
+		free(w);
+	}
+	ch->nlookups--;
+	ch_lookup_answer(ch, l->d, ka, len);
+	free(l);
 }
 
 static void cb_ch_lookup(void *arg, struct storage_res *res)
 {
 	struct ch_lookup *l = arg;
-	struct spoa_reply *r = spoa_deferred_reply(l->d);
+	int found = res->rc == 0 && ch_keyauth_valid(res->val, res->len);
 
-	health_storage_result(l->ch->health, res);
-	if (res->rc == 0 && ch_keyauth_valid(res->val, res->len)) {
-		ch_cache_put(l->ch, res->key + strlen("challenges/"), res->val, res->len);
-		if (r) {
-			l->ch->lookup_hits++;
-			spoa_reply_set_str(r, SPOP_SCOPE_TXN, "keyauth", res->val, res->len);
-		}
-	}
-	ch_lookup_unlink(l);
-	spoa_deferred_done(l->d);
-	free(l);
+	/* the key is a client's choice: its answer, whatever it is, says nothing
+	 * of storage's health that the agent's own calls do not (issue 19) */
+	if (res->rc == 1)
+		ch_neg_put(l->ch, l->token);
+	if (found)
+		ch_cache_put(l->ch, l->token, res->val, res->len);
+	ch_lookup_end(l, found ? res->val : NULL, found ? res->len : 0);
 }
 
 int challenges_lookup_shared(struct challenges *ch, const char *token, struct spoa_deferred *d)
 {
 	struct ch_lookup *l;
+	struct ch_waiter *w;
 	char key[STORAGE_KEY_MAX];
+	size_t n = strlen(token);
 
-	if (ch->nlookups >= CH_LOOKUPS_MAX || !(l = calloc(1, sizeof(*l))))
+	if (ch->nlookups >= CH_LOOKUPS_MAX || n > CH_TOKEN_MAX)
 		return -1;
+	l = hmap_get(&ch->inflight, token);
+	if (l) {
+		if (!(w = malloc(sizeof(*w))))
+			return -1;
+		w->d = d;
+		w->next = l->more;
+		l->more = w;
+		ch->nlookups++;
+		return 0;
+	}
+	if (!(l = calloc(1, sizeof(*l) + n + 1)))
+		return -1;
+	memcpy(l->token, token, n + 1);
 	ch_key(token, key, sizeof(key));
 	l->ch = ch;
 	l->d = d;
+	if (hmap_put(&ch->inflight, l->token, l, NULL) == -1) {
+		free(l);
+		return -1;
+	}
 	l->req = storage_get(ch->st, key, cb_ch_lookup, l);
 	if (!l->req) {
+		hmap_del(&ch->inflight, l->token);
 		free(l);
 		return -1;
 	}
 	LIST_INSERT_HEAD(&ch->lookups, l, link);
 	ch->nlookups++;
+	ch->lookup_reads++;
 	return 0;
 }
 
@@ -222,9 +323,7 @@ void challenges_free(struct challenges *ch)
 		return;
 	while ((l = LIST_FIRST(&ch->lookups))) {
 		storage_cancel(l->req);
-		ch_lookup_unlink(l);
-		spoa_deferred_done(l->d);
-		free(l);
+		ch_lookup_end(l, NULL, 0);
 	}
 	while ((c = LIST_FIRST(&ch->stores))) {
 		LIST_REMOVE(c, link);
@@ -233,6 +332,8 @@ void challenges_free(struct challenges *ch)
 	}
 	hmap_clear(&ch->local, free);
 	hmap_clear(&ch->cache, free);
+	hmap_clear(&ch->neg, free);
+	hmap_clear(&ch->inflight, NULL);
 	free(ch);
 }
 
@@ -248,6 +349,12 @@ struct challenges *challenges_new(struct storage *st, struct health *health)
 	LIST_INIT(&ch->stores);
 	hmap_init(&ch->local);
 	hmap_init(&ch->cache);
+	hmap_init(&ch->neg);
+	hmap_init(&ch->inflight);
+	/* shm is this process's memory: every token it holds is in ch->local.
+	 * The file store may be shared by several agents on one box (its locks
+	 * are flock()ed for that), so it is looked up like Redis and Consul. */
+	ch->shared = strcmp(storage_name(st), "shm") != 0;
 out:
 	return ch;
 }
@@ -255,6 +362,11 @@ out:
 uint64_t challenges_lookup_hits(const struct challenges *ch)
 {
 	return ch->lookup_hits;
+}
+
+uint64_t challenges_lookup_reads(const struct challenges *ch)
+{
+	return ch->lookup_reads;
 }
 
 /* ---- the ACME client's hooks --------------------------------------------- */
@@ -288,6 +400,7 @@ static int ch_hook_store(void *arg, const char *host, const char *token, const c
 	c->done = done;
 	c->ctx = ctx;
 	snprintf(c->token, sizeof(c->token), "%s", token);
+	free(hmap_del(&ch->neg, token));
 	ch_put_local(ch, token, keyauth);
 	ch_key(token, key, sizeof(key));
 	c->req = storage_put(ch->st, key, keyauth, strlen(keyauth), CH_TTL, cb_ch_store, c);

@@ -28,15 +28,21 @@ void challenges_set_alpn(struct challenges *ch, struct alpn *al);
  * before the SPOA server is freed. Accepts NULL. */
 void challenges_free(struct challenges *ch);
 
-/* 1 when <token> has the shape of an ACME token (base64url, 1..256). */
+/* 1 when <token> has the shape of an ACME token: base64url, 22 (128 bits,
+ * RFC 8555 §8.1) to 128 characters. Anything else is unknown at once. */
 int challenges_token_valid(const char *token);
 
 /* The key authorization for <token> that memory holds: this node's
  * challenges, or one found in shared storage a moment ago. NULL if none. */
 const char *challenges_local(struct challenges *ch, const char *token);
 
+/* 1 when <token>, not in memory, is known to be absent without a look-up:
+ * no other process can hold one (shm), or storage said so a moment ago. */
+int challenges_known_absent(struct challenges *ch, const char *token);
+
 /* Looks <token> up in shared storage and completes <d> (the deferred ACK)
- * with the answer. Returns 0 started, -1 (bounds reached: <d> untouched). */
+ * with the answer; a look-up of <token> already in flight is joined, not
+ * repeated. Returns 0 started, -1 (bounds reached: <d> untouched). */
 int challenges_lookup_shared(struct challenges *ch, const char *token, struct spoa_deferred *d);
 
 /* Stores <token> -> <keyauth> in memory and in storage for <ttl> seconds. */
@@ -47,5 +53,9 @@ void challenges_forget(struct challenges *ch, const char *token);
 
 /* Key authorizations sent from shared-storage look-ups. */
 uint64_t challenges_lookup_hits(const struct challenges *ch);
+
+/* Storage reads those look-ups made (one for several ACKs waiting for the
+ * same token). */
+uint64_t challenges_lookup_reads(const struct challenges *ch);
 
 #endif

@@ -85,6 +85,7 @@ static int chk_abs_path(char *v, char *why, size_t whylen);
 static int chk_sentinel_master(char *v, char *why, size_t whylen);
 static int chk_kv_path(char *v, char *why, size_t whylen);
 static int chk_zone(char *v, char *why, size_t whylen);
+static int chk_dns01_zone(char *v, char *why, size_t whylen);
 static int chk_dns_name(char *v, char *why, size_t whylen);
 static int chk_base64(char *v, char *why, size_t whylen);
 static int chk_executable(char *v, char *why, size_t whylen);
@@ -173,7 +174,7 @@ static const struct cfg_row cfg_rows[] = {
 	STR("dns01.tsig_key_name", 0, NULL, dns01_tsig_key_name, chk_dns_name),
 	ENUM("dns01.tsig_algorithm", 0, tsig_alg_names, CONFIG_TSIG_HMAC_SHA256, dns01_tsig_algorithm),
 	STR("dns01.tsig_secret", CF_SECRET, NULL, dns01_tsig_secret, chk_base64),
-	STR("dns01.zone", 0, NULL, dns01_zone, chk_zone),
+	STR("dns01.zone", 0, NULL, dns01_zone, chk_dns01_zone),
 	STR("dns01.exec", 0, NULL, dns01_exec, chk_executable),
 	LIST("dns01.exec_env", 0, 0, NULL, dns01_exec_env, ndns01_exec_env, chk_env_name),
 	INT("dns01.propagation_timeout", 0, 5, 3600, 120, dns01_propagation_timeout),
@@ -433,6 +434,23 @@ static int chk_zone(char *v, char *why, size_t whylen)
 		snprintf(why, whylen, "is not a zone name (a host name such as \"example.com\", no \"*.\")");
 		return -1;
 	}
+	return 0;
+}
+
+/* dns01.zone: the zone RFC 2136 updates go to, lower-cased in place. One
+ * label ("test", "corp") is a valid private zone, as served by a private CA
+ * (wildcard_domains keep chk_zone: a certificate for "*.corp" + "corp" is not
+ * what a typo there should get). */
+static int chk_dns01_zone(char *v, char *why, size_t whylen)
+{
+	char out[HOST_MAXLEN + 1];
+
+	if (v[0] == '*' || host_normalize(v, out, sizeof(out), HOST_SINGLE) == -1) {
+		snprintf(why, whylen, "is not a zone name (a host name such as \"example.com\" "
+			 "or \"corp\", no \"*.\")");
+		return -1;
+	}
+	memcpy(v, out, strlen(out) + 1);
 	return 0;
 }
 

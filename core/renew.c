@@ -192,8 +192,10 @@ void renew_installed(struct renew *r, const struct certstore_cert *c)
 		}
 		memcpy(e->host, c->host, hlen + 1);
 		e->hidx = HEAP_NONE;
-	} else if (e->serial_hash != serial_hash) {
-		/* a new certificate: the ARI facts learnt were the old one's */
+	} else if (e->serial_hash != serial_hash || e->not_before != c->info.not_before ||
+		   e->not_after != c->info.not_after) {
+		/* a new certificate, or its facts corrected from its PEM (a
+		 * record's were wrong): the ARI facts learnt are not its own */
 		e->ari_start = e->ari_end = e->ari_next = 0;
 	}
 	e->serial_hash = serial_hash;

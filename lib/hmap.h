@@ -1,4 +1,5 @@
-/* A string-keyed hash map (chained, FNV-1a). Keys are copied; values are
+/* A string-keyed hash map (chained, SipHash-2-4 under a random per-process
+ * key: keys are often names strangers choose). Keys are copied; values are
  * opaque pointers owned by the caller. Used on the SPOE path: O(1) lookups. */
 #ifndef ACME_SPOA_HMAP_H
 #define ACME_SPOA_HMAP_H

@@ -180,8 +180,10 @@ static int file_slurp(const char *path, char **buf, size_t *len, struct stat *st
 	int fd;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* a name too long for the file system names no file: absent, not an
+	 * error (issue 19: a client's long http-01 token marked storage down) */
 	if (fd == -1)
-		return (errno == ENOENT || errno == ENOTDIR) ? 1 : -1;
+		return (errno == ENOENT || errno == ENOTDIR || errno == ENAMETOOLONG) ? 1 : -1;
 	if (fstat(fd, st) == -1)
 		goto fail;
 	if (!S_ISREG(st->st_mode)) {
@@ -292,7 +294,7 @@ static int file_get(void *p, const char *key, char **val, size_t *len, char *err
 	int r;
 
 	if (file_path(be, "", key, path, sizeof(path)) == -1)
-		goto syserr;
+		return 1;	/* longer than PATH_MAX: no such file */
 	r = file_slurp(path, &b, &blen, &st);
 	if (r == 1)
 		return 1;

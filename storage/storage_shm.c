@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/siphash.h"
 #include "storage/storage.h"
 
 #define SHM_BUCKETS 256
@@ -39,13 +40,10 @@ static uint64_t shm_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* keys hold names strangers choose (tokens, SNI): keyed, see lib/siphash.h */
 static unsigned shm_hash(const char *s)
 {
-	unsigned h = 2166136261u;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h % SHM_BUCKETS;
+	return (unsigned)(siphash_str(s) % SHM_BUCKETS);
 }
 
 static void shm_entry_free(struct shm_entry *e)

@@ -6,7 +6,9 @@
 #      0d the same load on the whole agent (once it runs, with section 1).
 #   1. SPOE overhead: HAProxy request rate with the SPOE filter vs the same
 #      config without it (TLS new connection per request, TLS keep-alive,
-#      http-01 answered by the agent vs a static http-request return).
+#      http-01 answered by the agent vs a static http-request return; unknown
+#      tokens, one repeated and a new one each request, vs the same static
+#      return, beside the SNI path).
 #   2. On-demand issuance of BENCH_N_ISSUE names vs lego on the same Pebble.
 #   3. Loading BENCH_N_LOAD stored certificates into a fresh HAProxy through
 #      the agent vs HAProxy loading the same files from disk; agent memory.
@@ -254,6 +256,48 @@ spoe_pair tls-keepalive "1b SPOE, TLS keep-alive" \
 spoe_pair http01 "1c http-01 answer: agent vs static return" \
 	"wrk -H 'Host: localhost' http://127.0.0.1:PORT/.well-known/acme-challenge/<token> keep-alive; agent answers from memory/storage vs http-request return of the same static body" \
 	-H 'Host: localhost' "http://127.0.0.1:PORT_HTTP/.well-known/acme-challenge/$BENCH_TOKEN"
+# 1e/1f: unknown http-01 tokens (scanners), beside the SNI path of 1a/1b: a
+# 404 answered by the agent vs the plain config's static answer. 1e repeats
+# one well-formed unknown token (cached absent after one storage read); 1f
+# sends a new random 43-character token each request (one file-store read
+# each: the store may be shared by other agents on the box, so it is asked).
+unknown_pair() {   # key, figure, setting, wrk args for the SPOE side
+	local key=$1 fig=$2 set=$3 m0 m1 d0 d1; shift 3
+	[ "$AGENT_OK" = 1 ] || return
+	m0=$(metric acme_spoa_http01_unknown_from_memory_total)
+	d0=$(metric acme_spoa_http01_storage_reads_total)
+	bench_pair "$key" "$SECS" -H 'Host: localhost' "$@" -- \
+		-H 'Host: localhost' "http://127.0.0.1:$BH_HTTP_plain/.well-known/acme-challenge/$BENCH_TOKEN" ||
+		fail "$fig: a wrk run failed"
+	m1=$(metric acme_spoa_http01_unknown_from_memory_total)
+	d1=$(metric acme_spoa_http01_storage_reads_total)
+	is_count "$m0" "$m1" "$d0" "$d1" >/dev/null || fail "$fig: the agent's http-01 counters could not be read"
+	# every answer with SPOE is the 404 of an unknown token (counted as bad by wrk)
+	[ "$PAIR_BAD_A" -ge $((PAIR_REQS_A * 99 / 100)) ] || fail "$fig: $PAIR_BAD_A of $PAIR_REQS_A answers were 404"
+	[ "$PAIR_BAD_B" = 0 ] || fail "$fig: errors without SPOE ($PAIR_BAD_B)"
+	say "$fig: with SPOE $PAIR_A req/s ($(( ${m1:-0} - ${m0:-0} )) answered from memory," \
+		"$(( ${d1:-0} - ${d0:-0} )) storage reads), plain $PAIR_B req/s"
+	bench_row "$fig" "$PAIR_A req/s unknown token" "$PAIR_B req/s no SPOE, static" \
+		"$(bench_ratio "$PAIR_A" "$PAIR_B") unknown/plain (rounds: $PAIR_ROUNDS)" \
+		"$set; $W; $(( ${m1:-0} - ${m0:-0} )) answered from memory, $(( ${d1:-0} - ${d0:-0} )) storage reads; compare 1b (SNI path) and 1c (known token)"
+}
+unknown_pair http01-unknown "1e http-01, one unknown token repeated" \
+	"wrk http://127.0.0.1:PORT/.well-known/acme-challenge/<43-char unknown token> keep-alive" \
+	"http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/bench-unknown_0123456789abcdefghijklmnopq"
+cat > "$IT_DIR/random-token.lua" <<'LUA'
+-- a new well-formed 43-character token each request, as a scanner sends
+local chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+local seeded = false
+request = function()
+	if not seeded then math.randomseed(os.time() + math.floor(os.clock() * 1e6)); seeded = true end
+	local t = {}
+	for i = 1, 43 do local n = math.random(1, 64); t[i] = chars:sub(n, n) end
+	return wrk.format("GET", "/.well-known/acme-challenge/" .. table.concat(t))
+end
+LUA
+unknown_pair http01-random "1f http-01, a new unknown token each request" \
+	"wrk -s random-token.lua http://127.0.0.1:PORT/ keep-alive (43 random base64url characters a request)" \
+	-s "$IT_DIR/random-token.lua" "http://127.0.0.1:$HAP_HTTP/"
 if bench_pair control "$SECS" "https://localhost:$BH_HTTPS_plain2/" -- "https://localhost:$BH_HTTPS_plain/" &&
 	[ "$PAIR_BAD_A" = 0 ] && [ "$PAIR_BAD_B" = 0 ]; then
 	say "1d control: two identical HAProxy configs without SPOE: $PAIR_A vs $PAIR_B req/s"

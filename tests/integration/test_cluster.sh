@@ -20,10 +20,10 @@ orders() { use_node "$1"; metric acme_spoa_orders_started_total; }
 ok "two nodes share $STORE ($(store_spec))"
 
 # --- a challenge stored by one node is answered by the other ---------------
-store_tool put challenges/tok-fleet tok-fleet.by-node-2
+store_tool put challenges/tok-fleet-0123456789abcdef tok-fleet-0123456789abcdef.by-node-2
 use_node 1
-body=$(curl -s -H 'Host: x.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-fleet")
-check "node 1 answers a challenge that only $STORE holds ($body)" test "$body" = tok-fleet.by-node-2
+body=$(curl -s -H 'Host: x.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-fleet-0123456789abcdef")
+check "node 1 answers a challenge that only $STORE holds ($body)" test "$body" = tok-fleet-0123456789abcdef.by-node-2
 
 # --- issued on node 2 (validated through node 1), served by both -----------
 use_node 2

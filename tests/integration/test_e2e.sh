@@ -25,23 +25,23 @@ out=$("$IT_BIN" -c "$IT_DIR/bad.json" --check 2>&1); rc=$?
 check "--check refuses a bad cert_type, naming it" test "$rc" = 1 -a -n "$(echo "$out" | grep cert_type)"
 
 # --- http-01 through HAProxy -----------------------------------------------
-"$TOOLS/storage_tool" "$STORE" put challenges/tok-known_1 tok-known_1.thumbprint-xyz 600
-body=$(curl -s -H 'Host: ondemand.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-known_1")
-code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: ondemand.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-known_1")
-check "known token: 200 with the key authorization" test "$code $body" = "200 tok-known_1.thumbprint-xyz"
+"$TOOLS/storage_tool" "$STORE" put challenges/tok-known_1-0123456789abcdef tok-known_1-0123456789abcdef.thumbprint-xyz 600
+body=$(curl -s -H 'Host: ondemand.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-known_1-0123456789abcdef")
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: ondemand.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-known_1-0123456789abcdef")
+check "known token: 200 with the key authorization" test "$code $body" = "200 tok-known_1-0123456789abcdef.thumbprint-xyz"
 body=$(curl -s -w ' %{http_code}' -H 'Host: ondemand.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/nope")
 check "unknown token: 404 Not found" test "$body" = "$(printf 'Not found\n 404')"
 
 # --- SPOP peer: pipelining, garbage ----------------------------------------
 out=$("$TOOLS/spop_client" "127.0.0.1:$SPOA_PORT" notify --count 2000 --pipeline 64 \
-	--message acme-http01 --arg host=str:a.test --arg token=str:tok-known_1 2>&1)
+	--message acme-http01 --arg host=str:a.test --arg token=str:tok-known_1-0123456789abcdef 2>&1)
 check "2000 pipelined NOTIFYs each get one ACK ($out)" grep -q 'acks=2000 errors=0' <<<"$out"
 out=$("$TOOLS/spop_client" "127.0.0.1:$SPOA_PORT" garbage --count 2000 --seed 7 2>&1)
 check "2000 malformed frames: each connection closed, none hung, SPOE still served ($out)" \
 	grep -q '^garbage=2000 .* hangs=0 connect_failures=0 alive=1 ' <<<"$out"
 check "2000 malformed frames: agent still answers" curl -sf "http://127.0.0.1:$ADMIN_PORT/healthz" -o /dev/null
-body=$(curl -s -H 'Host: ondemand.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-known_1")
-check "challenge still answered through HAProxy after the garbage" test "$body" = tok-known_1.thumbprint-xyz
+body=$(curl -s -H 'Host: ondemand.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-known_1-0123456789abcdef")
+check "challenge still answered through HAProxy after the garbage" test "$body" = tok-known_1-0123456789abcdef.thumbprint-xyz
 
 # --- on-demand issuance ----------------------------------------------------
 https_get ondemand.test
@@ -59,7 +59,7 @@ before=$(metric acme_spoa_orders_started_total)
 pids=(); for i in $(seq 0 19); do https_get "n$i.test" & pids+=($!); done; wait "${pids[@]}"
 # SPOE answers keep flowing while the 20 orders run
 out=$("$TOOLS/spop_client" "127.0.0.1:$SPOA_PORT" notify --count 20000 --pipeline 32 \
-	--message acme-http01 --arg host=str:a.test --arg token=str:tok-known_1 2>&1)
+	--message acme-http01 --arg host=str:a.test --arg token=str:tok-known_1-0123456789abcdef 2>&1)
 check "20000 SPOE messages answered while 20 orders run ($out)" grep -q 'acks=20000 errors=0' <<<"$out"
 all_served() { for i in $(seq 0 19); do served_by_pebble "n$i.test" || return 1; done; }
 check "twenty names requested at once are all served within 60 s" wait_for 60 all_served

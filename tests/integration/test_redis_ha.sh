@@ -66,9 +66,9 @@ check "TLS: node 2 reached redis by the name localhost" \
 	grep -q "storage redis: channel=it:certs subscribed on localhost:$REDIS_PORT" "$IT_DIR/agent2.log"
 use_node 1
 
-redis_tls_tool put challenges/tok-tls tok-tls.by-node-2
-body=$(curl -s -H 'Host: x.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-tls")
-check "TLS: node 1 answers a challenge only redis holds ($body)" test "$body" = tok-tls.by-node-2
+redis_tls_tool put challenges/tok-tls-0123456789abcdef tok-tls-0123456789abcdef.by-node-2
+body=$(curl -s -H 'Host: x.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-tls-0123456789abcdef")
+check "TLS: node 1 answers a challenge only redis holds ($body)" test "$body" = tok-tls-0123456789abcdef.by-node-2
 
 use_node 2
 https_get tls.test
@@ -230,10 +230,10 @@ echo "# node 1 saw +switch-master $n time(s); failover lines:"
 grep -hE 'storage redis' "$IT_DIR/agent1.log" | grep -vE 'debug' | tail -8 | sed 's/^/#   /'
 check "sentinel: node 1 now uses the promoted master" \
 	grep -q "master mymaster is now 127.0.0.1:$R_REPLICA" "$IT_DIR/agent1.log"
-redis-cli -p "$R_REPLICA" set it:challenges/tok-after "tok-after.ok" >/dev/null
+redis-cli -p "$R_REPLICA" set it:challenges/tok-after-0123456789abcdef "tok-after-0123456789abcdef.ok" >/dev/null
 use_node 2
-body=$(curl -s -H 'Host: x.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-after")
-check "sentinel: node 2 reads the new master ($body)" test "$body" = tok-after.ok
+body=$(curl -s -H 'Host: x.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok-after-0123456789abcdef")
+check "sentinel: node 2 reads the new master ($body)" test "$body" = tok-after-0123456789abcdef.ok
 
 # the old master comes back as a replica; a manual failover makes it the
 # master again: the nodes follow (+switch-master; their connections to the

@@ -55,12 +55,12 @@ check "the running HAProxy is 3.4 (show info)" hap_is_34
 check "HAProxy 3.4's spop-check sees the agent UP" wait_for 10 agent_up_in_haproxy
 
 # --- http-01 through HAProxy 3.4 ---------------------------------------------
-"$TOOLS/storage_tool" "$STORE" put challenges/tok34_1 tok34_1.thumbprint-34 600
+"$TOOLS/storage_tool" "$STORE" put challenges/tok34_1-0123456789abcdef tok34_1-0123456789abcdef.thumbprint-34 600
 known_ok() {
 	local r
 	r=$(curl -s --max-time 5 -w ' %{http_code}' -H 'Host: ondemand.test' \
-		"http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok34_1")
-	[ "$r" = "tok34_1.thumbprint-34 200" ]
+		"http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok34_1-0123456789abcdef")
+	[ "$r" = "tok34_1-0123456789abcdef.thumbprint-34 200" ]
 }
 check "known token: 200 with the key authorization" known_ok
 body=$(curl -s -w ' %{http_code}' -H 'Host: ondemand.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/nope")
@@ -102,7 +102,7 @@ econ=$(hap_stat econ); eresp=$(hap_stat eresp)
 for c in 1 2 3 4; do
 	: > "$IT_DIR/load$c.cfg"
 	for i in $(seq 500); do
-		printf 'url = "http://127.0.0.1:%s/.well-known/acme-challenge/tok34_1"\n' "$HAP_HTTP" >> "$IT_DIR/load$c.cfg"
+		printf 'url = "http://127.0.0.1:%s/.well-known/acme-challenge/tok34_1-0123456789abcdef"\n' "$HAP_HTTP" >> "$IT_DIR/load$c.cfg"
 	done
 done
 pids=()
@@ -111,7 +111,7 @@ for c in 1 2 3 4; do
 		> "$IT_DIR/load$c.out" 2>&1 & pids+=($!)
 done
 wait "${pids[@]}"
-good=$(cat "$IT_DIR"/load[1-4].out | grep -c '^tok34_1.thumbprint-34 200$')
+good=$(cat "$IT_DIR"/load[1-4].out | grep -c '^tok34_1-0123456789abcdef.thumbprint-34 200$')
 check "2000 challenge requests through HAProxy 3.4: all 200 with the key authorization ($good)" test "$good" = 2000
 frames_after=$(metric acme_spoa_spoe_frames_total)
 check "the agent received a NOTIFY for each of them ($frames -> $frames_after)" delta_ge 2000 "$frames" "$frames_after"
@@ -123,7 +123,7 @@ check "HAProxy counted no connection or response error towards the agent (econ $
 agent_down_in_haproxy() { ! agent_up_in_haproxy && hap_cmd "show servers state acme-spoa" | grep -q ' agent '; }
 stop_pid "$AGENT_PID"
 check "agent stopped: HAProxy 3.4 marks it DOWN" wait_for 10 agent_down_in_haproxy
-body=$(curl -s --max-time 5 -w ' %{http_code}' -H 'Host: ondemand.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok34_1")
+body=$(curl -s --max-time 5 -w ' %{http_code}' -H 'Host: ondemand.test' "http://127.0.0.1:$HAP_HTTP/.well-known/acme-challenge/tok34_1-0123456789abcdef")
 check "agent stopped: challenges get 404, HAProxy goes on (set-on-error)" test "$body" = "$(printf 'Not found\n 404')"
 start_agent || not_ok "agent restarts"
 check "agent restarted: HAProxy 3.4 sees it UP again" wait_for 10 agent_up_in_haproxy

@@ -59,7 +59,7 @@ run_probes() {   # SECONDS TAG
 	probe "known-$2" "$1" acme-sni-peek sni=str:known.stall.test & PROBES+=($!)
 	probe "refused-$2" "$1" acme-sni-peek 'sni=str:x{n}.not-allowed.example' & PROBES+=($!)
 	probe "new-$2" "$1" acme-sni-peek "sni=str:n{n}.$2.stall.test" & PROBES+=($!)
-	probe "token-$2" "$1" acme-http01 host=str:known.stall.test 'token=str:unknown-{n}' & PROBES+=($!)
+	probe "token-$2" "$1" acme-http01 host=str:known.stall.test 'token=str:unknown-{n}-0123456789abcdef' & PROBES+=($!)
 }
 
 # --- Redis frozen for 3 s ----------------------------------------------------
@@ -98,8 +98,8 @@ check "redis frozen: unknown http-01 tokens deferred at most 500 ms (max $(max_m
 check "redis frozen: a deferred token reached the defer bound (max $(max_ms token-redis) ms >= 350 ms)" \
 	at_least token-redis 350
 # caught up: a token another node stores now is answered through the store
-"$TOOLS/storage_tool" "redis:127.0.0.1:$REDIS_PORT:it" put challenges/tok-after tok-after.thumb 600
-after() { "$TOOLS/spop_client" "127.0.0.1:$SPOA_PORT" http01 --host known.stall.test --token tok-after 2>&1 | grep -q 'tok-after.thumb'; }
+"$TOOLS/storage_tool" "redis:127.0.0.1:$REDIS_PORT:it" put challenges/tok-after-0123456789abcdef tok-after-0123456789abcdef.thumb 600
+after() { "$TOOLS/spop_client" "127.0.0.1:$SPOA_PORT" http01 --host known.stall.test --token tok-after-0123456789abcdef 2>&1 | grep -q 'tok-after-0123456789abcdef.thumb'; }
 check "redis back: the agent answers from the store again" wait_for 10 after
 healthy() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN_PORT/healthz")" != 000 ]; }
 check "redis back: the admin API answers" healthy

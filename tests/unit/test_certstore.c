@@ -14,6 +14,8 @@
 #include <dirent.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <jansson.h>
+#include <openssl/evp.h>
 
 #include "tests/unit/core_fixture.h"
 
@@ -206,6 +208,63 @@ static void test_deploy_writes_cert_dir(void **state)
 
 	certstore_remove(t->cs, "b.example.com");
 	fc.want = 0;
+	assert_true(fx_run_until(&t->f, cond_file, &fc, 5));
+	free(pem);
+}
+
+/* issue 19 finding 11: a 253-character name (reachable by SNI under a
+ * "*.zone" of domains) has a cert_dir file: "<host>.pem" and its temp name
+ * would pass NAME_MAX. Its file is "_long_<sha256>.pem", the same for the
+ * write, the removal and a second store (the sync after a reload). */
+static void test_long_name_file(void **state)
+{
+	struct t *t = *state;
+	time_t now = time(NULL);
+	char host[254], path[4096], want[300];
+	size_t len, i;
+	char *pem;
+	struct certstore_cert *c;
+	struct file_cond fc;
+	struct stat sb;
+	unsigned char md[32];
+	unsigned int mdlen;
+
+	/* 63 + 1 + 63 + 1 + 63 + 1 + 56 + ".test" = 253 */
+	memset(host, 'a', 253);
+	host[63] = host[127] = host[191] = '.';
+	memcpy(host + 248, ".test", 6);
+	assert_int_equal(strlen(host), 253);
+	pem = fx_pem(host, now - 3600, now + 90 * 86400, &len);
+	assert_int_equal(EVP_Digest(host, 253, md, &mdlen, EVP_sha256(), NULL), 1);
+	snprintf(want, sizeof(want), "%s/_long_", t->f.cert_dir);
+	for (i = 0; i < sizeof(md); i++)
+		snprintf(want + strlen(want), 3, "%02x", md[i]);
+	strcat(want, ".pem");
+	assert_true(strlen(strrchr(want, '/') + 1) < 100);
+
+	c = certstore_take(t->cs, host, pem, len, 1);
+	assert_non_null(c);
+	fc.path = want;
+	fc.want = 1;
+	assert_true(fx_run_until(&t->f, cond_file, &fc, 5));
+	c = certstore_get(t->cs, host);
+	assert_true(fx_run_until(&t->f, cond_written, c, 5));
+	assert_int_equal(c->on_disk, 1);
+	assert_int_equal(stat(want, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	assert_int_equal((size_t)sb.st_size, len);
+	/* a name of 200 characters keeps its own file */
+	snprintf(path, sizeof(path), "%s/%s.pem", t->f.cert_dir, host + 53);
+	assert_int_equal(strlen(host + 53), 200);
+
+	certstore_remove(t->cs, host);
+	fc.want = 0;
+	assert_true(fx_run_until(&t->f, cond_file, &fc, 5));
+	free(pem);
+	pem = fx_pem(host + 53, now - 3600, now + 90 * 86400, &len);
+	assert_non_null(certstore_take(t->cs, host + 53, pem, len, 1));
+	fc.path = path;
+	fc.want = 1;
 	assert_true(fx_run_until(&t->f, cond_file, &fc, 5));
 	free(pem);
 }
@@ -743,11 +802,161 @@ static void test_on_demand_meta(void **state)
 	free(old6);
 }
 
+/* issue 19 finding 5: a record with the certificate's serial but forged
+ * dates and ARI id is trusted until the PEM is read; once it is (the first
+ * push), the certificate's facts win: memory, the record, and the installed
+ * hook renewal schedules from. */
+static int cond_installed1(void *arg)
+{
+	return ((struct seen *)arg)->installed >= 1;
+}
+
+static int cond_installed2(void *arg)
+{
+	return ((struct seen *)arg)->installed >= 2;
+}
+
+static void test_meta_forged_dates(void **state)
+{
+	static const char host[] = "f1.example.com";
+	struct certstore_hooks h = { .installed = on_installed, .loaded = on_loaded };
+	struct seen seen = { 0 };
+	struct certstore *cs;
+	struct certstore_cert *c;
+	struct crypto_cert_info ci, mi;
+	struct storage_res res;
+	struct fx f;
+	time_t now = time(NULL);
+	char *pem, *good, *m, key[STORAGE_KEY_MAX], err[256];
+	size_t len, glen, ml;
+	json_t *j;
+
+	(void)state;
+	fx_open_hap(&f, "", "\"preload\": \"on_demand\"");
+	pem = fx_pem(host, now - 3600, now + 60 * 86400, &len);
+	assert_int_equal(crypto_cert_info(pem, len, &ci, err, sizeof(err)), 0);
+	fx_put(&f, "certs/f1.example.com", pem, len);
+	m = meta_of(host, pem, len, &ml);
+	j = json_loadb(m, ml, 0, NULL);
+	assert_non_null(j);
+	free(m);
+	json_object_set_new(j, "not_after", json_integer((json_int_t)(now + 400 * 86400)));
+	json_object_set_new(j, "ari", json_string("Zm9yZ2Vk.AQ"));
+	m = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	fx_put(&f, CERTSTORE_META_PREFIX "f1.example.com", m, strlen(m));
+	free(m);
+	/* g1: a true record, which a push must leave alone */
+	good = fx_pem("g1.example.com", now - 3600, now + 60 * 86400, &glen);
+	fx_put(&f, "certs/g1.example.com", good, glen);
+	m = meta_of("g1.example.com", good, glen, &ml);
+	fx_put(&f, CERTSTORE_META_PREFIX "g1.example.com", m, ml);
+	free(m);
+
+	cs = open_cs(&f, h, &seen, 1);
+	assert_int_equal(certstore_load(cs), 2);
+	certstore_start(cs);
+	assert_true(fx_run_until(&f, cond_installed2, &seen, 5));
+	assert_int_equal(certstore_seen(cs, "g1.example.com"), CERTSTORE_SEEN_LOADING);
+	assert_true(fx_run_until(&f, cond_loaded_failed, &seen, 5));
+	fx_run_for(&f, 0.1);
+	assert_int_equal(seen.installed, 2);	/* the PEM agreed: nothing learnt */
+	seen.loaded_failed = 0;
+	c = certstore_get(cs, host);
+	assert_non_null(c);
+	assert_true(c->has_info);
+	/* the record as read: the forgery (what the PEM read must undo) */
+	assert_true(c->info.not_after == now + 400 * 86400);
+
+	assert_int_equal(certstore_seen(cs, host), CERTSTORE_SEEN_LOADING);
+	assert_true(fx_run_until(&f, cond_loaded_failed, &seen, 5));
+	c = certstore_get(cs, host);
+	assert_true(c->info.not_after == ci.not_after);
+	assert_true(c->info.not_before == ci.not_before);
+	assert_string_equal(c->info.not_after_str, ci.not_after_str);
+	assert_string_equal(c->info.ari_cert_id, ci.ari_cert_id);
+	assert_string_equal(c->info.serial_hex, ci.serial_hex);
+	/* installed again, with the certificate's dates: renewal reschedules */
+	assert_int_equal(seen.installed, 3);
+	/* the record follows the certificate */
+	snprintf(key, sizeof(key), CERTSTORE_META_PREFIX "%s", host);
+	for (int k = 0; k < 50; k++) {
+		mi.not_after = 0;
+		if (storage_wait(f.st, storage_get(f.st, key, NULL, NULL), &res, err, sizeof(err)) == 0) {
+			if (certstore_meta_decode(host, res.val, res.len, &mi, err, sizeof(err)) != 0)
+				mi.not_after = 0;
+			storage_res_clear(&res);
+		}
+		if (mi.not_after == ci.not_after)
+			break;
+		fx_run_for(&f, 0.02);
+	}
+	assert_true(mi.not_after == ci.not_after);
+	assert_string_equal(mi.ari_cert_id, ci.ari_cert_id);
+
+	crypto_cert_info_clear(&ci);
+	certstore_free(cs);
+	fx_close(&f);
+	free(pem);
+	free(good);
+}
+
+/* issue 19 finding 3: on_demand, a stored bundle that fails the check (here
+ * an expired one) is read, refused and logged once; 50 more SNIs read
+ * nothing, and the name is ABSENT (so an allowed one is issued anew) instead
+ * of LOADING forever. A certificate installed afterwards ends it. */
+static void test_refused_bundle_cached(void **state)
+{
+	static const char host[] = "x1.example.com";
+	struct certstore_hooks h = { .installed = on_installed, .loaded = on_loaded };
+	struct seen seen = { 0 };
+	struct certstore *cs;
+	struct fx f;
+	time_t now = time(NULL);
+	char *pem, *good, *m;
+	size_t len, glen, ml;
+	int i, absent = 0;
+
+	(void)state;
+	fx_open_hap(&f, "", "\"preload\": \"on_demand\"");
+	pem = fx_pem(host, now - 90 * 86400, now - 86400, &len);
+	fx_put(&f, "certs/x1.example.com", pem, len);
+	m = meta_of(host, pem, len, &ml);
+	fx_put(&f, CERTSTORE_META_PREFIX "x1.example.com", m, ml);
+	free(m);
+	cs = open_cs(&f, h, &seen, 1);
+	assert_int_equal(certstore_load(cs), 1);
+	certstore_start(cs);
+	assert_true(fx_run_until(&f, cond_installed1, &seen, 5));
+
+	assert_int_equal(certstore_seen(cs, host), CERTSTORE_SEEN_LOADING);
+	assert_true(fx_run_until(&f, cond_loaded_failed, &seen, 5));
+	assert_int_equal(certstore_refused(cs, CERTSTORE_SRC_STORAGE), 1);
+	for (i = 0; i < 50; i++) {
+		absent += certstore_seen(cs, host) == CERTSTORE_SEEN_ABSENT;
+		fx_run_for(&f, 0.01);
+	}
+	/* one read, one refusal (one log line) for the 51 SNIs */
+	assert_int_equal(certstore_refused(cs, CERTSTORE_SRC_STORAGE), 1);
+	assert_int_equal(seen.loaded_failed, 1);
+	assert_int_equal(absent, 50);
+
+	/* a good certificate (issued anew) is served again */
+	good = fx_pem(host, now - 60, now + 60 * 86400, &glen);
+	assert_non_null(certstore_install(cs, host, good, glen));
+	assert_int_equal(certstore_seen(cs, host), CERTSTORE_SEEN_LOADING);
+	certstore_free(cs);
+	fx_close(&f);
+	free(pem);
+	free(good);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_install_take_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deploy_writes_cert_dir, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_long_name_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_load_and_ensure_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refuses_unverified, setup, teardown),
@@ -755,6 +964,8 @@ int main(void)
 		cmocka_unit_test(test_on_demand_index),
 		cmocka_unit_test(test_meta_codec),
 		cmocka_unit_test(test_on_demand_meta),
+		cmocka_unit_test(test_meta_forged_dates),
+		cmocka_unit_test(test_refused_bundle_cached),
 	};
 
 	log_level_max = LOG_LVL_WARN;

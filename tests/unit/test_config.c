@@ -562,6 +562,38 @@ static void test_hosts(void **state)
 	assert_null(load(WITH("\"storage_config\":{\"redis\":{\"host\":\"a_b\"}}")));
 }
 
+/* issue 19 finding 13: dns01.zone may be one label ("test", "corp"): a private
+ * zone is valid DNS and valid for RFC 2136. Still refused: "*.", a numeric
+ * label, a leading '-', an empty label. */
+static void test_dns01_zone_one_label(void **state)
+{
+	static const char *const ok[] = { "test", "corp", "Corp", "example.test", NULL };
+	static const char *const want[] = { "test", "corp", "corp", "example.test", NULL };
+	static const char *const bad[] = { "*.test", "123", "-corp", "corp.", ".corp", "", NULL };
+	char json[512];
+	struct config *c;
+	size_t i;
+
+	(void)state;
+	for (i = 0; ok[i]; i++) {
+		snprintf(json, sizeof(json), WITH("\"dns01\":{\"provider\":\"exec\","
+			 "\"exec\":\"/bin/true\",\"zone\":\"%s\"}"), ok[i]);
+		c = load(json);
+		if (!c)
+			fail_msg("zone %s refused: %s", ok[i], errs);
+		assert_string_equal(c->dns01_zone, want[i]);
+		config_free(c);
+	}
+	for (i = 0; bad[i]; i++) {
+		snprintf(json, sizeof(json), WITH("\"dns01\":{\"provider\":\"exec\","
+			 "\"exec\":\"/bin/true\",\"zone\":\"%s\"}"), bad[i]);
+		c = load(json);
+		if (c)
+			fail_msg("zone \"%s\" accepted", bad[i]);
+		assert_contains(errs, "config: dns01.zone: ");
+	}
+}
+
 /* Each address is parsed once, by the loader, and kept next to its string. */
 static void test_addrs(void **state)
 {
@@ -797,6 +829,7 @@ int main(void)
 		cmocka_unit_test(test_secrets),
 		cmocka_unit_test(test_domain_allowed),
 		cmocka_unit_test(test_hosts),
+		cmocka_unit_test(test_dns01_zone_one_label),
 		cmocka_unit_test(test_addrs),
 		cmocka_unit_test(test_diff),
 		cmocka_unit_test(test_apply_reload),

@@ -762,6 +762,25 @@ static void f_kill9_mid_writes(void **state)
 	free(want);
 }
 
+/* issue 19 finding 1: a key whose segment no file system takes (300 bytes,
+ * past NAME_MAX) is absent, not an error: an http-01 token chosen by a
+ * client made the file store answer ENAMETOOLONG, and /healthz 503. */
+static void bt_long_key_absent(void **state)
+{
+	struct storage *st = *state;
+	char key[STORAGE_KEY_MAX + 1];
+
+	sbt_put(st, "challenges/short-token-0123456789abcdef", "t.k", 3, 60);
+	memcpy(key, "challenges/", 11);
+	memset(key + 11, 'A', 300);
+	key[311] = '\0';
+	assert_true(storage_key_valid(key));
+	sbt_expect_absent(st, key);
+	memset(key + 11, 'B', STORAGE_KEY_MAX - 11);
+	key[STORAGE_KEY_MAX] = '\0';
+	sbt_expect_absent(st, key);
+}
+
 int main(void)
 {
 	static const struct CMUnitTest common[] = {
@@ -771,6 +790,7 @@ int main(void)
 		STORAGE_BEHAVIOUR_TESTS,
 		cmocka_unit_test_setup_teardown(bt_single_node_pubsub, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(bt_single_node_feed, sbt_setup, sbt_teardown),
+		cmocka_unit_test_setup_teardown(bt_long_key_absent, sbt_setup, sbt_teardown),
 	};
 	static const struct CMUnitTest file_only[] = {
 		cmocka_unit_test_setup_teardown(f_modes_and_persist, sbt_setup, sbt_teardown),
