@@ -12,8 +12,8 @@ set -euo pipefail
 
 CACHE=${ACME_SPOA_CACHE:-/var/cache/acme-spoa}
 # bump when the list below changes, so a stale root is not reused
-TAR=$CACHE/debian12-root-v2.tar.gz
-INCLUDE=haproxy,adduser,ca-certificates,openssl,libcurl4,libev4,libjansson4,libhiredis0.14,libmicrohttpd12,libssl3,libpsl5,libldns3
+TAR=$CACHE/debian12-root-v3.tar.gz
+INCLUDE=haproxy,adduser,ca-certificates,openssl,libcurl4,libev4,libjansson4,libhiredis0.14,libmicrohttpd12,libssl3,libpsl5,libldns3,publicsuffix
 
 if [ -s "$TAR" ]; then echo "$TAR"; exit 0; fi
 [ "$(id -u)" = 0 ] || { echo "debian12-root: needs root" >&2; exit 2; }
