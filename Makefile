@@ -47,7 +47,7 @@ SHIM_SO  := $(SHIM_SRC:tests/shim/%.c=$(BUILD)/tools/%.so)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 BIN      := $(if $(filter build,$(BUILD)),acme-spoa,$(BUILD)/acme-spoa)
 
-.PHONY: all deps test unit integration asan fuzz bench demo deb dist changelog clean
+.PHONY: all deps test unit integration asan fuzz bench demo deb dist changelog print-maintainer clean
 all: $(BIN) $(UNIT_BIN) $(TOOL_BIN) $(SHIM_SO)
 
 # every object names the version it was built for
@@ -111,6 +111,9 @@ deb: deps
 # debian/changelog from NEWS.md, VERSION and MAINTAINER (committed; checked by test_release)
 changelog:
 	@VERSION='$(VERSION)' MAINTAINER='$(MAINTAINER)' bash scripts/changelog.sh > debian/changelog
+
+print-maintainer:
+	@echo '$(MAINTAINER)'
 
 dist:
 	@VERSION='$(VERSION)' bash scripts/dist.sh
