@@ -19,7 +19,9 @@
 # installed with apt-get (apt-get update first, only when something is missing).
 #
 # Environment: HAPROXY_TARBALL (one source tarball, instead of the peers
-# directory), HAPROXY_PEERS, HAPROXY_CACHE.
+# directory), HAPROXY_PEERS, HAPROXY_CACHE. Without a tarball for VERSION
+# (an unpacked `make dist` has no ../shared/peers beside it), a binary of that
+# line already in the cache is used.
 # Exit status: 0 with the path on stdout; 2 when there is no tarball for
 # VERSION (the callers decide: a skip on a developer's machine, a failure
 # under CI=true); 1 on any other failure. Reasons go to stderr.
@@ -57,7 +59,19 @@ else
 		[[ $(tar_version "$t") =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] && cands+=("$t")
 	done
 	if [ ${#cands[@]} = 0 ]; then
-		say "no HAProxy $WANT source: no $PEERS/haproxy-$WANT*.tar.gz"
+		# an unpacked `make dist` has no ../shared/peers beside it: a binary
+		# this machine built before from such a tarball serves
+		for b in "${HAPROXY_CACHE:-/var/cache/acme-spoa}"/haproxy-"$WANT"{,.[0-9]*}-*/haproxy \
+			 "${XDG_CACHE_HOME:-$HOME/.cache}"/acme-spoa/haproxy-"$WANT"{,.[0-9]*}-*/haproxy; do
+			[ -x "$b" ] || continue
+			v=${b%/haproxy}; v=${v##*/haproxy-}; v=${v%-*}
+			out=$("$b" -v 2>/dev/null) || continue
+			[[ $out == "HAProxy version $v "* || $out == "HAProxy version $v-"* ]] || continue
+			say "no HAProxy $WANT source in $PEERS; using the cached build $b"
+			echo "$b"
+			exit 0
+		done
+		say "no HAProxy $WANT source: no $PEERS/haproxy-$WANT*.tar.gz (nor a cached build)"
 		exit 2
 	fi
 	[ ${#cands[@]} = 1 ] || die "more than one HAProxy $WANT source in $PEERS: name the version (X.Y.Z)"
