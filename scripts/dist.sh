@@ -33,11 +33,13 @@ else
 	epoch=${SOURCE_DATE_EPOCH:-$(xargs -0 stat -c %Y <"$list" | sort -n | tail -1)}
 fi
 [ -s "$list" ] || { echo "dist: no files to pack" >&2; exit 1; }
+# tar keeps the order of a list (--sort only orders what it finds in directories)
+LC_ALL=C sort -z -o "$list" "$list"
 
 mkdir -p "$OUT"
 tmp=$OUT/.$NAME.tar.gz.$$
-# name order whatever the locale; modes: what git keeps (755 or 644)
-LC_ALL=C tar --null -T "$list" --sort=name --format=gnu \
+# modes: what git keeps (755 or 644)
+tar --null -T "$list" --format=gnu \
 	--mtime="@$epoch" --owner=0 --group=0 --numeric-owner \
 	--mode='u+rw,go=rX,a-s' --transform="s#^#$NAME/#S" -cf - |
 	gzip -9 -n >"$tmp"
