@@ -80,7 +80,7 @@ run_line() {
 	check "$L: the runtime client's suite passes against it ($(grep -E '^\[  (PASSED|FAILED)  \]' "$IT_DIR/test_runtime$NODE.log" | tr '\n' ' '))" test "$rc" = 0
 	[ "$rc" = 0 ] || grep -E 'FAILED|ERROR|error' "$IT_DIR/test_runtime$NODE.log" | head -5 | sed 's/^/#   /'
 
-	agent_config
+	agent_config '"profile": "default"'	# Pebble's own default is not "default"
 	start_agent || { not_ok "$L: agent starts"; tail -5 "$IT_DIR/agent$NODE.log"; return 1; }
 	start_haproxy || { not_ok "$L: HAProxy starts with the example config"; return 1; }
 	check "$L: show info says $L.x ($(hap_info Version))" sh -c "case '$(hap_info Version)' in $L.*) ;; *) exit 1 ;; esac"
