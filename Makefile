@@ -47,7 +47,7 @@ SHIM_SO  := $(SHIM_SRC:tests/shim/%.c=$(BUILD)/tools/%.so)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 BIN      := $(if $(filter build,$(BUILD)),acme-spoa,$(BUILD)/acme-spoa)
 
-.PHONY: all deps test unit integration asan fuzz bench demo deb dist changelog print-maintainer clean
+.PHONY: all deps test unit integration asan fuzz bench demo deb dist changelog print-maintainer haproxy-lines clean
 all: $(BIN) $(UNIT_BIN) $(TOOL_BIN) $(SHIM_SO)
 
 # every object names the version it was built for
@@ -84,12 +84,18 @@ unit: all
 integration: all
 	@BUILD=$(BUILD) BIN=$(BIN) bash tests/run.sh integration
 
+# HAProxy 3.0 and 3.4 for the suites that run on every line, built once per
+# machine before the suites start (their own time limits need not cover the
+# build); a missing source or a failed build is reported by the suites then
+haproxy-lines:
+	@for v in 3.0 3.4; do bash scripts/haproxy.sh $$v >/dev/null || echo "haproxy-lines: no HAProxy $$v (the suites will say)"; done
+
 test: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all haproxy-lines
 	@BUILD=$(BUILD) BIN=$(BIN) bash tests/run.sh all
 
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 OPT=-O1 all
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 OPT=-O1 all haproxy-lines
 	@BUILD=build-asan BIN=build-asan/acme-spoa SAN=1 \
 	 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	 bash tests/run.sh all
