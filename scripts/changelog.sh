@@ -13,7 +13,8 @@ VERSION=${VERSION:-$(cat "$ROOT/VERSION")}
 MAINTAINER=${MAINTAINER:-$(make -s -C "$ROOT" --no-print-directory print-maintainer)}
 
 if [ "${1:-}" = --check ]; then
-	if ! diff -u "$ROOT/debian/changelog" <(MAINTAINER=$MAINTAINER VERSION=$VERSION bash "$0"); then
+	want=$(MAINTAINER=$MAINTAINER VERSION=$VERSION bash "$0") || exit 1
+	if ! diff -u "$ROOT/debian/changelog" <(printf '%s\n' "$want"); then
 		echo "changelog.sh: debian/changelog is not NEWS.md's (run make changelog)" >&2
 		exit 1
 	fi
