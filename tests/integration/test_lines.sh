@@ -182,9 +182,12 @@ PY
 	renewed() { delta_ge 1 "$before" "$(metric acme_spoa_renewals_total)" &&
 		grep -q "host=rn$n.test renewal started" "$IT_DIR/agent$NODE.log"; }
 	check "$L: it is renewed at once (renew_threshold_days 2 > its lifetime)" wait_for 30 renewed
-	s_disk() { openssl x509 -noout -serial -in "$HAP_CERTS/rn$n.test.pem" 2>/dev/null; }
-	renewed_served() { local s; s=$(serial_of "rn$n.test"); [ -n "$s" ] && [ "$s" = "$(s_disk)" ]; }
-	check "$L: HAProxy serves the renewed certificate ($(s_disk))" wait_for 15 renewed_served
+	# the serials the agent issued for the name, in order: the last is the renewal's
+	issued() { grep -oE "host=rn$n.test order=[^ ]* certificate issued serial=[0-9A-F]+" \
+		"$IT_DIR/agent$NODE.log" | sed 's/.*serial=//'; }
+	renewed_served() { [ "$(issued | wc -l)" -ge 2 ] && [ "$(serial_of "rn$n.test")" = "serial=$(issued | tail -1)" ]; }
+	check "$L: HAProxy serves the renewed certificate ($(issued | tr '\n' ' ')-> $(serial_of "rn$n.test"))" \
+		wait_for 15 renewed_served
 	check "$L: ... pushed into the same process, no reload (pid $pid0 -> $(hap_info Pid))" test "$(hap_info Pid)" = "$pid0"
 
 	check "$L: agent exits cleanly on SIGTERM" agent_stops_cleanly
