@@ -21,8 +21,8 @@
 #include "lib/addr.h"
 #include "lib/log.h"
 #include "lib/tlsstore.h"
+#include "lib/version.h"
 
-#define HTTP_USER_AGENT "acme-spoa/0.1 (libcurl)"
 #define HTTP_DEFAULT_TIMEOUT_MS 30000L
 #define HTTP_MAX_LINKS 32
 #define HTTP_MAX_HEADERS 16
@@ -53,6 +53,7 @@ struct http_client {
 	X509_STORE *store;		/* system roots + extra_ca, loaded once at start */
 	int dispatching;
 	int free_pending;
+	char user_agent[96];		/* "acme-spoa/<version> libcurl/<version>" */
 };
 
 static void http_req_free(struct http_req *r)
@@ -253,6 +254,9 @@ struct http_client *http_client_new(struct ev_loop *loop, const char *ca_file,
 		return NULL;
 	}
 	c->loop = loop;
+	/* RFC 8555 section 6.1: the client's name and version, then its HTTP library's */
+	snprintf(c->user_agent, sizeof(c->user_agent), "acme-spoa/%s libcurl/%s", ACME_SPOA_VERSION,
+		 curl_version_info(CURLVERSION_NOW)->version);
 	if (ca_file && *ca_file) {
 		c->extra_ca = http_load_ca(ca_file, err, errlen);
 		if (!c->extra_ca)
@@ -413,7 +417,7 @@ int http_request_hdr(struct http_client *c, const char *method, const char *url,
 	curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 10000 ? timeout_ms : 10000L);
 	curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(r->easy, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(r->easy, CURLOPT_USERAGENT, HTTP_USER_AGENT);
+	curl_easy_setopt(r->easy, CURLOPT_USERAGENT, r->c->user_agent);
 	curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->hdrs);
 	curl_easy_setopt(r->easy, CURLOPT_HEADERFUNCTION, cb_curl_header);
 	curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, r);

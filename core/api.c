@@ -29,6 +29,7 @@
 #include "lib/host.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
+#include "lib/version.h"
 #include "runtime/runtime.h"
 #include "spoa/spoa.h"
 #include "storage/storage.h"
@@ -626,6 +627,8 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 
 	jobs_stats(a->d.jobs, &js);
 	fleet_stats(a->d.fleet, &fs);
+	metrics_header(b, "acme_spoa_build_info", "gauge", "Always 1; the version label is the release (file VERSION).");
+	metrics_value(b, "acme_spoa_build_info", "version=\"" ACME_SPOA_VERSION "\"", 1);
 	api_counter(b, "acme_spoa_orders_started_total", "ACME orders started.", NULL, js.orders_started);
 	api_counter(b, "acme_spoa_orders_succeeded_total", "ACME orders that produced a certificate.", NULL, js.orders_ok);
 	metrics_header(b, "acme_spoa_orders_failed_total", "counter", "ACME orders that failed, by reason.");

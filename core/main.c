@@ -9,9 +9,8 @@
 #include "acme/crypto.h"
 #include "core/config.h"
 #include "lib/log.h"
+#include "lib/version.h"
 #include "core/manager.h"
-
-#define ACME_SPOA_VERSION "0.1.0"
 
 struct main_ctx {
 	struct mgr *mgr;

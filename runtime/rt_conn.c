@@ -231,6 +231,7 @@ static int init_list(struct rt_sock *s, char *body)
 static void sock_reply(struct rt_sock *s, enum rt_cmd kind, char *body, size_t blen)
 {
 	struct rt_ident id;
+	struct rt_line line;
 	char rep[200];
 
 	switch (kind) {
@@ -244,6 +245,18 @@ static void sock_reply(struct rt_sock *s, enum rt_cmd kind, char *body, size_t b
 			rt_sock_close(s, s->last_err, 0, RT_BACKOFF_MAX);
 			return;
 		}
+		if (rt_line_from_info(body, &line, rep, sizeof(rep)) == -1) {
+			snprintf(s->last_err, sizeof(s->last_err), "%s", rep);
+			if (!s->down_logged)
+				log_err("runtime: sock=%s %s", s->addr, s->last_err);
+			s->down_logged = 1;
+			rt_sock_close(s, s->last_err, 0, RT_BACKOFF_MAX);
+			return;
+		}
+		if (strcmp(line.version, s->line.version) != 0)
+			log_info("runtime: sock=%s HAProxy %s (runtime line %s)", s->addr, line.version,
+				 line.name);
+		s->line = line;
 		s->main_id = id;
 		if (s->have_known && rt_ident_differs(&s->known_id, &id))
 			s->reload_pending = 1;

@@ -35,6 +35,17 @@ enum rt_step {
 	RT_ST_LIST, RT_ST__MAX
 };
 
+/* The HAProxy line a socket talks to, from "show info" (rt_line.c, the one
+ * place where lines differ). */
+struct rt_line {
+	const char *name;		/* the oldest version of the line: "2.6", "3.0" */
+	int major, minor;
+	/* "set ssl cert" revealing someone else's transaction on another name:
+	 * the text before that name, and the characters that end it */
+	const char *foreign_prefix, *foreign_end;
+	char version[48];		/* as "show info" says, e.g. "3.0.11-346f58f" */
+};
+
 struct rt_ident {
 	long long pid;
 	long long start;	/* Start_time_sec, or now - Uptime_sec */
@@ -97,6 +108,7 @@ struct rt_sock {
 	char **stale;
 	size_t nstale, stale_i;
 	struct rt_ident main_id, known_id;
+	struct rt_line line;	/* of the process on the current connection */
 	int have_known, reload_pending, ever_connected, down_logged;
 	double backoff;
 	char last_err[768];
@@ -126,6 +138,14 @@ long long rt_info_field(const char *txt, const char *key);
 /* Process identity from show info <txt>; -1 when it has no Pid. */
 int rt_parse_ident(const char *txt, ev_tstamp now, struct rt_ident *id);
 int rt_ident_differs(const struct rt_ident *a, const struct rt_ident *b);
+
+/* rt_line.c: lines */
+/* The line of the HAProxy whose "show info" is <info>, into <out>; -1 with
+ * <err> set when it has no Version or is older than every known line. */
+int rt_line_from_info(const char *info, struct rt_line *out, char *err, size_t errlen);
+/* The name of another client's transaction that reply <body> to our "set ssl
+ * cert" reveals on line <l> (malloc'd), or NULL when it reveals none. */
+char *rt_line_foreign(const struct rt_line *l, const char *body);
 
 /* rt_job.c: jobs */
 void rt_op_free(struct rt_op *op);

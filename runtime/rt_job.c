@@ -353,7 +353,7 @@ void rt_job_reply(struct rt_sock *s, char *body, size_t blen)
 	struct rt_job *j = s->qhead;
 	struct rt_op *op;
 	char rep[400], want[600];
-	const char *p;
+	char *foreign;
 
 	if (!j)
 		return;
@@ -400,12 +400,12 @@ void rt_job_reply(struct rt_sock *s, char *body, size_t blen)
 			j->step = RT_ST_COMMIT;
 			return;
 		}
-		/* 2.6 silently loads our payload into another name's open transaction */
-		p = strstr(body, "Transaction updated for certificate ");
-		if (p && !j->did_foreign) {
-			p += strlen("Transaction updated for certificate ");
+		/* someone else's transaction on another name is open: 2.6 loaded
+		 * our payload into it, 3.0+ refused (rt_line.c says which form) */
+		foreign = j->did_foreign ? NULL : rt_line_foreign(&s->line, body);
+		if (foreign) {
 			free(j->foreign);
-			j->foreign = strndup(p, strcspn(p, "!\n"));
+			j->foreign = foreign;
 			log_warn("runtime: sock=%s path=%s found foreign transaction name=%s, aborting it",
 				 s->addr, op->path, j->foreign ? j->foreign : "?");
 			j->did_foreign = 1;

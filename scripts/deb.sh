@@ -6,7 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${DEB_OUT:-build/deb}
-version=$(dpkg-parsechangelog -S Version)
+# the version is the file VERSION's, the maintainer make's MAINTAINER: the
+# copy's debian/changelog is made from NEWS.md with them (scripts/changelog.sh)
+# and its debian/control names that maintainer
+version=${VERSION:-$(cat VERSION)}
+MAINTAINER=${MAINTAINER:-$(make -s --no-print-directory print-maintainer)}
 src=$out/src/acme-spoa-$version
 
 rm -rf "$out"
@@ -20,6 +24,13 @@ else
 	tar --exclude=./build --exclude=./build-asan --exclude=./build-fuzz --exclude=./acme-spoa \
 		-cf - . | tar -C "$src" -xf -
 fi
+VERSION=$version MAINTAINER=$MAINTAINER bash scripts/changelog.sh > "$src/debian/changelog"
+M=$MAINTAINER python3 -c '
+import os, re, sys
+p = sys.argv[1]; s = open(p).read()
+open(p, "w").write(re.sub(r"(?m)^Maintainer: .*$", lambda m: "Maintainer: " + os.environ["M"], s))' "$src/debian/control"
+got=$(cd "$src" && dpkg-parsechangelog -S Version)
+[ "$got" = "$version" ] || { echo "deb: debian/changelog says $got, VERSION $version" >&2; exit 1; }
 (cd "$src" && env -u BUILD -u BIN -u SAN -u OPT dpkg-buildpackage -us -uc -b) >"$out/build.log" 2>&1 || {
 	tail -30 "$out/build.log" >&2
 	echo "deb: dpkg-buildpackage failed (log: $out/build.log)" >&2

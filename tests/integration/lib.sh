@@ -410,17 +410,55 @@ haproxy_config() {
 
 # start_haproxy: runs the config written by haproxy_config; sets HAP_PID.
 # HAPROXY_BIN chooses the binary (default: haproxy from PATH, Debian 12's 2.6;
-# test_spoe34.sh sets it to the 3.4 build of scripts/haproxy34.sh). The very
-# same haproxy-examples/ files serve both lines: 3.4's rewritten SPOE ignores
-# "timeout hello/idle" and turns the agent's "mode tcp" backend into
-# "mode spop" by itself, and "option spop-check" works on both.
+# haproxy_line sets it to another line's). The very same haproxy-examples/
+# files serve every line: 3.4's rewritten SPOE ignores "timeout hello/idle"
+# and turns the agent's "mode tcp" backend into "mode spop" by itself, and
+# "option spop-check" works on all. HAPROXY_MW=1: master-worker mode (HAP_PID
+# is the master; kill -USR2 reloads), master CLI at $d/master.sock.
 start_haproxy() {
 	local d=$IT_DIR/haproxy${NODE:-} hap=${HAPROXY_BIN:-haproxy}
 	"$hap" -c -q -f "$d/haproxy.cfg" >"$IT_DIR/haproxy-check.log" 2>&1 || { cat "$IT_DIR/haproxy-check.log"; return 1; }
-	"$hap" -db -f "$d/haproxy.cfg" >>"$IT_DIR/haproxy${NODE:-}.log" 2>&1 &
+	"$hap" ${HAPROXY_MW:+-W -S "$d/master.sock"} -db -f "$d/haproxy.cfg" >>"$IT_DIR/haproxy${NODE:-}.log" 2>&1 &
 	HAP_PID=$!
 	IT_PIDS+=($HAP_PID)
 	wait_for 10 port_open "$HAP_HTTPS" && wait_for 10 test -S "$HAP_SOCK"
+}
+
+# HAPROXY_LINES: the HAProxy lines the suites that run on every line go
+# through (test_lines, test_hold), oldest first: 2.6 is Debian 12's haproxy
+# from PATH, the others are built from ../shared/peers/ by scripts/haproxy.sh
+# (once per machine, cached). HAPROXY_LINES=2.6 for a quick run.
+HAPROXY_LINES=${HAPROXY_LINES:-2.6 3.0 3.4}
+
+# haproxy_line LINE: exports HAPROXY_BIN, an HAProxy of LINE (2.6: Debian's
+# haproxy; others: scripts/haproxy.sh LINE, its build messages shown as
+# comments), after checking that it says it is of LINE. Returns 0; 2 after
+# skip_peer when this machine has no source for LINE; 1 after not_ok on any
+# other failure.
+haproxy_line() {
+	local line=$1 bin rc v
+	if [ "$line" = 2.6 ]; then
+		bin=$(command -v haproxy); rc=$?
+		[ "$rc" = 0 ] || echo "no haproxy in PATH (Debian's package)" >"$IT_DIR/haproxy-$line.err"
+	else
+		bin=$(bash "$IT_ROOT/scripts/haproxy.sh" "$line" 2>"$IT_DIR/haproxy-$line.err"); rc=$?
+		sed 's/^/# /' "$IT_DIR/haproxy-$line.err"
+	fi
+	if [ "$rc" = 2 ] || { [ "$line" = 2.6 ] && [ "$rc" != 0 ]; }; then
+		skip_peer "HAProxy $line: $(tail -1 "$IT_DIR/haproxy-$line.err")"
+		return 2
+	fi
+	if [ "$rc" != 0 ] || [ ! -x "$bin" ]; then
+		not_ok "HAProxy $line: scripts/haproxy.sh $line failed (status $rc): $(tail -1 "$IT_DIR/haproxy-$line.err")"
+		return 1
+	fi
+	v=$("$bin" -v 2>&1 | head -1)
+	if [[ $v != "HAProxy version $line."* && $v != "HA-Proxy version $line."* ]]; then
+		not_ok "HAProxy $line: $bin says \"$v\""
+		return 1
+	fi
+	echo "# HAProxy $line: $bin ($v)"
+	export HAPROXY_BIN=$bin
 }
 
 # agent_up_in_haproxy: HAProxy's health check sees the agent UP (server

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The held ClientHello and the hot set (SPEC §3 hold_timeout, haproxy.preload,
 # haproxy.max_loaded; §4), through haproxy-examples/ against Pebble, on
-# HAProxy 2.6 and, when scripts/haproxy34.sh provides it, on 3.4:
+# every HAProxy line of HAPROXY_LINES (2.6 3.0 3.4; lib.sh haproxy_line):
 #   - the very first handshake for a new allowed name verifies (the agent
 #     holds acme-sni-peek's ACK until the certificate is committed);
 #   - 20 new names first contacted at once all verify on the first try;
@@ -225,18 +225,10 @@ start_challtestsrv || { not_ok "challtestsrv starts"; it_summary; exit 1; }
 start_pebble "$HAP_HTTP" || { not_ok "pebble starts"; it_summary; exit 1; }
 pebble_roots || { not_ok "Pebble's roots are read"; it_summary; exit 1; }
 
-run_line "2.6"
-
-bash "$IT_ROOT/scripts/haproxy34.sh" 2>"$IT_DIR/haproxy34.err" >"$IT_DIR/haproxy34.out"
-rc=$?
-if [ "$rc" = 0 ]; then
-	export HAPROXY_BIN=$(cat "$IT_DIR/haproxy34.out")
-	NODE=34
-	run_line "3.4"
-elif [ "$rc" = 2 ]; then
-	skip_peer "the held ClientHello on HAProxy 3.4: no HAProxy 3.4 to test against ($(tail -1 "$IT_DIR/haproxy34.err"))"
-else
-	not_ok "scripts/haproxy34.sh provides an HAProxy 3.4 binary (status $rc)"
-fi
+for L in $HAPROXY_LINES; do
+	haproxy_line "$L" || continue
+	NODE=${L//./}
+	run_line "$L"
+done
 
 it_summary

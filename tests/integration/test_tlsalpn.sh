@@ -86,23 +86,13 @@ PY
 	stop_pid "$HAP_PID"; stop_pid "$PEBBLE_PID"
 }
 
-HAPROXY_BIN=haproxy single_node h26
-# 3.0 (Debian 13's): HAPROXY30_BIN, or a build in the cache scripts/ makes
-H30=${HAPROXY30_BIN:-}
-if [ -z "$H30" ] && [ -f "$IT_ROOT/scripts/haproxy30.sh" ]; then
-	H30=$(bash "$IT_ROOT/scripts/haproxy30.sh" 2>>"$IT_DIR/haproxy30.log")
-fi
-[ -n "$H30" ] || H30=$(ls /var/cache/acme-spoa/haproxy-3.0.*/haproxy 2>/dev/null | head -1)
-if [ -n "$H30" ] && [ -x "$H30" ]; then
-	HAPROXY_BIN=$H30 single_node h30
-else
-	echo "skip - HAProxy 3.0: no binary (HAPROXY30_BIN, scripts/haproxy30.sh, /var/cache/acme-spoa)"
-fi
-if H34=$(bash "$IT_ROOT/scripts/haproxy34.sh" 2>>"$IT_DIR/haproxy34.log") && [ -x "$H34" ]; then
-	HAPROXY_BIN=$H34 single_node h34
-else
-	echo "skip - HAProxy 3.4: scripts/haproxy34.sh gave no binary"
-fi
+# every HAProxy line operators run (lib.sh haproxy_line: 2.6 is Debian's,
+# 3.0 and 3.4 built once per machine by scripts/haproxy.sh)
+for L in $HAPROXY_LINES; do
+	haproxy_line "$L" || continue
+	single_node "h${L//./}"
+done
+unset HAPROXY_BIN
 
 # --- a fleet of two: the CA reaches the node that did not order ----------------
 NODE=
