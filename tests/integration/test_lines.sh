@@ -183,7 +183,7 @@ PY
 		grep -q "host=rn$n.test renewal started" "$IT_DIR/agent$NODE.log"; }
 	check "$L: it is renewed at once (renew_threshold_days 2 > its lifetime)" wait_for 30 renewed
 	# the serials the agent issued for the name, in order: the last is the renewal's
-	issued() { grep -oE "host=rn$n.test order=[^ ]* certificate issued serial=[0-9A-F]+" \
+	issued() { grep -oE "host=rn$n.test (issuer=[^ ]* )?order=[^ ]* certificate issued serial=[0-9A-F]+" \
 		"$IT_DIR/agent$NODE.log" | sed 's/.*serial=//'; }
 	renewed_served() { [ "$(issued | wc -l)" -ge 2 ] && [ "$(serial_of "rn$n.test")" = "serial=$(issued | tail -1)" ]; }
 	check "$L: HAProxy serves the renewed certificate ($(issued | tr '\n' ' ')-> $(serial_of "rn$n.test"))" \
