@@ -663,6 +663,15 @@ struct acme_client *acme_client_new(struct ev_loop *loop, const struct acme_conf
 	c->tos_accepted = conf->tos_accepted;
 	c->cert_key_type = conf->cert_key_type;
 	c->rsa_bits = conf->rsa_bits ? conf->rsa_bits : 2048;
+	if (conf->account_url) {
+		/* an account another client created (import): the CA knows it by this URL */
+		c->kid = strdup(conf->account_url);
+		if (!c->kid) {
+			snprintf(err, errlen, "acme: out of memory");
+			goto fail;
+		}
+		c->acct_state = ACME_ACCT_READY;
+	}
 	if (hooks)
 		c->hooks = *hooks;
 	c->hooks_arg = hooks_arg;

@@ -23,6 +23,8 @@ struct acme_conf {
 	const char *profile;         /* newOrder profile, used when the CA offers it, or NULL */
 	enum crypto_key_type cert_key_type;
 	int rsa_bits;                /* for CRYPTO_KEY_RSA */
+	const char *account_url;     /* the key's account URL when known (imported): used
+				      * at once, no newAccount; NULL: newAccount finds it */
 };
 
 struct acme_problem {

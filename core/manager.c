@@ -48,6 +48,7 @@ struct mgr {
 	struct jobs *jobs;
 	struct renew *renew;
 	struct api *api;
+	char *account_url;		/* imported with the key, or NULL (newAccount) */
 };
 
 /* ---- hooks --------------------------------------------------------------- */
@@ -147,28 +148,52 @@ static int mgr_open_dns01(struct mgr *m, char *err, size_t errlen)
 }
 
 
-static EVP_PKEY *mgr_account_key(struct mgr *m, char *err, size_t errlen)
+void mgr_account_id(const struct config *cfg, char out[MGR_ACCOUNT_ID_LEN + 1])
 {
-	char key[STORAGE_KEY_MAX], account_id[33], *pem = NULL;
 	unsigned char md[32];
 	unsigned int mdlen = sizeof(md);
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int i;
+
+	memset(md, 0, sizeof(md));
+	/* one account per (CA, email): the id is a digest, so the email stays out of key names */
+	if (ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+		EVP_DigestUpdate(ctx, cfg->api_uri, strlen(cfg->api_uri));
+		EVP_DigestUpdate(ctx, "\n", 1);
+		EVP_DigestUpdate(ctx, cfg->account_email, strlen(cfg->account_email));
+		EVP_DigestFinal_ex(ctx, md, &mdlen);
+	}
+	EVP_MD_CTX_free(ctx);
+	for (i = 0; i < MGR_ACCOUNT_ID_LEN / 2; i++)
+		sprintf(out + i * 2, "%02x", md[i]);
+}
+
+/* The account URL an import stored beside the key ("accounts/<id>/url"):
+ * with it the client signs with that account at once, no newAccount. */
+static char *mgr_account_url(struct mgr *m, const char *account_id)
+{
+	char key[STORAGE_KEY_MAX], err[256], *url = NULL;
+	struct storage_res res;
+
+	snprintf(key, sizeof(key), "accounts/%s/url", account_id);
+	if (storage_wait(m->st, storage_get(m->st, key, NULL, NULL), &res, err, sizeof(err)) != 0)
+		return NULL;
+	if (res.len > 0 && res.len < 2048 && memchr(res.val, '\n', res.len) == NULL &&
+	    (!strncmp(res.val, "https://", 8) || !strncmp(res.val, "http://", 7)))
+		url = strndup(res.val, res.len);
+	storage_res_clear(&res);
+	return url;
+}
+
+static EVP_PKEY *mgr_account_key(struct mgr *m, char *err, size_t errlen)
+{
+	char key[STORAGE_KEY_MAX], account_id[MGR_ACCOUNT_ID_LEN + 1], *pem = NULL;
 	EVP_PKEY *pk = NULL;
 	struct storage_res res;
 	size_t len = 0;
-	int rc, i;
+	int rc;
 
-	if (!ctx)
-		return NULL;
-	/* one account per (CA, email): the id is a digest, so the email stays out of key names */
-	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-	EVP_DigestUpdate(ctx, m->cfg->api_uri, strlen(m->cfg->api_uri));
-	EVP_DigestUpdate(ctx, "\n", 1);
-	EVP_DigestUpdate(ctx, m->cfg->account_email, strlen(m->cfg->account_email));
-	EVP_DigestFinal_ex(ctx, md, &mdlen);
-	EVP_MD_CTX_free(ctx);
-	for (i = 0; i < 16; i++)
-		sprintf(account_id + i * 2, "%02x", md[i]);
+	mgr_account_id(m->cfg, account_id);
 	snprintf(key, sizeof(key), "accounts/%s/key", account_id);
 	/* start-up, before any server listens: waiting here stalls nobody */
 	rc = storage_wait(m->st, storage_get(m->st, key, NULL, NULL), &res, err, errlen);
@@ -179,6 +204,8 @@ static EVP_PKEY *mgr_account_key(struct mgr *m, char *err, size_t errlen)
 		storage_res_clear(&res);
 		if (!pk)
 			snprintf(err + strlen(err), errlen - strlen(err), " (stored account key %s)", key);
+		else if ((m->account_url = mgr_account_url(m, account_id)))
+			log_info("account: %s (imported with its key: no newAccount)", m->account_url);
 		return pk;
 	}
 	pk = crypto_key_generate(CRYPTO_KEY_EC_P256, 0, err, errlen);
@@ -198,7 +225,7 @@ static EVP_PKEY *mgr_account_key(struct mgr *m, char *err, size_t errlen)
 	return pk;
 }
 
-static int mgr_open_storage(struct mgr *m, char *err, size_t errlen)
+const char *mgr_storage_conf(const struct config *cfg, struct storage_conf *out)
 {
 	static const char *const names[CONFIG_STORAGE__MAX] = {
 		[CONFIG_STORAGE_FILE] = "file",
@@ -206,7 +233,6 @@ static int mgr_open_storage(struct mgr *m, char *err, size_t errlen)
 		[CONFIG_STORAGE_SHM] = "shm",
 		[CONFIG_STORAGE_CONSUL] = "consul",
 	};
-	const struct config *cfg = m->cfg;
 	struct storage_conf sc = {
 		.file_path = cfg->file_path,
 		.redis_host = cfg->redis_host,
@@ -234,7 +260,16 @@ static int mgr_open_storage(struct mgr *m, char *err, size_t errlen)
 		.consul_kv_path = cfg->consul_kv_path,
 	};
 
-	m->st = storage_open(names[cfg->storage], &sc, m->loop, err, errlen);
+	*out = sc;
+	return names[cfg->storage];
+}
+
+static int mgr_open_storage(struct mgr *m, char *err, size_t errlen)
+{
+	struct storage_conf sc;
+	const char *name = mgr_storage_conf(m->cfg, &sc);
+
+	m->st = storage_open(name, &sc, m->loop, err, errlen);
 	return m->st ? 0 : -1;
 }
 
@@ -280,6 +315,7 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 			.profile = cfg->profile,
 			.cert_key_type = cfg->cert_type == CONFIG_CERT_ECC ? CRYPTO_KEY_EC_P256 : CRYPTO_KEY_RSA,
 			.rsa_bits = cfg->rsa_key_size,
+			.account_url = m->account_url,
 		};
 
 		m->acme = acme_client_new(loop, &ac, account, &challenges_acme_hooks, m->ch, err, errlen);
@@ -399,5 +435,6 @@ void mgr_free(struct mgr *m)
 	http_client_free(m->http);
 	storage_close(m->st);
 	config_free(m->cfg);
+	free(m->account_url);
 	free(m);
 }
