@@ -76,7 +76,8 @@ HOME=$IT_DIR XDG_CONFIG_HOME=$IT_DIR/caddy-config caddy run --config "$IT_DIR/Ca
 CADDY_PID=$!
 IT_PIDS+=($CADDY_PID)
 caddy_crt() { ls "$CADDY_DATA"/certificates/*/c.test/c.test.crt 2>/dev/null | head -1; }
-wait_for 60 test -n "$(caddy_crt)" && wait_for 10 test -s "$(caddy_crt)"
+caddy_has_crt() { local f; f=$(caddy_crt); [ -n "$f" ] && [ -s "$f" ]; }
+wait_for 60 caddy_has_crt
 check "caddy obtained c.test from Pebble" test -s "$(caddy_crt)"
 stop_pid "$CADDY_PID"
 
