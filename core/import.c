@@ -526,6 +526,9 @@ int import_run(const struct config *cfg, const char *source, int dry_run, FILE *
 	}
 	hmap_foreach(&best, imp_collect, &r);
 	qsort(r.items, r.nitems, sizeof(*r.items), imp_item_cmp);
+	/* reading and checking took a while: timers started now must not
+	 * count it (the loop's clock is cached) */
+	ev_now_update(r.loop);
 	if (!(r.st = storage_open(be, &sc, r.loop, err, sizeof(err)))) {
 		fprintf(stderr, "import: storage: %s\n", err);
 		goto out;

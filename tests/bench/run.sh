@@ -16,6 +16,9 @@
 #      latency of a stored name not loaded yet and of a new name vs a loaded
 #      one; agent start and memory at 100,000 certificates (preload
 #      on_demand) beside HAProxy's own start with N in a crt directory.
+#   6. Import (tests/bench/import.sh): BENCH_N_IMPORT (10000) certificates of
+#      a crt directory imported into file storage and into Redis, beside
+#      gen_certs writing as many straight into the store.
 # Environment: BENCH_SECONDS (wrk seconds per variant, 10), BENCH_ROUNDS (A B B A
 # rounds those seconds are spread over, 2), BENCH_N_ISSUE (20),
 # BENCH_SPOA_SECONDS (3 per run), BENCH_SPOA_ROUNDS (2 rounds of A B B A),
@@ -23,7 +26,7 @@
 # BENCH_SPOA_PIN (0; 1 pins servers to CPU 1 and the load generator to CPU 0),
 # BENCH_ONLY (all sections; "spoa": section 0 only, no HAProxy, Pebble or wrk
 # needed; "spoa,spoe": sections 0 and 1; "rest": section 4 only, Redis;
-# "hold": section 5 only; BENCH_HOLD_* in tests/bench/hold.sh),
+# "hold": section 5 only; BENCH_HOLD_* in tests/bench/hold.sh; "import": section 6 only),
 # BENCH_REST_COUNTS ("20000 100000"), BENCH_REST_SECONDS (65),
 # BENCH_N_LOAD (3000), BENCH_THREADS (2), BENCH_CONNS (50), IT_KEEP=1 keeps
 # the temp dir. Exit 0 when every figure was produced.
@@ -99,6 +102,8 @@ if bench_only_has hold; then
 		while IFS= read -r f; do FAILED+=("$f"); done <"$IT_DIR/hold-failed.txt"
 	fi
 fi
+# ---- 6. import from a crt directory (no HAProxy needed) ------------------------
+bench_only_has import && source "$HERE/import.sh"
 bench_only_ends spoe
 
 bench_deps || { echo "bench: wrk is missing and could not be installed"; exit 1; }
