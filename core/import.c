@@ -8,6 +8,8 @@
  * Writes run a window at a time on the storage's own loop, so 10,000 names
  * cost round trips in parallel, not in a row. */
 #include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,12 +25,14 @@
 #include "core/import.h"
 #include "core/import_int.h"
 #include "core/manager.h"
+#include "lib/fsutil.h"
 #include "lib/hmap.h"
 #include "lib/host.h"
 #include "storage/storage.h"
 
 #define IMP_WINDOW 128			/* names in flight */
 #define IMP_PROGRESS_MIN 500		/* names from which a terminal shows progress */
+#define IMP_THREADS 4			/* bundles checked in parallel */
 
 enum imp_outcome {
 	IMP_IMPORTED = 0,
@@ -57,6 +61,7 @@ struct imp_run {
 	time_t now;
 	struct crypto_cert_info *infos;	/* per bundle, once checked */
 	int *ok;			/* per bundle: passed the check */
+	char **errs;			/* per bundle: why it did not */
 	struct imp_item *items;
 	size_t nitems, next, inflight, done;
 	size_t count[IMP__MAX];
@@ -96,11 +101,49 @@ static void imp_refuse(struct imp_run *r, const char *origin, const char *reason
 
 /* ---- checking and choosing ------------------------------------------------ */
 
-/* Checks every bundle and keeps, for each name, the bundle expiring last. */
+/* The checks of bundles <i> = <first>, <first> + <step>, ... (a worker). */
+struct imp_chk {
+	struct imp_run *r;
+	size_t first, step;
+};
+
+static void *imp_check_range(void *arg)
+{
+	struct imp_chk *k = arg;
+	struct imp_run *r = k->r;
+	size_t i;
+
+	for (i = k->first; i < r->set.ncands; i += k->step) {
+		struct imp_cand *c = &r->set.cands[i];
+		char err[512], host[HOST_MAXLEN + 1];
+
+		/* the check an issued certificate passes, for the name the
+		 * source files it under when it names one */
+		if (c->name && host_normalize(c->name, host, sizeof(host), HOST_WILDCARD) == -1)
+			snprintf(err, sizeof(err), "filed under a name that is no host name");
+		else if (crypto_bundle_check_info(c->pem, c->len, c->name ? host : NULL, r->now,
+						  &r->infos[i], err, sizeof(err)) == 0)
+			r->ok[i] = 1;
+		if (r->ok[i] && r->infos[i].nsans == 0 && !c->name) {
+			crypto_cert_info_clear(&r->infos[i]);
+			r->ok[i] = 0;
+			snprintf(err, sizeof(err), "the certificate names no DNS name");
+		}
+		if (!r->ok[i])
+			r->errs[i] = strdup(err);
+	}
+	return NULL;
+}
+
+/* Checks every bundle (on IMP_THREADS threads: the check is most of an
+ * import's CPU) and keeps, for each name, the bundle expiring last. */
 static int imp_choose(struct imp_run *r, struct hmap *best)
 {
 	struct imp_set *s = &r->set;
-	size_t i, j, nrefs = s->nrefs;
+	struct imp_chk chk[IMP_THREADS];
+	pthread_t tid[IMP_THREADS];
+	int started[IMP_THREADS] = { 0 };
+	size_t i, j, nrefs = s->nrefs, nt = s->ncands < 64 ? 1 : IMP_THREADS;
 
 	/* what the reader refused already counts in the summary */
 	for (i = 0; i < nrefs; i++) {
@@ -111,30 +154,28 @@ static int imp_choose(struct imp_run *r, struct hmap *best)
 		n = (uintptr_t)hmap_get(&r->reasons, cls);
 		hmap_put(&r->reasons, cls, (void *)(n + 1), NULL);
 	}
+	for (i = 0; i < nt; i++) {
+		chk[i] = (struct imp_chk){ .r = r, .first = i, .step = nt };
+		started[i] = i > 0 && pthread_create(&tid[i], NULL, imp_check_range, &chk[i]) == 0;
+	}
+	/* this thread takes range 0, and any a thread could not start */
+	for (i = 0; i < nt; i++)
+		if (i == 0 || !started[i])
+			imp_check_range(&chk[i]);
+	for (i = 1; i < nt; i++)
+		if (started[i])
+			pthread_join(tid[i], NULL);
 	for (i = 0; i < s->ncands; i++) {
-		struct imp_cand *c = &s->cands[i];
 		struct crypto_cert_info *ci = &r->infos[i];
-		char err[512], host[HOST_MAXLEN + 1];
+		struct imp_cand *c = &s->cands[i];
 
-		/* the check an issued certificate passes, for the name the
-		 * source files it under when it names one */
-		if (c->name && host_normalize(c->name, host, sizeof(host), HOST_WILDCARD) == -1) {
-			imp_refuse(r, c->origin, "filed under a name that is no host name");
+		if (!r->ok[i]) {
+			imp_refuse(r, c->origin, r->errs[i] ? r->errs[i] : "out of memory");
 			continue;
 		}
-		if (crypto_bundle_check_info(c->pem, c->len, c->name ? host : NULL, r->now, ci,
-					     err, sizeof(err)) == -1) {
-			imp_refuse(r, c->origin, err);
-			continue;
-		}
-		if (ci->nsans == 0 && !c->name) {
-			imp_refuse(r, c->origin, "the certificate names no DNS name");
-			continue;
-		}
-		r->ok[i] = 1;
 		/* stored under each of its names, so each is served and renewed */
 		for (j = 0; j < (ci->nsans ? ci->nsans : 1); j++) {
-			const char *n = ci->nsans ? ci->sans[j] : host;
+			const char *n = ci->nsans ? ci->sans[j] : c->name;
 			char norm[HOST_MAXLEN + 1];
 			uintptr_t prev;
 
@@ -519,7 +560,8 @@ int import_run(const struct config *cfg, const char *source, int dry_run, FILE *
 	nrefs_src = r.set.nrefs;
 	r.infos = calloc(r.set.ncands + 1, sizeof(*r.infos));
 	r.ok = calloc(r.set.ncands + 1, sizeof(*r.ok));
-	if (!r.infos || !r.ok || imp_choose(&r, &best) == -1 ||
+	r.errs = calloc(r.set.ncands + 1, sizeof(*r.errs));
+	if (!r.infos || !r.ok || !r.errs || imp_choose(&r, &best) == -1 ||
 	    !(r.items = calloc(best.count + 1, sizeof(*r.items)))) {
 		fprintf(stderr, "import: out of memory\n");
 		goto out;
@@ -529,6 +571,9 @@ int import_run(const struct config *cfg, const char *source, int dry_run, FILE *
 	/* reading and checking took a while: timers started now must not
 	 * count it (the loop's clock is cached) */
 	ev_now_update(r.loop);
+	/* file storage: one sync of the file system at the end instead of two
+	 * fsyncs a write (a cut import is simply run again) */
+	sc.file_bulk = 1;
 	if (!(r.st = storage_open(be, &sc, r.loop, err, sizeof(err)))) {
 		fprintf(stderr, "import: storage: %s\n", err);
 		goto out;
@@ -544,6 +589,12 @@ int import_run(const struct config *cfg, const char *source, int dry_run, FILE *
 	rc = r.count[IMP_FAILED] ? 1 : 0;
 	if (imp_account(&r, out) == -1)
 		rc = 1;
+	storage_close(r.st);
+	r.st = NULL;
+	if (!strcmp(be, "file") && !dry_run && fs_sync_dir(sc.file_path) == -1) {
+		fprintf(out, "failed: sync of %s: %s\n", sc.file_path, strerror(errno));
+		rc = 1;
+	}
 	for (i = 0; i < r.set.nrefs; i++)
 		fprintf(out, "refused: %s: %s\n", r.set.refs[i].origin, r.set.refs[i].reason);
 	for (i = 0; i < r.nfail; i++)
@@ -572,6 +623,9 @@ out:
 		crypto_cert_info_clear(&r.infos[i]);
 	free(r.infos);
 	free(r.ok);
+	for (i = 0; i < r.set.ncands && r.errs; i++)
+		free(r.errs[i]);
+	free(r.errs);
 	free(r.items);
 	for (i = 0; i < r.nfail; i++)
 		free(r.failures[i]);

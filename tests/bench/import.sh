@@ -1,0 +1,67 @@
+# Sourced by tests/bench/run.sh (uses its lib, say, fail, bench_row).
+# 6. Import: BENCH_N_IMPORT (10000) certificates in a crt directory (written
+#    by gen_certs --cert-dir: EC P-256 leaf + test CA + key each) imported by
+#    `acme-spoa import crt-dir:DIR` into file storage and into Redis, each
+#    beside gen_certs writing the same number straight into the same kind of
+#    store (the storage writes alone, no reading, checking or comparing).
+#    Bar: under 30 s each. A second import of the same directory (nothing to
+#    write, every name already present) is timed too.
+N_IMPORT=${BENCH_N_IMPORT:-10000}
+import_one() {   # KIND (file|redis): sets IMP_T IMP_T2 IMP_REF
+	local kind=$1 d=$IT_DIR/import-$1 port="" rpid="" spec storage t0
+	IMP_T="" IMP_T2="" IMP_REF=""
+	mkdir -p "$d"
+	if [ "$kind" = redis ]; then
+		port=$(free_port)
+		redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$d" \
+			>"$d/redis.log" 2>&1 &
+		rpid=$!
+		IT_PIDS+=($rpid)
+		wait_for 10 redis-cli -p "$port" ping || { fail "6 import $kind: redis does not start"; return; }
+		spec="redis:127.0.0.1:$port:ref"
+		storage="\"storage\": \"redis\", \"storage_config\": { \"redis\": { \"port\": $port, \"namespace\": \"imp\" } }"
+	else
+		spec="file:$d/ref-store"
+		storage="\"storage\": \"file\", \"storage_config\": { \"file\": { \"path\": \"$d/store\" } }"
+	fi
+	# the source directory, and the reference: the same writes by gen_certs
+	mkdir -p "$d/crt"
+	t0=$(bench_now)
+	"$TOOLS/gen_certs" --store "$spec" --count "$N_IMPORT" --domain imp.test --cert-dir "$d/crt" \
+		>"$d/gen.log" 2>&1 || { fail "6 import $kind: gen_certs failed"; [ -n "$rpid" ] && stop_pid "$rpid"; return; }
+	IMP_REF=$(bench_dt "$t0" "$(bench_now)")
+	cat >"$d/agent.json" <<JSON
+{
+  "account_email": "bench@example.com",
+  "api_uri": "https://127.0.0.1:9/directory",
+  "tos_accepted": true,
+  "cert_type": "ecc",
+  $storage,
+  "haproxy": { "runtime": ["unix:$d/no-haproxy.sock"], "cert_dir": "$d/certs" }
+}
+JSON
+	t0=$(bench_now)
+	if "$IT_BIN" -c "$d/agent.json" import "crt-dir:$d/crt" >"$d/import.out" 2>"$d/import.err" &&
+	   grep -q "^  imported: $N_IMPORT\$" "$d/import.out"; then
+		IMP_T=$(bench_dt "$t0" "$(bench_now)")
+	else
+		fail "6 import $kind: $(tail -3 "$d/import.out" "$d/import.err" | tr '\n' ' ')"
+	fi
+	t0=$(bench_now)
+	if "$IT_BIN" -c "$d/agent.json" import "crt-dir:$d/crt" >"$d/import2.out" 2>&1 &&
+	   grep -q "^  already present: $N_IMPORT\$" "$d/import2.out"; then
+		IMP_T2=$(bench_dt "$t0" "$(bench_now)")
+	else
+		fail "6 import $kind again: $(tail -3 "$d/import2.out" | tr '\n' ' ')"
+	fi
+	say "import $kind: $N_IMPORT certificates in ${IMP_T:-?} s, again (all present) ${IMP_T2:-?} s; gen_certs writing them ${IMP_REF} s"
+	[ -n "$IMP_T" ] && awk -v t="$IMP_T" 'BEGIN { exit !(t >= 30) }' && fail "6 import $kind: $IMP_T s, over the 30 s bar"
+	[ -n "$rpid" ] && stop_pid "$rpid"
+	rm -rf "$d/crt" "$d/store" "$d/ref-store"
+}
+for kind in file redis; do
+	import_one "$kind"
+	bench_row "6 import $N_IMPORT certs, $kind storage" "${IMP_T:-FAILED}${IMP_T:+ s}" \
+		"${IMP_REF:-?} s gen_certs writes" "$(bench_ratio "$IMP_T" "$IMP_REF") (import/raw writes)" \
+		"acme-spoa import crt-dir:DIR of $N_IMPORT PEMs (gen_certs --cert-dir: EC P-256 leaf + test CA + key): read, crypto_bundle_check_info each, compare with storage (meta/ then certs/), write meta/ del, certs/, meta/, change feed; reference: gen_certs writing the same $N_IMPORT into a $kind store (certs/, meta/, feed; no read, no check); again: ${IMP_T2:-?} s (all already present); bar < 30 s"
+done
