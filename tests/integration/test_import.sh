@@ -258,18 +258,37 @@ cmd("SET", pre + "kong_acme:renew_config:k.test", json.dumps({"host": "k.test", 
 cmd("SET", pre + "kong_acme:account:" + api + ":" + base64.b64encode(b"kong@example.com").decode(),
     json.dumps({"key": open(akey).read()}))
 PY
-# Kong's account under its own email: no conflict with certbot's
-sed 's/"it@example.com"/"kong@example.com"/' "$AGENT_CONF" > "$IT_DIR/agent-kong.json"
+# Kong's account under its own email, on Redis storage (a fleet's)
+python3 - "$AGENT_CONF" "$IT_DIR/agent-kong.json" "$REDIS_PORT" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["account_email"] = "kong@example.com"
+c["storage"] = "redis"
+c["storage_config"]["redis"] = {"port": int(sys.argv[3]), "namespace": "it"}
+json.dump(c, open(sys.argv[2], "w"), indent=1)
+PY
 "$IT_BIN" -c "$IT_DIR/agent-kong.json" import "kong-redis:127.0.0.1:$REDIS_PORT/$KNS" \
 	>"$IT_DIR/import.out" 2>"$IT_DIR/import.err"
 check "Kong records (written per Kong's key scheme): k.test imported" test "$(line imported)" = 1
 check "Kong: its account key imported (Kong keeps no URL)" grep -q '^account: imported .*kong_acme:account:' "$IT_DIR/import.out"
-# the Kong account is reused: the agent under kong@ finds the account the key
-# already has at Pebble (lego-aux's), Pebble holds no more accounts than before
+K_SERIAL=$(serial_of "$AUX/k.test.crt")
+# an agent on that Redis storage serves it
 stop_pid "$AGENT_PID"
 NACC0=$(grep -o 'There are now [0-9]* accounts' "$IT_DIR/pebble.log" | tail -1)
+ORDERS1=$(pebble_count 'POST /order-plz')
 start_agent "$IT_DIR/agent-kong.json"
 wait_for 10 agent_up_in_haproxy
+wait_for 10 test "$(served_serial k.test)" = "$K_SERIAL"
+check "HAProxy serves k.test with Kong's serial $K_SERIAL" test "$(served_serial k.test)" = "$K_SERIAL"
+# an import while the agent runs reaches HAProxy through the change feed
+G_SERIAL=$(serial_of "$MIX/good1.test.pem")
+"$IT_BIN" -c "$IT_DIR/agent-kong.json" import "crt-dir:$MIX" >"$IT_DIR/import.out" 2>"$IT_DIR/import.err"
+check "crt-dir into Redis: 2 imported while the agent runs" test "$(line imported)" = 2
+wait_for 10 test "$(served_serial good1.test)" = "$G_SERIAL"
+check "the running agent pushed good1.test (change feed) into HAProxy" test "$(served_serial good1.test)" = "$G_SERIAL"
+check "still no new order at Pebble" test "$(pebble_count 'POST /order-plz')" = "$ORDERS1"
+# the Kong account is reused: the agent under kong@ finds the account the key
+# already has at Pebble (lego-aux's), Pebble holds no more accounts than before
 r=$(admin POST /acme -d host=k.test)
 check "renewal of k.test with the Kong account (201)" test "${r%% *}" = 201
 check "the agent found Kong's account at the CA: $AUX_URL" grep -q "acme: account $AUX_URL found" "$IT_DIR/agent.log"
