@@ -299,6 +299,21 @@ static void cb_acme_post_response(void *arg, const struct http_response *res)
 		op->post_cb(op, NULL, err);
 		return;
 	}
+	if (res->status >= 400 && op->kind != ACME_OP_ACCOUNT && c->acct_state == ACME_ACCT_READY) {
+		struct acme_problem p = { .retry_after = -1 };
+
+		/* an account URL the CA does not know (imported from another
+		 * tool, or deactivated): this op fails, the next finds the
+		 * key's account with newAccount */
+		acme_problem_parse(res->status, res->body, res->body_len, NULL, &p);
+		if (acme_problem_is(&p, "accountDoesNotExist")) {
+			log_warn("acme: account %s unknown to the CA: looking it up again", c->kid);
+			free(c->kid);
+			c->kid = NULL;
+			c->acct_state = ACME_ACCT_NONE;
+		}
+		acme_problem_clear(&p);
+	}
 	op->post_cb(op, res, NULL);
 }
 

@@ -604,12 +604,16 @@ out:
 int imp_read_kong_redis(struct imp_set *s, const char *spec, char *err, size_t errlen)
 {
 	char host[256], prefix[300] = "";
-	const char *colon = strrchr(spec, ':'), *slash;
+	const char *slash = strchr(spec, '/'), *colon = NULL, *p;
 	struct timeval tv = { 2, 0 };
 	redisContext *rc;
 	long port;
 	char *end;
 
+	/* the port's ':' is the last before the namespace, which may hold any */
+	for (p = spec; *p && (!slash || p < slash); p++)
+		if (*p == ':')
+			colon = p;
 	if (!colon || (size_t)(colon - spec) >= sizeof(host)) {
 		snprintf(err, errlen, "kong-redis:%s: expected HOST:PORT[/NAMESPACE]", spec);
 		return -1;
@@ -621,9 +625,8 @@ int imp_read_kong_redis(struct imp_set *s, const char *spec, char *err, size_t e
 		snprintf(err, errlen, "kong-redis:%s: bad port", spec);
 		return -1;
 	}
-	slash = *end == '/' ? end + 1 : NULL;
-	if (slash && *slash)
-		snprintf(prefix, sizeof(prefix), "%s::", slash);
+	if (*end == '/' && end[1])
+		snprintf(prefix, sizeof(prefix), "%s::", end + 1);
 	rc = redisConnectWithTimeout(host, (int)port, tv);
 	if (!rc || rc->err) {
 		snprintf(err, errlen, "kong-redis %s:%ld: %s", host, port, rc ? rc->errstr : "out of memory");
