@@ -102,7 +102,7 @@ HAP_HTTP=$PORT80
 haproxy_config "$SPOA_PORT"
 agent_config
 STORE=$IT_DIR/store
-imp() { "$IT_BIN" -c "$AGENT_CONF" import "$@" >"$IT_DIR/import.out" 2>"$IT_DIR/import.err"; }
+imp() { "$IT_BIN" -c "$AGENT_CONF" import "$@" >"$IT_DIR/import.out" 2>>"$IT_DIR/import-stderr.log"; }
 # line TEXT: the import's summary line "  TEXT: N" -> N
 line() { awk -v k="  $1:" 'index($0, k) == 1 { print $NF; exit }' "$IT_DIR/import.out"; }
 pebble_count() { grep -c "$1" "$IT_DIR/pebble.log"; }
@@ -268,7 +268,7 @@ c["storage_config"]["redis"] = {"port": int(sys.argv[3]), "namespace": "it"}
 json.dump(c, open(sys.argv[2], "w"), indent=1)
 PY
 "$IT_BIN" -c "$IT_DIR/agent-kong.json" import "kong-redis:127.0.0.1:$REDIS_PORT/$KNS" \
-	>"$IT_DIR/import.out" 2>"$IT_DIR/import.err"
+	>"$IT_DIR/import.out" 2>>"$IT_DIR/import-stderr.log"
 check "Kong records (written per Kong's key scheme): k.test imported" test "$(line imported)" = 1
 check "Kong: its account key imported (Kong keeps no URL)" grep -q '^account: imported .*kong_acme:account:' "$IT_DIR/import.out"
 K_SERIAL=$(serial_of "$AUX/k.test.crt")
@@ -282,7 +282,7 @@ wait_for 10 test "$(served_serial k.test)" = "$K_SERIAL"
 check "HAProxy serves k.test with Kong's serial $K_SERIAL" test "$(served_serial k.test)" = "$K_SERIAL"
 # an import while the agent runs reaches HAProxy through the change feed
 G_SERIAL=$(serial_of "$MIX/good1.test.pem")
-"$IT_BIN" -c "$IT_DIR/agent-kong.json" import "crt-dir:$MIX" >"$IT_DIR/import.out" 2>"$IT_DIR/import.err"
+"$IT_BIN" -c "$IT_DIR/agent-kong.json" import "crt-dir:$MIX" >"$IT_DIR/import.out" 2>>"$IT_DIR/import-stderr.log"
 check "crt-dir into Redis: 2 imported while the agent runs" test "$(line imported)" = 2
 wait_for 10 test "$(served_serial good1.test)" = "$G_SERIAL"
 check "the running agent pushed good1.test (change feed) into HAProxy" test "$(served_serial good1.test)" = "$G_SERIAL"
@@ -295,7 +295,7 @@ check "the agent found Kong's account at the CA: $AUX_URL" grep -q "acme: accoun
 check "Pebble holds no new account" test "$(grep -o 'There are now [0-9]* accounts' "$IT_DIR/pebble.log" | tail -1)" = "$NACC0"
 
 # ---- export, then haproxy -c ------------------------------------------------------
-"$IT_BIN" -c "$AGENT_CONF" export "crt-dir:$IT_DIR/exported" >"$IT_DIR/export.out" 2>&1
+"$IT_BIN" -c "$AGENT_CONF" export "crt-dir:$IT_DIR/exported" >"$IT_DIR/export.out" 2>>"$IT_DIR/import-stderr.log"
 check "export exits 0" test $? = 0
 NAMES=$(ls "$STORE/certs" | sort)
 for h in $NAMES; do
@@ -315,9 +315,9 @@ EOF
 check "haproxy -c accepts the exported directory" haproxy -c -q -f "$IT_DIR/export-check.cfg"
 
 # a source that cannot be read is an error, not an empty import
-"$IT_BIN" -c "$AGENT_CONF" import "certbot:$IT_DIR/nothing-here" >/dev/null 2>&1
+"$IT_BIN" -c "$AGENT_CONF" import "certbot:$IT_DIR/nothing-here" >/dev/null 2>>"$IT_DIR/import-stderr.log"
 check "an unreadable source exits 1" test $? = 1
-"$IT_BIN" -c "$AGENT_CONF" import "bogus:$IT_DIR" >/dev/null 2>&1
+"$IT_BIN" -c "$AGENT_CONF" import "bogus:$IT_DIR" >/dev/null 2>>"$IT_DIR/import-stderr.log"
 check "an unknown source kind exits 2" test $? = 2
 
 it_summary
