@@ -13,7 +13,8 @@ N_IMPORT=${BENCH_N_IMPORT:-10000}
 imp_timed() {
 	local out=$1 err=$2 cpu=$3; shift 3
 	( "$@" >"$out" 2>"$err"; rc=$?
-	  times | awk 'NR == 2 { gsub(/[ms]/, " "); print $1 * 60 + $2 + $3 * 60 + $4 }' >"$cpu"
+	  times >"$cpu.raw"	# not in a pipe: that would be a new subshell
+	  awk 'NR == 2 { gsub(/[ms]/, " "); print $1 * 60 + $2 + $3 * 60 + $4 }' "$cpu.raw" >"$cpu"
 	  exit $rc )
 }
 import_one() {   # KIND (file|redis): sets IMP_T IMP_T2 IMP_REF
