@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # acme-spoa import / export (core/import*.c, core/export.c) with the real
-# clients of Debian 12 against Pebble on loopback: certbot (standalone), lego
+# clients of Debian 12 against Pebble (2.10, for ARI) on loopback: certbot (standalone), lego
 # and Caddy 2.6 each obtain certificates into their own storage; the import
 # takes them all (and certbot's account); HAProxy then serves each name with
 # the imported serial and Pebble sees no new order; the next renewal signs with
@@ -30,8 +30,12 @@ done
 # ---- the CA, and the old tools obtaining certificates --------------------------
 # Pebble validates http-01 on $PORT80: each old tool listens there in turn,
 # then HAProxy does.
+# Pebble 2.10 (Debian unstable's, as test_renewal.sh): it has ARI, so the
+# renewal with the imported account is a "replaces" order.
+PEBBLE_BIN=$(bash "$IT_ROOT/scripts/pebble-unstable.sh") || {
+	not_ok "Pebble 2.10 (Debian unstable) could be fetched"; it_summary; exit 1; }
 PORT80=$(free_port)
-start_pebble "$PORT80" || { echo "not ok - pebble did not start"; exit 1; }
+start_pebble "$PORT80" "" "$PEBBLE_BIN" || { not_ok "pebble starts"; it_summary; exit 1; }
 export REQUESTS_CA_BUNDLE=$IT_DIR/pebble-ca.pem LEGO_CA_CERTIFICATES=$IT_DIR/pebble-ca.pem
 
 CB=$IT_DIR/certbot
@@ -158,6 +162,7 @@ check "it signed with certbot's account: the agent logged it" \
 	grep -q "account: $CB_ACCT (imported" "$IT_DIR/agent.log"
 check "no newAccount in Pebble's log" test "$(pebble_count 'POST /sign-me-up')" = "$ACCTS0"
 check "one new order in Pebble's log" test "$(pebble_count 'POST /order-plz')" = "$((ORDERS0 + 1))"
+check "it is an ARI renewal: Pebble marks certbot's order replaced" grep -q 'marked as replaced' "$IT_DIR/pebble.log"
 NEW=$(openssl x509 -noout -serial -in "$STORE/certs/a.test" | cut -d= -f2)
 check "a.test has a new serial now" test -n "$NEW" -a "$NEW" != "${SERIAL[a.test]}"
 imp "certbot:$CB"
