@@ -417,7 +417,7 @@ int imp_read_crt_dir(struct imp_set *s, const char *dir, char *err, size_t errle
 
 int imp_read_crt_list(struct imp_set *s, const char *file, char *err, size_t errlen)
 {
-	char *text, *line, *save = NULL, base[4096];
+	char *text, *line, *save = NULL, *tsave = NULL, base[4096];
 	const char *slash = strrchr(file, '/');
 	size_t len, lineno = 0;
 
@@ -453,7 +453,7 @@ int imp_read_crt_list(struct imp_set *s, const char *file, char *err, size_t err
 			p = end + 1;
 		}
 		/* the first positive SNI filter is the name it serves */
-		for (tok = strtok(p, " \t"); tok; tok = strtok(NULL, " \t"))
+		for (tok = strtok_r(p, " \t", &tsave); tok; tok = strtok_r(NULL, " \t", &tsave))
 			if (tok[0] != '!' && host_normalize(tok, name, sizeof(name), HOST_WILDCARD) == 0)
 				break;
 		if (crt[0] == '/')

@@ -93,23 +93,47 @@ static const char *imp_contact_email(json_t *contacts)
 	return strncmp(c, "mailto:", 7) == 0 ? c + 7 : c;
 }
 
-/* Adds the bundle of <chain_path> + <key_path>, or a refusal naming the file
- * that cannot be read. */
-static void imp_add_files(struct imp_set *s, const char *origin, const char *chain_path,
-			  const char *key_path, const char *name)
+/* Adds the bundle of <chain_path> (completed by <issuer_path> when it holds
+ * the leaf alone and <issuer_path> is not NULL) + <key_path>, or a refusal
+ * naming the file that cannot be read. */
+static void imp_add_files_issuer(struct imp_set *s, const char *origin, const char *chain_path,
+				 const char *issuer_path, const char *key_path, const char *name)
 {
-	char err[512], *chain = NULL, *key = NULL;
-	size_t clen = 0, klen = 0;
+	char err[512], *chain = NULL, *key = NULL, *iss = NULL, *both = NULL;
+	size_t clen = 0, klen = 0, ilen = 0;
+	const char *first;
 
 	chain = imp_read_file(chain_path, CRYPTO_BUNDLE_MAX, &clen, err, sizeof(err));
 	if (chain)
 		key = imp_read_secret(key_path, &klen, err, sizeof(err));
-	if (!chain || !key)
+	if (!chain || !key) {
 		imp_add_refusal(s, origin, "%s", err);
-	else
-		imp_add_parts(s, origin, chain, clen, key, klen, name);
+		goto out;
+	}
+	first = strstr(chain, "-----BEGIN CERTIFICATE-----");
+	if (issuer_path && first && !strstr(first + 1, "-----BEGIN CERTIFICATE-----") &&
+	    imp_is_file(issuer_path) &&
+	    (iss = imp_read_file(issuer_path, CRYPTO_BUNDLE_MAX, &ilen, err, sizeof(err))) &&
+	    (both = malloc(clen + ilen + 2))) {
+		memcpy(both, chain, clen);
+		if (clen && both[clen - 1] != '\n')
+			both[clen++] = '\n';
+		memcpy(both + clen, iss, ilen);
+		clen += ilen;
+		both[clen] = '\0';
+	}
+	imp_add_parts(s, origin, both ? both : chain, clen, key, klen, name);
+out:
 	free(chain);
+	free(iss);
+	free(both);
 	crypto_secret_free(key, klen);
+}
+
+static void imp_add_files(struct imp_set *s, const char *origin, const char *chain_path,
+			  const char *key_path, const char *name)
+{
+	imp_add_files_issuer(s, origin, chain_path, NULL, key_path, name);
 }
 
 /* ---- certbot ------------------------------------------------------------- */
@@ -211,7 +235,7 @@ int imp_read_lego(struct imp_set *s, const char *dir, char *err, size_t errlen)
 		return -1;
 	}
 	while ((de = readdir(d))) {
-		char crt[4400], key[4400], js[4400], stem[256], name[HOST_MAXLEN + 1] = "";
+		char crt[4400], key[4400], js[4400], iss[4400], stem[256], name[HOST_MAXLEN + 1] = "";
 		size_t n = strlen(de->d_name);
 		json_t *meta;
 
@@ -228,8 +252,10 @@ int imp_read_lego(struct imp_set *s, const char *dir, char *err, size_t errlen)
 		if (json_string_value(json_object_get(meta, "domain")))
 			snprintf(name, sizeof(name), "%s", json_string_value(json_object_get(meta, "domain")));
 		json_decref(meta);
-		/* lego's .crt is the bundle (leaf + issuer) unless --no-bundle */
-		imp_add_files(s, crt, crt, key, name[0] ? name : NULL);
+		/* lego's .crt is the bundle (leaf + issuer) unless --no-bundle:
+		 * then <domain>.issuer.crt completes it */
+		snprintf(iss, sizeof(iss), "%s/%s.issuer.crt", certs, stem);
+		imp_add_files_issuer(s, crt, crt, iss, key, name[0] ? name : NULL);
 	}
 	closedir(d);
 	if (imp_url_split(s->cfg->api_uri, host, sizeof(host), path, sizeof(path)) == -1)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -19,6 +20,7 @@
 
 #include "acme/crypto.h"
 #include "acme/jws.h"
+#include "core/config.h"
 #include "core/import_int.h"
 
 /* RFC 7515 Appendix A.3 P-256 key */
@@ -249,6 +251,28 @@ static void test_crt_dir(void **state)
 	t_set_free(&s);
 }
 
+/* lego --no-bundle: the .crt holds the leaf alone, <domain>.issuer.crt the
+ * chain; the name comes from <domain>.json ('*' is '_' in file names) */
+static void test_lego_no_bundle(void **state)
+{
+	struct config cfg = { .api_uri = "https://127.0.0.1:14000/dir" };
+	struct imp_set s = { .cfg = &cfg };
+	char err[256], sub[128];
+
+	snprintf(sub, sizeof(sub), "%s/certificates", tdir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	t_write("certificates/_.zone.example.crt", CERT);
+	t_write("certificates/_.zone.example.issuer.crt", "-----BEGIN CERTIFICATE-----\nCCCC\n-----END CERTIFICATE-----\n");
+	t_write("certificates/_.zone.example.key", KEY);
+	t_write("certificates/_.zone.example.json", "{\"domain\":\"*.zone.example\"}");
+	assert_int_equal(imp_read_lego(&s, tdir, err, sizeof(err)), 0);
+	assert_int_equal(s.ncands, 1);
+	assert_string_equal(s.cands[0].name, "*.zone.example");
+	assert_true(strstr(s.cands[0].pem, "AAAA") < strstr(s.cands[0].pem, "CCCC"));
+	assert_non_null(strstr(s.cands[0].pem, "BBBB"));
+	t_set_free(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -257,6 +281,7 @@ int main(void)
 		cmocka_unit_test(test_jwk_bad),
 		cmocka_unit_test_setup_teardown(test_crt_list, t_setup, t_teardown),
 		cmocka_unit_test_setup_teardown(test_crt_dir, t_setup, t_teardown),
+		cmocka_unit_test_setup_teardown(test_lego_no_bundle, t_setup, t_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
