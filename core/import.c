@@ -50,6 +50,7 @@ struct imp_item {
 	size_t cand;
 	enum imp_outcome outcome;
 	int step;
+	int locked;			/* holds the agents' issuance lock of <host> */
 	char host[HOST_MAXLEN + 1];
 };
 
@@ -70,6 +71,7 @@ struct imp_run {
 	size_t nfail;
 	int progress;
 	double last_progress;
+	char owner[64];			/* lock owner token of this import */
 };
 
 /* ---- refusals ------------------------------------------------------------ */
@@ -226,6 +228,13 @@ static void imp_item_end(struct imp_item *it, enum imp_outcome o, const char *wh
 {
 	struct imp_run *r = it->run;
 
+	if (it->locked) {
+		char key[STORAGE_KEY_MAX];
+
+		snprintf(key, sizeof(key), "issue/%s", it->host);
+		storage_unlock(r->st, key, r->owner, NULL, NULL);
+		it->locked = 0;
+	}
 	it->outcome = o;
 	r->count[o]++;
 	if (o == IMP_FAILED) {
@@ -261,9 +270,13 @@ static void imp_info_view(const struct crypto_cert_info *ci, struct certstore_in
 
 /* Steps of a write, each started when the one before is stored: the
  * record naming the old certificate goes first, so a cut never leaves a
- * record naming a certificate not stored. */
+ * record naming a certificate not stored. A write takes the agents' own
+ * issuance lock of the name first ("issue/<host>", as jobs.c) and compares
+ * again under it, so a certificate an agent stores meanwhile is never
+ * replaced by an older one. */
 enum { IMP_STEP_META_GET = 0, IMP_STEP_CERT_GET, IMP_STEP_META_DEL, IMP_STEP_CERT_PUT,
-       IMP_STEP_META_PUT, IMP_STEP_FEED };
+       IMP_STEP_META_PUT, IMP_STEP_FEED, IMP_STEP_LOCK };
+#define IMP_LOCK_LEASE_MS 60000
 
 static void cb_imp_item(void *arg, struct storage_res *res);
 
@@ -284,11 +297,11 @@ static void imp_item_step(struct imp_item *it, int step)
 		snprintf(key, sizeof(key), "certs/%s", it->host);
 		req = storage_get(r->st, key, cb_imp_item, it);
 		break;
+	case IMP_STEP_LOCK:
+		snprintf(key, sizeof(key), "issue/%s", it->host);
+		req = storage_lock(r->st, key, r->owner, IMP_LOCK_LEASE_MS, cb_imp_item, it);
+		break;
 	case IMP_STEP_META_DEL:
-		if (r->dry_run) {
-			imp_item_end(it, IMP_IMPORTED, NULL);
-			return;
-		}
 		snprintf(key, sizeof(key), CERTSTORE_META_PREFIX "%s", it->host);
 		req = storage_del(r->st, key, cb_imp_item, it);
 		break;
@@ -321,6 +334,16 @@ static void imp_item_step(struct imp_item *it, int step)
 		imp_item_end(it, IMP_FAILED, "out of memory");
 }
 
+/* The bundle is to be written: under the lock (taken first, then what
+ * storage holds is read again). */
+static void imp_item_write(struct imp_item *it)
+{
+	if (it->run->dry_run)
+		imp_item_end(it, IMP_IMPORTED, NULL);
+	else
+		imp_item_step(it, it->locked ? IMP_STEP_META_DEL : IMP_STEP_LOCK);
+}
+
 /* What storage holds of the name, against the bundle chosen for it. */
 static void imp_item_compare(struct imp_item *it, const struct crypto_cert_info *stored)
 {
@@ -331,7 +354,7 @@ static void imp_item_compare(struct imp_item *it, const struct crypto_cert_info 
 	else if (stored->not_after >= ci->not_after)
 		imp_item_end(it, IMP_KEPT, NULL);
 	else
-		imp_item_step(it, IMP_STEP_META_DEL);
+		imp_item_write(it);
 }
 
 static void cb_imp_item(void *arg, struct storage_res *res)
@@ -360,8 +383,16 @@ static void cb_imp_item(void *arg, struct storage_res *res)
 			imp_item_compare(it, &stored);
 			crypto_cert_info_clear(&stored);
 		} else {
-			imp_item_step(it, IMP_STEP_META_DEL);
+			imp_item_write(it);
 		}
+		break;
+	case IMP_STEP_LOCK:
+		if (res->rc == 1) {
+			imp_item_end(it, IMP_FAILED, "an agent is issuing it right now: run the import again");
+			break;
+		}
+		it->locked = 1;
+		imp_item_step(it, IMP_STEP_META_GET);
 		break;
 	case IMP_STEP_FEED:
 		imp_item_end(it, IMP_IMPORTED, NULL);
@@ -542,6 +573,7 @@ int import_run(const struct config *cfg, const char *source, int dry_run, FILE *
 	size_t i, nrefs_src;
 
 	r.set.cfg = cfg;
+	snprintf(r.owner, sizeof(r.owner), "import-%ld-%ld", (long)getpid(), (long)r.now);
 	r.loop = ev_loop_new(EVFLAG_AUTO);
 	if (!r.loop || hmap_init(&best) == -1 || hmap_init(&r.reasons) == -1) {
 		fprintf(stderr, "import: out of memory\n");

@@ -211,6 +211,10 @@ write("expired.test.pem", leaf("expired.test", k[2], days=-1, start=-10) + ca_pe
 write("mismatch.test.pem", leaf("mismatch.test", k[3]) + ca_pem + pem_key(k[4]))
 write("other.test.pem", leaf("elsewhere.test", k[5]) + ca_pem + pem_key(k[5]))
 write("twokeys.test.pem", leaf("twokeys.test", k[6]) + ca_pem + pem_key(k[6]) + pem_key(k[7]))
+import os
+os.makedirs(d + "-busy")
+k3 = ec.generate_private_key(ec.SECP256R1())
+open(d + "-busy/good3.test.pem", "w").write(leaf("good3.test", k3) + ca_pem + pem_key(k3))
 PY
 imp "crt-dir:$MIX"
 check "mixed crt-dir: only the 2 good ones imported" test "$(line imported)" = 2
@@ -292,6 +296,17 @@ check "crt-dir into Redis: 2 imported while the agent runs" test "$(line importe
 wait_for 10 test "$(served_serial good1.test)" = "$G_SERIAL"
 check "the running agent pushed good1.test (change feed) into HAProxy" test "$(served_serial good1.test)" = "$G_SERIAL"
 check "still no new order at Pebble" test "$(pebble_count 'POST /order-plz')" = "$ORDERS1"
+# a name an agent is issuing (its lock "issue/<host>" held) is not written
+redis-cli -p "$REDIS_PORT" SET "it:lock:issue/good3.test" some-agent PX 60000 >/dev/null
+"$IT_BIN" -c "$IT_DIR/agent-kong.json" import "crt-dir:$MIX-busy" >"$IT_DIR/import.out" 2>>"$IT_DIR/import-stderr.log"
+check "a name locked by an agent: exit 1, reported, not written" \
+	test $? = 1 -a "$(line imported)" = 0 -a -z "$(redis-cli -p "$REDIS_PORT" GET it:certs/good3.test)"
+check "the report names it" grep -q '^failed: good3.test: an agent is issuing it right now' "$IT_DIR/import.out"
+check "the agent's lock is left alone" test "$(redis-cli -p "$REDIS_PORT" GET it:lock:issue/good3.test)" = some-agent
+redis-cli -p "$REDIS_PORT" DEL "it:lock:issue/good3.test" >/dev/null
+"$IT_BIN" -c "$IT_DIR/agent-kong.json" import "crt-dir:$MIX-busy" >"$IT_DIR/import.out" 2>>"$IT_DIR/import-stderr.log"
+check "once the lock is gone it imports, and releases its own lock" \
+	test "$(line imported)" = 1 -a -z "$(redis-cli -p "$REDIS_PORT" --scan --pattern 'it:lock:*')"
 # the Kong account is reused: the agent under kong@ finds the account the key
 # already has at Pebble (lego-aux's), Pebble holds no more accounts than before
 r=$(admin POST /acme -d host=k.test)
