@@ -334,6 +334,17 @@ frontend f
 EOF
 check "haproxy -c accepts the exported directory" haproxy -c -q -f "$IT_DIR/export-check.cfg"
 
+# a long import shows its progress on a terminal (script(1) gives it one),
+# and only there
+mkdir -p "$IT_DIR/many"
+"$IT_BUILD/tools/gen_certs" --store "file:$IT_DIR/gen-store" --count 600 --domain many.test \
+	--cert-dir "$IT_DIR/many" >/dev/null 2>>"$IT_DIR/import-stderr.log"
+script -qec "$IT_BIN -c $AGENT_CONF import crt-dir:$IT_DIR/many --dry-run" /dev/null 2>&1 |
+	tr '\r' '\n' >"$IT_DIR/tty.out"
+check "progress on a terminal (600 names)" grep -aq '^import: 600/600 names' "$IT_DIR/tty.out"
+"$IT_BIN" -c "$AGENT_CONF" import "crt-dir:$IT_DIR/many" --dry-run >"$IT_DIR/import.out" 2>"$IT_DIR/notty.err"
+check "no progress when stderr is no terminal" test ! -s "$IT_DIR/notty.err" -a "$(line 'would import')" = 600
+
 # a source that cannot be read is an error, not an empty import
 "$IT_BIN" -c "$AGENT_CONF" import "certbot:$IT_DIR/nothing-here" >/dev/null 2>>"$IT_DIR/import-stderr.log"
 check "an unreadable source exits 1" test $? = 1
