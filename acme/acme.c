@@ -228,9 +228,10 @@ static void cb_acme_directory(void *arg, const struct http_response *res)
 	char err[512];
 
 	if (res->status != 200) {
-		if (res->status == 0)
+		if (res->status == 0) {
 			acme_problem_set(&prob, 0, "directory %s: %s", c->directory_url, res->error);
-		else
+			prob.unreachable = 1;
+		} else
 			acme_problem_parse(res->status, res->body, res->body_len, res->retry_after, &prob);
 		log_err("acme: directory %s unavailable: %s", c->directory_url, prob.detail);
 		goto fail;
@@ -238,6 +239,7 @@ static void cb_acme_directory(void *arg, const struct http_response *res)
 	acme_dir_clear(&c->dir);
 	if (acme_parse_directory(res->body, res->body_len, &c->dir, err, sizeof(err)) < 0) {
 		acme_problem_set(&prob, 0, "directory %s: %s", c->directory_url, err);
+		prob.unreachable = 1;
 		log_err("acme: %s", prob.detail);
 		goto fail;
 	}
@@ -258,7 +260,7 @@ static void acme_directory_start(struct acme_client *c)
 	struct acme_problem prob = { .retry_after = -1 };
 
 	c->dir_state = ACME_DIR_LOADING;
-	if (http_request(c->http, "GET", c->directory_url, NULL, NULL, 0, ACME_HTTP_TIMEOUT_MS,
+	if (http_request(c->http, "GET", c->directory_url, NULL, NULL, 0, c->timeout_ms,
 			 cb_acme_directory, c) == 0)
 		return;
 	c->dir_state = ACME_DIR_NONE;
@@ -296,6 +298,7 @@ static void cb_acme_post_response(void *arg, const struct http_response *res)
 	}
 	if (res->status == 0) {
 		snprintf(err, sizeof(err), "%s: %s", op->post_url, res->error);
+		op->unreachable = 1;
 		op->post_cb(op, NULL, err);
 		return;
 	}
@@ -324,6 +327,7 @@ static void cb_acme_post_nonce(void *arg, const struct http_response *res)
 
 	op->inflight = 0;
 	if ((res->status != 200 && res->status != 204) || !res->replay_nonce) {
+		op->unreachable = 1;	/* no nonce: the CA is not serving */
 		if (res->status == 0)
 			snprintf(err, sizeof(err), "newNonce: %s", res->error);
 		else
@@ -352,7 +356,7 @@ static int acme_post_send(struct acme_op *op, char *err, size_t errlen)
 			snprintf(err, errlen, "newNonce \"%.200s\": %s", c->dir.new_nonce ? c->dir.new_nonce : "", why);
 			return -1;
 		}
-		if (http_request(c->http, "HEAD", c->dir.new_nonce, NULL, NULL, 0, ACME_HTTP_TIMEOUT_MS,
+		if (http_request(c->http, "HEAD", c->dir.new_nonce, NULL, NULL, 0, c->timeout_ms,
 				 cb_acme_post_nonce, op) < 0) {
 			snprintf(err, errlen, "newNonce: cannot start request");
 			return -1;
@@ -368,7 +372,7 @@ static int acme_post_send(struct acme_op *op, char *err, size_t errlen)
 	hdrs[0] = "Content-Type: application/jose+json";
 	hdrs[1] = op->post_pem ? "Accept: application/pem-certificate-chain" : "Accept: application/json";
 	rc = http_request_hdr(c->http, "POST", op->post_url, hdrs, 2, jws, strlen(jws),
-			      ACME_HTTP_TIMEOUT_MS, cb_acme_post_response, op);
+			      c->timeout_ms, cb_acme_post_response, op);
 	free(jws);
 	if (rc < 0) {
 		snprintf(err, errlen, "%s: cannot start request", op->post_url);
@@ -398,6 +402,7 @@ int acme_op_post(struct acme_op *op, const char *url, const char *payload, int p
 	}
 	op->post_pem = pem;
 	op->post_tries = 0;
+	op->unreachable = 0;
 	op->post_cb = cb;
 	return acme_post_send(op, err, errlen);
 }
@@ -412,10 +417,19 @@ static void acme_account_done(struct acme_op *op, const struct acme_problem *pro
 	acme_op_release(op);
 	free(op);
 	if (prob) {
+		struct acme_problem p = { .retry_after = -1 };
+
 		c->acct_state = ACME_ACCT_NONE;
 		log_err("acme: account at %s failed: %s%s%s", c->directory_url, prob->detail,
 			prob->subproblems ? " " : "", prob->subproblems ? prob->subproblems : "");
-		acme_fail_waiters(c, prob, 1);
+		/* the orders waiting fail for the CA's reason, whatever the step */
+		if (acme_problem_copy(&p, prob) == 0) {
+			p.account = 1;
+			acme_fail_waiters(c, &p, 1);
+		} else {
+			acme_fail_waiters(c, prob, 1);
+		}
+		acme_problem_clear(&p);
 		return;
 	}
 	c->acct_state = ACME_ACCT_READY;
@@ -604,7 +618,7 @@ void acme_account_start(struct acme_client *c)
 		}
 		curl_free(esc);
 		rc = http_request(c->http, "POST", ACME_ZEROSSL_EAB_URL, "application/x-www-form-urlencoded",
-				  form, strlen(form), ACME_HTTP_TIMEOUT_MS, cb_acme_zerossl_eab, op);
+				  form, strlen(form), c->timeout_ms, cb_acme_zerossl_eab, op);
 		free(form);
 		if (rc < 0) {
 			acme_account_fail(op, "%s", "ZeroSSL EAB request: cannot start");
@@ -640,13 +654,13 @@ struct acme_client *acme_client_new(struct ev_loop *loop, const struct acme_conf
 {
 	struct acme_client *c = NULL;
 
-	if (!loop || !conf || !account_key || !conf->directory_url ||
+	if (!loop || !conf || !conf->directory_url ||
 	    (strncmp(conf->directory_url, "https://", 8) && strncmp(conf->directory_url, "http://", 7))) {
 		snprintf(err, errlen, "acme: directory URL %s is not an http(s) URL",
 			 conf && conf->directory_url ? conf->directory_url : "(none)");
 		goto fail;
 	}
-	if (!jws_alg(account_key)) {
+	if (account_key && !jws_alg(account_key)) {
 		snprintf(err, errlen, "acme: unsupported account key type");
 		goto fail;
 	}
@@ -676,17 +690,18 @@ struct acme_client *acme_client_new(struct ev_loop *loop, const struct acme_conf
 	c->preferred_chain = acme_strdup0(conf->preferred_chain);
 	c->profile = acme_strdup0(conf->profile);
 	c->tos_accepted = conf->tos_accepted;
+	c->timeout_ms = conf->timeout_ms > 0 ? conf->timeout_ms : ACME_HTTP_TIMEOUT_MS;
+	/* static names: the client keeps pointers to its own literals */
+	for (size_t i = 0; i < conf->nchallenges && c->nchall < 2; i++) {
+		if (strcmp(conf->challenges[i], "http-01") == 0)
+			c->chall[c->nchall++] = "http-01";
+		else if (strcmp(conf->challenges[i], "tls-alpn-01") == 0)
+			c->chall[c->nchall++] = "tls-alpn-01";
+	}
+	if (!c->nchall)
+		c->chall[c->nchall++] = "http-01";
 	c->cert_key_type = conf->cert_key_type;
 	c->rsa_bits = conf->rsa_bits ? conf->rsa_bits : 2048;
-	if (conf->account_url) {
-		/* an account another client created (import): the CA knows it by this URL */
-		c->kid = strdup(conf->account_url);
-		if (!c->kid) {
-			snprintf(err, errlen, "acme: out of memory");
-			goto fail;
-		}
-		c->acct_state = ACME_ACCT_READY;
-	}
 	if (hooks)
 		c->hooks = *hooks;
 	c->hooks_arg = hooks_arg;
@@ -699,6 +714,29 @@ fail:
 	EVP_PKEY_free(account_key);
 	acme_client_free(c);
 	return NULL;
+}
+
+int acme_client_set_account_key(struct acme_client *c, EVP_PKEY *account_key)
+{
+	if (!c || c->account_key || !account_key || !jws_alg(account_key)) {
+		EVP_PKEY_free(account_key);
+		return -1;
+	}
+	c->account_key = account_key;
+	return 0;
+}
+
+int acme_client_set_account_url(struct acme_client *c, const char *url)
+{
+	char *kid;
+
+	if (!c || !url || c->acct_state != ACME_ACCT_NONE || !(kid = strdup(url)))
+		return -1;
+	/* an account another client created (import): the CA knows it by this URL */
+	free(c->kid);
+	c->kid = kid;
+	c->acct_state = ACME_ACCT_READY;
+	return 0;
 }
 
 void acme_client_free(struct acme_client *c)

@@ -23,8 +23,11 @@ struct acme_conf {
 	const char *profile;         /* newOrder profile, used when the CA offers it, or NULL */
 	enum crypto_key_type cert_key_type;
 	int rsa_bits;                /* for CRYPTO_KEY_RSA */
-	const char *account_url;     /* the key's account URL when known (imported): used
-				      * at once, no newAccount; NULL: newAccount finds it */
+	long timeout_ms;             /* bound of one request to the CA; 0: 30 s */
+	/* challenge types for a plain name in order of preference ("http-01",
+	 * "tls-alpn-01"); none: http-01. Wildcards use dns-01. */
+	const char *const *challenges;
+	size_t nchallenges;
 };
 
 struct acme_problem {
@@ -33,6 +36,9 @@ struct acme_problem {
 	char *detail;       /* human-readable text, never NULL once set */
 	char *subproblems;  /* flattened "dns:x: type: detail; ..." or NULL */
 	long retry_after;   /* seconds from Retry-After (429, 503), -1 none */
+	int unreachable;    /* the CA did not answer (transport error, timeout) or
+			     * sent no usable directory: its fault, not the name's */
+	int account;        /* the account could not be set up at the CA */
 };
 
 struct acme_result {
@@ -61,7 +67,26 @@ struct acme_hooks {
 	/* Drops the pending <done> of every challenge_store started with <ctx>
 	 * (the order is freed). Required with challenge_store. */
 	void (*challenge_store_cancel)(void *arg, void *ctx);
+	/* tls-alpn-01 (RFC 8737): stores <host>'s key authorization so that any
+	 * node can make the validation certificate when the CA connects; then
+	 * <done>(<ctx>, ok, err) on the loop, never before returning (cancelled
+	 * by challenge_store_cancel). Returns -1 when it cannot start. Required
+	 * for tls-alpn-01. */
+	int (*alpn_store)(void *arg, const char *host, const char *key_auth,
+			  void (*done)(void *ctx, int ok, const char *err), void *ctx);
+	/* Removes what alpn_store stored, and the validation certificate from
+	 * HAProxy; called once at the end of the order. */
+	void (*alpn_clear)(void *arg, const char *host);
 };
+
+/* The tls-alpn-01 validation certificate (RFC 8737 §3) for <host> and
+ * <key_auth>: self-signed, <host> its only subjectAltName, the critical
+ * acmeIdentifier extension (1.3.6.1.5.5.7.1.31) holding the DER OCTET STRING
+ * of SHA-256(<key_auth>), a new P-256 key, valid a week. Returns the
+ * certificate and key in one malloc'd PEM (length in <len>; a secret: free
+ * with crypto_secret_free()), or NULL with <err> set. */
+char *acme_tlsalpn01_cert(const char *host, const char *key_auth, size_t *len, char *err,
+			  size_t errlen);
 
 /* dns-01 (RFC 8555 §8.4): the solver that publishes TXT records. Orders for a
  * wildcard name ("*.example.com") use it for every authorization. */
@@ -86,11 +111,25 @@ struct acme_dns_hooks {
 char *acme_dns01_txt(const char *key_auth);
 
 /* Creates a client for the CA of <conf> (strings are copied) on <loop>. Takes
- * ownership of <account_key> (even on failure). Nothing is sent before the first
- * order. Returns NULL with a message in <err>. Free with acme_client_free(). */
+ * ownership of <account_key> (even on failure); NULL: set later with
+ * acme_client_set_account_key(), orders and revocations are refused until
+ * then. Nothing is sent before the first order. Returns NULL with a message
+ * in <err>. Free with acme_client_free(). */
 struct acme_client *acme_client_new(struct ev_loop *loop, const struct acme_conf *conf,
 				    EVP_PKEY *account_key, const struct acme_hooks *hooks,
 				    void *hooks_arg, char *err, size_t errlen);
+
+/* Gives <c>, created without one, its account key (ownership taken, even on
+ * failure). Returns 0, or -1 when <c> has a key already or <account_key> is
+ * of an unsupported type. */
+int acme_client_set_account_key(struct acme_client *c, EVP_PKEY *account_key);
+
+/* Tells <c> the account URL of its key, known from elsewhere (an account
+ * imported from another client): requests are signed with it at once, no
+ * newAccount; if the CA answers accountDoesNotExist it is dropped and
+ * newAccount finds the key's account. Returns 0, or -1 when <c> knows its
+ * account already (or out of memory). */
+int acme_client_set_account_url(struct acme_client *c, const char *url);
 
 /* Sets the dns-01 solver (copied); without one, wildcard orders fail. */
 void acme_client_set_dns(struct acme_client *c, const struct acme_dns_hooks *hooks, void *arg);

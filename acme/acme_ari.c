@@ -104,7 +104,7 @@ static void ari_resume(struct acme_op *op, const struct acme_problem *prob)
 			goto fail;
 		}
 	}
-	if (http_request(c->http, "GET", url, NULL, NULL, 0, ACME_HTTP_TIMEOUT_MS, cb_ari_response, a) < 0) {
+	if (http_request(c->http, "GET", url, NULL, NULL, 0, c->timeout_ms, cb_ari_response, a) < 0) {
 		snprintf(a->err, sizeof(a->err), "renewalInfo: cannot start request");
 		goto fail;
 	}
@@ -305,7 +305,7 @@ int acme_revoke(struct acme_client *c, const char *cert_pem,
 {
 	struct acme_revoke_op *r;
 
-	if (!c || !cert_pem || !done)
+	if (!c || !c->account_key || !cert_pem || !done)
 		return -1;
 	r = calloc(1, sizeof(*r));
 	if (!r)

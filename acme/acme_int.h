@@ -141,6 +141,7 @@ struct acme_op {
 	/* the signed POST in progress */
 	char *post_url, *post_payload;
 	int post_pem, post_tries;
+	int unreachable;               /* the last POST got no answer from the CA */
 	acme_post_cb *post_cb;
 };
 
@@ -149,6 +150,9 @@ struct acme_client {
 	struct http_client *http;
 	char *directory_url, *email, *eab_kid, *eab_hmac_key, *preferred_chain, *profile;
 	int tos_accepted;
+	long timeout_ms;               /* of each request to the CA */
+	const char *chall[2];          /* challenge types in order of preference */
+	size_t nchall;
 	enum crypto_key_type cert_key_type;
 	int rsa_bits;
 	EVP_PKEY *account_key;

@@ -58,6 +58,8 @@ struct acme_order {
 	struct acme_hooks hooks;     /* the client's, kept for order_free() */
 	void *hooks_arg;
 	int store_pending;           /* challenge_store() not answered yet */
+	const char *chall_type;      /* of the authorization being answered */
+	int alpn_stored;             /* alpn_store() called: alpn_clear() at the end */
 	int dns;                     /* wildcard order: dns-01 for every authorization */
 	char **dns_fqdns, **dns_values;	/* dns-01 presents started: cleaned up at the end */
 	size_t ndns;
@@ -77,6 +79,7 @@ struct acme_order {
 static void order_step(struct acme_order *o);
 static void order_challenge_stored(void *ctx, int ok, const char *err);
 static void order_dns_presented(void *ctx, int ok, const char *err);
+static void order_alpn_store(struct acme_order *o, const struct acme_authz_obj *a, const char *ka);
 
 static void order_free(struct acme_order *o)
 {
@@ -110,6 +113,8 @@ static void order_complete(struct acme_op *op)
 	if (c && c->hooks.challenge_clear)
 		for (i = 0; i < o->ntokens; i++)
 			c->hooks.challenge_clear(c->hooks_arg, o->host, o->tokens[i]);
+	if (c && o->alpn_stored && c->hooks.alpn_clear)
+		c->hooks.alpn_clear(c->hooks_arg, o->host);
 	if (c && c->dns.cleanup)
 		for (i = 0; i < o->ndns; i++)
 			c->dns.cleanup(c->dns_arg, o->host, o->dns_fqdns[i], o->dns_values[i]);
@@ -129,6 +134,8 @@ static void order_fail_problem(struct acme_order *o, const struct acme_problem *
 	o->state = ACME_ORDER_DONE;
 	o->result.ok = 0;
 	acme_problem_copy(&o->result.problem, p);
+	if (o->op.unreachable)
+		o->result.problem.unreachable = 1;
 	if (!o->result.problem.detail)
 		o->result.problem.detail = strdup("out of memory");
 	log_warn("acme: host=%s order failed: %s%s%s%s%s", o->host,
@@ -350,8 +357,9 @@ static void order_handle_authz(struct acme_order *o, const struct acme_authz_obj
 		return;
 	}
 	if (!a->has_http01) {
-		order_fail(o, "CA offers no %s challenge for %s", o->dns ? "dns-01" : "http-01",
-			   a->identifier);
+		order_fail(o, "CA offers no %s%s%s challenge for %s", o->dns ? "dns-01" : c->chall[0],
+			   !o->dns && c->nchall > 1 ? " or " : "",
+			   !o->dns && c->nchall > 1 ? c->chall[1] : "", a->identifier);
 		return;
 	}
 	ka = jws_key_authorization(a->chall_token, c->account_key);
@@ -361,6 +369,11 @@ static void order_handle_authz(struct acme_order *o, const struct acme_authz_obj
 	}
 	if (o->dns) {
 		order_dns_present(o, a, ka);
+		crypto_secret_free(ka, strlen(ka));
+		return;
+	}
+	if (o->chall_type && strcmp(o->chall_type, "tls-alpn-01") == 0) {
+		order_alpn_store(o, a, ka);
 		crypto_secret_free(ka, strlen(ka));
 		return;
 	}
@@ -397,6 +410,28 @@ static void order_handle_authz(struct acme_order *o, const struct acme_authz_obj
 	crypto_secret_free(ka, strlen(ka));
 	o->state = ACME_ORDER_CHALLENGE;
 	order_step(o);
+}
+
+/* tls-alpn-01: the key authorization goes to storage (every node can make
+ * the validation certificate when the CA connects), then the CA is told. */
+static void order_alpn_store(struct acme_order *o, const struct acme_authz_obj *a, const char *ka)
+{
+	struct acme_client *c = o->op.c;
+
+	if (!c->hooks.alpn_store || order_replace_str(&o->chall_url, a->chall_url) < 0) {
+		order_fail(o, "tls-alpn-01: %s", c->hooks.alpn_store ? "out of memory" : "no solver");
+		return;
+	}
+	o->state = ACME_ORDER_CHALLENGE_STORE;
+	o->hooks = c->hooks;
+	o->hooks_arg = c->hooks_arg;
+	o->alpn_stored = 1;		/* cleared at the end, whatever happens */
+	log_info("acme: host=%s answering tls-alpn-01", o->host);
+	if (c->hooks.alpn_store(c->hooks_arg, o->host, ka, order_challenge_stored, o) < 0) {
+		order_fail(o, "cannot store the tls-alpn-01 challenge for %s", o->host);
+		return;
+	}
+	o->store_pending = 1;
 }
 
 /* challenge_store() answered: the challenge may be answered now. */
@@ -498,6 +533,27 @@ static void order_handle_cert(struct acme_order *o, const struct http_response *
 	order_succeed(o);
 }
 
+/* The authorization with the challenge to answer: dns-01 for a wildcard,
+ * else the first of the client's preferences the CA offers. */
+static int order_parse_authz(struct acme_order *o, const struct http_response *res,
+			     struct acme_authz_obj *a, char *err, size_t errlen)
+{
+	struct acme_client *c = o->op.c;
+	size_t i;
+
+	if (o->dns)
+		return acme_parse_authz_type(res->body, res->body_len, "dns-01", a, err, errlen);
+	for (i = 0; i < c->nchall; i++) {
+		if (acme_parse_authz_type(res->body, res->body_len, c->chall[i], a, err, errlen) < 0)
+			return -1;
+		if (a->has_http01 || i + 1 == c->nchall)
+			break;
+		acme_authz_obj_clear(a);
+	}
+	o->chall_type = c->chall[i < c->nchall ? i : 0];
+	return 0;
+}
+
 static void cb_order_response(struct acme_op *op, const struct http_response *res, const char *err)
 {
 	struct acme_order *o = (struct acme_order *)op;
@@ -556,8 +612,7 @@ static void cb_order_response(struct acme_op *op, const struct http_response *re
 			order_fail_response(o, res, "authorization");
 			return;
 		}
-		if (acme_parse_authz_type(res->body, res->body_len, o->dns ? "dns-01" : "http-01", &a,
-					  perr, sizeof(perr)) < 0) {
+		if (order_parse_authz(o, res, &a, perr, sizeof(perr)) < 0) {
 			order_fail(o, "%s", perr);
 			return;
 		}
@@ -750,7 +805,7 @@ int acme_order_start(struct acme_client *c, const char *host, const char *replac
 {
 	struct acme_order *o;
 
-	if (!c || !host || !*host || strlen(host) > 253 || !done)
+	if (!c || !c->account_key || !host || !*host || strlen(host) > 253 || !done)
 		return -1;
 	o = calloc(1, sizeof(*o));
 	if (!o)

@@ -74,6 +74,8 @@ int acme_problem_copy(struct acme_problem *dst, const struct acme_problem *src)
 	acme_problem_clear(dst);
 	dst->status = src->status;
 	dst->retry_after = src->retry_after;
+	dst->unreachable = src->unreachable;
+	dst->account = src->account;
 	if ((src->type && !(dst->type = strdup(src->type))) ||
 	    (src->detail && !(dst->detail = strdup(src->detail))) ||
 	    (src->subproblems && !(dst->subproblems = strdup(src->subproblems))))

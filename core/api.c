@@ -13,6 +13,7 @@
 #include "acme/crypto.h"
 #include "acme/http.h"
 #include "admin/admin.h"
+#include "core/alpn.h"
 #include "core/api.h"
 #include "core/certstore.h"
 #include "core/challenges.h"
@@ -20,6 +21,7 @@
 #include "core/fleet.h"
 #include "core/health.h"
 #include "core/hold.h"
+#include "core/issuers.h"
 #include "core/jobs.h"
 #include "core/ratelimit.h"
 #include "core/renew.h"
@@ -42,6 +44,7 @@ struct api_counters {
 	uint64_t sni_msgs, http01_msgs, http01_hits, refused_name, refused_backoff;
 	uint64_t http01_deferred, http01_lookup_busy;
 	uint64_t peek_msgs, held, hold_refused;
+	uint64_t refused_storage;	/* new names while storage was not reached since start */
 };
 
 struct api {
@@ -153,6 +156,12 @@ static void api_spoe_sni_any(struct api *a, const struct spop_arg *args, size_t 
 		a->cnt.refused_backoff++;
 		return;
 	}
+	if (!a->d.health->store_ready) {
+		/* started without the store: no account, no lock, no index; the
+		 * name may even be stored. Answered now, not held. */
+		a->cnt.refused_storage++;
+		return;
+	}
 	/* a full queue refuses the name (counted and logged by jobs): not held */
 	if (jobs_issue(a->d.jobs, host, 0, 0, NULL) == 0) {
 		log_info("host=%s on-demand issuance requested by SNI", host);
@@ -224,21 +233,46 @@ static void api_spoe_http01(void *ctx, const struct spop_arg *args, size_t nargs
 	a->cnt.http01_deferred++;
 }
 
+/* acme-alpn: a ClientHello whose ALPN is acme-tls/1 (a CA validating
+ * tls-alpn-01), from the peek frontend before it routes the connection to
+ * the acme-tls/1 frontend: held while that name's validation certificate is
+ * pushed there (alpn.h). */
+static void api_spoe_alpn(void *ctx, const struct spop_arg *args, size_t nargs,
+			  struct spoa_reply *reply)
+{
+	struct api *a = ctx;
+	const struct spop_data *d = api_arg_str(args, nargs, "sni");
+	char raw[CERTSTORE_HOST_MAX], host[CERTSTORE_HOST_MAX];
+
+	if (!d || d->u.s.len == 0 || d->u.s.len >= sizeof(raw))
+		return;
+	memcpy(raw, d->u.s.ptr, d->u.s.len);
+	raw[d->u.s.len] = '\0';
+	if (host_normalize(raw, host, sizeof(host), 0) == -1)
+		return;
+	alpn_hello(a->d.alpn, host, reply);
+}
+
 static const struct spoa_handler api_spoa_handlers[] = {
 	{ .message = "acme-sni", .fn = api_spoe_sni },
 	/* the same, from a TCP frontend peeking at the ClientHello (req.ssl_sni) */
 	{ .message = "acme-sni-peek", .fn = api_spoe_sni_peek },
 	{ .message = "acme-http01", .fn = api_spoe_http01 },
+	{ .message = "acme-alpn", .fn = api_spoe_alpn },
 	{ .message = NULL },
 };
 
 /* ---- admin --------------------------------------------------------------- */
 
-static json_t *api_cert_json(const struct certstore_cert *c)
+/* Kong's fields, and the CA of "issuers" that issued it (name and
+ * directory URL; null when no CA of the list is known to have issued it). */
+static json_t *api_cert_json(const struct api *a, const struct certstore_cert *c)
 {
 	time_t now = time(NULL);
+	int i = issuers_for_cn(a->d.iss, c->info.issuer_cn);
+	const struct config_issuer *is = i >= 0 ? issuers_conf(a->d.iss, (size_t)i) : NULL;
 
-	return json_pack("{s:s, s:s, s:s, s:b, s:s, s:s, s:s, s:s}",
+	return json_pack("{s:s, s:s, s:s, s:b, s:s, s:s, s:s, s:s, s:s?, s:s?}",
 			 "host", c->host,
 			 "not_before", c->info.not_before_str,
 			 "not_after", c->info.not_after_str,
@@ -246,7 +280,9 @@ static json_t *api_cert_json(const struct certstore_cert *c)
 			 "serial_number", c->info.serial_hex,
 			 "digest", c->info.digest_sha1,
 			 "issuer_cn", c->info.issuer_cn,
-			 "pubkey_type", c->info.pubkey_type);
+			 "pubkey_type", c->info.pubkey_type,
+			 "issuer_name", is ? is->name : NULL,
+			 "issuer_url", is ? is->api_uri : NULL);
 }
 
 static void api_admin_issue(void *ctx, const char *raw, struct admin_req *req)
@@ -270,6 +306,11 @@ static void api_admin_issue(void *ctx, const char *raw, struct admin_req *req)
 	if (!wildcard && !config_domain_allowed(a->d.cfg, host)) {
 		snprintf(msg, sizeof(msg), "host %s is not allowed: not in domains", host);
 		admin_reply_message(req, 400, msg);
+		return;
+	}
+	if (!a->d.health->store_ready) {
+		admin_reply_message(req, 503, "storage not reached since start: nothing can be "
+				    "issued yet (see /healthz and the log)");
 		return;
 	}
 	if (jobs_issue(a->d.jobs, host, certstore_get(a->d.cs, host) != NULL, 1, req) == -1)
@@ -350,10 +391,15 @@ static void api_admin_renew_all(void *ctx)
 {
 	struct api *a = ctx;
 
+	if (!a->d.health->store_ready) {
+		log_warn("admin: PATCH /acme: storage not reached since start, nothing to renew yet");
+		return;
+	}
 	renew_pass(a->d.renew, 0);
 }
 
 struct api_list {
+	const struct api *a;
 	json_t *arr;
 	int invalid_only;
 	time_t now;
@@ -365,13 +411,13 @@ static void api_list_cb(void *arg, struct certstore_cert *c)
 
 	if (l->invalid_only && l->now >= c->info.not_before && l->now < c->info.not_after)
 		return;
-	json_array_append_new(l->arr, api_cert_json(c));
+	json_array_append_new(l->arr, api_cert_json(l->a, c));
 }
 
 static json_t *api_admin_cert_list(void *ctx, int invalid_only)
 {
 	struct api *a = ctx;
-	struct api_list l = { json_array(), invalid_only, time(NULL) };
+	struct api_list l = { a, json_array(), invalid_only, time(NULL) };
 
 	if (!l.arr)
 		return NULL;
@@ -388,7 +434,7 @@ static json_t *api_admin_cert_get(void *ctx, const char *raw)
 	if (host_normalize(raw, host, sizeof(host), HOST_WILDCARD) == -1)
 		return NULL;
 	c = certstore_get(a->d.cs, host);
-	return c ? api_cert_json(c) : NULL;
+	return c ? api_cert_json(a, c) : NULL;
 }
 
 struct api_del {
@@ -451,6 +497,14 @@ static void api_revoke_done(void *arg, int ok, const char *err)
 	api_del_finish(d);
 }
 
+/* The client of the CA that issued <d>'s certificate. */
+static struct acme_client *api_revoke_client(const struct api_del *d)
+{
+	struct certstore_cert *c = certstore_get(d->a->d.cs, d->host);
+
+	return issuers_acme_for_cn(d->a->d.iss, c ? c->info.issuer_cn : NULL);
+}
+
 static void cb_api_revoke_read(void *arg, struct storage_res *res)
 {
 	struct api_del *d = arg;
@@ -464,7 +518,7 @@ static void cb_api_revoke_read(void *arg, struct storage_res *res)
 		free(d);
 		return;
 	}
-	if (acme_revoke(d->a->d.acme, res->val, api_revoke_done, d) == -1) {
+	if (acme_revoke(api_revoke_client(d), res->val, api_revoke_done, d) == -1) {
 		admin_reply_message(d->req, 500, "revocation not started");
 		free(d);
 	}
@@ -500,7 +554,7 @@ static void api_admin_cert_delete(void *ctx, const char *raw, int revoke, struct
 		return;
 	}
 	if (revoke) {
-		if (acme_revoke(a->d.acme, c->pem, api_revoke_done, d) == -1) {
+		if (acme_revoke(issuers_acme_for_cn(a->d.iss, c->info.issuer_cn), c->pem, api_revoke_done, d) == -1) {
 			admin_reply_message(req, 500, "revocation not started");
 			free(d);
 		}
@@ -578,6 +632,7 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"ask_url\"", (double)js.refused_ask);
 	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"queue_full\"", (double)js.refused_queue);
 	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"rate_limit\"", (double)js.refused_budget);
+	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"storage\"", (double)k->refused_storage);
 	metrics_header(b, "acme_spoa_orders_in_flight", "gauge", "ACME orders running now.");
 	metrics_value(b, "acme_spoa_orders_in_flight", NULL, (double)js.orders_running);
 
@@ -648,6 +703,17 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	metrics_value(b, "acme_spoa_orders_queued", NULL, (double)js.queued);
 
 	ratelimit_metrics(jobs_ratelimit(a->d.jobs), b);
+	issuers_metrics(a->d.iss, b);
+	{
+		struct alpn_stats as;
+
+		alpn_stats(a->d.alpn, &as);
+		api_counter(b, "acme_spoa_tlsalpn_hellos_total", "ClientHellos with ALPN acme-tls/1 reported (acme-alpn).", NULL, as.hellos);
+		metrics_header(b, "acme_spoa_tlsalpn_certificates_total", "counter", "tls-alpn-01 validation certificates pushed into HAProxy and removed, by result.");
+		metrics_value(b, "acme_spoa_tlsalpn_certificates_total", "op=\"push\",result=\"ok\"", (double)as.pushed);
+		metrics_value(b, "acme_spoa_tlsalpn_certificates_total", "op=\"push\",result=\"error\"", (double)as.push_failed);
+		metrics_value(b, "acme_spoa_tlsalpn_certificates_total", "op=\"remove\",result=\"ok\"", (double)as.removed);
+	}
 
 	certstore_foreach(a->d.cs, api_days_cb, &d);
 	metrics_header(b, "acme_spoa_certificates", "gauge", "Certificates held, by days left before expiry (upper bound).");
@@ -664,6 +730,8 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	api_health_facts(a, &hf);
 	metrics_header(b, "acme_spoa_storage_up", "gauge", "1 when storage answers (the /healthz storage fact).");
 	metrics_value(b, "acme_spoa_storage_up", NULL, hf.storage_ok);
+	metrics_header(b, "acme_spoa_storage_ready", "gauge", "1 once the account, the certificate index and the change feed were read from storage; 0 while a start without the store serves memory only.");
+	metrics_value(b, "acme_spoa_storage_ready", NULL, a->d.health->store_ready);
 	metrics_header(b, "acme_spoa_runtime_sockets", "gauge", "HAProxy runtime sockets configured.");
 	metrics_value(b, "acme_spoa_runtime_sockets", NULL, (double)hf.rt_total);
 	metrics_header(b, "acme_spoa_runtime_sockets_up", "gauge", "HAProxy runtime sockets answering (the /healthz runtime fact).");
@@ -688,7 +756,8 @@ static void api_health_facts(struct api *a, struct api_health_facts *hf)
 	ev_tstamp now = ev_now(a->loop);
 	char err[256];
 
-	hf->storage_ok = a->d.health->storage_ok && storage_state(a->d.st, err, sizeof(err)) == 1;
+	hf->storage_ok = a->d.health->store_ready && a->d.health->storage_ok &&
+			 storage_state(a->d.st, err, sizeof(err)) == 1;
 	if (now - a->storage_pinged >= API_HEALTH_PING_S) {
 		a->storage_pinged = now;
 		storage_ping(a->d.st, cb_api_ping, a);
@@ -707,7 +776,9 @@ static int api_admin_health(void *ctx, json_t **detail)
 	api_health_facts(a, &hf);
 	/* the reason stays in the log: /healthz needs no token */
 	*detail = json_pack("{s:s, s:s, s:s}", "loop", "ok",
-			    "storage", hf.storage_ok ? "ok" : "storage does not answer (see the log)",
+			    "storage", hf.storage_ok ? "ok" : !a->d.health->store_ready ?
+			    "storage not reached since start: serving memory only (see the log)" :
+			    "storage does not answer (see the log)",
 			    "runtime", hf.rt_up ? "ok" : "no runtime socket answers");
 	if (*detail)
 		json_object_set_new(*detail, "runtime_sockets_up",
@@ -745,6 +816,9 @@ struct api *api_new(struct ev_loop *loop, const struct api_deps *deps, char *err
 	struct api *a = calloc(1, sizeof(*a));
 	struct spoa_server_conf sc = {
 		.listen = deps->cfg->spoa_listen,
+		.socket_mode = deps->cfg->spoa_socket_mode ?
+			       (int)strtol(deps->cfg->spoa_socket_mode, NULL, 8) : 0,
+		.socket_group = deps->cfg->spoa_socket_group,
 		.handlers = api_spoa_handlers,
 		.ctx = a,
 		.on_engine = api_on_engine,

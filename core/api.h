@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-struct acme_client;
+struct alpn;
 struct certstore;
 struct challenges;
 struct config;
@@ -15,6 +15,7 @@ struct ev_loop;
 struct fleet;
 struct health;
 struct http_client;
+struct issuers;
 struct jobs;
 struct renew;
 struct storage;
@@ -23,7 +24,7 @@ struct storage;
 struct api_deps {
 	const struct config *cfg;
 	struct storage *st;
-	struct acme_client *acme;
+	struct issuers *iss;
 	struct http_client *http;
 	struct certstore *cs;
 	struct challenges *ch;
@@ -32,6 +33,7 @@ struct api_deps {
 	struct fleet *fleet;
 	struct health *health;
 	struct dns01 *dns;		/* NULL without dns01.provider */
+	struct alpn *alpn;		/* the tls-alpn-01 solver */
 };
 
 /* Starts the SPOA server on spoa.listen and the admin server on

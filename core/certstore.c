@@ -460,6 +460,9 @@ static void certstore_push_done(void *arg, int ok, const char *err)
 
 	if (ok) {
 		cs->push_ok++;
+	} else if (err == rt_err_shutdown) {
+		/* stopping: HAProxy keeps what it had, the next start pushes again */
+		log_info("push not finished: %s", err);
 	} else {
 		cs->push_failed++;
 		log_err("push failed: %s", err ? err : "unknown error");

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "acme/acme.h"
+#include "core/alpn.h"
 #include "core/challenges.h"
 #include "core/health.h"
 #include "lib/hmap.h"
@@ -42,6 +43,7 @@ struct ch_store {
 struct challenges {
 	struct storage *st;
 	struct health *health;
+	struct alpn *alpn;		/* tls-alpn-01 solver, or NULL */
 	struct hmap local;		/* token -> key authorization (malloc'd) */
 	struct hmap cache;		/* token -> struct ch_cached */
 	LIST_HEAD(, ch_lookup) lookups;	/* look-ups in flight */
@@ -311,6 +313,8 @@ static void ch_hook_store_cancel(void *arg, void *ctx)
 		LIST_REMOVE(c, link);
 		free(c);
 	}
+	if (ch->alpn)
+		alpn_cancel(ch->alpn, ctx);
 }
 
 static void ch_hook_clear(void *arg, const char *host, const char *token)
@@ -318,8 +322,32 @@ static void ch_hook_clear(void *arg, const char *host, const char *token)
 	challenges_forget(arg, token);
 }
 
+/* tls-alpn-01: the solver set by challenges_set_alpn() */
+static int ch_hook_alpn_store(void *arg, const char *host, const char *key_auth,
+			      void (*done)(void *ctx, int ok, const char *err), void *ctx)
+{
+	struct challenges *ch = arg;
+
+	return ch->alpn ? alpn_store(ch->alpn, host, key_auth, done, ctx) : -1;
+}
+
+static void ch_hook_alpn_clear(void *arg, const char *host)
+{
+	struct challenges *ch = arg;
+
+	if (ch->alpn)
+		alpn_clear(ch->alpn, host);
+}
+
+void challenges_set_alpn(struct challenges *ch, struct alpn *al)
+{
+	ch->alpn = al;
+}
+
 const struct acme_hooks challenges_acme_hooks = {
 	.challenge_store = ch_hook_store,
 	.challenge_store_cancel = ch_hook_store_cancel,
 	.challenge_clear = ch_hook_clear,
+	.alpn_store = ch_hook_alpn_store,
+	.alpn_clear = ch_hook_alpn_clear,
 };

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 struct acme_hooks;
+struct alpn;
 struct health;
 struct spoa_deferred;
 struct storage;
@@ -18,6 +19,9 @@ extern const struct acme_hooks challenges_acme_hooks;
 /* Creates an empty token store over <st>; <st> and <health> are borrowed.
  * Returns NULL when out of memory. */
 struct challenges *challenges_new(struct storage *st, struct health *health);
+
+/* Sets the tls-alpn-01 solver the hooks forward to (borrowed; NULL: none). */
+void challenges_set_alpn(struct challenges *ch, struct alpn *al);
 
 /* Completes every look-up in flight (their deferred ACKs go out without a
  * key authorization), drops the stores in flight and frees <ch>. Call it

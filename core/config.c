@@ -34,6 +34,7 @@ enum cfg_kind {
 	CFG_ENUM,
 	CFG_LIST,
 	CFG_REAL,
+	CFG_ISSUERS,		/* "issuers": an array of objects (parse_issuers()) */
 	CFG__MAX
 };
 
@@ -87,6 +88,11 @@ static int chk_zone(char *v, char *why, size_t whylen);
 static int chk_dns_name(char *v, char *why, size_t whylen);
 static int chk_base64(char *v, char *why, size_t whylen);
 static int chk_executable(char *v, char *why, size_t whylen);
+static int chk_env_name(char *v, char *why, size_t whylen);
+static int chk_mode(char *v, char *why, size_t whylen);
+static int chk_group(char *v, char *why, size_t whylen);
+static int chk_challenge(char *v, char *why, size_t whylen);
+static int find_row(const char *name);
 
 #define F(f)	offsetof(struct config, f)
 #define STR(n, fl, def, f, chk)	{ .name = n, .kind = CFG_STR, .flags = fl, .def_str = def, .off = F(f), .check = chk }
@@ -130,7 +136,7 @@ static const struct cfg_row cfg_rows[] = {
 	STR("storage_config.redis.password", CF_SECRET, NULL, redis_auth, NULL),
 	STR("storage_config.redis.auth", CF_SECRET | CF_ALIAS, NULL, redis_auth, NULL),
 	BOOL("storage_config.redis.ssl", 0, 0, redis_ssl),
-	BOOL("storage_config.redis.ssl_verify", 0, 0, redis_ssl_verify),
+	BOOL("storage_config.redis.ssl_verify", 0, 1, redis_ssl_verify),
 	STR("storage_config.redis.server_name", 0, NULL, redis_ssl_server_name, chk_host),
 	STR("storage_config.redis.ssl_server_name", CF_ALIAS, NULL, redis_ssl_server_name, chk_host),
 	STR("storage_config.redis.ssl_ca_file", 0, NULL, redis_ssl_ca_file, chk_readable_file),
@@ -149,6 +155,8 @@ static const struct cfg_row cfg_rows[] = {
 	STR("storage_config.consul.token", CF_SECRET, NULL, consul_token, NULL),
 	STR("storage_config.consul.kv_path", 0, "acme", consul_kv_path, chk_kv_path),
 	ADDR("spoa.listen", 0, ADDR_UNIX, "127.0.0.1:12345", spoa_listen, spoa_addr),
+	STR("spoa.socket_mode", 0, NULL, spoa_socket_mode, chk_mode),
+	STR("spoa.socket_group", 0, NULL, spoa_socket_group, chk_group),
 	ADDR("admin.listen", 0, 0, "127.0.0.1:8001", admin_listen, admin_addr),
 	STR("admin.token", CF_SECRET | CF_RELOAD, NULL, admin_token, NULL),
 	ADDR_LIST("haproxy.runtime", 0, 1, ADDR_UNIX, "unix:/run/haproxy/admin.sock", runtime, nruntime,
@@ -167,6 +175,7 @@ static const struct cfg_row cfg_rows[] = {
 	STR("dns01.tsig_secret", CF_SECRET, NULL, dns01_tsig_secret, chk_base64),
 	STR("dns01.zone", 0, NULL, dns01_zone, chk_zone),
 	STR("dns01.exec", 0, NULL, dns01_exec, chk_executable),
+	LIST("dns01.exec_env", 0, 0, NULL, dns01_exec_env, ndns01_exec_env, chk_env_name),
 	INT("dns01.propagation_timeout", 0, 5, 3600, 120, dns01_propagation_timeout),
 	LIST("wildcard_domains", 0, 0, NULL, wildcard_domains, nwildcard_domains, chk_zone),
 	RLIM("rate_limits.orders_per_3h", rl_orders_per_3h),
@@ -174,6 +183,10 @@ static const struct cfg_row cfg_rows[] = {
 	RLIM("rate_limits.certs_per_exact_set_week", rl_certs_per_exact_set_week),
 	RLIM("rate_limits.failures_per_host_hour", rl_failures_per_host_hour),
 	REAL("rate_limits.renewal_reserve", CF_RELOAD, 0.0, 1.0, 0.2, rl_renewal_reserve),
+	/* issuers (SPEC §3): the CAs in order; the keys above make one by default */
+	LIST("challenges", 0, 1, "http-01", challenges, nchallenges, chk_challenge),
+	STR("haproxy.alpn_crt_list", 0, "/etc/haproxy/acme-alpn.crtlist", alpn_crt_list, chk_abs_path),
+	{ .name = "issuers", .kind = CFG_ISSUERS, .off = F(issuers), .off_n = F(nissuers) },
 };
 #define CFG_NROWS (sizeof(cfg_rows) / sizeof(cfg_rows[0]))
 
@@ -463,6 +476,41 @@ static int chk_executable(char *v, char *why, size_t whylen)
 	return 0;
 }
 
+/* File mode bits in octal, as chmod takes them ("0660", "660"). */
+static int chk_mode(char *v, char *why, size_t whylen)
+{
+	size_t n = strlen(v);
+
+	if (n < 3 || n > 4 || strspn(v, "01234567") != n || (n == 4 && v[0] != '0')) {
+		snprintf(why, whylen, "is not an octal mode such as \"0660\"");
+		return -1;
+	}
+	return 0;
+}
+
+/* A group: a name as /etc/group writes one, or a number; looked up when the
+ * socket is made, so --check passes on a host without the group yet. */
+static int chk_group(char *v, char *why, size_t whylen)
+{
+	if (!v[0] || v[0] == '-' || strlen(v) > 64 ||
+	    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-$") != strlen(v)) {
+		snprintf(why, whylen, "is not a group name or number");
+		return -1;
+	}
+	return 0;
+}
+
+/* An environment variable's name, as a shell writes one. */
+static int chk_env_name(char *v, char *why, size_t whylen)
+{
+	if (!v[0] || (v[0] >= '0' && v[0] <= '9') ||
+	    strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") != strlen(v)) {
+		snprintf(why, whylen, "is not an environment variable name");
+		return -1;
+	}
+	return 0;
+}
+
 /* ---------- setting values ---------- */
 
 /* Validates one string (a scalar key or a list entry) and returns a malloc'd copy,
@@ -532,6 +580,395 @@ static json_t *node_string(struct cfg_parse *p, const char *key, const json_t *v
 	if (!s)
 		errs_add(&p->errs, key, "out of memory");
 	return s;
+}
+
+/* ---------- issuers ---------- */
+
+static const char *const challenge_names[CONFIG_CHALLENGE__MAX + 1] = { "http-01", "tls-alpn-01", NULL };
+
+const char *config_challenge_name(enum config_challenge c)
+{
+	return (unsigned)c < CONFIG_CHALLENGE__MAX ? challenge_names[c] : "?";
+}
+
+static int chk_challenge(char *v, char *why, size_t whylen)
+{
+	size_t i;
+
+	for (i = 0; challenge_names[i]; i++)
+		if (strcmp(v, challenge_names[i]) == 0)
+			return 0;
+	snprintf(why, whylen, "is not a challenge type this agent answers (http-01, tls-alpn-01; "
+		 "wildcards use dns-01)");
+	return -1;
+}
+
+/* The per-CA keys: top-level single-CA keys, the members of an issuers[]
+ * entry. Given with "issuers", a top-level one is refused (which CA would it
+ * be?), except account_email and tos_accepted, which entries inherit. */
+static const char *const issuer_own_keys[] = {
+	"api_uri", "api_ca_file", "eab_kid", "eab_hmac_key", "preferred_chain", "profile",
+	"rate_limits.orders_per_3h", "rate_limits.certs_per_domain_week",
+	"rate_limits.certs_per_exact_set_week", "rate_limits.failures_per_host_hour",
+	"rate_limits.renewal_reserve", NULL
+};
+
+static void issuer_clear(struct config_issuer *is)
+{
+	char *secrets[] = { is->account_email, is->eab_kid, is->eab_hmac_key };
+	size_t i;
+
+	for (i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+		if (secrets[i])
+			OPENSSL_cleanse(secrets[i], strlen(secrets[i]));
+	free(is->name);
+	free(is->api_uri);
+	free(is->api_ca_file);
+	free(is->account_email);
+	free(is->eab_kid);
+	free(is->eab_hmac_key);
+	free(is->preferred_chain);
+	free(is->profile);
+	memset(is, 0, sizeof(*is));
+}
+
+static void issuers_free(struct config_issuer *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; v && i < n; i++)
+		issuer_clear(&v[i]);
+	free(v);
+}
+
+static int issuer_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n >= 1 && n <= CONFIG_ISSUER_NAME_MAX &&
+	       strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_.-") == n && s[0] != '.';
+}
+
+/* One string member of an entry, checked by the top-level row of the same
+ * name (secrets resolved, URLs and files checked); 0 or -1 (error recorded). */
+static int issuer_str(struct cfg_parse *p, const char *key, const char *row_name, const json_t *v,
+		      char **dst)
+{
+	char *s = take_string(p, &cfg_rows[find_row(row_name)], key, v, NULL);
+
+	if (!s)
+		return -1;
+	free(*dst);
+	*dst = s;
+	return 0;
+}
+
+static int issuer_int(struct cfg_parse *p, const char *key, const json_t *v, long long lo,
+		      long long hi, int *dst)
+{
+	if (!json_is_integer(v)) {
+		err_type(p, key, v, 0, "an integer");
+		return -1;
+	}
+	if (json_integer_value(v) < lo || json_integer_value(v) > hi) {
+		errs_add(&p->errs, key, "%lld is not between %lld and %lld",
+			 (long long)json_integer_value(v), lo, hi);
+		return -1;
+	}
+	*dst = (int)json_integer_value(v);
+	return 0;
+}
+
+static int issuer_challenges(struct cfg_parse *p, const char *key, const json_t *v,
+			     struct config_issuer *is)
+{
+	char k[CONFIG_KEY_MAX + 32], why[160], d[80];
+	size_t i, j;
+
+	if (!json_is_array(v) || json_array_size(v) == 0) {
+		err_type(p, key, v, 0, "a non-empty array of challenge types");
+		return -1;
+	}
+	is->nchallenges = 0;
+	for (i = 0; i < json_array_size(v); i++) {
+		json_t *e = json_array_get(v, i);
+		char *s;
+
+		snprintf(k, sizeof(k), "%s[%zu]", key, i);
+		if (!json_is_string(e)) {
+			err_type(p, k, e, 0, "a string");
+			return -1;
+		}
+		s = (char *)json_string_value(e);
+		describe(e, 0, d, sizeof(d));
+		if (chk_challenge(s, why, sizeof(why)) == -1) {
+			errs_add(&p->errs, k, "%s %s", d, why);
+			return -1;
+		}
+		for (j = 0; strcmp(challenge_names[j], s) != 0; j++)
+			;
+		for (size_t m = 0; m < is->nchallenges; m++)
+			if (is->challenges[m] == (enum config_challenge)j) {
+				errs_add(&p->errs, k, "%s is given twice", d);
+				return -1;
+			}
+		is->challenges[is->nchallenges++] = (enum config_challenge)j;
+	}
+	return 0;
+}
+
+static int issuer_rate_limits(struct cfg_parse *p, const char *key, const json_t *v,
+			      struct config_issuer *is)
+{
+	char k[CONFIG_KEY_MAX + 64];
+	const char *m;
+	json_t *e;
+	int bad = 0;
+
+	if (!json_is_object(v)) {
+		err_type(p, key, v, 0, "an object");
+		return -1;
+	}
+	json_object_foreach((json_t *)v, m, e) {
+		snprintf(k, sizeof(k), "%s.%s", key, m);
+		if (strcmp(m, "orders_per_3h") == 0)
+			bad |= issuer_int(p, k, e, 0, 10000, &is->rl_orders_per_3h);
+		else if (strcmp(m, "certs_per_domain_week") == 0)
+			bad |= issuer_int(p, k, e, 0, 10000, &is->rl_certs_per_domain_week);
+		else if (strcmp(m, "certs_per_exact_set_week") == 0)
+			bad |= issuer_int(p, k, e, 0, 10000, &is->rl_certs_per_exact_set_week);
+		else if (strcmp(m, "failures_per_host_hour") == 0)
+			bad |= issuer_int(p, k, e, 0, 10000, &is->rl_failures_per_host_hour);
+		else if (strcmp(m, "renewal_reserve") == 0) {
+			if (!json_is_number(e) || json_number_value(e) < 0.0 || json_number_value(e) > 1.0) {
+				errs_add(&p->errs, k, "expected a number between 0 and 1");
+				bad = -1;
+			} else {
+				is->rl_renewal_reserve = json_number_value(e);
+			}
+		} else {
+			errs_add(&p->errs, k, "unknown key");
+			bad = -1;
+		}
+	}
+	return bad ? -1 : 0;
+}
+
+/* One entry of "issuers" into <is> (unset members: NULL or -1). */
+static int issuer_parse(struct cfg_parse *p, size_t idx, const json_t *obj, struct config_issuer *is)
+{
+	char key[CONFIG_KEY_MAX];
+	const char *m;
+	json_t *v;
+	int bad = 0;
+
+	is->tos_accepted = is->rl_orders_per_3h = is->rl_certs_per_domain_week = -1;
+	is->rl_certs_per_exact_set_week = is->rl_failures_per_host_hour = -1;
+	is->rl_renewal_reserve = -1;
+	if (!json_is_object(obj)) {
+		snprintf(key, sizeof(key), "issuers[%zu]", idx);
+		err_type(p, key, obj, 0, "an object");
+		return -1;
+	}
+	json_object_foreach((json_t *)obj, m, v) {
+		snprintf(key, sizeof(key), "issuers[%zu].%s", idx, m);
+		if (json_is_null(v))
+			continue;
+		if (strcmp(m, "name") == 0) {
+			if (!json_is_string(v) || !issuer_name_ok(json_string_value(v))) {
+				errs_add(&p->errs, key, "expected 1 to %d characters of a-z 0-9 _ . -",
+					 CONFIG_ISSUER_NAME_MAX);
+				bad = -1;
+			} else if (!(is->name = strdup(json_string_value(v)))) {
+				bad = -1;
+			}
+		} else if (strcmp(m, "api_uri") == 0 || strcmp(m, "api_ca_file") == 0 ||
+			   strcmp(m, "account_email") == 0 || strcmp(m, "eab_kid") == 0 ||
+			   strcmp(m, "eab_hmac_key") == 0 || strcmp(m, "preferred_chain") == 0 ||
+			   strcmp(m, "profile") == 0) {
+			char **dst = strcmp(m, "api_uri") == 0 ? &is->api_uri :
+				     strcmp(m, "api_ca_file") == 0 ? &is->api_ca_file :
+				     strcmp(m, "account_email") == 0 ? &is->account_email :
+				     strcmp(m, "eab_kid") == 0 ? &is->eab_kid :
+				     strcmp(m, "eab_hmac_key") == 0 ? &is->eab_hmac_key :
+				     strcmp(m, "preferred_chain") == 0 ? &is->preferred_chain : &is->profile;
+
+			bad |= issuer_str(p, key, m, v, dst);
+		} else if (strcmp(m, "tos_accepted") == 0) {
+			if (!json_is_boolean(v)) {
+				err_type(p, key, v, 0, "a boolean (true or false)");
+				bad = -1;
+			} else {
+				is->tos_accepted = json_is_true(v);
+			}
+		} else if (strcmp(m, "rate_limits") == 0) {
+			bad |= issuer_rate_limits(p, key, v, is);
+		} else if (strcmp(m, "challenges") == 0) {
+			bad |= issuer_challenges(p, key, v, is);
+		} else if (strcmp(m, "timeout") == 0) {
+			bad |= issuer_int(p, key, v, 1, 300, &is->timeout);
+		} else {
+			errs_add(&p->errs, key, "unknown key (an issuer takes name, api_uri, api_ca_file, "
+				 "account_email, tos_accepted, eab_kid, eab_hmac_key, preferred_chain, "
+				 "profile, rate_limits, challenges, timeout)");
+			bad = -1;
+		}
+	}
+	snprintf(key, sizeof(key), "issuers[%zu]", idx);
+	if (!is->name) {
+		errs_add(&p->errs, key, "missing name");
+		bad = -1;
+	}
+	if (!is->api_uri) {
+		errs_add(&p->errs, key, "missing api_uri (the CA's directory URL)");
+		bad = -1;
+	}
+	if (!is->eab_kid != !is->eab_hmac_key) {
+		errs_add(&p->errs, key, "eab_kid and eab_hmac_key go together");
+		bad = -1;
+	}
+	return bad ? -1 : 0;
+}
+
+static int parse_issuers(struct cfg_parse *p, const json_t *v)
+{
+	struct config_issuer *arr;
+	size_t i, j, n;
+	int bad = 0;
+
+	if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > CONFIG_ISSUERS_MAX) {
+		char d[80];
+
+		describe(v, 0, d, sizeof(d));
+		errs_add(&p->errs, "issuers", "%s: expected an array of 1 to %d CA objects", d,
+			 CONFIG_ISSUERS_MAX);
+		return -1;
+	}
+	n = json_array_size(v);
+	if (!(arr = calloc(n, sizeof(*arr)))) {
+		errs_add(&p->errs, "issuers", "out of memory");
+		return -1;
+	}
+	for (i = 0; i < n; i++)
+		bad |= issuer_parse(p, i, json_array_get(v, i), &arr[i]);
+	for (i = 0; !bad && i < n; i++)
+		for (j = 0; j < i; j++)
+			if (strcmp(arr[i].name, arr[j].name) == 0) {
+				errs_add(&p->errs, "issuers", "name \"%s\" is given twice", arr[i].name);
+				bad = -1;
+			}
+	if (bad || !(p->cfg->issuers_json = json_dumps(v, JSON_COMPACT))) {
+		issuers_free(arr, n);
+		return -1;
+	}
+	p->cfg->issuers = arr;
+	p->cfg->nissuers = n;
+	return 0;
+}
+
+static void issuer_default_limits(struct config_issuer *is)
+{
+	int le = config_is_letsencrypt(is->api_uri);
+
+	if (is->rl_orders_per_3h < 0)
+		is->rl_orders_per_3h = le ? 300 : 0;
+	if (is->rl_certs_per_domain_week < 0)
+		is->rl_certs_per_domain_week = le ? 50 : 0;
+	if (is->rl_certs_per_exact_set_week < 0)
+		is->rl_certs_per_exact_set_week = le ? 5 : 0;
+	if (is->rl_failures_per_host_hour < 0)
+		is->rl_failures_per_host_hour = le ? 5 : 0;
+	if (is->rl_renewal_reserve < 0)
+		is->rl_renewal_reserve = 0.2;
+}
+
+/* The top-level challenges list as an issuer's preference. */
+static void issuer_default_challenges(const struct config *cfg, struct config_issuer *is)
+{
+	size_t i, j;
+
+	if (is->nchallenges)
+		return;
+	for (i = 0; i < cfg->nchallenges && is->nchallenges < CONFIG_CHALLENGE__MAX; i++)
+		for (j = 0; j < CONFIG_CHALLENGE__MAX; j++)
+			if (strcmp(cfg->challenges[i], challenge_names[j]) == 0)
+				is->challenges[is->nchallenges++] = (enum config_challenge)j;
+	if (!is->nchallenges)
+		is->challenges[is->nchallenges++] = CONFIG_CHALLENGE_HTTP01;
+}
+
+static char *dup0(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+/* Without "issuers": one entry, "default", of the top-level keys. With it:
+ * entries inherit account_email, tos_accepted and challenges; the other
+ * top-level per-CA keys are refused. */
+static void finish_issuers(struct cfg_parse *p)
+{
+	struct config *cfg = p->cfg;
+	struct config_issuer *is;
+	size_t i;
+
+	if (!cfg->issuers) {
+		if (p->failed[find_row("issuers")] || !cfg->account_email || !cfg->api_uri)
+			return;
+		if (!(is = calloc(1, sizeof(*is)))) {
+			errs_add(&p->errs, "issuers", "out of memory");
+			return;
+		}
+		cfg->issuers = is;
+		cfg->nissuers = 1;
+		is->name = strdup("default");
+		is->api_uri = strdup(cfg->api_uri);
+		is->account_email = strdup(cfg->account_email);
+		is->api_ca_file = dup0(cfg->api_ca_file);
+		is->eab_kid = dup0(cfg->eab_kid);
+		is->eab_hmac_key = dup0(cfg->eab_hmac_key);
+		is->preferred_chain = dup0(cfg->preferred_chain);
+		is->profile = dup0(cfg->profile);
+		is->tos_accepted = cfg->tos_accepted;
+		config_issuer_sync_limits(cfg);
+		is->timeout = 10;
+		issuer_default_challenges(cfg, is);
+		if (!is->name || !is->api_uri || !is->account_email ||
+		    (cfg->api_ca_file && !is->api_ca_file) || (cfg->eab_kid && !is->eab_kid) ||
+		    (cfg->eab_hmac_key && !is->eab_hmac_key) ||
+		    (cfg->preferred_chain && !is->preferred_chain) || (cfg->profile && !is->profile))
+			errs_add(&p->errs, "issuers", "out of memory");
+		return;
+	}
+	for (i = 0; issuer_own_keys[i]; i++)
+		if (p->assigned[find_row(issuer_own_keys[i])])
+			errs_add(&p->errs, issuer_own_keys[i], "given with issuers: set it in each "
+				 "issuers[] entry (the top-level form is for one CA)");
+	for (i = 0; i < cfg->nissuers; i++) {
+		is = &cfg->issuers[i];
+		if (!is->account_email && cfg->account_email &&
+		    !(is->account_email = strdup(cfg->account_email)))
+			errs_add(&p->errs, "issuers", "out of memory");
+		if (is->tos_accepted < 0)
+			is->tos_accepted = cfg->tos_accepted;
+		if (!is->timeout)
+			is->timeout = 10;
+		issuer_default_limits(is);
+		issuer_default_challenges(cfg, is);
+	}
+}
+
+void config_issuer_sync_limits(struct config *cfg)
+{
+	struct config_issuer *is = cfg->issuers;
+
+	/* only the implicit entry follows the top-level keys (live at SIGHUP) */
+	if (!is || cfg->issuers_json)
+		return;
+	is->rl_orders_per_3h = cfg->rl_orders_per_3h;
+	is->rl_certs_per_domain_week = cfg->rl_certs_per_domain_week;
+	is->rl_certs_per_exact_set_week = cfg->rl_certs_per_exact_set_week;
+	is->rl_failures_per_host_hour = cfg->rl_failures_per_host_hour;
+	is->rl_renewal_reserve = cfg->rl_renewal_reserve;
 }
 
 static void set_value(struct cfg_parse *p, size_t idx, const json_t *v)
@@ -677,6 +1114,10 @@ static void set_value(struct cfg_parse *p, size_t idx, const json_t *v)
 		*(size_t *)((char *)p->cfg + row->off_n) = n;
 		break;
 	}
+	case CFG_ISSUERS:
+		if (parse_issuers(p, v) == -1)
+			return;
+		break;
 	default:
 		return;
 	}
@@ -936,6 +1377,8 @@ static void finish(struct cfg_parse *p)
 		case CFG_REAL:
 			*FIELD(cfg, row, double) = row->def_real;
 			break;
+		case CFG_ISSUERS:
+			break;		/* finish_issuers() */
 		default:
 			*FIELD(cfg, row, int) = (int)row->def_int;
 			break;
@@ -965,6 +1408,7 @@ static void finish(struct cfg_parse *p)
 				 "missing (eab_kid and eab_hmac_key go together)");
 	}
 	finish_dns01(p);
+	finish_issuers(p);
 }
 
 static struct config *load_buf(const char *text, size_t len, const char *source,
@@ -1069,6 +1513,9 @@ void config_free(struct config *cfg)
 			free(arr);
 			if (row->flags & CF_ADDR)
 				free(*ADDR_FIELD(cfg, row, struct addr *));
+		} else if (row->kind == CFG_ISSUERS) {
+			issuers_free(cfg->issuers, cfg->nissuers);
+			free(cfg->issuers_json);
 		}
 	}
 	free(cfg);
@@ -1100,6 +1547,10 @@ static int row_equal(const struct cfg_row *row, const struct config *a, const st
 	}
 	case CFG_REAL:
 		return *FIELD(a, row, double) == *FIELD(b, row, double);
+	case CFG_ISSUERS:
+		/* as given; the implicit entry follows the keys compared above */
+		return (!a->issuers_json && !b->issuers_json) ||
+		       (a->issuers_json && b->issuers_json && strcmp(a->issuers_json, b->issuers_json) == 0);
 	default:
 		return *FIELD(a, row, int) == *FIELD(b, row, int);
 	}
@@ -1120,6 +1571,7 @@ static void row_show(const struct cfg_row *row, const struct config *c, char *ou
 		break;
 	}
 	case CFG_LIST:
+	case CFG_ISSUERS:
 		snprintf(out, outlen, "%zu entries", *(const size_t *)((const char *)c + row->off_n));
 		break;
 	case CFG_BOOL:
@@ -1211,6 +1663,7 @@ void config_apply_reload(struct config *running, struct config *nw)
 			break;
 		}
 	}
+	config_issuer_sync_limits(running);
 }
 
 void config_keys_print(FILE *f)
@@ -1218,6 +1671,7 @@ void config_keys_print(FILE *f)
 	static const char *const kinds[CFG__MAX] = {
 		[CFG_STR] = "string", [CFG_INT] = "integer", [CFG_BOOL] = "boolean",
 		[CFG_ENUM] = "enum", [CFG_LIST] = "list", [CFG_REAL] = "number",
+		[CFG_ISSUERS] = "list",
 	};
 	const struct cfg_row *r;
 	size_t i;

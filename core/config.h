@@ -37,6 +37,35 @@ enum config_tsig_alg {
 	CONFIG_TSIG__MAX
 };
 
+/* ACME challenge types an issuer may use for a plain name, in its order of
+ * preference ("challenges"); wildcards always use dns-01. */
+enum config_challenge {
+	CONFIG_CHALLENGE_HTTP01 = 0,
+	CONFIG_CHALLENGE_TLSALPN01,	/* RFC 8737, through haproxy.alpn_crt_list */
+	CONFIG_CHALLENGE__MAX
+};
+
+#define CONFIG_ISSUER_NAME_MAX	32
+#define CONFIG_ISSUERS_MAX	8
+
+/* One CA of "issuers" (SPEC §3), each with its own account. Without
+ * "issuers" the top-level single-CA keys make the one entry, named
+ * "default". Strings are owned (NULL when unset, except name, api_uri and
+ * account_email). */
+struct config_issuer {
+	char *name;			/* [a-z0-9_.-], unique: metrics label, storage key segment */
+	char *api_uri, *api_ca_file, *account_email;
+	int tos_accepted;
+	char *eab_kid, *eab_hmac_key, *preferred_chain, *profile;
+	/* rate_limits of this CA, as the top-level keys (core/ratelimit.h) */
+	int rl_orders_per_3h, rl_certs_per_domain_week, rl_certs_per_exact_set_week;
+	int rl_failures_per_host_hour;
+	double rl_renewal_reserve;
+	enum config_challenge challenges[CONFIG_CHALLENGE__MAX];	/* preference order */
+	size_t nchallenges;
+	int timeout;			/* seconds one request to the CA may take [10] */
+};
+
 enum config_storage {
 	CONFIG_STORAGE_FILE = 0,
 	CONFIG_STORAGE_REDIS,
@@ -76,6 +105,7 @@ struct config {
 	char *consul_token;		/* NULL when unset */
 	char *consul_kv_path;
 	char *spoa_listen, *admin_listen;
+	char *spoa_socket_mode, *spoa_socket_group;	/* a unix spoa.listen's mode ("0660") and group */
 	struct addr spoa_addr, admin_addr;	/* the two above, parsed */
 	char *admin_token;		/* NULL when unset: no authentication */
 	char **runtime;			/* at least one: "unix:/path" or "host:port" */
@@ -95,6 +125,8 @@ struct config {
 	enum config_tsig_alg dns01_tsig_algorithm;
 	char *dns01_zone;		/* NULL: found by SOA look-up */
 	char *dns01_exec;		/* hook program (exec provider) */
+	char **dns01_exec_env;		/* variables the hook gets beyond PATH, HOME, LANG, ... */
+	size_t ndns01_exec_env;
 	int dns01_propagation_timeout;	/* seconds [120] */
 	char **wildcard_domains;	/* lower-case zones served by one "*.zone" + "zone" certificate */
 	size_t nwildcard_domains;
@@ -103,6 +135,13 @@ struct config {
 	int rl_orders_per_3h, rl_certs_per_domain_week, rl_certs_per_exact_set_week;
 	int rl_failures_per_host_hour;
 	double rl_renewal_reserve;	/* fraction of each budget kept for renewals [0.2] */
+	/* issuers: the CAs in order of preference; at least one */
+	struct config_issuer *issuers;
+	size_t nissuers;
+	char *issuers_json;		/* "issuers" as given (compact), NULL when left out */
+	char **challenges;		/* top-level "challenges": default of each issuer */
+	size_t nchallenges;
+	char *alpn_crt_list;		/* crt-list of the "alpn acme-tls/1" frontend */
 };
 
 /* 1 when <api_uri> is one of Let's Encrypt's directories (production or
@@ -163,6 +202,13 @@ int config_secret_resolve(const char *value, char **out, char *why, size_t whyle
  * beyond loopback without a token, allow_any_domain without ask_url, no
  * name allowed on demand). Returns how many. */
 int config_warnings(const struct config *cfg, char *out, size_t outlen);
+
+/* Copies the top-level rate_limits.* into the implicit issuer (no
+ * "issuers" given): at load and after a reload applied them. */
+void config_issuer_sync_limits(struct config *cfg);
+
+/* Name of a challenge type ("http-01"); "?" when out of range. */
+const char *config_challenge_name(enum config_challenge c);
 
 /* Names for logs ("rsa", "ecc"; "file", "redis", "shm", "consul"); "?" when out of range. */
 const char *config_cert_type_name(enum config_cert_type t);

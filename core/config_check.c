@@ -136,7 +136,7 @@ out:
 
 int config_warnings(const struct config *cfg, char *out, size_t outlen)
 {
-	size_t off = 0;
+	size_t off = 0, i;
 	int n = 0;
 
 #define WARN(...) do { \
@@ -163,6 +163,20 @@ int config_warnings(const struct config *cfg, char *out, size_t outlen)
 	if (cfg->ndomains == 0 && cfg->nwildcard_domains == 0 && !cfg->allow_any_domain)
 		WARN("domains is empty and allow_any_domain is false: no on-demand issuance, "
 		     "certificates are issued through the admin API only");
+	/* the store holds private keys and the account key */
+	if (cfg->storage == CONFIG_STORAGE_REDIS && cfg->redis_ssl && !cfg->redis_ssl_verify)
+		WARN("storage_config.redis.ssl_verify is false: any certificate is accepted from "
+		     "Redis%s, so whoever sits between them and this host reads the private keys "
+		     "and the account key", cfg->redis_sentinel_master ? " and its sentinels" : "");
+	if (cfg->storage == CONFIG_STORAGE_CONSUL && !cfg->consul_https && cfg->consul_token &&
+	    !addr_host_is_loopback(cfg->consul_host))
+		WARN("storage_config.consul: the token and every private key go in clear (http, not "
+		     "https) to %s, which is not this host", cfg->consul_host);
+	for (i = 0; i < cfg->nruntime; i++)
+		if (!addr_is_loopback(&cfg->runtime_addrs[i]))
+			WARN("haproxy.runtime %s is a TCP socket beyond this host: certificates and "
+			     "their private keys go to it in clear, and anyone who reaches it "
+			     "controls HAProxy", cfg->runtime[i]);
 #undef WARN
 	return n;
 }

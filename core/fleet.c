@@ -103,11 +103,23 @@ static void cb_fleet_reconcile(struct ev_loop *loop, ev_timer *w, int revents)
 	fleet_feed_read(w->data);
 }
 
+int fleet_mark(struct fleet *f)
+{
+	struct storage_res g;
+	char err[256];
+
+	if (!f->sub || storage_wait(f->st, storage_feed_since(f->st, CERTSTORE_FEED, STORAGE_FEED_NOW,
+							      NULL, NULL), &g, err, sizeof(err)) == -1)
+		return -1;
+	f->feed_gen = g.gen;
+	storage_res_clear(&g);
+	return 0;
+}
+
 struct fleet *fleet_new(struct ev_loop *loop, struct storage *st, struct certstore *cs,
 			struct health *health)
 {
 	struct fleet *f = calloc(1, sizeof(*f));
-	struct storage_res g;
 	char err[256];
 
 	if (!f)
@@ -122,11 +134,7 @@ struct fleet *fleet_new(struct ev_loop *loop, struct storage *st, struct certsto
 	 * that nothing announced meanwhile is missed */
 	f->sub = storage_subscribe(st, CERTSTORE_CHANNEL, fleet_on_cert_msg, f, err, sizeof(err));
 	/* the feed's position first: what changes during the load is read again */
-	if (f->sub && storage_wait(st, storage_feed_since(st, CERTSTORE_FEED, STORAGE_FEED_NOW,
-							  NULL, NULL), &g, err, sizeof(err)) == 0) {
-		f->feed_gen = g.gen;
-		storage_res_clear(&g);
-	}
+	fleet_mark(f);
 out:
 	return f;
 }

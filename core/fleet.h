@@ -25,6 +25,11 @@ struct fleet_stats {
 struct fleet *fleet_new(struct ev_loop *loop, struct storage *st, struct certstore *cs,
 			struct health *health);
 
+/* Reads the feed's position again (runs the loop), for a start that could
+ * not read it: call it before certstore_load(). Returns 0, or -1 when the
+ * store did not answer (the feed is then read from its start). */
+int fleet_mark(struct fleet *f);
+
 /* Starts the periodic reconcile (with pub/sub only). */
 void fleet_start(struct fleet *f);
 

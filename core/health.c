@@ -9,6 +9,7 @@ void health_init(struct health *h)
 {
 	memset(h, 0, sizeof(*h));
 	h->storage_ok = 1;
+	h->store_ready = 1;
 }
 
 void health_storage_result(struct health *h, const struct storage_res *res)

@@ -12,6 +12,8 @@ struct health {
 	uint64_t storage_errors;	/* storage results that were errors */
 	int storage_ok;			/* the last storage answer was not an error */
 	char storage_err[256];		/* the last error's reason */
+	int store_ready;		/* account, index and change feed loaded from storage: a
+					 * start without the store serves memory only until then */
 };
 
 /* Starts <h> healthy with no error counted. */

@@ -24,6 +24,7 @@
 #include "core/config.h"
 #include "core/import.h"
 #include "core/import_int.h"
+#include "core/issuers.h"
 #include "core/manager.h"
 #include "lib/fsutil.h"
 #include "lib/hmap.h"
@@ -417,9 +418,9 @@ static void imp_next(struct imp_run *r)
  * stores it unless storage holds another key for that CA and email. */
 static int imp_account(struct imp_run *r, FILE *out)
 {
-	const struct config *cfg = r->set.cfg;
+	const struct config_issuer *iss = &r->set.cfg->issuers[0];
 	struct imp_acct *pick = NULL;
-	char id[MGR_ACCOUNT_ID_LEN + 1], key[STORAGE_KEY_MAX], ukey[STORAGE_KEY_MAX], err[512];
+	char id[ISSUERS_ACCOUNT_ID_LEN + 1], key[STORAGE_KEY_MAX], ukey[STORAGE_KEY_MAX], err[512];
 	struct storage_res res;
 	EVP_PKEY *pk = NULL, *have = NULL;
 	size_t i, other = 0;
@@ -432,21 +433,25 @@ static int imp_account(struct imp_run *r, FILE *out)
 			other++;
 			continue;
 		}
-		if (!pick || (strcasecmp(a->email, cfg->account_email) == 0 &&
-			      strcasecmp(pick->email, cfg->account_email) != 0) ||
-		    (a->url && !pick->url && strcasecmp(pick->email, cfg->account_email) != 0))
+		if (!pick || (strcasecmp(a->email, iss->account_email) == 0 &&
+			      strcasecmp(pick->email, iss->account_email) != 0) ||
+		    (a->url && !pick->url && strcasecmp(pick->email, iss->account_email) != 0))
 			pick = a;
 	}
 	if (!pick) {
 		fprintf(out, "account: none for %s in the source%s; the agent will use its own\n",
-			cfg->api_uri, other ? " (only accounts of other CAs)" : "");
+			iss->api_uri, other ? " (only accounts of other CAs)" : "");
 		return 0;
 	}
 	if (!(pk = crypto_key_from_pem(pick->key_pem, pick->key_len, err, sizeof(err))) || !jws_alg(pk)) {
 		fprintf(out, "account: %s refused: %s\n", pick->origin, pk ? "unsupported key type" : err);
 		goto out;
 	}
-	mgr_account_id(cfg, id);
+	if (issuers_account_id(iss->api_uri, iss->account_email, id) == -1) {
+		fprintf(out, "account: out of memory\n");
+		rc = -1;
+		goto out;
+	}
 	snprintf(key, sizeof(key), "accounts/%s/key", id);
 	snprintf(ukey, sizeof(ukey), "accounts/%s/url", id);
 	got = storage_wait(r->st, storage_get(r->st, key, NULL, NULL), &res, err, sizeof(err));
@@ -461,7 +466,7 @@ static int imp_account(struct imp_run *r, FILE *out)
 		if (!have || EVP_PKEY_eq(have, pk) != 1) {
 			fprintf(out, "account: CONFLICT: storage already holds another account key for %s "
 				"(%s, %s); %s was not imported and nothing was overwritten\n",
-				cfg->api_uri, cfg->account_email, key, pick->origin);
+				iss->api_uri, iss->account_email, key, pick->origin);
 			goto out;
 		}
 		/* the same key: at most its URL is new */
@@ -491,7 +496,7 @@ static int imp_account(struct imp_run *r, FILE *out)
 		storage_res_clear(&res);
 	}
 	fprintf(out, "account: %s %s%s%s for %s\n", r->dry_run ? "would import" : "imported",
-		pick->origin, pick->url ? " as " : "", pick->url ? pick->url : "", cfg->api_uri);
+		pick->origin, pick->url ? " as " : "", pick->url ? pick->url : "", iss->api_uri);
 	if (!pick->url)
 		fprintf(out, "account: the source keeps no account URL: the agent finds it once "
 			"with newAccount (same key, same account)\n");
@@ -573,6 +578,7 @@ int import_run(const struct config *cfg, const char *source, int dry_run, FILE *
 	size_t i, nrefs_src;
 
 	r.set.cfg = cfg;
+	r.set.api_uri = cfg->issuers[0].api_uri;
 	snprintf(r.owner, sizeof(r.owner), "import-%ld-%ld", (long)getpid(), (long)r.now);
 	r.loop = ev_loop_new(EVFLAG_AUTO);
 	if (!r.loop || hmap_init(&best) == -1 || hmap_init(&r.reasons) == -1) {

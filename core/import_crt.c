@@ -589,7 +589,7 @@ static void imp_kong_accounts(struct imp_set *s, redisContext *rc, const char *p
 		else
 			imp_add_acct(s, keys[i], key, strlen(key),
 				     json_string_value(json_object_get(j, "kid")), email,
-				     strlen(s->cfg->api_uri) == ul && strncmp(rest, s->cfg->api_uri, ul) == 0);
+				     strlen(s->api_uri) == ul && strncmp(rest, s->api_uri, ul) == 0);
 		if (key)
 			OPENSSL_cleanse((void *)key, strlen(key));
 		json_decref(j);

@@ -34,6 +34,7 @@ struct imp_refusal {
 
 struct imp_set {
 	const struct config *cfg;
+	const char *api_uri;	/* the CA whose account is wanted (the first issuer's) */
 	struct imp_cand *cands;
 	size_t ncands, acands;
 	struct imp_acct *accts;

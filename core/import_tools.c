@@ -211,7 +211,7 @@ int imp_read_certbot(struct imp_set *s, const char *dir, char *err, size_t errle
 		imp_add_files(s, lin, chain, key, NULL);
 	}
 	closedir(d);
-	if (imp_url_split(s->cfg->api_uri, host, sizeof(host), path, sizeof(path)) == -1)
+	if (imp_url_split(s->api_uri, host, sizeof(host), path, sizeof(path)) == -1)
 		return 0;
 	/* configuration.py server_path: netloc + path, the port kept */
 	snprintf(want, sizeof(want), "%s%s%s", host, path[0] ? "/" : "", path);
@@ -258,7 +258,7 @@ int imp_read_lego(struct imp_set *s, const char *dir, char *err, size_t errlen)
 		imp_add_files_issuer(s, crt, crt, iss, key, name[0] ? name : NULL);
 	}
 	closedir(d);
-	if (imp_url_split(s->cfg->api_uri, host, sizeof(host), path, sizeof(path)) == -1)
+	if (imp_url_split(s->api_uri, host, sizeof(host), path, sizeof(path)) == -1)
 		return 0;
 	for (p = host; *p; p++)
 		if (*p == ':')
@@ -395,7 +395,7 @@ int imp_read_caddy(struct imp_set *s, const char *dir, char *err, size_t errlen)
 		closedir(d2);
 	}
 	closedir(d);
-	imp_certmagic_issuer_key(s->cfg->api_uri, want, sizeof(want));
+	imp_certmagic_issuer_key(s->api_uri, want, sizeof(want));
 	snprintf(users, sizeof(users), "%s/acme", dir);
 	if (!(d = opendir(users)))
 		return 0;
@@ -563,7 +563,7 @@ int imp_read_acmesh(struct imp_set *s, const char *dir, char *err, size_t errlen
 		imp_add_files(s, confp, chain, key, host_valid(name, HOST_WILDCARD) ? name : NULL);
 	}
 	closedir(d);
-	imp_acmesh_ca_dir(s->cfg->api_uri, want, sizeof(want));
+	imp_acmesh_ca_dir(s->api_uri, want, sizeof(want));
 	snprintf(ca, sizeof(ca), "%s/ca", dir);
 	imp_acmesh_accounts(s, ca, "", want, 0);
 	return 0;

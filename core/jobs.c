@@ -22,6 +22,7 @@
 #include "core/certstore.h"
 #include "core/config.h"
 #include "core/health.h"
+#include "core/issuers.h"
 #include "core/jobs.h"
 #include "core/ratelimit.h"
 #include "lib/hmap.h"
@@ -74,6 +75,7 @@ struct job {
 	enum job_state state;
 	int renewal;			/* replaces an existing certificate */
 	int forced;			/* admin request: skip allow-list and backoff */
+	int resumed;			/* resumed from "pending/<host>": dropped when refused */
 	int lock_tries;
 	int locked;			/* holds the issuance lock */
 	char serial0[130];		/* serial held when the job began ("" if none) */
@@ -81,6 +83,11 @@ struct job {
 	struct storage_req *req;	/* the storage call the job waits for */
 	struct ratelimit_check *rlc;	/* the rate limit check the job waits for */
 	enum ratelimit_class rl_class;	/* what the CA's budgets count it as */
+	size_t plan[CONFIG_ISSUERS_MAX];	/* issuers to try, in order (issuers_plan()) */
+	size_t nplan, step;		/* plan[step] is the issuer of the order */
+	int preferred;			/* the first choice: the current certificate's
+					 * issuer for a renewal, else the first */
+	int cert_issuer;		/* issuer of the current certificate, -1 unknown */
 	struct job *next_queued;
 	struct job_waiter *waiters;
 };
@@ -89,11 +96,10 @@ struct jobs {
 	struct ev_loop *loop;
 	const struct config *cfg;
 	struct storage *st;
-	struct acme_client *acme;
+	struct issuers *iss;
 	struct http_client *http;
 	struct certstore *cs;
 	struct health *health;
-	struct ratelimit *rl;		/* the CA's rate limits */
 	struct jobs_hooks hooks;
 	char node_id[2 * JOBS_NODE_ID_BYTES + 1];	/* lock owner token of this process */
 	struct hmap map;		/* host -> struct job */
@@ -305,6 +311,10 @@ static void job_finish(struct job *j, int ok, enum job_fail refused, const char 
 		js->orders_running--;
 		snprintf(key, sizeof(key), "pending/%s", j->host);
 		storage_del(js->st, key, cb_job_storage_ignore, js);
+	} else if (j->resumed) {
+		/* refused before its order (backoff, ask_url): not resumed again */
+		snprintf(key, sizeof(key), "pending/%s", j->host);
+		storage_del(js->st, key, cb_job_storage_ignore, js);
 	}
 	if (j->locked) {
 		snprintf(key, sizeof(key), "issue/%s", j->host);
@@ -336,6 +346,19 @@ static void job_end(struct job *j, int ok, const char *why, long retry_after)
 {
 	job_finish(j, ok, JOB_FAILED, why, retry_after);
 }
+
+/* The issuer of <j>'s order (its plan is made at the budget check). */
+static const char *job_issuer_name(const struct job *j)
+{
+	return issuers_conf(j->js->iss, j->plan[j->step])->name;
+}
+
+static struct ratelimit *job_rl(const struct job *j)
+{
+	return issuers_ratelimit(j->js->iss, j->plan[j->step]);
+}
+
+static int job_fall_through(struct job *j);
 
 static void cb_job_stored(void *arg, struct storage_res *res)
 {
@@ -380,10 +403,9 @@ static void job_order_done(void *arg, const char *host, const struct acme_result
 
 	if (!res->ok) {
 		const struct acme_problem *p = &res->problem;
+		int ca_fault = issuers_ca_fault(p);
 
 		js->stats.orders_failed++;
-		if (j->renewal)
-			js->stats.renewals_failed++;
 		if (p->status == 429)
 			js->stats.fail_rate_limited++;
 		else if (p->status == 0)
@@ -391,11 +413,17 @@ static void job_order_done(void *arg, const char *host, const struct acme_result
 		else
 			js->stats.fail_ca++;
 		if (ratelimit_is_validation_failure(p->type))
-			ratelimit_record_failure(js->rl, host, j->rl_class);
+			ratelimit_record_failure(job_rl(j), host, j->rl_class);
 		snprintf(why, sizeof(why), "%s%s%s%s%s", p->type ? p->type : "error",
 			 p->detail ? ": " : "", p->detail ? p->detail : "",
 			 p->subproblems ? " " : "", p->subproblems ? p->subproblems : "");
-		log_err("host=%s order=%s failed: %s", host, res->order_url ? res->order_url : "-", why);
+		log_err("host=%s issuer=%s order=%s failed: %s", host, job_issuer_name(j),
+			res->order_url ? res->order_url : "-", why);
+		issuers_order_failed(js->iss, j->plan[j->step], ca_fault, why, p->retry_after);
+		if (ca_fault && job_fall_through(j))
+			return;
+		if (j->renewal)
+			js->stats.renewals_failed++;
 		job_end(j, 0, why, p->retry_after);
 		return;
 	}
@@ -410,7 +438,7 @@ static void job_order_done(void *arg, const char *host, const struct acme_result
 	if (clen && bundle[clen - 1] != '\n')
 		bundle[clen++] = '\n';
 	memcpy(bundle + clen, res->key_pem, klen + 1);
-	ratelimit_record_issued(js->rl, host, j->rl_class);
+	ratelimit_record_issued(job_rl(j), host, j->rl_class);
 	/* known before the install computes the next due time: no renewal loop */
 	if (j->renewal)
 		if (js->hooks.renewed)
@@ -425,9 +453,11 @@ static void job_order_done(void *arg, const char *host, const struct acme_result
 		job_end(j, 0, "the CA returned an unreadable certificate", -1);
 		return;
 	}
-	log_info("host=%s order=%s certificate issued serial=%s not_after=%s issuer=\"%s\"", host,
-		 res->order_url ? res->order_url : "-", c->info.serial_hex, c->info.not_after_str,
-		 c->info.issuer_cn);
+	log_info("host=%s issuer=%s order=%s certificate issued serial=%s not_after=%s issuer_cn=\"%s\"",
+		 host, job_issuer_name(j), res->order_url ? res->order_url : "-", c->info.serial_hex,
+		 c->info.not_after_str, c->info.issuer_cn);
+	issuers_issued(js->iss, j->plan[j->step], c->info.issuer_cn,
+		       (int)j->plan[j->step] != j->preferred);
 	snprintf(key, sizeof(key), "certs/%s", host);
 	j->state = JOB_STORING;
 	j->req = storage_put(js->st, key, bundle, clen + klen, 0, cb_job_stored, j);
@@ -462,9 +492,12 @@ static void job_order(struct job *j)
 	ev_timer_init(&j->timer, cb_job_lease, JOB_LOCK_EXTEND_S, JOB_LOCK_EXTEND_S);
 	j->timer.data = j;
 	ev_timer_start(js->loop, &j->timer);
-	log_info("host=%s %s started", j->host, j->renewal ? "renewal" : "issuance");
-	if (acme_order_start(js->acme, j->host,
-			     j->renewal && c && c->info.ari_cert_id[0] ? c->info.ari_cert_id : NULL,
+	log_info("host=%s %s started issuer=%s", j->host, j->renewal ? "renewal" : "issuance",
+		 job_issuer_name(j));
+	/* `replaces` means something only to the CA that issued the certificate */
+	if (acme_order_start(issuers_acme(js->iss, j->plan[j->step]), j->host,
+			     j->renewal && c && c->info.ari_cert_id[0] &&
+			     (int)j->plan[j->step] == j->cert_issuer ? c->info.ari_cert_id : NULL,
 			     job_order_done, j) == -1)
 		job_end(j, 0, "the ACME client could not start the order", -1);
 }
@@ -481,6 +514,9 @@ static void job_budget_done(void *arg, int rc, const char *why, time_t until)
 		return;
 	}
 	if (rc == 1) {
+		/* this CA's budget is spent: the next one may have room */
+		if (job_fall_through(j))
+			return;
 		/* no retry before the window frees: renewals and SNI both wait */
 		jobs_backoff_remember(j->js, j->host, until, 0);
 		if (!j->forced && !j->renewal)
@@ -495,15 +531,50 @@ static void job_budget(struct job *j)
 {
 	struct jobs *js = j->js;
 	struct certstore_cert *c = certstore_get(js->cs, j->host);
+	size_t cur;
 
-	if (j->renewal && c && c->info.ari_cert_id[0] && acme_has_ari(js->acme))
+	if (!j->nplan) {
+		/* renewals go first to the CA of the current certificate; one no
+		 * CA of the list is known to have issued (imported, or issued
+		 * before issuers) counts as the first's, as ARI asks it */
+		j->cert_issuer = c ? issuers_for_cn(js->iss, c->info.issuer_cn) : -1;
+		if (c && j->cert_issuer < 0)
+			j->cert_issuer = 0;
+		j->preferred = j->renewal && j->cert_issuer >= 0 ? j->cert_issuer : 0;
+		j->nplan = issuers_plan(js->iss, j->preferred, j->plan);
+		j->step = 0;
+	}
+	cur = j->plan[j->step];
+	if (j->renewal && c && c->info.ari_cert_id[0] && (int)cur == j->cert_issuer &&
+	    acme_has_ari(issuers_acme(js->iss, cur)))
 		j->rl_class = RATELIMIT_EXEMPT;	/* sends `replaces` */
 	else
 		j->rl_class = j->renewal || j->serial0[0] ? RATELIMIT_RENEWAL : RATELIMIT_NEW;
 	j->state = JOB_BUDGET;
-	j->rlc = ratelimit_check(js->rl, j->host, j->rl_class, job_budget_done, j);
+	j->rlc = ratelimit_check(job_rl(j), j->host, j->rl_class, job_budget_done, j);
 	if (!j->rlc)
 		job_end(j, 0, "out of memory", -1);
+}
+
+/* After a failure for the CA's reasons: the job's next issuer, at once and
+ * under the same lock, so a held ClientHello still gets a certificate when
+ * any CA works. Returns 1 when it goes on there, 0 when none is left. */
+static int job_fall_through(struct job *j)
+{
+	struct jobs *js = j->js;
+	const char *from = job_issuer_name(j);
+
+	if (j->step + 1 >= j->nplan)
+		return 0;
+	if (j->state == JOB_ORDERING) {
+		js->orders_running--;
+		ev_timer_stop(js->loop, &j->timer);
+	}
+	j->step++;
+	log_warn("host=%s issuer=%s failed: falling back to issuer=%s", j->host, from,
+		 job_issuer_name(j));
+	job_budget(j);
+	return 1;
 }
 
 /* The certificate another node may have stored while this job waited. */
@@ -799,12 +870,25 @@ void jobs_stats(const struct jobs *js, struct jobs_stats *out)
 
 struct ratelimit *jobs_ratelimit(const struct jobs *js)
 {
-	return js->rl;
+	return issuers_ratelimit(js->iss, 0);
 }
 
 void jobs_set_hooks(struct jobs *js, const struct jobs_hooks *hooks)
 {
 	js->hooks = *hooks;
+}
+
+/* A name a resumed record may still be issued for now: allowed by domains
+ * (or allow_any_domain) as on-demand and POST /acme require, or the
+ * "*.<zone>" certificate of a zone of wildcard_domains. */
+static int jobs_resume_allowed(const struct jobs *js, const char *host)
+{
+	char wc[CERTSTORE_HOST_MAX];
+
+	if (config_domain_allowed(js->cfg, host))
+		return 1;
+	return host[0] == '*' && host[1] == '.' &&
+	       config_wildcard_name(js->cfg, host + 2, wc, sizeof(wc)) && strcmp(wc, host) == 0;
 }
 
 void jobs_resume_pending(struct jobs *js)
@@ -820,6 +904,7 @@ void jobs_resume_pending(struct jobs *js)
 	}
 	for (i = 0; i < list.n; i++) {
 		int renewal = 0;
+		struct job *j;
 
 		if (host_normalize(list.keys[i] + strlen("pending/"), host, sizeof(host), HOST_WILDCARD) == -1)
 			continue;
@@ -828,14 +913,27 @@ void jobs_resume_pending(struct jobs *js)
 			renewal = v.len == 7 && memcmp(v.val, "renewal", 7) == 0;
 			storage_res_clear(&v);
 		}
+		/* the record is storage's word: a renewal only of a certificate
+		 * held here, which renewal policy covers; anything else is a new
+		 * name and must pass what an on-demand name passes now (domains,
+		 * then the fleet's backoff and ask_url in the job) */
+		if (!certstore_get(js->cs, host))
+			renewal = 0;
+		if (!renewal && !jobs_resume_allowed(js, host)) {
+			log_warn("host=%s issuance cut off by a stop not resumed: the name is not "
+				 "allowed now", host);
+			storage_del(js->st, list.keys[i], cb_job_storage_ignore, js);
+			continue;
+		}
 		log_info("host=%s resuming an issuance cut off by a stop", host);
-		jobs_issue(js, host, renewal, 1, NULL);
+		if (jobs_issue(js, host, renewal, 0, NULL) == 0 && (j = hmap_get(&js->map, host)))
+			j->resumed = 1;
 	}
 	storage_res_clear(&list);
 }
 
 /* The lock owner token: a digest of the host name and spoa.listen. */
-static void jobs_node_id(struct jobs *js)
+void jobs_owner_token(const struct config *cfg, char out[JOBS_OWNER_TOKEN_LEN])
 {
 	char hn[256] = "", id[600];
 	unsigned char md[32];
@@ -843,15 +941,21 @@ static void jobs_node_id(struct jobs *js)
 	size_t i;
 
 	gethostname(hn, sizeof(hn) - 1);
-	snprintf(id, sizeof(id), "%s|%s", hn, js->cfg->spoa_listen);
+	snprintf(id, sizeof(id), "%s|%s", hn, cfg->spoa_listen);
 	if (!EVP_Digest(id, strlen(id), md, &mdlen, EVP_sha256(), NULL))
 		RAND_bytes(md, JOBS_NODE_ID_BYTES);
 	for (i = 0; i < JOBS_NODE_ID_BYTES; i++)
-		sprintf(js->node_id + i * 2, "%02x", md[i]);
+		sprintf(out + i * 2, "%02x", md[i]);
+}
+
+static void jobs_node_id(struct jobs *js)
+{
+	_Static_assert(sizeof(js->node_id) == JOBS_OWNER_TOKEN_LEN, "one token size");
+	jobs_owner_token(js->cfg, js->node_id);
 }
 
 struct jobs *jobs_new(struct ev_loop *loop, const struct config *cfg, struct storage *st,
-		      struct acme_client *acme, struct http_client *http, struct certstore *cs,
+		      struct issuers *iss, struct http_client *http, struct certstore *cs,
 		      struct health *health)
 {
 	struct jobs *js = calloc(1, sizeof(*js));
@@ -862,18 +966,13 @@ struct jobs *jobs_new(struct ev_loop *loop, const struct config *cfg, struct sto
 	js->queue_full_logged = -1e9;
 	js->cfg = cfg;
 	js->st = st;
-	js->acme = acme;
+	js->iss = iss;
 	js->http = http;
 	js->cs = cs;
 	js->health = health;
 	hmap_init(&js->map);
 	job_backoff_init(js);
 	jobs_node_id(js);
-	js->rl = ratelimit_new(loop, cfg, st, js->node_id);
-	if (!js->rl) {
-		jobs_free(js);
-		js = NULL;
-	}
 out:
 	return js;
 }
@@ -885,6 +984,5 @@ void jobs_free(struct jobs *js)
 	ev_timer_stop(js->loop, &js->kick);
 	hmap_clear(&js->map, job_free);
 	job_backoff_stop(js);
-	ratelimit_free(js->rl);
 	free(js);
 }

@@ -12,13 +12,13 @@
 #include <stdint.h>
 #include <time.h>
 
-struct acme_client;
 struct admin_req;
 struct certstore;
 struct config;
 struct ev_loop;
 struct health;
 struct http_client;
+struct issuers;
 struct storage;
 
 /* What jobs report to their owner; every member may be NULL. */
@@ -48,14 +48,21 @@ struct jobs_stats {
 	unsigned orders_running;	/* jobs ordering or storing */
 };
 
-/* Creates the job table. <cfg> (live keys read at each use), <st>, <acme>,
- * <http>, <cs> and <health> are borrowed and must outlive it. The lock owner
+/* Creates the job table. <cfg> (live keys read at each use), <st>, <iss>
+ * (the CAs, tried in order: an order that fails for the CA's reasons falls
+ * through to the next within the job), <http>, <cs> and <health> are
+ * borrowed and must outlive it. The lock owner
  * token is stable across restarts of this node (host name and spoa.listen),
  * so a node killed mid-order takes its own locks back at once. Returns NULL
  * when out of memory. */
 struct jobs *jobs_new(struct ev_loop *loop, const struct config *cfg, struct storage *st,
-		      struct acme_client *acme, struct http_client *http, struct certstore *cs,
+		      struct issuers *iss, struct http_client *http, struct certstore *cs,
 		      struct health *health);
+
+/* This node's lock owner token (hex, NUL-terminated) into <out>: a digest
+ * of the host name and spoa.listen, stable across restarts. */
+#define JOBS_OWNER_TOKEN_LEN 33
+void jobs_owner_token(const struct config *cfg, char out[JOBS_OWNER_TOKEN_LEN]);
 
 /* Sets the hooks (copied) through which <j> reports. */
 void jobs_set_hooks(struct jobs *j, const struct jobs_hooks *hooks);
@@ -97,11 +104,14 @@ int jobs_backoff_active(const struct jobs *j, const char *host, time_t *until);
  * (bounded; entries a day past their end are swept). */
 void jobs_backoff_remember(struct jobs *j, const char *host, time_t until, long failures);
 
-/* Start-up only (runs the loop): resumes, as forced jobs, the issuances a
- * stop cut off ("pending/<host>"). */
+/* Start-up only (runs the loop): resumes the issuances a stop cut off
+ * ("pending/<host>"), under today's policy: a renewal of a certificate held
+ * here as a renewal; any other name only when domains (or wildcard_domains)
+ * allow it now, then through the fleet's backoff and ask_url like an
+ * on-demand name. A record refused (now or by those checks) is deleted. */
 void jobs_resume_pending(struct jobs *j);
 
-/* The CA's rate limits <j> checks before each order (core/ratelimit.h). */
+/* The rate limits of the first CA (core/ratelimit.h; each issuer has its own). */
 struct ratelimit *jobs_ratelimit(const struct jobs *j);
 
 /* Copies <j>'s counters and gauges into <out>. */

@@ -18,6 +18,7 @@ struct main_ctx {
 	struct mgr *mgr;
 	const char *config_path;
 	ev_signal sig_term, sig_int, sig_hup;
+	ev_timer stop_again;
 };
 
 static void usage(FILE *f)
@@ -36,10 +37,24 @@ static void usage(FILE *f)
 		"Logs go to stderr; -v adds protocol detail. SIGHUP reloads the config file.\n");
 }
 
+static void cb_main_again(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	ev_break(loop, EVBREAK_ALL);
+}
+
 static void cb_main_stop(struct ev_loop *loop, ev_signal *w, int revents)
 {
+	struct main_ctx *mc = w->data;
+
 	log_info("signal %d: shutting down", w->signum);
 	ev_break(loop, EVBREAK_ALL);
+	/* a signal that lands while a late start reads the store (storage_wait
+	 * runs the loop inside a callback) only breaks that inner run: break
+	 * again from the outer one */
+	if (!ev_is_active(&mc->stop_again)) {
+		ev_timer_init(&mc->stop_again, cb_main_again, 0.05, 0.05);
+		ev_timer_start(loop, &mc->stop_again);
+	}
 }
 
 static void cb_main_hup(struct ev_loop *loop, ev_signal *w, int revents)
@@ -133,11 +148,14 @@ int main(int argc, char **argv)
 	ev_signal_init(&mc.sig_int, cb_main_stop, SIGINT);
 	ev_signal_init(&mc.sig_hup, cb_main_hup, SIGHUP);
 	mc.sig_hup.data = &mc;
+	mc.sig_term.data = &mc;
+	mc.sig_int.data = &mc;
 	ev_signal_start(loop, &mc.sig_term);
 	ev_signal_start(loop, &mc.sig_int);
 	ev_signal_start(loop, &mc.sig_hup);
 	log_info("acme-spoa %s started", ACME_SPOA_VERSION);
 	ev_run(loop, 0);
+	ev_timer_stop(loop, &mc.stop_again);
 	mgr_free(mc.mgr);
 	crypto_async_shutdown();
 	ev_signal_stop(loop, &mc.sig_term);

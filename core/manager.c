@@ -3,7 +3,8 @@
  * Dependencies run one way; each module has its own state:
  *   certstore  certificates in memory, storage, cert_dir and HAProxy
  *   fleet      change feed and pub/sub -> certstore
- *   challenges http-01 tokens (the ACME client's hooks)
+ *   challenges http-01 tokens (the ACME clients' hooks)
+ *   issuers    the CAs: one ACME client and account each, up or down
  *   jobs       issuance: admission, backoff, ask_url, lock, order -> certstore
  *   renew      due-time index, ARI -> jobs
  *   api        SPOE and admin handlers over all of them
@@ -15,21 +16,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ev.h>
 #include <openssl/evp.h>
 
 #include "acme/acme.h"
 #include "acme/crypto.h"
 #include "acme/http.h"
+#include "core/alpn.h"
 #include "core/api.h"
 #include "core/certstore.h"
 #include "core/challenges.h"
 #include "core/config.h"
 #include "core/fleet.h"
 #include "core/health.h"
+#include "core/issuers.h"
 #include "core/jobs.h"
 #include "core/manager.h"
 #include "core/renew.h"
 #include "dns/dns01.h"
+#include "lib/host.h"
 #include "lib/log.h"
 #include "runtime/runtime.h"
 #include "storage/storage.h"
@@ -38,18 +43,29 @@ struct mgr {
 	struct ev_loop *loop;
 	struct config *cfg;
 	struct storage *st;
-	struct acme_client *acme;
+	struct issuers *iss;
 	struct http_client *http;
 	struct health health;
 	struct certstore *cs;
 	struct fleet *fleet;
 	struct challenges *ch;
 	struct dns01 *dns;		/* NULL without dns01.provider */
+	struct alpn *alpn;		/* tls-alpn-01 solver */
 	struct jobs *jobs;
 	struct renew *renew;
 	struct api *api;
-	char *account_url;		/* imported with the key, or NULL (newAccount) */
+	ev_timer attach_timer;		/* a start without the store: tries it again */
+	double attach_delay;		/* its backoff, seconds */
+	ev_tstamp attach_next;		/* next try, sooner when the backend reconnects */
 };
+
+/* A start without the store retries it after this long, doubling up to the
+ * cap, or as soon as the backend says it is connected again (looked at every
+ * tick, no traffic): the backends reconnect by themselves; this is the read
+ * of the account, the index and the feed. */
+#define MGR_ATTACH_TICK_S 0.25
+#define MGR_ATTACH_MIN_S 0.5
+#define MGR_ATTACH_MAX_S 10.0
 
 /* ---- hooks --------------------------------------------------------------- */
 
@@ -120,8 +136,31 @@ static const struct acme_dns_hooks mgr_dns_hooks = {
 
 /* ---- set-up -------------------------------------------------------------- */
 
-/* The dns-01 solver of dns01.*, when a provider is set; removes at once the
- * TXT records a stop left behind. */
+/* A name whose "_acme-challenge" record this agent may have published: one
+ * that on-demand or POST /acme could issue for ("name" or "*.name"), a zone of
+ * wildcard_domains or a name under one, dns01.zone or a name under it. */
+static int mgr_dns01_name_ok(void *arg, const char *name)
+{
+	const struct config *cfg = arg;
+	char wc[HOST_MAXLEN + 3];
+	size_t i, n = strlen(name), zl;
+
+	if (config_domain_allowed(cfg, name) || config_wildcard_name(cfg, name, wc, sizeof(wc)))
+		return 1;
+	snprintf(wc, sizeof(wc), "*.%s", name);
+	if (config_domain_allowed(cfg, wc))
+		return 1;
+	for (i = 0; i < cfg->nwildcard_domains; i++) {
+		zl = strlen(cfg->wildcard_domains[i]);
+		if (!strcmp(name, cfg->wildcard_domains[i]) ||
+		    (n > zl && name[n - zl - 1] == '.' && !strcmp(name + n - zl, cfg->wildcard_domains[i])))
+			return 1;
+	}
+	return 0;
+}
+
+/* The dns-01 solver of dns01.*, when a provider is set (the TXT records a
+ * stop left behind are removed once the store answers: mgr_run_store). */
 static int mgr_open_dns01(struct mgr *m, char *err, size_t errlen)
 {
 	const struct config *cfg = m->cfg;
@@ -134,7 +173,11 @@ static int mgr_open_dns01(struct mgr *m, char *err, size_t errlen)
 		.tsig_secret = cfg->dns01_tsig_secret,
 		.zone = cfg->dns01_zone,
 		.exec = cfg->dns01_exec,
+		.exec_env = (const char *const *)cfg->dns01_exec_env,
+		.nexec_env = cfg->ndns01_exec_env,
 		.propagation_timeout = cfg->dns01_propagation_timeout,
+		.name_ok = mgr_dns01_name_ok,
+		.name_ok_arg = m->cfg,
 	};
 
 	if (cfg->dns01_provider == CONFIG_DNS01_NONE)
@@ -142,88 +185,10 @@ static int mgr_open_dns01(struct mgr *m, char *err, size_t errlen)
 	m->dns = dns01_new(m->loop, &dc, m->st, cfg->spoa_listen, err, errlen);
 	if (!m->dns)
 		return -1;
-	acme_client_set_dns(m->acme, &mgr_dns_hooks, m->dns);
-	dns01_cleanup_stale(m->dns);
+	issuers_set_dns(m->iss, &mgr_dns_hooks, m->dns);
 	return 0;
 }
 
-
-void mgr_account_id(const struct config *cfg, char out[MGR_ACCOUNT_ID_LEN + 1])
-{
-	unsigned char md[32];
-	unsigned int mdlen = sizeof(md);
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	int i;
-
-	memset(md, 0, sizeof(md));
-	/* one account per (CA, email): the id is a digest, so the email stays out of key names */
-	if (ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
-		EVP_DigestUpdate(ctx, cfg->api_uri, strlen(cfg->api_uri));
-		EVP_DigestUpdate(ctx, "\n", 1);
-		EVP_DigestUpdate(ctx, cfg->account_email, strlen(cfg->account_email));
-		EVP_DigestFinal_ex(ctx, md, &mdlen);
-	}
-	EVP_MD_CTX_free(ctx);
-	for (i = 0; i < MGR_ACCOUNT_ID_LEN / 2; i++)
-		sprintf(out + i * 2, "%02x", md[i]);
-}
-
-/* The account URL an import stored beside the key ("accounts/<id>/url"):
- * with it the client signs with that account at once, no newAccount. */
-static char *mgr_account_url(struct mgr *m, const char *account_id)
-{
-	char key[STORAGE_KEY_MAX], err[256], *url = NULL;
-	struct storage_res res;
-
-	snprintf(key, sizeof(key), "accounts/%s/url", account_id);
-	if (storage_wait(m->st, storage_get(m->st, key, NULL, NULL), &res, err, sizeof(err)) != 0)
-		return NULL;
-	if (res.len > 0 && res.len < 2048 && memchr(res.val, '\n', res.len) == NULL &&
-	    (!strncmp(res.val, "https://", 8) || !strncmp(res.val, "http://", 7)))
-		url = strndup(res.val, res.len);
-	storage_res_clear(&res);
-	return url;
-}
-
-static EVP_PKEY *mgr_account_key(struct mgr *m, char *err, size_t errlen)
-{
-	char key[STORAGE_KEY_MAX], account_id[MGR_ACCOUNT_ID_LEN + 1], *pem = NULL;
-	EVP_PKEY *pk = NULL;
-	struct storage_res res;
-	size_t len = 0;
-	int rc;
-
-	mgr_account_id(m->cfg, account_id);
-	snprintf(key, sizeof(key), "accounts/%s/key", account_id);
-	/* start-up, before any server listens: waiting here stalls nobody */
-	rc = storage_wait(m->st, storage_get(m->st, key, NULL, NULL), &res, err, errlen);
-	if (rc == -1)
-		return NULL;
-	if (rc == 0) {
-		pk = crypto_key_from_pem(res.val, res.len, err, errlen);
-		storage_res_clear(&res);
-		if (!pk)
-			snprintf(err + strlen(err), errlen - strlen(err), " (stored account key %s)", key);
-		else if ((m->account_url = mgr_account_url(m, account_id)))
-			log_info("account: %s (imported with its key: no newAccount)", m->account_url);
-		return pk;
-	}
-	pk = crypto_key_generate(CRYPTO_KEY_EC_P256, 0, err, errlen);
-	if (!pk)
-		return NULL;
-	pem = crypto_key_to_pem(pk, &len);
-	if (!pem || storage_wait(m->st, storage_put(m->st, key, pem, len, 0, NULL, NULL), &res,
-				 err, errlen) == -1) {
-		if (!pem)
-			snprintf(err, errlen, "cannot encode the account key");
-		crypto_secret_free(pem, len);
-		EVP_PKEY_free(pk);
-		return NULL;
-	}
-	crypto_secret_free(pem, len);
-	log_info("account: new ACME account key created for %s", m->cfg->api_uri);
-	return pk;
-}
 
 const char *mgr_storage_conf(const struct config *cfg, struct storage_conf *out)
 {
@@ -273,11 +238,77 @@ static int mgr_open_storage(struct mgr *m, char *err, size_t errlen)
 	return m->st ? 0 : -1;
 }
 
+/* What a start reads from storage once it answers: the index of stored
+ * certificates (all of them with preload all), written to cert_dir and
+ * pushed to HAProxy. */
+static void mgr_load(struct mgr *m)
+{
+	size_t i, loaded;
+
+	loaded = certstore_load(m->cs);
+	log_info("storage=%s: %zu certificates loaded", storage_name(m->st), loaded);
+	/* restart safety: every stored certificate also exists in cert_dir */
+	certstore_ensure_files(m->cs);
+	for (i = 0; i < rt_count(certstore_runtime(m->cs)); i++)
+		certstore_sync_haproxy(m->cs, i);
+}
+
+/* Then the work that needs the store: the change feed's reconcile, the TXT
+ * records a stop left, cut-off issuances, renewals, the background reads. */
+static void mgr_run_store(struct mgr *m)
+{
+	fleet_start(m->fleet);
+	if (m->dns)
+		dns01_cleanup_stale(m->dns);
+	jobs_resume_pending(m->jobs);
+	renew_start(m->renew);
+	certstore_start(m->cs);
+}
+
+/* A start without the store: the account key, then the feed's position,
+ * the index and the rest, as a start with it does; until then SPOE and the
+ * admin API answer from memory (api.c checks health.store_ready). Runs the
+ * loop inside (storage_wait) while it reads, as the start does. */
+static void cb_mgr_attach(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct mgr *m = w->data;
+	char err[1024] = "";
+	int down = 0;
+
+	if (ev_now(loop) < m->attach_next && storage_state(m->st, err, sizeof(err)) != 1)
+		return;		/* the repeating tick: not yet */
+	/* stopped while the reads below run the loop: never re-entered */
+	ev_timer_stop(loop, w);
+	if (issuers_attach(m->iss, &down, err, sizeof(err)) == -1) {
+		if (!down)
+			log_err("storage=%s answers but the account cannot be used: %s (retried)",
+				storage_name(m->st), err);
+		m->attach_delay = m->attach_delay * 2 > MGR_ATTACH_MAX_S ? MGR_ATTACH_MAX_S :
+				  m->attach_delay * 2;
+		m->attach_next = ev_now(loop) + m->attach_delay;
+		log_warn("storage=%s still not reached: %s; next try within %.1f s",
+			 storage_name(m->st), err, m->attach_delay);
+		ev_timer_set(w, MGR_ATTACH_TICK_S, MGR_ATTACH_TICK_S);
+		ev_timer_start(loop, w);
+		return;
+	}
+	log_info("storage=%s reached: reading the account, the index and the change feed",
+		 storage_name(m->st));
+	/* the feed's position first: what changes during the load is read again */
+	if (fleet_mark(m->fleet) == -1)
+		log_warn("storage=%s: change feed position unknown, reading the feed from its start",
+			 storage_name(m->st));
+	mgr_load(m);
+	m->health.store_ready = 1;
+	mgr_run_store(m);
+	log_info("ready: storage=%s certificates=%zu", storage_name(m->st), certstore_count(m->cs));
+}
+
 struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t errlen)
 {
 	struct mgr *m = calloc(1, sizeof(*m));
-	EVP_PKEY *account = NULL;
-	size_t i, loaded;
+	char owner[JOBS_OWNER_TOKEN_LEN];
+	int down = 0;
 
 	if (!m) {
 		config_free(cfg);
@@ -297,38 +328,39 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	account = mgr_account_key(m, err, errlen);
-	if (!account)
-		goto fail;
+	ev_init(&m->attach_timer, cb_mgr_attach);
+	m->attach_timer.data = m;
 	m->http = http_client_new(loop, NULL, err, errlen);
 	if (!m->http)
 		goto fail;
-	{
-		struct acme_conf ac = {
-			.directory_url = cfg->api_uri,
-			.ca_file = cfg->api_ca_file,
-			.email = cfg->account_email,
-			.tos_accepted = cfg->tos_accepted,
-			.eab_kid = cfg->eab_kid,
-			.eab_hmac_key = cfg->eab_hmac_key,
-			.preferred_chain = cfg->preferred_chain,
-			.profile = cfg->profile,
-			.cert_key_type = cfg->cert_type == CONFIG_CERT_ECC ? CRYPTO_KEY_EC_P256 : CRYPTO_KEY_RSA,
-			.rsa_bits = cfg->rsa_key_size,
-			.account_url = m->account_url,
-		};
-
-		m->acme = acme_client_new(loop, &ac, account, &challenges_acme_hooks, m->ch, err, errlen);
-		account = NULL;
-		if (!m->acme)
+	jobs_owner_token(cfg, owner);
+	m->iss = issuers_new(loop, cfg, m->st, &m->health, &challenges_acme_hooks, m->ch, owner,
+			     err, errlen);
+	if (!m->iss)
+		goto fail;
+	if (issuers_attach(m->iss, &down, err, errlen) == -1) {
+		if (!down)
 			goto fail;
+		/* a node that boots while its store reboots stays up: it serves
+		 * what memory, cert_dir and HAProxy hold and reads the store when
+		 * it answers */
+		log_err("storage=%s not reached at start: %s; starting without it (memory only, "
+			"nothing issued) and retrying", storage_name(m->st), err);
+		m->health.store_ready = 0;
+		err[0] = '\0';
 	}
 	if (mgr_open_dns01(m, err, errlen) == -1)
 		goto fail;
 	if (certstore_runtime_open(m->cs, err, errlen) == -1)
 		goto fail;
-	m->jobs = jobs_new(loop, cfg, m->st, m->acme, m->http, m->cs, &m->health);
-	m->renew = m->jobs ? renew_new(loop, cfg, m->st, m->acme, m->cs, m->jobs, &m->health) : NULL;
+	m->alpn = alpn_new(loop, cfg, m->st, &m->health, m->cs);
+	if (!m->alpn) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	challenges_set_alpn(m->ch, m->alpn);
+	m->jobs = jobs_new(loop, cfg, m->st, m->iss, m->http, m->cs, &m->health);
+	m->renew = m->jobs ? renew_new(loop, cfg, m->st, m->iss, m->cs, m->jobs, &m->health) : NULL;
 	if (!m->renew) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -352,17 +384,13 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	loaded = certstore_load(m->cs);
-	log_info("storage=%s: %zu certificates loaded", storage_name(m->st), loaded);
-	/* restart safety: every stored certificate also exists in cert_dir */
-	certstore_ensure_files(m->cs);
-	for (i = 0; i < rt_count(certstore_runtime(m->cs)); i++)
-		certstore_sync_haproxy(m->cs, i);
+	if (m->health.store_ready)
+		mgr_load(m);
 	{
 		struct api_deps deps = {
 			.cfg = cfg,
 			.st = m->st,
-			.acme = m->acme,
+			.iss = m->iss,
 			.http = m->http,
 			.cs = m->cs,
 			.ch = m->ch,
@@ -371,13 +399,13 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 			.fleet = m->fleet,
 			.health = &m->health,
 			.dns = m->dns,
+			.alpn = m->alpn,
 		};
 
 		m->api = api_new(loop, &deps, err, errlen);
 		if (!m->api)
 			goto fail;
 	}
-	fleet_start(m->fleet);
 	{
 		char warns[2048], *line, *save = NULL;
 
@@ -385,14 +413,21 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 		for (line = strtok_r(warns, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
 			log_warn("config: %s", line);
 	}
-	jobs_resume_pending(m->jobs);
-	renew_start(m->renew);
-	certstore_start(m->cs);
+	issuers_start(m->iss);
+	if (!m->health.store_ready) {
+		m->attach_delay = MGR_ATTACH_MIN_S;
+		m->attach_next = ev_now(loop) + m->attach_delay;
+		ev_timer_set(&m->attach_timer, MGR_ATTACH_TICK_S, MGR_ATTACH_TICK_S);
+		ev_timer_start(loop, &m->attach_timer);
+		log_info("serving: spoa=%s admin=%s storage=%s not reached yet", cfg->spoa_listen,
+			 cfg->admin_listen, storage_name(m->st));
+		return m;
+	}
+	mgr_run_store(m);
 	log_info("ready: spoa=%s admin=%s storage=%s certificates=%zu", cfg->spoa_listen,
 		 cfg->admin_listen, storage_name(m->st), certstore_count(m->cs));
 	return m;
 fail:
-	EVP_PKEY_free(account);
 	mgr_free(m);
 	return NULL;
 }
@@ -419,22 +454,26 @@ void mgr_free(struct mgr *m)
 {
 	if (!m)
 		return;
+	ev_timer_stop(m->loop, &m->attach_timer);
 	fleet_free(m->fleet);
-	/* the ACME client first: it must not call back into half-freed modules */
-	acme_client_free(m->acme);
+	/* the ACME clients first: they must not call back into half-freed modules */
+	issuers_close_clients(m->iss);
 	/* after the client: its orders cancel their presents here */
 	dns01_free(m->dns);
 	/* deferred ACKs and waiting admin requests are answered while the
 	 * servers still exist */
+	alpn_stop(m->alpn);
 	challenges_free(m->ch);
 	jobs_free(m->jobs);
+	issuers_free(m->iss);
 	api_free(m->api);
 	/* cert_dir writes in progress complete; nothing more is pushed */
 	certstore_free(m->cs);
+	/* after the runtime client: pushes in flight ended into it */
+	alpn_free(m->alpn);
 	renew_free(m->renew);
 	http_client_free(m->http);
 	storage_close(m->st);
 	config_free(m->cfg);
-	free(m->account_url);
 	free(m);
 }

@@ -10,17 +10,9 @@ struct config;
 struct mgr;
 struct storage_conf;
 
-/* hex characters of an account id */
-#define MGR_ACCOUNT_ID_LEN 32
-
 /* Fills <out> with the storage settings of <cfg> (its strings borrowed from
  * <cfg>) and returns the backend's name for storage_open(). */
 const char *mgr_storage_conf(const struct config *cfg, struct storage_conf *out);
-
-/* The id of <cfg>'s ACME account (api_uri, account_email) into <out>: its
- * key is stored as "accounts/<id>/key" and, when it came from another tool,
- * its URL as "accounts/<id>/url". */
-void mgr_account_id(const struct config *cfg, char out[MGR_ACCOUNT_ID_LEN + 1]);
 
 /* Creates the manager with <cfg> (ownership taken, even on failure): opens
  * storage, loads or creates the ACME account key, loads stored certificates,

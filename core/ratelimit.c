@@ -56,7 +56,7 @@ struct rl_spend;
 
 struct ratelimit {
 	struct ev_loop *loop;
-	const struct config *cfg;
+	const struct config_issuer *iss;	/* the CA whose limits these are */
 	struct storage *st;
 	psl_ctx_t *psl;
 	char owner[64];			/* prefix of lock owner tokens */
@@ -118,7 +118,7 @@ const char *ratelimit_limit_name(enum ratelimit_limit l)
 
 static unsigned rl_limit(const struct ratelimit *rl, enum ratelimit_limit l)
 {
-	const struct config *c = rl->cfg;
+	const struct config_issuer *c = rl->iss;
 	int v = 0;
 
 	switch (l) {
@@ -275,10 +275,10 @@ static void cb_rl_spend_got(void *arg, struct storage_res *res)
 	{
 		struct ratelimit_window *cur = s->lim == RATELIMIT_ORDERS ? &rl->orders : &w;
 
-		if (s->admit && !ratelimit_window_admits(cur, limit, rl->cfg->rl_renewal_reserve,
+		if (s->admit && !ratelimit_window_admits(cur, limit, rl->iss->rl_renewal_reserve,
 							 s->cls, now, span, &until)) {
 			rl_refuse(rl, s->lim, s->host, "this account", cur->n, limit,
-				  ratelimit_allowed(limit, rl->cfg->rl_renewal_reserve, s->cls),
+				  ratelimit_allowed(limit, rl->iss->rl_renewal_reserve, s->cls),
 				  until, why, sizeof(why));
 			ratelimit_window_clear(&w);
 			rl_spend_end(s, 1, why, until);
@@ -413,10 +413,10 @@ static void cb_rl_check_got(void *arg, struct storage_res *res)
 		rl_key(rl, l, l == RATELIMIT_DOMAIN ? c->domain : c->host, key, sizeof(key));
 		log_err("storage: %s: %s; counted as empty", key, err);
 	}
-	if (!ratelimit_window_admits(&w, limit, rl->cfg->rl_renewal_reserve, c->cls, now,
+	if (!ratelimit_window_admits(&w, limit, rl->iss->rl_renewal_reserve, c->cls, now,
 				     rl_spans[l], &until)) {
 		rl_refuse(rl, l, c->host, l == RATELIMIT_DOMAIN ? c->domain : c->host, w.n, limit,
-			  ratelimit_allowed(limit, rl->cfg->rl_renewal_reserve, c->cls), until, why,
+			  ratelimit_allowed(limit, rl->iss->rl_renewal_reserve, c->cls), until, why,
 			  sizeof(why));
 		ratelimit_window_clear(&w);
 		rl_check_end(c, 1, why, until);
@@ -435,7 +435,7 @@ static int rl_check_orders_full(struct ratelimit_check *c)
 	struct ratelimit *rl = c->rl;
 	unsigned limit = rl_limit(rl, RATELIMIT_ORDERS);
 	long span = rl_spans[RATELIMIT_ORDERS];
-	double reserve = rl->cfg->rl_renewal_reserve;
+	double reserve = rl->iss->rl_renewal_reserve;
 	time_t now = time(NULL), until = 0;
 	char why[512];
 
@@ -610,7 +610,7 @@ unsigned long ratelimit_refused(const struct ratelimit *rl, enum ratelimit_limit
 
 void ratelimit_metrics(const struct ratelimit *rl, struct metrics_buf *b)
 {
-	double reserve = rl->cfg->rl_renewal_reserve;
+	double reserve = rl->iss->rl_renewal_reserve;
 	unsigned limit = rl_limit(rl, RATELIMIT_ORDERS);
 	long left = ratelimit_orders_left(rl);
 	char lbl[96];
@@ -656,7 +656,7 @@ void ratelimit_metrics(const struct ratelimit *rl, struct metrics_buf *b)
 /* The account id of the account key's storage key: one budget per account. */
 static void rl_account_id(struct ratelimit *rl)
 {
-	const struct config *cfg = rl->cfg;
+	const struct config_issuer *cfg = rl->iss;
 	unsigned char md[32];
 	unsigned int mdlen = sizeof(md);
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -675,15 +675,15 @@ static void rl_account_id(struct ratelimit *rl)
 		sprintf(rl->acct + i * 2, "%02x", md[i]);
 }
 
-struct ratelimit *ratelimit_new(struct ev_loop *loop, const struct config *cfg, struct storage *st,
-				const char *owner)
+struct ratelimit *ratelimit_new(struct ev_loop *loop, const struct config_issuer *cfg,
+				struct storage *st, const char *owner)
 {
 	struct ratelimit *rl = calloc(1, sizeof(*rl));
 
 	if (!rl)
 		return NULL;
 	rl->loop = loop;
-	rl->cfg = cfg;
+	rl->iss = cfg;
 	rl->st = st;
 	snprintf(rl->owner, sizeof(rl->owner), "%s", owner && *owner ? owner : "node");
 	LIST_INIT(&rl->checks);
@@ -701,10 +701,10 @@ struct ratelimit *ratelimit_new(struct ev_loop *loop, const struct config *cfg, 
 	ev_timer_start(loop, &rl->refresh);
 	if (rl_any(rl))
 		log_info("rate limits: orders_per_3h=%d certs_per_domain_week=%d "
-			 "certs_per_exact_set_week=%d failures_per_host_hour=%d renewal_reserve=%g",
-			 cfg->rl_orders_per_3h, cfg->rl_certs_per_domain_week,
+			 "certs_per_exact_set_week=%d failures_per_host_hour=%d renewal_reserve=%g "
+			 "issuer=%s", cfg->rl_orders_per_3h, cfg->rl_certs_per_domain_week,
 			 cfg->rl_certs_per_exact_set_week, cfg->rl_failures_per_host_hour,
-			 cfg->rl_renewal_reserve);
+			 cfg->rl_renewal_reserve, cfg->name);
 	return rl;
 }
 

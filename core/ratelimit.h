@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <time.h>
 
-struct config;
+struct config_issuer;
 struct ev_loop;
 struct metrics_buf;
 struct storage;
@@ -97,14 +97,14 @@ int ratelimit_is_validation_failure(const char *type);
 struct ratelimit;
 struct ratelimit_check;
 
-/* Creates the budgets over <st> (borrowed), reading the limits from <cfg> at
- * each use (live keys). <owner> prefixes the lock owner tokens (the node's
+/* Creates the budgets of one CA over <st> (borrowed), reading the limits from
+ * <cfg> (an entry of the config's issuers, borrowed) at each use (live keys). <owner> prefixes the lock owner tokens (the node's
  * token). Loads the Public Suffix List (the newest of libpsl's own and
  * Debian's publicsuffix). Returns NULL when out of memory. (The start-up
  * warning about allow_any_domain without ask_url nor rate limits is
  * config_warnings()'s.) */
-struct ratelimit *ratelimit_new(struct ev_loop *loop, const struct config *cfg, struct storage *st,
-				const char *owner);
+struct ratelimit *ratelimit_new(struct ev_loop *loop, const struct config_issuer *cfg,
+				struct storage *st, const char *owner);
 
 /* Cancels every check (its callback is not called) and record in flight,
  * frees <rl>. Accepts NULL. */

@@ -14,6 +14,7 @@
 #include "core/certstore.h"
 #include "core/config.h"
 #include "core/health.h"
+#include "core/issuers.h"
 #include "core/jobs.h"
 #include "core/renew.h"
 #include "lib/heap.h"
@@ -46,7 +47,7 @@ struct renew {
 	struct ev_loop *loop;
 	const struct config *cfg;
 	struct storage *st;
-	struct acme_client *acme;
+	struct issuers *iss;
 	struct certstore *cs;
 	struct jobs *jobs;
 	struct health *health;
@@ -72,6 +73,14 @@ static int renew_wake_less(const void *a, const void *b)
 	return ((const struct renew_ent *)a)->wake < ((const struct renew_ent *)b)->wake;
 }
 
+/* The client of the CA that issued <host>'s certificate (its ARI). */
+static struct acme_client *renew_acme(struct renew *r, const char *host)
+{
+	struct certstore_cert *c = certstore_get(r->cs, host);
+
+	return issuers_acme_for_cn(r->iss, c ? c->info.issuer_cn : NULL);
+}
+
 static void renew_wake_set_index(void *e, size_t idx)
 {
 	((struct renew_ent *)e)->hidx = idx;
@@ -82,7 +91,7 @@ static void renew_index(struct renew *r, struct renew_ent *e, time_t floor)
 {
 	time_t wake = e->due;
 
-	if (acme_has_ari(r->acme) && e->ari_next < wake)
+	if (acme_has_ari(renew_acme(r, e->host)) && e->ari_next < wake)
 		wake = e->ari_next;
 	if (wake < floor)
 		wake = floor;
@@ -291,7 +300,7 @@ static void renew_ari_ask(struct renew *r, struct renew_ent *e, time_t now)
 	q->r = r;
 	snprintf(q->host, sizeof(q->host), "%s", e->host);
 	snprintf(q->serial, sizeof(q->serial), "%s", c->info.serial_hex);
-	if (acme_renewal_info_id(r->acme, c->info.ari_cert_id, renew_ari_done, q) == -1)
+	if (acme_renewal_info_id(issuers_acme_for_cn(r->iss, c->info.issuer_cn), c->info.ari_cert_id, renew_ari_done, q) == -1)
 		free(q);
 }
 
@@ -304,7 +313,7 @@ static int renew_one(struct renew *r, struct renew_ent *e, time_t now, int force
 	time_t until = 0, floor = 0;
 	int started = 0;
 
-	if (acme_has_ari(r->acme) && e->ari_next <= now) {
+	if (acme_has_ari(renew_acme(r, e->host)) && e->ari_next <= now) {
 		if (*ari_started >= RENEW_ARI_PER_PASS) {
 			/* thousands of certificates: ask the CA a slice at a time */
 			e->ari_next = now + RENEW_ARI_SPREAD_S;
@@ -416,7 +425,7 @@ int renew_times(const struct renew *r, const char *host, time_t *due, time_t *wa
 }
 
 struct renew *renew_new(struct ev_loop *loop, const struct config *cfg, struct storage *st,
-			struct acme_client *acme, struct certstore *cs, struct jobs *jobs,
+			struct issuers *iss, struct certstore *cs, struct jobs *jobs,
 			struct health *health)
 {
 	struct renew *r = calloc(1, sizeof(*r));
@@ -426,7 +435,7 @@ struct renew *renew_new(struct ev_loop *loop, const struct config *cfg, struct s
 	r->loop = loop;
 	r->cfg = cfg;
 	r->st = st;
-	r->acme = acme;
+	r->iss = iss;
 	r->cs = cs;
 	r->jobs = jobs;
 	r->health = health;

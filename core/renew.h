@@ -12,7 +12,7 @@
 
 #include <time.h>
 
-struct acme_client;
+struct issuers;
 struct certstore;
 struct certstore_cert;
 struct config;
@@ -21,11 +21,11 @@ struct health;
 struct jobs;
 struct storage;
 
-/* Creates an empty index, its timer stopped. <cfg>, <st>, <acme>, <cs>,
- * <jobs> and <health> are borrowed and must outlive it. Returns NULL when out
- * of memory. */
+/* Creates an empty index, its timer stopped. <cfg>, <st>, <iss> (ARI asks
+ * each certificate's CA), <cs>, <jobs> and <health> are borrowed and must
+ * outlive it. Returns NULL when out of memory. */
 struct renew *renew_new(struct ev_loop *loop, const struct config *cfg, struct storage *st,
-			struct acme_client *acme, struct certstore *cs, struct jobs *jobs,
+			struct issuers *iss, struct certstore *cs, struct jobs *jobs,
 			struct health *health);
 
 /* Stops the timer and frees <r>. Accepts NULL. */

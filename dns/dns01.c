@@ -18,6 +18,7 @@
 #include "dns/hook.h"
 #include "dns/rfc2136.h"
 #include "lib/hmap.h"
+#include "lib/host.h"
 #include "lib/log.h"
 #include "lib/workq.h"
 #include "storage/storage.h"
@@ -90,6 +91,9 @@ struct dns01 {
 	int has_server;
 	struct dns_server server;
 	char *tsig_key_name, *tsig_algorithm, *tsig_secret, *zone, *exec;
+	char **exec_env;		/* the hook's environment (exec) */
+	int (*name_ok)(void *arg, const char *name);
+	void *name_ok_arg;
 	int propagation_timeout;
 	char node[DNS01_NODE_HEX + 1];	/* this node's part of the record keys */
 	struct dns01_tasks tasks;
@@ -334,10 +338,13 @@ static void cb_dns01_hook(void *arg, int ok, const char *err)
 
 static int dns01_hook_start(struct dns01_task *t, const char *what)
 {
-	char *argv[5] = { t->d->exec, (char *)what, t->fqdn, t->value, NULL };
+	/* "--" first: a value (base64url) may start with '-', and nothing after
+	 * it is ever an option to the hook */
+	char *argv[6] = { t->d->exec, "--", (char *)what, t->fqdn, t->value, NULL };
 
-	t->hook = dns_hook_run(t->d->loop, t->d->exec, argv, t->d->propagation_timeout,
-			       cb_dns01_hook, t, t->lasterr, sizeof(t->lasterr));
+	t->hook = dns_hook_run(t->d->loop, t->d->exec, argv, t->d->exec_env,
+			       t->d->propagation_timeout, cb_dns01_hook, t, t->lasterr,
+			       sizeof(t->lasterr));
 	return t->hook ? 0 : -1;
 }
 
@@ -551,6 +558,34 @@ void dns01_cleanup(struct dns01 *d, const char *host, const char *fqdn, const ch
 		dns01_cleanup_key(d, host, fqdn, value, NULL);
 }
 
+/* A record read back from storage: "_acme-challenge.<name>" with <name> a
+ * host name of a zone this agent serves (never starting with '-', which a
+ * hook or a resolver could take for an option), and a dns-01 digest value
+ * (43 base64url characters). */
+static int dns01_stale_ok(const struct dns01 *d, const char *fqdn, const char *value)
+{
+	static const char prefix[] = "_acme-challenge.";
+	char name[DNS_NAME_MAX];
+	const char *rest = fqdn + strlen(prefix);
+	size_t zl;
+
+	if (strncmp(fqdn, prefix, strlen(prefix)) != 0 || rest[0] == '-' || rest[0] == '.')
+		return 0;
+	if (host_normalize(rest, name, sizeof(name), HOST_SINGLE) == -1 || strcmp(name, rest) != 0)
+		return 0;
+	if (strlen(value) != 43 || strspn(value, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+				       "0123456789-_") != 43)
+		return 0;
+	if (d->name_ok && d->name_ok(d->name_ok_arg, name))
+		return 1;
+	if (!d->zone)
+		return 0;
+	zl = strlen(d->zone);
+	return !strcmp(name, d->zone) ||
+	       (strlen(name) > zl && name[strlen(name) - zl - 1] == '.' &&
+		!strcmp(name + strlen(name) - zl, d->zone));
+}
+
 size_t dns01_cleanup_stale(struct dns01 *d)
 {
 	struct storage_res list;
@@ -566,6 +601,11 @@ size_t dns01_cleanup_stale(struct dns01 *d)
 		if (dns01_record_parse(list.keys[i] + strlen(prefix), fqdn, sizeof(fqdn), value,
 				       sizeof(value)) == -1)
 			continue;
+		if (!dns01_stale_ok(d, fqdn, value)) {
+			log_warn("dns01: ignoring stored record %s: not a dns-01 record of a zone "
+				 "served here", list.keys[i]);
+			continue;
+		}
 		log_info("dns01: removing TXT %s left by a stop", fqdn);
 		dns01_cleanup_key(d, "-", fqdn, value, list.keys[i]);
 		n++;
@@ -624,10 +664,14 @@ struct dns01 *dns01_new(struct ev_loop *loop, const struct dns01_conf *conf, str
 	    (conf->tsig_algorithm && !(d->tsig_algorithm = strdup(conf->tsig_algorithm))) ||
 	    (conf->tsig_secret && !(d->tsig_secret = strdup(conf->tsig_secret))) ||
 	    (conf->zone && !(d->zone = strdup(conf->zone))) ||
-	    (conf->exec && !(d->exec = strdup(conf->exec)))) {
+	    (conf->exec && !(d->exec = strdup(conf->exec))) ||
+	    (d->provider == DNS01_EXEC &&
+	     !(d->exec_env = dns_hook_env_new(conf->exec_env, conf->nexec_env)))) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	d->name_ok = conf->name_ok;
+	d->name_ok_arg = conf->name_ok_arg;
 	if (d->provider == DNS01_RFC2136 && (!d->has_server || !d->tsig_key_name || !d->tsig_secret)) {
 		snprintf(err, errlen, "dns01: rfc2136 needs server, tsig_key_name and tsig_secret");
 		goto fail;
@@ -668,6 +712,7 @@ void dns01_free(struct dns01 *d)
 	free(d->tsig_algorithm);
 	free(d->zone);
 	free(d->exec);
+	dns_hook_env_free(d->exec_env);
 	free(d);
 }
 

@@ -33,7 +33,14 @@ struct dns01_conf {
 	const char *tsig_key_name, *tsig_algorithm, *tsig_secret;	/* rfc2136 */
 	const char *zone;		/* NULL: found by SOA look-up */
 	const char *exec;		/* hook program (exec) */
+	const char *const *exec_env;	/* variables passed to the hook beyond the base set (hook.h) */
+	size_t nexec_env;
 	int propagation_timeout;	/* seconds; also the bound of one hook run */
+	/* 1 when "_acme-challenge.<name>" is a record this agent may have
+	 * published now (configured or wildcard zones): the start-up clean-up
+	 * removes only those. NULL: only names under <zone>. */
+	int (*name_ok)(void *arg, const char *name);
+	void *name_ok_arg;
 };
 
 /* Creates the solver over <st> (borrowed, must outlive it); <conf>'s strings
@@ -64,7 +71,10 @@ void dns01_cancel(struct dns01 *d, void *ctx);
 void dns01_cleanup(struct dns01 *d, const char *host, const char *fqdn, const char *value);
 
 /* Start-up only (runs the loop to list storage): starts the removal of every
- * record a stop left in storage. Returns how many. */
+ * record a stop left in storage. Storage is not trusted here: a record whose
+ * name is not "_acme-challenge.<name>" with <name> a host name the conf's
+ * name_ok accepts, or whose value is not a dns-01 digest, is logged and
+ * left alone. Returns how many removals started. */
 size_t dns01_cleanup_stale(struct dns01 *d);
 
 /* Tasks running (presents and removals). */

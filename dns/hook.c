@@ -10,10 +10,9 @@
 #include <unistd.h>
 
 #include <ev.h>
+#include <openssl/crypto.h>
 
 #include "dns/hook.h"
-
-extern char **environ;
 
 struct dns_hook {
 	struct ev_loop *loop;
@@ -121,13 +120,73 @@ static void cb_dns_hook_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	kill(h->pid, SIGKILL);	/* the child watcher reports it */
 }
 
-struct dns_hook *dns_hook_run(struct ev_loop *loop, const char *path, char *const argv[],
-			      double timeout, void (*done)(void *arg, int ok, const char *err),
-			      void *arg, char *err, size_t errlen)
+/* The variables every hook gets when the agent has them: what a shell
+ * script needs to find programs, its locale and time zone, nothing that
+ * could hold a secret. */
+static const char *const dns_hook_env_base[] = { "PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", NULL };
+
+static int dns_hook_env_add(char **env, size_t *n, const char *name)
 {
+	const char *v = getenv(name);
+	size_t i, len = strlen(name);
+
+	if (!v)
+		return 0;
+	for (i = 0; i < *n; i++)
+		if (strncmp(env[i], name, len) == 0 && env[i][len] == '=')
+			return 0;	/* listed twice */
+	if (!(env[*n] = malloc(len + strlen(v) + 2)))
+		return -1;
+	sprintf(env[(*n)++], "%s=%s", name, v);
+	return 0;
+}
+
+char **dns_hook_env_new(const char *const *names, size_t nnames)
+{
+	size_t nbase = sizeof(dns_hook_env_base) / sizeof(dns_hook_env_base[0]) - 1, n = 0, i;
+	char **env = calloc(nbase + nnames + 2, sizeof(*env));
+
+	if (!env)
+		return NULL;
+	for (i = 0; i < nbase; i++)
+		if (dns_hook_env_add(env, &n, dns_hook_env_base[i]) == -1)
+			goto fail;
+	for (i = 0; i < nnames; i++)
+		if (dns_hook_env_add(env, &n, names[i]) == -1)
+			goto fail;
+	/* without PATH, execvp-style look-ups in the hook would use the shell's guess */
+	if (!getenv("PATH") && !(env[n++] = strdup("PATH=/usr/local/bin:/usr/bin:/bin")))
+		goto fail;
+	return env;
+fail:
+	dns_hook_env_free(env);
+	return NULL;
+}
+
+void dns_hook_env_free(char **env)
+{
+	size_t i;
+
+	if (!env)
+		return;
+	for (i = 0; env[i]; i++) {
+		OPENSSL_cleanse(env[i], strlen(env[i]));	/* a listed variable may be a provider's token */
+		free(env[i]);
+	}
+	free(env);
+}
+
+struct dns_hook *dns_hook_run(struct ev_loop *loop, const char *path, char *const argv[],
+			      char *const envp[], double timeout,
+			      void (*done)(void *arg, int ok, const char *err), void *arg, char *err,
+			      size_t errlen)
+{
+	static char *const no_env[] = { NULL };
 	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t all, none;
 	struct dns_hook *h = calloc(1, sizeof(*h));
-	int p[2] = { -1, -1 }, rc, fa_ok = 0;
+	int p[2] = { -1, -1 }, rc, fa_ok = 0, attr_ok = 0;
 
 	if (!h) {
 		snprintf(err, errlen, "out of memory");
@@ -150,12 +209,28 @@ struct dns_hook *dns_hook_run(struct ev_loop *loop, const char *path, char *cons
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	rc = posix_spawn(&h->pid, path, &fa, NULL, argv, environ);
+	/* the agent ignores SIGPIPE and libev may block signals: the hook
+	 * starts with default dispositions and nothing blocked, as from a shell */
+	sigfillset(&all);
+	sigemptyset(&none);
+	if (posix_spawnattr_init(&attr) != 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	attr_ok = 1;
+	if (posix_spawnattr_setsigdefault(&attr, &all) != 0 ||
+	    posix_spawnattr_setsigmask(&attr, &none) != 0 ||
+	    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK) != 0) {
+		snprintf(err, errlen, "cannot set the hook's signals");
+		goto fail;
+	}
+	rc = posix_spawn(&h->pid, path, &fa, &attr, argv, envp ? envp : no_env);
 	if (rc != 0) {
 		snprintf(err, errlen, "cannot run %s: %s", path, strerror(rc));
 		goto fail;
 	}
 	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
 	close(p[1]);
 	h->fd = p[0];
 	fcntl(h->fd, F_SETFL, fcntl(h->fd, F_GETFL) | O_NONBLOCK);
@@ -176,6 +251,8 @@ struct dns_hook *dns_hook_run(struct ev_loop *loop, const char *path, char *cons
 fail:
 	if (fa_ok)
 		posix_spawn_file_actions_destroy(&fa);
+	if (attr_ok)
+		posix_spawnattr_destroy(&attr);
 	if (p[0] != -1)
 		close(p[0]);
 	if (p[1] != -1)

@@ -1,9 +1,13 @@
 #!/bin/sh
 # acme-spoa dns01 "exec" hook: publishes and removes the dns-01 TXT record
 # with nsupdate (RFC 2136, bind9-dnsutils). acme-spoa runs it as
-#     dns01-nsupdate.sh present|cleanup FQDN VALUE
-# (FQDN is "_acme-challenge.<name>", VALUE the TXT text) and treats exit
-# status 0 as done; anything it prints ends up in the error otherwise.
+#     dns01-nsupdate.sh -- present|cleanup FQDN VALUE
+# ("--" first: VALUE may start with '-'; FQDN is "_acme-challenge.<name>",
+# VALUE the TXT text) and treats exit status 0 as done; anything it prints
+# ends up in the error otherwise. The hook gets PATH, HOME, LANG, LC_ALL, TZ,
+# TMPDIR and only the variables listed in dns01.exec_env, here:
+#     "exec_env": ["NSUPDATE_SERVER", "NSUPDATE_PORT", "NSUPDATE_KEY",
+#                  "NSUPDATE_TSIG", "NSUPDATE_ZONE", "NSUPDATE_TTL"]
 # Configure it through the agent's environment (e.g. /etc/acme-spoa/env):
 #   NSUPDATE_SERVER  the zone's primary server [127.0.0.1]
 #   NSUPDATE_PORT    its port [53]
@@ -15,8 +19,9 @@
 # that provider's API (curl) and exit non-zero on failure.
 set -eu
 
+[ "${1:-}" = -- ] && shift
 if [ $# -ne 3 ]; then
-	echo "usage: $0 present|cleanup FQDN VALUE" >&2
+	echo "usage: $0 -- present|cleanup FQDN VALUE" >&2
 	exit 2
 fi
 action=$1 fqdn=$2 value=$3

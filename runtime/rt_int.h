@@ -49,6 +49,7 @@ struct rt_op {			/* one rt_push_cert / rt_remove_cert / rt_list_certs call */
 	size_t cmdlen;
 	size_t pending;		/* socket jobs not finished */
 	int failed;
+	int cancelled;		/* a socket's job was cut off by rt_free */
 	char err[1024];
 	void (*done)(void *arg, int ok, const char *err);
 	void (*list_cb)(void *arg, int ok, const char *const *names, size_t n);

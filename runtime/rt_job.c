@@ -25,12 +25,19 @@ void rt_op_free(struct rt_op *op)
 	free(op);
 }
 
+const char rt_err_shutdown[] = "cut off: the agent is shutting down";
+
+/* A job of <op> ended on <s>. A job rt_free() cuts off is no failure of
+ * HAProxy's: it marks <op> cancelled, and an op that nothing else failed
+ * reports rt_err_shutdown, counted as neither pushed nor failed. */
 static void op_job_done(struct rt_op *op, struct rt_sock *s, int ok, const char *err)
 {
 	struct rt *rt = op->rt;
 	size_t l;
 
-	if (!ok) {
+	if (!ok && rt->closing) {
+		op->cancelled = 1;
+	} else if (!ok) {
 		l = strlen(op->err);
 		snprintf(op->err + l, sizeof(op->err) - l, "%s%s: %s", l ? "; " : "", s->addr, err);
 		op->failed = 1;
@@ -40,14 +47,15 @@ static void op_job_done(struct rt_op *op, struct rt_sock *s, int ok, const char 
 	if (op->type == RT_OP_PUSH) {
 		if (op->failed)
 			rt->stats.pushes_failed++;
-		else
+		else if (!op->cancelled)
 			rt->stats.pushes_ok++;
 	}
 	if (op->type == RT_OP_LIST) {
 		if (op->list_cb)
 			op->list_cb(op->arg, 0, NULL, 0);
 	} else if (op->done) {
-		op->done(op->arg, !op->failed, op->failed ? op->err : NULL);
+		op->done(op->arg, !op->failed && !op->cancelled,
+			 op->failed ? op->err : op->cancelled ? rt_err_shutdown : NULL);
 	}
 	rt_op_free(op);
 }
@@ -72,7 +80,10 @@ void rt_job_finish(struct rt_sock *s, struct rt_job *j, const char *err)
 	struct rt_op *op = j->op;
 
 	job_unlink(s, j);
-	if (err)
+	if (err && s->rt->closing)
+		log_debug("runtime: sock=%s path=%s cut off: %s", s->addr,
+			  op->path ? op->path : "-", err);
+	else if (err)
 		log_warn("runtime: sock=%s path=%s failed: %s", s->addr,
 			 op->path ? op->path : "-", err);
 	else

@@ -56,7 +56,7 @@ struct rt *rt_new(struct ev_loop *loop, const char *const *addrs, size_t naddrs,
 void rt_set_timeouts(struct rt *rt, int reply_timeout_ms, int poll_ms);
 
 /* Stops every watcher, closes the sockets and frees everything. Work still
- * queued completes first, synchronously, with ok=0 and err "shutting down"
+ * queued completes first, synchronously, with ok=0 and err rt_err_shutdown
  * (list callbacks with ok=0, n=0); those callbacks must not call rt_* on <rt>.
  * Accepts NULL. */
 void rt_free(struct rt *rt);
@@ -75,6 +75,11 @@ void rt_free(struct rt *rt);
 int rt_push_cert(struct rt *rt, const char *cert_path, const char *crt_list,
 		 const char *pem, size_t len,
 		 void (*done)(void *arg, int ok, const char *err), void *arg);
+
+/* The <err> (this very pointer) of a push or removal that rt_free() cut off
+ * before any socket failed it: the agent is stopping, HAProxy refused nothing;
+ * such a push counts in neither pushes_ok nor pushes_failed. */
+extern const char rt_err_shutdown[];
 
 /* Removes a certificate from every socket: "del ssl crt-list <crt_list>
  * <path>" (skipped when <crt_list> is NULL) then "del ssl cert <path>"; an

@@ -4,7 +4,9 @@
 # for tests/integration/test_package.sh. Built once per machine into
 # /var/cache/acme-spoa/ (a minute or two with a mirror at hand); later calls
 # print the cached path at once. Needs root, debootstrap and the mirror apt
-# uses; exits 1 with the reason on stderr otherwise.
+# uses: exits 2 with the reason on stderr when this machine cannot make it
+# (not root, no debootstrap, mirror unreachable), 1 when making it failed (a
+# package of INCLUDE that does not exist is that: a bug, not the machine).
 #   DEBIAN_MIRROR  overrides the mirror (default: the first of apt's sources)
 set -euo pipefail
 
@@ -14,8 +16,8 @@ TAR=$CACHE/debian12-root-v2.tar.gz
 INCLUDE=haproxy,adduser,ca-certificates,openssl,libcurl4,libev4,libjansson4,libhiredis0.14,libmicrohttpd12,libssl3,libpsl5,libldns3
 
 if [ -s "$TAR" ]; then echo "$TAR"; exit 0; fi
-[ "$(id -u)" = 0 ] || { echo "debian12-root: needs root" >&2; exit 1; }
-command -v debootstrap >/dev/null || { echo "debian12-root: debootstrap is not installed" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "debian12-root: needs root" >&2; exit 2; }
+command -v debootstrap >/dev/null || { echo "debian12-root: debootstrap is not installed" >&2; exit 2; }
 mirror=${DEBIAN_MIRROR:-}
 if [ -z "$mirror" ]; then
 	mirror=$(grep -hsE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
@@ -24,7 +26,7 @@ if [ -z "$mirror" ]; then
 fi
 if ! curl -sf --max-time 10 -o /dev/null "$mirror/dists/bookworm/Release"; then
 	echo "debian12-root: mirror $mirror unreachable" >&2
-	exit 1
+	exit 2
 fi
 mkdir -p "$CACHE"
 work=$(mktemp -d "$CACHE/root.XXXXXX")

@@ -2,6 +2,7 @@
  * server; connections are in spoa_conn.c, ACKs and deferrals in
  * spoa_reply.c. */
 #include <errno.h>
+#include <grp.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +123,44 @@ static void cb_srv_accept(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
+/* Gives the unix socket at <path> the configured group, then mode (the
+ * group first: until both are set, the umask's stricter bits apply). Group
+ * names are looked up here, at start. */
+static int srv_unix_perms(struct spoa_server *srv, const char *path, char *err, size_t errlen)
+{
+	const char *g = srv->conf.socket_group;
+
+	if (g && *g) {
+		char buf[4096], *end;
+		struct group gr, *res = NULL;
+		unsigned long gid;
+		int rc;
+
+		errno = 0;
+		gid = strtoul(g, &end, 10);
+		if (*end || end == g || errno) {
+			rc = getgrnam_r(g, &gr, buf, sizeof(buf), &res);
+			if (rc != 0 || !res) {
+				snprintf(err, errlen, "spoa.socket_group: %s: %s", g,
+					 rc ? strerror(rc) : "no such group");
+				return -1;
+			}
+			gid = res->gr_gid;
+		}
+		if (chown(path, (uid_t)-1, (gid_t)gid) == -1) {
+			snprintf(err, errlen, "spoa.socket_group: cannot give %s to group %s: %s (the "
+				 "agent's user must be a member of it)", path, g, strerror(errno));
+			return -1;
+		}
+	}
+	if (srv->conf.socket_mode && chmod(path, (mode_t)srv->conf.socket_mode) == -1) {
+		snprintf(err, errlen, "spoa.socket_mode: cannot set %04o on %s: %s",
+			 (unsigned)srv->conf.socket_mode, path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* Binds and listens on <addr> (lib/addr.h: "host:port", "[v6]:port", "*:port",
  * port 0, "unix:/path"); fills srv->fd, port, unix_path. */
 static int srv_listen(struct spoa_server *srv, const char *addr, char *err, size_t errlen)
@@ -154,6 +193,11 @@ static int srv_listen(struct spoa_server *srv, const char *addr, char *err, size
 	}
 	if (a.is_unix) {
 		memcpy(srv->unix_path, a.path, strlen(a.path) + 1);
+		if (srv_unix_perms(srv, a.path, err, errlen) == -1) {
+			unlink(a.path);
+			srv->unix_path[0] = '\0';
+			goto out;
+		}
 		srv->fd = fd;
 		fd = -1;
 		ret = 0;

@@ -86,6 +86,11 @@ struct spoa_handler {
 
 struct spoa_server_conf {
 	const char *listen;                    /* "127.0.0.1:12345", "[::1]:12345", "unix:/path"; port 0 picks one */
+	/* a unix socket's permissions (HAProxy connects as another user): mode
+	 * bits (0: as the umask leaves them) and group name or number (NULL:
+	 * the process's); a failure to set them fails the start */
+	int socket_mode;
+	const char *socket_group;
 	const struct spoa_handler *handlers;
 	void *ctx;                             /* passed to handlers and on_engine */
 	void (*on_engine)(void *ctx, const char *engine_id, int is_new); /* HELLO engine-id; is_new the first time this id is seen (last 256 ids remembered); must not free the server */

@@ -26,6 +26,7 @@
  * CONSUL_MAX_OPS operations are in the backend. Health (storage_state) is the
  * outcome of the last answer: no answer or a 5xx means down. The token goes
  * in X-Consul-Token and is never logged; https uses the system's CAs. */
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -37,6 +38,7 @@
 #include <curl/curl.h>
 #include <ev.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "lib/curlev.h"
@@ -56,7 +58,9 @@ struct consul_http {
 	TAILQ_ENTRY(consul_http) link;
 	struct consul_be *be;
 	CURL *easy;
-	struct curl_slist *hdrs;
+	struct curl_slist *hdrs;	/* the token's among them */
+	char *req;			/* the request body (curl reads it from here) */
+	size_t reqlen;
 	char *body;
 	size_t len, cap;
 	int too_big;
@@ -100,8 +104,10 @@ int consul_unb64(const char *in, char **out, size_t *len)
 	if (n % 4 != 0 || n > INT32_MAX)
 		goto bad;
 	got = EVP_DecodeBlock((unsigned char *)*out, (const unsigned char *)in, (int)n);
-	if (got < 0)
+	if (got < 0) {
+		OPENSSL_cleanse(*out, 3 * (n / 4) + 1);
 		goto bad;
+	}
 	/* EVP_DecodeBlock counts the padding as zero bytes */
 	if (in[n - 1] == '=')
 		got--;
@@ -167,6 +173,19 @@ void consul_resp_why(const struct consul_resp *r, char *buf, size_t size)
 
 /* ---- the HTTP transport ---------------------------------------------------- */
 
+/* Request and answer bodies carry values (private keys, the account key) and
+ * their base64, the headers the token: cleansed before they are freed. What
+ * libcurl copies inside itself is beyond reach. */
+static void consul_hdrs_free(struct curl_slist *l)
+{
+	struct curl_slist *i;
+
+	for (i = l; i; i = i->next)
+		if (i->data)
+			OPENSSL_cleanse(i->data, strlen(i->data));
+	curl_slist_free_all(l);
+}
+
 static void consul_http_free(struct consul_http *h)
 {
 	struct consul_be *be = h->be;
@@ -175,7 +194,12 @@ static void consul_http_free(struct consul_http *h)
 	be->nhttp--;
 	curl_multi_remove_handle(curlev_multi(be->cv), h->easy);
 	curl_easy_cleanup(h->easy);
-	curl_slist_free_all(h->hdrs);
+	consul_hdrs_free(h->hdrs);
+	if (h->req)
+		OPENSSL_cleanse(h->req, h->reqlen);
+	free(h->req);
+	if (h->body)
+		OPENSSL_cleanse(h->body, h->cap);
 	free(h->body);
 	free(h);
 }
@@ -201,8 +225,14 @@ static size_t cb_consul_write(char *data, size_t size, size_t nmemb, void *userp
 
 		while (cap < h->len + len + 1)
 			cap *= 2;
-		if (!(nb = realloc(h->body, cap)))
+		/* not realloc: the old block would be freed with its bytes */
+		if (!(nb = malloc(cap)))
 			return 0;
+		if (h->body) {
+			memcpy(nb, h->body, h->len);
+			OPENSSL_cleanse(h->body, h->cap);
+			free(h->body);
+		}
 		h->body = nb;
 		h->cap = cap;
 	}
@@ -329,9 +359,15 @@ struct consul_http *consul_http_start(struct consul_be *be, const char *method, 
 		curl_easy_setopt(h->easy, CURLOPT_CUSTOMREQUEST, method);
 		if (body || strcmp(method, "PUT") == 0) {
 			curl_easy_setopt(h->easy, CURLOPT_POST, 1L);
-			curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE,
-					 (curl_off_t)(body ? len : 0));
-			curl_easy_setopt(h->easy, CURLOPT_COPYPOSTFIELDS, body ? body : "");
+			/* our copy, not curl's (COPYPOSTFIELDS): cleansed at the end */
+			if (!(h->req = malloc(body ? len + 1 : 1)))
+				goto fail;
+			h->reqlen = body ? len : 0;
+			if (body)
+				memcpy(h->req, body, len);
+			h->req[h->reqlen] = '\0';
+			curl_easy_setopt(h->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)h->reqlen);
+			curl_easy_setopt(h->easy, CURLOPT_POSTFIELDS, h->req);
 		}
 	}
 	free(url);
@@ -348,7 +384,10 @@ fail:
 	free(url);
 	if (h->easy)
 		curl_easy_cleanup(h->easy);
-	curl_slist_free_all(h->hdrs);
+	consul_hdrs_free(h->hdrs);
+	if (h->req)
+		OPENSSL_cleanse(h->req, h->reqlen);
+	free(h->req);
 	free(h);
 	return NULL;
 }
@@ -727,6 +766,17 @@ static void consul_close_be(void *p)
 	free(be);
 }
 
+/* Every block jansson frees is cleansed first: Consul's answers hold values
+ * in base64, and jansson's parser keeps copies of the tokens it reads. Set
+ * for the whole process when a Consul store opens (jansson has one set of
+ * allocation functions); the blocks come from malloc either way. */
+static void consul_json_free(void *p)
+{
+	if (p)
+		OPENSSL_cleanse(p, malloc_usable_size(p));
+	free(p);
+}
+
 static void *consul_open_be(struct ev_loop *loop, const struct storage_conf *conf, char *err,
 			    size_t errlen)
 {
@@ -753,6 +803,7 @@ static void *consul_open_be(struct ev_loop *loop, const struct storage_conf *con
 		snprintf(err, errlen, "storage consul: token: holds a line break");
 		return NULL;
 	}
+	json_set_alloc_funcs(malloc, consul_json_free);
 	if (!(be = calloc(1, sizeof(*be))))
 		goto oom;
 	be->loop = loop;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 
 #include "storage/storage.h"
 #include "storage/storage_consul_int.h"
@@ -90,6 +91,7 @@ static void cmd_txn(struct consul_req *req, json_t *ops)
 	}
 	req->step = STEP_TXN;
 	consul_req_send(req, "PUT", "txn", body, strlen(body));
+	OPENSSL_cleanse(body, strlen(body));	/* values in base64 */
 	free(body);
 }
 

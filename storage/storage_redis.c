@@ -684,12 +684,16 @@ static void redis_submit(void *p, struct storage_op *op)
 static void redis_be_free(struct redis_be *be)
 {
 	free(be->username);
+	if (be->auth != NULL)
+		OPENSSL_cleanse(be->auth, strlen(be->auth));
 	free(be->auth);
 	free(be->ns);
 	free(be->server_name);
 	free(be->sentinel_master);
 	free(be->sentinels);
 	free(be->sentinel_username);
+	if (be->sentinel_password != NULL)
+		OPENSSL_cleanse(be->sentinel_password, strlen(be->sentinel_password));
 	free(be->sentinel_password);
 	if (be->tls.ctx != NULL)
 		SSL_CTX_free(be->tls.ctx);

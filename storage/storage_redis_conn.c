@@ -94,6 +94,28 @@ struct rconn {
 	char err[256];
 };
 
+/* Replies carry stored values (private keys, the account key): their
+ * strings are cleansed before hiredis frees them. */
+static void rconn_reply_cleanse(redisReply *r)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	if (r->str != NULL && r->len > 0)
+		OPENSSL_cleanse(r->str, r->len);
+	for (i = 0; r->element != NULL && i < r->elements; i++)
+		rconn_reply_cleanse(r->element[i]);
+}
+
+/* What the reader consumed stays in its buffer (an sds string): cleansed
+ * once everything in it was parsed, and before the buffer is freed. */
+static void rconn_reader_cleanse(redisReader *r)
+{
+	if (r != NULL && r->buf != NULL && r->pos == r->len)
+		OPENSSL_cleanse(r->buf, sdsalloc(r->buf));
+}
+
 static void rconn_destroy(struct rconn *c)
 {
 	if (c->lookup != NULL) {	/* its done() frees it without touching us */
@@ -108,8 +130,13 @@ static void rconn_destroy(struct rconn *c)
 		SSL_free(c->ssl);
 	if (c->fd != -1)
 		close(c->fd);
-	if (c->reader != NULL)
+	if (c->reader != NULL) {
+		if (c->reader->buf != NULL)
+			OPENSSL_cleanse(c->reader->buf, sdsalloc(c->reader->buf));
 		redisReaderFree(c->reader);
+	}
+	if (c->out != NULL)
+		OPENSSL_cleanse(c->out, c->outcap);	/* commands carry values and AUTH */
 	free(c->out);
 	free(c);
 }
@@ -413,8 +440,10 @@ static void rconn_flush(struct rconn *c)
 		}
 		c->outoff += (size_t)w;
 	}
-	if (c->outoff == c->outlen)
+	if (c->outoff == c->outlen) {
+		OPENSSL_cleanse(c->out, c->outlen);	/* sent: no copy of a value stays */
 		c->outoff = c->outlen = 0;
+	}
 }
 
 /* Hands every complete reply to its callback (or to push). */
@@ -430,8 +459,10 @@ static void rconn_dispatch(struct rconn *c)
 			rconn_fail(c, RCONN_PROTOCOL, "protocol error: %s", c->reader->errstr);
 			return;
 		}
-		if (reply == NULL)
+		if (reply == NULL) {
+			rconn_reader_cleanse(c->reader);
 			return;
+		}
 		cmd = STAILQ_FIRST(&c->pending);
 		if (cmd != NULL) {
 			STAILQ_REMOVE_HEAD(&c->pending, link);
@@ -444,6 +475,7 @@ static void rconn_dispatch(struct rconn *c)
 		} else if (c->cbs != NULL && c->cbs->push != NULL) {
 			c->cbs->push(c, reply, c->arg);
 		}
+		rconn_reply_cleanse(reply);
 		freeReplyObject(reply);
 	}
 }
@@ -489,9 +521,11 @@ static void rconn_read(struct rconn *c)
 			}
 		}
 		if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK) {
+			OPENSSL_cleanse(buf, (size_t)n);
 			rconn_fail(c, RCONN_PROTOCOL, "protocol error: %s", c->reader->errstr);
 			return;
 		}
+		OPENSSL_cleanse(buf, (size_t)n);
 		rconn_dispatch(c);
 	}
 	/* bytes TLS has already taken off the socket would not wake us again */
@@ -564,15 +598,22 @@ static int rconn_append(struct rconn *c, rconn_reply_cb *cb, void *priv, const c
 
 		if (c->outoff > 0) {	/* slide the unsent bytes to the front first */
 			memmove(c->out, c->out + c->outoff, c->outlen - c->outoff);
+			OPENSSL_cleanse(c->out + c->outlen - c->outoff, c->outoff);
 			c->outlen -= c->outoff;
 			c->outoff = 0;
 		}
 		while (cap < c->outlen + len)
 			cap *= 2;
 		if (cap > c->outcap) {
-			grown = realloc(c->out, cap);
+			/* not realloc: the old block would be freed with its bytes */
+			grown = malloc(cap);
 			if (grown == NULL)
 				return -1;
+			if (c->out != NULL) {
+				memcpy(grown, c->out, c->outlen);
+				OPENSSL_cleanse(c->out, c->outcap);
+				free(c->out);
+			}
 			c->out = grown;
 			c->outcap = cap;
 		}
@@ -603,6 +644,7 @@ int rconn_command_argv(struct rconn *c, rconn_reply_cb *cb, void *priv, int argc
 	if (len < 0 || buf == NULL)
 		return -1;
 	rc = rconn_append(c, cb, priv, buf, (size_t)len);
+	OPENSSL_cleanse(buf, (size_t)len);	/* a value, maybe a private key */
 	redisFreeCommand(buf);
 	return rc;
 }
@@ -621,6 +663,7 @@ int rconn_command(struct rconn *c, rconn_reply_cb *cb, void *priv, const char *f
 	if (len < 0 || buf == NULL)
 		return -1;
 	rc = rconn_append(c, cb, priv, buf, (size_t)len);
+	OPENSSL_cleanse(buf, (size_t)len);	/* AUTH's password */
 	redisFreeCommand(buf);
 	return rc;
 }

@@ -1,5 +1,5 @@
 # Sourced by tests/bench/run.sh (uses its lib, say, fail, bench_row).
-# 6. Import: BENCH_N_IMPORT (10000) certificates in a crt directory (written
+# 7. Import: BENCH_N_IMPORT (10000) certificates in a crt directory (written
 #    by gen_certs --cert-dir: EC P-256 leaf + test CA + key each) imported by
 #    `acme-spoa import crt-dir:DIR` into file storage and into Redis, each
 #    beside gen_certs writing the same number straight into the same kind of
@@ -27,7 +27,7 @@ import_one() {   # KIND (file|redis): sets IMP_T IMP_T2 IMP_REF
 			>"$d/redis.log" 2>&1 &
 		rpid=$!
 		IT_PIDS+=($rpid)
-		wait_for 10 redis-cli -p "$port" ping || { fail "6 import $kind: redis does not start"; return; }
+		wait_for 10 redis-cli -p "$port" ping || { fail "7 import $kind: redis does not start"; return; }
 		spec="redis:127.0.0.1:$port:ref"
 		storage="\"storage\": \"redis\", \"storage_config\": { \"redis\": { \"port\": $port, \"namespace\": \"imp\" } }"
 	else
@@ -38,7 +38,7 @@ import_one() {   # KIND (file|redis): sets IMP_T IMP_T2 IMP_REF
 	mkdir -p "$d/crt"
 	t0=$(bench_now)
 	"$TOOLS/gen_certs" --store "$spec" --count "$N_IMPORT" --domain imp.test --cert-dir "$d/crt" \
-		>"$d/gen.log" 2>&1 || { fail "6 import $kind: gen_certs failed"; [ -n "$rpid" ] && stop_pid "$rpid"; return; }
+		>"$d/gen.log" 2>&1 || { fail "7 import $kind: gen_certs failed"; [ -n "$rpid" ] && stop_pid "$rpid"; return; }
 	IMP_REF=$(bench_dt "$t0" "$(bench_now)")
 	cat >"$d/agent.json" <<JSON
 {
@@ -55,25 +55,25 @@ JSON
 	   grep -q "^  imported: $N_IMPORT\$" "$d/import.out"; then
 		IMP_T=$(bench_dt "$t0" "$(bench_now)")
 	else
-		fail "6 import $kind: $(tail -3 "$d/import.out" "$d/import.err" | tr '\n' ' ')"
+		fail "7 import $kind: $(tail -3 "$d/import.out" "$d/import.err" | tr '\n' ' ')"
 	fi
 	t0=$(bench_now)
 	if imp_timed "$d/import2.out" "$d/import2.err" "$d/cpu2" "$IT_BIN" -c "$d/agent.json" import "crt-dir:$d/crt" &&
 	   grep -q "^  already present: $N_IMPORT\$" "$d/import2.out"; then
 		IMP_T2=$(bench_dt "$t0" "$(bench_now)")
 	else
-		fail "6 import $kind again: $(tail -3 "$d/import2.out" | tr '\n' ' ')"
+		fail "7 import $kind again: $(tail -3 "$d/import2.out" | tr '\n' ' ')"
 	fi
 	IMP_CPU=$(cat "$d/cpu1" 2>/dev/null)
 	IMP_LOAD=$(cut -d' ' -f1 /proc/loadavg)
 	say "import $kind: $N_IMPORT certificates in ${IMP_T:-?} s (CPU ${IMP_CPU:-?} s), again (all present) ${IMP_T2:-?} s (CPU $(cat "$d/cpu2" 2>/dev/null) s); gen_certs writing them ${IMP_REF} s; load average $IMP_LOAD"
-	[ -n "$IMP_T" ] && awk -v t="$IMP_T" 'BEGIN { exit !(t >= 30) }' && fail "6 import $kind: $IMP_T s, over the 30 s bar"
+	[ -n "$IMP_T" ] && awk -v t="$IMP_T" 'BEGIN { exit !(t >= 30) }' && fail "7 import $kind: $IMP_T s, over the 30 s bar"
 	[ -n "$rpid" ] && stop_pid "$rpid"
 	rm -rf "$d/crt" "$d/store" "$d/ref-store"
 }
 for kind in file redis; do
 	import_one "$kind"
-	bench_row "6 import $N_IMPORT certs, $kind storage" "${IMP_T:-FAILED}${IMP_T:+ s, CPU ${IMP_CPU:-?} s}" \
+	bench_row "7 import $N_IMPORT certs, $kind storage" "${IMP_T:-FAILED}${IMP_T:+ s, CPU ${IMP_CPU:-?} s}" \
 		"${IMP_REF:-?} s gen_certs writes" "$(bench_ratio "$IMP_T" "$IMP_REF") (import/raw writes)" \
 		"acme-spoa import crt-dir:DIR of $N_IMPORT PEMs (gen_certs --cert-dir: EC P-256 leaf + test CA + key): read, crypto_bundle_check_info each, compare with storage (meta/ then certs/), write meta/ del, certs/, meta/, change feed; reference: gen_certs writing the same $N_IMPORT into a $kind store (certs/, meta/, feed; no read, no check); again: ${IMP_T2:-?} s (all already present); CPU = user + system of the import process (its 4 checking threads included); load average at the end $IMP_LOAD; bar < 30 s"
 done

@@ -16,7 +16,10 @@
 #      latency of a stored name not loaded yet and of a new name vs a loaded
 #      one; agent start and memory at 100,000 certificates (preload
 #      on_demand) beside HAProxy's own start with N in a crt directory.
-#   6. Import (tests/bench/import.sh): BENCH_N_IMPORT (10000) certificates of
+#   6. issuers (tests/bench/issuers.sh): time to a verified first handshake
+#      for a new name with the first of two CAs up, frozen (the fallback
+#      within the held handshake), and marked down.
+#   7. Import (tests/bench/import.sh): BENCH_N_IMPORT (10000) certificates of
 #      a crt directory imported into file storage and into Redis, beside
 #      gen_certs writing as many straight into the store.
 # Environment: BENCH_SECONDS (wrk seconds per variant, 10), BENCH_ROUNDS (A B B A
@@ -26,7 +29,8 @@
 # BENCH_SPOA_PIN (0; 1 pins servers to CPU 1 and the load generator to CPU 0),
 # BENCH_ONLY (all sections; "spoa": section 0 only, no HAProxy, Pebble or wrk
 # needed; "spoa,spoe": sections 0 and 1; "rest": section 4 only, Redis;
-# "hold": section 5 only; BENCH_HOLD_* in tests/bench/hold.sh; "import": section 6 only),
+# "hold": section 5 only; BENCH_HOLD_* in tests/bench/hold.sh; "issuers":
+# section 6 only; BENCH_ISSUERS_* in tests/bench/issuers.sh; "import": section 7 only),
 # BENCH_REST_COUNTS ("20000 100000"), BENCH_REST_SECONDS (65),
 # BENCH_N_LOAD (3000), BENCH_THREADS (2), BENCH_CONNS (50), IT_KEEP=1 keeps
 # the temp dir. Exit 0 when every figure was produced.
@@ -102,7 +106,15 @@ if bench_only_has hold; then
 		while IFS= read -r f; do FAILED+=("$f"); done <"$IT_DIR/hold-failed.txt"
 	fi
 fi
-# ---- 6. import from a crt directory (no HAProxy needed) ------------------------
+# ---- 6. issuers: fallback to a second CA, own peers, in a subshell ----------
+if bench_only_has issuers; then
+	( source "$HERE/issuers.sh" )
+	while IFS= read -r row; do [ -n "$row" ] && BENCH_ROWS+=("$row"); done <"$IT_DIR/issuers-rows.tsv"
+	if [ -f "$IT_DIR/issuers-failed.txt" ]; then
+		while IFS= read -r f; do FAILED+=("$f"); done <"$IT_DIR/issuers-failed.txt"
+	fi
+fi
+# ---- 7. import from a crt directory (no HAProxy needed) ------------------------
 bench_only_has import && source "$HERE/import.sh"
 bench_only_ends spoe
 

@@ -10,6 +10,7 @@ case "$IT_BUILD" in /*) ;; *) IT_BUILD=$IT_ROOT/$IT_BUILD ;; esac
 IT_PIDS=()
 IT_PASS=0
 IT_FAIL=0
+IT_SKIP=0
 
 it_init() {
 	IT_DIR=$(mktemp -d /tmp/acme-it.XXXXXX)
@@ -61,28 +62,66 @@ for _ in range(500):
 PY
 }
 
-# wait_for SECONDS CMD...: polls CMD every 0.1 s until it succeeds.
+# it_now_us: wall-clock time in microseconds (bash's EPOCHREALTIME, no fork).
+it_now_us() { local t=${EPOCHREALTIME//[!0-9]/}; echo "${t:-$(date +%s%6N)}"; }
+
+# wait_for SECONDS CMD...: polls CMD every 0.1 s until it succeeds or
+# SECONDS of wall time (fractions allowed) have passed: "within a second" means
+# one second however long CMD itself takes. CMD is tried once more at the deadline.
 wait_for() {
-	local t=$1; shift
-	local n=$((t * 10))
-	while [ $n -gt 0 ]; do
+	# (locals prefixed: CMD sees them, bash scoping is dynamic)
+	local _wf_t=$1 _wf_us _wf_frac _wf_end _wf_now; shift
+	_wf_us=$(( 10#${_wf_t%%.*} * 1000000 ))
+	if [[ $_wf_t == *.* ]]; then _wf_frac=${_wf_t#*.}000000; _wf_us=$(( _wf_us + 10#${_wf_frac:0:6} )); fi
+	_wf_end=$(( $(it_now_us) + _wf_us ))
+	while :; do
 		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1
-		n=$((n - 1))
+		_wf_now=$(it_now_us)
+		[ "$_wf_now" -lt "$_wf_end" ] || return 1
+		if [ $(( _wf_end - _wf_now )) -lt 100000 ]; then
+			sleep "0.$(printf '%06d' $(( _wf_end - _wf_now )))"
+		else
+			sleep 0.1
+		fi
 	done
-	return 1
+}
+
+# pid_ended PID: PID exited (gone, or a zombie not reaped yet).
+pid_ended() {
+	local st
+	st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)
+	[ -z "$st" ] || [ "$st" = Z ]
 }
 
 port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
 
 ok() { IT_PASS=$((IT_PASS + 1)); echo "ok - $*"; }
 not_ok() { IT_FAIL=$((IT_FAIL + 1)); echo "not ok - $*"; }
-# check NAME CMD...: one test case from a command's exit status.
-check() { local n=$1; shift; if "$@"; then ok "$n"; else not_ok "$n"; fi; }
+# it_ci: true under CI (CI=true), where every peer `make test` installs by
+# itself is there and must run.
+it_ci() { [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; }
+# skip REASON: a check that cannot run on this machine. Counted apart in the
+# summary line, never as a pass.
+skip() { IT_SKIP=$((IT_SKIP + 1)); echo "skip - $*"; }
+# skip_peer REASON: a check that needs what `make test` installs by itself
+# (Consul from scripts/consul.sh, HAProxy 3.4 from ../shared/peers/, the Debian
+# root of scripts/debian12-root.sh, Pebble 2.10 from scripts/pebble-unstable.sh)
+# and that is missing: a skip on a developer's machine, a failure under CI.
+skip_peer() {
+	if it_ci; then
+		not_ok "$* (CI=true: make test provides this, so its absence is a failure)"
+	else
+		skip "$*"
+	fi
+}
+# check NAME CMD...: one test case from a command's exit status. (Its local is
+# named so that no caller's variable is hidden from CMD: bash scopes
+# dynamically, a "local n" here made a suite's $n read this NAME.)
+check() { local _check_name=$1; shift; if "$@"; then ok "$_check_name"; else not_ok "$_check_name"; fi; }
 
 it_summary() {
 	it_check_sanitizers
-	echo "$IT_PASS passed, $IT_FAIL failed"
+	echo "$IT_PASS passed, $IT_FAIL failed, $IT_SKIP skipped"
 	[ "$IT_FAIL" -eq 0 ]
 }
 
@@ -152,6 +191,43 @@ JSON
 	IT_PIDS+=($PEBBLE_PID)
 	PEBBLE_DIR_URL="https://127.0.0.1:$PEBBLE_PORT/dir"
 	wait_for 15 curl -sf --cacert "$IT_DIR/pebble-ca.pem" "$PEBBLE_DIR_URL"
+}
+
+# pebble_answers: Pebble's database answers: a management query that takes its
+# lock (cert-status-by-serial; any HTTP status will do) within 5 s.
+pebble_answers() {
+	local c
+	c=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 5 \
+		"https://127.0.0.1:$PEBBLE_MGMT/cert-status-by-serial/1")
+	[ "$c" != 000 ]
+}
+
+# pebble_deadlock_dump: Pebble stopped answering. SIGQUIT makes it print every
+# goroutine and exit; the blocked ones are shown as comments. Returns 0 when
+# the dump is Pebble's own lock-order inversion (2.4 to 2.10 at least): a
+# POST-as-GET to an authorization (wfe.Authz) holds that authz's lock and
+# waits for the store's read lock (getAcctByKey) behind a writer (a new-order's
+# AddOrder/AddChallenge), which waits for a new-order's
+# FindValidAuthorization, which holds the store's read lock and waits for that
+# authz's lock. Any other hang returns 1: not Pebble's known bug.
+pebble_deadlock_dump() {
+	local log=$IT_DIR/pebble.log size
+	size=$(stat -c %s "$log" 2>/dev/null || echo 0)
+	kill -QUIT "$PEBBLE_PID" 2>/dev/null
+	wait_for 5 pid_ended "$PEBBLE_PID"
+	wait "$PEBBLE_PID" 2>/dev/null
+	tail -c +"$((size + 1))" "$log" > "$IT_DIR/pebble-goroutines.txt"
+	# one line per goroutine blocked on a lock: its pebble frames, innermost first
+	awk '/^goroutine /{ if (g != "" && lock) print g; g = "blocked"; lock = 0; next }
+	     /^sync\.\(\*RW?Mutex\)\.R?Lock/ { lock = 1 }
+	     /^github.com\/letsencrypt\/pebble/ { f = $0; sub(/\(([0-9{}]|\.\.\.|\)).*$/, "", f); sub(/.*\//, "", f); g = g " < " f }
+	     END { if (g != "" && lock) print g }' "$IT_DIR/pebble-goroutines.txt" > "$IT_DIR/pebble-blocked.txt"
+	echo "# Pebble's goroutines blocked on a lock ($(wc -l < "$IT_DIR/pebble-blocked.txt")):"
+	sort "$IT_DIR/pebble-blocked.txt" | uniq -c | sed 's/^/#   /'
+	grep -q 'MemoryStore).FindValidAuthorization' "$IT_DIR/pebble-blocked.txt" &&
+		grep -q 'getAcctByKey.* < wfe.(\*WebFrontEndImpl).validPOSTAsGET < wfe.(\*WebFrontEndImpl).Authz' \
+			"$IT_DIR/pebble-blocked.txt" &&
+		grep -qE 'MemoryStore\)\.Add(Order|Challenge|Authorization)' "$IT_DIR/pebble-blocked.txt"
 }
 
 # Pebble's issuing roots (to verify the certificates HAProxy serves).

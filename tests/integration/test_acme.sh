@@ -8,13 +8,10 @@ source "$(dirname "$0")/lib.sh"
 it_init
 
 ISSUE=$IT_BUILD/tools/acme_issue
-IT_SKIP=0
 N=0
 EAB_KID=kid-1
 EAB_HMAC=zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W
 EAB_CONF='"externalAccountBindingRequired": true, "externalAccountMACKeys": { "kid-1": "'$EAB_HMAC'" }'
-
-skipped() { IT_SKIP=$((IT_SKIP + 1)); echo "skipped - $*"; }
 
 if [ ! -x "$ISSUE" ]; then
 	echo "not ok - $ISSUE is not built (make all)"
@@ -23,11 +20,14 @@ if [ ! -x "$ISSUE" ]; then
 fi
 
 # issue ARGS...: runs acme_issue against the current Pebble; output in $OUT.
-issue() {
+issue() { issue_bg "$@"; wait "$ISSUE_PID"; }
+# issue_bg ARGS...: the same in the background; sets ISSUE_PID.
+issue_bg() {
 	N=$((N + 1))
 	OUT=$IT_DIR/issue-$N.out
 	timeout 240 "$ISSUE" --directory "$PEBBLE_DIR_URL" --ca-file "$IT_DIR/pebble-ca.pem" \
-		--challtestsrv "http://127.0.0.1:$CTS_MGMT" "$@" >"$OUT" 2>"$IT_DIR/issue-$N.log"
+		--challtestsrv "http://127.0.0.1:$CTS_MGMT" "$@" >"$OUT" 2>"$IT_DIR/issue-$N.log" &
+	ISSUE_PID=$!
 }
 
 # restart_pebble [CONFIG_EXTRA] [BINARY]: a fresh Pebble (environment passes through).
@@ -47,6 +47,44 @@ top_issuer_cn() {
 }
 
 show_out() { sed 's/^/#   /' "$OUT" | head -20; }
+
+# check_issue_watched NAME EXPECTED_OK ARGS...: check_issue for many orders at
+# once, with Pebble watched. Pebble (2.4, and 2.10 alike) can deadlock under
+# concurrent new-orders and authorization fetches (lib.sh
+# pebble_deadlock_dump says how); our requests then time out after 30 s with
+# 0 bytes. When its store stops answering, its goroutines are dumped: its known
+# deadlock restarts it once and the check runs again; any other hang fails.
+check_issue_watched() {
+	local name=$1 want=$2 try misses rc; shift 2
+	for try in 1 2; do
+		issue_bg "$@"
+		misses=0
+		while kill -0 "$ISSUE_PID" 2>/dev/null && [ "$misses" -lt 2 ]; do
+			if pebble_answers; then misses=0; else misses=$((misses + 1)); fi
+			[ "$misses" -lt 2 ] && sleep 1
+		done
+		if [ "$misses" -lt 2 ]; then
+			wait "$ISSUE_PID"; rc=$?
+			if [ "$rc" = 0 ] && [ "$(lines_count '^issued ')" -eq "$want" ]; then
+				ok "$name"
+			else
+				not_ok "$name"; show_out
+			fi
+			return
+		fi
+		kill "$ISSUE_PID" 2>/dev/null; wait "$ISSUE_PID" 2>/dev/null
+		echo "# $name: Pebble's store stopped answering (try $try): SIGQUIT for its goroutines"
+		if ! pebble_deadlock_dump; then
+			not_ok "$name: Pebble hung, and not by its known deadlock (goroutines above)"; return
+		fi
+		if [ "$try" = 2 ]; then
+			not_ok "$name: Pebble's known deadlock twice in a row"; return
+		fi
+		echo "# that is Pebble's own lock-order inversion, not our client: Pebble restarted once"
+		PEBBLE_PID=
+		restart_pebble || { not_ok "$name: Pebble restarts after its deadlock"; return; }
+	done
+}
 
 check_issue() {   # NAME EXPECTED_OK ARGS...
 	local name=$1 want=$2; shift 2
@@ -80,7 +118,7 @@ fi
 
 # --- 20 concurrent orders ---
 start=$(date +%s)
-check_issue "20 concurrent orders on one client" 20 --host many.test --count 20
+check_issue_watched "20 concurrent orders on one client" 20 --host many.test --count 20
 echo "# 20 orders took $(( $(date +%s) - start )) s"
 
 # --- badNonce storm ---
@@ -189,7 +227,7 @@ if PB=$(bash "$IT_ROOT/scripts/pebble-unstable.sh" 2>"$IT_DIR/pebble-unstable.er
 else
 	why=$(tail -1 "$IT_DIR/pebble-unstable.err")
 	for c in "profile shortlived" "profile default" "ARI renewal window" "renewal with replaces" "revocation" "unknown profile"; do
-		skipped "$c: Debian unstable's pebble unavailable ($why)"
+		skip_peer "$c: Debian unstable's pebble unavailable ($why)"
 	done
 fi
 
@@ -201,6 +239,4 @@ else
 	not_ok "ARI against a CA without renewalInfo fails cleanly"; show_out
 fi
 
-it_check_sanitizers
-echo "$IT_PASS passed, $IT_FAIL failed, $IT_SKIP skipped"
-[ "$IT_FAIL" -eq 0 ]
+it_summary

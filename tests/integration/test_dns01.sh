@@ -67,7 +67,8 @@ dns01_rfc2136() {
 }
 dns01_exec() {
 	echo "\"dns01\": { \"provider\": \"exec\", \"exec\": \"$1\", \"server\": \"127.0.0.1:$BIND_PORT\",
-	  \"propagation_timeout\": 20 }"
+	  \"propagation_timeout\": 20,
+	  \"exec_env\": [\"NSUPDATE_SERVER\", \"NSUPDATE_PORT\", \"NSUPDATE_TSIG\"] }"
 }
 
 # served_san HOST: the subjectAltName line HAProxy serves for SNI HOST.
@@ -187,7 +188,10 @@ chmod +x "$IT_DIR/failhook.sh"
 agent_stops_cleanly
 sed "s#$HOOK#$IT_DIR/failhook.sh#" "$IT_DIR/agent-exec.json" > "$IT_DIR/agent-fail.json"
 restart_agent "$IT_DIR/agent-fail.json"
-resp=$(admin POST /acme --data 'host=*.k.test')
+# (not k.test: the failure puts the name in backoff, which the resumed order
+# below obeys; a zone BIND has, so the next start's clean-up of the record
+# the failing hook could not remove succeeds)
+resp=$(admin POST /acme --data 'host=*.y.test')
 check "a failing hook: 500 with its exit status and output" \
 	bash -c '[ "${1%% *}" = 500 ] && grep -q "exit status 3: provider says: zone not managed here" <<<"$1"' _ "$resp"
 

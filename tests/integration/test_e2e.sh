@@ -104,10 +104,13 @@ r=$(admin GET /acme/certificates/api.test)
 check "GET /acme/certificates/api.test has every CERT field" python3 -c '
 import json,sys,re; s,b=sys.argv[1].split(" ",1); c=json.loads(b)["data"]
 assert s=="200"
-assert set(c)=={"host","not_before","not_after","valid","serial_number","digest","issuer_cn","pubkey_type"}, c
+assert set(c)=={"host","not_before","not_after","valid","serial_number","digest","issuer_cn","pubkey_type",
+                "issuer_name","issuer_url"}, c
 assert c["valid"] is True and c["pubkey_type"]=="id-ecPublicKey"
+# the CA of issuers: the implicit one of the top-level keys
+assert c["issuer_name"]=="default" and c["issuer_url"]==sys.argv[2], c
 assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", c["not_after"])
-assert re.fullmatch(r"([0-9A-F]{2}:){19}[0-9A-F]{2}", c["digest"])' "$r"
+assert re.fullmatch(r"([0-9A-F]{2}:){19}[0-9A-F]{2}", c["digest"])' "$r" "$PEBBLE_DIR_URL"
 r=$(admin GET '/acme/certificates?invalid_only=true')
 check "GET /acme/certificates?invalid_only=true: none invalid ($r)" test "$r" = '200 {"data":[]}'
 r=$(admin GET /acme/certificates/unknown.test)

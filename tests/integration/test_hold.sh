@@ -52,6 +52,20 @@ best_ms() {
 	echo "$best"
 }
 
+# is_ms VALUE...: every VALUE is a reading in ms (an empty one, a failed
+# handshake's, is not: awk would compare "" < 100 as strings and pass).
+is_ms() {
+	local v
+	for v in "$@"; do [[ $v =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "# not a reading in ms: '$v'"; return 1; }; done
+}
+
+# in_haproxy HOST: HAProxy holds HOST's certificate (runtime API "show ssl cert",
+# what it serves from, not cert_dir).
+in_haproxy() { hap_cmd 'show ssl cert' | grep -qxF "$HAP_CERTS/$1.pem"; }
+# runtime_answers: the runtime API lists certificates (so "not in HAProxy" is a reading).
+runtime_answers() { hap_cmd 'show ssl cert' | grep -q '^# filename'; }
+not_in_haproxy() { runtime_answers && ! in_haproxy "$1" && [ ! -f "$HAP_CERTS/$1.pem" ]; }
+
 # verifies HOST: openssl s_client, certificate and name verified against
 # Pebble's roots and the stored certificates' CA, succeeds.
 verifies() {
@@ -93,7 +107,7 @@ PY
 	read -r v ms _ < <(handshake slow1.test "$IT_DIR/roots.pem")
 	echo "# hold_timeout 1 s, issuance slower: first handshake after $ms ms (verified: $v)"
 	check "hold_timeout passes: the first handshake is answered after ~1 s with the default certificate ($ms ms)" \
-		awk -v m="$ms" -v v="$v" 'BEGIN { exit !(v == 0 && m >= 900 && m < 3000) }'
+		eval 'is_ms "$ms" && awk -v m="$ms" -v v="$v" "BEGIN { exit !(v == 0 && m >= 900 && m < 3000) }"'
 	check "hold_timeout passes: issuance goes on, slow1.test is then served" wait_for 20 verifies slow1.test
 }
 
@@ -109,8 +123,9 @@ run_line() {
 	start_agent || { not_ok "$L: agent starts"; return 1; }
 	start_haproxy || { not_ok "$L: HAProxy starts with the example config"; return 1; }
 	check "$L: HAProxy's spop-check sees the agent UP" wait_for 10 agent_up_in_haproxy
+	nothing_pushed() { runtime_answers && [ "$(loaded_in_haproxy)" = 0 ] && [ "$(files_in_cert_dir)" = 0 ]; }
 	check "$L: on_demand: nothing pushed at start (HAProxy holds $(loaded_in_haproxy), cert_dir $(files_in_cert_dir))" \
-		test "$(loaded_in_haproxy)" = 0 -a "$(files_in_cert_dir)" = 0
+		nothing_pushed
 
 	# --- a new allowed name: issued while its first handshake waits --------
 	t0=$(date +%s%N)
@@ -131,20 +146,22 @@ run_line() {
 	# --- a disallowed name: answered at once ----------------------------------
 	# (the best of 3 handshakes each, beside a name HAProxy serves: the
 	# machine's own noise is not the agent's)
+	# a name held for its push or issuance waits hundreds of ms at least: the
+	# bound is the loaded name's time plus 150 ms
 	ms=$(best_ms other.example.org); base=$(best_ms new1.test)
 	echo "# $L: handshake of a disallowed name (default certificate) $ms ms, of a loaded name $base ms"
-	check "$L: a disallowed name is answered at once ($ms ms, < 100 ms and < loaded + 30 ms)" \
-		awk -v m="$ms" -v b="$base" 'BEGIN { exit !(m < 100 && m < b + 30) }'
+	check "$L: a disallowed name is answered at once ($ms ms, < loaded $base ms + 150 ms)" \
+		eval 'is_ms "$ms" "$base" && awk -v m="$ms" -v b="$base" "BEGIN { exit !(m < b + 150) }"'
 
 	# --- a stored name not loaded yet ------------------------------------------
-	check "$L: host1.stored.test is not in HAProxy yet" sh -c "! test -f '$HAP_CERTS/host1.stored.test.pem'"
+	check "$L: host1.stored.test is not in HAProxy yet (show ssl cert)" not_in_haproxy host1.stored.test
 	check "$L: the first s_client for stored, not loaded host1.stored.test verifies" verifies host1.stored.test
 	read -r v1 ms1 _ < <(handshake host2.stored.test "$IT_DIR/roots.pem")
 	read -r v2 ms2 _ < <(handshake host2.stored.test "$IT_DIR/roots.pem")
 	echo "# $L: host2.stored.test first handshake (pushed meanwhile) $ms1 ms, then (loaded) $ms2 ms"
 	check "$L: stored-not-loaded first handshake verifies, and again once loaded" test "$v1$v2" = 11
 	check "$L: the push costs the first handshake < 200 ms more ($ms1 vs $ms2 ms)" \
-		awk -v a="$ms1" -v b="$ms2" 'BEGIN { exit !(a - b < 200) }'
+		eval 'is_ms "$ms1" "$ms2" && awk -v a="$ms1" -v b="$ms2" "BEGIN { exit !(a - b < 200) }"'
 
 	# --- max_loaded: the hot set stays about 20 -------------------------------
 	before=$(metric acme_spoa_hold_total)
@@ -161,11 +178,13 @@ run_line() {
 	n=$(loaded_in_haproxy)
 	check "$L: max_loaded $MAX_LOADED: HAProxy holds $n of the agent's certificates, cert_dir $(files_in_cert_dir)" \
 		test "$n" -ge $((MAX_LOADED - 2)) -a "$n" -le $((MAX_LOADED + 2)) -a "$(files_in_cert_dir)" -le $((MAX_LOADED + 2))
-	check "$L: the gauge agrees ($(metric acme_spoa_haproxy_loaded_certificates))" \
-		test "$(metric acme_spoa_haproxy_loaded_certificates)" -le $((MAX_LOADED + 1))
-	check "$L: evicted host10.stored.test is out of HAProxy" sh -c "! test -f '$HAP_CERTS/host10.stored.test.pem'"
+	# the gauge counts what HAProxy holds of the agent's: the same count, never 0 here
+	gauge=$(metric acme_spoa_haproxy_loaded_certificates)
+	check "$L: the gauge agrees with show ssl cert ($gauge vs $n)" \
+		eval 'is_count "$gauge" && [ "$gauge" -ge 1 ] && [ "$gauge" -ge $((n - 1)) ] && [ "$gauge" -le $((n + 1)) ] && [ "$gauge" -le $((MAX_LOADED + 1)) ]'
+	check "$L: evicted host10.stored.test is out of HAProxy (show ssl cert) and cert_dir" not_in_haproxy host10.stored.test
 	check "$L: evicted host10.stored.test verifies again on its next first handshake" verifies host10.stored.test
-	evicted_kept() { [ ! -f "$HAP_CERTS/new1.test.pem" ] &&
+	evicted_kept() { not_in_haproxy new1.test &&
 		"$TOOLS/storage_tool" "file:$IT_DIR/store${NODE:-}" get certs/new1.test >/dev/null 2>&1; }
 	check "$L: the issued new1.test (idle longest) left HAProxy and cert_dir; storage keeps it" evicted_kept
 	check "$L: new1.test verifies again (pushed from storage)" verifies new1.test
@@ -215,7 +234,7 @@ if [ "$rc" = 0 ]; then
 	NODE=34
 	run_line "3.4"
 elif [ "$rc" = 2 ]; then
-	echo "# no HAProxy 3.4 to test against: $(tail -1 "$IT_DIR/haproxy34.err")"
+	skip_peer "the held ClientHello on HAProxy 3.4: no HAProxy 3.4 to test against ($(tail -1 "$IT_DIR/haproxy34.err"))"
 else
 	not_ok "scripts/haproxy34.sh provides an HAProxy 3.4 binary (status $rc)"
 fi

@@ -15,13 +15,20 @@ DASH=$IT_ROOT/haproxy-examples/grafana/acme-spoa.json
 # --- alert rules ----------------------------------------------------------
 check "promtool check rules" promtool check rules "$RULES"
 check "promtool test rules: every alert fires on its synthetic series" promtool test rules "$RULES_TEST"
-# each alert's test must be able to fail: break one rule at a time
+# each alert's test must be able to fail: break one rule at a time. The copy
+# beside the test passes unbroken first (the setup itself is sound), each
+# mutation must apply (the alert's expression replaced, the rules still valid)
+# and promtool must then fail naming that alert.
 mkdir -p "$IT_DIR/mut"
 cp "$RULES_TEST" "$IT_DIR/mut/acme-spoa.rules.test.yml"
+cp "$RULES" "$IT_DIR/mut/acme-spoa.rules.yml"
+check "promtool test rules passes on the unbroken copy the mutations start from" \
+	promtool test rules "$IT_DIR/mut/acme-spoa.rules.test.yml"
 alerts=$(awk '$1 == "-" && $2 == "alert:" { print $3 }' "$RULES")
-caught=0 missed=""
+caught=0 missed="" unapplied=""
 for a in $alerts; do
-	python3 - "$RULES" "$a" "$IT_DIR/mut/acme-spoa.rules.yml" <<'PY'
+	rm -f "$IT_DIR/mut/acme-spoa.rules.yml"
+	if ! python3 - "$RULES" "$a" "$IT_DIR/mut/acme-spoa.rules.yml" <<'PY'
 import re, sys
 src, name, dst = sys.argv[1:]
 text = open(src).read()
@@ -31,12 +38,23 @@ text, n = pat.subn(lambda m: m.group(1) + 'vector(0) == 1\n', text, count=1)
 assert n == 1, name
 open(dst, 'w').write(text)
 PY
-	if promtool test rules "$IT_DIR/mut/acme-spoa.rules.test.yml" >/dev/null 2>&1; then
+	then
+		unapplied="$unapplied $a"; continue
+	fi
+	if cmp -s "$RULES" "$IT_DIR/mut/acme-spoa.rules.yml" ||
+	   ! promtool check rules "$IT_DIR/mut/acme-spoa.rules.yml" >/dev/null 2>&1; then
+		unapplied="$unapplied $a"; continue
+	fi
+	if promtool test rules "$IT_DIR/mut/acme-spoa.rules.test.yml" >"$IT_DIR/mut/$a.out" 2>&1; then
 		missed="$missed $a"
-	else
+	elif grep -q "alertname: $a," "$IT_DIR/mut/$a.out"; then
 		caught=$((caught + 1))
+	else
+		missed="$missed $a(failed, not naming it)"
 	fi
 done
+check "every mutation applied (rule replaced, rules still valid${unapplied:+; not applied:$unapplied})" \
+	test -z "$unapplied" -a -n "$alerts"
 check "promtool test rules fails when any one alert is broken ($caught alerts${missed:+; not caught:$missed})" \
 	test -z "$missed" -a "$caught" -ge 9
 
@@ -170,8 +188,13 @@ print(len(rules), "rules", "unhealthy:", bad)
 sys.exit(0 if len(rules) >= 10 and not bad and all(r.get("lastEvaluation", "").startswith("2") for r in rules) else 1)'
 }
 check "prometheus loads the alert rules and evaluates them cleanly" wait_for 10 rules_ok
-firing=$(curl -s "$PROM/api/v1/alerts" | python3 -c 'import json,sys; print(" ".join(a["labels"]["alertname"] for a in json.load(sys.stdin)["data"]["alerts"]))')
-check "no alert pending or firing for the healthy agent (${firing:-none})" test -z "$firing"
+# (the API must answer: no answer is not "no alert")
+firing=$(curl -s --max-time 10 "$PROM/api/v1/alerts" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d["status"] == "success"
+print("alerts:", " ".join(a["labels"]["alertname"] for a in d["data"]["alerts"]))' 2>&1 | tail -1)
+check "no alert pending or firing for the healthy agent (${firing})" test "$firing" = "alerts: "
 
 # HAProxy goes away: the runtime fact turns 0 in /metrics and in Prometheus
 stop_pid "$HAP_PID"

@@ -9,6 +9,8 @@
 
 #include <cmocka.h>
 #include <ev.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
 
 #include "acme/acme.h"
 #include "acme/acme_int.h"
@@ -530,7 +532,7 @@ static struct acme_client *fake_client_url(enum fake_mode mode, int tos, const c
 {
 	struct acme_hooks hooks = { .challenge_set = hook_set, .challenge_clear = hook_clear };
 	struct acme_conf conf = { .email = "t@acme-spoa.test", .tos_accepted = tos,
-				  .cert_key_type = CRYPTO_KEY_EC_P256, .account_url = account_url };
+				  .cert_key_type = CRYPTO_KEY_EC_P256 };
 	char dir[128], err[256];
 	EVP_PKEY *key = crypto_key_generate(CRYPTO_KEY_EC_P256, 0, err, sizeof(err));
 	struct acme_client *c;
@@ -547,6 +549,8 @@ static struct acme_client *fake_client_url(enum fake_mode mode, int tos, const c
 	conf.directory_url = dir;
 	c = acme_client_new(EV_DEFAULT, &conf, key, &hooks, &g_fake, err, sizeof(err));
 	assert_non_null(c);
+	if (account_url)
+		assert_int_equal(acme_client_set_account_url(c, account_url), 0);
 	return c;
 }
 
@@ -760,6 +764,62 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* RFC 8737 §3: self-signed, the name as its only SAN, and the critical
+ * acmeIdentifier extension whose value is the DER OCTET STRING of
+ * SHA-256(key authorization). */
+static void test_tlsalpn01_cert(void **state)
+{
+	static const char ka[] = "token.thumbprint";
+	unsigned char md[32], want[34];
+	unsigned int mdlen = sizeof(md);
+	char err[128] = "";
+	size_t len = 0;
+	char *pem = acme_tlsalpn01_cert("alpn.example.com", ka, &len, err, sizeof(err));
+	BIO *b;
+	X509 *x;
+	EVP_PKEY *k;
+	GENERAL_NAMES *gens;
+	ASN1_OBJECT *oid = OBJ_txt2obj("1.3.6.1.5.5.7.1.31", 1);
+	X509_EXTENSION *ext;
+	const ASN1_OCTET_STRING *val;
+	int idx;
+
+	(void)state;
+	assert_non_null(pem);
+	assert_int_equal(strlen(pem), len);
+	b = BIO_new_mem_buf(pem, (int)len);
+	x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+	k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+	assert_non_null(x);
+	assert_non_null(k);
+	assert_int_equal(X509_check_private_key(x, k), 1);
+	assert_int_equal(X509_verify(x, k), 1);		/* self-signed */
+	gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	assert_non_null(gens);
+	assert_int_equal(sk_GENERAL_NAME_num(gens), 1);
+	assert_int_equal(sk_GENERAL_NAME_value(gens, 0)->type, GEN_DNS);
+	assert_string_equal((const char *)ASN1_STRING_get0_data(sk_GENERAL_NAME_value(gens, 0)->d.dNSName),
+			    "alpn.example.com");
+	GENERAL_NAMES_free(gens);
+	idx = X509_get_ext_by_OBJ(x, oid, -1);
+	assert_true(idx >= 0);
+	ext = X509_get_ext(x, idx);
+	assert_int_equal(X509_EXTENSION_get_critical(ext), 1);
+	val = X509_EXTENSION_get_data(ext);
+	assert_true(EVP_Digest(ka, strlen(ka), md, &mdlen, EVP_sha256(), NULL));
+	want[0] = 0x04;
+	want[1] = 32;
+	memcpy(want + 2, md, 32);
+	assert_int_equal(ASN1_STRING_length(val), 34);
+	assert_memory_equal(ASN1_STRING_get0_data(val), want, 34);
+	ASN1_OBJECT_free(oid);
+	EVP_PKEY_free(k);
+	X509_free(x);
+	BIO_free(b);
+	OPENSSL_cleanse(pem, len);
+	free(pem);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -785,6 +845,7 @@ int main(void)
 		cmocka_unit_test(test_client_rate_limited),
 		cmocka_unit_test(test_client_malformed_order),
 		cmocka_unit_test(test_client_no_http01),
+		cmocka_unit_test(test_tlsalpn01_cert),
 		cmocka_unit_test(test_client_authz_invalid),
 		cmocka_unit_test(test_client_plain_http_refused),
 		cmocka_unit_test(test_client_many_orders_then_free),

@@ -110,7 +110,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c->redis_database, 0);
 	assert_null(c->redis_auth);
 	assert_int_equal(c->redis_ssl, 0);
-	assert_int_equal(c->redis_ssl_verify, 0);
+	assert_int_equal(c->redis_ssl_verify, 1);	/* issue 19: on as soon as ssl is */
 	assert_null(c->redis_ssl_server_name);
 	assert_string_equal(c->redis_namespace, "");
 	assert_string_equal(c->consul_host, "127.0.0.1");
@@ -295,6 +295,7 @@ static const struct bad_case bad_cases[] = {
  * allow_any_domain without ask_url, nothing allowed on demand. */
 static void test_warnings(void **state)
 {
+#define D "{\"account_email\":\"o@example.com\",\"domains\":[\"*.example.com\"]"
 	static const struct { const char *json; int n; const char *has; } cases[] = {
 		{ "{\"account_email\":\"o@example.com\",\"domains\":[\"*.example.com\"]}", 0, NULL },
 		{ "{\"account_email\":\"o@example.com\",\"domains\":[\"a.example.com\"],"
@@ -311,6 +312,23 @@ static void test_warnings(void **state)
 		{ "{\"account_email\":\"o@example.com\",\"allow_any_domain\":true,"
 		  "\"ask_url\":\"http://127.0.0.1:9/ask\"}", 0, NULL },
 		{ "{\"account_email\":\"o@example.com\"}", 1, "domains is empty" },
+		/* issue 19 finding 2: TLS to Redis without verification, Consul's
+		 * token in clear beyond this host, a runtime socket over TCP beyond it */
+		{ D ",\"storage\":\"redis\",\"storage_config\":{\"redis\":{\"ssl\":true}}}", 0, NULL },
+		{ D ",\"storage\":\"redis\",\"storage_config\":{\"redis\":{\"ssl\":true,"
+		  "\"ssl_verify\":false}}}", 1, "ssl_verify is false: any certificate is accepted" },
+		{ D ",\"storage\":\"redis\",\"storage_config\":{\"redis\":{\"ssl\":true,"
+		  "\"ssl_verify\":false,\"sentinel_master\":\"m\",\"sentinel_nodes\":[\"10.0.0.1:26379\"]}}}",
+		  1, "from Redis and its sentinels" },
+		{ D ",\"storage\":\"consul\",\"storage_config\":{\"consul\":{\"host\":\"consul.example.com\","
+		  "\"token\":\"t\"}}}", 1, "in clear (http, not https) to consul.example.com" },
+		{ D ",\"storage\":\"consul\",\"storage_config\":{\"consul\":{\"host\":\"consul.example.com\","
+		  "\"token\":\"t\",\"https\":true}}}", 0, NULL },
+		{ D ",\"storage\":\"consul\",\"storage_config\":{\"consul\":{\"host\":\"localhost\","
+		  "\"token\":\"t\"}}}", 0, NULL },
+		{ D ",\"haproxy\":{\"runtime\":[\"unix:/run/haproxy/admin.sock\",\"127.0.0.1:9999\"]}}", 0, NULL },
+		{ D ",\"haproxy\":{\"runtime\":[\"10.1.2.3:9999\"]}}", 1,
+		  "haproxy.runtime 10.1.2.3:9999 is a TCP socket beyond this host" },
 	};
 	char w[2048];
 	size_t i;
@@ -326,6 +344,7 @@ static void test_warnings(void **state)
 			fail_msg("case %zu: %s\nwarnings:\n%s", i, cases[i].json, w);
 		config_free(c);
 	}
+#undef D
 }
 
 static void test_bad_values(void **state)
@@ -688,10 +707,86 @@ static void test_apply_reload(void **state)
 	config_free(run);
 }
 
+/* SPEC §3 issuers: the top-level keys make one entry "default"; a list
+ * inherits account_email, tos_accepted and challenges; per-CA keys beside it,
+ * a missing name or api_uri, a duplicate name, unknown members and challenge
+ * types are refused, each error naming the entry. */
+static void test_issuers(void **state)
+{
+	struct config *c;
+
+	(void)state;
+	c = load(WITH("\"api_uri\":\"https://ca.example.net/dir\",\"tos_accepted\":true,"
+		      "\"rate_limits\":{\"orders_per_3h\":7}"));
+	assert_non_null(c);
+	assert_int_equal(c->nissuers, 1);
+	assert_string_equal(c->issuers[0].name, "default");
+	assert_string_equal(c->issuers[0].api_uri, "https://ca.example.net/dir");
+	assert_string_equal(c->issuers[0].account_email, "ops@example.com");
+	assert_int_equal(c->issuers[0].tos_accepted, 1);
+	assert_int_equal(c->issuers[0].rl_orders_per_3h, 7);
+	assert_int_equal(c->issuers[0].nchallenges, 1);
+	assert_int_equal(c->issuers[0].challenges[0], CONFIG_CHALLENGE_HTTP01);
+	assert_int_equal(c->issuers[0].timeout, 10);
+	{
+		/* SIGHUP: the implicit entry follows the live rate_limits */
+		struct config *nw = load(WITH("\"api_uri\":\"https://ca.example.net/dir\",\"tos_accepted\":true,"
+					      "\"rate_limits\":{\"orders_per_3h\":8}"));
+
+		assert_non_null(nw);
+		assert_int_equal(config_diff(c, nw, NULL, 0), 0);
+		config_apply_reload(c, nw);
+		assert_int_equal(c->issuers[0].rl_orders_per_3h, 8);
+		config_free(nw);
+	}
+	config_free(c);
+
+	c = load(WITH("\"tos_accepted\":true,\"issuers\":["
+		      "{\"name\":\"le\",\"api_uri\":\"https://acme-v02.api.letsencrypt.org/directory\"},"
+		      "{\"name\":\"zs\",\"api_uri\":\"https://acme.zerossl.com/v2/DV90\","
+		      "\"account_email\":\"z@example.com\",\"tos_accepted\":false,\"timeout\":3,"
+		      "\"rate_limits\":{\"orders_per_3h\":9}}]"));
+	assert_non_null(c);
+	assert_int_equal(c->nissuers, 2);
+	assert_string_equal(c->issuers[0].account_email, "ops@example.com");
+	assert_int_equal(c->issuers[0].tos_accepted, 1);
+	assert_int_equal(c->issuers[0].rl_orders_per_3h, 300);	/* Let's Encrypt's */
+	assert_string_equal(c->issuers[1].account_email, "z@example.com");
+	assert_int_equal(c->issuers[1].tos_accepted, 0);
+	assert_int_equal(c->issuers[1].timeout, 3);
+	assert_int_equal(c->issuers[1].rl_orders_per_3h, 9);
+	assert_int_equal(c->issuers[1].rl_certs_per_domain_week, 0);	/* not Let's Encrypt */
+	config_free(c);
+
+	assert_null(load(WITH("\"api_uri\":\"https://ca.example.net/dir\",\"issuers\":["
+			      "{\"name\":\"a\",\"api_uri\":\"https://ca.example.net/dir\"}]")));
+	assert_contains(errs, "config: api_uri: given with issuers");
+	assert_null(load(WITH("\"issuers\":[{\"api_uri\":\"https://ca.example.net/dir\"},"
+			      "{\"name\":\"b\"},{\"name\":\"Bad Name\",\"api_uri\":\"https://x.example/d\"}]")));
+	assert_contains(errs, "config: issuers[0]: missing name");
+	assert_contains(errs, "config: issuers[1]: missing api_uri");
+	assert_contains(errs, "config: issuers[2].name: expected 1 to 32 characters");
+	assert_null(load(WITH("\"issuers\":[{\"name\":\"a\",\"api_uri\":\"https://x.example/d\"},"
+			      "{\"name\":\"a\",\"api_uri\":\"https://y.example/d\"}]")));
+	assert_contains(errs, "config: issuers: name \"a\" is given twice");
+	assert_null(load(WITH("\"issuers\":[{\"name\":\"a\",\"api_uri\":\"ftp://x.example/d\","
+			      "\"challenges\":[\"tls-alpn-02\"],\"colour\":1,\"timeout\":0}]")));
+	assert_contains(errs, "config: issuers[0].api_uri: \"ftp://x.example/d\" is not an http(s) URL");
+	assert_contains(errs, "config: issuers[0].challenges[0]: \"tls-alpn-02\" is not a challenge type");
+	assert_contains(errs, "config: issuers[0].colour: unknown key");
+	assert_contains(errs, "config: issuers[0].timeout: 0 is not between 1 and 300");
+	assert_null(load(WITH("\"issuers\":[]")));
+	assert_contains(errs, "config: issuers: []: expected an array of 1 to 8 CA objects");
+	assert_null(load(WITH("\"issuers\":[{\"name\":\"a\",\"api_uri\":\"https://x.example/d\","
+			      "\"eab_kid\":\"k\"}]")));
+	assert_contains(errs, "config: issuers[0]: eab_kid and eab_hmac_key go together");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_redis_ha_keys),
+		cmocka_unit_test(test_issuers),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_every_key_set),
 		cmocka_unit_test(test_bad_values),

@@ -3,23 +3,29 @@
  * authorization, the solver's storage record keys, and the hook runner (real
  * /bin/sh children on libev's default loop). The DNS side itself runs
  * against a real BIND in tests/integration/test_dns01.sh. */
+#include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include <ev.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
 
 #include "acme/acme.h"
 #include "acme/acme_int.h"
 #include "core/config.h"
 #include "dns/dns01.h"
 #include "dns/hook.h"
+#include "storage/storage.h"
 
 #define BASE "{\"account_email\":\"ops@example.com\""
 #define WITH(x) BASE "," x "}"
@@ -260,7 +266,8 @@ static void cb_guard(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* Runs "sh -c <script>" through dns_hook_run and the loop until it ends. */
-static void run_hook(const char *script, double timeout, struct hook_result *r)
+static void run_hook_env(const char *script, char *const env[], double timeout,
+			 struct hook_result *r)
 {
 	char *argv[] = { "sh", "-c", (char *)script, "hook", NULL };
 	char err[256] = "";
@@ -268,7 +275,7 @@ static void run_hook(const char *script, double timeout, struct hook_result *r)
 	ev_timer guard;
 
 	memset(r, 0, sizeof(*r));
-	h = dns_hook_run(EV_DEFAULT, "/bin/sh", argv, timeout, hook_done, r, err, sizeof(err));
+	h = dns_hook_run(EV_DEFAULT, "/bin/sh", argv, env, timeout, hook_done, r, err, sizeof(err));
 	assert_non_null(h);
 	assert_int_equal(r->calls, 0);	/* never inside the call */
 	ev_timer_init(&guard, cb_guard, 10., 0.);
@@ -276,6 +283,13 @@ static void run_hook(const char *script, double timeout, struct hook_result *r)
 	ev_run(EV_DEFAULT, 0);
 	ev_timer_stop(EV_DEFAULT, &guard);
 	assert_int_equal(r->calls, 1);
+}
+
+static void run_hook(const char *script, double timeout, struct hook_result *r)
+{
+	char *env[] = { "PATH=/usr/bin:/bin", NULL };
+
+	run_hook_env(script, env, timeout, r);
 }
 
 static void test_hook_runs(void **state)
@@ -300,27 +314,216 @@ static void test_hook_runs(void **state)
 	assert_int_equal(r.ok, 0);
 	assert_true(strlen(r.err) < DNS_HOOK_OUTPUT_MAX + 64);
 	/* a program that is not there: refused at once */
-	assert_null(dns_hook_run(EV_DEFAULT, "/nonexistent/hook", argv, 5, hook_done, &r, err, sizeof(err)));
+	assert_null(dns_hook_run(EV_DEFAULT, "/nonexistent/hook", argv, NULL, 5, hook_done, &r, err,
+				 sizeof(err)));
 	assert_contains(err, "cannot run /nonexistent/hook");
 }
 
+/* The hook's pid, once its shell wrote it to <path>; 0 before. */
+static pid_t hook_pid(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long pid = 0;
+
+	if (f) {
+		if (fscanf(f, "%ld", &pid) != 1)
+			pid = 0;
+		fclose(f);
+	}
+	return (pid_t)pid;
+}
+
+/* dns_hook_abort ends the program (killed, then reaped by the loop) and never
+ * calls back: the hook writes its pid, and that process must be gone. */
 static void test_hook_abort(void **state)
 {
-	char *argv[] = { "sh", "-c", "exec sleep 30", NULL };
+	char pidfile[] = "/tmp/test_dns01_hook.XXXXXX";
+	char script[128];
+	char *argv[] = { "sh", "-c", script, NULL };
 	struct hook_result r = { 0 };
 	char err[256];
 	struct dns_hook *h;
 	ev_timer guard;
+	pid_t pid = 0;
+	int fd, i;
 
 	(void)state;
-	h = dns_hook_run(EV_DEFAULT, "/bin/sh", argv, 30, hook_done, &r, err, sizeof(err));
+	fd = mkstemp(pidfile);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(script, sizeof(script), "echo $$ > %s.new && mv %s.new %s && exec sleep 30",
+		 pidfile, pidfile, pidfile);
+	unlink(pidfile);
+	h = dns_hook_run(EV_DEFAULT, "/bin/sh", argv, NULL, 30, hook_done, &r, err, sizeof(err));
 	assert_non_null(h);
+	for (i = 0; i < 200 && (pid = hook_pid(pidfile)) == 0; i++) {
+		ev_timer_init(&guard, cb_guard, 0.01, 0.);
+		ev_timer_start(EV_DEFAULT, &guard);
+		ev_run(EV_DEFAULT, 0);
+	}
+	unlink(pidfile);
+	assert_true(pid > 0);
+	assert_int_equal(kill(pid, 0), 0);	/* running */
 	dns_hook_abort(h);
 	ev_timer_init(&guard, cb_guard, 0.3, 0.);
 	ev_timer_start(EV_DEFAULT, &guard);
 	ev_run(EV_DEFAULT, 0);
 	assert_int_equal(r.calls, 0);	/* aborted: never called */
+	/* killed and reaped: no such process any more (not even a zombie) */
+	assert_int_equal(kill(pid, 0), -1);
+	assert_int_equal(errno, ESRCH);
 	dns_hook_abort(NULL);
+}
+
+/* Issue 19 finding 9: the hook gets the allow-listed variables only (not
+ * the agent's secrets), and default signal dispositions with nothing blocked
+ * although the agent ignores SIGPIPE. */
+static void test_hook_env_signals(void **state)
+{
+	const char *extra[] = { "PROVIDER_TOKEN", "NOT_SET_HERE" };
+	struct hook_result r;
+	char **env;
+	const char *p;
+	sigset_t blk, old;
+	void (*was)(int);
+
+	(void)state;
+	setenv("ACME_SPOA_ADMIN_TOKEN", "admin-s3cret", 1);
+	setenv("PROVIDER_TOKEN", "provider-tok", 1);
+	setenv("LANG", "C.UTF-8", 1);
+	env = dns_hook_env_new(extra, 2);
+	assert_non_null(env);
+	was = signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&blk);
+	sigaddset(&blk, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &blk, &old);
+	/* exit 1: what it prints comes back in the error */
+	run_hook_env("env; grep -E '^Sig(Ign|Blk)' /proc/self/status; exit 1", env, 5, &r);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	signal(SIGPIPE, was);
+	dns_hook_env_free(env);
+	assert_int_equal(r.ok, 0);
+	assert_contains(r.err, "PROVIDER_TOKEN=provider-tok");
+	assert_contains(r.err, "LANG=C.UTF-8");
+	assert_contains(r.err, "PATH=");
+	if (strstr(r.err, "admin-s3cret") || strstr(r.err, "NOT_SET_HERE"))
+		fail_msg("the hook saw more than its allow-list: %s", r.err);
+	/* tabs come back as spaces; signals 1 to 31 (glibc keeps its own two
+	 * real-time signals, 32 and 33, ignored in a spawned child) */
+	p = strstr(r.err, "SigIgn: ");
+	assert_non_null(p);
+	assert_int_equal(strtoull(p + 8, NULL, 16) & 0x7fffffffULL, 0);
+	p = strstr(r.err, "SigBlk: ");
+	assert_non_null(p);
+	assert_int_equal(strtoull(p + 8, NULL, 16) & 0x7fffffffULL, 0);
+}
+
+static int stale_name_ok(void *arg, const char *name)
+{
+	return !strcmp(name, "ok.test");
+}
+
+/* The node's part of the record keys as dns01.c derives it (the documented
+ * scheme: SHA-256 of "<hostname>|<node>", 8 bytes in hex). */
+static void stale_prefix(const char *node, char *out, size_t outlen)
+{
+	char hn[256] = "", id[600], hex[17];
+	unsigned char md[32];
+	unsigned int mdlen = sizeof(md);
+	int i;
+
+	gethostname(hn, sizeof(hn) - 1);
+	snprintf(id, sizeof(id), "%s|%s", hn, node);
+	EVP_Digest(id, strlen(id), md, &mdlen, EVP_sha256(), NULL);
+	for (i = 0; i < 8; i++)
+		sprintf(hex + i * 2, "%02x", md[i]);
+	snprintf(out, outlen, "dns01/%s/", hex);
+}
+
+static void stale_put(struct storage *st, const char *prefix, const char *rest)
+{
+	char key[512], err[256];
+	struct storage_res res;
+
+	snprintf(key, sizeof(key), "%s%s", prefix, rest);
+	assert_int_equal(storage_wait(st, storage_put(st, key, "h", 1, 0, NULL, NULL), &res, err,
+				      sizeof(err)), 0);
+	storage_res_clear(&res);
+}
+
+/* Issue 19 finding 6: the start-up clean-up trusts no stored record: only
+ * "_acme-challenge." names of served zones reach the hook, never a name that
+ * starts with '-', and the hook gets "--" before its arguments. */
+static void test_stale_cleanup(void **state)
+{
+	static const char V[] = "-bcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";	/* 43, leading '-' */
+	char dir[] = "/tmp/test_dns01_XXXXXX", hook[300], log[300], prefix[64], rest[400];
+	char err[256], buf[4096] = "";
+	struct dns01_conf dc = { .provider = DNS01_EXEC, .zone = "zone.test",
+				 .propagation_timeout = 5, .name_ok = stale_name_ok };
+	struct storage *st;
+	struct dns01 *d;
+	ev_timer guard;
+	FILE *f;
+	size_t n;
+	int i;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(hook, sizeof(hook), "%s/hook.sh", dir);
+	snprintf(log, sizeof(log), "%s/calls", dir);
+	f = fopen(hook, "w");
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\necho \"$*\" >> %s\n", log);
+	fclose(f);
+	chmod(hook, 0755);
+	dc.exec = hook;
+	st = storage_open("shm", NULL, EV_DEFAULT, err, sizeof(err));
+	assert_non_null(st);
+	stale_prefix("node-a", prefix, sizeof(prefix));
+	/* two good records: a name of name_ok, a name under dns01.zone */
+	snprintf(rest, sizeof(rest), "_acme-challenge.ok.test/%s", V);
+	stale_put(st, prefix, rest);
+	snprintf(rest, sizeof(rest), "_acme-challenge.a.zone.test/%s", V);
+	stale_put(st, prefix, rest);
+	/* forged ones */
+	snprintf(rest, sizeof(rest), "-rf.test/%s", V);
+	stale_put(st, prefix, rest);
+	snprintf(rest, sizeof(rest), "--help/%s", V);
+	stale_put(st, prefix, rest);
+	snprintf(rest, sizeof(rest), "www.ok.test/%s", V);		/* not _acme-challenge */
+	stale_put(st, prefix, rest);
+	snprintf(rest, sizeof(rest), "_acme-challenge.other.example/%s", V);	/* no zone here */
+	stale_put(st, prefix, rest);
+	snprintf(rest, sizeof(rest), "_acme-challenge.-x.zone.test/%s", V);
+	stale_put(st, prefix, rest);
+	stale_put(st, prefix, "_acme-challenge.ok.test/short");	/* not a digest */
+	d = dns01_new(EV_DEFAULT, &dc, st, "node-a", err, sizeof(err));
+	assert_non_null(d);
+	assert_int_equal(dns01_cleanup_stale(d), 2);
+	ev_timer_init(&guard, cb_guard, 0.05, 0.05);
+	ev_timer_start(EV_DEFAULT, &guard);
+	for (i = 0; i < 200 && dns01_pending(d) > 0; i++)
+		ev_run(EV_DEFAULT, EVRUN_ONCE);
+	ev_timer_stop(EV_DEFAULT, &guard);
+	assert_int_equal(dns01_pending(d), 0);
+	f = fopen(log, "r");
+	assert_non_null(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	snprintf(rest, sizeof(rest), "-- cleanup _acme-challenge.ok.test %s\n", V);
+	assert_contains(buf, rest);
+	snprintf(rest, sizeof(rest), "-- cleanup _acme-challenge.a.zone.test %s\n", V);
+	assert_contains(buf, rest);
+	if (strstr(buf, "-rf") || strstr(buf, "--help") || strstr(buf, "www.") ||
+	    strstr(buf, "example") || strstr(buf, "-x.") || strstr(buf, "short"))
+		fail_msg("a forged record reached the hook:\n%s", buf);
+	dns01_free(d);
+	storage_close(st);
+	unlink(log);
+	unlink(hook);
+	rmdir(dir);
 }
 
 int main(void)
@@ -335,6 +538,8 @@ int main(void)
 		cmocka_unit_test(test_record_keys),
 		cmocka_unit_test(test_hook_runs),
 		cmocka_unit_test(test_hook_abort),
+		cmocka_unit_test(test_hook_env_signals),
+		cmocka_unit_test(test_stale_cleanup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

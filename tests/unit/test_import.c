@@ -255,8 +255,7 @@ static void test_crt_dir(void **state)
  * chain; the name comes from <domain>.json ('*' is '_' in file names) */
 static void test_lego_no_bundle(void **state)
 {
-	struct config cfg = { .api_uri = "https://127.0.0.1:14000/dir" };
-	struct imp_set s = { .cfg = &cfg };
+	struct imp_set s = { .api_uri = "https://127.0.0.1:14000/dir" };
 	char err[256], sub[128];
 
 	snprintf(sub, sizeof(sub), "%s/certificates", tdir);

@@ -26,6 +26,7 @@
 #include "acme/http.h"
 #include "core/certstore.h"
 #include "core/challenges.h"
+#include "core/issuers.h"
 #include "core/jobs.h"
 #include "lib/log.h"
 
@@ -34,7 +35,7 @@ struct t {
 	struct certstore *cs;
 	struct challenges *ch;
 	struct http_client *http;
-	struct acme_client *acme;
+	struct issuers *iss;
 	struct jobs *js;
 	int ended, ended_ok;
 	int in_issue;		/* set around jobs_issue() */
@@ -61,18 +62,15 @@ static void on_ended(void *arg, const char *host, int ok)
 static struct t *open_jobs(const char *extra)
 {
 	struct t *t = calloc(1, sizeof(*t));
-	struct acme_conf ac = {
-		.directory_url = "http://127.0.0.1:9/directory",
-		.email = "ops@example.com",
-		.tos_accepted = 1,
-		.cert_key_type = CRYPTO_KEY_EC_P256,
-	};
 	struct jobs_hooks h = { .ended = on_ended };
-	char err[256] = "";
+	char err[256] = "", json[1024];
+	int down;
 
 	assert_non_null(t);
 	t->listen_fd = -1;
-	fx_open(&t->f, extra);
+	snprintf(json, sizeof(json), "\"api_uri\":\"http://127.0.0.1:9/directory\"%s%s",
+		 extra[0] ? "," : "", extra);
+	fx_open(&t->f, json);
 	t->cs = certstore_new(t->f.loop, t->f.cfg, t->f.st, &t->f.health, err, sizeof(err));
 	assert_non_null(t->cs);
 	assert_int_equal(certstore_runtime_open(t->cs, err, sizeof(err)), 0);
@@ -80,11 +78,14 @@ static struct t *open_jobs(const char *extra)
 	assert_non_null(t->ch);
 	t->http = http_client_new(t->f.loop, NULL, err, sizeof(err));
 	assert_non_null(t->http);
-	t->acme = acme_client_new(t->f.loop, &ac, EVP_EC_gen("P-256"), &challenges_acme_hooks, t->ch,
-				  err, sizeof(err));
-	if (!t->acme)
-		fail_msg("acme_client_new: %s", err);
-	t->js = jobs_new(t->f.loop, t->f.cfg, t->f.st, t->acme, t->http, t->cs, &t->f.health);
+	/* the CA: nobody listens on port 9, orders fail at once */
+	t->iss = issuers_new(t->f.loop, t->f.cfg, t->f.st, &t->f.health, &challenges_acme_hooks, t->ch,
+			     "node", err, sizeof(err));
+	if (!t->iss)
+		fail_msg("issuers_new: %s", err);
+	if (issuers_attach(t->iss, &down, err, sizeof(err)) == -1)
+		fail_msg("issuers_attach: %s", err);
+	t->js = jobs_new(t->f.loop, t->f.cfg, t->f.st, t->iss, t->http, t->cs, &t->f.health);
 	assert_non_null(t->js);
 	h.arg = t;
 	jobs_set_hooks(t->js, &h);
@@ -97,9 +98,10 @@ static int teardown(void **state)
 
 	if (!t)
 		return 0;
-	acme_client_free(t->acme);
+	issuers_close_clients(t->iss);
 	challenges_free(t->ch);
 	jobs_free(t->js);
+	issuers_free(t->iss);
 	certstore_free(t->cs);
 	http_client_free(t->http);
 	if (t->listen_fd != -1)
@@ -312,6 +314,40 @@ static void test_queue_never_recurses(void **state)
 	}
 }
 
+/* Issue 19 finding 7: cut-off issuances are resumed under today's policy. A
+ * name no longer allowed is dropped, a new name passes the fleet's backoff
+ * and ask_url, a "renewal" record of a certificate not held is a new name;
+ * nothing is ordered without them, and refused records are deleted. */
+static void test_resume_policy(void **state)
+{
+	struct t *t = open_jobs("\"ask_url\":\"http://127.0.0.1:9/ask\"");
+	char rec[128], err[256];
+	struct storage_res res;
+	struct jobs_stats s;
+
+	*state = t;
+	fx_put(&t->f, "pending/evil.other.org", "new", 3);		/* not in domains */
+	fx_put(&t->f, "pending/asked.example.com", "new", 3);		/* ask_url refuses */
+	fx_put(&t->f, "pending/forged.example.com", "renewal", 7);	/* no certificate held */
+	fx_put(&t->f, "pending/bo.example.com", "new", 3);		/* in the fleet's backoff */
+	snprintf(rec, sizeof(rec), "{\"failures\":3,\"until\":%lld,\"error\":\"x\"}",
+		 (long long)time(NULL) + 600);
+	fx_put(&t->f, "backoff/bo.example.com", rec, strlen(rec));
+	jobs_resume_pending(t->js);
+	assert_true(fx_run_until(&t->f, cond_ended, t, 20));
+	s = stats(t);
+	assert_int_equal(t->ended, 3);
+	assert_int_equal(s.orders_started, 0);
+	assert_int_equal(s.refused_ask, 2);
+	assert_int_equal(s.refused_backoff, 1);
+	/* every refused record is gone: the next start does not try them again */
+	fx_run_for(&t->f, 0.1);
+	assert_int_equal(storage_wait(t->f.st, storage_list(t->f.st, "pending/", NULL, NULL), &res,
+				      err, sizeof(err)), 0);
+	assert_int_equal(res.n, 0);
+	storage_res_clear(&res);
+}
+
 /* max_queued_orders bounds the on-demand names waiting for a slot; renewals
  * and admin requests are not refused by it. */
 static void test_queue_bound(void **state)
@@ -382,6 +418,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_single_flight, teardown),
 		cmocka_unit_test_teardown(test_cap_counts_ask_stage, teardown),
+		cmocka_unit_test_teardown(test_resume_policy, teardown),
 		cmocka_unit_test_teardown(test_cap_counts_lock_stage, teardown),
 		cmocka_unit_test_teardown(test_backoff, teardown),
 		cmocka_unit_test_teardown(test_queue_never_recurses, teardown),

@@ -258,7 +258,7 @@ static struct t *open_rl(const char *extra)
 	snprintf(json, sizeof(json), "\"api_uri\":\"https://ca.example.net/dir\","
 		 "\"rate_limits\":{%s}", extra);
 	fx_open(&t->f, json);
-	t->rl = ratelimit_new(t->f.loop, t->f.cfg, t->f.st, "node-a");
+	t->rl = ratelimit_new(t->f.loop, &t->f.cfg->issuers[0], t->f.st, "node-a");
 	assert_non_null(t->rl);
 	return t;
 }
@@ -466,9 +466,48 @@ static void test_malformed_record(void **state)
 	assert_int_equal(w.n, 2);
 	ratelimit_window_clear(&w);
 	storage_res_clear(&res);
-	/* a per-host record of another version: empty too */
+}
+
+/* A per-host record of another version (a newer agent of the fleet wrote it)
+ * counts as empty, is logged, and is rewritten in this version by the next
+ * spend; the same stamps in this version count. */
+static void test_other_version_record(void **state)
+{
+	struct t *t = open_rl("\"failures_per_host_hour\":1,\"renewal_reserve\":0");
+	struct storage_res res;
+	struct ratelimit_window w = { 0 };
+	char keys[1024], prefix[256], key[512], rec[128], err[256], *p;
+
+	*state = t;
+	/* the per-host key, as the agent names it: one failure of x.example.com */
+	ratelimit_record_failure(t->rl, "x.example.com", RATELIMIT_NEW);
+	assert_true(fx_run_until(&t->f, spends_done, t, 5));
+	stored_keys(t, keys, sizeof(keys));
+	p = strstr(keys, "/fail/x.example.com");
+	assert_non_null(p);
+	assert_int_equal(check(t, t->rl, "x.example.com", RATELIMIT_NEW), 1);
+	snprintf(prefix, sizeof(prefix), "%.*s/fail/", (int)(p - keys), keys);
+	snprintf(rec, sizeof(rec), "{\"v\":1,\"t\":[%lld]}", (long long)time(NULL) - 5);
+	/* this version, written by hand: counted (the limit is used up) */
+	snprintf(key, sizeof(key), "%sb.example.com", prefix);
+	fx_put(&t->f, key, rec, strlen(rec));
+	assert_int_equal(check(t, t->rl, "b.example.com", RATELIMIT_NEW), 1);
+	/* another version with the same stamp: empty, so b's neighbour is admitted */
+	snprintf(rec, sizeof(rec), "{\"v\":2,\"t\":[%lld]}", (long long)time(NULL) - 5);
+	snprintf(key, sizeof(key), "%sa.example.com", prefix);
+	fx_put(&t->f, key, rec, strlen(rec));
+	assert_int_equal(check(t, t->rl, "a.example.com", RATELIMIT_NEW), 0);
+	/* the next failure rewrites it in this version, with that one stamp */
 	ratelimit_record_failure(t->rl, "a.example.com", RATELIMIT_NEW);
 	assert_true(fx_run_until(&t->f, spends_done, t, 5));
+	assert_int_equal(storage_wait(t->f.st, storage_get(t->f.st, key, NULL, NULL), &res, err,
+				      sizeof(err)), 0);
+	assert_int_equal(ratelimit_window_load(&w, res.val, res.len, time(NULL), 3600, 10, err,
+					       sizeof(err)), 0);
+	assert_int_equal(w.n, 1);
+	ratelimit_window_clear(&w);
+	storage_res_clear(&res);
+	assert_int_equal(check(t, t->rl, "a.example.com", RATELIMIT_NEW), 1);
 }
 
 static void test_shared_by_two_agents(void **state)
@@ -477,7 +516,7 @@ static void test_shared_by_two_agents(void **state)
 
 	*state = t;
 	/* a second agent over the same store (one Redis for a fleet) */
-	t->rl2 = ratelimit_new(t->f.loop, t->f.cfg, t->f.st, "node-b");
+	t->rl2 = ratelimit_new(t->f.loop, &t->f.cfg->issuers[0], t->f.st, "node-b");
 	assert_non_null(t->rl2);
 	assert_int_equal(check(t, t->rl, "a.example.com", RATELIMIT_NEW), 0);
 	assert_int_equal(check(t, t->rl, "b.example.com", RATELIMIT_NEW), 0);
@@ -518,7 +557,7 @@ static void test_concurrent_spends(void **state)
 	int i;
 
 	*state = t;
-	t->rl2 = ratelimit_new(t->f.loop, t->f.cfg, t->f.st, "node-b");
+	t->rl2 = ratelimit_new(t->f.loop, &t->f.cfg->issuers[0], t->f.st, "node-b");
 	assert_non_null(t->rl2);
 	log_level_max = LOG_LVL_ERR;
 	/* 40 checks at once from two agents: the lock lets exactly 10 through */
@@ -610,6 +649,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_failures, teardown),
 		cmocka_unit_test_teardown(test_psl, teardown),
 		cmocka_unit_test_teardown(test_malformed_record, teardown),
+		cmocka_unit_test_teardown(test_other_version_record, teardown),
 		cmocka_unit_test_teardown(test_shared_by_two_agents, teardown),
 		cmocka_unit_test_teardown(test_concurrent_spends, teardown),
 		cmocka_unit_test_teardown(test_flood_refused_from_memory, teardown),

@@ -20,6 +20,7 @@
 #include "acme/http.h"
 #include "core/certstore.h"
 #include "core/challenges.h"
+#include "core/issuers.h"
 #include "core/jobs.h"
 #include "core/renew.h"
 #include "lib/log.h"
@@ -31,7 +32,7 @@ struct t {
 	struct certstore *cs;
 	struct challenges *ch;
 	struct http_client *http;
-	struct acme_client *acme;
+	struct issuers *iss;
 	struct jobs *js;
 	struct renew *r;
 };
@@ -54,30 +55,26 @@ static void on_renewed(void *arg, const char *host, time_t at)
 static int setup(void **state)
 {
 	struct t *t = calloc(1, sizeof(*t));
-	struct acme_conf ac = {
-		.directory_url = "http://127.0.0.1:9/directory",
-		.email = "ops@example.com",
-		.tos_accepted = 1,
-		.cert_key_type = CRYPTO_KEY_EC_P256,
-	};
 	struct certstore_hooks ch = { .installed = on_installed, .removed = on_removed };
 	struct jobs_hooks jh = { .renewed = on_renewed };
 	char err[256] = "";
+	int down;
 
 	assert_non_null(t);
-	fx_open(&t->f, "");
+	fx_open(&t->f, "\"api_uri\":\"http://127.0.0.1:9/directory\"");
 	t->cs = certstore_new(t->f.loop, t->f.cfg, t->f.st, &t->f.health, err, sizeof(err));
 	assert_non_null(t->cs);
 	assert_int_equal(certstore_runtime_open(t->cs, err, sizeof(err)), 0);
 	t->ch = challenges_new(t->f.st, &t->f.health);
 	t->http = http_client_new(t->f.loop, NULL, err, sizeof(err));
 	assert_non_null(t->http);
-	t->acme = acme_client_new(t->f.loop, &ac, EVP_EC_gen("P-256"), &challenges_acme_hooks, t->ch,
-				  err, sizeof(err));
-	assert_non_null(t->acme);
-	t->js = jobs_new(t->f.loop, t->f.cfg, t->f.st, t->acme, t->http, t->cs, &t->f.health);
+	t->iss = issuers_new(t->f.loop, t->f.cfg, t->f.st, &t->f.health, &challenges_acme_hooks, t->ch,
+			     "node", err, sizeof(err));
+	assert_non_null(t->iss);
+	assert_int_equal(issuers_attach(t->iss, &down, err, sizeof(err)), 0);
+	t->js = jobs_new(t->f.loop, t->f.cfg, t->f.st, t->iss, t->http, t->cs, &t->f.health);
 	assert_non_null(t->js);
-	t->r = renew_new(t->f.loop, t->f.cfg, t->f.st, t->acme, t->cs, t->js, &t->f.health);
+	t->r = renew_new(t->f.loop, t->f.cfg, t->f.st, t->iss, t->cs, t->js, &t->f.health);
 	assert_non_null(t->r);
 	ch.arg = jh.arg = t;
 	certstore_set_hooks(t->cs, &ch);
@@ -90,9 +87,10 @@ static int teardown(void **state)
 {
 	struct t *t = *state;
 
-	acme_client_free(t->acme);
+	issuers_close_clients(t->iss);
 	challenges_free(t->ch);
 	jobs_free(t->js);
+	issuers_free(t->iss);
 	certstore_free(t->cs);
 	renew_free(t->r);
 	http_client_free(t->http);

@@ -2,6 +2,7 @@
  * handshake, pipelining, limits, malformed input, back-pressure. Deferred
  * replies are in test_spoa_defer.c; the fixture in spoa_fixture.h. */
 #include <errno.h>
+#include <grp.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <cmocka.h>
@@ -472,6 +474,58 @@ static void test_unix_and_bad_listen(void **state)
 	ev_loop_destroy(loop);
 }
 
+/* Issue 19 finding 8: under the unit's UMask=0077 a unix socket would be
+ * 0700, unusable by HAProxy's user: spoa.socket_mode and socket_group set it;
+ * a group that does not exist fails the start and leaves no socket. */
+static void test_unix_perms(void **state)
+{
+	char dir[] = "/tmp/test_spoa.XXXXXX", path[128], listen[160], err[256];
+	struct spoa_server_conf conf = { .handlers = handlers, .socket_mode = 0660 };
+	struct spoa_server *srv;
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct group *gr = getgrgid(65534);
+	struct stat st;
+	mode_t old = umask(077);
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/spoa.sock", dir);
+	snprintf(listen, sizeof(listen), "unix:%s", path);
+	conf.listen = listen;
+	conf.socket_group = gr ? gr->gr_name : "65534";
+	srv = spoa_server_new(loop, &conf, err, sizeof(err));
+	if (!srv)
+		fail_msg("%s", err);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0660);
+	assert_int_equal(st.st_gid, 65534);
+	spoa_server_free(srv);
+	/* by number, another mode */
+	conf.socket_group = "65534";
+	conf.socket_mode = 0666;
+	srv = spoa_server_new(loop, &conf, err, sizeof(err));
+	assert_non_null(srv);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0666);
+	assert_int_equal(st.st_gid, 65534);
+	spoa_server_free(srv);
+	/* without them the umask rules */
+	conf.socket_group = NULL;
+	conf.socket_mode = 0;
+	srv = spoa_server_new(loop, &conf, err, sizeof(err));
+	assert_non_null(srv);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+	spoa_server_free(srv);
+	conf.socket_group = "no-such-group-x";
+	assert_null(spoa_server_new(loop, &conf, err, sizeof(err)));
+	assert_string_equal(err, "spoa.socket_group: no-such-group-x: no such group");
+	assert_int_equal(access(path, F_OK), -1);
+	umask(old);
+	rmdir(dir);
+	ev_loop_destroy(loop);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -485,6 +539,7 @@ int main(void)
 		cmocka_unit_test(test_backpressure),
 		cmocka_unit_test(test_max_conns),
 		cmocka_unit_test(test_unix_and_bad_listen),
+		cmocka_unit_test(test_unix_perms),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -26,6 +26,8 @@
 
 #include <ev.h>
 #include <hiredis/hiredis.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "tests/tools/storage_sync.h"
 
@@ -454,10 +456,12 @@ static void r_killed(void **state)
 
 	sbt_put(st, "certs/r.test", "before", 6, 0);
 	redis_kill9();
+	/* at once: a call that waited for the connection would take the 2 s
+	 * timeout; 0.5 s leaves room for a loaded machine */
 	for (i = 0; i < 5; i++) {
 		t0 = sfx_now_s();
 		assert_int_equal(ss_get(st, "certs/r.test", &v, &len, err, sizeof(err)), -1);
-		if (sfx_now_s() - t0 > 0.1)
+		if (sfx_now_s() - t0 > 0.5)
 			fail_msg("get %d took %.0f ms: %s", i, (sfx_now_s() - t0) * 1000, err);
 		assert_non_null(strstr(err, "certs/r.test"));
 	}
@@ -958,6 +962,55 @@ static void r_big(void **state)
 	free(big);
 }
 
+/* 1 when <needle> (<n> bytes) is anywhere in the process's [heap] now,
+ * freed chunks included. */
+static int heap_holds(const char *needle, size_t n)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	unsigned long lo, hi;
+	int found = 0;
+
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, "[heap]") && sscanf(line, "%lx-%lx", &lo, &hi) == 2 &&
+		    memmem((void *)lo, hi - lo, needle, n))
+			found = 1;
+	fclose(f);
+	return found;
+}
+
+/* Issue 19 finding 10: a value (a private key, the account key) written and
+ * read back leaves no copy in the heap once the caller cleansed its own: the
+ * transport cleanses its output buffer, the formatted command, the reply and
+ * the reader's buffer before they are freed. (Plain TCP: over TLS, OpenSSL's
+ * read buffer of the live connection holds the record, which is not ours.) */
+static void r_cleansed(void **state)
+{
+	struct storage *st = *state;
+	size_t n = 6000, len = 0, i;
+	char *secret = malloc(n), *v = NULL, err[512];
+	char probe[48];
+
+	assert_non_null(secret);
+	assert_int_equal(RAND_bytes((unsigned char *)secret, (int)n), 1);
+	for (i = 0; i < n; i++)
+		secret[i] = 'a' + (unsigned char)secret[i] % 26;
+	/* the probe: 48 bytes from the middle, kept on the stack */
+	memcpy(probe, secret + n / 2, sizeof(probe));
+	assert_int_equal(ss_put(st, "certs/secret.test", secret, n, 0, err, sizeof(err)), 0);
+	assert_int_equal(ss_get(st, "certs/secret.test", &v, &len, err, sizeof(err)), 0);
+	assert_int_equal(len, n);
+	assert_memory_equal(v, secret, n);
+	OPENSSL_cleanse(v, len);
+	free(v);
+	OPENSSL_cleanse(secret, n);
+	free(secret);
+	if (heap_holds(probe, sizeof(probe)))
+		fail_msg("a copy of the stored value is left in the heap");
+	OPENSSL_cleanse(probe, sizeof(probe));
+}
+
 /* A failed test must not leave the server frozen for the next ones. */
 static int r_thaw(void **state)
 {
@@ -1154,6 +1207,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(r_pubsub, sbt_setup, sbt_teardown),
 		cmocka_unit_test(r_acl),
 		cmocka_unit_test_setup_teardown(r_big, sbt_setup, sbt_teardown),
+		cmocka_unit_test_setup_teardown(r_cleansed, sbt_setup, sbt_teardown),
 		cmocka_unit_test(r_dns_localhost),
 		cmocka_unit_test(r_dns_literal),
 		cmocka_unit_test(r_dns_unresolvable),

@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# test_start_away.sh on a real Consul agent (-dev) as the store.
+STORE=consul exec bash "$(dirname "$0")/test_start_away.sh"
