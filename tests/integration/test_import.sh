@@ -159,7 +159,7 @@ done
 r=$(admin POST /acme -d host=a.test)
 check "renewal of a.test through the admin API (201)" test "${r%% *}" = 201
 check "it signed with certbot's account: the agent logged it" \
-	grep -q "account: $CB_ACCT (imported" "$IT_DIR/agent.log"
+	grep -q "account: issuer=default $CB_ACCT (imported" "$IT_DIR/agent.log"
 check "no newAccount in Pebble's log" test "$(pebble_count 'POST /sign-me-up')" = "$ACCTS0"
 check "one new order in Pebble's log" test "$(pebble_count 'POST /order-plz')" = "$((ORDERS0 + 1))"
 check "it is an ARI renewal: Pebble marks certbot's order replaced" grep -q 'marked as replaced' "$IT_DIR/pebble.log"
