@@ -302,6 +302,21 @@ static void cb_acme_post_response(void *arg, const struct http_response *res)
 		op->post_cb(op, NULL, err);
 		return;
 	}
+	if (res->status >= 400 && op->kind != ACME_OP_ACCOUNT && c->acct_state == ACME_ACCT_READY) {
+		struct acme_problem p = { .retry_after = -1 };
+
+		/* an account URL the CA does not know (imported from another
+		 * tool, or deactivated): this op fails, the next finds the
+		 * key's account with newAccount */
+		acme_problem_parse(res->status, res->body, res->body_len, NULL, &p);
+		if (acme_problem_is(&p, "accountDoesNotExist")) {
+			log_warn("acme: account %s unknown to the CA: looking it up again", c->kid);
+			free(c->kid);
+			c->kid = NULL;
+			c->acct_state = ACME_ACCT_NONE;
+		}
+		acme_problem_clear(&p);
+	}
 	op->post_cb(op, res, NULL);
 }
 
@@ -708,6 +723,19 @@ int acme_client_set_account_key(struct acme_client *c, EVP_PKEY *account_key)
 		return -1;
 	}
 	c->account_key = account_key;
+	return 0;
+}
+
+int acme_client_set_account_url(struct acme_client *c, const char *url)
+{
+	char *kid;
+
+	if (!c || !url || c->acct_state != ACME_ACCT_NONE || !(kid = strdup(url)))
+		return -1;
+	/* an account another client created (import): the CA knows it by this URL */
+	free(c->kid);
+	c->kid = kid;
+	c->acct_state = ACME_ACCT_READY;
 	return 0;
 }
 

@@ -124,6 +124,13 @@ struct acme_client *acme_client_new(struct ev_loop *loop, const struct acme_conf
  * of an unsupported type. */
 int acme_client_set_account_key(struct acme_client *c, EVP_PKEY *account_key);
 
+/* Tells <c> the account URL of its key, known from elsewhere (an account
+ * imported from another client): requests are signed with it at once, no
+ * newAccount; if the CA answers accountDoesNotExist it is dropped and
+ * newAccount finds the key's account. Returns 0, or -1 when <c> knows its
+ * account already (or out of memory). */
+int acme_client_set_account_url(struct acme_client *c, const char *url);
+
 /* Sets the dns-01 solver (copied); without one, wildcard orders fail. */
 void acme_client_set_dns(struct acme_client *c, const struct acme_dns_hooks *hooks, void *arg);
 

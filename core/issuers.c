@@ -279,30 +279,37 @@ static void cb_issuers_poll(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* One account per (CA, email): its key is "accounts/<digest>/key", the
  * digest keeping the email out of key names (the names of before issuers). */
-static EVP_PKEY *issuers_account_key(struct issuers *is, const struct config_issuer *c,
-				     int *down, char *err, size_t errlen)
+int issuers_account_id(const char *api_uri, const char *email, char out[ISSUERS_ACCOUNT_ID_LEN + 1])
 {
-	char key[STORAGE_KEY_MAX], account_id[33], *pem = NULL;
 	unsigned char md[32];
 	unsigned int mdlen = sizeof(md);
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int i, ok;
+
+	ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+	     EVP_DigestUpdate(ctx, api_uri, strlen(api_uri)) && EVP_DigestUpdate(ctx, "\n", 1) &&
+	     EVP_DigestUpdate(ctx, email, strlen(email)) && EVP_DigestFinal_ex(ctx, md, &mdlen);
+	EVP_MD_CTX_free(ctx);
+	if (!ok)
+		return -1;
+	for (i = 0; i < ISSUERS_ACCOUNT_ID_LEN / 2; i++)
+		sprintf(out + i * 2, "%02x", md[i]);
+	return 0;
+}
+
+static EVP_PKEY *issuers_account_key(struct issuers *is, const struct config_issuer *c,
+				     int *down, char *err, size_t errlen)
+{
+	char key[STORAGE_KEY_MAX], account_id[ISSUERS_ACCOUNT_ID_LEN + 1], *pem = NULL;
 	EVP_PKEY *pk = NULL;
 	struct storage_res res;
 	size_t len = 0;
-	int rc, i;
+	int rc;
 
-	if (!ctx) {
+	if (issuers_account_id(c->api_uri, c->account_email, account_id) == -1) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-	EVP_DigestUpdate(ctx, c->api_uri, strlen(c->api_uri));
-	EVP_DigestUpdate(ctx, "\n", 1);
-	EVP_DigestUpdate(ctx, c->account_email, strlen(c->account_email));
-	EVP_DigestFinal_ex(ctx, md, &mdlen);
-	EVP_MD_CTX_free(ctx);
-	for (i = 0; i < 16; i++)
-		sprintf(account_id + i * 2, "%02x", md[i]);
 	snprintf(key, sizeof(key), "accounts/%s/key", account_id);
 	/* at start before any server listens, or from the manager's attach
 	 * timer: storage_wait runs the loop, so SPOE and the admin API are still
@@ -363,6 +370,26 @@ static void issuer_load(struct issuer *s)
 	}
 }
 
+/* The account URL an import stored beside the key ("accounts/<id>/url"):
+ * with it the client signs with that account at once, no newAccount. */
+static void issuer_account_url(struct issuer *s)
+{
+	char key[STORAGE_KEY_MAX], id[ISSUERS_ACCOUNT_ID_LEN + 1], err[256];
+	struct storage_res res;
+
+	if (issuers_account_id(s->conf->api_uri, s->conf->account_email, id) == -1)
+		return;
+	snprintf(key, sizeof(key), "accounts/%s/url", id);
+	if (storage_wait(s->is->st, storage_get(s->is->st, key, NULL, NULL), &res, err, sizeof(err)) != 0)
+		return;
+	if (res.len > 0 && res.len < 2048 && !memchr(res.val, '\n', res.len) &&
+	    (!strncmp(res.val, "https://", 8) || !strncmp(res.val, "http://", 7)) &&
+	    acme_client_set_account_url(s->acme, res.val) == 0)
+		log_info("account: issuer=%s %s (imported with its key: no newAccount)", s->conf->name,
+			 res.val);
+	storage_res_clear(&res);
+}
+
 /* Issuer <s>'s account key from storage into its client, then what the fleet
  * knows of it. 0 done; -1 with <err>, <*down> set when storage did not answer. */
 static int issuer_attach(struct issuer *s, int *down, char *err, size_t errlen)
@@ -379,6 +406,7 @@ static int issuer_attach(struct issuer *s, int *down, char *err, size_t errlen)
 		snprintf(err, errlen, "the stored account key cannot sign");
 		return -1;
 	}
+	issuer_account_url(s);
 	issuer_load(s);
 	s->attached = 1;
 	return 0;

@@ -32,6 +32,14 @@ struct metrics_buf;
 struct ratelimit;
 struct storage;
 
+/* hex characters of an account id */
+#define ISSUERS_ACCOUNT_ID_LEN 32
+
+/* The id of the ACME account of (<api_uri>, <email>) into <out>: its key is
+ * stored as "accounts/<id>/key" and, when it came from another tool (import),
+ * its account URL as "accounts/<id>/url". 0, or -1 (out of memory). */
+int issuers_account_id(const char *api_uri, const char *email, char out[ISSUERS_ACCOUNT_ID_LEN + 1]);
+
 #define ISSUERS_DOWN_MIN_S	5
 #define ISSUERS_DOWN_MAX_S	600
 #define ISSUERS_POLL_S		5.0

@@ -8,6 +8,7 @@
 
 #include "acme/crypto.h"
 #include "core/config.h"
+#include "core/import.h"
 #include "lib/log.h"
 #include "lib/version.h"
 #include "core/manager.h"
@@ -24,6 +25,12 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: acme-spoa -c FILE [-v]       run with the JSON config FILE\n"
 		"       acme-spoa -c FILE --check    validate the config, print every error, exit 0/1\n"
+		"       acme-spoa -c FILE import SOURCE [--dry-run]\n"
+		"                                    take another tool's certificates and account:\n"
+		"                                    certbot:DIR lego:DIR caddy:DIR acmesh:DIR\n"
+		"                                    kong-redis:HOST:PORT[/NAMESPACE] crt-dir:DIR crt-list:FILE\n"
+		"       acme-spoa -c FILE export crt-dir:DIR\n"
+		"                                    write every stored certificate as HAProxy PEMs\n"
 		"       acme-spoa --list-keys        print the config keys, their types and defaults\n"
 		"       acme-spoa --version | --help\n"
 		"Logs go to stderr; -v adds protocol detail. SIGHUP reloads the config file.\n");
@@ -71,13 +78,15 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ "list-keys", no_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "dry-run", no_argument, NULL, 'n' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct main_ctx mc = { 0 };
 	struct ev_loop *loop;
 	struct config *cfg;
 	char errs[8192] = "", err[1024] = "";
-	int c, check = 0;
+	int c, check = 0, dry_run = 0;
+	const char *verb = NULL, *what = NULL;
 
 	while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
 		switch (c) {
@@ -87,10 +96,17 @@ int main(int argc, char **argv)
 		case 'V': printf("acme-spoa %s\n", ACME_SPOA_VERSION); return 0;
 		case 'L': config_keys_print(stdout); return 0;
 		case 'h': usage(stdout); return 0;
+		case 'n': dry_run = 1; break;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (!mc.config_path || optind != argc) {
+	/* "import SOURCE" / "export DEST": getopt moved the words to the end */
+	if (argc - optind == 2 && (!strcmp(argv[optind], "import") || !strcmp(argv[optind], "export"))) {
+		verb = argv[optind];
+		what = argv[optind + 1];
+		optind += 2;
+	}
+	if (!mc.config_path || optind != argc || (dry_run && (!verb || strcmp(verb, "import")))) {
 		usage(stderr);
 		return 2;
 	}
@@ -100,6 +116,16 @@ int main(int argc, char **argv)
 		if (errs[0] && errs[strlen(errs) - 1] != '\n')
 			fputc('\n', stderr);
 		return 1;
+	}
+	if (verb) {
+		int rc;
+
+		signal(SIGPIPE, SIG_IGN);
+		rc = !strcmp(verb, "import") ? import_run(cfg, what, dry_run, stdout) :
+		     export_run(cfg, what, stdout);
+		config_free(cfg);
+		crypto_async_shutdown();
+		return rc;
 	}
 	if (check) {
 		char warns[2048];

@@ -190,7 +190,7 @@ static int mgr_open_dns01(struct mgr *m, char *err, size_t errlen)
 }
 
 
-static int mgr_open_storage(struct mgr *m, char *err, size_t errlen)
+const char *mgr_storage_conf(const struct config *cfg, struct storage_conf *out)
 {
 	static const char *const names[CONFIG_STORAGE__MAX] = {
 		[CONFIG_STORAGE_FILE] = "file",
@@ -198,7 +198,6 @@ static int mgr_open_storage(struct mgr *m, char *err, size_t errlen)
 		[CONFIG_STORAGE_SHM] = "shm",
 		[CONFIG_STORAGE_CONSUL] = "consul",
 	};
-	const struct config *cfg = m->cfg;
 	struct storage_conf sc = {
 		.file_path = cfg->file_path,
 		.redis_host = cfg->redis_host,
@@ -226,7 +225,16 @@ static int mgr_open_storage(struct mgr *m, char *err, size_t errlen)
 		.consul_kv_path = cfg->consul_kv_path,
 	};
 
-	m->st = storage_open(names[cfg->storage], &sc, m->loop, err, errlen);
+	*out = sc;
+	return names[cfg->storage];
+}
+
+static int mgr_open_storage(struct mgr *m, char *err, size_t errlen)
+{
+	struct storage_conf sc;
+	const char *name = mgr_storage_conf(m->cfg, &sc);
+
+	m->st = storage_open(name, &sc, m->loop, err, errlen);
 	return m->st ? 0 : -1;
 }
 

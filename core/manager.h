@@ -8,6 +8,11 @@
 struct ev_loop;
 struct config;
 struct mgr;
+struct storage_conf;
+
+/* Fills <out> with the storage settings of <cfg> (its strings borrowed from
+ * <cfg>) and returns the backend's name for storage_open(). */
+const char *mgr_storage_conf(const struct config *cfg, struct storage_conf *out);
 
 /* Creates the manager with <cfg> (ownership taken, even on failure): opens
  * storage, loads or creates the ACME account key, loads stored certificates,

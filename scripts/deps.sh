@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(build-essential pkg-config libssl-dev libcurl4-openssl-dev libjansson-dev
       libhiredis-dev libev-dev libmicrohttpd-dev libcmocka-dev libldns-dev libpsl-dev publicsuffix
       haproxy pebble redis-server redis-sentinel bind9 bind9-dnsutils curl openssl clang libclang-rt-14-dev python3
-      debhelper dpkg-dev lintian debootstrap prometheus)
+      debhelper dpkg-dev lintian debootstrap prometheus certbot lego caddy)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -26,7 +26,7 @@ fi
 # the tests (they skip without it).
 bash "$(dirname "$0")/consul.sh" >/dev/null || echo "deps: no consul binary, its tests will skip" >&2
 # Debian starts these as services on install; the tests start their own copies.
-for svc in haproxy redis-server redis-sentinel named prometheus; do
+for svc in haproxy redis-server redis-sentinel named prometheus caddy; do
 	if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
 done
 exit 0

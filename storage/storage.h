@@ -56,6 +56,10 @@ struct storage_conf {
 	long redis_timeout_ms;        /* connect timeout; 0 => 500 */
 	long timeout_ms;              /* deadline of one operation; 0 => 3000 */
 	unsigned file_threads;        /* file backend worker threads; 0 => 4 */
+	int file_bulk;                /* file: writes are atomic (rename) but not fsync'd one
+				       * by one; the caller makes them durable at once with
+				       * fs_sync_dir(file_path) after storage_close() (bulk
+				       * import). Never for the agent. */
 	const char *consul_host;      /* NULL => 127.0.0.1 */
 	int consul_port;              /* 0 => 8500 */
 	int consul_https;             /* TLS with the system's CAs */

@@ -42,6 +42,7 @@ struct file_be {
 	int guard_fd;
 	pthread_mutex_t mu;
 	unsigned seq;
+	int bulk;		/* no fsync per write: the caller syncs once (storage_conf) */
 };
 
 struct file_list {
@@ -151,7 +152,7 @@ static int file_write_atomic(struct file_be *be, const char *path, const char *h
 	if (fchmod(fd, 0600) == -1 ||
 	    file_write_all(fd, hdr, strlen(hdr)) == -1 ||
 	    file_write_all(fd, val, len) == -1 ||
-	    fsync(fd) == -1)
+	    (!be->bulk && fsync(fd) == -1))
 		goto out;
 	if (close(fd) == -1) {
 		fd = -1;
@@ -160,7 +161,7 @@ static int file_write_atomic(struct file_be *be, const char *path, const char *h
 	fd = -1;
 	if (rename(tmp, path) == -1)
 		goto out;
-	ret = file_fsync_dir(dir);
+	ret = be->bulk ? 0 : file_fsync_dir(dir);
 	return ret;
 out:
 	saved = errno;
@@ -658,6 +659,7 @@ static void *file_open_be(struct ev_loop *loop, const struct storage_conf *conf,
 		return NULL;
 	}
 	be->guard_fd = -1;
+	be->bulk = conf && conf->file_bulk;
 	pthread_mutex_init(&be->mu, NULL);
 	if ((be->root = strdup(root)) == NULL) {
 		snprintf(err, errlen, "storage file: out of memory");

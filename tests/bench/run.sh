@@ -21,6 +21,9 @@
 #   6. issuers (tests/bench/issuers.sh): time to a verified first handshake
 #      for a new name with the first of two CAs up, frozen (the fallback
 #      within the held handshake), and marked down.
+#   7. Import (tests/bench/import.sh): BENCH_N_IMPORT (10000) certificates of
+#      a crt directory imported into file storage and into Redis, beside
+#      gen_certs writing as many straight into the store.
 # Environment: BENCH_SECONDS (wrk seconds per variant, 10), BENCH_ROUNDS (A B B A
 # rounds those seconds are spread over, 2), BENCH_N_ISSUE (20),
 # BENCH_SPOA_SECONDS (3 per run), BENCH_SPOA_ROUNDS (2 rounds of A B B A),
@@ -29,7 +32,7 @@
 # BENCH_ONLY (all sections; "spoa": section 0 only, no HAProxy, Pebble or wrk
 # needed; "spoa,spoe": sections 0 and 1; "rest": section 4 only, Redis;
 # "hold": section 5 only; BENCH_HOLD_* in tests/bench/hold.sh; "issuers":
-# section 6 only; BENCH_ISSUERS_* in tests/bench/issuers.sh),
+# section 6 only; BENCH_ISSUERS_* in tests/bench/issuers.sh; "import": section 7 only),
 # BENCH_REST_COUNTS ("20000 100000"), BENCH_REST_SECONDS (65),
 # BENCH_N_LOAD (3000), BENCH_THREADS (2), BENCH_CONNS (50), IT_KEEP=1 keeps
 # the temp dir. Exit 0 when every figure was produced.
@@ -113,6 +116,8 @@ if bench_only_has issuers; then
 		while IFS= read -r f; do FAILED+=("$f"); done <"$IT_DIR/issuers-failed.txt"
 	fi
 fi
+# ---- 7. import from a crt directory (no HAProxy needed) ------------------------
+bench_only_has import && source "$HERE/import.sh"
 bench_only_ends spoe
 
 bench_deps || { echo "bench: wrk is missing and could not be installed"; exit 1; }

@@ -364,13 +364,14 @@ enum fake_mode {
 	FAKE_AUTHZ_INVALID,
 	FAKE_SLOW,
 	FAKE_PLAIN_HTTP,	/* the order names plain-http URLs off loopback */
+	FAKE_ACCT_GONE,		/* the first order: accountDoesNotExist */
 	FAKE__MAX
 };
 
 struct fake {
 	enum fake_mode mode;
 	pthread_mutex_t mu;
-	int order_posts, chall_posts, nonce_ctr;
+	int order_posts, chall_posts, nonce_ctr, acct_posts;
 	int chall_posted_before_set;
 	volatile int set_calls, clear_calls;
 };
@@ -403,6 +404,9 @@ static char *fake_handler(const struct mini_req *req, size_t *len, int *delay_ms
 	if (!strcmp(req->path, "/acct")) {
 		char h2[640];
 
+		pthread_mutex_lock(&f->mu);
+		f->acct_posts++;
+		pthread_mutex_unlock(&f->mu);
 		snprintf(h2, sizeof(h2), "%sLocation: %s/acct/1\r\n", hdr, base);
 		return mini_response(201, h2, "{\"status\":\"valid\"}", strlen("{\"status\":\"valid\"}"), len);
 	}
@@ -417,6 +421,14 @@ static char *fake_handler(const struct mini_req *req, size_t *len, int *delay_ms
 		case FAKE_BADNONCE:
 			n = snprintf(body, sizeof(body), "{\"type\":\"" P "badNonce\",\"detail\":\"stale\"}");
 			return mini_response(400, hdr, body, (size_t)n, len);
+		case FAKE_ACCT_GONE:
+			if (f->order_posts == 1) {
+				n = snprintf(body, sizeof(body), "{\"type\":\"" P "accountDoesNotExist\",\"detail\":\"no such account\"}");
+				return mini_response(400, hdr, body, (size_t)n, len);
+			}
+			n = snprintf(body, sizeof(body), "{\"status\":\"pending\",\"finalize\":\"%s/fin\","
+				     "\"authorizations\":[\"%s/authz\"]}", base, base);
+			return mini_response(201, h2, body, (size_t)n, len);
 		case FAKE_RATELIMIT:
 			n = snprintf(body, sizeof(body), "{\"type\":\"" P "rateLimited\",\"detail\":\"slow down\"}");
 			strcat(hdr, "Retry-After: 120\r\n");
@@ -516,7 +528,7 @@ static void run_loop(double secs)
 	ev_timer_stop(EV_DEFAULT, &guard);
 }
 
-static struct acme_client *fake_client(enum fake_mode mode, int tos)
+static struct acme_client *fake_client_url(enum fake_mode mode, int tos, const char *account_url)
 {
 	struct acme_hooks hooks = { .challenge_set = hook_set, .challenge_clear = hook_clear };
 	struct acme_conf conf = { .email = "t@acme-spoa.test", .tos_accepted = tos,
@@ -531,12 +543,20 @@ static struct acme_client *fake_client(enum fake_mode mode, int tos)
 	g_fake.order_posts = g_fake.chall_posts = 0;
 	g_fake.chall_posted_before_set = 0;
 	g_fake.set_calls = g_fake.clear_calls = 0;
+	g_fake.acct_posts = 0;
 	pthread_mutex_unlock(&g_fake.mu);
 	snprintf(dir, sizeof(dir), "http://127.0.0.1:%d/dir", g_srv.port);
 	conf.directory_url = dir;
 	c = acme_client_new(EV_DEFAULT, &conf, key, &hooks, &g_fake, err, sizeof(err));
 	assert_non_null(c);
+	if (account_url)
+		assert_int_equal(acme_client_set_account_url(c, account_url), 0);
 	return c;
+}
+
+static struct acme_client *fake_client(enum fake_mode mode, int tos)
+{
+	return fake_client_url(mode, tos, NULL);
 }
 
 /* Runs one order on a fresh client in <mode>; returns its outcome. */
@@ -666,6 +686,47 @@ static void test_client_many_orders_then_free(void **state)
 	crypto_async_shutdown();
 }
 
+/* An account URL imported with its key is used at once (no newAccount); when
+ * the CA does not know it, that order fails and the next one finds the key's
+ * account with newAccount. */
+static void test_client_imported_account(void **state)
+{
+	char url[128];
+	struct acme_client *c;
+	struct outcome o = { 0 }, o2 = { 0 };
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/acct/imported", g_srv.port);
+	c = fake_client_url(FAKE_AUTHZ_INVALID, 1, url);
+	assert_string_equal(acme_account_url(c), url);
+	g_pending = 1;
+	assert_int_equal(acme_order_start(c, "a.test", NULL, cb_done, &o), 0);
+	run_loop(20);
+	assert_int_equal(o.calls, 1);
+	assert_int_equal(g_fake.order_posts, 1);
+	assert_int_equal(g_fake.acct_posts, 0);
+	assert_string_equal(acme_account_url(c), url);
+	acme_client_free(c);
+
+	c = fake_client_url(FAKE_ACCT_GONE, 1, url);
+	g_pending = 1;
+	o = (struct outcome){ 0 };
+	assert_int_equal(acme_order_start(c, "a.test", NULL, cb_done, &o), 0);
+	run_loop(20);
+	assert_false(o.ok);
+	assert_string_equal(o.type, P "accountDoesNotExist");
+	assert_int_equal(g_fake.acct_posts, 0);
+	assert_null(acme_account_url(c));
+	g_pending = 1;
+	assert_int_equal(acme_order_start(c, "a.test", NULL, cb_done, &o2), 0);
+	run_loop(20);
+	assert_int_equal(o2.calls, 1);
+	assert_int_equal(g_fake.acct_posts, 1);
+	assert_int_equal(g_fake.order_posts, 2);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/acct/1", g_srv.port);
+	assert_string_equal(acme_account_url(c), url);
+	acme_client_free(c);
+}
+
 static void test_client_bad_args(void **state)
 {
 	struct acme_conf conf = { .directory_url = "ftp://x" };
@@ -763,6 +824,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_problem_full),
+		cmocka_unit_test(test_client_imported_account),
 		cmocka_unit_test(test_problem_rate_limited),
 		cmocka_unit_test(test_problem_not_json),
 		cmocka_unit_test(test_problem_long_detail),
