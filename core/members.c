@@ -121,9 +121,14 @@ const char *members_owner(const struct members *m, uint64_t kh)
 
 int members_owns(const struct members *m, uint64_t kh)
 {
-	const struct members_id *o = members_owner_id(m, kh);
+	const struct members_id *o;
 
-	return o == &m->self || strcmp(o->id, m->self.id) == 0;
+	/* until the first read a node knows nothing of the others: renewing
+	 * everything due then would race the whole fleet at each start */
+	if (m->nlive == 0)
+		return m->mode == MEMBERS_SOLO;
+	o = members_owner_id(m, kh);
+	return strcmp(o->id, m->self.id) == 0;
 }
 
 size_t members_count(const struct members *m)

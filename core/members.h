@@ -27,8 +27,9 @@ struct storage;
 #define MEMBERS_ID_MAX 64
 
 /* Creates the membership of <id> (a key segment, at most MEMBERS_ID_MAX - 1
- * bytes) with a lease of <lease_s> seconds (>= 2). Until members_start() and
- * the first list read, the node counts itself as the only member. <st> and
+ * bytes) with a lease of <lease_s> seconds (>= 2). Until the first read of
+ * the list (members_start()) the node owns nothing (shm: everything), so
+ * that a start never races the fleet for every due certificate. <st> and
  * <health> are borrowed. Returns NULL when out of memory or <id> is bad. */
 struct members *members_new(struct ev_loop *loop, struct storage *st, struct health *health,
 			    const char *id, unsigned lease_s);
@@ -48,7 +49,8 @@ const char *members_self(const struct members *m);
 /* The hash of a certificate's host that rendezvous hashing weighs. */
 uint64_t members_key_hash(const char *host);
 
-/* The member that owns the key of hash <kh>, and whether it is this node. */
+/* The member that owns the key of hash <kh> (this node before the first
+ * read), and whether it is this node. */
 const char *members_owner(const struct members *m, uint64_t kh);
 int members_owns(const struct members *m, uint64_t kh);
 
