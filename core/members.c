@@ -48,6 +48,7 @@ struct members {
 	unsigned lease_s;
 	struct members_id self;
 	struct members_id *live;	/* sorted by id, self included */
+	uint64_t *live_hash;		/* their hashes, for members_pick() */
 	size_t nlive;
 	struct members_round *round;	/* NULL when no read is in flight */
 	ev_timer timer;
@@ -98,20 +99,9 @@ size_t members_pick(const uint64_t *id_hash, size_t n, uint64_t kh)
 
 static const struct members_id *members_owner_id(const struct members *m, uint64_t kh)
 {
-	size_t i, best = 0;
-	uint64_t w, bw;
-
 	if (m->nlive == 0)
 		return &m->self;
-	bw = members_mix(kh ^ m->live[0].hash);
-	for (i = 1; i < m->nlive; i++) {
-		w = members_mix(kh ^ m->live[i].hash);
-		if (w > bw || (w == bw && m->live[i].hash < m->live[best].hash)) {
-			bw = w;
-			best = i;
-		}
-	}
-	return &m->live[best];
+	return &m->live[members_pick(m->live_hash, m->nlive, kh)];
 }
 
 const char *members_owner(const struct members *m, uint64_t kh)
@@ -188,12 +178,17 @@ static void members_round_free(struct members_round *r)
 static void members_round_end(struct members *m, struct members_round *r)
 {
 	struct members_id *live;
+	uint64_t *hash;
 	size_t i, n = 0;
 	int self_seen = 0, changed;
 
 	m->round = NULL;
 	if (r->failed || !(live = calloc(r->n + 1, sizeof(*live))))
 		goto out;
+	if (!(hash = calloc(r->n + 1, sizeof(*hash)))) {
+		free(live);
+		goto out;
+	}
 	for (i = 0; i < r->n; i++) {
 		if (r->alive && !r->alive[i])
 			continue;
@@ -208,8 +203,12 @@ static void members_round_end(struct members *m, struct members_round *r)
 	changed = n != m->nlive;
 	for (i = 0; !changed && i < n; i++)
 		changed = strcmp(live[i].id, m->live[i].id) != 0;
+	for (i = 0; i < n; i++)
+		hash[i] = live[i].hash;
 	free(m->live);
+	free(m->live_hash);
 	m->live = live;
+	m->live_hash = hash;
 	m->nlive = n;
 	if (changed) {
 		log_info("fleet: %zu live member(s)", n);
@@ -430,5 +429,6 @@ void members_free(struct members *m)
 			storage_feed_put(m->st, MEMBERS_FEED, m->self.id, NULL, NULL, NULL);
 	}
 	free(m->live);
+	free(m->live_hash);
 	free(m);
 }
