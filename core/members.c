@@ -51,6 +51,8 @@ struct members {
 	uint64_t *live_hash;		/* their hashes, for members_pick() */
 	size_t nlive;
 	struct members_round *round;	/* NULL when no read is in flight */
+	struct storage_req *putting;	/* the record's renewal in flight */
+	struct storage_req *announcing;	/* redis: the feed entry's, in flight */
 	ev_timer timer;
 	int started;
 	void (*changed)(void *arg);
@@ -351,9 +353,20 @@ static void cb_members_put(void *arg, struct storage_res *res)
 {
 	struct members *m = arg;
 
+	m->putting = NULL;
 	health_storage_result(m->health, res);
 	if (res->rc == -1)
 		log_warn("fleet: member record not renewed: %s", res->err);
+}
+
+static void cb_members_announce(void *arg, struct storage_res *res)
+{
+	struct members *m = arg;
+
+	m->announcing = NULL;
+	health_storage_result(m->health, res);
+	if (res->rc == -1)
+		log_warn("fleet: member not announced: %s", res->err);
 }
 
 /* Renews the lease, then reads who else holds one. */
@@ -362,10 +375,14 @@ static void cb_members_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	struct members *m = w->data;
 	char key[STORAGE_KEY_MAX];
 
+	/* one of each in flight: a slow store gets no pile of renewals */
 	snprintf(key, sizeof(key), MEMBERS_PREFIX "%s", m->self.id);
-	storage_put(m->st, key, m->self.id, strlen(m->self.id), m->lease_s, cb_members_put, m);
-	if (m->mode == MEMBERS_FEED_GET)
-		storage_feed_put(m->st, MEMBERS_FEED, m->self.id, "1", cb_members_put, m);
+	if (!m->putting)
+		m->putting = storage_put(m->st, key, m->self.id, strlen(m->self.id), m->lease_s,
+					 cb_members_put, m);
+	if (m->mode == MEMBERS_FEED_GET && !m->announcing)
+		m->announcing = storage_feed_put(m->st, MEMBERS_FEED, m->self.id, "1",
+						 cb_members_announce, m);
 	members_read(m);
 }
 
@@ -421,6 +438,8 @@ void members_free(struct members *m)
 		return;
 	ev_timer_stop(m->loop, &m->timer);
 	members_round_free(m->round);
+	storage_cancel(m->putting);
+	storage_cancel(m->announcing);
 	if (m->started) {
 		/* a clean stop hands the share over now, not a lease later */
 		snprintf(key, sizeof(key), MEMBERS_PREFIX "%s", m->self.id);
