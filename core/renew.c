@@ -440,8 +440,9 @@ void renew_members_changed(struct renew *r)
 {
 	if (!r->members)
 		return;
-	/* one hash per member and certificate, no storage work: about 10 ms
-	 * per 100,000 certificates, only when a node joins or leaves */
+	/* one hash per member and certificate, in memory, no storage work,
+	 * and only when a node joins or leaves; the due ones another member
+	 * owned (parked) go back in the index if they are this node's now */
 	hmap_foreach(&r->ents, renew_owner_cb, r);
 	if (r->started)
 		renew_schedule(r);

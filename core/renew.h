@@ -6,7 +6,10 @@
  * hourly), so a pass touches only what is due, never every certificate.
  *
  * It learns of certificates through the store's hooks (renew_installed,
- * renew_removed, wired by the owner) and starts renewals through jobs. */
+ * renew_removed, wired by the owner) and starts renewals through jobs. In a
+ * fleet (renew_set_members) it renews, and asks ARI for, only this node's
+ * share; another member's certificate is looked at again at its due time,
+ * and when the members change. */
 #ifndef ACME_SPOA_RENEW_H
 #define ACME_SPOA_RENEW_H
 
