@@ -23,6 +23,7 @@
 #include "core/hold.h"
 #include "core/issuers.h"
 #include "core/jobs.h"
+#include "core/members.h"
 #include "core/ratelimit.h"
 #include "core/renew.h"
 #include "dns/dns01.h"
@@ -274,15 +275,16 @@ static const struct spoa_handler api_spoa_handlers[] = {
 
 /* ---- admin --------------------------------------------------------------- */
 
-/* Kong's fields, and the CA of "issuers" that issued it (name and
- * directory URL; null when no CA of the list is known to have issued it). */
+/* Kong's fields, the CA of "issuers" that issued it (name and directory
+ * URL; null when no CA of the list is known to have issued it), and the id
+ * of the fleet's member that renews it. */
 static json_t *api_cert_json(const struct api *a, const struct certstore_cert *c)
 {
 	time_t now = time(NULL);
 	int i = issuers_for_cn(a->d.iss, c->info.issuer_cn);
 	const struct config_issuer *is = i >= 0 ? issuers_conf(a->d.iss, (size_t)i) : NULL;
 
-	return json_pack("{s:s, s:s, s:s, s:b, s:s, s:s, s:s, s:s, s:s?, s:s?}",
+	return json_pack("{s:s, s:s, s:s, s:b, s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?}",
 			 "host", c->host,
 			 "not_before", c->info.not_before_str,
 			 "not_after", c->info.not_after_str,
@@ -292,7 +294,8 @@ static json_t *api_cert_json(const struct api *a, const struct certstore_cert *c
 			 "issuer_cn", c->info.issuer_cn,
 			 "pubkey_type", c->info.pubkey_type,
 			 "issuer_name", is ? is->name : NULL,
-			 "issuer_url", is ? is->api_uri : NULL);
+			 "issuer_url", is ? is->api_uri : NULL,
+			 "renewal_owner", renew_owner(a->d.renew, c->host));
 }
 
 static void api_admin_issue(void *ctx, const char *raw, struct admin_req *req)
@@ -671,6 +674,10 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 		metrics_header(b, "acme_spoa_haproxy_loaded_certificates", "gauge", "Certificates the agent knows HAProxy holds (the hot set with haproxy.preload on_demand).");
 		metrics_value(b, "acme_spoa_haproxy_loaded_certificates", NULL, (double)certstore_loaded_count(a->d.cs));
 	}
+	metrics_header(b, "acme_spoa_fleet_members", "gauge", "Live members of the fleet (nodes holding a lease in storage), this one included.");
+	metrics_value(b, "acme_spoa_fleet_members", NULL, (double)members_count(a->d.members));
+	metrics_header(b, "acme_spoa_renewal_share", "gauge", "Certificates whose renewal and ARI polling belong to this node.");
+	metrics_value(b, "acme_spoa_renewal_share", NULL, (double)renew_share(a->d.renew));
 	api_counter(b, "acme_spoa_feed_reads_total", "Reads of the fleet's change feed.", NULL, fs.feed_reads);
 	api_counter(b, "acme_spoa_feed_changes_total", "Certificate changes learnt from the change feed.", NULL, fs.feed_changes);
 	api_counter(b, "acme_spoa_spoe_frames_total", "SPOE NOTIFY frames received.", NULL, ss.notify_frames);

@@ -17,6 +17,7 @@ struct health;
 struct http_client;
 struct issuers;
 struct jobs;
+struct members;
 struct renew;
 struct storage;
 
@@ -30,6 +31,7 @@ struct api_deps {
 	struct challenges *ch;
 	struct jobs *jobs;
 	struct renew *renew;
+	struct members *members;	/* the fleet's live nodes */
 	struct fleet *fleet;
 	struct health *health;
 	struct dns01 *dns;		/* NULL without dns01.provider */

@@ -117,6 +117,7 @@ struct config {
 	enum config_preload preload;	/* "haproxy.preload" [all] */
 	int max_loaded;			/* "haproxy.max_loaded": hot set bound, 0 none [0] */
 	int max_queued;			/* "max_queued_orders" [1000]: on-demand names waiting for a slot */
+	int member_lease;		/* "fleet.member_lease" [30] s: a dead node's renewals move after it */
 	/* dns01.*: the dns-01 solver (SPEC §3) */
 	enum config_dns01_provider dns01_provider;
 	char *dns01_server;		/* "host:port" of the primary (rfc2136), NULL when unset */

@@ -6,7 +6,8 @@
  *   challenges http-01 tokens (the ACME clients' hooks)
  *   issuers    the CAs: one ACME client and account each, up or down
  *   jobs       issuance: admission, backoff, ask_url, lock, order -> certstore
- *   renew      due-time index, ARI -> jobs
+ *   members    the fleet's live nodes (leases in storage) -> renew
+ *   renew      due-time index, ARI -> jobs; only this node's share
  *   api        SPOE and admin handlers over all of them
  * The store reports up through hooks set here: a certificate installed or
  * removed reaches the scheduler, one received from another node settles the
@@ -32,6 +33,7 @@
 #include "core/issuers.h"
 #include "core/jobs.h"
 #include "core/manager.h"
+#include "core/members.h"
 #include "core/renew.h"
 #include "dns/dns01.h"
 #include "lib/host.h"
@@ -53,6 +55,7 @@ struct mgr {
 	struct alpn *alpn;		/* tls-alpn-01 solver */
 	struct jobs *jobs;
 	struct renew *renew;
+	struct members *members;
 	struct api *api;
 	ev_timer attach_timer;		/* a start without the store: tries it again */
 	double attach_delay;		/* its backoff, seconds */
@@ -102,6 +105,13 @@ static void mgr_on_ended(void *arg, const char *host, int ok)
 	struct mgr *m = arg;
 
 	api_job_ended(m->api, host, ok);
+}
+
+static void mgr_on_members(void *arg)
+{
+	struct mgr *m = arg;
+
+	renew_members_changed(m->renew);
 }
 
 static void mgr_on_renewed(void *arg, const char *host, time_t t)
@@ -258,6 +268,7 @@ static void mgr_load(struct mgr *m)
 static void mgr_run_store(struct mgr *m)
 {
 	fleet_start(m->fleet);
+	members_start(m->members);
 	if (m->dns)
 		dns01_cleanup_stale(m->dns);
 	jobs_resume_pending(m->jobs);
@@ -361,10 +372,15 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 	challenges_set_alpn(m->ch, m->alpn);
 	m->jobs = jobs_new(loop, cfg, m->st, m->iss, m->http, m->cs, &m->health);
 	m->renew = m->jobs ? renew_new(loop, cfg, m->st, m->iss, m->cs, m->jobs, &m->health) : NULL;
-	if (!m->renew) {
+	/* the same id as the node's lock owner: stable across its restarts */
+	m->members = m->renew ? members_new(loop, m->st, &m->health, owner,
+					    (unsigned)cfg->member_lease) : NULL;
+	if (!m->members) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	members_set_hook(m->members, mgr_on_members, m);
+	renew_set_members(m->renew, m->members);
 	{
 		struct certstore_hooks ch = {
 			.installed = mgr_on_installed,
@@ -396,6 +412,7 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 			.ch = m->ch,
 			.jobs = m->jobs,
 			.renew = m->renew,
+			.members = m->members,
 			.fleet = m->fleet,
 			.health = &m->health,
 			.dns = m->dns,
@@ -472,6 +489,8 @@ void mgr_free(struct mgr *m)
 	/* after the runtime client: pushes in flight ended into it */
 	alpn_free(m->alpn);
 	renew_free(m->renew);
+	/* its record deleted: the others take its share over now */
+	members_free(m->members);
 	http_client_free(m->http);
 	storage_close(m->st);
 	config_free(m->cfg);

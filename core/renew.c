@@ -16,6 +16,7 @@
 #include "core/health.h"
 #include "core/issuers.h"
 #include "core/jobs.h"
+#include "core/members.h"
 #include "core/renew.h"
 #include "lib/heap.h"
 #include "lib/hmap.h"
@@ -39,7 +40,11 @@ struct renew_ent {
 	time_t due;			/* renewal due time */
 	time_t wake;			/* min(due, ari_next): key in the heap */
 	size_t hidx;			/* position in the heap, HEAP_NONE when out */
-	int renewed_at_pending;		/* "renewals/<host>" being read */
+	uint64_t host_hash;		/* members_key_hash(host): its owner in the fleet */
+	unsigned renewed_at_pending:1;	/* "renewals/<host>" being read */
+	unsigned owned:1;		/* this node renews it (members_owns) */
+	unsigned parked:1;		/* due, another member's: out of the heap until
+					 * it is renewed or the members change */
 	char host[];
 };
 
@@ -53,6 +58,8 @@ struct renew {
 	struct health *health;
 	struct hmap ents;		/* host -> struct renew_ent */
 	struct heap due;		/* entries by wake time */
+	struct members *members;	/* NULL: this node renews everything */
+	size_t share;			/* entries owned */
 	ev_timer timer;
 	int started;
 };
@@ -96,6 +103,7 @@ static void renew_index(struct renew *r, struct renew_ent *e, time_t floor)
 	if (wake < floor)
 		wake = floor;
 	e->wake = wake;
+	e->parked = 0;
 	if (e->hidx != HEAP_NONE)
 		heap_update(&r->due, e->hidx);
 	else if (heap_push(&r->due, e) == -1)
@@ -138,6 +146,7 @@ static void renew_ent_free(struct renew *r, struct renew_ent *e)
 {
 	if (!e)
 		return;
+	r->share -= e->owned;
 	if (e->hidx != HEAP_NONE)
 		heap_remove(&r->due, e->hidx);
 	free(e);
@@ -192,6 +201,9 @@ void renew_installed(struct renew *r, const struct certstore_cert *c)
 		}
 		memcpy(e->host, c->host, hlen + 1);
 		e->hidx = HEAP_NONE;
+		e->host_hash = members_key_hash(e->host);
+		e->owned = !r->members || members_owns(r->members, e->host_hash);
+		r->share += e->owned;
 	} else if (e->serial_hash != serial_hash || e->not_before != c->info.not_before ||
 		   e->not_after != c->info.not_after) {
 		/* a new certificate, or its facts corrected from its PEM (a
@@ -315,6 +327,21 @@ static int renew_one(struct renew *r, struct renew_ent *e, time_t now, int force
 	time_t until = 0, floor = 0;
 	int started = 0;
 
+	if (!force && !e->owned) {
+		/* another member's: it asks the CA and renews. Due, it waits out
+		 * of the index until it is renewed (installed again) or the
+		 * members change (renew_members_changed); otherwise it comes
+		 * back at its due time, never for ARI. */
+		if (e->ari_next <= now)
+			e->ari_next = now + RENEW_ARI_DEFAULT_S;
+		if (e->due <= now) {
+			heap_remove(&r->due, e->hidx);
+			e->parked = 1;
+		} else {
+			renew_index(r, e, 0);
+		}
+		return 0;
+	}
 	if (acme_has_ari(renew_acme(r, e->host)) && e->ari_next <= now) {
 		if (*ari_started >= RENEW_ARI_PER_PASS) {
 			/* thousands of certificates: ask the CA a slice at a time */
@@ -373,7 +400,7 @@ void renew_pass(struct renew *r, int force_all)
 		/* re-indexing puts each one later than <now>: the loop ends */
 		while ((e = heap_peek(&r->due)) && e->wake <= now) {
 			started += renew_one(r, e, now, 0, &ari_started, &skipped);
-			if (e->wake <= now)
+			if (!e->parked && e->wake <= now)
 				renew_index(r, e, now + (time_t)RENEW_RECHECK_S);
 		}
 	}
@@ -392,6 +419,51 @@ static void cb_renew_timer(struct ev_loop *loop, ev_timer *w, int revents)
 static void renew_recompute_cb(void *arg, const char *host, void *val)
 {
 	renew_compute(arg, val);
+}
+
+static void renew_owner_cb(void *arg, const char *host, void *val)
+{
+	struct renew *r = arg;
+	struct renew_ent *e = val;
+	unsigned owned = members_owns(r->members, e->host_hash);
+
+	if (owned == e->owned)
+		return;
+	e->owned = owned;
+	if (owned)
+		r->share++;
+	else
+		r->share--;
+	if (owned && e->parked)
+		renew_index(r, e, 0);	/* due: renewed by the next pass */
+}
+
+void renew_members_changed(struct renew *r)
+{
+	if (!r->members)
+		return;
+	/* one hash per member and certificate, in memory, no storage work,
+	 * and only when a node joins or leaves; the due ones another member
+	 * owned (parked) go back in the index if they are this node's now */
+	hmap_foreach(&r->ents, renew_owner_cb, r);
+	if (r->started)
+		renew_schedule(r);
+}
+
+void renew_set_members(struct renew *r, struct members *m)
+{
+	r->members = m;
+	renew_members_changed(r);
+}
+
+size_t renew_share(const struct renew *r)
+{
+	return r->share;
+}
+
+const char *renew_owner(const struct renew *r, const char *host)
+{
+	return r->members ? members_owner(r->members, members_key_hash(host)) : NULL;
 }
 
 void renew_reload(struct renew *r)

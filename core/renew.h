@@ -6,7 +6,10 @@
  * hourly), so a pass touches only what is due, never every certificate.
  *
  * It learns of certificates through the store's hooks (renew_installed,
- * renew_removed, wired by the owner) and starts renewals through jobs. */
+ * renew_removed, wired by the owner) and starts renewals through jobs. In a
+ * fleet (renew_set_members) it renews, and asks ARI for, only this node's
+ * share; another member's certificate is looked at again at its due time,
+ * and when the members change. */
 #ifndef ACME_SPOA_RENEW_H
 #define ACME_SPOA_RENEW_H
 
@@ -19,6 +22,7 @@ struct config;
 struct ev_loop;
 struct health;
 struct jobs;
+struct members;
 struct storage;
 
 /* Creates an empty index, its timer stopped. <cfg>, <st>, <iss> (ARI asks
@@ -58,6 +62,21 @@ void renew_pass(struct renew *r, int force_all);
 
 /* After a config reload: recomputes every due time, re-arms the timer. */
 void renew_reload(struct renew *r);
+
+/* Shares renewal duty with the fleet's live members <m> (borrowed; NULL:
+ * this node renews and asks ARI for every certificate). A certificate that
+ * another member owns is not renewed here, nor asked about. */
+void renew_set_members(struct renew *r, struct members *m);
+
+/* The members changed: each certificate's owner is computed again; the due
+ * ones that became this node's are renewed by the next pass. */
+void renew_members_changed(struct renew *r);
+
+/* Certificates this node owns (all of them without members). */
+size_t renew_share(const struct renew *r);
+
+/* The id of the member that renews <host>, or NULL without members. */
+const char *renew_owner(const struct renew *r, const char *host);
 
 /* The host at the head of the index and its wake time in <wake> (when not
  * NULL), or NULL when the index is empty. For logs and tests. */

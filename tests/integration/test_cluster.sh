@@ -18,6 +18,8 @@ start_node 1 || { not_ok "node 1 starts"; it_summary; exit 1; }
 start_node 2 || { not_ok "node 2 starts"; it_summary; exit 1; }
 orders() { use_node "$1"; metric acme_spoa_orders_started_total; }
 ok "two nodes share $STORE ($(store_spec))"
+two_members() { local n; for n in 1 2; do use_node $n; [ "$(metric acme_spoa_fleet_members)" = 2 ] || return 1; done; }
+check "each node counts 2 live members (leases in $STORE, read every 7.5 s)" wait_for 10 two_members
 
 # --- a challenge stored by one node is answered by the other ---------------
 store_tool put challenges/tok-fleet-0123456789abcdef tok-fleet-0123456789abcdef.by-node-2

@@ -7,7 +7,10 @@
  *   - a job in progress or a failure backoff reschedules the certificate
  *     (to the recheck or the end of the backoff) and the pass ends;
  *   - a certificate the threshold would renew in a loop waits for its last
- *     renewal time ("renewals/<host>") and is due a third of its life later. */
+ *     renewal time ("renewals/<host>") and is due a third of its life later;
+ *   - in a fleet of three (member records on real file storage), a pass
+ *     renews only this node's share; when the two others' leases are gone,
+ *     the due certificates they owned are renewed here by the next pass. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -22,6 +25,7 @@
 #include "core/challenges.h"
 #include "core/issuers.h"
 #include "core/jobs.h"
+#include "core/members.h"
 #include "core/renew.h"
 #include "lib/log.h"
 
@@ -230,6 +234,101 @@ static void test_no_renewal_loop(void **state)
 	assert_int_equal(due, now + 2 * DAY);
 }
 
+static void on_members(void *arg)
+{
+	renew_members_changed(arg);
+}
+
+struct count_cond {
+	struct members *m;
+	size_t want;
+};
+
+static int cond_count(void *arg)
+{
+	struct count_cond *c = arg;
+
+	return members_count(c->m) == c->want;
+}
+
+static void test_fleet_share(void **state)
+{
+	struct t *t = *state;
+	time_t now = time(NULL), until;
+	char dir[96], err[256] = "", host[64];
+	struct storage_conf sc = { 0 };
+	struct storage *st;
+	struct storage_res res;
+	struct members *m;
+	struct count_cond c;
+	size_t i, mine = 0;
+	int was_mine[30];
+	const char *self = "0123456789abcdef";
+
+	snprintf(dir, sizeof(dir), "%s/fleet", t->f.dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	sc.file_path = dir;
+	st = storage_open("file", &sc, t->f.loop, err, sizeof(err));
+	assert_non_null(st);
+	/* two other live members (records with a lease, no node behind them) */
+	assert_int_equal(storage_wait(st, storage_put(st, "members/other1", "x", 1, 60, NULL, NULL),
+				      &res, err, sizeof(err)), 0);
+	assert_int_equal(storage_wait(st, storage_put(st, "members/other2", "x", 1, 60, NULL, NULL),
+				      &res, err, sizeof(err)), 0);
+	m = members_new(t->f.loop, st, &t->f.health, self, 4);
+	assert_non_null(m);
+	members_set_hook(m, on_members, t->r);
+	renew_set_members(t->r, m);
+	members_start(m);
+	c.m = m;
+	c.want = 3;
+	assert_true(fx_run_until(&t->f, cond_count, &c, 3.0));
+
+	for (i = 0; i < 30; i++) {
+		snprintf(host, sizeof(host), "h%zu.example.com", i);
+		install(t, host, now - 80 * DAY, now + 10 * DAY);
+	}
+	renew_pass(t->r, 0);
+	for (i = 0; i < 30; i++) {
+		snprintf(host, sizeof(host), "h%zu.example.com", i);
+		was_mine[i] = strcmp(renew_owner(t->r, host), self) == 0;
+		mine += was_mine[i];
+		/* only this node's share was started */
+		assert_int_equal(jobs_active(t->js, host), was_mine[i]);
+	}
+	print_message("this node's share: %zu of 30\n", mine);
+	assert_int_equal(renew_share(t->r), mine);
+	assert_true(mine > 0 && mine < 30);
+	/* another pass starts none of the others' */
+	renew_pass(t->r, 0);
+	for (i = 0; i < 30; i++) {
+		snprintf(host, sizeof(host), "h%zu.example.com", i);
+		if (!was_mine[i])
+			assert_false(jobs_active(t->js, host));
+	}
+
+	/* the two others are gone: their share is this node's now */
+	assert_int_equal(storage_wait(st, storage_del(st, "members/other1", NULL, NULL), &res, err,
+				      sizeof(err)), 0);
+	assert_int_equal(storage_wait(st, storage_del(st, "members/other2", NULL, NULL), &res, err,
+				      sizeof(err)), 0);
+	c.want = 1;
+	assert_true(fx_run_until(&t->f, cond_count, &c, 3.0));
+	assert_int_equal(renew_share(t->r), 30);
+	renew_pass(t->r, 0);
+	for (i = 0; i < 30; i++) {
+		snprintf(host, sizeof(host), "h%zu.example.com", i);
+		if (!was_mine[i])
+			assert_true(jobs_active(t->js, host));
+		else
+			assert_true(jobs_active(t->js, host) ||
+				    jobs_backoff_active(t->js, host, &until));
+	}
+	renew_set_members(t->r, NULL);
+	members_free(m);
+	storage_close(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -237,6 +336,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_due_starts_renewal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_or_backoff_reschedules, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_renewal_loop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fleet_share, setup, teardown),
 	};
 
 	log_level_max = LOG_LVL_WARN;
