@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # acme-spoa — one non-recursive Makefile.
 #   make            build ./acme-spoa
 #   make test       install missing packages, build, run unit + integration tests

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ACME client core: client lifetime, directory, nonce pool, signed POSTs with
  * badNonce retry, the account, and the small framework every operation (order,
  * renewalInfo, revoke) runs on. User callbacks run only from an operation's own

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* RFC 8555 ACME client as a state machine on libev: directory, nonces, account,
  * orders with http-01, finalize, certificate download with alternate chains,
  * RFC 9773 renewal information and revocation. Never blocks the loop. */

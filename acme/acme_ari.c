@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* RFC 9773 renewal information and RFC 8555 §7.6 revocation, as ops on the
  * client's framework (they share its directory, nonces and account). */
 #include "acme/acme_int.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Internals of the ACME client shared by acme.c, acme_order.c, acme_ari.c and
  * acme_parse.c, and the pure parsers the unit tests feed fixtures to. */
 #ifndef ACME_SPOA_ACME_INT_H

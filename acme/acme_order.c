@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* One certificate order as a state machine: newOrder -> authorizations (http-01,
  * or dns-01 for a wildcard order) -> finalize with a CSR -> poll -> download (alternate chains) -> done.
  * order_step() sends the request of the current state; cb_order_response() reads

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Pure parsers for what an ACME CA sends: problem documents, directory, order,
  * authorization, renewalInfo, Link headers. No I/O; malformed input is an error
  * value with the offending field named, never a crash. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Keys, CSRs, certificate facts, base64url (async key generation: crypto_async.c). */
 #include <limits.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Keys, CSRs, certificate facts and base64url for the ACME client.
  * OpenSSL 3 EVP interfaces only. Everything here is synchronous except
  * crypto_key_generate_async(), which runs key generation on a worker thread. */

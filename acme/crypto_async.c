@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Key generation on worker threads, results handed to the libev loop thread with an
  * ev_async per job, so RSA 4096 never stalls the loop. Part of acme/crypto.h. */
 #include <pthread.h>

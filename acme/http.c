@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Non-blocking HTTP client: curl multi on the loop (lib/curlev.c feeds its
  * sockets and timer to ev_io/ev_timer). Requests complete from libev callbacks only. */
 #include "acme/http.h"

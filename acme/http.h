@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Non-blocking HTTP client: libcurl's multi interface driven by libev watchers.
  * Every callback runs on the loop thread; nothing here blocks the loop. */
 #ifndef ACME_SPOA_HTTP_H

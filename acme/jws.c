@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* JWS/JWK/thumbprint/EAB for ACME (RFC 7515, RFC 7638, RFC 8555). */
 #include <stdarg.h>
 #include <stdio.h>

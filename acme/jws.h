@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* JWS (RFC 7515) as ACME uses it (RFC 8555 §6.2), JWK and JWK thumbprint
  * (RFC 7638), key authorizations and externalAccountBinding (RFC 8555 §7.3.4). */
 #ifndef ACME_SPOA_JWS_H

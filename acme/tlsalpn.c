@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The tls-alpn-01 validation certificate (RFC 8737 §3). */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Admin HTTP API on libmicrohttpd, driven from libev (see admin/admin.h).
  *
  * MHD runs with MHD_USE_EPOLL and no thread of its own: its epoll fd is watched

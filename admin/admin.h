@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Admin HTTP API (Kong acme plugin compatible, SPEC §5) on libmicrohttpd,
  * driven from the libev loop: no second thread touches agent state.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Internals shared by admin/admin.c and admin/admin_parse.c. Not for other
  * modules. */
 #ifndef ACME_SPOA_ADMIN_INT_H

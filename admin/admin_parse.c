@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Admin API input parsing: request bodies, the listen address (lib/addr.h) and
  * the token comparison. No sockets, no loop (see admin/admin_int.h). Host names
  * follow lib/host.h. Form bodies (urlencoded and multipart) go through

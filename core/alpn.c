@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tls-alpn-01 on HAProxy (alpn.h).
  *
  * One entry per name under way: its key authorization once known, the push

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tls-alpn-01 (RFC 8737) on HAProxy: the node that orders stores the key
  * authorization as "alpn/<host>"; when the CA's ClientHello (ALPN exactly
  * acme-tls/1) reaches any node's peek frontend, SPOE acme-alpn tells that

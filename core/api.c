@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The agent's faces (api.h): SPOE message handlers (the hot path), the
  * admin API operations, Prometheus metrics and health. */
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The agent's faces: the SPOE message handlers (the hot path: answered from
  * memory, issuance started in the background), the admin API operations,
  * Prometheus metrics and health. Thin: the work is the modules'. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The certificate store (certstore.h): memory, storage reads, cert_dir
  * writes on a worker queue, pushes into HAProxy and the re-sync after a
  * HAProxy reload.

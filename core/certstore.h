@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The certificate store: every certificate in memory (O(1) look-ups on the
  * SPOE path), in storage as "certs/<host>" (chain + key PEM), in
  * haproxy.cert_dir (so a HAProxy restart serves it) and in HAProxy over the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* http-01 challenges (challenges.h). The ACME client answers a challenge
  * only once storage has it; a key authorization another node stored is kept
  * a minute once found, since the CA asks for one token several times. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* http-01 challenges: token -> key authorization, in memory for the SPOE path
  * and in storage (with a TTL) so that any node of a fleet answers the CA. A
  * node asked for a token it does not hold looks it up in shared storage while

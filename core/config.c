@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* JSON configuration: one table row per key (name, type, bounds, default, flags,
  * offset of the field), in the shape of redis' config.c. The loader walks the
  * JSON tree, matches dotted names against the table, collects every error, then

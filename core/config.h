@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* JSON configuration (SPEC §3): one table row per key, parsed with jansson into
  * typed fields; every error is collected, secrets resolved at load.
  * core/config.c holds the table and loader; core/config_check.c the domain

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Helpers of the config loader that other modules share: the domain match and
  * secret references. Host names and addresses: lib/host.c, lib/addr.c. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* `acme-spoa export crt-dir:DIR` (import.h): every stored certificate that
  * passes the check an issued one passes, as the PEM HAProxy loads from a
  * "crt <dir>" (chain + key in one file), named as the agent names its own

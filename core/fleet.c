@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The fleet's change feed (fleet.h): pub/sub messages and the change feed
  * name hosts; the store reads only the certificates whose version differs
  * from memory's. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The fleet's change feed: certificates other nodes store or delete reach
  * this node's store (certstore) through pub/sub, and through a periodic read
  * of the change feed in case a message was missed. Only what changed is read.

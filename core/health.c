@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Storage health shared by the core's modules (health.h). */
 #include <stdio.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Storage health as the core sees it: every module hands the results of its
  * storage calls here, so /healthz and the error counter speak for them all.
  * The bottom of core/: it includes nothing of the project but storage.h. */

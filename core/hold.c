@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Held ClientHellos (hold.h): a map host -> FIFO of waiters with one timer
  * per host on its oldest waiter's deadline (waiters of one host arrive in
  * deadline order as long as the timeout stays the same; a shorter one is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Held ClientHellos (SPEC §4, hold_timeout): per host name, the deferred
  * acme-sni-peek ACKs that wait for that name's certificate to be committed in
  * HAProxy (a stored one pushed, a new one issued). Every connection for one

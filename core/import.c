@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The import pipeline (import.h): a reader (import_tools.c, import_crt.c)
  * lists what the source holds; each bundle is checked as an issued one
  * (crypto_bundle_check_info); the newest bundle of each name is compared with

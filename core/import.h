@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Switching tools without re-issuing: `acme-spoa import SOURCE` takes the
  * certificates and the ACME account another client holds into the
  * configured storage, checked like issued ones; `acme-spoa export

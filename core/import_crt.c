@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Import readers for what HAProxy itself loads (a crt directory, a
  * crt-list) and for Kong's acme plugin in Redis, plus the readers' shared
  * helpers.

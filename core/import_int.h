@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What the import's source readers hand to its pipeline (import.c). A reader
  * only reads the other tool's layout; every check is the pipeline's. */
 #ifndef ACME_SPOA_IMPORT_INT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Import readers for the ACME clients people leave: certbot, lego, Caddy
  * (certmagic) and acme.sh. Each reads the layout its tool writes, as its own
  * source defines it:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The CAs of "issuers" (issuers.h). */
 #include <stdio.h>
 #include <stdlib.h>

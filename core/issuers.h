@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The CAs of "issuers" (SPEC §3), in order of preference: one ACME client,
  * account and set of rate limits each, and whether each is up.
  *

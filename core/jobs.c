@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Issuance jobs (jobs.h).
  *
  * Each step waits for one storage call or HTTP request at a time (j->req);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Issuance jobs: one per host however many requests ask (single flight),
  * queued under max_concurrent_orders (every stage counts: backoff read,
  * ask_url, lock, order), checked against the failure backoff and ask_url,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* acme-spoa: automatic certificates for HAProxy over SPOE and the runtime API. */
 #include <ev.h>
 #include <getopt.h>

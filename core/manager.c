@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The agent: creates each module, wires their hooks, reloads and frees.
  *
  * Dependencies run one way; each module has its own state:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The certificate manager: joins the SPOA, the ACME client, storage, the
  * HAProxy runtime client and the admin API into the product (SPEC §1). */
 #ifndef ACME_SPOA_MANAGER_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The fleet's live members (members.h): a lease record per node, a periodic
  * read of who else holds one, rendezvous hashing over them. */
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The fleet's live members, so that renewal duty is shared: each node
  * registers "members/<id>" in storage with a TTL (the lease) and renews it a
  * few times per lease; it reads the member list as often. A node that stops

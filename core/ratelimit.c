@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The CA's rate limits (ratelimit.h).
  *
  * A check reads the per-host and per-domain records (a plain get each: they

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The CA's rate limits (SPEC §3 `rate_limits`), checked before an order is
  * placed and shared by the fleet through storage.
  *

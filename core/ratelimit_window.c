@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The CA's rate limits: the window arithmetic (ratelimit.h), pure, without
  * storage or loop, so that it is tested on its own. */
 #include <stdio.h>

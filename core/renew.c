@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The renewal scheduler (renew.h). Each certificate the store holds has an
  * entry here, in a min-heap by wake time (the earlier of its due time and
  * the next ARI question); one timer sits on the heap's top. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The renewal scheduler: a due-time index of the certificates the store
  * holds, feeding renewal jobs. A certificate is due when fewer than
  * renew_threshold_days remain, or less than a third of its lifetime remains

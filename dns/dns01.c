@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The dns-01 solver (dns01.h).
  *
  * A task is one present (record -> publish -> check until visible) or one

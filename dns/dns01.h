@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The dns-01 solver: publishes "_acme-challenge" TXT records through a
  * provider, waits until the zone's authoritative servers answer them, and
  * removes them again: after validation, after a failure, and at the next

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Hook programs on the loop (hook.h). */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Runs a hook program on the loop without waiting for it: posix_spawn, its
  * stdout and stderr read through a pipe (kept up to DNS_HOOK_OUTPUT_MAX
  * bytes, for the error), a child watcher for its exit and a timer that kills

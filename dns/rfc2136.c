@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* DNS messages with ldns (rfc2136.h). Blocking: worker threads only. */
 #include <arpa/inet.h>
 #include <netdb.h>

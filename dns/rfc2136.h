@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* DNS messages for the dns-01 solver, with ldns: SOA look-up of a name's
  * zone, RFC 2136 updates signed with TSIG (RFC 8945), and the queries of the
  * propagation check. Every function here BLOCKS on the network (bounded by

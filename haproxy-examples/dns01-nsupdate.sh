@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # acme-spoa dns01 "exec" hook: publishes and removes the dns-01 TXT record
 # with nsupdate (RFC 2136, bind9-dnsutils). acme-spoa runs it as
 #     dns01-nsupdate.sh -- present|cleanup FQDN VALUE

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The address parser: see addr.h. */
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The one address parser: "host:port", "[v6]:port" and "unix:/path", as the
  * config, the SPOA and admin listeners and the runtime API client write them.
  * Parsing is pure; turning a parsed address into a sockaddr resolves names and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libcurl multi on libev (curlev.h). */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libcurl's multi interface driven by libev: CURLMOPT_SOCKETFUNCTION and
  * CURLMOPT_TIMERFUNCTION feed ev_io and ev_timer watchers on one loop. The
  * owner adds easy handles to curlev_multi() and reads finished transfers in

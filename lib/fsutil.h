@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Small file-system helpers for durable writes. */
 #ifndef ACME_SPOA_FSUTIL_H
 #define ACME_SPOA_FSUTIL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Indexed binary min-heap: see heap.h. */
 #include <stdlib.h>
 

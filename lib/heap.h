@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* An indexed binary min-heap of pointers: O(log n) push, pop, remove and
  * update, O(1) peek. Each element records its own position (through the
  * set_index callback), so it can be removed or re-keyed in place. */

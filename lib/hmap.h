@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A string-keyed hash map (chained, SipHash-2-4 under a random per-process
  * key: keys are often names strangers choose). Keys are copied; values are
  * opaque pointers owned by the caller. Used on the SPOE path: O(1) lookups. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The host-name rule: see host.h. */
 #include <arpa/inet.h>
 #include <string.h>

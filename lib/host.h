@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The one host-name rule: what the admin API, the config, SNI, storage and
  * pub/sub accept as a DNS name, and what an address may name. Pure string
  * checks, no DNS. */

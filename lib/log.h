@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Logging: one line an event on stderr, naming what it concerns (host=...). */
 #ifndef ACME_SPOA_LOG_H
 #define ACME_SPOA_LOG_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Prometheus text exposition builder (see lib/metrics.h). */
 #include <math.h>
 #include <stdio.h>

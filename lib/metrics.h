@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Prometheus text exposition (format 0.0.4) builder: no registry, no globals.
  * Each module keeps its own counters and appends them to a metrics_buf when the
  * admin API is scraped. */

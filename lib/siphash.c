@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* SipHash-2-4 (siphash.h), written from the paper's description: four 64-bit
  * words of state, two rounds per 8-byte block, four to finish. */
 #include <errno.h>

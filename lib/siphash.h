@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* SipHash-2-4 (Aumasson and Bernstein, "SipHash: a fast short-input PRF",
  * 2012): a keyed hash for tables whose keys strangers choose (SNI names,
  * http-01 tokens, storage keys), so that nobody who does not know the key can

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The system CA store, parsed once: see tlsstore.h. */
 #include <stdio.h>
 #include <stdlib.h>

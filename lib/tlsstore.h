@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The system's trusted CA certificates, parsed once into an X509_STORE.
  *
  * OpenSSL's default verify paths read the bundle and the hashed files under

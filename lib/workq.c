@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Worker pool with per-shard FIFO queues: see workq.h. */
 #include <pthread.h>
 #include <signal.h>

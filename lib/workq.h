@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A pool of worker threads for blocking work (file I/O, fsync, rename),
  * with results handed back to the libev loop thread.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Runtime socket connection: prompt-mode I/O, init (stale transactions),
  * reply timeout, reconnection with backoff, keepalive and reload probe. */
 #include <errno.h>

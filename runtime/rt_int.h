@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Internal to runtime/: the objects shared by runtime.c (API, helpers),
  * rt_job.c (job queue and the push/remove/list state machine) and rt_conn.c
  * (connection, prompt-mode I/O, init, keepalive and reload probe). */

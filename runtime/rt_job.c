@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Job queue of a runtime socket and the push / remove / list state machine. */
 #include <stdarg.h>
 #include <stdio.h>

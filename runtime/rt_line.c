@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What differs between HAProxy lines on the runtime API, in one place.
  *
  * The line is read from "show info" (its Version field) when a connection

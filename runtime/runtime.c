@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* HAProxy runtime API client. See runtime.h for the contract.
  *
  * Framing (checked against HAProxy 2.6): after "prompt", every reply is the

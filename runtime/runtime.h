@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* HAProxy runtime API client (the stats socket, "level admin"): pushes
  * certificates into HAProxy's in-memory store without reloads and notices
  * when HAProxy reloads or restarts.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Prints debian/changelog made from NEWS.md: one entry per "## X.Y.Z
 # (YYYY-MM-DD)" section, newest first, each top-level "- " item of the section
 # one "  * " line (wrapped at 78 columns), signed by MAINTAINER on that date.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Fetches Debian 11's consul package (1.8: Debian 12 has none) without
 # installing it: scripts/debian-fetch.sh downloads the bullseye .deb and
 # dpkg -x unpacks it under /var/cache/acme-spoa/consul/ (CONSUL_CACHE

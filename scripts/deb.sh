@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # make deb: builds the Debian package with dpkg-buildpackage -us -uc -b from a
 # copy of the source tree in build/deb/src/ (dpkg-buildpackage writes its
 # output to the parent of the tree it builds), then puts the .deb, .buildinfo

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # debian-fetch.sh SUITE PACKAGE DEST [PATH]: fetches PACKAGE from another
 # Debian suite (bullseye, unstable...) without installing it. A private apt
 # configuration (its own sources.list, lists and cache in a temporary

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Prints the path of a tarball holding a fresh Debian 12 (bookworm) root made
 # by debootstrap (minbase) with HAProxy and the agent's runtime libraries in it,
 # for tests/integration/test_package.sh. Built once per machine into

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # make demo: Pebble + pebble-challtestsrv + HAProxy (haproxy-examples/) + the
 # agent on loopback. The very first HTTPS request for demo.test is held while
 # the agent orders its certificate from Pebble and pushes it into HAProxy, so

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs, only when missing, every Debian package the build, the tests and the
 # demo need. Runs as root on Debian (CI and the developers' machines are root).
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # make dist: the source tarball acme-spoa-<VERSION>.tar.gz in ${DIST_OUT:-build},
 # its path on the last line of stdout. Reproducible: the same tree gives the
 # same bytes (files in name order, every mtime the last commit's, owner 0/0

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Prints the path of an HAProxy binary built from a release source tarball,
 # building it first when it is not cached yet.
 #

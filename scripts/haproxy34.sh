@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Prints the path of an HAProxy 3.4 binary: scripts/haproxy.sh 3.4 (built
 # once per machine from ../shared/peers/haproxy-3.4.0.tar.gz, cached in
 # /var/cache/acme-spoa). Kept for the callers of its old name; its old

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Fetches Debian unstable's pebble package (2.10+: ARI and profiles) without
 # installing it: scripts/debian-fetch.sh downloads the .deb and dpkg -x
 # unpacks it under build/peers/pebble-unstable/. Idempotent. Prints the path of

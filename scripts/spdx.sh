@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The SPDX license line of every source file (the project is Apache-2.0, see
 # LICENSE):
 #   scripts/spdx.sh            adds "SPDX-License-Identifier: Apache-2.0" where

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* SPOA server on libev: see spoa.h. This file has the listener and the
  * server; connections are in spoa_conn.c, ACKs and deferrals in
  * spoa_reply.c. */

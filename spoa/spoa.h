@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* SPOA server: accepts HAProxy's SPOE connections on a libev loop, does the
  * HELLO handshake, answers every NOTIFY with one ACK built by the registered
  * message handlers, and DISCONNECTs on anything malformed.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* SPOA connections: reading frames, handling them, writing ACKs.
  *
  * Each connection owns a read buffer that holds one whole frame at most and a

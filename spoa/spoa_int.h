@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* SPOA server internals, shared by spoa.c (listener, server), spoa_conn.c
  * (connections, frames) and spoa_reply.c (ACK builder, deferred ACKs). Not
  * for use outside spoa/. */

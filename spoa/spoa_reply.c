@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ACK builder and deferred ACKs: see spoa.h.
  *
  * An ACK is built in place in the connection's write buffer, where room for a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* SPOP codec: see spop.h. Layouts follow doc/SPOE.txt section 3. */
 #include <string.h>
 

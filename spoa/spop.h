@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* SPOP codec (HAProxy SPOE protocol 2.0, doc/SPOE.txt section 3).
  *
  * Pure functions: no I/O, no allocation. Decoded strings are views into the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Storage front: picks a backend by name, validates input, runs or submits
  * each operation, and delivers its result on a later loop turn (see
  * storage.h). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Storage: one asynchronous interface, backends chosen by name (file, shm,
  * redis, consul).
  *

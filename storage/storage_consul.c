@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* consul backend: Consul's HTTP API (KV, sessions, transactions, blocking
  * queries) over libcurl's multi interface on the caller's libev loop
  * (lib/curlev.c). Nothing here blocks the loop.

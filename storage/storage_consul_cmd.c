@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* consul backend: the requests of each operation and the reading of their
  * answers (the layout under kv_path is described in storage_consul.c). An
  * operation of more than one request (LOCK, UNLOCK, FEED_PUT: a read, then a

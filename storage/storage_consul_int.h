@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What the consul backend's two files share: the HTTP transport, the lock
  * session and the subscriptions (storage_consul.c) and the requests of each
  * operation (storage_consul_cmd.c). Not for use outside storage/. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* consul backend: subscriptions. Consul has no pub/sub: a message is a key
  * under "<kv>/chan/<channel>/" (storage_consul_cmd.c publishes it), and a
  * subscription is a blocking query (?recurse&index=<X-Consul-Index>&wait=30s)

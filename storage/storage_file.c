@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* file backend: one file per key under the root dir, written atomically
  * (temp file + fsync + rename + fsync of the directory), so after kill -9 or
  * a power cut a reader sees the old or the new value, never a mix.

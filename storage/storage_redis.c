@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* redis backend: every command goes over our own non-blocking connection on
  * the caller's libev loop (storage_redis_conn.c: plain TCP or TLS, hiredis's
  * formatter and reply reader), pipelined on one connection; each pub/sub

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* redis backend: the commands of each operation and the decoding of their
  * replies. Every function here runs on the loop, called by the pipeline of
  * storage_redis.c; an operation of more than one command (LIST: SCAN over

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* redis backend: the transport (see storage_redis_conn.h). One non-blocking
  * socket on the loop with two watchers: the write watcher runs while bytes
  * wait to go out (or the TLS session asks to write); the read watcher runs

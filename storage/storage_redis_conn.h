@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* redis backend: one connection to a Redis server (or a sentinel) on the
  * loop, plain TCP or TLS over the agent's own non-blocking OpenSSL session.
  * hiredis does the protocol work (redisFormatCommandArgv builds commands,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What the redis backend's two files share: the connection and pipeline
  * (storage_redis.c) and the commands of each operation
  * (storage_redis_cmd.c). Not for use outside storage/. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* redis backend: pub/sub, each subscription on a connection of its own to
  * the backend's server (with sentinels: to the master they last named,
  * moving when it moves), and the sentinels' +switch-master watch. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* shm backend: in-process hash tables, lost on restart. Each storage_open()
  * gets its own tables. Expiry uses CLOCK_MONOTONIC; expired entries are
  * dropped lazily when met. A mutex makes it safe across threads. */

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs the unit tests (cmocka binaries) and the integration scripts, then prints
 # one closing line "N passed, N failed, N skipped" over everything that ran. A
 # skip is never a pass: it is counted apart (cmocka's skip(), lib.sh's skip).

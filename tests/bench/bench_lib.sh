@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Helpers for tests/bench/run.sh. Source after tests/integration/lib.sh and
 # it_init: they build on its free_port, wait_for, hap_cmd and $IT_DIR.
 

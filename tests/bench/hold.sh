@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Sourced by tests/bench/run.sh in a subshell, with its own peers (uses the
 # lib, say, fail, bench_row; the rows and failures go back to run.sh through
 # $IT_DIR/hold-rows.tsv and $IT_DIR/hold-failed.txt).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Sourced by tests/bench/run.sh (uses its lib, say, fail, bench_row).
 # 7. Import: BENCH_N_IMPORT (10000) certificates in a crt directory (written
 #    by gen_certs --cert-dir: EC P-256 leaf + test CA + key each) imported by

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Sourced by tests/bench/run.sh (uses its lib, say, fail, bench_row).
 # 4. Work at rest: N certificates stored in Redis, nothing changing. For each N
 #    (BENCH_REST_COUNTS, default "20000 100000"): the agent starts on them, then

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # make bench: figures measured side by side in one run, printed as ratios.
 #   0. The SPOA server's own cost: NOTIFY/s answered on one connection with
 #      BENCH_SPOA_PIPELINE (20) in flight by the agent's SPOA server vs a

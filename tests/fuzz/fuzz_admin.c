@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer target: the body of an admin request (POST /acme) and the host it
  * names, as a stranger on the admin port may send them. The JSON body parser
  * (form bodies go through libmicrohttpd's own post processor, which needs a

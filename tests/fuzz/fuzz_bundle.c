@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer target: the input is a certificate bundle as the agent reads it
  * from the CA, from storage or from another node. The check that guards
  * cert_dir and HAProxy (crypto_bundle_check_at) and the parser of certificate

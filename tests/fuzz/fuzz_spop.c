@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer target: the input is a byte stream as the agent reads it from
  * HAProxy. Every frame goes through the header parser and every payload
  * decoder (HELLO, DISCONNECT, NOTIFY, ACK), and decoded typed values must

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds every tests/fuzz/fuzz_*.c as a libFuzzer binary (ASan + UBSan) into
 # build-fuzz/, writes a small seed corpus for each, runs each for FUZZ_SECONDS
 # (default 60) and exits non-zero if any target crashes.

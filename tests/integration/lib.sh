@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Shared set-up for integration tests: real HAProxy, Pebble, pebble-challtestsrv,
 # redis-server and a Consul agent on loopback, on free ports, in a temp dir, cleaned up on exit.
 # Source it, then call it_init. Every start_* waits for readiness by polling.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # ACME client (acme/acme.c, acme/http.c) against real Pebble + pebble-challtestsrv on
 # loopback, through tests/tools/acme_issue: key types, badNonce storms, EAB, terms
 # of service, alternate chains, 20 concurrent orders, and with Debian unstable's

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A fleet of two nodes (HAProxy + agent each) sharing one real store (STORE=
 # redis, the default, or consul: lib.sh's store_* helpers; test_cluster_<store>.sh
 # runs it on the others): any node answers any challenge, a certificate issued

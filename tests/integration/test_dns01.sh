@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # dns-01 and wildcards against a real BIND 9 (Debian's named, unprivileged
 # config in the temp dir, a TSIG key, updatable zones) with Pebble resolving
 # through that BIND, so Pebble validates what BIND really serves. SPEC §3

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # End to end through the real peers: HAProxy 2.6 with haproxy-examples/,
 # Pebble + pebble-challtestsrv as CA and DNS, the agent with file storage.
 # SPEC §1 flows 1-4, §4 and §5.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Renewal duty shared by a fleet of three nodes on one Redis (issue 23):
 # each node holds a lease in storage ("members/<id>", fleet.member_lease 5 s
 # here) and renews, and asks ARI for, only the certificates that rendezvous

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The held ClientHello and the hot set (SPEC §3 hold_timeout, haproxy.preload,
 # haproxy.max_loaded; §4), through haproxy-examples/ against Pebble, on
 # every HAProxy line of HAPROXY_LINES (2.6 3.0 3.4; lib.sh haproxy_line):

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Hostile clients and hostile data (issue 9), against real HAProxy, Pebble and
 # Redis:
 #  - kill -9 of the agent during a burst of cert_dir writes, 20 times: the

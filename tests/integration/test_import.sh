@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # acme-spoa import / export (core/import*.c, core/export.c) with the real
 # clients of Debian 12 against Pebble (2.10, for ARI) on loopback: certbot (standalone), lego
 # and Caddy 2.6 each obtain certificates into their own storage; the import

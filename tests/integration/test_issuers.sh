@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # issuers (SPEC §3): two Pebble instances, each with its own roots, as the
 # first and second CA of the list, through haproxy-examples/ (the peek
 # frontend holds the first handshake):

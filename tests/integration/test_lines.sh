@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The SPOE and runtime paths on every HAProxy line operators run (HAPROXY_LINES,
 # default 2.6 3.0 3.4: Debian 12's, Debian 13's and the 3.4 LTS), each with the
 # very same haproxy-examples/ files, against Pebble + pebble-challtestsrv, the

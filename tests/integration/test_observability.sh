@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Watching acme-spoa: the Prometheus alert rules (promtool check/test rules,
 # and each alert's test fails when its rule is broken), the /healthz facts as
 # gauges, multipart/form-data on the admin API answering like the urlencoded

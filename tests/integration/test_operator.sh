@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # What an operator touches, on a real run (HAProxy, Pebble, the agent):
 # config errors, SIGHUP, admin token, DELETE and revoke, ask_url, failure
 # backoff, health, and hostile admin clients. SPEC §2, §3, §5.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The Debian package: `make deb` builds it, lintian reports no error, it holds
 # what it should, acme-spoa(8) documents exactly the keys of the config table
 # (acme-spoa --list-keys), and, installed on a fresh Debian 12 root, it runs as

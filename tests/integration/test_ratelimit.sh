@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The CA's rate limits (SPEC §3 rate_limits), against real Pebble with two
 # nodes (HAProxy + agent each) on one real redis-server:
 #   - orders_per_3h 3 with renewal_reserve 0.34 (1 kept for renewals): node 1

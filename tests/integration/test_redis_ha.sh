@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Redis for a fleet that outgrows one plain endpoint (issue 12, SPEC §3
 # storage_config.redis): (a) TLS against a real `redis-server --tls-port`
 # (--port 0, client certificates required) with a test CA: two nodes share

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The release artefacts and the one version (the file VERSION):
 #   - make dist twice gives the same bytes (sha256), whatever the files' dates
 #     and the umask; the tarball holds every file git tracks and needs no

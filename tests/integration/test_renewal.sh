@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Renewal against a real CA with short lifetimes: Debian unstable's Pebble
 # (2.10, profiles with a validity period, ARI) fetched by
 # scripts/pebble-unstable.sh. SPEC §1 flow 4.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Issue 19 (security review, round three), part A, through the real peers:
 # HAProxy 2.6 with haproxy-examples/, Pebble resolving through BIND, the
 # agent on file storage.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The loop never waits (issue 8, SPEC §4/§6): while the store stalls, the SPOE
 # answers that memory can give stay fast. Redis frozen with SIGSTOP for 3 s,
 # then the file store with every fsync taking 500 ms (LD_PRELOAD shim), each

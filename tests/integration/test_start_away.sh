@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A node that starts while its store is away (issue 19, "Start while the store
 # is away"): STORE=redis (default) or consul (test_start_away_consul.sh).
 # Node 1 runs with the real store; node 2 reaches the same store through a

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # tls-alpn-01 (RFC 8737) with only 443 open: haproxy-examples/haproxy-443only.cfg
 # (no fe_http, nothing listens on Pebble's httpPort), Pebble validating on
 # HAProxy's 443 (its tlsPort), on HAProxy 2.6 and, when built, 3.0 and 3.4:

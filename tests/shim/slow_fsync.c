@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* slow_fsync: an LD_PRELOAD shim that makes fsync() and fdatasync() slow, so
  * tests can check that nothing waits on the disk (the event loop keeps its
  * cadence while the file store syncs on its worker threads).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* acme_issue: issues N certificates concurrently through acme/acme.c, answering
  * http-01 through pebble-challtestsrv's management API. Test tool only: its hook
  * makes a blocking curl call, which the daemon never does.

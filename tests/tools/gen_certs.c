@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gen_certs: writes many test certificates into acme-spoa storage, fast
  * (in-process OpenSSL, one test CA, EC P-256 leaves), for the benchmarks.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* spoa_bench: the agent's SPOA server (spoa/) with a trivial handler table,
  * for the SPOA section of make bench.
  *

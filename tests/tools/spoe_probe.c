@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* spoe_probe: sends one NOTIFY every --interval-ms for --seconds on one SPOP
  * connection, acting like HAProxy, and times every ACK (matched by frame-id:
  * ACKs may come back out of order). For the stall tests and the bench.

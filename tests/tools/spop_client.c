@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* spop_client: a command-line SPOP peer acting like HAProxy, for integration
  * tests and benchmarks against a running agent. Blocking sockets with
  * timeouts (poll for the pipelined mode); this is a test tool, not the agent.

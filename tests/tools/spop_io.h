@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Shared by the SPOP test tools (spop_client, spoe_probe): blocking socket
  * I/O with timeouts, the HAProxy side of HELLO, NOTIFY building, ACK
  * checking and "--arg name=type:value" parsing. Header-only: each tool is

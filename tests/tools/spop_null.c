@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* spop_null: a do-nothing SPOP responder, the reference of the SPOA bench.
  *
  *   spop_null [HOST:PORT]      (default 127.0.0.1:0; prints "port=N" once listening)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Blocking wrappers over the asynchronous storage API, for tests and
  * command-line tools only (each runs the storage's loop until its operation
  * completes; never call them from a loop callback). Same return codes as

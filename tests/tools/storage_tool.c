@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* storage_tool: reads and writes acme-spoa storage from scripts (tests).
  *   storage_tool file:/dir|shm|redis:HOST:PORT[:NAMESPACE]|consul:HOST:PORT[:KV_PATH]
  *                put KEY VALUE [TTL]

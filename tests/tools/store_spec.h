@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Opens acme-spoa storage from a command-line spec, for the test tools:
  * "file:/DIR", "redis:HOST:PORT[:NAMESPACE]", "consul:HOST:PORT[:KV_PATH]"
  * (the token from $CONSUL_HTTP_TOKEN, as Consul's own tools), or a backend

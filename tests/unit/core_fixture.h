@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Shared by the core/ unit tests (test_certstore, test_jobs, test_renew): a
  * real libev loop, shm storage, a config over a temp dir (cert_dir, a runtime
  * socket nobody listens on), self-signed certificates with chosen dates, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A tiny HTTP/1.1 server for unit tests: listens on 127.0.0.1:0 in a thread,
  * one detached thread per connection, one request per connection. The test's
  * handler returns the raw response bytes (status line, headers, body). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The SPOA server test fixture shared by test_spoa.c and test_spoa_defer.c:
  * the server runs its own libev loop in a thread; a blocking client acting
  * as HAProxy drives it over loopback, every socket read with a timeout so a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Shared by the storage backend unit tests that start their own server
  * (test_storage_redis, test_storage_consul): a free loopback port, the
  * monotonic clock, running a private loop until a counter is reached, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for the ACME client: the parsers fed fixture JSON (problem documents,
  * malformed CA objects, Link headers, renewalInfo), and the client against a fake
  * CA on 127.0.0.1:0 that answers what Pebble never would (garbage, endless

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for admin/: the HTTP layer against a fake certificate manager.
  * The admin runs in this thread's ev loop; libcurl drives it from a second
  * thread, which wakes the loop with an ev_async when its request is done. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for core/certstore against shm storage on a real libev loop:
  * install, take, remove and their hooks; cert_dir writes and removals on the
  * worker queue; fetch from storage (received, absent removes, unchanged);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for core/challenges (issue 19, findings 1 and 12): the token
  * shape, a look-up's answer never counting against storage health, the
  * short negative cache, and no look-up at all where no other process can

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for core/config: defaults, one refused value per key, error
  * collection, unknown keys, secrets, domain matching, host names and parsed
  * addresses, reload diff. (The host and address rules themselves: test_lib.) */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for acme/crypto: base64url, keys, CSR, certificate facts, bundles,
  * chain helpers and key generation off the event loop. Certificates are made here
  * with OpenSSL so every expected value is known independently. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for dns-01 and wildcards: the TXT value, the dns01 and
  * wildcard_domains config keys, the wildcard name mapping, dns-01 in an
  * authorization, the solver's storage record keys, and the hook runner (real

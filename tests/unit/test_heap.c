@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for lib/heap: order, removal and re-keying in place, checked
  * against a sorted copy over random operations. */
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for core/hold: waiters per host released together, in order,
  * by their deadline otherwise, bounded per host and in all, each given back
  * exactly once (also at free). Runs a real libev loop. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for acme/http.c: Retry-After parsing, and real requests through
  * curl-multi on libev against a tiny HTTP server on 127.0.0.1:0. */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for the import readers' pure parts (core/import_crt.c): certbot's
  * JWK account keys (RFC 7515 A.3 P-256 key; an RSA key exported by OpenSSL
  * itself), and how a crt-list line and HAProxy's side files become bundles

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for core/issuers: which failures are the CA's (fall through) and
  * which the name's, the order a job tries the CAs in, the down mark shared
  * through storage by two agents, and the CA of a certificate learnt from

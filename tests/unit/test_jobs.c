@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for core/jobs against shm storage on a real libev loop, with a
  * real ACME client and HTTP client pointed at 127.0.0.1:9 (nothing listens:
  * orders and ask_url requests fail fast, the way a CA that cannot be reached

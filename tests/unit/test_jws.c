@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for acme/jws: JWK, RFC 7638 thumbprint, JWS signatures, EAB.
  * Every check recomputes the expected value with OpenSSL directly (not through
  * acme/crypto's base64url) so an error in the module cannot hide itself. */

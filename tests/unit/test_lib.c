@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for lib/host (the one host-name rule) and lib/addr (the one
  * address parser). */
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for core/members:
  *   - rendezvous hashing: 30,000 names over 3 members land within 10 % of a
  *     third each; a 4th member takes a fair share and only from the others

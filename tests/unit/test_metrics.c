@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for lib/metrics: exact Prometheus text output. */
 #include <math.h>
 #include <setjmp.h>

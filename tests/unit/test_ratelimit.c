@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for core/ratelimit: the window arithmetic on its own (load,
  * expiry, bound, reserve, when a full window frees, malformed records), the
  * registered domain by the Public Suffix List, the rate_limits config

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for core/renew against shm storage on a real libev loop, wired
  * to a certificate store and jobs as the agent wires them (store hooks ->
  * renew, jobs' renewed hook -> renew); the ACME client points at 127.0.0.1:9

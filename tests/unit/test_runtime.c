@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Tests for runtime/: the prompt-mode reply parser fed with bytes, then the
  * client against a real HAProxy (Debian's 2.6, or $HAPROXY_BIN) started in master-worker mode
  * in a temp dir: push new and updated certificates and check what a TLS

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* SPOA server driven over loopback by a blocking client acting as HAProxy:
  * handshake, pipelining, limits, malformed input, back-pressure. Deferred
  * replies are in test_spoa_defer.c; the fixture in spoa_fixture.h. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Deferred replies of the SPOA server (spoa_reply_defer() and friends),
  * driven over loopback by a blocking client acting as HAProxy; deferrals are
  * completed on the server's loop thread at the test's request (fx_cmd). */

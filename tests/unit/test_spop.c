@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* SPOP codec fed byte arrays: varints, typed data, KV lists, frames as
  * HAProxy sends them (built by hand from SPOE.txt section 3). */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Storage behaviour table, run over the file and shm backends (and, from
  * test_storage_redis.c which includes this file with STORAGE_TEST_NO_MAIN,
  * over redis), plus file-backend durability tests. The operations go through

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The asynchronous storage front (storage/storage.c) over the file and shm
  * backends: a completion never runs inside the call that started it, chains
  * of completions never recurse, operations on one key complete in submission

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Storage behaviour table against a real Consul agent (-dev, ACLs on with a
  * master token) started here on free loopback ports, plus what only consul
  * has: kv_path as a namespace, the token (missing or wrong: a clear error),

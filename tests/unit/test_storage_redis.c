@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Storage behaviour table against a real redis-server started here on a free
  * loopback port (no persistence, temp dir, killed at the end), plus what only
  * redis has: namespaces, AUTH/SELECT, the change feed, pipelining and its
