@@ -126,22 +126,31 @@ static int feed_add(struct feed_doc *d, uint64_t g, const char *member, size_t m
 	return 0;
 }
 
-/* Parses <b> (NUL-terminated) into <d>. 0, or -1 with <err> (a corrupt feed:
- * errno EBADMSG, or ENOMEM). */
-static int feed_parse(const char *b, struct feed_doc *d, const char *path, char *err, size_t errlen)
+/* Checks <b> (NUL-terminated) line by line, into <d> unless NULL (a put
+ * needs no copy: only <gen> and the span [<fs>, <fe>) of member <find>'s line,
+ * both NULL when absent). 0, or -1 with <err> (a corrupt feed: errno
+ * EBADMSG, or ENOMEM). */
+static int feed_parse(const char *b, struct feed_doc *d, uint64_t *gen, const char *find,
+		      const char **fs, const char **fe, const char *path, char *err, size_t errlen)
 {
 	const char *p = b, *nl;
 	char *end;
 	uint64_t last = 0;
+	size_t flen = find ? strlen(find) : 0;
 
-	memset(d, 0, sizeof(*d));
+	if (d)
+		memset(d, 0, sizeof(*d));
+	if (fs)
+		*fs = *fe = NULL;
 	if (strncmp(p, FEED_MAGIC, strlen(FEED_MAGIC)) != 0)
 		goto bad;
 	p += strlen(FEED_MAGIC);
 	errno = 0;
-	d->gen = strtoull(p, &end, 10);
+	*gen = strtoull(p, &end, 10);
 	if (errno || end == p || *end != '\n')
 		goto bad;
+	if (d)
+		d->gen = *gen;
 	p = end + 1;
 	while (*p) {
 		const char *m, *sp;
@@ -151,26 +160,31 @@ static int feed_parse(const char *b, struct feed_doc *d, const char *path, char 
 			goto bad;
 		errno = 0;
 		g = strtoull(p, &end, 10);
-		if (errno || end == p || *end != ' ' || g <= last || g > d->gen)
+		if (errno || end == p || *end != ' ' || g <= last || g > *gen)
 			goto bad;
 		m = end + 1;
 		if (!(sp = memchr(m, ' ', nl - m)) || sp == m || sp + 1 >= nl)
 			goto bad;
 		if (sp[1] == '-' && sp + 2 == nl) {
-			if (feed_add(d, g, m, sp - m, NULL, 0) == -1)
+			if (d && feed_add(d, g, m, sp - m, NULL, 0) == -1)
 				goto nomem;
 		} else if (sp[1] == '+' && sp + 2 < nl) {
-			if (feed_add(d, g, m, sp - m, sp + 2, nl - sp - 2) == -1)
+			if (d && feed_add(d, g, m, sp - m, sp + 2, nl - sp - 2) == -1)
 				goto nomem;
 		} else {
 			goto bad;
+		}
+		if (find && (size_t)(sp - m) == flen && memcmp(m, find, flen) == 0) {
+			*fs = p;
+			*fe = nl + 1;
 		}
 		last = g;
 		p = nl + 1;
 	}
 	return 0;
 bad:
-	feed_doc_clear(d);
+	if (d)
+		feed_doc_clear(d);
 	snprintf(err, errlen, "storage file: feed %s: corrupt", path);
 	errno = EBADMSG;
 	return -1;
@@ -181,15 +195,15 @@ nomem:
 	return -1;
 }
 
-/* Reads feed file <path>: 0 with <d> (<id> its identity), 1 absent (empty
- * <d>), -1 with <err>. */
-static int feed_load(const char *path, struct feed_doc *d, struct stat *id, char *err, size_t errlen)
+/* Reads feed file <path>: 0 with *<text> (malloc'd, NUL-terminated; <id> its
+ * identity), 1 absent, -1 with <err> (errno EBADMSG: a NUL inside). */
+static int feed_read(const char *path, char **text, struct stat *id, char *err, size_t errlen)
 {
 	char *b = NULL;
 	size_t got = 0;
 	int fd, ret = -1, saved;
 
-	memset(d, 0, sizeof(*d));
+	*text = NULL;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1) {
 		if (errno == ENOENT || errno == ENOTDIR)
 			return 1;
@@ -220,7 +234,9 @@ static int feed_load(const char *path, struct feed_doc *d, struct stat *id, char
 		errno = EBADMSG;
 		goto out;
 	}
-	ret = feed_parse(b, d, path, err, errlen);
+	*text = b;
+	b = NULL;
+	ret = 0;
 	goto out;
 syserr:
 	snprintf(err, errlen, "storage file: feed %s: %s", path, strerror(errno));
@@ -231,6 +247,22 @@ out:
 		close(fd);
 	errno = saved;
 	return ret;
+}
+
+/* Reads and parses feed file <path>: 0 with <d> (<id> its identity), 1
+ * absent (empty <d>), -1 with <err>. */
+static int feed_load(const char *path, struct feed_doc *d, struct stat *id, char *err, size_t errlen)
+{
+	char *b;
+	uint64_t gen;
+	int r = feed_read(path, &b, id, err, errlen);
+
+	memset(d, 0, sizeof(*d));
+	if (r != 0)
+		return r;
+	r = feed_parse(b, d, &gen, NULL, NULL, NULL, path, err, errlen);
+	free(b);
+	return r;
 }
 
 /* Creates the directories of <path> from the root's "#feeds" down. */
@@ -251,25 +283,6 @@ static int feed_mkdirs(const struct file_feed *ff, const char *path)
 		*p = '/';
 	}
 	return 0;
-}
-
-/* Serializes <d> into a malloc'd text. NULL when out of memory. */
-static char *feed_text(const struct feed_doc *d, size_t *len)
-{
-	size_t cap = 64, i, off;
-	char *b;
-
-	for (i = 0; i < d->n; i++)
-		cap += 24 + strlen(d->e[i].member) + (d->e[i].ver ? strlen(d->e[i].ver) : 0) + 3;
-	if (!(b = malloc(cap)))
-		return NULL;
-	off = snprintf(b, cap, FEED_MAGIC "%" PRIu64 "\n", d->gen);
-	for (i = 0; i < d->n; i++)
-		off += snprintf(b + off, cap - off, "%" PRIu64 " %s %s%s\n", d->e[i].g,
-				d->e[i].member, d->e[i].ver ? "+" : "-",
-				d->e[i].ver ? d->e[i].ver : "");
-	*len = off;
-	return b;
 }
 
 /* Takes the writers' lock: flock() on a description of its own, so threads
@@ -298,14 +311,14 @@ static int feed_lock(const struct file_feed *ff)
 int file_feed_put(struct file_feed *ff, const char *feed, const char *member, const char *version,
 		  uint64_t *gen, char *err, size_t errlen)
 {
-	struct feed_doc d;
 	struct stat id;
 	char path[PATH_MAX], werr[STORAGE_ERR_MAX];
-	char *text = NULL;
-	size_t i, len = 0;
+	char *old = NULL, *text = NULL;
+	const char *body = "", *fs = NULL, *fe = NULL;
+	uint64_t g = 0;
+	size_t blen, len, cap;
 	int lfd = -1, r, ret = -1;
 
-	memset(&d, 0, sizeof(d));
 	if (version && !feed_version_ok(version)) {
 		snprintf(err, errlen, "storage file: feed %s: version of %s must be printable, no space",
 			 feed, member);
@@ -316,40 +329,54 @@ int file_feed_put(struct file_feed *ff, const char *feed, const char *member, co
 		snprintf(err, errlen, "storage file: feed %s: %s", feed, strerror(errno));
 		goto out;
 	}
-	if ((r = feed_load(path, &d, &id, err, errlen)) == -1) {
+	/* the text is edited, not parsed into records: a put stays one pass
+	 * over the file (an import writes thousands in a row) */
+	r = feed_read(path, &old, &id, err, errlen);
+	if (r == 0)
+		r = feed_parse(old, NULL, &g, member, &fs, &fe, path, err, errlen);
+	if (r == -1) {
 		if (errno != EBADMSG)
 			goto out;
 		/* what cannot be read is started over: readers see the generation
 		 * go back and compare everything, as after an emptied store */
 		log_warn("%s: starting it over", err);
+		g = 0;
+		fs = fe = NULL;
+	} else if (r == 0) {
+		body = strchr(old, '\n') + 1;
 	}
-	for (i = 0; i < d.n; i++) {
-		if (strcmp(d.e[i].member, member) == 0) {
-			free(d.e[i].member);
-			free(d.e[i].ver);
-			memmove(&d.e[i], &d.e[i + 1], (d.n - i - 1) * sizeof(d.e[0]));
-			d.n--;
-			break;
-		}
-	}
-	d.gen++;
-	if (feed_add(&d, d.gen, member, strlen(member), version, version ? strlen(version) : 0) == -1 ||
-	    !(text = feed_text(&d, &len))) {
+	g++;
+	blen = strlen(body);
+	cap = 64 + blen + strlen(member) + (version ? strlen(version) : 0);
+	if (!(text = malloc(cap))) {
 		snprintf(err, errlen, "storage file: feed %s: out of memory", feed);
 		goto out;
 	}
+	len = snprintf(text, cap, FEED_MAGIC "%" PRIu64 "\n", g);
+	/* every line but the member's, which moves to the end */
+	if (fs) {
+		memcpy(text + len, body, fs - body);
+		len += fs - body;
+		memcpy(text + len, fe, blen - (fe - body));
+		len += blen - (fe - body);
+	} else {
+		memcpy(text + len, body, blen);
+		len += blen;
+	}
+	len += snprintf(text + len, cap - len, "%" PRIu64 " %s %s%s\n", g, member,
+			version ? "+" : "-", version ? version : "");
 	if ((ff->bulk ? fs_write_atomic_nosync : fs_write_atomic)(path, text, len, 0600, werr,
 								 sizeof(werr)) == -1) {
 		snprintf(err, errlen, "storage file: feed %s", werr);
 		goto out;
 	}
-	*gen = d.gen;
+	*gen = g;
 	ret = 0;
 out:
 	if (lfd != -1)
 		close(lfd);	/* drops the flock */
 	free(text);
-	feed_doc_clear(&d);
+	free(old);
 	return ret;
 }
 
