@@ -10,6 +10,7 @@
  * and the lock guard never show up as keys. Lock operations are serialized
  * by a mutex (threads) and flock() on "#locks/#guard" (processes, and other
  * storage instances in this process since each opens the guard itself).
+ * Change feeds live in "#feeds" (storage_file_feed.c).
  * A key cannot be both a value and a prefix directory of another key here. */
 #include <dirent.h>
 #include <errno.h>
