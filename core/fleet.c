@@ -15,6 +15,9 @@
 #include "storage/storage.h"
 
 #define FLEET_RECONCILE_S 60.0
+/* without pub/sub (file): the feed is polled; at rest a poll is one stat()
+ * of the feed file on a storage worker thread */
+#define FLEET_POLL_S 1.0
 
 struct fleet {
 	struct ev_loop *loop;
@@ -22,6 +25,7 @@ struct fleet {
 	struct certstore *cs;
 	struct health *health;
 	struct storage_sub *sub;
+	int poll;			/* a feed without pub/sub: polled */
 	struct storage_req *reading;	/* the feed read in flight */
 	uint64_t feed_gen;		/* change feed read up to here */
 	ev_timer reconcile_timer;
@@ -100,7 +104,7 @@ static void fleet_feed_read(struct fleet *f)
 
 static void cb_fleet_reconcile(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	/* in case a message was missed: one read of the feed when nothing changed */
+	/* in case a message was missed (or, polled, what the file feed got) */
 	fleet_feed_read(w->data);
 }
 
@@ -109,8 +113,10 @@ int fleet_mark(struct fleet *f)
 	struct storage_res g;
 	char err[256];
 
-	if (!f->sub || storage_wait(f->st, storage_feed_since(f->st, CERTSTORE_FEED, STORAGE_FEED_NOW,
-							      NULL, NULL), &g, err, sizeof(err)) == -1)
+	if (!f->sub && !f->poll)
+		return -1;
+	if (storage_wait(f->st, storage_feed_since(f->st, CERTSTORE_FEED, STORAGE_FEED_NOW, NULL, NULL),
+			 &g, err, sizeof(err)) == -1)
 		return -1;
 	f->feed_gen = g.gen;
 	storage_res_clear(&g);
@@ -134,6 +140,9 @@ struct fleet *fleet_new(struct ev_loop *loop, struct storage *st, struct certsto
 	/* other nodes announce their changes: subscribed before the load, so
 	 * that nothing announced meanwhile is missed */
 	f->sub = storage_subscribe(st, CERTSTORE_CHANNEL, fleet_on_cert_msg, f, err, sizeof(err));
+	/* file: processes sharing its directory (import, other agents) write
+	 * the feed, which nobody announces */
+	f->poll = !f->sub && storage_has_feed(st);
 	/* the feed's position first: what changes during the load is read again */
 	fleet_mark(f);
 out:
@@ -142,9 +151,11 @@ out:
 
 void fleet_start(struct fleet *f)
 {
-	if (!f->sub)
+	double every = f->sub ? FLEET_RECONCILE_S : FLEET_POLL_S;
+
+	if (!f->sub && !f->poll)
 		return;
-	ev_timer_set(&f->reconcile_timer, FLEET_RECONCILE_S, FLEET_RECONCILE_S);
+	ev_timer_set(&f->reconcile_timer, every, every);
 	ev_timer_start(f->loop, &f->reconcile_timer);
 }
 

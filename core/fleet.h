@@ -2,7 +2,9 @@
 /* The fleet's change feed: certificates other nodes store or delete reach
  * this node's store (certstore) through pub/sub, and through a periodic read
  * of the change feed in case a message was missed. Only what changed is read.
- * Single-node storage (file, shm) has no pub/sub: the fleet is then idle. */
+ * file storage has a feed and no pub/sub: the feed is polled every second
+ * (what `acme-spoa import` or another agent on the directory wrote); shm has
+ * neither: the fleet is then idle. */
 #ifndef ACME_SPOA_FLEET_H
 #define ACME_SPOA_FLEET_H
 
@@ -31,7 +33,7 @@ struct fleet *fleet_new(struct ev_loop *loop, struct storage *st, struct certsto
  * store did not answer (the feed is then read from its start). */
 int fleet_mark(struct fleet *f);
 
-/* Starts the periodic reconcile (with pub/sub only). */
+/* Starts the periodic reconcile (pub/sub) or poll (a feed alone). */
 void fleet_start(struct fleet *f);
 
 /* Copies <f>'s counters into <out>. */

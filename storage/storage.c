@@ -315,11 +315,21 @@ static void storage_exec(const struct storage_ops *ops, void *be, struct storage
 	case STORAGE_OP_PING:
 		res->rc = ops->ping(be, e, el);
 		break;
-	case STORAGE_OP_PUBLISH:
 	case STORAGE_OP_FEED_PUT:
+		if (ops->feed_put) {
+			res->rc = ops->feed_put(be, op->key, op->member, op->val, &res->gen, e, el);
+			break;
+		}
+		/* fall through */
+	case STORAGE_OP_PUBLISH:
 		res->rc = 0;	/* single node: nobody to tell */
 		break;
 	case STORAGE_OP_FEED_SINCE:
+		if (ops->feed_since) {
+			res->rc = ops->feed_since(be, op->key, op->since, res, e, el);
+			break;
+		}
+		/* fall through */
 	default:
 		snprintf(e, el, "storage %s: %s: not supported", ops->name, storage_op_name(op->kind));
 		res->rc = -1;
@@ -615,6 +625,11 @@ struct storage_req *storage_feed_since(struct storage *st, const char *feed, uin
 		return NULL;
 	r->op.since = since;
 	return storage_req_start(r, storage_why_key("feed", feed, why, sizeof(why)));
+}
+
+int storage_has_feed(const struct storage *st)
+{
+	return st->ops->submit != NULL || st->ops->feed_since != NULL;
 }
 
 void storage_cancel(struct storage_req *req)

@@ -100,8 +100,9 @@ const char *storage_op_name(enum storage_op_kind k);
  *               oldest first), <vals> (each member's version, NULL when the
  *               member was removed), <n>, <gen> (the generation these bring
  *               the reader to) and <more> (1: call again from <gen>); -1 error
- * Single-node backends (file, shm) keep no feed: feed_put is a no-op 0 and
- * feed_since answers -1 "not supported".
+ * file keeps its feed in "<root>/#feeds/<feed>", shared through flock() by
+ * every process on that directory (storage_file_feed.c). shm (one process)
+ * keeps none: feed_put is a no-op 0 and feed_since answers -1 "not supported".
  * A callback may take ownership of <val>, <keys> or <vals> by setting the
  * member to NULL; whatever is left is freed after the callback returns
  * (<val> with its bytes cleansed: it may be a private key). */
@@ -162,6 +163,11 @@ struct storage_ops {
 		    char *err, size_t errlen);
 	int (*unlock)(void *be, const char *name, const char *owner, char *err, size_t errlen);
 	int (*ping)(void *be, char *err, size_t errlen);
+	/* Optional change feed (NULL: a single process, no feed) */
+	int (*feed_put)(void *be, const char *feed, const char *member, const char *version,
+			uint64_t *gen, char *err, size_t errlen);
+	int (*feed_since)(void *be, const char *feed, uint64_t since, struct storage_res *res,
+			  char *err, size_t errlen);
 	void (*submit)(void *be, struct storage_op *op);
 	/* Optional, never blocks: 1 when the backend is up as far as it knows,
 	 * 0 when it knows it is down (reason in <err>). */
@@ -239,6 +245,10 @@ struct storage_req *storage_feed_put(struct storage *st, const char *feed, const
  * change and the current generation. */
 struct storage_req *storage_feed_since(struct storage *st, const char *feed, uint64_t since,
 				       storage_cb *cb, void *arg);
+
+/* Returns 1 when <st> keeps a change feed (redis, consul, file), 0 when
+ * feed_since is "not supported" (shm). */
+int storage_has_feed(const struct storage *st);
 
 /* Forgets <req>'s callback: it will not be called. The operation itself may
  * still take place. Accepts NULL. */

@@ -10,6 +10,7 @@
  * and the lock guard never show up as keys. Lock operations are serialized
  * by a mutex (threads) and flock() on "#locks/#guard" (processes, and other
  * storage instances in this process since each opens the guard itself).
+ * Change feeds live in "#feeds" (storage_file_feed.c).
  * A key cannot be both a value and a prefix directory of another key here. */
 #include <dirent.h>
 #include <errno.h>
@@ -29,6 +30,7 @@
 
 #include "lib/log.h"
 #include "storage/storage.h"
+#include "storage/storage_file_feed.h"
 
 #define FILE_DEFAULT_ROOT "/var/lib/acme-spoa"
 #define FILE_VAL_MAGIC    "ASPA1 "
@@ -44,6 +46,7 @@ struct file_be {
 	pthread_mutex_t mu;
 	unsigned seq;
 	int bulk;		/* no fsync per write: the caller syncs once (storage_conf) */
+	struct file_feed *feed;	/* change feeds, "#feeds" */
 };
 
 struct file_list {
@@ -613,7 +616,8 @@ static void file_clean_start(const char *dir, time_t now, uint64_t now_ms, size_
 		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1)
 			continue;
 		if (S_ISDIR(st.st_mode)) {
-			if (strcmp(de->d_name, "#locks") != 0)
+			/* "#locks" expire on their own, "#feeds" clean themselves */
+			if (de->d_name[0] != '#')
 				file_clean_start(path, now, now_ms, expired);
 		} else if (strncmp(de->d_name, FILE_TMP_PREFIX, strlen(FILE_TMP_PREFIX)) == 0) {
 			long pid = strtol(de->d_name + strlen(FILE_TMP_PREFIX), NULL, 10);
@@ -640,6 +644,7 @@ static void file_close_be(void *p)
 		return;
 	if (be->guard_fd != -1)
 		close(be->guard_fd);
+	file_feed_free(be->feed);
 	pthread_mutex_destroy(&be->mu);
 	free(be->root);
 	free(be);
@@ -692,6 +697,8 @@ static void *file_open_be(struct ev_loop *loop, const struct storage_conf *conf,
 		snprintf(err, errlen, "storage file: path %s: %s", path, strerror(errno));
 		goto fail;
 	}
+	if (!(be->feed = file_feed_new(be->root, be->bulk, err, errlen)))
+		goto fail;
 	{
 		size_t expired = 0;
 
@@ -703,6 +710,18 @@ static void *file_open_be(struct ev_loop *loop, const struct storage_conf *conf,
 fail:
 	file_close_be(be);
 	return NULL;
+}
+
+static int file_feed_put_op(void *p, const char *feed, const char *member, const char *version,
+			    uint64_t *gen, char *err, size_t errlen)
+{
+	return file_feed_put(((struct file_be *)p)->feed, feed, member, version, gen, err, errlen);
+}
+
+static int file_feed_since_op(void *p, const char *feed, uint64_t since, struct storage_res *res,
+			      char *err, size_t errlen)
+{
+	return file_feed_since(((struct file_be *)p)->feed, feed, since, res, err, errlen);
 }
 
 static int file_ping(void *p, char *err, size_t errlen)
@@ -729,4 +748,6 @@ const struct storage_ops storage_file_ops = {
 	.lock = file_lock,
 	.unlock = file_unlock,
 	.ping = file_ping,
+	.feed_put = file_feed_put_op,
+	.feed_since = file_feed_since_op,
 };

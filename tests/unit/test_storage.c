@@ -27,6 +27,7 @@
 
 #include "storage/storage.h"
 #include "tests/tools/storage_sync.h"
+#include "tests/unit/storage_fixture.h"
 
 /* Set by each main: how to open a fresh, empty storage for one test. */
 static struct storage *(*sbt_open)(void);
@@ -432,8 +433,9 @@ static void bt_single_node_pubsub(void **state)
 	assert_false(storage_sub_ready(NULL));
 }
 
-/* file and shm keep no change feed: feed_put is a no-op, feed_since says so */
-static void bt_single_node_feed(void **state)
+/* shm (one process) keeps no change feed: feed_put is a no-op, feed_since
+ * says so */
+static void shm_no_feed(void **state)
 {
 	struct storage *st = *state;
 	struct storage_res res;
@@ -450,6 +452,136 @@ static void bt_single_node_feed(void **state)
 	assert_non_null(strstr(err, "member"));
 	assert_int_equal(ss_feed_put(st, "../x", "a", "1", err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "invalid feed"));
+}
+
+/* issue 21: the file backend's change feed (storage_file_feed.c), with the
+ * contract of redis and consul, shared by every instance on the directory */
+static void f_feed(void **state)
+{
+	struct storage *st = *state, *st2;
+	struct storage_res res;
+	char path[512], err[512], ver[32];
+	struct stat sb;
+	FILE *fp;
+	int i;
+
+	sfx_feed_behaviour(st);
+	/* another instance on the directory reads the same feed and continues
+	 * its generations; the first sees that write although it read the feed
+	 * at generation 4 just before (its at-rest answer is not stale) */
+	st2 = file_reopen();
+	sfx_feed_since(st2, "certs", 0, &res);
+	assert_int_equal(res.n, 2);
+	assert_int_equal(res.gen, 4);
+	storage_res_clear(&res);
+	sfx_feed_since(st, "certs", 4, &res);
+	assert_int_equal(res.n, 0);
+	storage_res_clear(&res);
+	assert_int_equal(sfx_feed_put(st2, "certs", "c.test", "v5"), 5);
+	storage_close(st2);
+	sfx_feed_since(st, "certs", 4, &res);
+	assert_int_equal(res.n, 1);
+	assert_string_equal(res.keys[0], "c.test");
+	assert_string_equal(res.vals[0], "v5");
+	assert_int_equal(res.gen, 5);
+	storage_res_clear(&res);
+	/* a feed is never a key */
+	sbt_expect_list(st, "", (const char *const[]){ NULL });
+	/* bounded: one line per member, however often it changes */
+	for (i = 0; i < 200; i++) {
+		snprintf(ver, sizeof(ver), "%04X", i);
+		assert_int_equal(sfx_feed_put(st, "certs", "a.test", ver), 6 + i);
+	}
+	snprintf(path, sizeof(path), "%s/#feeds/certs", file_dir);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_true(sb.st_size < 100);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	sfx_feed_since(st, "certs", 0, &res);
+	assert_int_equal(res.n, 3);
+	assert_string_equal(res.keys[2], "a.test");
+	assert_string_equal(res.vals[2], "00C7");
+	assert_int_equal(res.gen, 205);
+	storage_res_clear(&res);
+	/* a version is one printable word: refused, nothing changes */
+	assert_int_equal(ss_feed_put(st, "certs", "a.test", "a b", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "printable"));
+	/* a corrupt feed fails readers with a reason, and the next write starts
+	 * it over (readers see the generation go back and compare everything) */
+	assert_non_null(fp = fopen(path, "w"));
+	fputs("ASPF1 7\nnonsense\n", fp);
+	fclose(fp);
+	assert_int_equal(storage_wait(st, storage_feed_since(st, "certs", 0, NULL, NULL), &res,
+				      err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "corrupt"));
+	assert_int_equal(sfx_feed_put(st, "certs", "d.test", "01"), 1);
+	sfx_feed_since(st, "certs", 0, &res);
+	assert_int_equal(res.n, 1);
+	assert_string_equal(res.keys[0], "d.test");
+	storage_res_clear(&res);
+}
+
+#define FEED_PROCS 2
+#define FEED_PER_PROC 600
+
+/* Writers in several processes at once lose no change: every generation is
+ * given once, and more than a batch is read back batch by batch. */
+static void f_feed_processes(void **state)
+{
+	struct storage *st = *state;
+	struct storage_res res;
+	pid_t pids[FEED_PROCS];
+	char seen[FEED_PROCS][FEED_PER_PROC];
+	uint64_t since;
+	size_t total = 0, batches = 0;
+	int p, status;
+
+	for (p = 0; p < FEED_PROCS; p++) {
+		pids[p] = fork();
+		assert_true(pids[p] >= 0);
+		if (pids[p] == 0) {
+			struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+			struct storage_conf conf = { .file_path = file_dir, .file_bulk = 1 };
+			char err[512], member[32];
+			struct storage *c = storage_open("file", &conf, loop, err, sizeof(err));
+			int i, bad = c == NULL;
+
+			for (i = 0; !bad && i < FEED_PER_PROC; i++) {
+				snprintf(member, sizeof(member), "p%d-%d.test", p, i);
+				bad = ss_feed_put(c, "certs", member, "01", err, sizeof(err)) != 0;
+			}
+			_exit(bad);
+		}
+	}
+	for (p = 0; p < FEED_PROCS; p++) {
+		assert_int_equal(waitpid(pids[p], &status, 0), pids[p]);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	memset(seen, 0, sizeof(seen));
+	for (since = 0;; since = res.gen) {
+		size_t i;
+
+		sfx_feed_since(st, "certs", since, &res);
+		batches++;
+		for (i = 0; i < res.n; i++) {
+			int pp, k;
+
+			assert_int_equal(sscanf(res.keys[i], "p%d-%d.test", &pp, &k), 2);
+			assert_true(pp >= 0 && pp < FEED_PROCS && k >= 0 && k < FEED_PER_PROC);
+			assert_false(seen[pp][k]);
+			seen[pp][k] = 1;
+		}
+		total += res.n;
+		if (!res.more) {
+			assert_int_equal(res.gen, FEED_PROCS * FEED_PER_PROC);
+			storage_res_clear(&res);
+			break;
+		}
+		assert_int_equal(res.n, STORAGE_FEED_BATCH);
+		assert_int_equal(res.gen, total);
+		storage_res_clear(&res);
+	}
+	assert_int_equal(total, FEED_PROCS * FEED_PER_PROC);
+	assert_int_equal(batches, 2);
 }
 
 static void f_modes_and_persist(void **state)
@@ -790,7 +922,6 @@ int main(void)
 	static const struct CMUnitTest behaviour[] = {
 		STORAGE_BEHAVIOUR_TESTS,
 		cmocka_unit_test_setup_teardown(bt_single_node_pubsub, sbt_setup, sbt_teardown),
-		cmocka_unit_test_setup_teardown(bt_single_node_feed, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(bt_long_key_absent, sbt_setup, sbt_teardown),
 	};
 	static const struct CMUnitTest file_only[] = {
@@ -800,6 +931,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(f_lock_across_instances, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(f_lock_race, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(f_kill9_mid_writes, sbt_setup, sbt_teardown),
+		cmocka_unit_test_setup_teardown(f_feed, sbt_setup, sbt_teardown),
+		cmocka_unit_test_setup_teardown(f_feed_processes, sbt_setup, sbt_teardown),
+	};
+	static const struct CMUnitTest shm_only[] = {
+		cmocka_unit_test_setup_teardown(shm_no_feed, sbt_setup, sbt_teardown),
 	};
 	int fails = 0;
 
@@ -814,6 +950,7 @@ int main(void)
 	sbt_open = shm_open_fresh;
 	sbt_close = storage_close;
 	fails += cmocka_run_group_tests_name("storage_shm", behaviour, NULL, NULL);
+	fails += cmocka_run_group_tests_name("storage_shm_only", shm_only, NULL, NULL);
 	ev_loop_destroy(test_loop);
 	return fails ? 1 : 0;
 }
