@@ -73,8 +73,7 @@ cat "$IT_DIR/pebble-roots.pem" "$IT_DIR/stored-ca.pem" > "$IT_DIR/roots.pem"
 
 # --- down: a closed port ------------------------------------------------------
 DOWN_PORT=$(free_port)
-# (every client here is 127.0.0.1: no per-client budget)
-agent_config "\"ask_url\": \"http://127.0.0.1:$DOWN_PORT/ask\", \"on_demand\": { \"max_new_names_per_client\": 0 }"
+agent_config "\"ask_url\": \"http://127.0.0.1:$DOWN_PORT/ask\""
 start_agent || { not_ok "agent starts"; it_summary; exit 1; }
 start_haproxy || { not_ok "HAProxy starts"; it_summary; exit 1; }
 check "HAProxy's spop-check sees the agent UP" wait_for 10 agent_up_in_haproxy

@@ -56,7 +56,8 @@ haproxy_config "$SPOA_PORT"
 start_challtestsrv || { not_ok "challtestsrv starts"; it_summary; exit 1; }
 start_pebble "$HAP_HTTP" || { not_ok "pebble starts"; it_summary; exit 1; }
 pebble_roots || { not_ok "Pebble's roots are read"; it_summary; exit 1; }
-agent_config "\"max_concurrent_orders\": 40, \"on_demand\": { \"max_new_names_per_client\": $LIMIT }"
+export IT_CLIENT_BUDGET=$LIMIT
+agent_config "\"max_concurrent_orders\": 40"
 start_agent || { not_ok "agent starts"; it_summary; exit 1; }
 start_haproxy || { not_ok "HAProxy starts with the example config"; it_summary; exit 1; }
 check "HAProxy's spop-check sees the agent UP" wait_for 10 agent_up_in_haproxy
