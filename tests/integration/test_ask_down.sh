@@ -120,9 +120,10 @@ set_ask "http://127.0.0.1:$SLOW_PORT/ask"
 asked() { grep -c "domain=$1 " "$IT_DIR/slow-ask.requests"; }
 
 # 30 new names wait for the slow endpoint (they hold 20 order slots and queue)
-for i in $(seq 1 30); do handshake "wait$i.test" >/dev/null & done
+waiters=()
+for i in $(seq 1 30); do handshake "wait$i.test" >/dev/null & waiters+=($!); done
 wait_asked() { [ "$(grep -c 'domain=wait' "$IT_DIR/slow-ask.requests")" -ge 20 ]; }
-check "ask endpoint slow: 20 new names' requests are in flight at once" wait_for 10 wait_asked
+check "ask endpoint slow: 20 new names' requests are in flight at once" wait_for 20 wait_asked
 check "ask endpoint slow: stored host3.stored.test is served on its first handshake meanwhile" stored_served 3
 check "ask endpoint slow: stored host4.stored.test too" stored_served 4
 a0=$(ask_refused); o0=$(orders)
@@ -138,6 +139,6 @@ check "... after the endpoint's timeout (refused ${secs} s after the first SNI, 
 for i in 1 2 3; do handshake slow1.test >/dev/null; done
 check "... 9 SNIs of slow1.test made one ask request ($(asked slow1.test))" test "$(asked slow1.test)" = 1
 check "... and no order ($o0 -> $(orders))" delta_is 0 "$o0" "$(orders)"
-wait
+wait "${waiters[@]}"
 check "agent stops cleanly" agent_stops_cleanly
 it_summary
