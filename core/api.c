@@ -18,6 +18,7 @@
 #include "core/api.h"
 #include "core/certstore.h"
 #include "core/challenges.h"
+#include "core/clientbudget.h"
 #include "core/config.h"
 #include "core/fleet.h"
 #include "core/health.h"
@@ -42,12 +43,15 @@
 /* a held ACK's handle is kept this much past hold_timeout, so the SPOA
  * server's own timer (hold_timeout) always sends it first */
 #define API_HOLD_SLACK_S 0.5
+/* client networks whose new names are counted (core/clientbudget.h) */
+#define API_CLIENT_NETS_MAX 100000
 
 struct api_counters {
 	uint64_t sni_msgs, http01_msgs, http01_hits, refused_name, refused_backoff;
 	uint64_t http01_deferred, http01_lookup_busy, http01_known_absent;
 	uint64_t peek_msgs, held, hold_refused;
 	uint64_t refused_storage;	/* new names while storage was not reached since start */
+	uint64_t refused_client;	/* on_demand.max_new_names_per_client */
 };
 
 struct api {
@@ -56,6 +60,7 @@ struct api {
 	struct spoa_server *spoa;
 	struct admin *admin;
 	struct hold *hold;		/* held acme-sni-peek ACKs, by name */
+	struct clientbudget *budget;	/* new names per client network */
 	ev_tstamp storage_pinged;	/* when /healthz last pinged storage */
 	struct api_counters cnt;
 };
@@ -71,6 +76,27 @@ static const struct spop_data *api_arg_str(const struct spop_arg *args, size_t n
 		    (args[i].val.type == SPOP_T_STR || args[i].val.type == SPOP_T_BIN))
 			return &args[i].val;
 	return NULL;
+}
+
+/* The client network of the "src" argument into <net>; 0, or -1 when the
+ * message has none (an older spoe-acme.conf: no budget applies). */
+static int api_client_net(const struct spop_arg *args, size_t nargs, char *net)
+{
+	size_t i;
+
+	for (i = 0; i < nargs; i++) {
+		if (args[i].name_len != 3 || memcmp(args[i].name, "src", 3) != 0)
+			continue;
+		if (args[i].val.type == SPOP_T_IPV4) {
+			clientbudget_net4(&args[i].val.u.v4, net);
+			return 0;
+		}
+		if (args[i].val.type == SPOP_T_IPV6) {
+			clientbudget_net6(&args[i].val.u.v6, net);
+			return 0;
+		}
+	}
+	return -1;
 }
 
 /* Holds <reply>'s ACK until <host>'s certificate is in HAProxy (released by
@@ -121,7 +147,9 @@ static void api_spoe_sni_any(struct api *a, const struct spop_arg *args, size_t 
 	const struct spop_data *d = api_arg_str(args, nargs, "sni");
 	char raw[CERTSTORE_HOST_MAX], host[CERTSTORE_HOST_MAX];
 	int hold = peek && a->d.cfg->hold_timeout > 0;
-	int wildcard;
+	unsigned limit = (unsigned)a->d.cfg->max_names_per_client;
+	char net[CLIENTBUDGET_NET_MAX];
+	int wildcard, has_net;
 
 	a->cnt.sni_msgs++;
 	spoa_reply_set_bool(reply, SPOP_SCOPE_SESS, "seen", 1);
@@ -165,9 +193,19 @@ static void api_spoe_sni_any(struct api *a, const struct spop_arg *args, size_t 
 		a->cnt.refused_storage++;
 		return;
 	}
+	/* a new name: its client network's budget (answered at once, no order) */
+	has_net = limit > 0 && api_client_net(args, nargs, net) == 0;
+	if (has_net && clientbudget_over(a->budget, net, limit, time(NULL))) {
+		a->cnt.refused_client++;
+		log_debug("host=%s not issued: client network %s spent its %u new names this hour",
+			  host, net, limit);
+		return;
+	}
 	/* a full queue refuses the name (counted and logged by jobs): not held */
 	if (jobs_issue(a->d.jobs, host, 0, 0, NULL) == 0) {
 		log_info("host=%s on-demand issuance requested by SNI", host);
+		if (has_net)
+			clientbudget_count(a->budget, net, time(NULL));
 		if (hold)	/* 0: the job exists now, queued or running */
 			api_hold(a, host, reply);
 	}
@@ -649,6 +687,7 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"queue_full\"", (double)js.refused_queue);
 	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"rate_limit\"", (double)js.refused_budget);
 	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"storage\"", (double)k->refused_storage);
+	metrics_value(b, "acme_spoa_on_demand_refused_total", "reason=\"client_budget\"", (double)k->refused_client);
 	metrics_header(b, "acme_spoa_orders_in_flight", "gauge", "ACME orders running now.");
 	metrics_value(b, "acme_spoa_orders_in_flight", NULL, (double)js.orders_running);
 
@@ -860,7 +899,8 @@ struct api *api_new(struct ev_loop *loop, const struct api_deps *deps, char *err
 	a->loop = loop;
 	a->d = *deps;
 	a->hold = hold_new(loop, cb_api_hold_release, a, API_HOLD_PER_HOST, API_HOLD_MAX);
-	if (!a->hold) {
+	a->budget = clientbudget_new(API_CLIENT_NETS_MAX);
+	if (!a->hold || !a->budget) {
 		snprintf(err, errlen, "out of memory");
 		api_free(a);
 		a = NULL;
@@ -889,6 +929,7 @@ void api_free(struct api *a)
 	admin_free(a->admin);
 	/* held ACKs go out with what they have while the server exists */
 	hold_free(a->hold);
+	clientbudget_free(a->budget);
 	spoa_server_free(a->spoa);
 	free(a);
 }

@@ -119,6 +119,8 @@ struct config {
 	int max_loaded;			/* "haproxy.max_loaded": hot set bound, 0 none [0] */
 	int max_queued;			/* "max_queued_orders" [1000]: on-demand names waiting for a slot */
 	int member_lease;		/* "fleet.member_lease" [30] s: a dead node's renewals move after it */
+	int max_names_per_client;	/* "on_demand.max_new_names_per_client" [20]: per /24 or /56 an hour; 0 off */
+	int lock_lease;			/* "lock_lease" [120]: seconds an issuance lock lives unextended */
 	/* dns01.*: the dns-01 solver (SPEC §3) */
 	enum config_dns01_provider dns01_provider;
 	char *dns01_server;		/* "host:port" of the primary (rfc2136), NULL when unset */
@@ -184,8 +186,9 @@ int config_wildcard_name(const struct config *cfg, const char *host, char *out, 
  * <report> (may be NULL/0), saying whether it applies at SIGHUP (domains,
  * allow_any_domain, ask_url, fail_backoff_minutes, renew_threshold_days,
  * rate_limits.*, admin.token, hold_timeout, haproxy.max_loaded,
- * max_queued_orders) or needs a restart; secret values are never written. Returns the
- * number of changed keys that need a restart (0: the new config can be applied). */
+ * max_queued_orders, on_demand.max_new_names_per_client) or needs a
+ * restart; secret values are never written. Returns the number of changed
+ * keys that need a restart (0: the new config can be applied). */
 int config_diff(const struct config *old, const struct config *nw, char *report, size_t replen);
 
 /* Moves into <running> the value of every key the config table marks as

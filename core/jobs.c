@@ -31,8 +31,10 @@
 #include "lib/log.h"
 #include "storage/storage.h"
 
-#define JOB_LOCK_LEASE_MS	120000
-#define JOB_LOCK_EXTEND_S	30.0
+/* the issuance lock lives lock_lease seconds unextended, extended every
+ * quarter of it */
+#define JOB_LOCK_LEASE_MS(js)	((unsigned)(js)->cfg->lock_lease * 1000u)
+#define JOB_LOCK_EXTEND_S(js)	((js)->cfg->lock_lease / 4.0)
 #define JOB_LOCK_RETRY_S	2.0
 #define JOB_LOCK_MAX_TRIES	150	/* 5 minutes of waiting for another node */
 #define JOB_BACKOFF_MAX_S	(24 * 3600)
@@ -79,6 +81,11 @@ struct job {
 	int resumed;			/* resumed from "pending/<host>": dropped when refused */
 	int lock_tries;
 	int locked;			/* holds the issuance lock */
+	int lost;			/* ... lost it: paused past its lease, another
+					 * node may have taken over (nothing more is
+					 * written) */
+	uint64_t gen;			/* the lock's fencing generation */
+	struct storage_req *lease_req;	/* the lease extension in flight */
 	char serial0[130];		/* serial held when the job began ("" if none) */
 	ev_timer timer;			/* lease extension / lock retry */
 	struct storage_req *req;	/* the storage call the job waits for */
@@ -293,6 +300,7 @@ enum job_fail {
 				 * record a stranger's names could multiply) */
 	JOB_REFUSED_BUDGET,	/* the CA's rate limits refused it (the caller set
 				 * the memory backoff to when the window frees) */
+	JOB_REFUSED_LOST,	/* the issuance lock was lost: nothing recorded */
 };
 
 /* Ends <j>: <ok> issued (here or elsewhere); else ended as <refused> says,
@@ -306,9 +314,18 @@ static void job_finish(struct job *j, int ok, enum job_fail refused, const char 
 	ev_timer_stop(js->loop, &j->timer);
 	storage_cancel(j->req);
 	j->req = NULL;
+	storage_cancel(j->lease_req);
+	j->lease_req = NULL;
 	ratelimit_check_cancel(j->rlc);
 	j->rlc = NULL;
-	if (j->state == JOB_ORDERING || j->state == JOB_STORING) {
+	/* under a lost lease this node writes nothing more: the pending mark,
+	 * the lock and the backoff are the new holder's */
+	if (j->lost) {
+		refused = JOB_REFUSED_LOST;
+		j->locked = 0;
+		if (j->state == JOB_ORDERING || j->state == JOB_STORING)
+			js->orders_running--;
+	} else if (j->state == JOB_ORDERING || j->state == JOB_STORING) {
 		js->orders_running--;
 		snprintf(key, sizeof(key), "pending/%s", j->host);
 		storage_del(js->st, key, cb_job_storage_ignore, js);
@@ -332,7 +349,7 @@ static void job_finish(struct job *j, int ok, enum job_fail refused, const char 
 			job_backoff_record(js, j->host, why, retry_after, 1);
 		snprintf(msg, sizeof(msg), "failed to create certificate for host %s: %s", j->host,
 			 why ? why : "unknown error");
-		job_reply(j, refused == JOB_REFUSED_BUDGET ? 429 :
+		job_reply(j, refused == JOB_REFUSED_BUDGET ? 429 : refused == JOB_REFUSED_LOST ? 409 :
 			  j->state == JOB_ASKING || refused ? 400 : 500, msg);
 	}
 	snprintf(host, sizeof(host), "%s", j->host);
@@ -361,6 +378,58 @@ static struct ratelimit *job_rl(const struct job *j)
 
 static int job_fall_through(struct job *j);
 
+/* After the lease was lost, the certificate stored meanwhile (by the node
+ * that took over) replaces whatever this node holds; the job ends. */
+static void cb_job_lost_read(void *arg, struct storage_res *res)
+{
+	struct job *j = arg;
+	struct certstore_cert *c;
+
+	j->req = NULL;
+	health_storage_result(j->js->health, res);
+	if (res->rc == 0)
+		certstore_take(j->js->cs, j->host, res->val, res->len, 1);
+	c = certstore_get(j->js->cs, j->host);
+	job_finish(j, c && strcmp(c->info.serial_hex, j->serial0) != 0, JOB_REFUSED_LOST,
+		   "another node took over the issuance lock", -1);
+}
+
+/* <j> lost its issuance lock (<why>): it writes nothing more and orders
+ * nothing more; it takes what storage holds now. */
+static void job_lost(struct job *j, const char *why)
+{
+	char key[STORAGE_KEY_MAX];
+
+	j->lost = 1;
+	log_warn("host=%s %s: the issuance lock was lost (paused past its lease?), "
+		 "this node's result is discarded and the stored certificate taken", j->host, why);
+	ev_timer_stop(j->js->loop, &j->timer);
+	storage_cancel(j->req);
+	snprintf(key, sizeof(key), "certs/%s", j->host);
+	j->req = storage_get(j->js->st, key, cb_job_lost_read, j);
+	if (!j->req)
+		job_finish(j, 0, JOB_REFUSED_LOST, "out of memory", -1);
+}
+
+/* "meta/<host>" of <c>, fenced like the certificate. */
+static void job_meta_put(struct job *j, const struct certstore_cert *c)
+{
+	char key[STORAGE_KEY_MAX], lock[STORAGE_KEY_MAX], *text;
+	size_t len;
+
+	if (!c->has_info)
+		return;
+	if (!(text = certstore_meta_encode(c->host, &c->info, &len))) {
+		log_err("host=%s cannot write its metadata record: out of memory", c->host);
+		return;
+	}
+	snprintf(key, sizeof(key), "meta/%s", c->host);
+	snprintf(lock, sizeof(lock), "issue/%s", c->host);
+	storage_put_fenced(j->js->st, key, text, len, lock, j->js->node_id, j->gen,
+			   cb_job_storage_ignore, j->js);
+	free(text);
+}
+
 static void cb_job_stored(void *arg, struct storage_res *res)
 {
 	struct job *j = arg;
@@ -370,6 +439,10 @@ static void cb_job_stored(void *arg, struct storage_res *res)
 
 	j->req = NULL;
 	health_storage_result(js->health, res);
+	if (res->rc == 1) {	/* fenced: another node holds the lock now */
+		job_lost(j, "certificate not stored");
+		return;
+	}
 	if (res->rc == -1) {
 		js->stats.fail_storage++;
 		js->stats.orders_failed++;
@@ -387,7 +460,7 @@ static void cb_job_stored(void *arg, struct storage_res *res)
 	if (j->renewal)
 		js->stats.renewals++;
 	/* after the certificate: a record never names one not stored */
-	certstore_meta_put(js->cs, c);
+	job_meta_put(j, c);
 	certstore_announce(js->cs, j->host, c->info.serial_hex);
 	job_backoff_clear(js, j->host);
 	job_end(j, 1, NULL, -1);
@@ -397,11 +470,16 @@ static void job_order_done(void *arg, const char *host, const struct acme_result
 {
 	struct job *j = arg;
 	struct jobs *js = j->js;
-	char key[STORAGE_KEY_MAX], why[1024];
+	char key[STORAGE_KEY_MAX], lock[STORAGE_KEY_MAX], why[1024];
 	struct certstore_cert *c;
 	size_t clen, klen;
 	char *bundle;
 
+	if (j->lost) {	/* ended while this node was paused past its lease */
+		js->stats.orders_failed++;
+		job_lost(j, res->ok ? "certificate issued" : "order failed");
+		return;
+	}
 	if (!res->ok) {
 		const struct acme_problem *p = &res->problem;
 		int ca_fault = issuers_ca_fault(p);
@@ -460,21 +538,44 @@ static void job_order_done(void *arg, const char *host, const struct acme_result
 	issuers_issued(js->iss, j->plan[j->step], c->info.issuer_cn,
 		       (int)j->plan[j->step] != j->preferred);
 	snprintf(key, sizeof(key), "certs/%s", host);
+	snprintf(lock, sizeof(lock), "issue/%s", host);
 	j->state = JOB_STORING;
-	j->req = storage_put(js->st, key, bundle, clen + klen, 0, cb_job_stored, j);
+	/* refused when another node took the lock over (this one was paused) */
+	j->req = storage_put_fenced(js->st, key, bundle, clen + klen, lock, js->node_id, j->gen,
+				    cb_job_stored, j);
 	crypto_secret_free(bundle, clen + klen);
 	if (!j->req)
 		job_end(j, 0, "out of memory", -1);
 }
 
+static void cb_job_leased(void *arg, struct storage_res *res)
+{
+	struct job *j = arg;
+
+	j->lease_req = NULL;
+	health_storage_result(j->js->health, res);
+	if (res->rc != 1 || j->lost)
+		return;	/* an error: the fenced write decides */
+	/* the order's end (ORDERING) or the write's (STORING) takes it on */
+	j->lost = 1;
+	ev_timer_stop(j->js->loop, &j->timer);
+	log_warn("host=%s the issuance lock's lease was lost: this node writes nothing more for it",
+		 j->host);
+}
+
+/* Extends only the lease this job holds: one lost meanwhile (this node
+ * paused past it) is not taken again. */
 static void cb_job_lease(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct job *j = w->data;
 	struct jobs *js = j->js;
 	char key[STORAGE_KEY_MAX];
 
+	if (j->lease_req)
+		return;
 	snprintf(key, sizeof(key), "issue/%s", j->host);
-	storage_lock(js->st, key, js->node_id, JOB_LOCK_LEASE_MS, cb_job_storage_ignore, js);
+	j->lease_req = storage_lock_fenced(js->st, key, js->node_id, j->gen, JOB_LOCK_LEASE_MS(js),
+					   cb_job_leased, j);
 }
 
 static void job_order(struct job *j)
@@ -490,7 +591,7 @@ static void job_order(struct job *j)
 	js->orders_running++;
 	js->stats.orders_started++;
 	ev_timer_stop(js->loop, &j->timer);
-	ev_timer_init(&j->timer, cb_job_lease, JOB_LOCK_EXTEND_S, JOB_LOCK_EXTEND_S);
+	ev_timer_init(&j->timer, cb_job_lease, JOB_LOCK_EXTEND_S(js), JOB_LOCK_EXTEND_S(js));
 	j->timer.data = j;
 	ev_timer_start(js->loop, &j->timer);
 	log_info("host=%s %s started issuer=%s", j->host, j->renewal ? "renewal" : "issuance",
@@ -627,11 +728,10 @@ static void cb_job_locked(void *arg, struct storage_res *res)
 	health_storage_result(js->health, res);
 	if (res->rc == 0) {
 		j->locked = 1;
-		/* the lock may have been released by a node that just finished */
-		if (j->lock_tries > 0)
-			job_check(j);
-		else
-			job_budget(j);
+		j->gen = res->gen;
+		/* the lock may have been released (or its lease lost) by a node
+		 * that stored a certificate a moment ago: never order twice */
+		job_check(j);
 		return;
 	}
 	if (res->rc == -1 || ++j->lock_tries > JOB_LOCK_MAX_TRIES) {
@@ -653,7 +753,7 @@ static void job_lock(struct job *j)
 
 	snprintf(key, sizeof(key), "issue/%s", j->host);
 	j->state = JOB_LOCK;
-	j->req = storage_lock(j->js->st, key, j->js->node_id, JOB_LOCK_LEASE_MS, cb_job_locked, j);
+	j->req = storage_lock(j->js->st, key, j->js->node_id, JOB_LOCK_LEASE_MS(j->js), cb_job_locked, j);
 	if (!j->req)
 		job_end(j, 0, "out of memory", -1);
 }

@@ -8,6 +8,7 @@
 #include <sys/queue.h>
 
 #include <ev.h>
+#include <openssl/rand.h>
 #include <openssl/crypto.h>
 
 #include "lib/heap.h"
@@ -298,7 +299,15 @@ static void storage_exec(const struct storage_ops *ops, void *be, struct storage
 		res->rc = ops->get(be, op->key, &res->val, &res->len, e, el);
 		break;
 	case STORAGE_OP_PUT:
-		res->rc = ops->put(be, op->key, op->val, op->len, op->ttl_sec, e, el);
+		if (!op->fence)
+			res->rc = ops->put(be, op->key, op->val, op->len, op->ttl_sec, e, el);
+		else if (ops->put_fenced)
+			res->rc = ops->put_fenced(be, op->key, op->val, op->len, op->fence, op->owner,
+						  op->gen, e, el);
+		else {
+			snprintf(e, el, "storage %s: fenced put: not supported", ops->name);
+			res->rc = -1;
+		}
 		break;
 	case STORAGE_OP_DEL:
 		res->rc = ops->del(be, op->key, e, el);
@@ -307,7 +316,8 @@ static void storage_exec(const struct storage_ops *ops, void *be, struct storage
 		res->rc = ops->list(be, op->key, &res->keys, &res->n, e, el);
 		break;
 	case STORAGE_OP_LOCK:
-		res->rc = ops->lock(be, op->key, op->owner, op->lease_ms, e, el);
+		res->gen = op->gen_new;
+		res->rc = ops->lock(be, op->key, op->owner, op->lease_ms, op->gen, &res->gen, e, el);
 		break;
 	case STORAGE_OP_UNLOCK:
 		res->rc = ops->unlock(be, op->key, op->owner, e, el);
@@ -528,9 +538,23 @@ struct storage_req *storage_list(struct storage *st, const char *prefix, storage
 	return storage_req_start(r, NULL);
 }
 
+/* A fresh lock's generation: random, so that no two acquisitions of one
+ * name share one (a counter would need a key of its own in every store). */
+static uint64_t storage_gen_new(void)
+{
+	uint64_t g = 0;
+
+	while (g == 0) {
+		if (RAND_bytes((unsigned char *)&g, sizeof(g)) != 1)
+			g = ((uint64_t)rand() << 32) ^ (uint64_t)rand() ^ (uint64_t)time(NULL);
+		g &= (UINT64_C(1) << 53) - 1;	/* exact in a Lua number */
+	}
+	return g;
+}
+
 static struct storage_req *storage_lock_op(struct storage *st, enum storage_op_kind kind,
 					   const char *name, const char *owner, unsigned lease_ms,
-					   storage_cb *cb, void *arg)
+					   uint64_t gen, storage_cb *cb, void *arg)
 {
 	struct storage_req *r = storage_req_new(st, kind, name, cb, arg);
 	char why[STORAGE_ERR_MAX];
@@ -552,6 +576,57 @@ static struct storage_req *storage_lock_op(struct storage *st, enum storage_op_k
 		snprintf(r->owner, sizeof(r->owner), "%s", owner);
 		r->op.owner = r->owner;
 		r->op.lease_ms = lease_ms;
+		if (kind == STORAGE_OP_LOCK)
+			r->op.gen_new = storage_gen_new();
+		r->op.gen = gen;
+	}
+	return storage_req_start(r, w);
+}
+
+struct storage_req *storage_lock_fenced(struct storage *st, const char *name, const char *owner,
+					uint64_t gen, unsigned lease_ms, storage_cb *cb, void *arg)
+{
+	struct storage_req *r;
+	char why[STORAGE_ERR_MAX];
+
+	if (gen == 0) {
+		r = storage_req_new(st, STORAGE_OP_LOCK, name, cb, arg);
+		if (!r)
+			return NULL;
+		snprintf(why, sizeof(why), "storage: lock %s: fenced without a generation", name);
+		return storage_req_start(r, why);
+	}
+	return storage_lock_op(st, STORAGE_OP_LOCK, name, owner, lease_ms, gen, cb, arg);
+}
+
+struct storage_req *storage_put_fenced(struct storage *st, const char *key, const char *val,
+				       size_t len, const char *fence, const char *owner,
+				       uint64_t gen, storage_cb *cb, void *arg)
+{
+	struct storage_req *r = storage_req_new(st, STORAGE_OP_PUT, key, cb, arg);
+	char why[STORAGE_ERR_MAX];
+	const char *w;
+
+	if (!r)
+		return NULL;
+	w = storage_why_key("key", key, why, sizeof(why));
+	if (!w)
+		w = storage_why_key("lock name", fence, why, sizeof(why));
+	if (!w && (!storage_owner_valid(owner) || gen == 0)) {
+		snprintf(why, sizeof(why), "storage: fenced put %s: owner and generation needed", key);
+		w = why;
+	}
+	if (!w && val == NULL && len > 0)
+		w = "storage: put: NULL value";
+	if (!w) {
+		if (storage_req_copy_val(r, val, len) == -1)
+			return NULL;
+		snprintf(r->member, sizeof(r->member), "%s", fence);
+		snprintf(r->owner, sizeof(r->owner), "%s", owner);
+		r->op.fence = r->member;
+		r->op.owner = r->owner;
+		r->op.gen = gen;
+		storage_exp_note(st, key, 0);
 	}
 	return storage_req_start(r, w);
 }
@@ -559,13 +634,13 @@ static struct storage_req *storage_lock_op(struct storage *st, enum storage_op_k
 struct storage_req *storage_lock(struct storage *st, const char *name, const char *owner,
 				 unsigned lease_ms, storage_cb *cb, void *arg)
 {
-	return storage_lock_op(st, STORAGE_OP_LOCK, name, owner, lease_ms, cb, arg);
+	return storage_lock_op(st, STORAGE_OP_LOCK, name, owner, lease_ms, 0, cb, arg);
 }
 
 struct storage_req *storage_unlock(struct storage *st, const char *name, const char *owner,
 				   storage_cb *cb, void *arg)
 {
-	return storage_lock_op(st, STORAGE_OP_UNLOCK, name, owner, 0, cb, arg);
+	return storage_lock_op(st, STORAGE_OP_UNLOCK, name, owner, 0, 0, cb, arg);
 }
 
 struct storage_req *storage_ping(struct storage *st, storage_cb *cb, void *arg)

@@ -88,10 +88,13 @@ const char *storage_op_name(enum storage_op_kind k);
 
 /* The result of one operation, handed to its callback. Return codes:
  *   get:        0 found (<val>, NUL-terminated past <len>), 1 absent or expired, -1 error
- *   put:        0 stored, -1 error; ttl_sec 0 = no expiry
+ *   put:        0 stored, -1 error; ttl_sec 0 = no expiry; fenced: 1 refused
+ *               (the fencing lock is not held by that owner at that generation)
  *   del:        0 deleted or absent, -1 error
  *   list:       0 with <keys> (sorted) and <n>, -1 error
- *   lock:       0 acquired or extended (same owner), 1 held by another, -1 error
+ *   lock:       0 acquired or extended (same owner) with <gen> the lock's
+ *               fencing generation, 1 held by another (fenced: or the lease
+ *               at that generation was lost), -1 error
  *   unlock:     0 released, 1 not ours (held by another, absent or expired), -1 error
  *   ping:       0 backend answers, -1 error
  *   publish:    0 sent (also a no-op 0 for single-node backends), -1 error
@@ -137,6 +140,13 @@ struct storage_op {
 	size_t len;
 	unsigned ttl_sec;	/* put */
 	unsigned lease_ms;	/* lock */
+	/* Fencing (storage_lock_fenced, storage_put_fenced): lock: 0 takes or
+	 * extends, else extends only the lease held at generation <gen>; put:
+	 * the generation <fence> (a lock name, NULL: unfenced) must be held at
+	 * by <owner>. A fresh acquisition gets generation <gen_new> (random,
+	 * non-zero, chosen by the front). */
+	uint64_t gen, gen_new;
+	const char *fence;
 	uint64_t since;		/* feed_since */
 	struct storage_res res;
 	char err[STORAGE_ERR_MAX];
@@ -159,8 +169,15 @@ struct storage_ops {
 		   char *err, size_t errlen);
 	int (*del)(void *be, const char *key, char *err, size_t errlen);
 	int (*list)(void *be, const char *prefix, char ***keys, size_t *n, char *err, size_t errlen);
+	/* <want>: 0 takes or extends, else extends only at that generation;
+	 * <gen> holds the generation of a fresh acquisition and returns the
+	 * lock's */
 	int (*lock)(void *be, const char *name, const char *owner, unsigned lease_ms,
-		    char *err, size_t errlen);
+		    uint64_t want, uint64_t *gen, char *err, size_t errlen);
+	/* put of <key> only while lock <fence> is held by <owner> at <gen>,
+	 * checked and written atomically: 0 stored, 1 refused, -1 error */
+	int (*put_fenced)(void *be, const char *key, const char *val, size_t len,
+			  const char *fence, const char *owner, uint64_t gen, char *err, size_t errlen);
 	int (*unlock)(void *be, const char *name, const char *owner, char *err, size_t errlen);
 	int (*ping)(void *be, char *err, size_t errlen);
 	/* Optional change feed (NULL: a single process, no feed) */
@@ -228,6 +245,19 @@ struct storage_req *storage_list(struct storage *st, const char *prefix, storage
  * atomically; the same owner extends it. */
 struct storage_req *storage_lock(struct storage *st, const char *name, const char *owner,
 				 unsigned lease_ms, storage_cb *cb, void *arg);
+/* Fencing, so that a node paused past its lease (frozen, swapped out) cannot
+ * undo what the node that took the lock over did: storage_lock() returns the
+ * lock's generation in res.gen (a fresh acquisition gets a new one, an
+ * extension keeps it). storage_lock_fenced() extends <name> only while
+ * <owner> still holds it at generation <gen> (rc 1: the lease was lost, even
+ * when nobody holds it now). storage_put_fenced() writes <key> only while
+ * lock <fence> is held by <owner> at <gen>, checked by the store in the
+ * same atomic step as the write (rc 1: refused, nothing written). */
+struct storage_req *storage_lock_fenced(struct storage *st, const char *name, const char *owner,
+					uint64_t gen, unsigned lease_ms, storage_cb *cb, void *arg);
+struct storage_req *storage_put_fenced(struct storage *st, const char *key, const char *val,
+				       size_t len, const char *fence, const char *owner,
+				       uint64_t gen, storage_cb *cb, void *arg);
 /* Releases lock <name> only if <owner> holds it. */
 struct storage_req *storage_unlock(struct storage *st, const char *name, const char *owner,
 				   storage_cb *cb, void *arg);

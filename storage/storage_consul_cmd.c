@@ -230,10 +230,12 @@ static void cmd_msg_name(const char *msg, size_t len, char out[33])
 
 /* ---- locks --------------------------------------------------------------- */
 
-/* The lock's value: who holds it and until when (wall clock, ms). */
-static char *lock_value(const char *owner, uint64_t exp)
+/* The lock's value: who holds it, until when (wall clock, ms) and at which
+ * fencing generation. */
+static char *lock_value(const char *owner, uint64_t exp, uint64_t gen)
 {
-	json_t *v = json_pack("{s:s, s:I}", "owner", owner, "exp", (json_int_t)exp);
+	json_t *v = json_pack("{s:s, s:I, s:I}", "owner", owner, "exp", (json_int_t)exp,
+			      "gen", (json_int_t)gen);
 	char *s = v ? json_dumps(v, JSON_COMPACT) : NULL, *b = s ? consul_b64(s, strlen(s)) : NULL;
 
 	json_decref(v);
@@ -241,8 +243,9 @@ static char *lock_value(const char *owner, uint64_t exp)
 	return b;
 }
 
-/* Reads the holder of a lock entry <e> into <owner>/<exp>. 0 or -1. */
-static int lock_holder(json_t *e, char *owner, size_t size, uint64_t *exp)
+/* Reads the holder of a lock entry <e> into <owner>/<exp>/<gen> (0 for a
+ * lock written before fencing). 0 or -1. */
+static int lock_holder(json_t *e, char *owner, size_t size, uint64_t *exp, uint64_t *gen)
 {
 	char *raw = NULL;
 	size_t len;
@@ -254,6 +257,7 @@ static int lock_holder(json_t *e, char *owner, size_t size, uint64_t *exp)
 	    json_is_string(json_object_get(v, "owner"))) {
 		snprintf(owner, size, "%s", json_string_value(json_object_get(v, "owner")));
 		*exp = cmd_uint(v, "exp");
+		*gen = cmd_uint(v, "gen");
 		rc = 0;
 	}
 	json_decref(v);
@@ -271,23 +275,32 @@ static void cmd_lock_read(struct consul_req *req, const struct consul_resp *r)
 	json_t *root = NULL, *e = NULL, *ops = NULL;
 	char owner[STORAGE_OWNER_MAX + 1] = "", *key = NULL, *val = NULL;
 	const char *sess = NULL;
-	uint64_t exp = 0, index = 0, now = consul_now_ms();
+	uint64_t exp = 0, index = 0, gen = 0, now = consul_now_ms();
+	int ours = 0;
 
 	if (r->status != 404) {
 		if (!(e = cmd_entry_or_fail(req, r, &root)))
 			return;
 		index = cmd_uint(e, "ModifyIndex");
 		sess = json_string_value(json_object_get(e, "Session"));
-		if (lock_holder(e, owner, sizeof(owner), &exp) == -1)
+		if (lock_holder(e, owner, sizeof(owner), &exp, &gen) == -1)
 			exp = 0;	/* unreadable: as if expired */
 		if (sess && *sess && exp > now && strcmp(owner, op->owner) != 0) {
 			json_decref(root);
 			consul_req_finish(req, 1);
 			return;
 		}
+		ours = sess && *sess && exp > now && gen != 0;
 	}
+	/* fenced: only the very lease held at op->gen, still live */
+	if (op->gen && (!ours || gen != op->gen)) {
+		json_decref(root);
+		consul_req_finish(req, 1);
+		return;
+	}
+	op->res.gen = ours ? gen : op->gen_new;
 	key = cmd_key(be, "lock/", op->key);
-	val = lock_value(op->owner, now + op->lease_ms);
+	val = lock_value(op->owner, now + op->lease_ms, op->res.gen);
 	ops = json_array();
 	if (!key || !val || !ops)
 		goto oom;
@@ -350,7 +363,7 @@ static void cmd_unlock_read(struct consul_req *req, const struct consul_resp *r)
 	json_t *root = NULL, *e, *ops = NULL;
 	char owner[STORAGE_OWNER_MAX + 1] = "", *key = NULL;
 	const char *sess;
-	uint64_t exp = 0;
+	uint64_t exp = 0, gen;
 
 	if (r->status == 404) {
 		consul_req_finish(req, 1);
@@ -358,7 +371,7 @@ static void cmd_unlock_read(struct consul_req *req, const struct consul_resp *r)
 	}
 	if (!(e = cmd_entry_or_fail(req, r, &root)))
 		return;
-	if (lock_holder(e, owner, sizeof(owner), &exp) == -1 || strcmp(owner, op->owner) != 0 ||
+	if (lock_holder(e, owner, sizeof(owner), &exp, &gen) == -1 || strcmp(owner, op->owner) != 0 ||
 	    exp <= consul_now_ms()) {
 		json_decref(root);
 		consul_req_finish(req, 1);
@@ -379,6 +392,55 @@ static void cmd_unlock_read(struct consul_req *req, const struct consul_resp *r)
 oom:
 	json_decref(root);
 	free(key);
+	consul_req_fail(req, "out of memory");
+}
+
+/* A fenced put: the fencing lock as read must be <owner>'s live lease at
+ * <gen>; then one transaction that holds only if the lock entry did not
+ * change since this read (check-index) writes the value. */
+static void cmd_put_fenced_read(struct consul_req *req, const struct consul_resp *r)
+{
+	struct storage_op *op = req->op;
+	json_t *root = NULL, *e, *ops = NULL;
+	char owner[STORAGE_OWNER_MAX + 1] = "", *lkey = NULL, *key = NULL, *val = NULL;
+	const char *sess;
+	uint64_t exp = 0, gen = 0;
+
+	if (r->status == 404) {
+		consul_req_finish(req, 1);
+		return;
+	}
+	if (!(e = cmd_entry_or_fail(req, r, &root)))
+		return;
+	sess = json_string_value(json_object_get(e, "Session"));
+	if (lock_holder(e, owner, sizeof(owner), &exp, &gen) == -1 || !sess || !*sess ||
+	    strcmp(owner, op->owner) != 0 || gen != op->gen || exp <= consul_now_ms()) {
+		json_decref(root);
+		consul_req_finish(req, 1);
+		return;
+	}
+	if (!(lkey = cmd_key(req->be, "lock/", op->fence)) || !(key = cmd_key(req->be, "k/", op->key)) ||
+	    !(val = consul_b64(op->val ? op->val : "", op->len)) || !(ops = json_array()))
+		goto oom;
+	json_array_append_new(ops, txn_op("check-index", lkey, NULL, cmd_uint(e, "ModifyIndex"),
+					   NULL));
+	json_array_append_new(ops, txn_op("set", key, val, 0, NULL));
+	json_decref(root);
+	free(lkey);
+	free(key);
+	if (val)	/* a certificate bundle holds its private key */
+		OPENSSL_cleanse(val, strlen(val));
+	free(val);
+	cmd_txn(req, ops);
+	return;
+oom:
+	json_decref(root);
+	json_decref(ops);
+	free(lkey);
+	free(key);
+	if (val)
+		OPENSSL_cleanse(val, strlen(val));
+	free(val);
 	consul_req_fail(req, "out of memory");
 }
 
@@ -558,6 +620,11 @@ void consul_cmd_start(struct consul_req *req)
 			consul_req_send(req, "GET", path, NULL, 0);
 		break;
 	case STORAGE_OP_PUT:
+		if (op->fence) {
+			if (cmd_path(req, path, sizeof(path), "lock/", op->fence, "") == 0)
+				consul_req_send(req, "GET", path, NULL, 0);
+			break;
+		}
 		cmd_put(req, "k/", op->key,
 			op->ttl_sec ? consul_now_ms() + (uint64_t)op->ttl_sec * 1000 : 0);
 		break;
@@ -613,8 +680,8 @@ void consul_cmd_answer(struct consul_req *req, const struct consul_resp *r)
 	}
 	/* 404 is an answer for reads (absent); everything else must be 200 */
 	if (r->status != 200 && !(r->status == 404 && req->step == STEP_READ &&
-				  op->kind != STORAGE_OP_PUT && op->kind != STORAGE_OP_PUBLISH &&
-				  op->kind != STORAGE_OP_PING)) {
+				  (op->kind != STORAGE_OP_PUT || op->fence) &&
+				  op->kind != STORAGE_OP_PUBLISH && op->kind != STORAGE_OP_PING)) {
 		if (req->step == STEP_TXN && cmd_retry(req, r))
 			return;
 		consul_resp_why(r, why, sizeof(why));
@@ -656,7 +723,13 @@ void consul_cmd_answer(struct consul_req *req, const struct consul_resp *r)
 	case STORAGE_OP_FEED_SINCE:
 		cmd_feed_since_answer(req, r);
 		break;
-	default:	/* PUT, DEL, PUBLISH: any 200 */
+	case STORAGE_OP_PUT:
+		if (op->fence && req->step == STEP_READ)
+			cmd_put_fenced_read(req, r);
+		else
+			consul_req_finish(req, 0);
+		break;
+	default:	/* DEL, PUBLISH: any 200 */
 		consul_req_finish(req, 0);
 		break;
 	}

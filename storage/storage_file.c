@@ -494,11 +494,14 @@ static int file_list_keys(void *p, const char *prefix, char ***keys, size_t *n,
 	return 0;
 }
 
-/* Reads lock <path>. Returns 1 if absent, expired or unreadable garbage
- * (taken over, with a warning), 0 with <owner> filled, -1 on I/O error. */
-static int file_lock_read(const char *name, const char *path, char *owner, size_t olen)
+/* Reads lock <path> ("<owner> <generation>" after the expiry; a lock of an
+ * older version has no generation: 0). Returns 1 if absent, expired or
+ * unreadable garbage (taken over, with a warning), 0 with <owner> and <gen>
+ * filled, -1 on I/O error. */
+static int file_lock_read(const char *name, const char *path, char *owner, size_t olen,
+			  uint64_t *gen)
 {
-	const char *tail;
+	const char *tail, *sp;
 	struct stat st;
 	uint64_t exp = 0;
 	size_t len = 0, n;
@@ -516,6 +519,11 @@ static int file_lock_read(const char *name, const char *path, char *owner, size_
 	}
 	memcpy(owner, tail, n);
 	owner[n] = '\0';
+	*gen = 0;
+	if ((sp = strchr(owner, ' ')) != NULL) {
+		*gen = strtoull(sp + 1, NULL, 10);
+		owner[sp - owner] = '\0';
+	}
 	free(b);
 	return file_now_ms() >= exp ? 1 : 0;
 }
@@ -536,24 +544,32 @@ static int file_guard(struct file_be *be, int op)
 }
 
 static int file_lock(void *p, const char *name, const char *owner, unsigned lease_ms,
-		     char *err, size_t errlen)
+		     uint64_t want, uint64_t *gen, char *err, size_t errlen)
 {
 	struct file_be *be = p;
-	char path[PATH_MAX], cur[STORAGE_OWNER_MAX + 1], hdr[FILE_HDR_MAX + STORAGE_OWNER_MAX];
+	char path[PATH_MAX], cur[STORAGE_OWNER_MAX + 32], hdr[FILE_HDR_MAX + STORAGE_OWNER_MAX + 32];
+	uint64_t cur_gen = 0;
 	int r, ret = -1;
 
 	if (file_path(be, "#locks/", name, path, sizeof(path)) == -1 ||
 	    file_guard(be, LOCK_EX) == -1)
 		goto syserr;
-	r = file_lock_read(name, path, cur, sizeof(cur));
+	r = file_lock_read(name, path, cur, sizeof(cur), &cur_gen);
 	if (r == 0 && strcmp(cur, owner) != 0) {
 		ret = 1;
 		goto out;
 	}
 	if (r == -1)
 		goto out_syserr;
-	snprintf(hdr, sizeof(hdr), FILE_LOCK_MAGIC "%" PRIu64 " %s\n",
-		 file_now_ms() + lease_ms, owner);
+	/* fenced: only the very lease held at <want>, still live */
+	if (want && (r != 0 || cur_gen != want)) {
+		ret = 1;
+		goto out;
+	}
+	if (r == 0 && cur_gen)
+		*gen = cur_gen;
+	snprintf(hdr, sizeof(hdr), FILE_LOCK_MAGIC "%" PRIu64 " %s %" PRIu64 "\n",
+		 file_now_ms() + lease_ms, owner, *gen);
 	if (file_write_atomic(be, path, hdr, "", 0) == -1)
 		goto out_syserr;
 	ret = 0;
@@ -570,13 +586,14 @@ syserr:
 static int file_unlock(void *p, const char *name, const char *owner, char *err, size_t errlen)
 {
 	struct file_be *be = p;
-	char path[PATH_MAX], cur[STORAGE_OWNER_MAX + 1];
+	char path[PATH_MAX], cur[STORAGE_OWNER_MAX + 32];
+	uint64_t cur_gen;
 	int r, ret = 1;
 
 	if (file_path(be, "#locks/", name, path, sizeof(path)) == -1 ||
 	    file_guard(be, LOCK_EX) == -1)
 		goto syserr;
-	r = file_lock_read(name, path, cur, sizeof(cur));
+	r = file_lock_read(name, path, cur, sizeof(cur), &cur_gen);
 	if (r == -1) {
 		file_guard(be, LOCK_UN);
 		goto syserr;
@@ -593,6 +610,34 @@ static int file_unlock(void *p, const char *name, const char *owner, char *err, 
 syserr:
 	snprintf(err, errlen, "storage file: unlock %s: %s", name, strerror(errno));
 	return -1;
+}
+
+/* A put checked against lock <fence> under the lock-table guard, so that no
+ * lock operation of any process runs between the check and the write. */
+static int file_put_fenced(void *p, const char *key, const char *val, size_t len,
+			   const char *fence, const char *owner, uint64_t gen, char *err, size_t errlen)
+{
+	struct file_be *be = p;
+	char path[PATH_MAX], cur[STORAGE_OWNER_MAX + 32];
+	uint64_t cur_gen = 0;
+	int r, ret;
+
+	if (file_path(be, "#locks/", fence, path, sizeof(path)) == -1 ||
+	    file_guard(be, LOCK_EX) == -1) {
+		snprintf(err, errlen, "storage file: put %s: lock %s: %s", key, fence, strerror(errno));
+		return -1;
+	}
+	r = file_lock_read(fence, path, cur, sizeof(cur), &cur_gen);
+	if (r == -1) {
+		snprintf(err, errlen, "storage file: put %s: lock %s: %s", key, fence, strerror(errno));
+		ret = -1;
+	} else if (r != 0 || strcmp(cur, owner) != 0 || cur_gen != gen) {
+		ret = 1;
+	} else {
+		ret = file_put(be, key, val, len, 0, err, errlen);
+	}
+	file_guard(be, LOCK_UN);
+	return ret;
 }
 
 /* At start: removes temp files left by a crash (their writer is dead, pid
@@ -746,6 +791,7 @@ const struct storage_ops storage_file_ops = {
 	.del = file_del,
 	.list = file_list_keys,
 	.lock = file_lock,
+	.put_fenced = file_put_fenced,
 	.unlock = file_unlock,
 	.ping = file_ping,
 	.feed_put = file_feed_put_op,

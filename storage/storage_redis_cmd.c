@@ -2,7 +2,7 @@
 /* redis backend: the commands of each operation and the decoding of their
  * replies. Every function here runs on the loop, called by the pipeline of
  * storage_redis.c; an operation of more than one command (LIST: SCAN over
- * its cursor; LOCK: SET NX, then the extend script) sends the next one from
+ * its cursor; LOCK: the lock script, then WAIT) sends the next one from
  * the reply to the previous. Values are never logged. */
 #include <stdint.h>
 #include <stdio.h>
@@ -20,12 +20,27 @@
  * under a millisecond) */
 #define REDIS_LOCK_WAIT_MS "100"
 
-static const char redis_lua_extend[] =
-	"if redis.call('get', KEYS[1]) == ARGV[1] then "
-	"redis.call('pexpire', KEYS[1], ARGV[2]) return 1 end return 0";
+/* A lock's value is "<owner> <generation>" (before fencing: "<owner>").
+ * KEYS: lock; ARGV: owner, lease ms, fenced generation ("0": none), new
+ * generation. Returns 0 (held by another; fenced: not that live lease) or
+ * {generation, 1 when freshly taken}. */
+static const char redis_lua_lock[] =
+	"local v = redis.call('get', KEYS[1]) "
+	"if v and v ~= ARGV[1] then "
+	"local o, g = string.match(v, '^(%S+) (%d+)$') "
+	"if o ~= ARGV[1] or (ARGV[3] ~= '0' and g ~= ARGV[3]) then return 0 end "
+	"redis.call('pexpire', KEYS[1], ARGV[2]) return {g, 0} end "
+	"if ARGV[3] ~= '0' then return 0 end "
+	"redis.call('set', KEYS[1], ARGV[1] .. ' ' .. ARGV[4], 'px', ARGV[2]) "
+	"return {ARGV[4], v and 0 or 1}";
 static const char redis_lua_unlock[] =
-	"if redis.call('get', KEYS[1]) == ARGV[1] then "
+	"local v = redis.call('get', KEYS[1]) "
+	"if v and (v == ARGV[1] or string.match(v, '^(%S+) ') == ARGV[1]) then "
 	"return redis.call('del', KEYS[1]) end return 0";
+/* KEYS: lock, key; ARGV: "<owner> <generation>", value. 1 written, 0 refused. */
+static const char redis_lua_put_fenced[] =
+	"if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end "
+	"redis.call('set', KEYS[2], ARGV[2]) return 1";
 
 /* KEYS: gen, log, ver; ARGV: member [, version]. The log holds each member
  * once, scored by the generation of its last change. */
@@ -76,13 +91,13 @@ static void redis_cmd_key(struct redis_req *req, const char *cmd, const char *ki
 	redis_req_send(req, argc, argv, lens);
 }
 
-/* Sends EVAL <script> 1 <lock key> <owner> [<lease ms>]. */
+/* Sends EVAL <script> 1 <lock key> <owner> [<lease ms> <fenced gen> <new gen>]. */
 static void redis_cmd_lock_script(struct redis_req *req, const char *script, int with_lease)
 {
 	struct storage_op *op = req->op;
-	char k[REDIS_KEYBUF], px[32];
-	const char *argv[] = { "EVAL", script, "1", k, op->owner, px };
-	size_t lens[] = { 4, strlen(script), 1, 0, strlen(op->owner), 0 };
+	char k[REDIS_KEYBUF], px[32], want[24], gen[24];
+	const char *argv[] = { "EVAL", script, "1", k, op->owner, px, want, gen };
+	size_t lens[] = { 4, strlen(script), 1, 0, strlen(op->owner), 0, 0, 0 };
 	int n = redis_key(req->be, "lock:", op->key, "", k, sizeof(k));
 
 	if (n < 0) {
@@ -91,26 +106,30 @@ static void redis_cmd_lock_script(struct redis_req *req, const char *script, int
 	}
 	lens[3] = n;
 	lens[5] = snprintf(px, sizeof(px), "%u", op->lease_ms);
-	redis_req_send(req, with_lease ? 6 : 5, argv, lens);
+	lens[6] = snprintf(want, sizeof(want), "%llu", (unsigned long long)op->gen);
+	lens[7] = snprintf(gen, sizeof(gen), "%llu", (unsigned long long)op->gen_new);
+	req->step = 0;
+	redis_req_send(req, with_lease ? 8 : 5, argv, lens);
 }
 
-static void redis_cmd_lock_set(struct redis_req *req)
+/* Sends the fenced put: EVAL <script> 2 <lock key> <key> "<owner> <gen>" <value>. */
+static void redis_cmd_put_fenced(struct redis_req *req)
 {
 	struct storage_op *op = req->op;
-	char k[REDIS_KEYBUF], px[32];
-	const char *argv[] = { "SET", k, op->owner, "NX", "PX", px };
-	size_t lens[] = { 3, 0, strlen(op->owner), 2, 2, 0 };
-	int n = redis_key(req->be, "lock:", op->key, "", k, sizeof(k));
+	char lk[REDIS_KEYBUF], k[REDIS_KEYBUF], holder[STORAGE_OWNER_MAX + 32];
+	const char *argv[] = { "EVAL", redis_lua_put_fenced, "2", lk, k, holder, op->val };
+	size_t lens[] = { 4, sizeof(redis_lua_put_fenced) - 1, 1, 0, 0, 0, op->len };
+	int ln = redis_key(req->be, "lock:", op->fence, "", lk, sizeof(lk));
+	int n = redis_key(req->be, "", op->key, "", k, sizeof(k));
 
-	if (n < 0) {
-		redis_req_fail(req, "name too long");
+	if (ln < 0 || n < 0) {
+		redis_req_fail(req, "key too long");
 		return;
 	}
-	lens[1] = n;
-	lens[5] = snprintf(px, sizeof(px), "%u", op->lease_ms);
-	req->step = 0;
-	req->attempt++;
-	redis_req_send(req, 6, argv, lens);
+	lens[3] = ln;
+	lens[4] = n;
+	lens[5] = snprintf(holder, sizeof(holder), "%s %llu", op->owner, (unsigned long long)op->gen);
+	redis_req_send(req, 7, argv, lens);
 }
 
 /* Appends <s> to <out> with glob characters escaped; returns bytes written. */
@@ -179,7 +198,10 @@ void redis_cmd_start(struct redis_req *req)
 		redis_cmd_key(req, "GET", "");
 		break;
 	case STORAGE_OP_PUT:
-		redis_cmd_key(req, "SET", "");
+		if (op->fence)
+			redis_cmd_put_fenced(req);
+		else
+			redis_cmd_key(req, "SET", "");
 		break;
 	case STORAGE_OP_DEL:
 		redis_cmd_key(req, "DEL", "");
@@ -192,7 +214,7 @@ void redis_cmd_start(struct redis_req *req)
 		redis_cmd_scan(req);
 		break;
 	case STORAGE_OP_LOCK:
-		redis_cmd_lock_set(req);
+		redis_cmd_lock_script(req, redis_lua_lock, 1);
 		break;
 	case STORAGE_OP_UNLOCK:
 		redis_cmd_lock_script(req, redis_lua_unlock, 0);
@@ -319,10 +341,9 @@ oom:
 	redis_req_fail(req, "out of memory");
 }
 
-/* SET NX answered OK (taken) or nil (held): then the extend script answers
- * 1 (ours, extended) or 0 (another's, or it expired in between: SET NX once
- * more). Sent twice (replayed after a failover), it still answers 0 for the
- * same owner: the second SET NX finds the first's and extends it. */
+/* The lock script answers 0 (another's; fenced: the lease was lost) or
+ * {generation, fresh}. It is one atomic step: sent twice (replayed after a
+ * failover), the second finds the first's lock and extends it. */
 static void redis_reply_lock(struct redis_req *req, const redisReply *r)
 {
 	static const char *const wait[] = { "WAIT", "1", REDIS_LOCK_WAIT_MS };
@@ -332,32 +353,27 @@ static void redis_reply_lock(struct redis_req *req, const redisReply *r)
 		redis_req_finish(req, 0);
 		return;
 	}
-	if (req->step == 0) {
-		if (r->type == REDIS_REPLY_STATUS && req->be->sentinel_master != NULL &&
-		    req->be->nreplicas > 0) {
-			/* a lock only the master holds dies with it in a failover,
-			 * and another node could then take it: wait (briefly) for a
-			 * replica to have it */
-			req->step = 2;
-			redis_req_send(req, 3, (const char **)wait, wait_len);
-		} else if (r->type == REDIS_REPLY_STATUS) {
-			redis_req_finish(req, 0);
-		} else if (r->type == REDIS_REPLY_NIL) {
-			req->step = 1;
-			redis_cmd_lock_script(req, redis_lua_extend, 1);
-		} else {
-			redis_req_fail(req, "unexpected reply type %d", r->type);
-		}
+	if (r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+		redis_req_finish(req, 1);
 		return;
 	}
-	if (r->type != REDIS_REPLY_INTEGER)
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_STRING ||
+	    r->element[1]->type != REDIS_REPLY_INTEGER) {
 		redis_req_fail(req, "unexpected script reply");
-	else if (r->integer == 1)
-		redis_req_finish(req, 0);
-	else if (req->attempt < 2)
-		redis_cmd_lock_set(req);
-	else
-		redis_req_finish(req, 1);
+		return;
+	}
+	req->op->res.gen = strtoull(r->element[0]->str, NULL, 10);
+	if (r->element[1]->integer == 1 && req->be->sentinel_master != NULL &&
+	    req->be->nreplicas > 0) {
+		/* a lock only the master holds dies with it in a failover,
+		 * and another node could then take it: wait (briefly) for a
+		 * replica to have it */
+		req->step = 2;
+		redis_req_send(req, 3, (const char **)wait, wait_len);
+		return;
+	}
+	redis_req_finish(req, 0);
 }
 
 static void redis_reply_feed_since(struct redis_req *req, const redisReply *r)
@@ -441,7 +457,15 @@ void redis_cmd_reply(struct redis_req *req, redisReply *r)
 	case STORAGE_OP_FEED_SINCE:
 		redis_reply_feed_since(req, r);
 		break;
-	default:	/* PUT, DEL, PING, PUBLISH: any non-error reply */
+	case STORAGE_OP_PUT:
+		if (!op->fence)
+			redis_req_finish(req, 0);
+		else if (r->type != REDIS_REPLY_INTEGER)
+			redis_req_fail(req, "unexpected script reply");
+		else
+			redis_req_finish(req, r->integer == 1 ? 0 : 1);
+		break;
+	default:	/* DEL, PING, PUBLISH: any non-error reply */
 		redis_req_finish(req, 0);
 		break;
 	}

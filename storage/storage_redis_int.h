@@ -41,7 +41,7 @@ struct redis_req {
 	TAILQ_ENTRY(redis_req) link;
 	enum redis_where where;
 	uint64_t seq;			/* its current command's place in the send order */
-	int step;			/* lock: 0 SET NX sent, 1 extend script sent, 2 WAIT sent */
+	int step;			/* lock: 0 lock script sent, 2 WAIT sent */
 	int replays;			/* times sent again after a failover */
 	int attempt;			/* lock: SET NX attempts so far */
 	char cursor[24];		/* list: SCAN cursor */

@@ -259,20 +259,42 @@ out:
 	return ret;
 }
 
+/* A live lock's holder: 0 absent (or expired), 1 held by <owner> (its
+ * generation in <gen>), 2 held by another. A lock's value is "<owner> <gen>". */
+static int shm_lock_holder(struct shm_be *be, const char *name, const char *owner, uint64_t *gen)
+{
+	struct shm_entry **pp = shm_find(&be->locks, name);
+	const char *sp;
+	size_t n = strlen(owner);
+
+	if (pp == NULL)
+		return 0;
+	sp = strchr((*pp)->val, ' ');
+	if (sp == NULL || (size_t)(sp - (*pp)->val) != n || memcmp((*pp)->val, owner, n) != 0)
+		return 2;
+	*gen = strtoull(sp + 1, NULL, 10);
+	return 1;
+}
+
 static int shm_lock(void *p, const char *name, const char *owner, unsigned lease_ms,
-		    char *err, size_t errlen)
+		    uint64_t want, uint64_t *gen, char *err, size_t errlen)
 {
 	struct shm_be *be = p;
-	struct shm_entry **pp;
-	int ret;
+	char val[STORAGE_OWNER_MAX + 32];
+	uint64_t cur = 0;
+	int ret, h;
 
 	pthread_mutex_lock(&be->mu);
-	pp = shm_find(&be->locks, name);
-	if (pp != NULL && strcmp((*pp)->val, owner) != 0) {
+	h = shm_lock_holder(be, name, owner, &cur);
+	/* another's, or (fenced) not the very lease held at <want> */
+	if (h == 2 || (want && (h != 1 || cur != want))) {
 		ret = 1;
 		goto out;
 	}
-	ret = shm_set(&be->locks, name, owner, strlen(owner), shm_now_ms() + lease_ms);
+	if (h == 1)
+		*gen = cur;
+	snprintf(val, sizeof(val), "%s %llu", owner, (unsigned long long)*gen);
+	ret = shm_set(&be->locks, name, val, strlen(val), shm_now_ms() + lease_ms);
 	if (ret == -1)
 		snprintf(err, errlen, "storage shm: lock %s: out of memory", name);
 out:
@@ -283,14 +305,30 @@ out:
 static int shm_unlock(void *p, const char *name, const char *owner, char *err, size_t errlen)
 {
 	struct shm_be *be = p;
-	struct shm_entry **pp;
+	uint64_t gen;
 	int ret = 1;
 
 	pthread_mutex_lock(&be->mu);
-	pp = shm_find(&be->locks, name);
-	if (pp != NULL && strcmp((*pp)->val, owner) == 0) {
+	if (shm_lock_holder(be, name, owner, &gen) == 1) {
 		shm_remove(&be->locks, name);
 		ret = 0;
+	}
+	pthread_mutex_unlock(&be->mu);
+	return ret;
+}
+
+static int shm_put_fenced(void *p, const char *key, const char *val, size_t len,
+			  const char *fence, const char *owner, uint64_t gen, char *err, size_t errlen)
+{
+	struct shm_be *be = p;
+	uint64_t cur = 0;
+	int ret = 1;
+
+	pthread_mutex_lock(&be->mu);
+	if (shm_lock_holder(be, fence, owner, &cur) == 1 && cur == gen) {
+		ret = shm_set(&be->kv, key, val, len, 0);
+		if (ret == -1)
+			snprintf(err, errlen, "storage shm: put %s: out of memory", key);
 	}
 	pthread_mutex_unlock(&be->mu);
 	return ret;
@@ -311,6 +349,7 @@ const struct storage_ops storage_shm_ops = {
 	.del = shm_del,
 	.list = shm_list,
 	.lock = shm_lock,
+	.put_fenced = shm_put_fenced,
 	.unlock = shm_unlock,
 	.ping = shm_ping,
 };

@@ -535,6 +535,9 @@ served_cert() {
 # IT_HOLD_TIMEOUT, 0 unless set: the suites written before the held
 # ClientHello check what the first handshake gets without it (test_hold.sh
 # sets it). IT_HAPROXY_EXTRA: more members of the "haproxy" object.
+# on_demand.max_new_names_per_client is IT_CLIENT_BUDGET, 0 (off) unless set:
+# every client of a test is 127.0.0.1, one network (test_client_budget.sh
+# sets it).
 agent_config() {
 	local extra=${1:-} redis=""
 	# REDIS_HOST: the redis host as configured (default 127.0.0.1)
@@ -554,6 +557,7 @@ agent_config() {
   "domains": ["*.test"],
   "fail_backoff_minutes": 1,
   "hold_timeout": ${IT_HOLD_TIMEOUT:-0},
+  "on_demand": { "max_new_names_per_client": ${IT_CLIENT_BUDGET:-0} },
   "storage": "${IT_STORAGE:-file}",
   "storage_config": { "file": { "path": "$IT_DIR/store${NODE:-}" }$redis },
   "spoa": { "listen": "127.0.0.1:$SPOA_PORT" },

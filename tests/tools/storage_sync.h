@@ -56,6 +56,36 @@ static inline int ss_lock(struct storage *st, const char *name, const char *owne
 	return storage_wait(st, storage_lock(st, name, owner, lease_ms, NULL, NULL), &r, err, errlen);
 }
 
+/* ss_lock, with the lock's fencing generation into <gen>. */
+static inline int ss_lock_gen(struct storage *st, const char *name, const char *owner,
+			      unsigned lease_ms, uint64_t *gen, char *err, size_t errlen)
+{
+	struct storage_res r;
+	int rc = storage_wait(st, storage_lock(st, name, owner, lease_ms, NULL, NULL), &r, err, errlen);
+
+	*gen = r.gen;
+	return rc;
+}
+
+static inline int ss_lock_fenced(struct storage *st, const char *name, const char *owner,
+				 uint64_t gen, unsigned lease_ms, char *err, size_t errlen)
+{
+	struct storage_res r;
+
+	return storage_wait(st, storage_lock_fenced(st, name, owner, gen, lease_ms, NULL, NULL), &r,
+			    err, errlen);
+}
+
+static inline int ss_put_fenced(struct storage *st, const char *key, const char *val, size_t len,
+				const char *fence, const char *owner, uint64_t gen,
+				char *err, size_t errlen)
+{
+	struct storage_res r;
+
+	return storage_wait(st, storage_put_fenced(st, key, val, len, fence, owner, gen, NULL, NULL),
+			    &r, err, errlen);
+}
+
 static inline int ss_unlock(struct storage *st, const char *name, const char *owner,
 			    char *err, size_t errlen)
 {

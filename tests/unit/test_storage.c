@@ -316,6 +316,53 @@ static void bt_lock_lease(void **state)
 	assert_int_equal(ss_unlock(st, "issue/m.test", "A", err, sizeof(err)), 1);
 }
 
+/* Fencing: a node paused past its lease (A) cannot write under it once
+ * another (B) took the lock over, nor extend it, nor write after B released
+ * it; its own live lease at the same generation can. */
+static void bt_fence(void **state)
+{
+	struct storage *st = *state;
+	uint64_t ga = 0, ga2 = 0, gb = 0;
+	char err[512];
+
+	assert_int_equal(ss_lock_gen(st, "issue/f.test", "A", 300, &ga, err, sizeof(err)), 0);
+	assert_true(ga != 0);
+	/* an extension keeps the generation */
+	assert_int_equal(ss_lock_gen(st, "issue/f.test", "A", 300, &ga2, err, sizeof(err)), 0);
+	assert_true(ga2 == ga);
+	assert_int_equal(ss_lock_fenced(st, "issue/f.test", "A", ga, 300, err, sizeof(err)), 0);
+	assert_int_equal(ss_put_fenced(st, "certs/f.test", "A1", 2, "issue/f.test", "A", ga,
+				       err, sizeof(err)), 0);
+	sbt_expect(st, "certs/f.test", "A1", 2);
+	/* the right owner at the wrong generation, another owner: refused */
+	assert_int_equal(ss_put_fenced(st, "certs/f.test", "X", 1, "issue/f.test", "A", ga + 1,
+				       err, sizeof(err)), 1);
+	assert_int_equal(ss_put_fenced(st, "certs/f.test", "X", 1, "issue/f.test", "B", ga,
+				       err, sizeof(err)), 1);
+	sbt_expect(st, "certs/f.test", "A1", 2);
+	/* A pauses past its lease: B takes over, at a new generation */
+	sbt_sleep_ms(450);
+	assert_int_equal(ss_lock_gen(st, "issue/f.test", "B", 5000, &gb, err, sizeof(err)), 0);
+	assert_true(gb != 0 && gb != ga);
+	assert_int_equal(ss_put_fenced(st, "certs/f.test", "B1", 2, "issue/f.test", "B", gb,
+				       err, sizeof(err)), 0);
+	/* A wakes: neither its write nor its extension holds */
+	assert_int_equal(ss_put_fenced(st, "certs/f.test", "A2", 2, "issue/f.test", "A", ga,
+				       err, sizeof(err)), 1);
+	assert_int_equal(ss_lock_fenced(st, "issue/f.test", "A", ga, 300, err, sizeof(err)), 1);
+	sbt_expect(st, "certs/f.test", "B1", 2);
+	/* B releases: A's old lease is still not A's */
+	assert_int_equal(ss_unlock(st, "issue/f.test", "B", err, sizeof(err)), 0);
+	assert_int_equal(ss_lock_fenced(st, "issue/f.test", "A", ga, 300, err, sizeof(err)), 1);
+	assert_int_equal(ss_put_fenced(st, "certs/f.test", "A3", 2, "issue/f.test", "A", ga,
+				       err, sizeof(err)), 1);
+	assert_int_equal(ss_put_fenced(st, "certs/f.test", "A3", 2, "issue/f.test", "B", gb,
+				       err, sizeof(err)), 1);
+	sbt_expect(st, "certs/f.test", "B1", 2);
+	/* no generation: refused by the front */
+	assert_int_equal(ss_lock_fenced(st, "issue/f.test", "A", 0, 300, err, sizeof(err)), -1);
+}
+
 #define STORAGE_BEHAVIOUR_TESTS \
 	cmocka_unit_test_setup_teardown(bt_put_get_del, sbt_setup, sbt_teardown), \
 	cmocka_unit_test_setup_teardown(bt_binary, sbt_setup, sbt_teardown), \
@@ -323,7 +370,8 @@ static void bt_lock_lease(void **state)
 	cmocka_unit_test_setup_teardown(bt_ttl, sbt_setup, sbt_teardown), \
 	cmocka_unit_test_setup_teardown(bt_key_grammar, sbt_setup, sbt_teardown), \
 	cmocka_unit_test_setup_teardown(bt_lock, sbt_setup, sbt_teardown), \
-	cmocka_unit_test_setup_teardown(bt_lock_lease, sbt_setup, sbt_teardown)
+	cmocka_unit_test_setup_teardown(bt_lock_lease, sbt_setup, sbt_teardown), \
+	cmocka_unit_test_setup_teardown(bt_fence, sbt_setup, sbt_teardown)
 
 #ifndef STORAGE_TEST_NO_MAIN
 
