@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The per-client budget of new names (clientbudget.h): a map network ->
  * window with a list in order of last count, the least recent first, which
  * the bound evicts from. */

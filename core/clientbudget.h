@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The per-client budget of new names (SPEC §3
  * on_demand.max_new_names_per_client): how many names without a certificate
  * one client network (/24 for IPv4, /56 for IPv6) has sent issuance for in

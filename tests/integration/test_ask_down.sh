@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The ask endpoint down or slow (SPEC §3 ask_url), through haproxy-examples/
 # with preload on_demand and held ClientHellos:
 #   - stored names never depend on ask_url: with the endpoint down (a closed

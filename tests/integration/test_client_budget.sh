@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The per-client budget of new names (SPEC §3
 # on_demand.max_new_names_per_client), through haproxy-examples/ (which send
 # `src`) against Pebble:

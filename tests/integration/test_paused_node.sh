@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A paused node must not undo a newer result (fencing), on two nodes sharing
 # a real store (STORE=redis, the default, or consul; test_paused_node_consul.sh):
 # node A (2) holds paused.test's issuance lock with its order running and is

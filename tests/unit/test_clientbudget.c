@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for core/clientbudget: client networks (/24, /56, IPv4-mapped
  * IPv6 as IPv4), the hourly window per network, the limit, the bound on the
  * table (least recently counted forgotten). */
