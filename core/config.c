@@ -888,18 +888,29 @@ static int parse_issuers(struct cfg_parse *p, const json_t *v)
 	return 0;
 }
 
+/* The rate limits left out (< 0) of a CA at <api_uri>, for the top level and
+ * each issuers[] entry alike: Let's Encrypt's published limits (2026) for
+ * Let's Encrypt, off (0) for any other CA, whose limits we do not know. */
+static void config_default_limits(const char *api_uri, int *orders_per_3h,
+				  int *certs_per_domain_week, int *certs_per_exact_set_week,
+				  int *failures_per_host_hour)
+{
+	int le = config_is_letsencrypt(api_uri);
+
+	if (*orders_per_3h < 0)
+		*orders_per_3h = le ? 300 : 0;
+	if (*certs_per_domain_week < 0)
+		*certs_per_domain_week = le ? 50 : 0;
+	if (*certs_per_exact_set_week < 0)
+		*certs_per_exact_set_week = le ? 5 : 0;
+	if (*failures_per_host_hour < 0)
+		*failures_per_host_hour = le ? 5 : 0;
+}
+
 static void issuer_default_limits(struct config_issuer *is)
 {
-	int le = config_is_letsencrypt(is->api_uri);
-
-	if (is->rl_orders_per_3h < 0)
-		is->rl_orders_per_3h = le ? 300 : 0;
-	if (is->rl_certs_per_domain_week < 0)
-		is->rl_certs_per_domain_week = le ? 50 : 0;
-	if (is->rl_certs_per_exact_set_week < 0)
-		is->rl_certs_per_exact_set_week = le ? 5 : 0;
-	if (is->rl_failures_per_host_hour < 0)
-		is->rl_failures_per_host_hour = le ? 5 : 0;
+	config_default_limits(is->api_uri, &is->rl_orders_per_3h, &is->rl_certs_per_domain_week,
+			      &is->rl_certs_per_exact_set_week, &is->rl_failures_per_host_hour);
 	if (is->rl_renewal_reserve < 0)
 		is->rl_renewal_reserve = 0.2;
 }
@@ -1340,20 +1351,11 @@ int config_is_letsencrypt(const char *api_uri)
 	return 0;
 }
 
-/* rate_limits left out: Let's Encrypt's published limits (2026) for Let's
- * Encrypt, off for any other CA, whose limits we do not know. */
+/* rate_limits left out: as config_default_limits() says. */
 static void finish_rate_limits(struct config *cfg)
 {
-	int le = config_is_letsencrypt(cfg->api_uri);
-
-	if (cfg->rl_orders_per_3h < 0)
-		cfg->rl_orders_per_3h = le ? 300 : 0;
-	if (cfg->rl_certs_per_domain_week < 0)
-		cfg->rl_certs_per_domain_week = le ? 50 : 0;
-	if (cfg->rl_certs_per_exact_set_week < 0)
-		cfg->rl_certs_per_exact_set_week = le ? 5 : 0;
-	if (cfg->rl_failures_per_host_hour < 0)
-		cfg->rl_failures_per_host_hour = le ? 5 : 0;
+	config_default_limits(cfg->api_uri, &cfg->rl_orders_per_3h, &cfg->rl_certs_per_domain_week,
+			      &cfg->rl_certs_per_exact_set_week, &cfg->rl_failures_per_host_hour);
 }
 
 /* Defaults for keys left out, then the rules that involve several keys. */

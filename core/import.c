@@ -282,6 +282,29 @@ enum { IMP_STEP_META_GET = 0, IMP_STEP_CERT_GET, IMP_STEP_META_DEL, IMP_STEP_CER
 
 static void cb_imp_item(void *arg, struct storage_res *res);
 
+/* The storage key <step> works on for <host>: its metadata, its bundle or
+ * its issue lock (the one certstore and jobs use); "" for the feed step,
+ * which names the host itself. */
+static void imp_step_key(int step, const char *host, char *key, size_t keylen)
+{
+	switch (step) {
+	case IMP_STEP_META_GET:
+	case IMP_STEP_META_DEL:
+	case IMP_STEP_META_PUT:
+		snprintf(key, keylen, CERTSTORE_META_PREFIX "%s", host);
+		break;
+	case IMP_STEP_CERT_GET:
+	case IMP_STEP_CERT_PUT:
+		snprintf(key, keylen, "certs/%s", host);
+		break;
+	case IMP_STEP_LOCK:
+		snprintf(key, keylen, "issue/%s", host);
+		break;
+	default:
+		key[0] = '\0';
+	}
+}
+
 static void imp_item_step(struct imp_item *it, int step)
 {
 	struct imp_run *r = it->run;
@@ -290,25 +313,19 @@ static void imp_item_step(struct imp_item *it, int step)
 	struct storage_req *req = NULL;
 
 	it->step = step;
+	imp_step_key(step, it->host, key, sizeof(key));
 	switch (step) {
 	case IMP_STEP_META_GET:
-		snprintf(key, sizeof(key), CERTSTORE_META_PREFIX "%s", it->host);
-		req = storage_get(r->st, key, cb_imp_item, it);
-		break;
 	case IMP_STEP_CERT_GET:
-		snprintf(key, sizeof(key), "certs/%s", it->host);
 		req = storage_get(r->st, key, cb_imp_item, it);
 		break;
 	case IMP_STEP_LOCK:
-		snprintf(key, sizeof(key), "issue/%s", it->host);
 		req = storage_lock(r->st, key, r->owner, IMP_LOCK_LEASE_MS, cb_imp_item, it);
 		break;
 	case IMP_STEP_META_DEL:
-		snprintf(key, sizeof(key), CERTSTORE_META_PREFIX "%s", it->host);
 		req = storage_del(r->st, key, cb_imp_item, it);
 		break;
 	case IMP_STEP_CERT_PUT:
-		snprintf(key, sizeof(key), "certs/%s", it->host);
 		req = storage_put(r->st, key, c->pem, c->len, 0, cb_imp_item, it);
 		break;
 	case IMP_STEP_META_PUT: {
@@ -319,7 +336,6 @@ static void imp_item_step(struct imp_item *it, int step)
 		imp_info_view(&r->infos[it->cand], &view);
 		if (!(text = certstore_meta_encode(it->host, &view, &len)))
 			break;
-		snprintf(key, sizeof(key), CERTSTORE_META_PREFIX "%s", it->host);
 		req = storage_put(r->st, key, text, len, 0, cb_imp_item, it);
 		free(text);
 		break;

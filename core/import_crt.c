@@ -514,20 +514,55 @@ static void imp_keys_free(char **keys, size_t n)
 	free(keys);
 }
 
+/* The keys matching <prefix>kong_acme:<what>* in Kong's Redis, into *keys and
+ * *n (imp_keys_free), *pl the length of the part before the '*': 0, or -1
+ * with a refusal added under the pattern when the scan fails. */
+static int imp_kong_keys(struct imp_set *s, redisContext *rc, const char *prefix,
+			 const char *what, char ***keys, size_t *n, size_t *pl)
+{
+	char pattern[600], err[256];
+
+	snprintf(pattern, sizeof(pattern), "%skong_acme:%s*", prefix, what);
+	*pl = strlen(pattern) - 1;
+	if (imp_redis_scan(rc, pattern, keys, n, err, sizeof(err)) == -1) {
+		imp_add_refusal(s, pattern, "%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* GETs the Kong record <key> into *rp and parses it: the JSON, or NULL when
+ * it is missing or not JSON; imp_kong_drop releases both. */
+static json_t *imp_kong_get(redisContext *rc, const char *key, redisReply **rp)
+{
+	redisReply *r = redisCommand(rc, "GET %s", key);
+
+	*rp = r;
+	return r && r->type == REDIS_REPLY_STRING ? json_loadb(r->str, r->len, 0, NULL) : NULL;
+}
+
+/* Cleanses the record's private key <key> (a string inside <j>, or NULL) and
+ * the reply's text, then frees <j> and <r>. */
+static void imp_kong_drop(redisReply *r, json_t *j, const char *key)
+{
+	if (key)
+		OPENSSL_cleanse((void *)key, strlen(key));
+	json_decref(j);
+	if (r && r->type == REDIS_REPLY_STRING)
+		OPENSSL_cleanse(r->str, r->len);
+	freeReplyObject(r);
+}
+
 static void imp_kong_certs(struct imp_set *s, redisContext *rc, const char *prefix)
 {
-	char pattern[600], err[256], **keys = NULL;
+	char **keys = NULL;
 	size_t n = 0, i, pl;
 
-	snprintf(pattern, sizeof(pattern), "%skong_acme:cert_key:*", prefix);
-	pl = strlen(pattern) - 1;
-	if (imp_redis_scan(rc, pattern, &keys, &n, err, sizeof(err)) == -1) {
-		imp_add_refusal(s, pattern, "%s", err);
+	if (imp_kong_keys(s, rc, prefix, "cert_key:", &keys, &n, &pl) == -1)
 		goto out;
-	}
 	for (i = 0; i < n; i++) {
-		redisReply *r = redisCommand(rc, "GET %s", keys[i]);
-		json_t *j = r && r->type == REDIS_REPLY_STRING ? json_loadb(r->str, r->len, 0, NULL) : NULL;
+		redisReply *r;
+		json_t *j = imp_kong_get(rc, keys[i], &r);
 		const char *cert = json_string_value(json_object_get(j, "cert"));
 		const char *key = json_string_value(json_object_get(j, "key"));
 
@@ -535,12 +570,7 @@ static void imp_kong_certs(struct imp_set *s, redisContext *rc, const char *pref
 			imp_add_refusal(s, keys[i], "not a Kong {\"cert\",\"key\"} record");
 		else
 			imp_add_parts(s, keys[i], cert, strlen(cert), key, strlen(key), keys[i] + pl);
-		if (key)
-			OPENSSL_cleanse((void *)key, strlen(key));
-		json_decref(j);
-		if (r && r->type == REDIS_REPLY_STRING)
-			OPENSSL_cleanse(r->str, r->len);
-		freeReplyObject(r);
+		imp_kong_drop(r, j, key);
 	}
 out:
 	imp_keys_free(keys, n);
@@ -548,15 +578,11 @@ out:
 
 static void imp_kong_accounts(struct imp_set *s, redisContext *rc, const char *prefix)
 {
-	char pattern[600], err[256], **keys = NULL;
+	char **keys = NULL;
 	size_t n = 0, i, pl;
 
-	snprintf(pattern, sizeof(pattern), "%skong_acme:account:*", prefix);
-	pl = strlen(pattern) - 1;
-	if (imp_redis_scan(rc, pattern, &keys, &n, err, sizeof(err)) == -1) {
-		imp_add_refusal(s, pattern, "%s", err);
+	if (imp_kong_keys(s, rc, prefix, "account:", &keys, &n, &pl) == -1)
 		goto out;
-	}
 	for (i = 0; i < n; i++) {
 		/* "<api_uri>:<base64 email>": the URI holds ':' too, the email's
 		 * base64 never does */
@@ -582,8 +608,7 @@ static void imp_kong_accounts(struct imp_set *s, redisContext *rc, const char *p
 		}
 		BIO_free(b64);
 		BIO_free_all(mem);
-		r = redisCommand(rc, "GET %s", keys[i]);
-		j = r && r->type == REDIS_REPLY_STRING ? json_loadb(r->str, r->len, 0, NULL) : NULL;
+		j = imp_kong_get(rc, keys[i], &r);
 		key = json_string_value(json_object_get(j, "key"));
 		if (!key)
 			imp_add_refusal(s, keys[i], "not a Kong {\"key\"} account record");
@@ -591,12 +616,7 @@ static void imp_kong_accounts(struct imp_set *s, redisContext *rc, const char *p
 			imp_add_acct(s, keys[i], key, strlen(key),
 				     json_string_value(json_object_get(j, "kid")), email,
 				     strlen(s->api_uri) == ul && strncmp(rest, s->api_uri, ul) == 0);
-		if (key)
-			OPENSSL_cleanse((void *)key, strlen(key));
-		json_decref(j);
-		if (r && r->type == REDIS_REPLY_STRING)
-			OPENSSL_cleanse(r->str, r->len);
-		freeReplyObject(r);
+		imp_kong_drop(r, j, key);
 	}
 out:
 	imp_keys_free(keys, n);

@@ -139,12 +139,18 @@ static void imp_add_files(struct imp_set *s, const char *origin, const char *cha
 
 /* ---- certbot ------------------------------------------------------------- */
 
-/* The certbot accounts directories below <dir>/accounts: <rel> is the path
- * walked so far, compared with netloc + path of the config's api_uri. */
-static void imp_certbot_accounts(struct imp_set *s, const char *root, const char *rel,
-				 const char *want, int depth)
+/* Walks the tree below <root> (at most 8 levels deep), <rel> the path walked
+ * so far ("" at the top), dot entries skipped: <visit> is called for every
+ * entry with the directory it is in (<root>/<rel>), its path relative to
+ * <root>, its full path and its name; it returns 1 when the entry was an
+ * account (not descended into), 0 otherwise (a directory is then walked). */
+typedef int (*imp_acct_visit)(struct imp_set *s, const char *dir, const char *rel,
+			      const char *full, const char *name, const char *want);
+
+static void imp_walk_accounts(struct imp_set *s, const char *root, const char *rel,
+			      const char *want, int depth, imp_acct_visit visit)
 {
-	char path[4096], sub[4096], err[256];
+	char path[4096], sub[4096], full[8200];
 	struct dirent *de;
 	DIR *d;
 
@@ -152,39 +158,61 @@ static void imp_certbot_accounts(struct imp_set *s, const char *root, const char
 	if (depth > 8 || !(d = opendir(path)))
 		return;
 	while ((de = readdir(d))) {
-		char keyp[4200], regp[4200], full[4200];
-
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(sub, sizeof(sub), "%s%s%s", rel, *rel ? "/" : "", de->d_name);
 		snprintf(full, sizeof(full), "%s/%s", root, sub);
-		snprintf(keyp, sizeof(keyp), "%s/%s/private_key.json", root, sub);
-		snprintf(regp, sizeof(regp), "%s/%s/regr.json", root, sub);
-		if (imp_is_file(keyp)) {
-			/* <rel> is the server path, <de> the account id */
-			char *json = NULL, *pem = NULL;
-			size_t jlen = 0, plen = 0;
-			json_t *regr = imp_load_json(regp, err, sizeof(err));
-			const char *uri = json_string_value(json_object_get(regr, "uri"));
-			json_t *body = json_object_get(regr, "body");
-
-			json = imp_read_secret(keyp, &jlen, err, sizeof(err));
-			if (json)
-				pem = imp_jwk_to_pem(json, jlen, &plen, err, sizeof(err));
-			if (!pem)
-				imp_add_refusal(s, keyp, "account key: %s", err);
-			else
-				imp_add_acct(s, keyp, pem, plen, uri,
-					     imp_contact_email(json_object_get(body, "contact")),
-					     strcmp(rel, want) == 0);
-			crypto_secret_free(json, jlen);
-			crypto_secret_free(pem, plen);
-			json_decref(regr);
-		} else if (imp_is_dir(full)) {
-			imp_certbot_accounts(s, root, sub, want, depth + 1);
-		}
+		if (!visit(s, path, rel, full, de->d_name, want) && imp_is_dir(full))
+			imp_walk_accounts(s, root, sub, want, depth + 1, visit);
 	}
 	closedir(d);
+}
+
+/* Adds the account whose PEM key is the file <kp> (uri, email as
+ * imp_add_acct takes them), or a refusal naming <kp> when it cannot be read;
+ * <err> is the buffer the read's error goes through. */
+static void imp_add_acct_key(struct imp_set *s, const char *kp, const char *uri,
+			     const char *email, int current, char *err, size_t errlen)
+{
+	size_t plen = 0;
+	char *pem = imp_read_secret(kp, &plen, err, errlen);
+
+	if (!pem)
+		imp_add_refusal(s, kp, "account key: %s", err);
+	else
+		imp_add_acct(s, kp, pem, plen, uri, email, current);
+	crypto_secret_free(pem, plen);
+}
+
+/* A certbot account directory below <dir>/accounts: <rel> is the server
+ * path (compared with netloc + path of the config's api_uri), <name> the
+ * account id. */
+static int imp_certbot_account(struct imp_set *s, const char *dir, const char *rel,
+			       const char *full, const char *name, const char *want)
+{
+	char keyp[8300], regp[8300], err[256];
+	char *json = NULL, *pem = NULL;
+	size_t jlen = 0, plen = 0;
+	json_t *regr;
+
+	snprintf(keyp, sizeof(keyp), "%s/private_key.json", full);
+	if (!imp_is_file(keyp))
+		return 0;
+	snprintf(regp, sizeof(regp), "%s/regr.json", full);
+	regr = imp_load_json(regp, err, sizeof(err));
+	json = imp_read_secret(keyp, &jlen, err, sizeof(err));
+	if (json)
+		pem = imp_jwk_to_pem(json, jlen, &plen, err, sizeof(err));
+	if (!pem)
+		imp_add_refusal(s, keyp, "account key: %s", err);
+	else
+		imp_add_acct(s, keyp, pem, plen, json_string_value(json_object_get(regr, "uri")),
+			     imp_contact_email(json_object_get(json_object_get(regr, "body"), "contact")),
+			     strcmp(rel, want) == 0);
+	crypto_secret_free(json, jlen);
+	crypto_secret_free(pem, plen);
+	json_decref(regr);
+	return 1;
 }
 
 int imp_read_certbot(struct imp_set *s, const char *dir, char *err, size_t errlen)
@@ -217,7 +245,7 @@ int imp_read_certbot(struct imp_set *s, const char *dir, char *err, size_t errle
 	/* configuration.py server_path: netloc + path, the port kept */
 	snprintf(want, sizeof(want), "%s%s%s", host, path[0] ? "/" : "", path);
 	snprintf(live, sizeof(live), "%s/accounts", dir);
-	imp_certbot_accounts(s, live, "", want, 0);
+	imp_walk_accounts(s, live, "", want, 0, imp_certbot_account);
 	return 0;
 }
 
@@ -277,8 +305,7 @@ int imp_read_lego(struct imp_set *s, const char *dir, char *err, size_t errlen)
 		if (!(d2 = opendir(srv)))
 			continue;
 		while ((de2 = readdir(d2))) {
-			char aj[8800], kp[8800], *pem = NULL;
-			size_t plen = 0;
+			char aj[8800], kp[8800];
 			json_t *a;
 
 			if (de2->d_name[0] == '.')
@@ -288,14 +315,9 @@ int imp_read_lego(struct imp_set *s, const char *dir, char *err, size_t errlen)
 			if (!imp_is_file(kp))
 				continue;
 			a = imp_load_json(aj, err, errlen);
-			pem = imp_read_secret(kp, &plen, err, errlen);
-			if (!pem)
-				imp_add_refusal(s, kp, "account key: %s", err);
-			else
-				imp_add_acct(s, kp, pem, plen,
-					     json_string_value(json_object_get(json_object_get(a, "registration"), "uri")),
-					     de2->d_name, strcmp(de->d_name, host) == 0);
-			crypto_secret_free(pem, plen);
+			imp_add_acct_key(s, kp,
+					 json_string_value(json_object_get(json_object_get(a, "registration"), "uri")),
+					 de2->d_name, strcmp(de->d_name, host) == 0, err, errlen);
 			json_decref(a);
 		}
 		closedir(d2);
@@ -409,8 +431,7 @@ int imp_read_caddy(struct imp_set *s, const char *dir, char *err, size_t errlen)
 		if (!(d2 = opendir(up)))
 			continue;
 		while ((de2 = readdir(d2))) {
-			char user[256], jp[9000], kp[9000], *pem = NULL, *at;
-			size_t plen = 0;
+			char user[256], jp[9000], kp[9000], *at;
 			json_t *a;
 
 			if (de2->d_name[0] == '.')
@@ -425,14 +446,9 @@ int imp_read_caddy(struct imp_set *s, const char *dir, char *err, size_t errlen)
 			if (!imp_is_file(kp))
 				continue;
 			a = imp_load_json(jp, err, errlen);
-			pem = imp_read_secret(kp, &plen, err, errlen);
-			if (!pem)
-				imp_add_refusal(s, kp, "account key: %s", err);
-			else
-				imp_add_acct(s, kp, pem, plen, json_string_value(json_object_get(a, "location")),
-					     imp_contact_email(json_object_get(a, "contact")),
-					     strcmp(de->d_name, want) == 0);
-			crypto_secret_free(pem, plen);
+			imp_add_acct_key(s, kp, json_string_value(json_object_get(a, "location")),
+					 imp_contact_email(json_object_get(a, "contact")),
+					 strcmp(de->d_name, want) == 0, err, errlen);
 			json_decref(a);
 		}
 		closedir(d2);
@@ -486,46 +502,27 @@ static void imp_acmesh_ca_dir(const char *url, char *out, size_t outlen)
 	snprintf(out, outlen, "%s/%s", host, path);
 }
 
-static void imp_acmesh_accounts(struct imp_set *s, const char *root, const char *rel,
-				const char *want, int depth)
+/* An acme.sh account: the file account.key in <dir>, whose ca.conf names its
+ * URL and email; <rel> (<dir> below the CA directory) is compared with the
+ * config's CA_DIR. */
+static int imp_acmesh_account(struct imp_set *s, const char *dir, const char *rel,
+			      const char *full, const char *name, const char *want)
 {
-	char path[4096], sub[4096], err[256];
-	struct dirent *de;
-	DIR *d;
+	char cc[8200], url[2048] = "", email[512] = "", err[256], *conf;
+	size_t clen = 0;
 
-	snprintf(path, sizeof(path), "%s/%s", root, rel);
-	if (depth > 8 || !(d = opendir(path)))
-		return;
-	while ((de = readdir(d))) {
-		char full[8200];
-
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(sub, sizeof(sub), "%s%s%s", rel, *rel ? "/" : "", de->d_name);
-		snprintf(full, sizeof(full), "%s/%s", root, sub);
-		if (strcmp(de->d_name, "account.key") == 0 && imp_is_file(full)) {
-			char cc[8200], url[2048] = "", email[512] = "", *conf, *pem;
-			size_t clen = 0, plen = 0;
-
-			snprintf(cc, sizeof(cc), "%s/ca.conf", path);
-			conf = imp_read_file(cc, IMP_CONF_MAX, &clen, err, sizeof(err));
-			if (conf) {
-				imp_shell_var(conf, "ACCOUNT_URL", url, sizeof(url));
-				imp_shell_var(conf, "CA_EMAIL", email, sizeof(email));
-			}
-			free(conf);
-			pem = imp_read_secret(full, &plen, err, sizeof(err));
-			if (!pem)
-				imp_add_refusal(s, full, "account key: %s", err);
-			else
-				imp_add_acct(s, full, pem, plen, url[0] ? url : NULL, email,
-					     strcmp(rel, want) == 0);
-			crypto_secret_free(pem, plen);
-		} else if (imp_is_dir(full)) {
-			imp_acmesh_accounts(s, root, sub, want, depth + 1);
-		}
+	if (strcmp(name, "account.key") != 0 || !imp_is_file(full))
+		return 0;
+	snprintf(cc, sizeof(cc), "%s/ca.conf", dir);
+	conf = imp_read_file(cc, IMP_CONF_MAX, &clen, err, sizeof(err));
+	if (conf) {
+		imp_shell_var(conf, "ACCOUNT_URL", url, sizeof(url));
+		imp_shell_var(conf, "CA_EMAIL", email, sizeof(email));
 	}
-	closedir(d);
+	free(conf);
+	imp_add_acct_key(s, full, url[0] ? url : NULL, email, strcmp(rel, want) == 0, err,
+			 sizeof(err));
+	return 1;
 }
 
 int imp_read_acmesh(struct imp_set *s, const char *dir, char *err, size_t errlen)
@@ -566,6 +563,6 @@ int imp_read_acmesh(struct imp_set *s, const char *dir, char *err, size_t errlen
 	closedir(d);
 	imp_acmesh_ca_dir(s->api_uri, want, sizeof(want));
 	snprintf(ca, sizeof(ca), "%s/ca", dir);
-	imp_acmesh_accounts(s, ca, "", want, 0);
+	imp_walk_accounts(s, ca, "", want, 0, imp_acmesh_account);
 	return 0;
 }

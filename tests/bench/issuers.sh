@@ -25,28 +25,12 @@ iss_cleanup() {
 trap iss_cleanup EXIT
 BENCH_ROWS=() FAILED=()
 
-# iss_handshake HOST CAFILE: prints "OK MS" (OK: verified against CAFILE).
-iss_handshake() {
-	python3 - "$HAP_HTTPS" "$1" "$2" <<'PY'
-import socket, ssl, sys, time
-port, host, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-ctx = ssl.create_default_context(cafile=ca)
-t0 = time.monotonic()
-s = socket.create_connection(("127.0.0.1", port), timeout=30)
-ok = 1
-try:
-    ctx.wrap_socket(s, server_hostname=host).close()
-except ssl.SSLError:
-    ok = 0
-print(ok, "%.0f" % ((time.monotonic() - t0) * 1000))
-PY
-}
 # iss_median PREFIX N CAFILE: N new names PREFIX1..N one after another;
 # prints the median ms, or nothing when one did not verify.
 iss_median() {
 	local i ok ms all=()
 	for i in $(seq "$2"); do
-		read -r ok ms < <(iss_handshake "$1$i.test" "$3")
+		read -r ok ms < <(tls_handshake "$1$i.test" "$3")
 		[ "$ok" = 1 ] || return 1
 		all+=("$ms")
 	done
@@ -84,10 +68,10 @@ PY
 	start_haproxy || { fail "6: HAProxy did not start"; return; }
 	wait_for 10 agent_up_in_haproxy
 	# one name first: both accounts exist before anything is timed
-	iss_handshake warm.test "$IT_DIR/iss-root1.pem" >/dev/null
+	tls_handshake warm.test "$IT_DIR/iss-root1.pem" >/dev/null
 	ms_up=$(iss_median up "$ISS_N" "$IT_DIR/iss-root1.pem") || fail "6: a name did not verify against the first CA"
 	kill -STOP "$PEBBLE_PID"
-	read -r ok ms_fb < <(iss_handshake fb1.test "$IT_DIR/iss-root2.pem")
+	read -r ok ms_fb < <(tls_handshake fb1.test "$IT_DIR/iss-root2.pem")
 	[ "$ok" = 1 ] || { fail "6a: the fallback name did not verify against the second CA"; ms_fb=; }
 	ms_down=$(iss_median down "$ISS_N" "$IT_DIR/iss-root2.pem") || fail "6b: a name did not verify against the second CA"
 	kill -CONT "$PEBBLE_PID"

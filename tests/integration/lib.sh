@@ -530,6 +530,25 @@ served_cert() {
 		openssl x509 -noout -subject -issuer -ext subjectAltName 2>/dev/null
 }
 
+# tls_handshake HOST CAFILE: one TLS handshake through HAProxy's HTTPS
+# frontend ($HAP_HTTPS, SNI HOST); prints "<verified 0|1> <ms>" (1: the
+# chain verifies against CAFILE; ms: connect + handshake, no process start-up).
+tls_handshake() {
+	python3 - "$HAP_HTTPS" "$1" "$2" <<'PY'
+import socket, ssl, sys, time
+port, host, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+t0 = time.monotonic()
+s = socket.create_connection(("127.0.0.1", port), timeout=30)
+ok = 1
+try:
+    ctx.wrap_socket(s, server_hostname=host).close()
+except ssl.SSLError:
+    ok = 0
+print(ok, "%.0f" % ((time.monotonic() - t0) * 1000))
+PY
+}
+
 # agent_config [EXTRA_JSON_MEMBERS]: writes $IT_DIR/agent.json for Pebble,
 # HAProxy and file storage; sets SPOA_PORT, ADMIN_PORT (once). hold_timeout is
 # IT_HOLD_TIMEOUT, 0 unless set: the suites written before the held

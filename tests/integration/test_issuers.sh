@@ -18,25 +18,8 @@ it_init
 export IT_HOLD_TIMEOUT=15
 TIMEOUT=2	# issuers[].timeout: seconds one request to a CA may take
 
-# handshake HOST CAFILE: one TLS handshake through HAProxy's peek frontend;
-# prints "<verified 0|1> <ms>".
-handshake() {
-	python3 - "$HAP_HTTPS" "$1" "$2" <<'PY'
-import socket, ssl, sys, time
-port, host, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-ctx = ssl.create_default_context(cafile=ca)
-t0 = time.monotonic()
-s = socket.create_connection(("127.0.0.1", port), timeout=30)
-ok = 1
-try:
-    ctx.wrap_socket(s, server_hostname=host).close()
-except ssl.SSLError:
-    ok = 0
-print(ok, "%.0f" % ((time.monotonic() - t0) * 1000))
-PY
-}
 # verifies HOST CAFILE: what HAProxy serves HOST now verifies against CAFILE.
-verifies() { read -r v _ < <(handshake "$1" "$2"); [ "$v" = 1 ]; }
+verifies() { read -r v _ < <(tls_handshake "$1" "$2"); [ "$v" = 1 ]; }
 issuer_of() { admin GET "/acme/certificates/$1" | sed 's/^[0-9]* //' | python3 -c '
 import json, sys
 d = json.load(sys.stdin)["data"]; print(d.get("issuer_name"), d.get("issuer_url"))'; }
@@ -97,7 +80,7 @@ check "acme_spoa_issuer_up{issuer=\"first\"} is 1" test "$(metric 'acme_spoa_iss
 
 # --- the first frozen: fall through within the held handshake ------------------
 kill -STOP "$PEBBLE_PID"
-read -r v ms < <(handshake b1.test "$IT_DIR/root2.pem")
+read -r v ms < <(tls_handshake b1.test "$IT_DIR/root2.pem")
 echo "# first CA frozen: b1.test's first handshake after $ms ms (verified against the second root: $v)"
 check "first CA frozen: b1.test's first handshake verifies against the second Pebble's root" test "$v" = 1
 check "... within hold_timeout (${ms} ms < ${IT_HOLD_TIMEOUT}000)" test "$ms" -lt $((IT_HOLD_TIMEOUT * 1000))
@@ -107,7 +90,7 @@ check "the fallback is counted (acme_spoa_issuer_fallbacks_total{issuer=\"second
 	test "$(metric 'acme_spoa_issuer_fallbacks_total{issuer="second"}')" = 1
 check "the first's failure is counted as the CA's (result=\"ca_error\")" \
 	test "$(metric 'acme_spoa_issuer_orders_total{issuer="first",result="ca_error"}')" -ge 1
-read -r v ms < <(handshake b2.test "$IT_DIR/root2.pem")
+read -r v ms < <(tls_handshake b2.test "$IT_DIR/root2.pem")
 echo "# first CA marked down: b2.test's first handshake after $ms ms"
 check "first CA marked down: b2.test goes straight to the second (verified, $ms ms < ${TIMEOUT}000)" \
 	test "$v" = 1 -a "$ms" -lt $((TIMEOUT * 1000))

@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include <ev.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "storage/storage.h"
 
@@ -152,6 +154,36 @@ static inline void sfx_feed_behaviour(struct storage *st)
 	assert_int_equal(res.n, 0);
 	assert_int_equal(res.gen, 0);
 	storage_res_clear(&res);
+}
+
+
+/* <n> random letters (a-z, so any backend stores them as text), malloc'd and
+ * not NUL-terminated: the caller cleanses and frees them. */
+static inline char *sfx_random_letters(size_t n)
+{
+	char *v = malloc(n);
+	size_t i;
+
+	assert_non_null(v);
+	assert_int_equal(RAND_bytes((unsigned char *)v, (int)n), 1);
+	for (i = 0; i < n; i++)
+		v[i] = 'a' + (unsigned char)v[i] % 26;
+	return v;
+}
+
+/* Stores <n> bytes <val> under <key>, reads them back and checks they are
+ * the same; the copy read is cleansed and freed, <val> is the caller's. */
+static inline void sfx_put_get_same(struct storage *st, const char *key, const char *val, size_t n)
+{
+	char *v = NULL, err[512];
+	size_t len = 0;
+
+	assert_int_equal(ss_put(st, key, val, n, 0, err, sizeof(err)), 0);
+	assert_int_equal(ss_get(st, key, &v, &len, err, sizeof(err)), 0);
+	assert_int_equal(len, n);
+	assert_memory_equal(v, val, n);
+	OPENSSL_cleanse(v, len);
+	free(v);
 }
 
 #endif

@@ -600,13 +600,9 @@ void free(void *p)
 static void c_cleansed(void **state)
 {
 	struct storage *st = *state;
-	size_t n = 6000, len = 0, i;
-	char *secret = malloc(n), *v = NULL, err[512], raw[48], b64[65];
+	size_t n = 6000;
+	char *secret = sfx_random_letters(n), raw[48], b64[65];
 
-	assert_non_null(secret);
-	assert_int_equal(RAND_bytes((unsigned char *)secret, (int)n), 1);
-	for (i = 0; i < n; i++)
-		secret[i] = 'a' + (unsigned char)secret[i] % 26;
 	memcpy(raw, secret + 3000, sizeof(raw));
 	EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)raw, sizeof(raw));
 	cw_pat[0] = raw;
@@ -614,12 +610,7 @@ static void c_cleansed(void **state)
 	cw_pat[1] = b64;
 	cw_len[1] = 64;
 	cw_on = 1;
-	assert_int_equal(ss_put(st, "certs/secret.test", secret, n, 0, err, sizeof(err)), 0);
-	assert_int_equal(ss_get(st, "certs/secret.test", &v, &len, err, sizeof(err)), 0);
-	assert_int_equal(len, n);
-	assert_memory_equal(v, secret, n);
-	OPENSSL_cleanse(v, len);
-	free(v);
+	sfx_put_get_same(st, "certs/secret.test", secret, n);
 	OPENSSL_cleanse(secret, n);
 	free(secret);
 	storage_close(st);	/* its connections and buffers go too */

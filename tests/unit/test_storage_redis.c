@@ -989,22 +989,13 @@ static int heap_holds(const char *needle, size_t n)
 static void r_cleansed(void **state)
 {
 	struct storage *st = *state;
-	size_t n = 6000, len = 0, i;
-	char *secret = malloc(n), *v = NULL, err[512];
+	size_t n = 6000;
+	char *secret = sfx_random_letters(n);
 	char probe[48];
 
-	assert_non_null(secret);
-	assert_int_equal(RAND_bytes((unsigned char *)secret, (int)n), 1);
-	for (i = 0; i < n; i++)
-		secret[i] = 'a' + (unsigned char)secret[i] % 26;
 	/* the probe: 48 bytes from the middle, kept on the stack */
 	memcpy(probe, secret + n / 2, sizeof(probe));
-	assert_int_equal(ss_put(st, "certs/secret.test", secret, n, 0, err, sizeof(err)), 0);
-	assert_int_equal(ss_get(st, "certs/secret.test", &v, &len, err, sizeof(err)), 0);
-	assert_int_equal(len, n);
-	assert_memory_equal(v, secret, n);
-	OPENSSL_cleanse(v, len);
-	free(v);
+	sfx_put_get_same(st, "certs/secret.test", secret, n);
 	OPENSSL_cleanse(secret, n);
 	free(secret);
 	if (heap_holds(probe, sizeof(probe)))
