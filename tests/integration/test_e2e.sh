@@ -106,7 +106,9 @@ check "GET /acme/certificates/api.test has every CERT field" python3 -c '
 import json,sys,re; s,b=sys.argv[1].split(" ",1); c=json.loads(b)["data"]
 assert s=="200"
 assert set(c)=={"host","not_before","not_after","valid","serial_number","digest","issuer_cn","pubkey_type",
-                "issuer_name","issuer_url"}, c
+                "issuer_name","issuer_url","renewal_owner"}, c
+# one node: the renewal duty is its own (issue 23), named by its member id
+assert isinstance(c["renewal_owner"], str) and c["renewal_owner"], c
 assert c["valid"] is True and c["pubkey_type"]=="id-ecPublicKey"
 # the CA of issuers: the implicit one of the top-level keys
 assert c["issuer_name"]=="default" and c["issuer_url"]==sys.argv[2], c
