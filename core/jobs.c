@@ -86,6 +86,8 @@ struct job {
 					 * written) */
 	uint64_t gen;			/* the lock's fencing generation */
 	struct storage_req *lease_req;	/* the lease extension in flight */
+	ev_tstamp lease_ok;		/* when the lease was last taken or extended */
+	char *failed_why;		/* a failed order waiting for the lease check */
 	char serial0[130];		/* serial held when the job began ("" if none) */
 	ev_timer timer;			/* lease extension / lock retry */
 	struct storage_req *req;	/* the storage call the job waits for */
@@ -354,6 +356,7 @@ static void job_finish(struct job *j, int ok, enum job_fail refused, const char 
 	}
 	snprintf(host, sizeof(host), "%s", j->host);
 	hmap_del(&js->map, j->host);
+	free(j->failed_why);
 	free(j);
 	job_kick(js);
 	if (js->hooks.ended)
@@ -411,23 +414,53 @@ static void job_lost(struct job *j, const char *why)
 		job_finish(j, 0, JOB_REFUSED_LOST, "out of memory", -1);
 }
 
-/* "meta/<host>" of <c>, fenced like the certificate. */
-static void job_meta_put(struct job *j, const struct certstore_cert *c)
+/* The end of a stored issuance: the change is announced to the fleet. */
+static void job_stored_end(struct job *j)
+{
+	struct certstore_cert *c = certstore_get(j->js->cs, j->host);
+
+	if (c)
+		certstore_announce(j->js->cs, j->host, c->info.serial_hex);
+	job_backoff_clear(j->js, j->host);
+	job_end(j, 1, NULL, -1);
+}
+
+static void cb_job_meta_stored(void *arg, struct storage_res *res)
+{
+	struct job *j = arg;
+
+	j->req = NULL;
+	health_storage_result(j->js->health, res);
+	if (res->rc == 1)
+		log_warn("host=%s metadata record not written: the issuance lock was taken over "
+			 "meanwhile (the new holder writes its own)", j->host);
+	else if (res->rc == -1)
+		log_err("host=%s cannot write its metadata record: %s", j->host, res->err);
+	job_stored_end(j);
+}
+
+/* "meta/<host>" of <c>, fenced like the certificate. The job waits for it
+ * before it ends and releases the lock: a release first would make the
+ * store refuse the fenced write (on Consul the two race as separate HTTP
+ * requests). NULL when there is nothing to write (or out of memory). */
+static struct storage_req *job_meta_put(struct job *j, const struct certstore_cert *c)
 {
 	char key[STORAGE_KEY_MAX], lock[STORAGE_KEY_MAX], *text;
+	struct storage_req *req;
 	size_t len;
 
 	if (!c->has_info)
-		return;
+		return NULL;
 	if (!(text = certstore_meta_encode(c->host, &c->info, &len))) {
 		log_err("host=%s cannot write its metadata record: out of memory", c->host);
-		return;
+		return NULL;
 	}
 	snprintf(key, sizeof(key), "meta/%s", c->host);
 	snprintf(lock, sizeof(lock), "issue/%s", c->host);
-	storage_put_fenced(j->js->st, key, text, len, lock, j->js->node_id, j->gen,
-			   cb_job_storage_ignore, j->js);
+	req = storage_put_fenced(j->js->st, key, text, len, lock, j->js->node_id, j->gen,
+				 cb_job_meta_stored, j);
 	free(text);
+	return req;
 }
 
 static void cb_job_stored(void *arg, struct storage_res *res)
@@ -460,10 +493,36 @@ static void cb_job_stored(void *arg, struct storage_res *res)
 	if (j->renewal)
 		js->stats.renewals++;
 	/* after the certificate: a record never names one not stored */
-	job_meta_put(j, c);
-	certstore_announce(js->cs, j->host, c->info.serial_hex);
-	job_backoff_clear(js, j->host);
-	job_end(j, 1, NULL, -1);
+	j->req = job_meta_put(j, c);
+	if (!j->req)
+		job_stored_end(j);
+}
+
+/* The answer of the lease check a failed order waited for: lost, the
+ * failure is this node's pause, not the name's or the CA's, and the node
+ * takes what the new holder stored; still held (the loop only stalled), the
+ * order failed without recording a backoff or marking the CA down, as that
+ * failure cannot be told from the stall. */
+static void cb_job_recheck(void *arg, struct storage_res *res)
+{
+	struct job *j = arg;
+
+	j->lease_req = NULL;
+	health_storage_result(j->js->health, res);
+	if (res->rc == 1) {
+		job_lost(j, "order failed");
+		return;
+	}
+	job_finish(j, 0, JOB_REFUSED_LOST, j->failed_why, -1);
+}
+
+/* 1 when <j>'s order ended with its lease not confirmed for a whole lease
+ * (this node was paused, or its loop stalled): another node may hold the
+ * lock now. */
+static int job_lease_stale(const struct job *j)
+{
+	return j->locked && !j->lost &&
+	       ev_now(j->js->loop) - j->lease_ok >= (double)j->js->cfg->lock_lease;
 }
 
 static void job_order_done(void *arg, const char *host, const struct acme_result *res)
@@ -478,6 +537,24 @@ static void job_order_done(void *arg, const char *host, const struct acme_result
 	if (j->lost) {	/* ended while this node was paused past its lease */
 		js->stats.orders_failed++;
 		job_lost(j, res->ok ? "certificate issued" : "order failed");
+		return;
+	}
+	if (!res->ok && job_lease_stale(j)) {
+		/* a request that timed out while this node was paused says
+		 * nothing of the CA nor of the name: whether the lock is still
+		 * ours decides what is written */
+		js->stats.orders_failed++;
+		log_warn("host=%s order failed after the lease went unconfirmed for %.0f s: "
+			 "checking the issuance lock before recording anything", host,
+			 ev_now(js->loop) - j->lease_ok);
+		ev_timer_stop(js->loop, &j->timer);
+		storage_cancel(j->lease_req);
+		j->failed_why = strdup(res->problem.detail ? res->problem.detail : "order failed");
+		snprintf(lock, sizeof(lock), "issue/%s", host);
+		j->lease_req = storage_lock_fenced(js->st, lock, js->node_id, j->gen,
+						   JOB_LOCK_LEASE_MS(js), cb_job_recheck, j);
+		if (!j->lease_req)
+			job_finish(j, 0, JOB_REFUSED_LOST, "out of memory", -1);
 		return;
 	}
 	if (!res->ok) {
@@ -554,6 +631,8 @@ static void cb_job_leased(void *arg, struct storage_res *res)
 
 	j->lease_req = NULL;
 	health_storage_result(j->js->health, res);
+	if (res->rc == 0)
+		j->lease_ok = ev_now(j->js->loop);
 	if (res->rc != 1 || j->lost)
 		return;	/* an error: the fenced write decides */
 	/* the order's end (ORDERING) or the write's (STORING) takes it on */
@@ -729,6 +808,7 @@ static void cb_job_locked(void *arg, struct storage_res *res)
 	if (res->rc == 0) {
 		j->locked = 1;
 		j->gen = res->gen;
+		j->lease_ok = ev_now(js->loop);
 		/* the lock may have been released (or its lease lost) by a node
 		 * that stored a certificate a moment ago: never order twice */
 		job_check(j);

@@ -9,6 +9,7 @@
 #     under its lost lease were refused by the store);
 #   - A orders nothing more, even when asked again, and serves B's certificate;
 #   - A wrote no failure backoff for the name.
+# PAUSE_EXTRA=N keeps A frozen N seconds more (past its CA request timeout).
 set -u
 source "$(dirname "$0")/lib.sh"
 it_init
@@ -72,14 +73,19 @@ B_SERIAL=$(stored_serial "$HOST"); B_CERT=$(stored_sum "certs/$HOST"); B_META=$(
 echo "# B's certificate serial $B_SERIAL"
 
 # --- A wakes ------------------------------------------------------------------
+# PAUSE_EXTRA seconds more (test_paused_node_timeout.sh): frozen past its CA
+# request timeout too, A's order fails on waking, which must not count as
+# the CA's or the name's failure either
+sleep "${PAUSE_EXTRA:-0}"
 kill -CONT "$A_PID"
 a_gave_up() { grep -q "host=$HOST .*result is discarded" "$IT_DIR/agent2.log"; }
 check "node A wakes, finds its lease lost and discards its result" wait_for 40 a_gave_up
 grep -E "host=$HOST .*(lease|lock was lost)" "$IT_DIR/agent2.log" | sed 's/^/#   A: /' | head -3
 sleep 2	# any write A would still make
+EMPTY=$(printf '' | sha256sum | cut -c1-16)	# what stored_sum reads of an absent key
 check "storage still holds B's certificate (serial $(stored_serial "$HOST"))" \
-	test "$(stored_sum "certs/$HOST")" = "$B_CERT"
-check "storage still holds B's metadata record" test "$(stored_sum "meta/$HOST")" = "$B_META"
+	test "$B_CERT" != "$EMPTY" -a "$(stored_sum "certs/$HOST")" = "$B_CERT"
+check "storage still holds B's metadata record" test "$B_META" != "$EMPTY" -a "$(stored_sum "meta/$HOST")" = "$B_META"
 no_backoff() { ! store_tool get "backoff/$HOST" >/dev/null 2>&1; }
 check "A wrote no failure backoff for $HOST" no_backoff
 use_node 2
