@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <cmocka.h>
 
+#include "acme/crypto.h"
 #include "tests/unit/core_fixture.h"
 
 #include "acme/acme.h"
@@ -428,5 +429,10 @@ int main(void)
 	};
 
 	log_level_max = LOG_LVL_WARN;
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+
+	/* a key generation an ended order left on a worker thread must not run
+	 * into OpenSSL's clean-up at exit (the agent's main does the same) */
+	crypto_async_shutdown();
+	return rc;
 }
