@@ -648,6 +648,9 @@ int imp_read_kong_redis(struct imp_set *s, const char *spec, char *err, size_t e
 	}
 	if (*end == '/' && end[1])
 		snprintf(prefix, sizeof(prefix), "%s::", end + 1);
+	/* blocking hiredis on purpose: this runs in the one-shot `acme-spoa
+	 * import` process (import_run, its own loop, no SPOE or admin served),
+	 * never in the agent, whose Redis traffic is all asynchronous */
 	rc = redisConnectWithTimeout(host, (int)port, tv);
 	if (!rc || rc->err) {
 		snprintf(err, errlen, "kong-redis %s:%ld: %s", host, port, rc ? rc->errstr : "out of memory");

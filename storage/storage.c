@@ -488,6 +488,29 @@ struct storage_req *storage_get(struct storage *st, const char *key, storage_cb 
 	return r ? storage_req_start(r, storage_why_key("key", key, why, sizeof(why))) : NULL;
 }
 
+/* What storage_put_prepare answers when the value could not be copied. */
+static const char STORAGE_PUT_NOMEM[] = "out of memory";
+
+/* The checks and the copy every put shares: NULL when <r> is ready (the
+ * value copied, the TTL set and noted), else why it is refused (in <why>
+ * or a constant), or STORAGE_PUT_NOMEM (<r> already released). */
+static const char *storage_put_prepare(struct storage *st, struct storage_req *r, const char *key,
+				       const char *val, size_t len, unsigned ttl_sec, char *why,
+				       size_t whylen)
+{
+	const char *w = storage_why_key("key", key, why, whylen);
+
+	if (!w && val == NULL && len > 0)
+		w = "storage: put: NULL value";
+	if (w)
+		return w;
+	if (storage_req_copy_val(r, val, len) == -1)
+		return STORAGE_PUT_NOMEM;
+	r->op.ttl_sec = ttl_sec;
+	storage_exp_note(st, key, ttl_sec);
+	return NULL;
+}
+
 struct storage_req *storage_put(struct storage *st, const char *key, const char *val, size_t len,
 				unsigned ttl_sec, storage_cb *cb, void *arg)
 {
@@ -497,16 +520,8 @@ struct storage_req *storage_put(struct storage *st, const char *key, const char 
 
 	if (!r)
 		return NULL;
-	w = storage_why_key("key", key, why, sizeof(why));
-	if (!w && val == NULL && len > 0)
-		w = "storage: put: NULL value";
-	if (!w) {
-		if (storage_req_copy_val(r, val, len) == -1)
-			return NULL;
-		r->op.ttl_sec = ttl_sec;
-		storage_exp_note(st, key, ttl_sec);
-	}
-	return storage_req_start(r, w);
+	w = storage_put_prepare(st, r, key, val, len, ttl_sec, why, sizeof(why));
+	return w == STORAGE_PUT_NOMEM ? NULL : storage_req_start(r, w);
 }
 
 struct storage_req *storage_del(struct storage *st, const char *key, storage_cb *cb, void *arg)
@@ -609,24 +624,21 @@ struct storage_req *storage_put_fenced(struct storage *st, const char *key, cons
 
 	if (!r)
 		return NULL;
-	w = storage_why_key("key", key, why, sizeof(why));
-	if (!w)
-		w = storage_why_key("lock name", fence, why, sizeof(why));
+	w = storage_why_key("lock name", fence, why, sizeof(why));
 	if (!w && (!storage_owner_valid(owner) || gen == 0)) {
 		snprintf(why, sizeof(why), "storage: fenced put %s: owner and generation needed", key);
 		w = why;
 	}
-	if (!w && val == NULL && len > 0)
-		w = "storage: put: NULL value";
+	if (!w)
+		w = storage_put_prepare(st, r, key, val, len, 0, why, sizeof(why));
+	if (w == STORAGE_PUT_NOMEM)
+		return NULL;
 	if (!w) {
-		if (storage_req_copy_val(r, val, len) == -1)
-			return NULL;
 		snprintf(r->member, sizeof(r->member), "%s", fence);
 		snprintf(r->owner, sizeof(r->owner), "%s", owner);
 		r->op.fence = r->member;
 		r->op.owner = r->owner;
 		r->op.gen = gen;
-		storage_exp_note(st, key, 0);
 	}
 	return storage_req_start(r, w);
 }
