@@ -162,6 +162,7 @@ void acme_op_finish(struct acme_op *op)
 /* ---- readiness: directory and account, shared by every op ---- */
 
 static void acme_directory_start(struct acme_client *c);
+static int acme_post_send(struct acme_op *op, char *err, size_t errlen);
 
 /* Fails the waiters (only those needing the account when <acct_only>). */
 static void acme_fail_waiters(struct acme_client *c, const struct acme_problem *prob, int acct_only)
@@ -178,6 +179,7 @@ static void acme_fail_waiters(struct acme_client *c, const struct acme_problem *
 			continue;
 		}
 		op->waiting = 0;
+		op->repost = 0;
 		op->vt->resume(op, prob);
 	}
 }
@@ -206,6 +208,14 @@ static void acme_kick(struct acme_client *c)
 			continue;
 		}
 		op->waiting = 0;
+		if (op->repost) {
+			char err[512];
+
+			op->repost = 0;
+			if (acme_post_send(op, err, sizeof(err)) < 0)
+				op->post_cb(op, NULL, err);
+			continue;
+		}
 		op->vt->resume(op, NULL);
 	}
 	if (want_account && c->acct_state == ACME_ACCT_NONE)
@@ -272,7 +282,6 @@ static void acme_directory_start(struct acme_client *c)
 
 /* ---- signed POST with nonce handling ---- */
 
-static int acme_post_send(struct acme_op *op, char *err, size_t errlen);
 
 static void cb_acme_post_response(void *arg, const struct http_response *res)
 {
@@ -303,20 +312,29 @@ static void cb_acme_post_response(void *arg, const struct http_response *res)
 		op->post_cb(op, NULL, err);
 		return;
 	}
-	if (res->status >= 400 && op->kind != ACME_OP_ACCOUNT && c->acct_state == ACME_ACCT_READY) {
+	if (res->status >= 400 && op->kind != ACME_OP_ACCOUNT) {
 		struct acme_problem p = { .retry_after = -1 };
+		int gone;
 
 		/* an account URL the CA does not know (imported from another
-		 * tool, or deactivated): this op fails, the next finds the
-		 * key's account with newAccount */
+		 * tool, deactivated, or a CA that lost its state): the key's
+		 * account is found (or made) with newAccount and this POST is
+		 * sent again, once, under it */
 		acme_problem_parse(res->status, res->body, res->body_len, NULL, &p);
-		if (acme_problem_is(&p, "accountDoesNotExist")) {
+		gone = acme_problem_is(&p, "accountDoesNotExist");
+		acme_problem_clear(&p);
+		if (gone && c->acct_state == ACME_ACCT_READY) {
 			log_warn("acme: account %s unknown to the CA: looking it up again", c->kid);
 			free(c->kid);
 			c->kid = NULL;
 			c->acct_state = ACME_ACCT_NONE;
 		}
-		acme_problem_clear(&p);
+		if (gone && !op->acct_retried && op->need_account) {
+			op->acct_retried = 1;
+			op->repost = 1;
+			acme_op_wait_ready(op);
+			return;
+		}
 	}
 	op->post_cb(op, res, NULL);
 }

@@ -143,6 +143,8 @@ struct acme_op {
 	char *post_url, *post_payload;
 	int post_pem, post_tries;
 	int unreachable;               /* the last POST got no answer from the CA */
+	int repost;                    /* waits for the account, then resends the POST */
+	int acct_retried;              /* resent once after accountDoesNotExist */
 	acme_post_cb *post_cb;
 };
 

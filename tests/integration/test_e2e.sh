@@ -56,16 +56,27 @@ echo | timeout 5 openssl s_client -connect "127.0.0.1:$HAP_HTTPS" -servername br
 check "a client refusing the default certificate still gets browser.test issued" wait_for 30 served_by_pebble browser.test
 check "ondemand.test.pem written 0600 to cert_dir" test "$(stat -c %a "$HAP_CERTS/ondemand.test.pem" 2>/dev/null)" = 600
 
-before=$(metric acme_spoa_orders_started_total)
-pids=(); for i in $(seq 0 19); do https_get "n$i.test" & pids+=($!); done; wait "${pids[@]}"
-# SPOE answers keep flowing while the 20 orders run
-out=$("$TOOLS/spop_client" "127.0.0.1:$SPOA_PORT" notify --count 20000 --pipeline 32 \
-	--message acme-http01 --arg host=str:a.test --arg token=str:tok-known_1-0123456789abcdef 2>&1)
-check "20000 SPOE messages answered while 20 orders run ($out)" grep -q 'acks=20000 errors=0' <<<"$out"
-all_served() { for i in $(seq 0 19); do served_by_pebble "n$i.test" || return 1; done; }
-check "twenty names requested at once are all served within 60 s" wait_for 60 all_served
-after=$(metric acme_spoa_orders_started_total)
-check "twenty names made twenty orders ($before -> $after)" delta_is 20 "$before" "$after"
+# twenty PREFIX: PREFIX0.test ... PREFIX19.test requested at once, with SPOE
+# traffic meanwhile; sets SPOE_OUT, SERVED (0 when all were served within
+# 60 s) and BEFORE/AFTER (the orders counter around them)
+twenty() {
+	local i pids=()
+	BEFORE=$(metric acme_spoa_orders_started_total)
+	for i in $(seq 0 19); do https_get "$1$i.test" & pids+=($!); done; wait "${pids[@]}"
+	# SPOE answers keep flowing while the 20 orders run
+	SPOE_OUT=$("$TOOLS/spop_client" "127.0.0.1:$SPOA_PORT" notify --count 20000 --pipeline 32 \
+		--message acme-http01 --arg host=str:a.test --arg token=str:tok-known_1-0123456789abcdef 2>&1)
+	all_served() { for i in $(seq 0 19); do served_by_pebble "$1$i.test" || return 1; done; }
+	wait_for 60 all_served "$1"; SERVED=$?
+	AFTER=$(metric acme_spoa_orders_started_total)
+}
+# (Pebble can deadlock under 20 orders at once: lib.sh pebble_deadlocked;
+# then it is restarted and 20 other new names are tried, once)
+twenty n
+if [ "$SERVED" != 0 ] && pebble_deadlocked; then twenty m; fi
+check "20000 SPOE messages answered while 20 orders run ($SPOE_OUT)" grep -q 'acks=20000 errors=0' <<<"$SPOE_OUT"
+check "twenty names requested at once are all served within 60 s" test "$SERVED" = 0
+check "twenty names made twenty orders ($BEFORE -> $AFTER)" delta_is 20 "$BEFORE" "$AFTER"
 
 before=$(metric acme_spoa_orders_started_total)
 for i in $(seq 5); do

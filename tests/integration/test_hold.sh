@@ -112,6 +112,18 @@ PY
 	check "hold_timeout passes: issuance goes on, slow1.test is then served" wait_for 20 verifies slow1.test
 }
 
+# burst PREFIX: 20 new names PREFIX1.test ... first contacted at once; prints
+# those whose first handshake did not verify.
+burst() {
+	local i pids=()
+	: > "$IT_DIR/burst-fail"
+	for i in $(seq 1 20); do
+		( verifies "$1$i.test" || echo "$1$i.test" >>"$IT_DIR/burst-fail" ) & pids+=($!)
+	done
+	wait "${pids[@]}"
+	tr '\n' ' ' < "$IT_DIR/burst-fail"
+}
+
 # run_line LABEL: the whole story against the HAProxy of HAPROXY_BIN.
 run_line() {
 	local L=$1 out ms i pids fails t0 n before after nk
@@ -136,12 +148,13 @@ run_line() {
 	check "$L: new1.test was held, not answered by the hold timeout ($ms ms < 8000)" test "$ms" -lt 8000
 
 	# --- 20 new names at once ------------------------------------------------
-	pids=()
-	for i in $(seq 1 20); do
-		( verifies "par$i.test" || echo "par$i.test" >>"$IT_DIR/par-fail$L" ) & pids+=($!)
-	done
-	wait "${pids[@]}"
-	fails=$(cat "$IT_DIR/par-fail$L" 2>/dev/null | tr '\n' ' ')
+	# (Pebble can deadlock under 20 orders at once: lib.sh pebble_deadlocked;
+	# then it is restarted and 20 other new names are tried, once)
+	fails=$(burst par)
+	if [ -n "$fails" ] && pebble_deadlocked; then
+		cat "$IT_DIR/pebble-roots.pem" "$IT_DIR/stored-ca.pem" > "$IT_DIR/roots.pem"
+		fails=$(burst parb)
+	fi
 	check "$L: 20 new names first contacted at once all verify${fails:+ (failed: $fails)}" test -z "$fails"
 
 	# --- a disallowed name: answered at once ----------------------------------
