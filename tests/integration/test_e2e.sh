@@ -78,6 +78,16 @@ check "20000 SPOE messages answered while 20 orders run ($SPOE_OUT)" grep -q 'ac
 check "twenty names requested at once are all served within 60 s" test "$SERVED" = 0
 check "twenty names made twenty orders ($BEFORE -> $AFTER)" delta_is 20 "$BEFORE" "$AFTER"
 
+# --- the CA loses its state (a Pebble restarted on its ports knows no account)
+# the next order is refused with accountDoesNotExist: the agent finds the
+# key's account again and sends that order again, so the name is still served
+stop_pid "$PEBBLE_PID"; wait "$PEBBLE_PID" 2>/dev/null
+check "Pebble restarted on its ports (all state lost)" pebble_launch
+https_get relookup.test
+check "a CA that forgot the account: the next name is still served" wait_for 30 served_by_pebble relookup.test
+check "... after looking the account up again (agent log)" \
+	grep -q 'unknown to the CA: looking it up again' "$IT_DIR/agent.log"
+
 before=$(metric acme_spoa_orders_started_total)
 for i in $(seq 5); do
 	pids=(); for j in $(seq 20); do https_get one.test & pids+=($!); done; wait "${pids[@]}"
