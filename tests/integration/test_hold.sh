@@ -156,6 +156,10 @@ run_line() {
 		fails=$(burst parb)
 	fi
 	check "$L: 20 new names first contacted at once all verify${fails:+ (failed: $fails)}" test -z "$fails"
+	if [ -n "$fails" ]; then	# what the agent said of the first one
+		set -- $fails
+		grep -F "${1%.test}" "$IT_DIR/agent${NODE:-}.log" | tail -8 | sed 's/^/#   /'
+	fi
 
 	# --- a disallowed name: answered at once ----------------------------------
 	# (the best of 3 handshakes each, beside a name HAProxy serves: the
