@@ -271,6 +271,8 @@ static void rp_local_expire(struct renewplan *p, time_t now)
 
 	while (k < p->nlocal && p->local[k].t <= now - RP_SEEN_S)
 		k++;
+	if (!k)
+		return;
 	memmove(p->local, p->local + k, (p->nlocal - k) * sizeof(*p->local));
 	p->nlocal -= k;
 }
