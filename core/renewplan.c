@@ -352,6 +352,16 @@ static void rp_log(struct renewplan *p, time_t now)
 	p->logged_first = p->res.first_late;
 }
 
+/* Plan order: by planned time, then earliest expiry first. */
+static int rp_ent_plan_cmp(const void *a, const void *b)
+{
+	const struct rp_ent *x = *(struct rp_ent *const *)a, *y = *(struct rp_ent *const *)b;
+
+	if (x->it.planned != y->it.planned)
+		return x->it.planned < y->it.planned ? -1 : 1;
+	return rp_item_less(&x->it, &y->it) ? -1 : rp_item_less(&y->it, &x->it);
+}
+
 static void cb_rp_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct renewplan *p = w->data;
@@ -377,7 +387,7 @@ static void cb_rp_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	p->res = tot;
 	snprintf(p->first_host, sizeof(p->first_host), "%s", tot.first_host ? tot.first_host : "");
 	p->res.first_host = p->first_host;
-	/* due ones start now, in plan order across issuers as they come */
+	/* due ones start now, in plan order */
 	p->waiting = 0;
 	for (k = 0; k < c.n; k++) {
 		struct rp_ent *e = c.v[k];
@@ -399,6 +409,7 @@ static void cb_rp_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 	p->spread = p->waiting > 0;
 	rp_log(p, now);
+	qsort(c.v, nstart, sizeof(*c.v), rp_ent_plan_cmp);
 	for (k = 0; k < nstart; k++) {
 		struct rp_ent *e = c.v[k];
 

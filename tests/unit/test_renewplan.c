@@ -6,7 +6,11 @@
  * first, no 3-hour window over the budget (a brute-force count at every
  * order), every planned time inside its certificate's window, and the
  * shortfall count and first unrenewed expiry exact. Also a fleet's share
- * (weight), windows that open later, and a budget of nothing. */
+ * (weight), windows that open later, and a budget of nothing. Then the
+ * plan on a real libev loop over real issuers (shm storage): held renewals
+ * started through the callback in plan order within the budget, an ARI one
+ * at once, an urgent one the budget cannot take counted short with its date
+ * (and in /metrics), dropped, and a CA without an orders limit not held. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -16,8 +20,12 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "tests/unit/core_fixture.h"
+
+#include "core/issuers.h"
 #include "core/ratelimit.h"
 #include "core/renewplan.h"
+#include "lib/metrics.h"
 
 #define NOW	((time_t)1800000000)
 #define SPAN	RENEWPLAN_SPAN_S
@@ -304,6 +312,116 @@ static void test_plan_late_only_when_delayed(void **state)
 	assert_int_equal(res.first_late, NOW + 700);
 }
 
+/* ---- the plan on the loop ------------------------------------------------ */
+
+struct started {
+	char host[16][32];
+	size_t n;
+};
+
+static void cb_started(void *arg, const char *host)
+{
+	struct started *st = arg;
+
+	if (st->n < 16)
+		snprintf(st->host[st->n], sizeof(st->host[0]), "%s", host);
+	st->n++;
+}
+
+static struct issuers *open_issuers(struct fx *f, const char *limits)
+{
+	char json[512], err[256] = "";
+	struct issuers *is;
+
+	snprintf(json, sizeof(json), "\"api_uri\":\"http://127.0.0.1:9/dir\"%s%s",
+		 limits[0] ? "," : "", limits);
+	fx_open(f, json);
+	is = issuers_new(f->loop, f->cfg, f->st, &f->health, NULL, NULL, "node-a", err, sizeof(err));
+	if (!is)
+		fail_msg("issuers_new: %s", err);
+	return is;
+}
+
+static void test_plan_on_the_loop(void **state)
+{
+	struct fx f;
+	struct issuers *is = open_issuers(&f, "\"rate_limits\":{\"orders_per_3h\":10,"
+					  "\"renewal_reserve\":0.2}");
+	struct started st = { 0 };
+	struct renewplan *p = renewplan_new(f.loop, is, cb_started, &st);
+	struct metrics_buf b = { 0 };
+	time_t now = time(NULL), first = 0;
+	char host[32], want[128];
+	int i;
+
+	assert_non_null(p);
+	/* 12 due, expiring a minute apart from tomorrow, held in reverse */
+	for (i = 11; i >= 0; i--) {
+		snprintf(host, sizeof(host), "h%02d.example.com", i);
+		assert_int_equal(renewplan_hold(p, host, 0, now - 60, now + 86400 + i * 60, 0), 1);
+	}
+	assert_int_equal(st.n, 0);	/* never inside the call */
+	fx_run_for(&f, 0.2);
+	/* 10 - floor(10 * 0.2) = 8 now, earliest expiry first */
+	assert_int_equal(st.n, 8);
+	for (i = 0; i < 8; i++) {
+		snprintf(host, sizeof(host), "h%02d.example.com", i);
+		assert_string_equal(st.host[i], host);
+	}
+	assert_int_equal(renewplan_waiting(p), 4);
+	assert_int_equal(renewplan_shortfall(p, &first), 0);
+
+	/* an ARI renewal starts at once, whatever the budget */
+	assert_int_equal(renewplan_hold(p, "ari.example.com", 0, now - 60, now + 86400, 1), 1);
+	fx_run_for(&f, 0.2);
+	assert_int_equal(st.n, 9);
+	assert_string_equal(st.host[8], "ari.example.com");
+
+	/* one expiring in 50 minutes: the 8 just started fill the window, so
+	 * it would wait 3 hours: short, with its expiry as the date */
+	assert_int_equal(renewplan_hold(p, "urgent.example.com", 0, now - 60, now + 3000, 0), 1);
+	fx_run_for(&f, 0.2);
+	assert_int_equal(st.n, 9);
+	assert_int_equal(renewplan_shortfall(p, &first), 1);
+	assert_int_equal(first, now + 3000);
+	assert_int_equal(renewplan_waiting(p), 5);
+	renewplan_metrics(p, &b);
+	assert_non_null(strstr(b.data, "\nacme_spoa_renewal_shortfall 1\n"));
+	snprintf(want, sizeof(want), "\nacme_spoa_renewal_shortfall_first_expiry_timestamp_seconds %lld\n",
+		 (long long)(now + 3000));
+	assert_non_null(strstr(b.data, want));
+	assert_non_null(strstr(b.data, "\nacme_spoa_renewal_planned 5\n"));
+	metrics_buf_free(&b);
+
+	/* renewed elsewhere meanwhile: no longer short */
+	renewplan_drop(p, "urgent.example.com");
+	fx_run_for(&f, 0.2);
+	assert_int_equal(renewplan_shortfall(p, &first), 0);
+	assert_int_equal(first, 0);
+	assert_int_equal(renewplan_waiting(p), 4);
+
+	renewplan_free(p);
+	issuers_free(is);
+	fx_close(&f);
+}
+
+/* A CA without an orders limit: nothing to plan, the caller starts it. */
+static void test_plan_without_limit(void **state)
+{
+	struct fx f;
+	struct issuers *is = open_issuers(&f, "");
+	struct started st = { 0 };
+	struct renewplan *p = renewplan_new(f.loop, is, cb_started, &st);
+
+	assert_int_equal(renewplan_hold(p, "a.example.com", 0, time(NULL) - 60, time(NULL) + 86400, 0), 0);
+	fx_run_for(&f, 0.1);
+	assert_int_equal(st.n, 0);
+	assert_int_equal(renewplan_waiting(p), 0);
+	renewplan_free(p);
+	issuers_free(is);
+	fx_close(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -313,6 +431,8 @@ int main(void)
 		cmocka_unit_test(test_plan_fleet_share),
 		cmocka_unit_test(test_plan_later_windows_and_none),
 		cmocka_unit_test(test_plan_late_only_when_delayed),
+		cmocka_unit_test(test_plan_on_the_loop),
+		cmocka_unit_test(test_plan_without_limit),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
