@@ -5,9 +5,9 @@
 # 3 hours against orders_per_3h 300; here it is scaled down 10 times: 100
 # certificates due now (gen_certs), orders_per_3h 30 with renewal_reserve
 # 0.2, so renewals are planned 24 per 3 hours, earliest expiry first:
-#   group A, 50 certificates valid 5 hours (from an hour ago): 24 now, 24 at
+#   group A, 50 certificates expiring in 5 hours: 24 now, 24 at
 #     +3 h (before expiry - 1 h), the last 2 at +6 h: too late;
-#   group B, 50 valid 8 hours: 22 at +6 h in time, 28 later: too late.
+#   group B, 50 expiring in 8 hours: 22 at +6 h in time, 28 later: too late.
 # So Pebble sees 24 orders and no more (the plan's next window is 3 hours
 # away: the test checks the first window and the published plan), the
 # agent's own budget check never refuses one (nothing reaches the CA to be
@@ -45,7 +45,7 @@ STORE="redis:127.0.0.1:$REDIS_PORT:it"
 	--cert-dir "$IT_DIR/gen-a" >"$IT_DIR/gen.log" 2>&1 &&
 "$TOOLS/gen_certs" --store "$STORE" --count 50 --domain b.plan.test --hours 8 \
 	>>"$IT_DIR/gen.log" 2>&1
-check "gen_certs stores 50 certificates valid 5 h and 50 valid 8 h" test $? = 0
+check "gen_certs stores 50 certificates expiring in 5 h and 50 in 8 h" test $? = 0
 # what a node that stores a certificate publishes (gen_certs writes the
 # change feed, which the agent reconciles only once a minute)
 for g in a b; do for i in $(seq 0 49); do echo "PUBLISH it:certs host$i.$g.plan.test"; done; done |

@@ -15,10 +15,11 @@
  * version: the leaf's serial as crypto_cert_info() writes it; a no-op on file
  * storage), as the agent does. Serials are random, so a certificate written
  * again for a host always has a new version. Up to GEN_WINDOW hosts are in
- * flight at once. --hours makes certificates valid for H hours (from an
- * hour ago, as with --days): short-lived ones, due at once. With --cert-dir the same bundle is also written to
- * DIR/<host>.pem (0600), the layout HAProxy loads with "crt DIR". Exits 0
- * only when all were written. */
+ * flight at once. With --cert-dir the same bundle is also written to
+ * DIR/<host>.pem (0600), the layout HAProxy loads with "crt DIR". --hours
+ * makes certificates expire H hours from now instead of D days (valid from
+ * an hour ago either way): short-lived ones, due at once. Exits 0 only when
+ * all were written. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
