@@ -308,8 +308,11 @@ static int rp_plan_issuer(struct renewplan *p, int i, struct rp_ent **all, size_
 		rc = 0;
 		goto out;
 	}
-	/* the part new names may not take stays free for them... as far as a
-	 * reserve of 1 (new names take nothing) allows */
+	/* renewals are planned within what new names may use too: the
+	 * reserve stays free, and as renewals are admitted up to the whole
+	 * limit, an order placed between two plannings (a new name, another
+	 * node) never makes a planned one refused. A reserve of 1 leaves new
+	 * names nothing: renewals are planned on the whole limit. */
 	b.cap = ratelimit_allowed(limit, reserve, RATELIMIT_NEW);
 	if (!b.cap)
 		b.cap = limit;

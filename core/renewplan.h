@@ -9,11 +9,12 @@
  * would expire unrenewed).
  *
  * The budget renewals are planned against, per issuer (an ACME account):
- * orders_per_3h minus the part renewal_reserve keeps (the part new names may
- * not take either), counting every order the account already placed in the
- * sliding window (the shared rl/<acct>/orders record every node of the fleet
- * spends, as this node last read it) and the renewals this node just
- * started. ARI renewals (sending `replaces`) are exempt: they start at their
+ * orders_per_3h minus the renewal_reserve part (what new names may use;
+ * the whole limit with a reserve of 1), counting every order the account
+ * already placed in the sliding window (the shared rl/<acct>/orders record
+ * every node of the fleet spends, as this node last read it) and the
+ * renewals this node just started. The reserve stays free: an order placed
+ * between two plannings never makes a planned renewal refused. ARI renewals (sending `replaces`) are exempt: they start at their
  * due time and count for nothing. In a fleet of N live members each node
  * plans its own share (rendezvous hashing gives each about 1/N of the due
  * certificates) at 1/N of that budget, so that the fleet together keeps
