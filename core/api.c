@@ -28,6 +28,7 @@
 #include "core/members.h"
 #include "core/ratelimit.h"
 #include "core/renew.h"
+#include "core/renewplan.h"
 #include "dns/dns01.h"
 #include "lib/host.h"
 #include "lib/log.h"
@@ -718,6 +719,7 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	metrics_value(b, "acme_spoa_fleet_members", NULL, (double)members_count(a->d.members));
 	metrics_header(b, "acme_spoa_renewal_share", "gauge", "Certificates whose renewal and ARI polling belong to this node.");
 	metrics_value(b, "acme_spoa_renewal_share", NULL, (double)renew_share(a->d.renew));
+	renewplan_metrics(renew_plan(a->d.renew), b);
 	api_counter(b, "acme_spoa_feed_reads_total", "Reads of the fleet's change feed.", NULL, fs.feed_reads);
 	api_counter(b, "acme_spoa_feed_changes_total", "Certificate changes learnt from the change feed.", NULL, fs.feed_changes);
 	api_counter(b, "acme_spoa_spoe_frames_total", "SPOE NOTIFY frames received.", NULL, ss.notify_frames);

@@ -591,6 +591,18 @@ long ratelimit_orders_left(const struct ratelimit *rl)
 	return used >= limit ? 0 : (long)(limit - used);
 }
 
+unsigned ratelimit_orders_limit(const struct ratelimit *rl, double *reserve)
+{
+	if (reserve)
+		*reserve = rl->iss->rl_renewal_reserve;
+	return rl_limit(rl, RATELIMIT_ORDERS);
+}
+
+const struct ratelimit_window *ratelimit_orders_seen(const struct ratelimit *rl)
+{
+	return rl->orders_known ? &rl->orders : NULL;
+}
+
 size_t ratelimit_pending(const struct ratelimit *rl)
 {
 	const struct ratelimit_check *c;

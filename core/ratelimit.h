@@ -152,6 +152,13 @@ void ratelimit_metrics(const struct ratelimit *rl, struct metrics_buf *b);
 unsigned long ratelimit_refused(const struct ratelimit *rl, enum ratelimit_limit l);
 long ratelimit_orders_left(const struct ratelimit *rl);
 
+/* The orders_per_3h limit (0: off) and renewal_reserve now in force, and
+ * the account's orders as this node last read them (oldest first; some may
+ * have left the window since), or NULL when not read yet. For the renewal
+ * plan (core/renewplan.c). */
+unsigned ratelimit_orders_limit(const struct ratelimit *rl, double *reserve);
+const struct ratelimit_window *ratelimit_orders_seen(const struct ratelimit *rl);
+
 /* Checks and records in flight (a lock retry's wait included). */
 size_t ratelimit_pending(const struct ratelimit *rl);
 

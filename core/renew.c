@@ -19,6 +19,7 @@
 #include "core/jobs.h"
 #include "core/members.h"
 #include "core/renew.h"
+#include "core/renewplan.h"
 #include "lib/heap.h"
 #include "lib/hmap.h"
 #include "lib/log.h"
@@ -60,6 +61,7 @@ struct renew {
 	struct hmap ents;		/* host -> struct renew_ent */
 	struct heap due;		/* entries by wake time */
 	struct members *members;	/* NULL: this node renews everything */
+	struct renewplan *plan;		/* due renewals against the CA's orders budget */
 	size_t share;			/* entries owned */
 	ev_timer timer;
 	int started;
@@ -140,6 +142,8 @@ static void renew_compute(struct renew *r, struct renew_ent *e)
 			due = ari_due;
 	}
 	e->due = due;
+	if (due > time(NULL))
+		renewplan_drop(r->plan, e->host);	/* renewed, or due later now */
 	renew_index(r, e, 0);
 }
 
@@ -148,6 +152,7 @@ static void renew_ent_free(struct renew *r, struct renew_ent *e)
 	if (!e)
 		return;
 	r->share -= e->owned;
+	renewplan_drop(r->plan, e->host);
 	if (e->hidx != HEAP_NONE)
 		heap_remove(&r->due, e->hidx);
 	free(e);
@@ -319,6 +324,28 @@ static void renew_ari_ask(struct renew *r, struct renew_ent *e, time_t now)
 		free(q);
 }
 
+/* Hands due <e> to the renewal plan. Returns 1 when the plan starts it
+ * (renewplan_hold()), else 0: it starts now. */
+static int renew_plan_hold(struct renew *r, const struct renew_ent *e)
+{
+	struct certstore_cert *c = certstore_get(r->cs, e->host);
+	const char *cn = c ? c->info.issuer_cn : NULL;
+	/* as jobs counts it: an ARI renewal sends `replaces`, which the CA exempts */
+	int exempt = c && c->info.ari_cert_id[0] && acme_has_ari(issuers_acme_for_cn(r->iss, cn));
+
+	return renewplan_hold(r->plan, e->host, c ? issuers_for_cn(r->iss, cn) : 0, e->due,
+			      e->not_after, exempt) == 1;
+}
+
+/* The plan's time for <host> has come. */
+static void cb_renew_planned(void *arg, const char *host)
+{
+	struct renew *r = arg;
+
+	if (!jobs_active(r->jobs, host))
+		jobs_issue(r->jobs, host, 1, 0, NULL);
+}
+
 /* One certificate whose time has come (or every one when <force>): asks ARI,
  * starts its renewal, and puts it back with its next wake time. Returns 1
  * when a renewal started. */
@@ -358,6 +385,8 @@ static int renew_one(struct renew *r, struct renew_ent *e, time_t now, int force
 		if (!force && jobs_backoff_active(r->jobs, e->host, &until)) {
 			(*skipped)++;
 			floor = until;
+		} else if (!force && renew_plan_hold(r, e)) {
+			floor = now + (time_t)RENEW_RECHECK_S;	/* the plan starts it in time */
 		} else {
 			/* one failing renewal never stops the others */
 			started = jobs_issue(r->jobs, e->host, 1, 0, NULL) == 0;
@@ -431,6 +460,8 @@ static void renew_owner_cb(void *arg, const char *host, void *val)
 	if (owned == e->owned)
 		return;
 	e->owned = owned;
+	if (!owned)
+		renewplan_drop(r->plan, e->host);
 	if (owned)
 		r->share++;
 	else
@@ -454,7 +485,13 @@ void renew_members_changed(struct renew *r)
 void renew_set_members(struct renew *r, struct members *m)
 {
 	r->members = m;
+	renewplan_set_members(r->plan, m);
 	renew_members_changed(r);
+}
+
+struct renewplan *renew_plan(const struct renew *r)
+{
+	return r->plan;
 }
 
 size_t renew_share(const struct renew *r)
@@ -514,6 +551,12 @@ struct renew *renew_new(struct ev_loop *loop, const struct config *cfg, struct s
 	r->cs = cs;
 	r->jobs = jobs;
 	r->health = health;
+	r->plan = renewplan_new(loop, iss, cb_renew_planned, r);
+	if (!r->plan) {
+		free(r);
+		r = NULL;
+		goto out;
+	}
 	hmap_init(&r->ents);
 	heap_init(&r->due, renew_wake_less, renew_wake_set_index);
 	ev_init(&r->timer, cb_renew_timer);
@@ -534,5 +577,6 @@ void renew_free(struct renew *r)
 	ev_timer_stop(r->loop, &r->timer);
 	heap_clear(&r->due);
 	hmap_clear(&r->ents, renew_ent_free_cb);
+	renewplan_free(r->plan);
 	free(r);
 }

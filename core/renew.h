@@ -24,6 +24,7 @@ struct ev_loop;
 struct health;
 struct jobs;
 struct members;
+struct renewplan;
 struct storage;
 
 /* Creates an empty index, its timer stopped. <cfg>, <st>, <iss> (ARI asks
@@ -72,6 +73,10 @@ void renew_set_members(struct renew *r, struct members *m);
 /* The members changed: each certificate's owner is computed again; the due
  * ones that became this node's are renewed by the next pass. */
 void renew_members_changed(struct renew *r);
+
+/* The renewal plan (core/renewplan.h): due renewals spread against the
+ * CA's orders budget, and its shortfall. */
+struct renewplan *renew_plan(const struct renew *r);
 
 /* Certificates this node owns (all of them without members). */
 size_t renew_share(const struct renew *r);

@@ -4,7 +4,7 @@
  *
  *   gen_certs --store file:/DIR|redis:HOST:PORT[:NS] [--count N] [--start I]
  *             [--domain bench.test] [--name HOST]... [--cert-dir DIR]
- *             [--ca-out FILE] [--days D] [--no-meta]
+ *             [--ca-out FILE] [--days D | --hours H] [--no-meta]
  *
  * Each certificate is for host<i>.<domain> (i from --start, --count of them)
  * or for every --name given; it is stored as "certs/<host>" holding leaf PEM,
@@ -16,8 +16,10 @@
  * storage), as the agent does. Serials are random, so a certificate written
  * again for a host always has a new version. Up to GEN_WINDOW hosts are in
  * flight at once. With --cert-dir the same bundle is also written to
- * DIR/<host>.pem (0600), the layout HAProxy loads with "crt DIR". Exits 0
- * only when all were written. */
+ * DIR/<host>.pem (0600), the layout HAProxy loads with "crt DIR". --hours
+ * makes certificates expire H hours from now instead of D days (valid from
+ * an hour ago either way): short-lived ones, due at once. Exits 0 only when
+ * all were written. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -49,6 +51,7 @@ struct gen {
 	char *ca_pem;
 	size_t ca_len;
 	long days;
+	long hours;		/* --hours: the validity in hours instead of days */
 	int no_meta;		/* --no-meta */
 	struct storage *st;
 	size_t inflight;	/* hosts whose put or feed_put is under way */
@@ -115,7 +118,7 @@ static X509 *gen_cert(struct gen *g, const char *cn, EVP_PKEY *key, int is_ca)
 	if (X509_set_version(crt, 2) != 1 ||
 	    gen_serial(crt) == -1 ||
 	    !X509_gmtime_adj(X509_getm_notBefore(crt), -3600) ||
-	    !X509_gmtime_adj(X509_getm_notAfter(crt), g->days * 86400L) ||
+	    !X509_gmtime_adj(X509_getm_notAfter(crt), g->hours ? g->hours * 3600L : g->days * 86400L) ||
 	    X509_set_pubkey(crt, key) != 1)
 		goto out;
 	name = X509_NAME_new();
@@ -369,7 +372,7 @@ static void gen_usage(void)
 {
 	fprintf(stderr, "usage: gen_certs [--store file:/DIR|redis:HOST:PORT[:NS]] [--count N] "
 		"[--start I] [--domain D] [--name HOST]... [--cert-dir DIR] [--ca-out FILE] "
-		"[--days D] [--no-meta]\n");
+		"[--days D | --hours H] [--no-meta]\n");
 }
 
 int main(int argc, char **argv)
@@ -383,6 +386,7 @@ int main(int argc, char **argv)
 		{ "cert-dir", required_argument, NULL, 'c' },
 		{ "ca-out", required_argument, NULL, 'a' },
 		{ "days", required_argument, NULL, 'D' },
+		{ "hours", required_argument, NULL, 'H' },
 		{ "no-meta", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -408,11 +412,12 @@ int main(int argc, char **argv)
 		case 'c': cert_dir = optarg; break;
 		case 'a': ca_out = optarg; break;
 		case 'D': g.days = atol(optarg); break;
+		case 'H': g.hours = atol(optarg); if (g.hours <= 0) g.hours = -1; break;
 		case 'M': g.no_meta = 1; break;
 		default: gen_usage(); free(names); return 2;
 		}
 	}
-	if ((!store && !cert_dir) || (count <= 0 && nnames == 0) || count < 0 || g.days <= 0) {
+	if ((!store && !cert_dir) || (count <= 0 && nnames == 0) || count < 0 || g.days <= 0 || g.hours < 0) {
 		gen_usage();
 		free(names);
 		return 2;
