@@ -111,7 +111,7 @@ REDIS_USED=$(redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory_hum
 t0=$(bench_now)
 SCAN_N=$(redis-cli -p "$REDIS_PORT" --scan --pattern 'fleet:certs/*' | wc -l)
 T_SCAN=$(bench_dt "$t0" "$(bench_now)")
-say "8: redis-cli --scan lists $SCAN_N names (certs/) in $T_SCAN s, alone"
+say "8: redis-cli --scan (its default COUNT 10 a call) lists $SCAN_N names (certs/) in $T_SCAN s, alone"
 IT_STORAGE=redis REDIS_NS=fleet
 PEBBLE_HTTP=$(free_port)
 if ! start_challtestsrv || ! start_pebble "$PEBBLE_HTTP" || ! pebble_roots; then
@@ -196,7 +196,7 @@ say "8a: ready (from exec, RSS then): $READY_TXT"
 say "8a: metadata of all known (from exec): $BG_TXT"
 bench_row "8a 3 nodes ready, $FLEET_N names" "${READY_MAX:-FAILED}${READY_MAX:+ s slowest}" "2 s target" \
 	"$(bench_ratio "$READY_MAX" 2) (slowest/target)" \
-	"three agents on one Redis holding $FLEET_N certificates (gen_certs, metadata records; $FILL_HOW; Redis $REDIS_USED; redis-cli --scan of the names alone: $T_SCAN s), preload on_demand, started at once: exec to the 'ready' log line (its timestamp), VmRSS when it appeared, certificates it names: $READY_TXT"
+	"three agents on one Redis holding $FLEET_N certificates (gen_certs, metadata records; $FILL_HOW; Redis $REDIS_USED; redis-cli --scan of the names alone, COUNT 10 a call: $T_SCAN s), preload on_demand, started at once: exec to the 'ready' log line (its timestamp), VmRSS when it appeared, certificates it names: $READY_TXT"
 RSS_TXT=FAILED
 [ -n "$RSS_MAX" ] && RSS_TXT="$(fleet_mib "$RSS_MAX") MiB largest"
 bench_row "8a RSS after the background read" "$RSS_TXT" \
