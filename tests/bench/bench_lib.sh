@@ -211,6 +211,32 @@ bench_metric() {
 		awk -v n="$2" '$1 == n && !f { printf "%.0f\n", $2; f = 1 }'
 }
 
+# bench_handshakes CAFILE HOST...: one TLS handshake per HOST through HAProxy
+# on $HAP_HTTPS,
+# one after another in one process; prints "HOST OK MS" per line (OK: the
+# certificate verified for HOST; MS: connect + handshake).
+bench_handshakes() {
+	python3 - "$HAP_HTTPS" "$@" <<'PY'
+import socket, ssl, sys, time
+port, ca, hosts = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+ctx = ssl.create_default_context(cafile=ca)
+for h in hosts:
+    t0 = time.monotonic()
+    ok = 1
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=15)
+        ctx.wrap_socket(s, server_hostname=h).close()
+    except (ssl.SSLError, OSError):
+        ok = 0
+    print(h, ok, "%.2f" % ((time.monotonic() - t0) * 1000), flush=True)
+PY
+}
+# bench_median_ms FILE: median of column 3 of FILE; fails unless every line verified.
+bench_median_ms() {
+	awk '$2 != 1 { bad = 1 } { print $3 } END { exit bad }' "$1" | sort -n |
+		awk '{ v[NR] = $1 } END { if (NR) printf "%.1f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
 # Results, printed as one table at the end.
 BENCH_ROWS=()
 # bench_row FIGURE AGENT REFERENCE RATIO SETTING
@@ -351,6 +377,72 @@ bench_spoa() {
 	if [ "$acks_d" -gt 0 ]; then
 		SPOA_RATE_D=$(awk -v a="$acks_d" -v s="$secs_d" 'BEGIN { printf "%.0f", a / s }')
 		SPOA_CPU_D=$(bench_mean "$cpu_d")
+	fi
+	return 0
+}
+
+# bench_redis_filled DIR N NS DOMAIN: a redis-server on a free port (REDIS_PORT,
+# REDIS_PID; its files in DIR) holding N certificates host0..host<N-1>.DOMAIN
+# under namespace NS, as gen_certs writes them (bundle, "meta/<host>" record,
+# change feed; 90 days, one leaf key shared, one gen_certs process per CPU
+# over disjoint ranges, each with its own CA). The filled store is kept as an
+# RDB dump in $BENCH_CACHE (/var/cache/acme-spoa/bench, else ~/.cache/...)
+# under the generator's version (gen_certs --version) and N, so a second run
+# loads it instead of filling again; a dump older than 30 days is filled
+# again (its certificates would near their end). The CAs' PEMs are in
+# FILL_CAS (a file: all of them). Sets FILL_HOW ("filled in S s" or "loaded
+# from the cache, filled in S s on DATE") and FILL_SECS. Returns 1 on failure.
+bench_redis_filled() {
+	local dir=$1 n=$2 ns=$3 domain=$4 ver cache key procs i per start cnt pids=() t0 ok=1
+	ver=$("$IT_BUILD/tools/gen_certs" --version | awk '{ print $2 }') || return 1
+	cache=${BENCH_CACHE:-/var/cache/acme-spoa/bench}
+	mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ] || cache=${XDG_CACHE_HOME:-$HOME/.cache}/acme-spoa-bench
+	mkdir -p "$cache" "$dir" || return 1
+	key=$cache/redis-g$ver-n$n-$ns-$domain
+	FILL_CAS=$dir/fill-cas.pem
+	REDIS_PORT=$(free_port)
+	if [ -f "$key/dump.rdb" ] && [ -n "$(find "$key/dump.rdb" -mtime -30)" ]; then
+		# a hard link: Redis never writes it (no save), and a copy of GiBs costs seconds
+		ln -f "$key/dump.rdb" "$dir/dump.rdb" 2>/dev/null || cp "$key/dump.rdb" "$dir/dump.rdb" || return 1
+		cp "$key/cas.pem" "$FILL_CAS" || return 1
+		t0=$(bench_now)
+		redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+			--dir "$dir" >"$dir/redis.log" 2>&1 &
+		REDIS_PID=$!
+		IT_PIDS+=("$REDIS_PID")
+		# Redis answers PING with -LOADING while it reads the dump
+		wait_for 300 sh -c "redis-cli -p $REDIS_PORT ping | grep -qx PONG" || return 1
+		FILL_SECS=$(cat "$key/fill-secs")
+		FILL_HOW="loaded from the cache ($key, $(bench_dt "$t0" "$(bench_now)") s), filled in $FILL_SECS s on $(date -u -r "$key/dump.rdb" +%F)"
+		return 0
+	fi
+	redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+		--dir "$dir" >"$dir/redis.log" 2>&1 &
+	REDIS_PID=$!
+	IT_PIDS+=("$REDIS_PID")
+	wait_for 10 redis-cli -p "$REDIS_PORT" ping >/dev/null || return 1
+	procs=$(nproc)
+	per=$(( (n + procs - 1) / procs ))
+	t0=$(bench_now)
+	for i in $(seq 0 $((procs - 1))); do
+		start=$((i * per)); cnt=$per
+		[ $((start + cnt)) -le "$n" ] || cnt=$((n - start))
+		[ "$cnt" -gt 0 ] || continue
+		"$IT_BUILD/tools/gen_certs" --store "redis:127.0.0.1:$REDIS_PORT:$ns" --start "$start" \
+			--count "$cnt" --domain "$domain" --shared-key --window 1024 \
+			--ca-out "$dir/fill-ca$i.pem" >"$dir/fill-gen$i.log" 2>&1 &
+		pids+=($!)
+	done
+	for i in "${pids[@]}"; do wait "$i" || ok=0; done
+	FILL_SECS=$(bench_dt "$t0" "$(bench_now)")
+	[ "$ok" = 1 ] || { tail -3 "$dir"/fill-gen*.log; return 1; }
+	cat "$dir"/fill-ca*.pem >"$FILL_CAS"
+	FILL_HOW="filled in $FILL_SECS s ($procs gen_certs processes)"
+	# keep it: SAVE writes dir/dump.rdb; moved into the cache as a whole
+	if redis-cli -p "$REDIS_PORT" save >/dev/null && mkdir -p "$key.tmp" &&
+	   cp "$FILL_CAS" "$key.tmp/cas.pem" && echo "$FILL_SECS" >"$key.tmp/fill-secs" &&
+	   { ln -f "$dir/dump.rdb" "$key.tmp/dump.rdb" 2>/dev/null || cp "$dir/dump.rdb" "$key.tmp/dump.rdb"; }; then
+		rm -rf "$key" && mv "$key.tmp" "$key" && FILL_HOW+="; kept in $key"
 	fi
 	return 0
 }

@@ -35,31 +35,6 @@ hold_cleanup() {
 trap hold_cleanup EXIT
 BENCH_ROWS=() FAILED=()
 
-# hold_handshakes CAFILE HOST...: one TLS handshake per HOST through HAProxy,
-# one after another in one process; prints "HOST OK MS" per line (OK: the
-# certificate verified for HOST; MS: connect + handshake).
-hold_handshakes() {
-	python3 - "$HAP_HTTPS" "$@" <<'PY'
-import socket, ssl, sys, time
-port, ca, hosts = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
-ctx = ssl.create_default_context(cafile=ca)
-for h in hosts:
-    t0 = time.monotonic()
-    ok = 1
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=15)
-        ctx.wrap_socket(s, server_hostname=h).close()
-    except (ssl.SSLError, OSError):
-        ok = 0
-    print(h, ok, "%.2f" % ((time.monotonic() - t0) * 1000), flush=True)
-PY
-}
-# hold_median FILE: median of column 3 of FILE; fails unless every line verified.
-hold_median() {
-	awk '$2 != 1 { bad = 1 } { print $3 } END { exit bad }' "$1" | sort -n |
-		awk '{ v[NR] = $1 } END { if (NR) printf "%.1f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 say "5. held ClientHello and hot set: $HOLD_STORED stored certificates, preload on_demand"
 SPOA_PORT=$(free_port)
 haproxy_config "$SPOA_PORT"
@@ -78,18 +53,18 @@ if ! start_agent || ! start_haproxy || ! wait_for 15 agent_up_in_haproxy; then
 	exit 0
 fi
 names=(); for i in $(seq 1 "$HOLD_NAMES"); do names+=("host$i.hold.test"); done
-hold_handshakes "$IT_DIR/hold-roots.pem" "${names[@]}" >"$IT_DIR/hold-first.txt"
-hold_handshakes "$IT_DIR/hold-roots.pem" "${names[@]}" >"$IT_DIR/hold-loaded.txt"
-T_FIRST=$(hold_median "$IT_DIR/hold-first.txt") || { fail "5a: a first handshake did not verify"; T_FIRST=""; }
-T_LOADED=$(hold_median "$IT_DIR/hold-loaded.txt") || { fail "5a: a handshake of a loaded name did not verify"; T_LOADED=""; }
+bench_handshakes "$IT_DIR/hold-roots.pem" "${names[@]}" >"$IT_DIR/hold-first.txt"
+bench_handshakes "$IT_DIR/hold-roots.pem" "${names[@]}" >"$IT_DIR/hold-loaded.txt"
+T_FIRST=$(bench_median_ms "$IT_DIR/hold-first.txt") || { fail "5a: a first handshake did not verify"; T_FIRST=""; }
+T_LOADED=$(bench_median_ms "$IT_DIR/hold-loaded.txt") || { fail "5a: a handshake of a loaded name did not verify"; T_LOADED=""; }
 say "5a: stored, not loaded: first handshake median $T_FIRST ms; loaded: $T_LOADED ms"
 bench_row "5a first handshake, stored not loaded" "${T_FIRST:-FAILED}${T_FIRST:+ ms (pushed, held)}" \
 	"${T_LOADED:-FAILED}${T_LOADED:+ ms loaded}" \
 	"$(bench_ratio "$T_FIRST" "$T_LOADED") ($(awk -v a="${T_FIRST:-0}" -v b="${T_LOADED:-0}" 'BEGIN { printf "%+.1f ms", a - b }'))" \
 	"medians over $HOLD_NAMES names of $HOLD_STORED stored (file storage, gen_certs EC P-256), preload on_demand, hold_timeout 8: python ssl connect + handshake through fe_tls_sni (acme-sni-peek held until the agent read the PEM from storage, checked it, wrote it to cert_dir with fsync and pushed it: new/set/commit ssl cert, add ssl crt-list), every certificate verified for its name; then the same names again (loaded)"
 new=(); for i in $(seq 1 "$HOLD_NEW"); do new+=("new$i.hold-new.test"); done
-hold_handshakes "$IT_DIR/hold-roots.pem" "${new[@]}" >"$IT_DIR/hold-new.txt"
-T_NEW=$(hold_median "$IT_DIR/hold-new.txt") || { fail "5b: a new name's first handshake did not verify"; T_NEW=""; }
+bench_handshakes "$IT_DIR/hold-roots.pem" "${new[@]}" >"$IT_DIR/hold-new.txt"
+T_NEW=$(bench_median_ms "$IT_DIR/hold-new.txt") || { fail "5b: a new name's first handshake did not verify"; T_NEW=""; }
 say "5b: new name: first handshake median $T_NEW ms (issued meanwhile)"
 bench_row "5b first handshake, new name" "${T_NEW:-FAILED}${T_NEW:+ ms (issued, held)}" \
 	"${T_LOADED:-FAILED}${T_LOADED:+ ms loaded}" "$(bench_ratio "$T_NEW" "$T_LOADED")" \
@@ -98,7 +73,7 @@ bench_row "5b first handshake, new name" "${T_NEW:-FAILED}${T_NEW:+ ms (issued, 
 # 5e: every stored name visited once, one after another
 visit=(); for i in $(seq 0 $((HOLD_STORED - 1))); do visit+=("host$i.hold.test"); done
 t0=$(bench_now)
-hold_handshakes "$IT_DIR/hold-roots.pem" "${visit[@]}" >"$IT_DIR/hold-visit.txt"
+bench_handshakes "$IT_DIR/hold-roots.pem" "${visit[@]}" >"$IT_DIR/hold-visit.txt"
 T_VISIT=$(bench_dt "$t0" "$(bench_now)")
 V_OK=$(awk '$2 == 1' "$IT_DIR/hold-visit.txt" | wc -l)
 V_P50=$(awk '{ print $3 }' "$IT_DIR/hold-visit.txt" | sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int(NR * 0.5) + 1] }')

@@ -25,6 +25,13 @@
 #   7. Import (tests/bench/import.sh): BENCH_N_IMPORT (10000) certificates of
 #      a crt directory imported into file storage and into Redis, beside
 #      gen_certs writing as many straight into the store.
+#   8. fleet1m (tests/bench/fleet1m.sh): three nodes on one Redis holding
+#      BENCH_NAMES (1,000,000) certificates, preload on_demand: time to ready,
+#      RSS after the background read, renewal shares, first handshake of a
+#      stored name not loaded vs loaded, a wave of 3,000 due at once renewed
+#      once each, kill -9 of a node (its share renewed by the others within a
+#      lease). About 12 minutes on 2 cores with the filled Redis cached
+#      (bench_redis_filled), 12 more to fill it the first time.
 # Environment: BENCH_SECONDS (wrk seconds per variant, 10), BENCH_ROUNDS (A B B A
 # rounds those seconds are spread over, 2), BENCH_N_ISSUE (20),
 # BENCH_SPOA_SECONDS (3 per run), BENCH_SPOA_ROUNDS (2 rounds of A B B A),
@@ -33,7 +40,8 @@
 # BENCH_ONLY (all sections; "spoa": section 0 only, no HAProxy, Pebble or wrk
 # needed; "spoa,spoe": sections 0 and 1; "rest": section 4 only, Redis;
 # "hold": section 5 only; BENCH_HOLD_* in tests/bench/hold.sh; "issuers":
-# section 6 only; BENCH_ISSUERS_* in tests/bench/issuers.sh; "import": section 7 only),
+# section 6 only; BENCH_ISSUERS_* in tests/bench/issuers.sh; "import": section 7 only;
+# "fleet1m": section 8 only, BENCH_NAMES and BENCH_FLEET_* in tests/bench/fleet1m.sh),
 # BENCH_REST_COUNTS ("20000 100000"), BENCH_REST_SECONDS (65),
 # BENCH_N_LOAD (3000), BENCH_THREADS (2), BENCH_CONNS (50), IT_KEEP=1 keeps
 # the temp dir. Exit 0 when every figure was produced.
@@ -119,6 +127,14 @@ if bench_only_has issuers; then
 fi
 # ---- 7. import from a crt directory (no HAProxy needed) ------------------------
 bench_only_has import && source "$HERE/import.sh"
+# ---- 8. a fleet at a million names: own peers, in a subshell ---------------
+if bench_only_has fleet1m; then
+	( source "$HERE/fleet1m.sh" )
+	while IFS= read -r row; do [ -n "$row" ] && BENCH_ROWS+=("$row"); done <"$IT_DIR/fleet1m-rows.tsv"
+	if [ -f "$IT_DIR/fleet1m-failed.txt" ]; then
+		while IFS= read -r f; do FAILED+=("$f"); done <"$IT_DIR/fleet1m-failed.txt"
+	fi
+fi
 bench_only_ends spoe
 
 bench_deps || { echo "bench: wrk is missing and could not be installed"; exit 1; }

@@ -4,7 +4,8 @@
  *
  *   gen_certs --store file:/DIR|redis:HOST:PORT[:NS] [--count N] [--start I]
  *             [--domain bench.test] [--name HOST]... [--cert-dir DIR]
- *             [--ca-out FILE] [--days D | --hours H] [--no-meta]
+ *             [--ca-out FILE] [--days D | --hours H] [--no-meta] [--shared-key]
+ *             [--window N] [--publish] [--version]
  *
  * Each certificate is for host<i>.<domain> (i from --start, --count of them)
  * or for every --name given; it is stored as "certs/<host>" holding leaf PEM,
@@ -13,13 +14,21 @@
  * --no-meta: a store as older versions wrote it), and once stored it is
  * recorded in the change feed "certs" (member <host>,
  * version: the leaf's serial as crypto_cert_info() writes it; a no-op on file
- * storage), as the agent does. Serials are random, so a certificate written
+ * storage), as the agent does; with --publish it is also announced on the
+ * "certs" channel, as the agent does too (running agents then read it at
+ * once rather than at their next reconcile). Serials are random, so a certificate written
  * again for a host always has a new version. Up to GEN_WINDOW hosts are in
- * flight at once. With --cert-dir the same bundle is also written to
- * DIR/<host>.pem (0600), the layout HAProxy loads with "crt DIR". --hours
- * makes certificates expire H hours from now instead of D days (valid from
- * an hour ago either way): short-lived ones, due at once. Exits 0 only when
- * all were written. */
+ * flight at once (--window, 64 by default: more hides the store's round
+ * trips when filling a million). --hours makes certificates expire H hours
+ * from now instead of D days (valid from an hour ago either way):
+ * short-lived ones, due at once. --shared-key gives every leaf one key
+ * made at start: a key pair per leaf is most of the CPU, and a benchmark's
+ * store needs distinct certificates, not distinct keys. With --cert-dir the
+ * same bundle is also written to DIR/<host>.pem (0600), the layout HAProxy
+ * loads with "crt DIR". --version prints GEN_VERSION, bumped whenever what is
+ * written changes (tests/bench/fleet1m.sh keys its cached Redis dump by it).
+ * Exits 0 only when all were written. For more than one CPU, run one process
+ * per range (--start, --count): each then has its own CA. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -43,7 +52,8 @@
 #include "storage/storage.h"
 #include "tests/tools/store_spec.h"
 
-#define GEN_WINDOW 64	/* hosts being stored at once */
+#define GEN_WINDOW 64	/* hosts being stored at once, by default */
+#define GEN_VERSION 2	/* the layout and content of what is written */
 
 struct gen {
 	EVP_PKEY *ca_key;
@@ -53,6 +63,11 @@ struct gen {
 	long days;
 	long hours;		/* --hours: the validity in hours instead of days */
 	int no_meta;		/* --no-meta */
+	EVP_PKEY *leaf_key;	/* --shared-key: every leaf's key */
+	char *leaf_key_pem;	/* and its PEM */
+	size_t leaf_key_len;
+	size_t window;		/* --window */
+	int publish;		/* --publish */
 	struct storage *st;
 	size_t inflight;	/* hosts whose put or feed_put is under way */
 	int failed;
@@ -230,7 +245,32 @@ fail:
 	return -1;
 }
 
-static void cb_gen_feed(void *arg, struct storage_res *res)
+/* --shared-key: the one leaf key and its PEM. */
+static int gen_init_leaf_key(struct gen *g)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *p = NULL;
+	long n;
+	int rc = -1;
+
+	g->leaf_key = EVP_EC_gen("P-256");
+	if (!b || !g->leaf_key || gen_pem(b, NULL, g->leaf_key) == -1)
+		goto out;
+	n = BIO_get_mem_data(b, &p);
+	g->leaf_key_pem = malloc((size_t)n);
+	if (!g->leaf_key_pem)
+		goto out;
+	memcpy(g->leaf_key_pem, p, (size_t)n);
+	g->leaf_key_len = (size_t)n;
+	rc = 0;
+out:
+	if (rc == -1)
+		ERR_print_errors_fp(stderr);
+	BIO_free(b);
+	return rc;
+}
+
+static void cb_gen_done(void *arg, struct storage_res *res)
 {
 	struct gen_host *h = arg;
 
@@ -241,6 +281,19 @@ static void cb_gen_feed(void *arg, struct storage_res *res)
 	h->g->inflight--;
 	free(h->meta);
 	free(h);
+}
+
+/* Recorded in the change feed: with --publish, announced on the channel
+ * as the agent does (the fleet's nodes then read it at once, instead of at
+ * their next reconcile of the feed). */
+static void cb_gen_feed(void *arg, struct storage_res *res)
+{
+	struct gen_host *h = arg;
+
+	if (res->rc == 0 && h->g->publish &&
+	    storage_publish(h->g->st, CERTSTORE_CHANNEL, h->host, strlen(h->host), cb_gen_done, h))
+		return;
+	cb_gen_done(arg, res);
 }
 
 /* The bundle is stored: its metadata record, then its version in the change
@@ -312,9 +365,12 @@ fail:
 	return -1;
 }
 
-/* Runs the storage's loop until fewer than <max> hosts are in flight. */
+/* Runs the storage's loop until fewer than <max> hosts are in flight; one
+ * turn without waiting in any case, so that replies (and the connection's
+ * own handshake, which has a timeout) are read while a wide window fills. */
 static void gen_wait(struct gen *g, size_t max)
 {
+	ev_run(EV_DEFAULT, EVRUN_NOWAIT);
 	while (g->inflight > max)
 		ev_run(EV_DEFAULT, EVRUN_ONCE);
 }
@@ -322,22 +378,23 @@ static void gen_wait(struct gen *g, size_t max)
 /* One certificate for <host>: generated, stored, optionally written out. */
 static int gen_one(struct gen *g, const char *cert_dir, const char *host)
 {
-	EVP_PKEY *key = EVP_EC_gen("P-256");
+	EVP_PKEY *key = g->leaf_key ? NULL : EVP_EC_gen("P-256");
 	X509 *crt = NULL;
 	BIO *b = BIO_new(BIO_s_mem());
 	char *p = NULL;
 	long n;
 	int rc = -1;
 
-	if (!key || !b)
+	if ((!key && !g->leaf_key) || !b)
 		goto out;
-	crt = gen_cert(g, host, key, 0);
-	if (!crt || gen_pem(b, crt, NULL) == -1 || BIO_write(b, g->ca_pem, (int)g->ca_len) <= 0 ||
-	    gen_pem(b, NULL, key) == -1)
+	crt = gen_cert(g, host, key ? key : g->leaf_key, 0);
+	if (!crt || gen_pem(b, crt, NULL) == -1 || BIO_write(b, g->ca_pem, (int)g->ca_len) <= 0)
+		goto out;
+	if (key ? gen_pem(b, NULL, key) == -1 : BIO_write(b, g->leaf_key_pem, (int)g->leaf_key_len) <= 0)
 		goto out;
 	n = BIO_get_mem_data(b, &p);
 	if (g->st) {
-		gen_wait(g, GEN_WINDOW - 1);
+		gen_wait(g, g->window - 1);
 		if (g->failed || gen_store(g, host, p, (size_t)n) == -1)
 			goto out;
 	}
@@ -372,7 +429,7 @@ static void gen_usage(void)
 {
 	fprintf(stderr, "usage: gen_certs [--store file:/DIR|redis:HOST:PORT[:NS]] [--count N] "
 		"[--start I] [--domain D] [--name HOST]... [--cert-dir DIR] [--ca-out FILE] "
-		"[--days D | --hours H] [--no-meta]\n");
+		"[--days D | --hours H] [--no-meta] [--shared-key] [--window N] [--publish] [--version]\n");
 }
 
 int main(int argc, char **argv)
@@ -388,16 +445,21 @@ int main(int argc, char **argv)
 		{ "days", required_argument, NULL, 'D' },
 		{ "hours", required_argument, NULL, 'H' },
 		{ "no-meta", no_argument, NULL, 'M' },
+		{ "shared-key", no_argument, NULL, 'K' },
+		{ "window", required_argument, NULL, 'w' },
+		{ "publish", no_argument, NULL, 'P' },
+		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct gen g = { .days = 90 };
+	struct gen g = { .days = 90, .window = GEN_WINDOW };
 	const char *store = NULL, *cert_dir = NULL, *ca_out = NULL, *domain = "bench.test";
 	const char **names = NULL;
 	size_t nnames = 0;
 	long count = 0, start = 0, i;
 	double t0;
-	int c, rc = 1;
+	long window = GEN_WINDOW;
+	int c, rc = 1, shared_key = 0;
 
 	names = calloc((size_t)argc, sizeof(*names));
 	if (!names)
@@ -414,21 +476,27 @@ int main(int argc, char **argv)
 		case 'D': g.days = atol(optarg); break;
 		case 'H': g.hours = atol(optarg); if (g.hours <= 0) g.hours = -1; break;
 		case 'M': g.no_meta = 1; break;
+		case 'K': shared_key = 1; break;
+		case 'P': g.publish = 1; break;
+		case 'w': window = atol(optarg); break;
+		case 'V': printf("gen_certs %d\n", GEN_VERSION); free(names); return 0;
 		default: gen_usage(); free(names); return 2;
 		}
 	}
-	if ((!store && !cert_dir) || (count <= 0 && nnames == 0) || count < 0 || g.days <= 0 || g.hours < 0) {
+	if ((!store && !cert_dir) || (count <= 0 && nnames == 0) || count < 0 || g.days <= 0 || g.hours < 0 ||
+	    window < 1 || window > 100000) {
 		gen_usage();
 		free(names);
 		return 2;
 	}
+	g.window = (size_t)window;
 	t0 = gen_now();
 	if (store) {
 		g.st = gen_open_store(store);
 		if (!g.st)
 			goto out;
 	}
-	if (gen_init_ca(&g, ca_out) == -1)
+	if (gen_init_ca(&g, ca_out) == -1 || (shared_key && gen_init_leaf_key(&g) == -1))
 		goto out;
 	for (i = 0; i < (long)nnames; i++)
 		if (gen_one(&g, cert_dir, names[i]) == -1)
@@ -452,6 +520,8 @@ out:
 	X509_free(g.ca);
 	EVP_PKEY_free(g.ca_key);
 	free(g.ca_pem);
+	EVP_PKEY_free(g.leaf_key);
+	free(g.leaf_key_pem);
 	free(names);
 	return rc;
 }
