@@ -365,7 +365,7 @@ static void api_admin_issue(void *ctx, const char *raw, struct admin_req *req)
 				    "issued yet (see /healthz and the log)");
 		return;
 	}
-	if (jobs_issue(a->d.jobs, host, certstore_get(a->d.cs, host) != NULL, 1, req) == -1)
+	if (jobs_issue(a->d.jobs, host, certstore_stored(a->d.cs, host), 1, req) == -1)
 		admin_reply_message(req, 500, "out of memory");
 }
 
@@ -718,6 +718,12 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	metrics_value(b, "acme_spoa_fleet_members", NULL, (double)members_count(a->d.members));
 	metrics_header(b, "acme_spoa_renewal_share", "gauge", "Certificates whose renewal and ARI polling belong to this node.");
 	metrics_value(b, "acme_spoa_renewal_share", NULL, (double)renew_share(a->d.renew));
+	metrics_header(b, "acme_spoa_certificates_indexed", "gauge", "Stored certificates this node knows by name (the compact index the SNI path reads).");
+	metrics_value(b, "acme_spoa_certificates_indexed", NULL, (double)certstore_count(a->d.cs));
+	metrics_header(b, "acme_spoa_certificates_detailed", "gauge", "Of them, the ones held in full (metadata and renewal): with preload on_demand this node's share, its hot set and the ones touched lately.");
+	metrics_value(b, "acme_spoa_certificates_detailed", NULL, (double)certstore_detailed(a->d.cs));
+	metrics_header(b, "acme_spoa_certificates_index_bytes", "gauge", "Bytes the index of stored names holds.");
+	metrics_value(b, "acme_spoa_certificates_index_bytes", NULL, (double)certstore_index_bytes(a->d.cs));
 	api_counter(b, "acme_spoa_feed_reads_total", "Reads of the fleet's change feed.", NULL, fs.feed_reads);
 	api_counter(b, "acme_spoa_feed_changes_total", "Certificate changes learnt from the change feed.", NULL, fs.feed_changes);
 	api_counter(b, "acme_spoa_spoe_frames_total", "SPOE NOTIFY frames received.", NULL, ss.notify_frames);

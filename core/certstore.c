@@ -22,6 +22,7 @@
 #include "core/certstore.h"
 #include "core/config.h"
 #include "core/health.h"
+#include "core/nameidx.h"
 #include "lib/fsutil.h"
 #include "lib/hmap.h"
 #include "lib/host.h"
@@ -45,11 +46,16 @@ struct certstore {
 	struct health *health;
 	struct rt *rt;
 	struct workq *wq;		/* cert_dir writes and unlinks */
-	struct hmap certs;		/* host -> struct certstore_cert */
+	struct nameidx *names;		/* every stored certificate's name */
+	struct hmap certs;		/* host -> struct certstore_cert: the full entries
+					 * (on_demand: the share, the hot set and the ones
+					 * touched lately; the other names are index-only) */
 	struct certstore_hooks hooks;
 	size_t loading;			/* start-up: certificate reads in flight */
-	struct storage_res fill;	/* on_demand: the index, metadata read in the background */
-	size_t fill_next, fill_inflight, filled;
+	int filling;			/* on_demand: the share's metadata read in the background */
+	size_t fill_pos;		/* cursor in <names> (nameidx_next) */
+	unsigned long fill_gen;		/* nameidx_gen() when <fill_pos> was taken */
+	size_t fill_inflight, filled;
 	size_t fill_meta;		/* of <filled>: from "meta/<host>" records */
 	ev_tstamp fill_start;
 	unsigned long pem_parsed;	/* PEMs parsed for metadata alone */
@@ -61,6 +67,7 @@ struct certstore {
 	unsigned long refused[CERTSTORE_SRC__MAX];	/* bundles failing the check */
 	struct hmap refused_until;	/* host -> time_t (malloc'd): on_demand, its stored
 					 * bundle failed the check; not read again before */
+	int started;			/* certstore_start() ran */
 	int closing;			/* certstore_free() runs */
 };
 
@@ -176,7 +183,61 @@ struct certstore_cert *certstore_get(const struct certstore *cs, const char *hos
 
 size_t certstore_count(const struct certstore *cs)
 {
+	return nameidx_count(cs->names);
+}
+
+size_t certstore_detailed(const struct certstore *cs)
+{
 	return cs->certs.count;
+}
+
+int certstore_stored(const struct certstore *cs, const char *host)
+{
+	return nameidx_contains(cs->names, host);
+}
+
+size_t certstore_index_bytes(const struct certstore *cs)
+{
+	return nameidx_bytes(cs->names);
+}
+
+/* 1 when this node keeps <host>'s full entry whatever HAProxy holds: its
+ * renewal share, or a job of it under way (the owner says; no hook: all). */
+static int certstore_wants(const struct certstore *cs, const char *host)
+{
+	return !cs->hooks.detail || cs->hooks.detail(cs->hooks.arg, host);
+}
+
+/* on_demand: a full entry, without metadata yet, for the stored index-only
+ * <host>. NULL when out of memory. */
+static struct certstore_cert *certstore_promote(struct certstore *cs, const char *host)
+{
+	struct certstore_cert *c = certstore_cert_new(host);
+
+	if (c && hmap_put(&cs->certs, host, c, NULL) == -1) {
+		certstore_cert_free(c);
+		c = NULL;
+	}
+	return c;
+}
+
+/* on_demand: <c> goes back to index-only (its name stays stored) when
+ * nothing here needs its details: not this node's to renew, not in HAProxy
+ * or cert_dir, nothing under way. Its renewal entry goes (removed fires).
+ * Returns 1 when <c> was freed. */
+static int certstore_demote(struct certstore *cs, struct certstore_cert *c)
+{
+	char host[CERTSTORE_HOST_MAX];
+
+	if (certstore_keeps_pem(cs) || c->loaded || c->pushing || c->writing || c->pem ||
+	    c->on_disk || certstore_wants(cs, c->host))
+		return 0;
+	snprintf(host, sizeof(host), "%s", c->host);
+	hmap_del(&cs->certs, host);
+	certstore_cert_free(c);
+	if (cs->hooks.removed)
+		cs->hooks.removed(cs->hooks.arg, host);
+	return 1;
 }
 
 struct certstore_each {
@@ -438,7 +499,7 @@ static struct certstore_cert *certstore_install_from(struct certstore *cs, const
 	memcpy(c->pem, pem, len);
 	c->pem[len] = '\0';
 	c->len = len;
-	if (hmap_put(&cs->certs, host, c, (void **)&old) == -1) {
+	if (nameidx_add(cs->names, host) == -1 || hmap_put(&cs->certs, host, c, (void **)&old) == -1) {
 		certstore_cert_free(c);
 		return NULL;
 	}
@@ -572,6 +633,7 @@ static void certstore_evict(struct certstore *cs)
 		certstore_path(cs, c->host, path, sizeof(path));
 		if (rt_remove_cert(cs->rt, path, list, certstore_push_done, cs) == -1)
 			log_err("host=%s removal from HAProxy not started", c->host);
+		certstore_demote(cs, c);	/* another member's: index-only again */
 	}
 }
 
@@ -866,6 +928,7 @@ void certstore_remove(struct certstore *cs, const char *host)
 	char path[4096], list[4096];
 	struct certstore_cert *c = hmap_del(&cs->certs, host);
 
+	nameidx_remove(cs->names, host);
 	if (c) {
 		certstore_mark_unloaded(cs, c);
 		certstore_cert_free(c);
@@ -883,8 +946,9 @@ enum certstore_seen certstore_seen(struct certstore *cs, const char *host)
 {
 	struct certstore_cert *c = certstore_get(cs, host);
 
-	if (!c)
-		return CERTSTORE_SEEN_ABSENT;
+	if (!c && (certstore_keeps_pem(cs) || !nameidx_contains(cs->names, host) ||
+		   certstore_refused_active(cs, host) || !(c = certstore_promote(cs, host))))
+		return CERTSTORE_SEEN_ABSENT;	/* index-only: made full, pushed below */
 	if (c->loaded) {
 		/* a renewal being pushed: HAProxy serves the older one meanwhile */
 		certstore_mark_loaded(cs, c);
@@ -946,13 +1010,25 @@ static void certstore_fetched(struct certstore *cs, struct storage_res *res, int
 		return;
 	}
 	if (res->rc == 1) {
-		if (absent_removes && certstore_get(cs, host)) {
+		if (absent_removes && (certstore_get(cs, host) || nameidx_contains(cs->names, host))) {
 			log_info("host=%s certificate deleted by another node", host);
 			certstore_remove(cs, host);
 		}
 		return;
 	}
 	old = certstore_get(cs, host);
+	if (!old && !certstore_keeps_pem(cs) && !certstore_wants(cs, host)) {
+		/* another member's, not hot here: the index learns the name,
+		 * nothing is parsed or kept (a mass import elsewhere costs
+		 * each node a name, not a certificate) */
+		if (nameidx_add(cs->names, host) == -1)
+			log_err("host=%s cannot index the certificate: out of memory", host);
+		free(hmap_del(&cs->refused_until, host));
+		log_info("host=%s certificate received from another node", host);
+		if (cs->hooks.received)
+			cs->hooks.received(cs->hooks.arg, host);
+		return;
+	}
 	/* on_demand: only a name HAProxy holds gets the new one pushed */
 	if (certstore_take(cs, host, res->val, res->len,
 			   certstore_keeps_pem(cs) || (old && (old->loaded || old->pushing)))) {
@@ -1003,19 +1079,35 @@ static void cb_certstore_load(void *arg, struct storage_res *res)
 
 static void certstore_fill_more(struct certstore *cs);
 
+/* The full entry a background read of <host> fills: the one memory holds
+ * without metadata, or a new one when the name is still stored and this
+ * node's; NULL when there is nothing to learn (learnt, removed or given up
+ * meanwhile). */
+static struct certstore_cert *certstore_fill_target(struct certstore *cs, const char *host)
+{
+	struct certstore_cert *c = certstore_get(cs, host);
+
+	if (c)
+		return c->has_info ? NULL : c;
+	if (!nameidx_contains(cs->names, host) || !certstore_wants(cs, host))
+		return NULL;
+	return certstore_promote(cs, host);
+}
+
 /* on_demand: one certificate read in the background for its metadata (no
  * record, or a bad one); learning it writes the record. */
 static void cb_certstore_fill(void *arg, struct storage_res *res)
 {
 	struct certstore *cs = arg;
 	const char *host = res->key + strlen("certs/");
-	struct certstore_cert *c = certstore_get(cs, host);
+	struct certstore_cert *c;
 
 	cs->fill_inflight--;
 	health_storage_result(cs->health, res);
 	if (res->rc == -1)
 		log_err("host=%s %s", host, res->err);
-	else if (res->rc == 0 && c && !c->has_info && certstore_learn(cs, c, res->val, res->len) == 0)
+	else if (res->rc == 0 && (c = certstore_fill_target(cs, host)) &&
+		 certstore_learn(cs, c, res->val, res->len) == 0)
 		cs->filled++;
 	certstore_fill_more(cs);
 }
@@ -1026,16 +1118,15 @@ static void cb_certstore_fill_meta(void *arg, struct storage_res *res)
 {
 	struct certstore *cs = arg;
 	const char *host = res->key + strlen(CERTSTORE_META_PREFIX);
-	struct certstore_cert *c = certstore_get(cs, host);
+	struct certstore_cert *c;
 	struct crypto_cert_info ci;
 	char key[STORAGE_KEY_MAX], err[256];
 
 	health_storage_result(cs->health, res);
-	if (!c || c->has_info)
-		goto done;	/* removed or learnt meanwhile */
 	if (res->rc == 0) {
 		if (certstore_meta_decode(host, res->val, res->len, &ci, err, sizeof(err)) == 0) {
-			if (certstore_learn_info(cs, c, &ci) >= 0) {
+			if ((c = certstore_fill_target(cs, host)) &&
+			    certstore_learn_info(cs, c, &ci) >= 0) {
 				cs->filled++;
 				cs->fill_meta++;
 			}
@@ -1046,6 +1137,8 @@ static void cb_certstore_fill_meta(void *arg, struct storage_res *res)
 	} else if (res->rc == -1) {
 		log_err("host=%s %s", host, res->err);
 	}
+	if (!certstore_fill_target(cs, host))
+		goto done;	/* removed or learnt meanwhile */
 	snprintf(key, sizeof(key), "certs/%s", host);
 	if (storage_get(cs->st, key, cb_certstore_fill, cs))
 		return;
@@ -1054,35 +1147,94 @@ done:
 	certstore_fill_more(cs);
 }
 
+/* The background read walks the index a window at a time and reads the
+ * record of the names this node keeps in full (its share, and the hot ones
+ * still without metadata): start-up work grows with the share, not with
+ * the fleet. A rebuild of the index (names added or removed meanwhile)
+ * starts the walk over; what is learnt is skipped. */
 static void certstore_fill_more(struct certstore *cs)
 {
 	char key[STORAGE_KEY_MAX];
-	const char *host;
+	const char *host = "";
 	struct certstore_cert *c;
 
-	while (cs->fill_inflight < CERTSTORE_FILL_WINDOW && cs->fill_next < cs->fill.n) {
-		host = cs->fill.keys[cs->fill_next++] + strlen("certs/");
+	if (!cs->filling)
+		return;
+	if (cs->fill_gen != nameidx_gen(cs->names)) {
+		cs->fill_gen = nameidx_gen(cs->names);
+		cs->fill_pos = 0;
+	}
+	while (cs->fill_inflight < CERTSTORE_FILL_WINDOW &&
+	       (host = nameidx_next(cs->names, &cs->fill_pos))) {
 		c = certstore_get(cs, host);
-		if (!c || c->has_info)
-			continue;	/* learnt meanwhile (pushed, received, issued) */
+		if (c ? c->has_info : !certstore_wants(cs, host))
+			continue;	/* learnt meanwhile, or another member's */
 		snprintf(key, sizeof(key), CERTSTORE_META_PREFIX "%s", host);
 		if (storage_get(cs->st, key, cb_certstore_fill_meta, cs))
 			cs->fill_inflight++;
 	}
-	if (cs->fill_inflight == 0 && cs->fill.keys) {
+	if (cs->fill_inflight == 0 && !host) {
 		log_info("storage: metadata of %zu stored certificates known in %.2fs (%zu from "
-			 "metadata records, %zu read from the certificates)", cs->filled,
-			 ev_time() - cs->fill_start, cs->fill_meta, cs->filled - cs->fill_meta);
-		storage_res_clear(&cs->fill);
-		memset(&cs->fill, 0, sizeof(cs->fill));
+			 "metadata records, %zu read from the certificates; %zu names indexed, "
+			 "%zu in full)", cs->filled, ev_time() - cs->fill_start, cs->fill_meta,
+			 cs->filled - cs->fill_meta, nameidx_count(cs->names), cs->certs.count);
+		cs->filling = 0;
 	}
+}
+
+/* on_demand: starts (or starts over) the background read of the metadata
+ * this node keeps. */
+static void certstore_fill_start(struct certstore *cs)
+{
+	cs->filling = 1;
+	cs->fill_pos = 0;
+	cs->fill_gen = nameidx_gen(cs->names);
+	cs->filled = cs->fill_meta = 0;
+	cs->fill_start = ev_time();
+	certstore_fill_more(cs);
+}
+
+struct certstore_drop {
+	struct certstore_cert **v;
+	size_t n;
+};
+
+static void certstore_drop_cb(void *arg, const char *host, void *val)
+{
+	struct certstore_drop *d = arg;
+
+	d->v[d->n++] = val;
+}
+
+void certstore_members_changed(struct certstore *cs)
+{
+	struct certstore_drop d = { NULL, 0 };
+	size_t i, dropped = 0;
+
+	if (certstore_keeps_pem(cs))
+		return;
+	/* no longer this node's and not hot: index-only; one pass over the
+	 * full entries (the share and hot set), only when a node joins or
+	 * leaves */
+	d.v = calloc(cs->certs.count + 1, sizeof(*d.v));
+	if (d.v) {
+		hmap_foreach(&cs->certs, certstore_drop_cb, &d);
+		for (i = 0; i < d.n; i++)
+			dropped += (size_t)certstore_demote(cs, d.v[i]);
+		free(d.v);
+	}
+	if (dropped)
+		log_info("members changed: %zu certificates no longer this node's dropped to the index",
+			 dropped);
+	/* the names newly this node's get their metadata, a window at a time */
+	if (cs->started)
+		certstore_fill_start(cs);
 }
 
 size_t certstore_load(struct certstore *cs)
 {
 	struct storage_res list;
 	char err[256], host[CERTSTORE_HOST_MAX];
-	struct certstore_cert *c;
 	size_t i;
 
 	if (storage_wait(cs->st, storage_list(cs->st, "certs/", NULL, NULL), &list, err,
@@ -1095,37 +1247,32 @@ size_t certstore_load(struct certstore *cs)
 		if (host_normalize(list.keys[i] + strlen("certs/"), host, sizeof(host), HOST_WILDCARD) == -1 ||
 		    strcmp(host, list.keys[i] + strlen("certs/")) != 0) {
 			log_warn("storage: ignoring %s: not a host name", list.keys[i]);
-			continue;
+		} else if (!certstore_keeps_pem(cs)) {
+			/* the index only, straight from the listing: metadata
+			 * follows in the background for this node's share */
+			if (nameidx_add(cs->names, host) == -1)
+				log_err("host=%s cannot index the certificate: out of memory", host);
+		} else {
+			while (cs->loading >= CERTSTORE_LOAD_WINDOW)
+				ev_run(cs->loop, EVRUN_ONCE);
+			if (storage_get(cs->st, list.keys[i], cb_certstore_load, cs))
+				cs->loading++;
 		}
-		if (!certstore_keeps_pem(cs)) {
-			/* the index only: metadata follows in the background */
-			if (certstore_get(cs, host) || !(c = certstore_cert_new(host)))
-				continue;
-			if (hmap_put(&cs->certs, host, c, NULL) == -1)
-				certstore_cert_free(c);
-			continue;
-		}
-		while (cs->loading >= CERTSTORE_LOAD_WINDOW)
-			ev_run(cs->loop, EVRUN_ONCE);
-		if (storage_get(cs->st, list.keys[i], cb_certstore_load, cs))
-			cs->loading++;
+		/* the listing leaves memory as it is read */
+		free(list.keys[i]);
+		list.keys[i] = NULL;
 	}
 	while (cs->loading > 0)
 		ev_run(cs->loop, EVRUN_ONCE);
-	if (!certstore_keeps_pem(cs) && list.n) {
-		cs->fill = list;	/* taken over: read from certstore_start() */
-	} else {
-		storage_res_clear(&list);
-	}
-	return cs->certs.count;
+	storage_res_clear(&list);
+	return nameidx_count(cs->names);
 }
 
 void certstore_start(struct certstore *cs)
 {
-	if (cs->fill.keys) {
-		cs->fill_start = ev_time();
-		certstore_fill_more(cs);
-	}
+	cs->started = 1;
+	if (!certstore_keeps_pem(cs) && nameidx_count(cs->names))
+		certstore_fill_start(cs);
 }
 
 struct certstore_ensure {
@@ -1218,6 +1365,59 @@ static void certstore_push_missing_cb(void *arg, const char *host, void *val)
 	mi->pushed++;
 }
 
+/* The host whose cert_dir file is <path> (certstore_path() backwards), or
+ * -1: not one of cert_dir's, or a long name (its file names a digest). */
+static int certstore_host_of_path(const struct certstore *cs, const char *path, char *out,
+				  size_t outlen)
+{
+	size_t dl = strlen(cs->cfg->cert_dir), n;
+	const char *f;
+
+	if (strncmp(path, cs->cfg->cert_dir, dl) != 0 || path[dl] != '/')
+		return -1;
+	f = path + dl + 1;
+	n = strlen(f);
+	if (n <= 4 || strcmp(f + n - 4, ".pem") != 0 ||
+	    strncmp(f, CERTSTORE_LONG_FILE, strlen(CERTSTORE_LONG_FILE)) == 0)
+		return -1;
+	n -= 4;
+	if (strncmp(f, CERTSTORE_WILDCARD_FILE, strlen(CERTSTORE_WILDCARD_FILE)) == 0) {
+		f += strlen(CERTSTORE_WILDCARD_FILE);
+		n -= strlen(CERTSTORE_WILDCARD_FILE);
+		if (n + 2 > outlen)
+			return -1;
+		out[0] = '*';
+		memcpy(out + 1, f, n);
+		out[n + 1] = '\0';
+		return 0;
+	}
+	if (n + 1 > outlen)
+		return -1;
+	memcpy(out, f, n);
+	out[n] = '\0';
+	return 0;
+}
+
+/* on_demand: the index-only names HAProxy holds (a restart kept cert_dir's)
+ * join the hot set, in full. Returns how many. */
+static size_t certstore_sync_hot(struct certstore *cs, const char *const *names, size_t n)
+{
+	char host[CERTSTORE_HOST_MAX];
+	struct certstore_cert *c;
+	size_t i, promoted = 0;
+
+	for (i = 0; i < n; i++) {
+		if (certstore_host_of_path(cs, names[i], host, sizeof(host)) == -1 ||
+		    certstore_get(cs, host) || !nameidx_contains(cs->names, host) ||
+		    !(c = certstore_promote(cs, host)))
+			continue;
+		c->on_disk = 1;
+		certstore_mark_loaded(cs, c);
+		promoted++;
+	}
+	return promoted;
+}
+
 static void certstore_sync_names(void *arg, int ok, const char *const *names, size_t n)
 {
 	struct certstore_sync *s = arg;
@@ -1241,6 +1441,10 @@ static void certstore_sync_names(void *arg, int ok, const char *const *names, si
 	mi.have = &have;
 	hmap_foreach(&s->cs->certs, certstore_push_missing_cb, &mi);
 	hmap_clear(&have, NULL);
+	/* their metadata: read with the share's, or now when that is done */
+	if (!certstore_keeps_pem(s->cs) && certstore_sync_hot(s->cs, names, n) &&
+	    s->cs->started && !s->cs->filling)
+		certstore_fill_start(s->cs);
 	log_info("runtime socket %zu: HAProxy holds %zu certificates, pushed %zu missing", s->idx, n,
 		 mi.pushed);
 	certstore_sync_free(s);
@@ -1293,10 +1497,13 @@ struct certstore *certstore_new(struct ev_loop *loop, const struct config *cfg, 
 	cs->health = health;
 	hmap_init(&cs->certs);
 	hmap_init(&cs->refused_until);
+	cs->names = nameidx_new(NULL);
 	LIST_INIT(&cs->syncs);
 	TAILQ_INIT(&cs->lru);
-	cs->wq = workq_new(loop, 2, err, errlen);
+	cs->wq = cs->names ? workq_new(loop, 2, err, errlen) : NULL;
 	if (!cs->wq) {
+		if (!cs->names)
+			snprintf(err, errlen, "out of memory");
 		certstore_free(cs);
 		cs = NULL;
 	} else if (mkdir(cfg->cert_dir, 0750) == -1 && errno != EEXIST) {
@@ -1335,7 +1542,7 @@ void certstore_free(struct certstore *cs)
 	rt_free(cs->rt);
 	while (!LIST_EMPTY(&cs->syncs))
 		certstore_sync_free(LIST_FIRST(&cs->syncs));
-	storage_res_clear(&cs->fill);
+	nameidx_free(cs->names);
 	hmap_clear(&cs->certs, certstore_cert_free);
 	hmap_clear(&cs->refused_until, free);
 	free(cs);

@@ -1098,7 +1098,7 @@ void jobs_resume_pending(struct jobs *js)
 		 * held here, which renewal policy covers; anything else is a new
 		 * name and must pass what an on-demand name passes now (domains,
 		 * then the fleet's backoff and ask_url in the job) */
-		if (!certstore_get(js->cs, host))
+		if (!certstore_stored(js->cs, host))
 			renewal = 0;
 		if (!renewal && !jobs_resume_allowed(js, host)) {
 			log_warn("host=%s issuance cut off by a stop not resumed: the name is not "
