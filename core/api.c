@@ -466,27 +466,128 @@ static void api_list_cb(void *arg, struct certstore_cert *c)
 	json_array_append_new(l->arr, api_cert_json(l->a, c));
 }
 
-static json_t *api_admin_cert_list(void *ctx, int invalid_only)
-{
-	struct api *a = ctx;
-	struct api_list l = { a, json_array(), invalid_only, time(NULL) };
+#define API_LIST_WINDOW 64	/* index-only names read from storage at once */
 
-	if (!l.arr)
-		return NULL;
-	certstore_foreach(a->d.cs, api_list_cb, &l);
-	return l.arr;
+/* GET /acme/certificates with preload on_demand: the full entries from
+ * memory, then the index-only names (another member's, not hot) from their
+ * metadata records, a window at a time, before the answer: the list is the
+ * fleet's, as on a single node, on every node. */
+struct api_listing {
+	struct api_list l;
+	struct admin_req *req;
+	char **names;			/* to read */
+	size_t n, cap, next, inflight;
+	int pumping;
+};
+
+static void api_listing_pump(struct api_listing *ls);
+
+static void api_listing_peeked(void *arg, const struct certstore_cert *c)
+{
+	struct api_listing *ls = arg;
+
+	ls->inflight--;
+	if (c)
+		api_list_cb(&ls->l, (struct certstore_cert *)c);
+	if (!ls->pumping)
+		api_listing_pump(ls);
 }
 
-static json_t *api_admin_cert_get(void *ctx, const char *raw)
+static void api_listing_name(void *arg, const char *host, struct certstore_cert *c)
+{
+	struct api_listing *ls = arg;
+	char **v;
+
+	if (c && c->has_info) {
+		api_list_cb(&ls->l, c);
+		return;
+	}
+	if (ls->n == ls->cap) {
+		ls->cap = ls->cap ? 2 * ls->cap : 256;
+		v = realloc(ls->names, ls->cap * sizeof(*v));
+		if (!v)
+			return;		/* the answer lists what memory allowed */
+		ls->names = v;
+	}
+	if ((ls->names[ls->n] = strdup(host)))
+		ls->n++;
+}
+
+static void api_listing_pump(struct api_listing *ls)
+{
+	size_t i;
+
+	ls->pumping = 1;
+	while (ls->inflight < API_LIST_WINDOW && ls->next < ls->n) {
+		i = ls->next++;
+		ls->inflight++;
+		if (certstore_peek(ls->l.a->d.cs, ls->names[i], api_listing_peeked, ls) == -1)
+			ls->inflight--;
+		free(ls->names[i]);
+		ls->names[i] = NULL;
+	}
+	ls->pumping = 0;
+	if (ls->inflight || ls->next < ls->n)
+		return;
+	admin_reply_json(ls->req, 200, json_pack("{s:o}", "data", ls->l.arr));
+	free(ls->names);
+	free(ls);
+}
+
+static void api_admin_cert_list_async(void *ctx, int invalid_only, struct admin_req *req)
 {
 	struct api *a = ctx;
-	char host[CERTSTORE_HOST_MAX];
-	struct certstore_cert *c;
+	struct api_listing *ls = calloc(1, sizeof(*ls));
 
-	if (host_normalize(raw, host, sizeof(host), HOST_WILDCARD) == -1)
-		return NULL;
-	c = certstore_get(a->d.cs, host);
-	return c ? api_cert_json(a, c) : NULL;
+	if (!ls || !(ls->l.arr = json_array())) {
+		admin_reply_message(req, 500, "Cannot list certificates");
+		free(ls);
+		return;
+	}
+	ls->l.a = a;
+	ls->l.invalid_only = invalid_only;
+	ls->l.now = time(NULL);
+	ls->req = req;
+	certstore_foreach_name(a->d.cs, api_listing_name, ls);
+	api_listing_pump(ls);
+}
+
+struct api_get {
+	struct api *a;
+	struct admin_req *req;
+};
+
+static void api_cert_peeked(void *arg, const struct certstore_cert *c)
+{
+	struct api_get *g = arg;
+	json_t *cert = c ? api_cert_json(g->a, c) : NULL;
+
+	if (cert)
+		admin_reply_json(g->req, 200, json_pack("{s:o}", "data", cert));
+	else
+		admin_reply_message(g->req, 404, "Not found");
+	free(g);
+}
+
+/* An index-only name (preload on_demand, another member's, not hot) is
+ * answered from its metadata record, read from storage. */
+static void api_admin_cert_get_async(void *ctx, const char *raw, struct admin_req *req)
+{
+	struct api *a = ctx;
+	struct api_get *g = calloc(1, sizeof(*g));
+	char host[CERTSTORE_HOST_MAX];
+
+	if (!g || host_normalize(raw, host, sizeof(host), HOST_WILDCARD) == -1) {
+		admin_reply_message(req, g ? 404 : 500, g ? "Not found" : "out of memory");
+		free(g);
+		return;
+	}
+	g->a = a;
+	g->req = req;
+	if (certstore_peek(a->d.cs, host, api_cert_peeked, g) == -1) {
+		admin_reply_message(req, 500, "out of memory");
+		free(g);
+	}
 }
 
 struct api_del {
@@ -857,8 +958,8 @@ static const struct admin_ops api_admin_ops = {
 	.issue = api_admin_issue,
 	.sanity_test = api_admin_sanity,
 	.renew_all = api_admin_renew_all,
-	.cert_list = api_admin_cert_list,
-	.cert_get = api_admin_cert_get,
+	.cert_get_async = api_admin_cert_get_async,
+	.cert_list_async = api_admin_cert_list_async,
 	.cert_delete = api_admin_cert_delete,
 	.metrics = api_admin_metrics,
 	.health = api_admin_health,

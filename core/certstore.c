@@ -240,6 +240,102 @@ static int certstore_demote(struct certstore *cs, struct certstore_cert *c)
 	return 1;
 }
 
+/* One certstore_peek() of an index-only name under way. */
+struct certstore_peek {
+	struct certstore *cs;
+	void (*cb)(void *arg, const struct certstore_cert *c);
+	void *arg;
+};
+
+/* Ends <pk> with the facts <ci> (NULL: none) of <host>. */
+static void certstore_peek_end(struct certstore_peek *pk, const char *host,
+			       const struct crypto_cert_info *ci)
+{
+	struct certstore_cert *c = ci ? certstore_cert_new(host) : NULL;
+
+	if (c && certstore_info_set(&c->info, ci) == 0) {
+		c->has_info = 1;
+		pk->cb(pk->arg, c);
+	} else {
+		pk->cb(pk->arg, NULL);
+	}
+	certstore_cert_free(c);
+	free(pk);
+}
+
+static void cb_certstore_peek_pem(void *arg, struct storage_res *res)
+{
+	struct certstore_peek *pk = arg;
+	const char *host = res->key + strlen("certs/");
+	struct crypto_cert_info ci;
+	char err[256];
+
+	health_storage_result(pk->cs->health, res);
+	if (res->rc == 0 && crypto_cert_info(res->val, res->len, &ci, err, sizeof(err)) == 0) {
+		pk->cs->pem_parsed++;
+		certstore_peek_end(pk, host, &ci);
+		crypto_cert_info_clear(&ci);
+		return;
+	}
+	if (res->rc == -1)
+		log_err("host=%s %s", host, res->err);
+	certstore_peek_end(pk, host, NULL);
+}
+
+static void cb_certstore_peek_meta(void *arg, struct storage_res *res)
+{
+	struct certstore_peek *pk = arg;
+	const char *host = res->key + strlen(CERTSTORE_META_PREFIX);
+	struct crypto_cert_info ci;
+	char key[STORAGE_KEY_MAX], err[256];
+
+	health_storage_result(pk->cs->health, res);
+	if (res->rc == 0 && certstore_meta_decode(host, res->val, res->len, &ci, err, sizeof(err)) == 0) {
+		certstore_peek_end(pk, host, &ci);
+		return;
+	}
+	/* no good record: the certificate says */
+	snprintf(key, sizeof(key), "certs/%s", host);
+	if (!storage_get(pk->cs->st, key, cb_certstore_peek_pem, pk))
+		certstore_peek_end(pk, host, NULL);
+}
+
+int certstore_peek(struct certstore *cs, const char *host,
+		   void (*cb)(void *arg, const struct certstore_cert *c), void *arg)
+{
+	struct certstore_cert *c = certstore_get(cs, host);
+	struct certstore_peek *pk;
+	char key[STORAGE_KEY_MAX];
+
+	if ((c && c->has_info) || !nameidx_contains(cs->names, host)) {
+		cb(arg, c);
+		return 0;
+	}
+	pk = calloc(1, sizeof(*pk));
+	if (!pk)
+		return -1;
+	pk->cs = cs;
+	pk->cb = cb;
+	pk->arg = arg;
+	snprintf(key, sizeof(key), CERTSTORE_META_PREFIX "%s", host);
+	if (!storage_get(cs->st, key, cb_certstore_peek_meta, pk)) {
+		free(pk);
+		return -1;
+	}
+	return 0;
+}
+
+void certstore_foreach_name(const struct certstore *cs,
+			    void (*fn)(void *arg, const char *host, struct certstore_cert *c),
+			    void *arg)
+{
+	size_t pos = 0;
+	const char *host;
+
+	while ((host = nameidx_next(cs->names, &pos)))
+		fn(arg, host, certstore_get(cs, host));
+}
+
 struct certstore_each {
 	void (*fn)(void *arg, struct certstore_cert *c);
 	void *arg;

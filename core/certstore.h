@@ -149,6 +149,20 @@ size_t certstore_index_bytes(const struct certstore *cs);
  * read in the background, a window at a time. */
 void certstore_members_changed(struct certstore *cs);
 
+/* Calls <cb>(<arg>, cert) with <host>'s certificate: memory's full entry at
+ * once; for an index-only name (preload on_demand) one read from storage on
+ * a later loop turn: its "meta/<host>" record, else its certificate parsed
+ * (a transient entry, valid during the call, nothing kept); NULL when not
+ * stored or unreadable. Returns 0, or -1 when out of memory (no call). */
+int certstore_peek(struct certstore *cs, const char *host,
+		   void (*cb)(void *arg, const struct certstore_cert *c), void *arg);
+
+/* Calls <fn>(<arg>, host, its full entry or NULL) for every stored name;
+ * <fn> must not install or remove any. */
+void certstore_foreach_name(const struct certstore *cs,
+			    void (*fn)(void *arg, const char *host, struct certstore_cert *c),
+			    void *arg);
+
 /* Calls <fn>(<arg>, cert) for every full entry; <fn> must not install or
  * remove any. */
 void certstore_foreach(const struct certstore *cs,
