@@ -365,6 +365,7 @@ static void certstore_fill_more(struct certstore *cs)
 	char key[STORAGE_KEY_MAX];
 	const char *host = "";
 	struct certstore_cert *c;
+	size_t step = 0;
 
 	if (!cs->filling)
 		return;
@@ -374,6 +375,14 @@ static void certstore_fill_more(struct certstore *cs)
 	}
 	while (cs->fill_inflight < CERTSTORE_FILL_WINDOW &&
 	       (host = nameidx_next(cs->names, &cs->fill_pos))) {
+		if (++step > CERTSTORE_FILL_STEP) {
+			/* a million names, few of them this node's: the walk
+			 * must not hold the loop (SNIs wait behind it) */
+			cs->fill_pos--;
+			ev_timer_set(&cs->fill_next, 0., 0.);
+			ev_timer_start(cs->loop, &cs->fill_next);
+			return;
+		}
 		c = certstore_get(cs, host);
 		if (c ? c->has_info : !certstore_wants(cs, host))
 			continue;	/* learnt meanwhile, or another member's */
@@ -388,6 +397,11 @@ static void certstore_fill_more(struct certstore *cs)
 			 cs->filled - cs->fill_meta, nameidx_count(cs->names), cs->certs.count);
 		cs->filling = 0;
 	}
+}
+
+void cb_certstore_fill_next(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	certstore_fill_more(w->data);
 }
 
 /* on_demand: starts (or starts over) the background read of the metadata

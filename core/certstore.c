@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <ev.h>
+
 #include "core/certstore.h"
 #include "core/certstore_int.h"
 #include "core/config.h"
@@ -509,6 +511,8 @@ struct certstore *certstore_new(struct ev_loop *loop, const struct config *cfg, 
 		goto out;
 	}
 	cs->loop = loop;
+	ev_init(&cs->fill_next, cb_certstore_fill_next);
+	cs->fill_next.data = cs;
 	cs->cfg = cfg;
 	cs->st = st;
 	cs->health = health;
@@ -542,6 +546,7 @@ void certstore_free(struct certstore *cs)
 	if (!cs)
 		return;
 	cs->closing = 1;
+	ev_timer_stop(cs->loop, &cs->fill_next);
 	/* cert_dir writes in progress complete; nothing more is pushed */
 	workq_free(cs->wq);
 	rt_free(cs->rt);

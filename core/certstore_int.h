@@ -22,6 +22,7 @@ struct nameidx;
 #define CERTSTORE_SYNC_RETRY_S	5.0
 #define CERTSTORE_LOAD_WINDOW	256	/* start-up reads in flight */
 #define CERTSTORE_FILL_WINDOW	128	/* on_demand background metadata reads in flight */
+#define CERTSTORE_FILL_STEP	4096	/* names of the index walked in one loop turn */
 #define CERTSTORE_REFUSED_MAX	4096	/* stored bundles remembered as refused */
 #define CERTSTORE_REFUSED_S	300	/* seconds before such a bundle is read again */
 
@@ -46,6 +47,7 @@ struct certstore {
 	size_t fill_inflight, filled;
 	size_t fill_meta;		/* of <filled>: from "meta/<host>" records */
 	ev_tstamp fill_start;
+	ev_timer fill_next;		/* the walk goes on at the next loop turn */
 	unsigned long pem_parsed;	/* PEMs parsed for metadata alone */
 	LIST_HEAD(, certstore_sync) syncs;	/* HAProxy listings under way */
 	TAILQ_HEAD(certstore_lru, certstore_cert) lru;	/* loaded ones, last seen first */
@@ -103,6 +105,9 @@ int certstore_learn(struct certstore *cs, struct certstore_cert *c, const char *
 
 /* on_demand: starts (over) the background read of the share's metadata. */
 void certstore_fill_start(struct certstore *cs);
+
+/* The background read's timer callback: the walk of the index goes on. */
+void cb_certstore_fill_next(struct ev_loop *loop, ev_timer *w, int revents);
 
 /* Ends one HAProxy sync round (certdeploy.c). */
 void certstore_sync_free(struct certstore_sync *s);
