@@ -28,6 +28,7 @@ struct seen {
 	int installed, removed, received, loaded_ok, loaded_failed;
 	char last[CERTSTORE_HOST_MAX];
 	const char *detail_only;	/* the detail hook keeps this name alone */
+	int detail_calls;
 };
 
 /* on_demand: as the fleet's share would, one name of the detail hook's */
@@ -35,6 +36,7 @@ static int on_detail(void *arg, const char *host)
 {
 	struct seen *s = arg;
 
+	s->detail_calls++;
 	return strcmp(host, s->detail_only) == 0;
 }
 
@@ -579,6 +581,45 @@ static void test_on_demand_share(void **state)
 		free(pem[i]);
 }
 
+/* The background walk of a large index yields the loop every few thousand
+ * names and goes on at the next turn: the one name of 10,000 this node keeps
+ * is read, wherever the walk meets it. */
+static void test_on_demand_walk_goes_on(void **state)
+{
+	struct certstore_hooks h = { .installed = on_installed, .detail = on_detail };
+	struct seen seen = { .detail_only = "w07777.example.com" };
+	struct certstore *cs;
+	struct fx f;
+	time_t now = time(NULL);
+	char *pem, path[256];
+	size_t len;
+	int i;
+
+	fx_open_hap(&f, "", "\"preload\": \"on_demand\"");
+	for (i = 0; i < 10000; i++) {
+		/* only the names are read at start: the others' bundles are never opened */
+		snprintf(path, sizeof(path), "certs/w%05d.example.com", i);
+		fx_put(&f, path, "x", 1);
+	}
+	pem = fx_pem(seen.detail_only, now - 3600, now + 90 * 86400, &len);
+	snprintf(path, sizeof(path), "certs/%s", seen.detail_only);
+	fx_put(&f, path, pem, len);
+	cs = open_cs(&f, h, &seen, 1);
+	assert_int_equal(certstore_load(cs), 10000);
+	certstore_start(cs);
+	/* one loop turn walks a step, not the whole index */
+	assert_true(seen.detail_calls <= 4096);
+	assert_true(fx_run_until(&f, cond_installed1, &seen, 5));
+	fx_run_for(&f, 0.2);
+	/* every name was asked about: the walk went on to the end */
+	assert_true(seen.detail_calls >= 9999);
+	assert_int_equal(certstore_detailed(cs), 1);
+	assert_true(certstore_get(cs, seen.detail_only)->has_info);
+	certstore_free(cs);
+	fx_close(&f);
+	free(pem);
+}
+
 /* Nothing unverified is kept, written or pushed: a bundle for another name,
  * an expired one, one whose key is not the leaf's, one with two keys. */
 static void test_refuses_unverified(void **state)
@@ -1080,6 +1121,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_temp_files, setup, teardown),
 		cmocka_unit_test(test_on_demand_index),
 		cmocka_unit_test(test_on_demand_share),
+		cmocka_unit_test(test_on_demand_walk_goes_on),
 		cmocka_unit_test(test_meta_codec),
 		cmocka_unit_test(test_on_demand_meta),
 		cmocka_unit_test(test_meta_forged_dates),
