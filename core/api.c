@@ -320,13 +320,14 @@ static const struct spoa_handler api_spoa_handlers[] = {
 static json_t *api_cert_json(const struct api *a, const struct certstore_cert *c)
 {
 	time_t now = time(NULL);
+	char nb[CERTSTORE_TIME_STR], na[CERTSTORE_TIME_STR];
 	int i = issuers_for_cn(a->d.iss, c->info.issuer_cn);
 	const struct config_issuer *is = i >= 0 ? issuers_conf(a->d.iss, (size_t)i) : NULL;
 
 	return json_pack("{s:s, s:s, s:s, s:b, s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?}",
 			 "host", c->host,
-			 "not_before", c->info.not_before_str,
-			 "not_after", c->info.not_after_str,
+			 "not_before", certstore_time_str(c->info.not_before, nb),
+			 "not_after", certstore_time_str(c->info.not_after, na),
 			 "valid", now >= c->info.not_before && now < c->info.not_after,
 			 "serial_number", c->info.serial_hex,
 			 "digest", c->info.digest_sha1,

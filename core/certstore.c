@@ -98,8 +98,6 @@ static int certstore_info_set(struct certstore_info *out, const struct crypto_ce
 	}
 	out->not_before = ci->not_before;
 	out->not_after = ci->not_after;
-	memcpy(out->not_before_str, ci->not_before_str, sizeof(out->not_before_str));
-	memcpy(out->not_after_str, ci->not_after_str, sizeof(out->not_after_str));
 	return 0;
 }
 
@@ -129,6 +127,15 @@ void certstore_trim(struct certstore *cs, struct certstore_cert *c)
 		return;
 	crypto_secret_free(c->pem, c->len);
 	c->pem = NULL;
+}
+
+const char *certstore_time_str(time_t t, char out[CERTSTORE_TIME_STR])
+{
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm) || !strftime(out, CERTSTORE_TIME_STR, "%Y-%m-%d %H:%M:%S", &tm))
+		out[0] = '\0';
+	return out;
 }
 
 struct certstore_cert *certstore_get(const struct certstore *cs, const char *host)
@@ -422,13 +429,15 @@ int certstore_learn_info(struct certstore *cs, struct certstore_cert *c,
 			 const struct crypto_cert_info *ci)
 {
 	int same_serial = c->has_info && strcmp(ci->serial_hex, c->info.serial_hex) == 0;
+	char was[CERTSTORE_TIME_STR];
 
 	if (certstore_info_same(c, ci))
 		return 0;
 	if (same_serial)
 		log_warn("host=%s serial=%s metadata record disagrees with the certificate "
 			 "(not_after %s, certificate %s): the certificate's facts win", c->host,
-			 ci->serial_hex, c->info.not_after_str, ci->not_after_str);
+			 ci->serial_hex, certstore_time_str(c->info.not_after, was),
+			 ci->not_after_str);
 	if (certstore_info_set(&c->info, ci) == -1)
 		return -1;
 	c->has_info = 1;

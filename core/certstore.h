@@ -51,8 +51,7 @@ struct storage;
  * admin API, renewal and the fleet's versions. The strings are never NULL
  * ("" when unknown). */
 struct certstore_info {
-	time_t not_before, not_after;
-	char not_before_str[20], not_after_str[20];	/* "YYYY-MM-DD HH:MM:SS" UTC */
+	time_t not_before, not_after;	/* certstore_time_str() writes them out */
 	const char *serial_hex, *digest_sha1, *issuer_cn, *pubkey_type, *ari_cert_id;
 	char *strs;			/* where the strings live */
 };
@@ -74,6 +73,14 @@ struct certstore_cert {
 	TAILQ_ENTRY(certstore_cert) lru;	/* the loaded ones, last SNI seen first */
 	char host[];
 };
+
+/* Bytes of certstore_time_str()'s output, its NUL included. */
+#define CERTSTORE_TIME_STR 20
+
+/* <t> as "YYYY-MM-DD HH:MM:SS" UTC in <out> (as crypto_cert_info() writes
+ * dates; written when asked, not kept in each of a million entries).
+ * Returns <out>. */
+const char *certstore_time_str(time_t t, char out[CERTSTORE_TIME_STR]);
 
 /* What an SNI finds (certstore_seen()). */
 enum certstore_seen {

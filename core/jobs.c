@@ -529,7 +529,7 @@ static void job_order_done(void *arg, const char *host, const struct acme_result
 {
 	struct job *j = arg;
 	struct jobs *js = j->js;
-	char key[STORAGE_KEY_MAX], lock[STORAGE_KEY_MAX], why[1024];
+	char key[STORAGE_KEY_MAX], lock[STORAGE_KEY_MAX], why[1024], na[CERTSTORE_TIME_STR];
 	struct certstore_cert *c;
 	size_t clen, klen;
 	char *bundle;
@@ -611,7 +611,7 @@ static void job_order_done(void *arg, const char *host, const struct acme_result
 	}
 	log_info("host=%s issuer=%s order=%s certificate issued serial=%s not_after=%s issuer_cn=\"%s\"",
 		 host, job_issuer_name(j), res->order_url ? res->order_url : "-", c->info.serial_hex,
-		 c->info.not_after_str, c->info.issuer_cn);
+		 certstore_time_str(c->info.not_after, na), c->info.issuer_cn);
 	issuers_issued(js->iss, j->plan[j->step], c->info.issuer_cn,
 		       (int)j->plan[j->step] != j->preferred);
 	snprintf(key, sizeof(key), "certs/%s", host);

@@ -876,7 +876,7 @@ static void test_on_demand_meta(void **state)
 	struct certstore_cert *c;
 	struct fx f;
 	time_t now = time(NULL);
-	char *pem[6], *m, *old6, key[STORAGE_KEY_MAX], want[130], got[130];
+	char *pem[6], *m, *old6, key[STORAGE_KEY_MAX], want[130], got[130], tb[CERTSTORE_TIME_STR];
 	size_t len[6], ml, l6;
 	int i;
 
@@ -921,7 +921,7 @@ static void test_on_demand_meta(void **state)
 				    serial_of(i == 5 ? old6 : pem[i], i == 5 ? l6 : len[i], want,
 					      sizeof(want)));
 		assert_true(c->info.not_after > now + (i == 5 ? 29 : 59) * 86400);
-		assert_int_equal(strlen(c->info.not_after_str), 19);
+		assert_int_equal(strlen(certstore_time_str(c->info.not_after, tb)), 19);
 		assert_true(c->info.issuer_cn[0] != '\0');
 		assert_true(c->info.pubkey_type[0] != '\0');
 	}
@@ -985,7 +985,7 @@ static void test_meta_forged_dates(void **state)
 	struct storage_res res;
 	struct fx f;
 	time_t now = time(NULL);
-	char *pem, *good, *m, key[STORAGE_KEY_MAX], err[256];
+	char *pem, *good, *m, key[STORAGE_KEY_MAX], err[256], tb[CERTSTORE_TIME_STR];
 	size_t len, glen, ml;
 	json_t *j;
 
@@ -1031,7 +1031,7 @@ static void test_meta_forged_dates(void **state)
 	c = certstore_get(cs, host);
 	assert_true(c->info.not_after == ci.not_after);
 	assert_true(c->info.not_before == ci.not_before);
-	assert_string_equal(c->info.not_after_str, ci.not_after_str);
+	assert_string_equal(certstore_time_str(c->info.not_after, tb), ci.not_after_str);
 	assert_string_equal(c->info.ari_cert_id, ci.ari_cert_id);
 	assert_string_equal(c->info.serial_hex, ci.serial_hex);
 	/* installed again, with the certificate's dates: renewal reschedules */
