@@ -354,6 +354,11 @@ static enum MHD_Result admin_do_cert(struct admin_req *r)
 		a->ops->cert_delete(a->ctx, host, admin_query_true(r, "revoke"), r);
 		return admin_req_settle(r);
 	}
+	if (a->ops->cert_get_async) {
+		admin_req_hold(r);
+		a->ops->cert_get_async(a->ctx, host, r);
+		return admin_req_settle(r);
+	}
 	if (!a->ops->cert_get)
 		return admin_queue_message(r, MHD_HTTP_NOT_IMPLEMENTED, "Not implemented");
 	cert = a->ops->cert_get(a->ctx, host);
@@ -420,6 +425,11 @@ static enum MHD_Result admin_dispatch(struct admin_req *r)
 		return admin_queue_message(r, MHD_HTTP_ACCEPTED,
 					   "Renewal process started successfully");
 	case ADMIN_ROUTE_CERTS:
+		if (a->ops->cert_list_async) {
+			admin_req_hold(r);
+			a->ops->cert_list_async(a->ctx, admin_query_true(r, "invalid_only"), r);
+			return admin_req_settle(r);
+		}
 		if (!a->ops->cert_list)
 			return admin_queue_message(r, MHD_HTTP_NOT_IMPLEMENTED, "Not implemented");
 		list = a->ops->cert_list(a->ctx, admin_query_true(r, "invalid_only"));

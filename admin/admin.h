@@ -46,8 +46,15 @@ struct admin_ops {
 	void (*renew_all)(void *ctx);
 	/* New reference to an array of CERT objects (NULL => 500). */
 	json_t *(*cert_list)(void *ctx, int invalid_only);
+	/* The same answered later (what memory does not hold is read from
+	 * storage): via admin_reply_*; used instead of cert_list when set. */
+	void (*cert_list_async)(void *ctx, int invalid_only, struct admin_req *req);
 	/* New reference to a CERT object, or NULL => 404. */
 	json_t *(*cert_get)(void *ctx, const char *host);
+	/* GET /acme/certificates/H answered later (what memory does not hold
+	 * is read from storage): via admin_reply_*; used instead of cert_get
+	 * when set. */
+	void (*cert_get_async)(void *ctx, const char *host, struct admin_req *req);
 	/* DELETE /acme/certificates/H[?revoke=true]: answer via admin_reply_*. */
 	void (*cert_delete)(void *ctx, const char *host, int revoke, struct admin_req *req);
 	/* Appends Prometheus text to <out>. */

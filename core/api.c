@@ -321,13 +321,14 @@ static const struct spoa_handler api_spoa_handlers[] = {
 static json_t *api_cert_json(const struct api *a, const struct certstore_cert *c)
 {
 	time_t now = time(NULL);
+	char nb[CERTSTORE_TIME_STR], na[CERTSTORE_TIME_STR];
 	int i = issuers_for_cn(a->d.iss, c->info.issuer_cn);
 	const struct config_issuer *is = i >= 0 ? issuers_conf(a->d.iss, (size_t)i) : NULL;
 
 	return json_pack("{s:s, s:s, s:s, s:b, s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?}",
 			 "host", c->host,
-			 "not_before", c->info.not_before_str,
-			 "not_after", c->info.not_after_str,
+			 "not_before", certstore_time_str(c->info.not_before, nb),
+			 "not_after", certstore_time_str(c->info.not_after, na),
 			 "valid", now >= c->info.not_before && now < c->info.not_after,
 			 "serial_number", c->info.serial_hex,
 			 "digest", c->info.digest_sha1,
@@ -366,7 +367,7 @@ static void api_admin_issue(void *ctx, const char *raw, struct admin_req *req)
 				    "issued yet (see /healthz and the log)");
 		return;
 	}
-	if (jobs_issue(a->d.jobs, host, certstore_get(a->d.cs, host) != NULL, 1, req) == -1)
+	if (jobs_issue(a->d.jobs, host, certstore_stored(a->d.cs, host), 1, req) == -1)
 		admin_reply_message(req, 500, "out of memory");
 }
 
@@ -467,27 +468,128 @@ static void api_list_cb(void *arg, struct certstore_cert *c)
 	json_array_append_new(l->arr, api_cert_json(l->a, c));
 }
 
-static json_t *api_admin_cert_list(void *ctx, int invalid_only)
-{
-	struct api *a = ctx;
-	struct api_list l = { a, json_array(), invalid_only, time(NULL) };
+#define API_LIST_WINDOW 64	/* index-only names read from storage at once */
 
-	if (!l.arr)
-		return NULL;
-	certstore_foreach(a->d.cs, api_list_cb, &l);
-	return l.arr;
+/* GET /acme/certificates with preload on_demand: the full entries from
+ * memory, then the index-only names (another member's, not hot) from their
+ * metadata records, a window at a time, before the answer: the list is the
+ * fleet's, as on a single node, on every node. */
+struct api_listing {
+	struct api_list l;
+	struct admin_req *req;
+	char **names;			/* to read */
+	size_t n, cap, next, inflight;
+	int pumping;
+};
+
+static void api_listing_pump(struct api_listing *ls);
+
+static void api_listing_peeked(void *arg, const struct certstore_cert *c)
+{
+	struct api_listing *ls = arg;
+
+	ls->inflight--;
+	if (c)
+		api_list_cb(&ls->l, (struct certstore_cert *)c);
+	if (!ls->pumping)
+		api_listing_pump(ls);
 }
 
-static json_t *api_admin_cert_get(void *ctx, const char *raw)
+static void api_listing_name(void *arg, const char *host, struct certstore_cert *c)
+{
+	struct api_listing *ls = arg;
+	char **v;
+
+	if (c && c->has_info) {
+		api_list_cb(&ls->l, c);
+		return;
+	}
+	if (ls->n == ls->cap) {
+		ls->cap = ls->cap ? 2 * ls->cap : 256;
+		v = realloc(ls->names, ls->cap * sizeof(*v));
+		if (!v)
+			return;		/* the answer lists what memory allowed */
+		ls->names = v;
+	}
+	if ((ls->names[ls->n] = strdup(host)))
+		ls->n++;
+}
+
+static void api_listing_pump(struct api_listing *ls)
+{
+	size_t i;
+
+	ls->pumping = 1;
+	while (ls->inflight < API_LIST_WINDOW && ls->next < ls->n) {
+		i = ls->next++;
+		ls->inflight++;
+		if (certstore_peek(ls->l.a->d.cs, ls->names[i], api_listing_peeked, ls) == -1)
+			ls->inflight--;
+		free(ls->names[i]);
+		ls->names[i] = NULL;
+	}
+	ls->pumping = 0;
+	if (ls->inflight || ls->next < ls->n)
+		return;
+	admin_reply_json(ls->req, 200, json_pack("{s:o}", "data", ls->l.arr));
+	free(ls->names);
+	free(ls);
+}
+
+static void api_admin_cert_list_async(void *ctx, int invalid_only, struct admin_req *req)
 {
 	struct api *a = ctx;
-	char host[CERTSTORE_HOST_MAX];
-	struct certstore_cert *c;
+	struct api_listing *ls = calloc(1, sizeof(*ls));
 
-	if (host_normalize(raw, host, sizeof(host), HOST_WILDCARD) == -1)
-		return NULL;
-	c = certstore_get(a->d.cs, host);
-	return c ? api_cert_json(a, c) : NULL;
+	if (!ls || !(ls->l.arr = json_array())) {
+		admin_reply_message(req, 500, "Cannot list certificates");
+		free(ls);
+		return;
+	}
+	ls->l.a = a;
+	ls->l.invalid_only = invalid_only;
+	ls->l.now = time(NULL);
+	ls->req = req;
+	certstore_foreach_name(a->d.cs, api_listing_name, ls);
+	api_listing_pump(ls);
+}
+
+struct api_get {
+	struct api *a;
+	struct admin_req *req;
+};
+
+static void api_cert_peeked(void *arg, const struct certstore_cert *c)
+{
+	struct api_get *g = arg;
+	json_t *cert = c ? api_cert_json(g->a, c) : NULL;
+
+	if (cert)
+		admin_reply_json(g->req, 200, json_pack("{s:o}", "data", cert));
+	else
+		admin_reply_message(g->req, 404, "Not found");
+	free(g);
+}
+
+/* An index-only name (preload on_demand, another member's, not hot) is
+ * answered from its metadata record, read from storage. */
+static void api_admin_cert_get_async(void *ctx, const char *raw, struct admin_req *req)
+{
+	struct api *a = ctx;
+	struct api_get *g = calloc(1, sizeof(*g));
+	char host[CERTSTORE_HOST_MAX];
+
+	if (!g || host_normalize(raw, host, sizeof(host), HOST_WILDCARD) == -1) {
+		admin_reply_message(req, g ? 404 : 500, g ? "Not found" : "out of memory");
+		free(g);
+		return;
+	}
+	g->a = a;
+	g->req = req;
+	if (certstore_peek(a->d.cs, host, api_cert_peeked, g) == -1) {
+		admin_reply_message(req, 500, "out of memory");
+		free(g);
+	}
 }
 
 struct api_del {
@@ -720,6 +822,12 @@ static void api_admin_metrics(void *ctx, struct metrics_buf *b)
 	metrics_header(b, "acme_spoa_renewal_share", "gauge", "Certificates whose renewal and ARI polling belong to this node.");
 	metrics_value(b, "acme_spoa_renewal_share", NULL, (double)renew_share(a->d.renew));
 	renewplan_metrics(renew_plan(a->d.renew), b);
+	metrics_header(b, "acme_spoa_certificates_indexed", "gauge", "Stored certificates this node knows by name (the compact index the SNI path reads).");
+	metrics_value(b, "acme_spoa_certificates_indexed", NULL, (double)certstore_count(a->d.cs));
+	metrics_header(b, "acme_spoa_certificates_detailed", "gauge", "Of them, the ones held in full (metadata and renewal): with preload on_demand this node's share, its hot set and the ones touched lately.");
+	metrics_value(b, "acme_spoa_certificates_detailed", NULL, (double)certstore_detailed(a->d.cs));
+	metrics_header(b, "acme_spoa_certificates_index_bytes", "gauge", "Bytes the index of stored names holds.");
+	metrics_value(b, "acme_spoa_certificates_index_bytes", NULL, (double)certstore_index_bytes(a->d.cs));
 	api_counter(b, "acme_spoa_feed_reads_total", "Reads of the fleet's change feed.", NULL, fs.feed_reads);
 	api_counter(b, "acme_spoa_feed_changes_total", "Certificate changes learnt from the change feed.", NULL, fs.feed_changes);
 	api_counter(b, "acme_spoa_spoe_frames_total", "SPOE NOTIFY frames received.", NULL, ss.notify_frames);
@@ -853,8 +961,8 @@ static const struct admin_ops api_admin_ops = {
 	.issue = api_admin_issue,
 	.sanity_test = api_admin_sanity,
 	.renew_all = api_admin_renew_all,
-	.cert_list = api_admin_cert_list,
-	.cert_get = api_admin_cert_get,
+	.cert_get_async = api_admin_cert_get_async,
+	.cert_list_async = api_admin_cert_list_async,
 	.cert_delete = api_admin_cert_delete,
 	.metrics = api_admin_metrics,
 	.health = api_admin_health,

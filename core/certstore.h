@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The certificate store: every certificate in memory (O(1) look-ups on the
- * SPOE path), in storage as "certs/<host>" (chain + key PEM), in
+/* The certificate store: every stored certificate's name in a compact index
+ * (core/nameidx: O(1) look-ups on the SPOE path), full entries in memory, in
+ * storage as "certs/<host>" (chain + key PEM), in
  * haproxy.cert_dir (so a HAProxy restart serves it) and in HAProxy over the
  * runtime sockets.
  *
@@ -50,8 +51,7 @@ struct storage;
  * admin API, renewal and the fleet's versions. The strings are never NULL
  * ("" when unknown). */
 struct certstore_info {
-	time_t not_before, not_after;
-	char not_before_str[20], not_after_str[20];	/* "YYYY-MM-DD HH:MM:SS" UTC */
+	time_t not_before, not_after;	/* certstore_time_str() writes them out */
 	const char *serial_hex, *digest_sha1, *issuer_cn, *pubkey_type, *ari_cert_id;
 	char *strs;			/* where the strings live */
 };
@@ -73,6 +73,14 @@ struct certstore_cert {
 	TAILQ_ENTRY(certstore_cert) lru;	/* the loaded ones, last SNI seen first */
 	char host[];
 };
+
+/* Bytes of certstore_time_str()'s output, its NUL included. */
+#define CERTSTORE_TIME_STR 20
+
+/* <t> as "YYYY-MM-DD HH:MM:SS" UTC in <out> (as crypto_cert_info() writes
+ * dates; written when asked, not kept in each of a million entries).
+ * Returns <out>. */
+const char *certstore_time_str(time_t t, char out[CERTSTORE_TIME_STR]);
 
 /* What an SNI finds (certstore_seen()). */
 enum certstore_seen {
@@ -96,6 +104,10 @@ struct certstore_hooks {
 	/* a push of <host>'s certificate into HAProxy ended (<ok>: committed
 	 * and in the crt-list on every runtime socket) */
 	void (*loaded)(void *arg, const char *host, int ok);
+	/* preload on_demand: 1 when this node keeps <host>'s full entry (its
+	 * metadata and renewal) even out of the hot set: its renewal share, a
+	 * job under way. NULL: every name (a single node). */
+	int (*detail)(void *arg, const char *host);
 	void *arg;
 };
 
@@ -121,13 +133,44 @@ void certstore_set_hooks(struct certstore *cs, const struct certstore_hooks *hoo
  * Accepts NULL. */
 void certstore_free(struct certstore *cs);
 
-/* Memory's certificate of <host> (owned by the store), or NULL. */
+/* Memory's full entry of <host> (owned by the store), or NULL: not stored,
+ * or (preload on_demand) index-only, certstore_stored() tells. */
 struct certstore_cert *certstore_get(const struct certstore *cs, const char *host);
 
-/* How many certificates memory holds. */
+/* 1 when a certificate of <host> is stored (in the index, in full or not). */
+int certstore_stored(const struct certstore *cs, const char *host);
+
+/* How many certificates are stored (the names of the index). */
 size_t certstore_count(const struct certstore *cs);
 
-/* Calls <fn>(<arg>, cert) for every certificate; <fn> must not install or
+/* How many of them memory holds in full (with preload all: every one; on
+ * demand: this node's share, its hot set and the ones touched lately). */
+size_t certstore_detailed(const struct certstore *cs);
+
+/* Bytes the index of names holds (nameidx_bytes). */
+size_t certstore_index_bytes(const struct certstore *cs);
+
+/* preload on_demand: the fleet's members changed (the detail hook answers
+ * otherwise): full entries no longer this node's and not hot drop to the
+ * index (removed fires), and the names newly its own get their metadata
+ * read in the background, a window at a time. */
+void certstore_members_changed(struct certstore *cs);
+
+/* Calls <cb>(<arg>, cert) with <host>'s certificate: memory's full entry at
+ * once; for an index-only name (preload on_demand) one read from storage on
+ * a later loop turn: its "meta/<host>" record, else its certificate parsed
+ * (a transient entry, valid during the call, nothing kept); NULL when not
+ * stored or unreadable. Returns 0, or -1 when out of memory (no call). */
+int certstore_peek(struct certstore *cs, const char *host,
+		   void (*cb)(void *arg, const struct certstore_cert *c), void *arg);
+
+/* Calls <fn>(<arg>, host, its full entry or NULL) for every stored name;
+ * <fn> must not install or remove any. */
+void certstore_foreach_name(const struct certstore *cs,
+			    void (*fn)(void *arg, const char *host, struct certstore_cert *c),
+			    void *arg);
+
+/* Calls <fn>(<arg>, cert) for every full entry; <fn> must not install or
  * remove any. */
 void certstore_foreach(const struct certstore *cs,
 		       void (*fn)(void *arg, struct certstore_cert *c), void *arg);
@@ -202,12 +245,12 @@ unsigned long certstore_pem_parsed(const struct certstore *cs);
 
 /* Start-up only, before any server listens (runs the loop): reads every
  * stored certificate into memory, without deploying. With preload on_demand
- * it reads only the index (the names): the metadata is then read in the
- * background from certstore_start(), a window at a time, from the
- * "meta/<host>" records (installed fires as each is known); a host without a
- * good record has its certificate read and parsed instead (not kept), which
- * writes the record. Returns how many memory
- * holds. */
+ * it reads only the listing of names into the index (freed as it goes): the
+ * metadata of the names this node keeps in full (the detail hook) is then
+ * read in the background from certstore_start(), a window at a time, from
+ * the "meta/<host>" records (installed fires as each is known); a host
+ * without a good record has its certificate read and parsed instead (not
+ * kept), which writes the record. Returns how many are stored. */
 size_t certstore_load(struct certstore *cs);
 
 /* Once the agent is ready: starts the background work certstore_load() left
@@ -221,7 +264,7 @@ void certstore_start(struct certstore *cs);
 size_t certstore_ensure_files(struct certstore *cs);
 
 /* An SNI of <host> was seen: with haproxy.preload on_demand, a certificate
- * HAProxy does not hold is deployed now and the name becomes the most
+ * HAProxy does not hold (index-only ones made full) is deployed now and the name becomes the most
  * recently used of the hot set (beyond haproxy.max_loaded, the names idle
  * longest leave HAProxy and cert_dir; storage keeps them). A stored bundle
  * that fails the check is not read again for 5 minutes, and answers ABSENT

@@ -80,12 +80,15 @@ static void cb_fleet_feed(void *arg, struct storage_res *res)
 			continue;
 		c = certstore_get(f->cs, host);
 		if (!res->vals[i]) {
-			if (c) {
+			if (c || certstore_stored(f->cs, host)) {
 				log_info("host=%s certificate deleted by another node", host);
 				certstore_remove(f->cs, host);
 				f->stats.feed_changes++;
 			}
-		} else if (!c || strcmp(c->info.serial_hex, res->vals[i]) != 0) {
+		} else if (c ? strcmp(c->info.serial_hex, res->vals[i]) != 0 :
+			   !certstore_stored(f->cs, host)) {
+			/* an index-only name that changed needs nothing read: its
+			 * full entry, if this node takes it, reads the new one */
 			certstore_fetch(f->cs, host, 1);
 			f->stats.feed_changes++;
 		}

@@ -261,8 +261,6 @@ static void imp_info_view(const struct crypto_cert_info *ci, struct certstore_in
 	memset(out, 0, sizeof(*out));
 	out->not_before = ci->not_before;
 	out->not_after = ci->not_after;
-	memcpy(out->not_before_str, ci->not_before_str, sizeof(out->not_before_str));
-	memcpy(out->not_after_str, ci->not_after_str, sizeof(out->not_after_str));
 	out->serial_hex = ci->serial_hex;
 	out->digest_sha1 = ci->digest_sha1;
 	out->issuer_cn = ci->issuer_cn;

@@ -529,7 +529,7 @@ static void job_order_done(void *arg, const char *host, const struct acme_result
 {
 	struct job *j = arg;
 	struct jobs *js = j->js;
-	char key[STORAGE_KEY_MAX], lock[STORAGE_KEY_MAX], why[1024];
+	char key[STORAGE_KEY_MAX], lock[STORAGE_KEY_MAX], why[1024], na[CERTSTORE_TIME_STR];
 	struct certstore_cert *c;
 	size_t clen, klen;
 	char *bundle;
@@ -611,7 +611,7 @@ static void job_order_done(void *arg, const char *host, const struct acme_result
 	}
 	log_info("host=%s issuer=%s order=%s certificate issued serial=%s not_after=%s issuer_cn=\"%s\"",
 		 host, job_issuer_name(j), res->order_url ? res->order_url : "-", c->info.serial_hex,
-		 c->info.not_after_str, c->info.issuer_cn);
+		 certstore_time_str(c->info.not_after, na), c->info.issuer_cn);
 	issuers_issued(js->iss, j->plan[j->step], c->info.issuer_cn,
 		       (int)j->plan[j->step] != j->preferred);
 	snprintf(key, sizeof(key), "certs/%s", host);
@@ -1098,7 +1098,7 @@ void jobs_resume_pending(struct jobs *js)
 		 * held here, which renewal policy covers; anything else is a new
 		 * name and must pass what an on-demand name passes now (domains,
 		 * then the fleet's backoff and ask_url in the job) */
-		if (!certstore_get(js->cs, host))
+		if (!certstore_stored(js->cs, host))
 			renewal = 0;
 		if (!renewal && !jobs_resume_allowed(js, host)) {
 			log_warn("host=%s issuance cut off by a stop not resumed: the name is not "

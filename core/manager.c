@@ -113,6 +113,16 @@ static void mgr_on_members(void *arg)
 	struct mgr *m = arg;
 
 	renew_members_changed(m->renew);
+	certstore_members_changed(m->cs);
+}
+
+/* on_demand: the certificates whose details this node keeps out of the hot
+ * set: its renewal share, and the ones a job works on. */
+static int mgr_on_detail(void *arg, const char *host)
+{
+	struct mgr *m = arg;
+
+	return members_owns(m->members, members_key_hash(host)) || jobs_active(m->jobs, host);
 }
 
 static void mgr_on_renewed(void *arg, const char *host, time_t t)
@@ -388,6 +398,7 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 			.removed = mgr_on_removed,
 			.received = mgr_on_received,
 			.loaded = mgr_on_loaded,
+			.detail = mgr_on_detail,
 			.arg = m,
 		};
 		struct jobs_hooks jh = { .renewed = mgr_on_renewed, .ended = mgr_on_ended, .arg = m };

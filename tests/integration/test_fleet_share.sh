@@ -53,6 +53,18 @@ for n in 1 2 3; do
 	check "node $n owns a third, within 10 % ($s of 3000)" \
 		sh -c "[ '$s' -ge 900 ] 2>/dev/null && [ '$s' -le 1100 ]"
 done
+# compact memory: every name indexed, full entries (metadata, renewal) only
+# for the node's share (no SNI yet: no hot set)
+detail_is_share() { use_node "$1"; local d s
+	d=$(metric acme_spoa_certificates_detailed); s=$(metric acme_spoa_renewal_share)
+	[ -n "$d" ] && [ "$d" = "$s" ] && [ "$(metric acme_spoa_certificates_indexed)" = "$2" ]; }
+for n in 1 2 3; do
+	check "node $n indexes 3000 names, holds full entries for its share alone" \
+		wait_for 5 detail_is_share $n 3000
+done
+listed() { use_node "$1"; [ "$(admin GET /acme/certificates | grep -o '"host"' | wc -l)" = "$2" ]; }
+check "GET /acme/certificates on node 2 lists all 3000 (index-only ones from their records)" \
+	listed 2 3000
 
 # --- due certificates: renewed once each, by their owner --------------------
 # one-day certificates under a 2-day threshold are due as soon as issued (and
@@ -108,6 +120,11 @@ check "nodes 1 and 2 count 2 members within a lease of the kill (+1 s)" \
 check "and their shares add up to all $total certificates" wait_for 2 shares_sum $total 1 2
 t1=$(date +%s%N)
 echo "# node 3's share moved $(( (t1 - t0) / 1000000 )) ms after kill -9 (lease ${LEASE} s)"
+# node 2 issued nothing: what it holds in full is exactly its new share
+check "node 2 reads node 3's share's details: full entries = its share (within 5 s)" \
+	wait_for 5 detail_is_share 2 $total
+check "node 2 holds more than a third in full now ($(use_node 2; metric acme_spoa_certificates_detailed))" \
+	test "$(use_node 2; metric acme_spoa_certificates_detailed)" -gt 1300
 check "all $NAMES renewed, node 3's by the two others (within 5 s more)" wait_for 5 all_renewed k $NAMES
 t2=$(date +%s%N)
 echo "# the last renewal started $(( (t2 - t0) / 1000000 )) ms after kill -9"

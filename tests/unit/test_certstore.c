@@ -27,7 +27,18 @@
 struct seen {
 	int installed, removed, received, loaded_ok, loaded_failed;
 	char last[CERTSTORE_HOST_MAX];
+	const char *detail_only;	/* the detail hook keeps this name alone */
+	int detail_calls;
 };
+
+/* on_demand: as the fleet's share would, one name of the detail hook's */
+static int on_detail(void *arg, const char *host)
+{
+	struct seen *s = arg;
+
+	s->detail_calls++;
+	return strcmp(host, s->detail_only) == 0;
+}
 
 static void on_installed(void *arg, const struct certstore_cert *c)
 {
@@ -371,7 +382,7 @@ static int cond_loaded_failed(void *arg)
 }
 
 /* haproxy.preload on_demand: the start-up load reads the index only (no
- * metadata, no PEM, no hook); certstore_start() reads the metadata in the
+ * full entry, no metadata, no PEM, no hook); certstore_start() reads the metadata in the
  * background (installed fires) and keeps no PEM; the same certificate taken
  * again is no change (by serial), a new one is learnt and not kept; an SNI
  * deploys from storage: cert_dir written, the push (nobody listens) fails and
@@ -406,12 +417,12 @@ static void test_on_demand_index(void **state)
 	assert_int_equal(certstore_load(cs), 3);
 	assert_int_equal(certstore_ensure_files(cs), 0);
 	for (i = 0; i < 3; i++) {
-		c = certstore_get(cs, hosts[i]);
-		assert_non_null(c);
-		assert_false(c->has_info);
-		assert_null(c->pem);
-		assert_string_equal(c->info.serial_hex, "");
+		assert_null(certstore_get(cs, hosts[i]));
+		assert_true(certstore_stored(cs, hosts[i]));
 	}
+	assert_false(certstore_stored(cs, "nothing.example.com"));
+	assert_int_equal(certstore_count(cs), 3);
+	assert_int_equal(certstore_detailed(cs), 0);
 	assert_int_equal(seen.installed, 0);
 	certstore_start(cs);
 	assert_true(fx_run_until(&f, cond_installed3, &seen, 5));
@@ -422,6 +433,8 @@ static void test_on_demand_index(void **state)
 		assert_true(c->info.serial_hex[0] != '\0');
 		assert_true(c->info.not_after > now + 89 * 86400);
 	}
+	/* no detail hook (a single node): every name in full */
+	assert_int_equal(certstore_detailed(cs), 3);
 	/* the same certificate again: no change; a new one: learnt, not kept */
 	assert_null(certstore_take(cs, hosts[0], pem[0], len[0], 0));
 	p2 = fx_pem(hosts[0], now - 60, now + 90 * 86400, &l2);
@@ -461,6 +474,150 @@ static void test_on_demand_index(void **state)
 	for (i = 0; i < 3; i++)
 		free(pem[i]);
 	free(p2);
+}
+
+static int cond_installed1(void *arg);
+
+static int cond_removed1(void *arg)
+{
+	return ((struct seen *)arg)->removed >= 1;
+}
+
+static int cond_received1(void *arg)
+{
+	return ((struct seen *)arg)->received >= 1;
+}
+
+/* Issue 23: with the detail hook (the fleet's share), the background read
+ * fills only the names this node keeps; the others stay index-only, stored
+ * all the same (certstore_stored, certstore_count); an SNI of an index-only
+ * name makes it full and pushes it; when the share moves (members changed)
+ * the names no longer this node's and not hot go back to the index (removed
+ * fires) and the new ones are read; a certificate another node stored for a
+ * name not this node's is indexed without being parsed. */
+static void test_on_demand_share(void **state)
+{
+	static const char *const hosts[4] = { "s1.example.com", "s2.example.com", "s3.example.com",
+					      "s4.example.com" };
+	struct certstore_hooks h = {
+		.installed = on_installed,
+		.removed = on_removed,
+		.received = on_received,
+		.loaded = on_loaded,
+		.detail = on_detail,
+	};
+	struct seen seen = { .detail_only = "s1.example.com" };
+	struct certstore *cs;
+	struct certstore_cert *c;
+	struct fx f;
+	time_t now = time(NULL);
+	char *pem[4], path[256];
+	size_t len[4];
+	unsigned long parsed;
+	int i;
+
+	fx_open_hap(&f, "", "\"preload\": \"on_demand\"");
+	for (i = 0; i < 4; i++) {
+		pem[i] = fx_pem(hosts[i], now - 3600, now + 90 * 86400, &len[i]);
+		if (i == 3)
+			break;	/* stored later, by "another node" */
+		snprintf(path, sizeof(path), "certs/%s", hosts[i]);
+		fx_put(&f, path, pem[i], len[i]);
+	}
+	cs = open_cs(&f, h, &seen, 1);
+	assert_int_equal(certstore_load(cs), 3);
+	certstore_start(cs);
+	assert_true(fx_run_until(&f, cond_installed1, &seen, 5));
+	fx_run_for(&f, 0.3);
+	assert_int_equal(seen.installed, 1);
+	assert_non_null(certstore_get(cs, hosts[0]));
+	assert_null(certstore_get(cs, hosts[1]));
+	assert_null(certstore_get(cs, hosts[2]));
+	assert_true(certstore_stored(cs, hosts[1]));
+	assert_int_equal(certstore_count(cs), 3);
+	assert_int_equal(certstore_detailed(cs), 1);
+
+	/* an SNI of an index-only name: made full, pushed from storage */
+	assert_int_equal(certstore_seen(cs, hosts[1]), CERTSTORE_SEEN_LOADING);
+	c = certstore_get(cs, hosts[1]);
+	assert_non_null(c);
+	assert_int_equal(c->pushing, 1);
+	assert_true(fx_run_until(&f, cond_loaded_failed, &seen, 5));
+	assert_true(certstore_get(cs, hosts[1])->has_info);
+
+	/* the share moves to s3: s1 drops to the index, s3 is read; s2 is in
+	 * cert_dir (hot), it stays */
+	seen.detail_only = hosts[2];
+	certstore_members_changed(cs);
+	assert_int_equal(seen.removed, 1);
+	assert_string_equal(seen.last, hosts[0]);
+	assert_null(certstore_get(cs, hosts[0]));
+	assert_true(certstore_stored(cs, hosts[0]));
+	assert_true(fx_run_until(&f, cond_removed1, &seen, 1));
+	seen.installed = 0;
+	assert_true(fx_run_until(&f, cond_installed1, &seen, 5));
+	assert_non_null(certstore_get(cs, hosts[2]));
+	assert_non_null(certstore_get(cs, hosts[1]));
+	assert_int_equal(certstore_detailed(cs), 2);
+
+	/* another node stored s4, not this node's: indexed, not parsed */
+	snprintf(path, sizeof(path), "certs/%s", hosts[3]);
+	fx_put(&f, path, pem[3], len[3]);
+	parsed = certstore_pem_parsed(cs);
+	certstore_fetch(cs, hosts[3], 1);
+	assert_true(fx_run_until(&f, cond_received1, &seen, 5));
+	assert_true(certstore_stored(cs, hosts[3]));
+	assert_null(certstore_get(cs, hosts[3]));
+	assert_int_equal(certstore_pem_parsed(cs), parsed);
+	assert_int_equal(certstore_count(cs), 4);
+	/* and an index-only name deleted goes from the index */
+	certstore_remove(cs, hosts[0]);
+	assert_false(certstore_stored(cs, hosts[0]));
+	assert_int_equal(certstore_count(cs), 3);
+
+	certstore_free(cs);
+	fx_close(&f);
+	for (i = 0; i < 4; i++)
+		free(pem[i]);
+}
+
+/* The background walk of a large index yields the loop every few thousand
+ * names and goes on at the next turn: the one name of 10,000 this node keeps
+ * is read, wherever the walk meets it. */
+static void test_on_demand_walk_goes_on(void **state)
+{
+	struct certstore_hooks h = { .installed = on_installed, .detail = on_detail };
+	struct seen seen = { .detail_only = "w07777.example.com" };
+	struct certstore *cs;
+	struct fx f;
+	time_t now = time(NULL);
+	char *pem, path[256];
+	size_t len;
+	int i;
+
+	fx_open_hap(&f, "", "\"preload\": \"on_demand\"");
+	for (i = 0; i < 10000; i++) {
+		/* only the names are read at start: the others' bundles are never opened */
+		snprintf(path, sizeof(path), "certs/w%05d.example.com", i);
+		fx_put(&f, path, "x", 1);
+	}
+	pem = fx_pem(seen.detail_only, now - 3600, now + 90 * 86400, &len);
+	snprintf(path, sizeof(path), "certs/%s", seen.detail_only);
+	fx_put(&f, path, pem, len);
+	cs = open_cs(&f, h, &seen, 1);
+	assert_int_equal(certstore_load(cs), 10000);
+	certstore_start(cs);
+	/* one loop turn walks a step, not the whole index */
+	assert_true(seen.detail_calls <= 4096);
+	assert_true(fx_run_until(&f, cond_installed1, &seen, 5));
+	fx_run_for(&f, 0.2);
+	/* every name was asked about: the walk went on to the end */
+	assert_true(seen.detail_calls >= 9999);
+	assert_int_equal(certstore_detailed(cs), 1);
+	assert_true(certstore_get(cs, seen.detail_only)->has_info);
+	certstore_free(cs);
+	fx_close(&f);
+	free(pem);
 }
 
 /* Nothing unverified is kept, written or pushed: a bundle for another name,
@@ -719,7 +876,7 @@ static void test_on_demand_meta(void **state)
 	struct certstore_cert *c;
 	struct fx f;
 	time_t now = time(NULL);
-	char *pem[6], *m, *old6, key[STORAGE_KEY_MAX], want[130], got[130];
+	char *pem[6], *m, *old6, key[STORAGE_KEY_MAX], want[130], got[130], tb[CERTSTORE_TIME_STR];
 	size_t len[6], ml, l6;
 	int i;
 
@@ -764,7 +921,7 @@ static void test_on_demand_meta(void **state)
 				    serial_of(i == 5 ? old6 : pem[i], i == 5 ? l6 : len[i], want,
 					      sizeof(want)));
 		assert_true(c->info.not_after > now + (i == 5 ? 29 : 59) * 86400);
-		assert_int_equal(strlen(c->info.not_after_str), 19);
+		assert_int_equal(strlen(certstore_time_str(c->info.not_after, tb)), 19);
 		assert_true(c->info.issuer_cn[0] != '\0');
 		assert_true(c->info.pubkey_type[0] != '\0');
 	}
@@ -828,7 +985,7 @@ static void test_meta_forged_dates(void **state)
 	struct storage_res res;
 	struct fx f;
 	time_t now = time(NULL);
-	char *pem, *good, *m, key[STORAGE_KEY_MAX], err[256];
+	char *pem, *good, *m, key[STORAGE_KEY_MAX], err[256], tb[CERTSTORE_TIME_STR];
 	size_t len, glen, ml;
 	json_t *j;
 
@@ -874,7 +1031,7 @@ static void test_meta_forged_dates(void **state)
 	c = certstore_get(cs, host);
 	assert_true(c->info.not_after == ci.not_after);
 	assert_true(c->info.not_before == ci.not_before);
-	assert_string_equal(c->info.not_after_str, ci.not_after_str);
+	assert_string_equal(certstore_time_str(c->info.not_after, tb), ci.not_after_str);
 	assert_string_equal(c->info.ari_cert_id, ci.ari_cert_id);
 	assert_string_equal(c->info.serial_hex, ci.serial_hex);
 	/* installed again, with the certificate's dates: renewal reschedules */
@@ -963,6 +1120,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_refuses_unverified, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_temp_files, setup, teardown),
 		cmocka_unit_test(test_on_demand_index),
+		cmocka_unit_test(test_on_demand_share),
+		cmocka_unit_test(test_on_demand_walk_goes_on),
 		cmocka_unit_test(test_meta_codec),
 		cmocka_unit_test(test_on_demand_meta),
 		cmocka_unit_test(test_meta_forged_dates),

@@ -1,0 +1,498 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* What the certificate store reads from storage (certstore_int.h): the
+ * metadata records ("meta/<host>"), a certificate another node stored, the
+ * start-up load (the listing into the index), and with preload on_demand the
+ * background read of this node's share, again when the members change. */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <ev.h>
+#include <jansson.h>
+
+#include "core/certstore.h"
+#include "core/certstore_int.h"
+#include "core/config.h"
+#include "core/health.h"
+#include "core/nameidx.h"
+#include "lib/hmap.h"
+#include "lib/host.h"
+#include "lib/log.h"
+#include "storage/storage.h"
+
+/* ---- metadata records ("meta/<host>") ------------------------------------ */
+
+/* How a string of a record may look. */
+enum certstore_meta_chars {
+	CERTSTORE_META_HEX,		/* upper-case hex (serial) */
+	CERTSTORE_META_SHA1,		/* "AB:CD:..." or "" */
+	CERTSTORE_META_B64,		/* base64url and '.' (RFC 9773 certID), or "" */
+	CERTSTORE_META_TEXT,		/* UTF-8 without control characters */
+};
+
+static int certstore_meta_str(json_t *o, const char *name, enum certstore_meta_chars kind,
+			      char *out, size_t outlen, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(o, name);
+	const unsigned char *p;
+	size_t i, n;
+	int ok = 1;
+
+	if (!json_is_string(v)) {
+		snprintf(err, errlen, "\"%s\": missing or not a string", name);
+		return -1;
+	}
+	p = (const unsigned char *)json_string_value(v);
+	n = json_string_length(v);
+	if (n >= outlen || strlen((const char *)p) != n) {
+		snprintf(err, errlen, "\"%s\": too long or holds NUL", name);
+		return -1;
+	}
+	for (i = 0; i < n && ok; i++) {
+		switch (kind) {
+		case CERTSTORE_META_HEX:
+			ok = (p[i] >= '0' && p[i] <= '9') || (p[i] >= 'A' && p[i] <= 'F');
+			break;
+		case CERTSTORE_META_SHA1:
+			ok = i % 3 == 2 ? p[i] == ':' :
+			     (p[i] >= '0' && p[i] <= '9') || (p[i] >= 'A' && p[i] <= 'F');
+			break;
+		case CERTSTORE_META_B64:
+			ok = (p[i] >= '0' && p[i] <= '9') || (p[i] >= 'A' && p[i] <= 'Z') ||
+			     (p[i] >= 'a' && p[i] <= 'z') || p[i] == '-' || p[i] == '_' ||
+			     p[i] == '.' || p[i] == '=';
+			break;
+		case CERTSTORE_META_TEXT:
+			ok = p[i] >= 0x20 && p[i] != 0x7f;
+			break;
+		}
+	}
+	if (ok && kind == CERTSTORE_META_HEX)
+		ok = n > 0;
+	if (ok && kind == CERTSTORE_META_SHA1)
+		ok = n == 0 || n == 59;
+	if (!ok) {
+		snprintf(err, errlen, "\"%s\": malformed", name);
+		return -1;
+	}
+	memcpy(out, p, n + 1);
+	return 0;
+}
+
+static int certstore_meta_time(json_t *o, const char *name, time_t *out, char *str,
+			       size_t strlen_, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(o, name);
+	json_int_t t;
+	struct tm tm;
+
+	if (!json_is_integer(v) || (t = json_integer_value(v)) <= 0 ||
+	    t > CERTSTORE_META_TIME_MAX) {
+		snprintf(err, errlen, "\"%s\": missing or out of range", name);
+		return -1;
+	}
+	*out = (time_t)t;
+	if (!gmtime_r(out, &tm) || !strftime(str, strlen_, "%Y-%m-%d %H:%M:%S", &tm)) {
+		snprintf(err, errlen, "\"%s\": out of range", name);
+		return -1;
+	}
+	return 0;
+}
+
+char *certstore_meta_encode(const char *host, const struct certstore_info *info, size_t *len)
+{
+	json_t *o = json_pack("{s:i,s:s,s:s,s:I,s:I,s:s,s:s,s:s,s:s}", "v", CERTSTORE_META_VERSION,
+			      "host", host, "serial", info->serial_hex,
+			      "not_before", (json_int_t)info->not_before,
+			      "not_after", (json_int_t)info->not_after, "sha1", info->digest_sha1,
+			      "issuer", info->issuer_cn, "key", info->pubkey_type,
+			      "ari", info->ari_cert_id);
+	char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	json_decref(o);
+	if (text && len)
+		*len = strlen(text);
+	return text;
+}
+
+int certstore_meta_decode(const char *host, const char *text, size_t len,
+			  struct crypto_cert_info *out, char *err, size_t errlen)
+{
+	char name[CERTSTORE_HOST_MAX], norm[CERTSTORE_HOST_MAX];
+	json_error_t je;
+	json_t *o, *v;
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (len > CERTSTORE_META_MAX) {
+		snprintf(err, errlen, "larger than %d bytes", CERTSTORE_META_MAX);
+		return -1;
+	}
+	o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	if (!json_is_object(o)) {
+		snprintf(err, errlen, "not a JSON object%s%s", o ? "" : ": ", o ? "" : je.text);
+		goto out;
+	}
+	v = json_object_get(o, "v");
+	if (!json_is_integer(v) || json_integer_value(v) != CERTSTORE_META_VERSION) {
+		snprintf(err, errlen, "\"v\": not version %d", CERTSTORE_META_VERSION);
+		goto out;
+	}
+	if (certstore_meta_str(o, "host", CERTSTORE_META_TEXT, name, sizeof(name), err, errlen) == -1)
+		goto out;
+	/* through lib/host like every name, and the very name of the key */
+	if (host_normalize(name, norm, sizeof(norm), HOST_WILDCARD) == -1 || strcmp(name, norm) != 0 ||
+	    strcmp(norm, host) != 0) {
+		snprintf(err, errlen, "\"host\": not %s", host);
+		goto out;
+	}
+	if (certstore_meta_str(o, "serial", CERTSTORE_META_HEX, out->serial_hex,
+			       sizeof(out->serial_hex), err, errlen) == -1 ||
+	    certstore_meta_str(o, "sha1", CERTSTORE_META_SHA1, out->digest_sha1,
+			       sizeof(out->digest_sha1), err, errlen) == -1 ||
+	    certstore_meta_str(o, "issuer", CERTSTORE_META_TEXT, out->issuer_cn,
+			       sizeof(out->issuer_cn), err, errlen) == -1 ||
+	    certstore_meta_str(o, "key", CERTSTORE_META_TEXT, out->pubkey_type,
+			       sizeof(out->pubkey_type), err, errlen) == -1 ||
+	    certstore_meta_str(o, "ari", CERTSTORE_META_B64, out->ari_cert_id,
+			       sizeof(out->ari_cert_id), err, errlen) == -1 ||
+	    certstore_meta_time(o, "not_before", &out->not_before, out->not_before_str,
+				sizeof(out->not_before_str), err, errlen) == -1 ||
+	    certstore_meta_time(o, "not_after", &out->not_after, out->not_after_str,
+				sizeof(out->not_after_str), err, errlen) == -1)
+		goto out;
+	if (out->not_before > out->not_after) {
+		snprintf(err, errlen, "\"not_before\" after \"not_after\"");
+		goto out;
+	}
+	rc = 0;
+out:
+	json_decref(o);
+	if (rc == -1)
+		memset(out, 0, sizeof(*out));
+	return rc;
+}
+
+void certstore_meta_put(struct certstore *cs, const struct certstore_cert *c)
+{
+	char key[STORAGE_KEY_MAX], *text;
+	size_t len;
+
+	if (!c->has_info)
+		return;
+	text = certstore_meta_encode(c->host, &c->info, &len);
+	if (!text) {
+		log_err("host=%s cannot write its metadata record: out of memory", c->host);
+		return;
+	}
+	snprintf(key, sizeof(key), CERTSTORE_META_PREFIX "%s", c->host);
+	storage_put(cs->st, key, text, len, 0, certstore_storage_log, cs);
+	free(text);
+}
+
+void certstore_meta_del(struct certstore *cs, const char *host)
+{
+	char key[STORAGE_KEY_MAX];
+
+	snprintf(key, sizeof(key), CERTSTORE_META_PREFIX "%s", host);
+	storage_del(cs->st, key, certstore_storage_log, cs);
+}
+
+unsigned long certstore_pem_parsed(const struct certstore *cs)
+{
+	return cs->pem_parsed;
+}
+
+/* ---- storage ------------------------------------------------------------- */
+
+static void certstore_fetched(struct certstore *cs, struct storage_res *res, int absent_removes)
+{
+	const char *host = res->key + strlen("certs/");
+	struct certstore_cert *old;
+
+	health_storage_result(cs->health, res);
+	if (res->rc == -1) {
+		log_err("host=%s %s", host, res->err);
+		return;
+	}
+	if (res->rc == 1) {
+		if (absent_removes && (certstore_get(cs, host) || nameidx_contains(cs->names, host))) {
+			log_info("host=%s certificate deleted by another node", host);
+			certstore_remove(cs, host);
+		}
+		return;
+	}
+	old = certstore_get(cs, host);
+	if (!old && !certstore_keeps_pem(cs) && !certstore_wants(cs, host)) {
+		/* another member's, not hot here: the index learns the name,
+		 * nothing is parsed or kept (a mass import elsewhere costs
+		 * each node a name, not a certificate) */
+		if (nameidx_add(cs->names, host) == -1)
+			log_err("host=%s cannot index the certificate: out of memory", host);
+		free(hmap_del(&cs->refused_until, host));
+		log_info("host=%s certificate received from another node", host);
+		if (cs->hooks.received)
+			cs->hooks.received(cs->hooks.arg, host);
+		return;
+	}
+	/* on_demand: only a name HAProxy holds gets the new one pushed */
+	if (certstore_take(cs, host, res->val, res->len,
+			   certstore_keeps_pem(cs) || (old && (old->loaded || old->pushing)))) {
+		log_info("host=%s certificate received from another node", host);
+		if (cs->hooks.received)
+			cs->hooks.received(cs->hooks.arg, host);
+	}
+}
+
+static void cb_certstore_fetch(void *arg, struct storage_res *res)
+{
+	certstore_fetched(arg, res, 0);
+}
+
+static void cb_certstore_fetch_rm(void *arg, struct storage_res *res)
+{
+	certstore_fetched(arg, res, 1);
+}
+
+void certstore_fetch(struct certstore *cs, const char *host, int absent_removes)
+{
+	char key[STORAGE_KEY_MAX];
+
+	snprintf(key, sizeof(key), "certs/%s", host);
+	storage_get(cs->st, key, absent_removes ? cb_certstore_fetch_rm : cb_certstore_fetch, cs);
+}
+
+void certstore_announce(struct certstore *cs, const char *host, const char *serial)
+{
+	/* the feed first: a node that reads it on the message sees the change */
+	storage_feed_put(cs->st, CERTSTORE_FEED, host, serial, certstore_storage_log, cs);
+	storage_publish(cs->st, CERTSTORE_CHANNEL, host, strlen(host), certstore_storage_log, cs);
+}
+
+/* Start-up load: one certificate read back from storage. */
+static void cb_certstore_load(void *arg, struct storage_res *res)
+{
+	struct certstore *cs = arg;
+	const char *host = res->key + strlen("certs/");
+
+	cs->loading--;
+	health_storage_result(cs->health, res);
+	if (res->rc == -1)
+		log_err("host=%s %s", host, res->err);
+	else if (res->rc == 0)
+		certstore_take(cs, host, res->val, res->len, 0);
+}
+
+static void certstore_fill_more(struct certstore *cs);
+
+/* The full entry a background read of <host> fills: the one memory holds
+ * without metadata, or a new one when the name is still stored and this
+ * node's; NULL when there is nothing to learn (learnt, removed or given up
+ * meanwhile). */
+static struct certstore_cert *certstore_fill_target(struct certstore *cs, const char *host)
+{
+	struct certstore_cert *c = certstore_get(cs, host);
+
+	if (c)
+		return c->has_info ? NULL : c;
+	if (!nameidx_contains(cs->names, host) || !certstore_wants(cs, host))
+		return NULL;
+	return certstore_promote(cs, host);
+}
+
+/* on_demand: one certificate read in the background for its metadata (no
+ * record, or a bad one); learning it writes the record. */
+static void cb_certstore_fill(void *arg, struct storage_res *res)
+{
+	struct certstore *cs = arg;
+	const char *host = res->key + strlen("certs/");
+	struct certstore_cert *c;
+
+	cs->fill_inflight--;
+	health_storage_result(cs->health, res);
+	if (res->rc == -1)
+		log_err("host=%s %s", host, res->err);
+	else if (res->rc == 0 && (c = certstore_fill_target(cs, host)) &&
+		 certstore_learn(cs, c, res->val, res->len) == 0)
+		cs->filled++;
+	certstore_fill_more(cs);
+}
+
+/* on_demand: one "meta/<host>" record read in the background; without a good
+ * one, the certificate is read instead (the read keeps the window's slot). */
+static void cb_certstore_fill_meta(void *arg, struct storage_res *res)
+{
+	struct certstore *cs = arg;
+	const char *host = res->key + strlen(CERTSTORE_META_PREFIX);
+	struct certstore_cert *c;
+	struct crypto_cert_info ci;
+	char key[STORAGE_KEY_MAX], err[256];
+
+	health_storage_result(cs->health, res);
+	if (res->rc == 0) {
+		if (certstore_meta_decode(host, res->val, res->len, &ci, err, sizeof(err)) == 0) {
+			if ((c = certstore_fill_target(cs, host)) &&
+			    certstore_learn_info(cs, c, &ci) >= 0) {
+				cs->filled++;
+				cs->fill_meta++;
+			}
+			goto done;
+		}
+		log_warn("host=%s " CERTSTORE_META_PREFIX "%s ignored: %s; reading the certificate",
+			 host, host, err);
+	} else if (res->rc == -1) {
+		log_err("host=%s %s", host, res->err);
+	}
+	if (!certstore_fill_target(cs, host))
+		goto done;	/* removed or learnt meanwhile */
+	snprintf(key, sizeof(key), "certs/%s", host);
+	if (storage_get(cs->st, key, cb_certstore_fill, cs))
+		return;
+done:
+	cs->fill_inflight--;
+	certstore_fill_more(cs);
+}
+
+/* The background read walks the index a window at a time and reads the
+ * record of the names this node keeps in full (its share, and the hot ones
+ * still without metadata): start-up work grows with the share, not with
+ * the fleet. A rebuild of the index (names added or removed meanwhile)
+ * starts the walk over; what is learnt is skipped. */
+static void certstore_fill_more(struct certstore *cs)
+{
+	char key[STORAGE_KEY_MAX];
+	const char *host = "";
+	struct certstore_cert *c;
+	size_t step = 0;
+
+	if (!cs->filling)
+		return;
+	if (cs->fill_gen != nameidx_gen(cs->names)) {
+		cs->fill_gen = nameidx_gen(cs->names);
+		cs->fill_pos = 0;
+	}
+	while (cs->fill_inflight < CERTSTORE_FILL_WINDOW &&
+	       (host = nameidx_next(cs->names, &cs->fill_pos))) {
+		if (++step > CERTSTORE_FILL_STEP) {
+			/* a million names, few of them this node's: the walk
+			 * must not hold the loop (SNIs wait behind it) */
+			cs->fill_pos--;
+			ev_timer_set(&cs->fill_next, 0., 0.);
+			ev_timer_start(cs->loop, &cs->fill_next);
+			return;
+		}
+		c = certstore_get(cs, host);
+		if (c ? c->has_info : !certstore_wants(cs, host))
+			continue;	/* learnt meanwhile, or another member's */
+		snprintf(key, sizeof(key), CERTSTORE_META_PREFIX "%s", host);
+		if (storage_get(cs->st, key, cb_certstore_fill_meta, cs))
+			cs->fill_inflight++;
+	}
+	if (cs->fill_inflight == 0 && !host) {
+		log_info("storage: metadata of %zu stored certificates known in %.2fs (%zu from "
+			 "metadata records, %zu read from the certificates; %zu names indexed, "
+			 "%zu in full)", cs->filled, ev_time() - cs->fill_start, cs->fill_meta,
+			 cs->filled - cs->fill_meta, nameidx_count(cs->names), cs->certs.count);
+		cs->filling = 0;
+	}
+}
+
+void cb_certstore_fill_next(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	certstore_fill_more(w->data);
+}
+
+/* on_demand: starts (or starts over) the background read of the metadata
+ * this node keeps. */
+void certstore_fill_start(struct certstore *cs)
+{
+	cs->filling = 1;
+	cs->fill_pos = 0;
+	cs->fill_gen = nameidx_gen(cs->names);
+	cs->filled = cs->fill_meta = 0;
+	cs->fill_start = ev_time();
+	certstore_fill_more(cs);
+}
+
+struct certstore_drop {
+	struct certstore_cert **v;
+	size_t n;
+};
+
+static void certstore_drop_cb(void *arg, const char *host, void *val)
+{
+	struct certstore_drop *d = arg;
+
+	d->v[d->n++] = val;
+}
+
+void certstore_members_changed(struct certstore *cs)
+{
+	struct certstore_drop d = { NULL, 0 };
+	size_t i, dropped = 0;
+
+	if (certstore_keeps_pem(cs))
+		return;
+	/* no longer this node's and not hot: index-only; one pass over the
+	 * full entries (the share and hot set), only when a node joins or
+	 * leaves */
+	d.v = calloc(cs->certs.count + 1, sizeof(*d.v));
+	if (d.v) {
+		hmap_foreach(&cs->certs, certstore_drop_cb, &d);
+		for (i = 0; i < d.n; i++)
+			dropped += (size_t)certstore_demote(cs, d.v[i]);
+		free(d.v);
+	}
+	if (dropped)
+		log_info("members changed: %zu certificates no longer this node's dropped to the index",
+			 dropped);
+	/* the names newly this node's get their metadata, a window at a time */
+	if (cs->started)
+		certstore_fill_start(cs);
+}
+
+size_t certstore_load(struct certstore *cs)
+{
+	struct storage_res list;
+	char err[256], host[CERTSTORE_HOST_MAX];
+	size_t i;
+
+	if (storage_wait(cs->st, storage_list(cs->st, "certs/", NULL, NULL), &list, err,
+			 sizeof(err)) == -1) {
+		cs->health->storage_errors++;
+		log_err("cannot list stored certificates: %s", err);
+		return 0;
+	}
+	for (i = 0; i < list.n; i++) {
+		if (host_normalize(list.keys[i] + strlen("certs/"), host, sizeof(host), HOST_WILDCARD) == -1 ||
+		    strcmp(host, list.keys[i] + strlen("certs/")) != 0) {
+			log_warn("storage: ignoring %s: not a host name", list.keys[i]);
+		} else if (!certstore_keeps_pem(cs)) {
+			/* the index only, straight from the listing: metadata
+			 * follows in the background for this node's share */
+			if (nameidx_add(cs->names, host) == -1)
+				log_err("host=%s cannot index the certificate: out of memory", host);
+		} else {
+			while (cs->loading >= CERTSTORE_LOAD_WINDOW)
+				ev_run(cs->loop, EVRUN_ONCE);
+			if (storage_get(cs->st, list.keys[i], cb_certstore_load, cs))
+				cs->loading++;
+		}
+		/* the listing leaves memory as it is read */
+		free(list.keys[i]);
+		list.keys[i] = NULL;
+	}
+	while (cs->loading > 0)
+		ev_run(cs->loop, EVRUN_ONCE);
+	storage_res_clear(&list);
+	return nameidx_count(cs->names);
+}
+
+void certstore_start(struct certstore *cs)
+{
+	cs->started = 1;
+	if (!certstore_keeps_pem(cs) && nameidx_count(cs->names))
+		certstore_fill_start(cs);
+}

@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Inside the certificate store (certstore.h), shared by its three files:
+ * certstore.c (memory: the index of names, full entries, installs and what
+ * is learnt of them), certread.c (metadata records and what is read from
+ * storage: fetches, the start-up load, the background read of the share)
+ * and certdeploy.c (cert_dir writes, pushes into HAProxy, the hot set and
+ * the sync after a HAProxy reload). Nothing outside them includes it. */
+#ifndef ACME_SPOA_CERTSTORE_INT_H
+#define ACME_SPOA_CERTSTORE_INT_H
+
+#include <stddef.h>
+#include <sys/queue.h>
+
+#include <ev.h>
+
+#include "core/certstore.h"
+#include "lib/hmap.h"
+#include "storage/storage.h"
+
+struct nameidx;
+
+#define CERTSTORE_SYNC_RETRY_S	5.0
+#define CERTSTORE_LOAD_WINDOW	256	/* start-up reads in flight */
+#define CERTSTORE_FILL_WINDOW	128	/* on_demand background metadata reads in flight */
+#define CERTSTORE_FILL_STEP	4096	/* names of the index walked in one loop turn */
+#define CERTSTORE_REFUSED_MAX	4096	/* stored bundles remembered as refused */
+#define CERTSTORE_REFUSED_S	300	/* seconds before such a bundle is read again */
+
+struct certstore_sync;
+
+struct certstore {
+	struct ev_loop *loop;
+	const struct config *cfg;
+	struct storage *st;
+	struct health *health;
+	struct rt *rt;
+	struct workq *wq;		/* cert_dir writes and unlinks */
+	struct nameidx *names;		/* every stored certificate's name */
+	struct hmap certs;		/* host -> struct certstore_cert: the full entries
+					 * (on_demand: the share, the hot set and the ones
+					 * touched lately; the other names are index-only) */
+	struct certstore_hooks hooks;
+	size_t loading;			/* start-up: certificate reads in flight */
+	int filling;			/* on_demand: the share's metadata read in the background */
+	size_t fill_pos;		/* cursor in <names> (nameidx_next) */
+	unsigned long fill_gen;		/* nameidx_gen() when <fill_pos> was taken */
+	size_t fill_inflight, filled;
+	size_t fill_meta;		/* of <filled>: from "meta/<host>" records */
+	ev_tstamp fill_start;
+	ev_timer fill_next;		/* the walk goes on at the next loop turn */
+	unsigned long pem_parsed;	/* PEMs parsed for metadata alone */
+	LIST_HEAD(, certstore_sync) syncs;	/* HAProxy listings under way */
+	TAILQ_HEAD(certstore_lru, certstore_cert) lru;	/* loaded ones, last seen first */
+	size_t nloaded;
+	unsigned long evicted;
+	unsigned long push_ok, push_failed;
+	unsigned long refused[CERTSTORE_SRC__MAX];	/* bundles failing the check */
+	struct hmap refused_until;	/* host -> time_t (malloc'd): on_demand, its stored
+					 * bundle failed the check; not read again before */
+	int started;			/* certstore_start() ran */
+	int closing;			/* certstore_free() runs */
+};
+
+/* on_demand: <host>'s stored bundle failed the check; not read again for a while. */
+void certstore_refused_put(struct certstore *cs, const char *host);
+
+/* 1 while <host>'s stored bundle counts as refused. */
+int certstore_refused_active(struct certstore *cs, const char *host);
+
+/* Frees a full entry (its PEM cleansed). Accepts NULL. */
+void certstore_cert_free(void *p);
+
+/* 1 with preload all: every certificate in full, with its PEM. */
+int certstore_keeps_pem(const struct certstore *cs);
+
+/* on_demand: the PEM leaves memory once nothing under way needs it. */
+void certstore_trim(struct certstore *cs, struct certstore_cert *c);
+
+/* 1 when this node keeps <host>'s full entry out of the hot set (the detail hook). */
+int certstore_wants(const struct certstore *cs, const char *host);
+
+/* on_demand: a full entry, without metadata yet, for the index-only <host>. */
+struct certstore_cert *certstore_promote(struct certstore *cs, const char *host);
+
+/* on_demand: <c> back to index-only when nothing here needs it; 1 when freed. */
+int certstore_demote(struct certstore *cs, struct certstore_cert *c);
+
+/* Storage callback that only logs and counts an error. */
+void certstore_storage_log(void *arg, struct storage_res *res);
+
+/* Checks <pem> for <host> before anything of it is kept, written or pushed. */
+int certstore_verify(struct certstore *cs, const char *host, const char *pem, size_t len,
+		     enum certstore_src src, struct crypto_cert_info *ci);
+
+/* Fills <c>'s metadata from <ci> when it differs (fires installed): 1, 0 or -1. */
+int certstore_learn_info(struct certstore *cs, struct certstore_cert *c,
+			 const struct crypto_cert_info *ci);
+
+/* Learns from a parsed PEM and writes the metadata record when it changed. */
+int certstore_learn_pem(struct certstore *cs, struct certstore_cert *c,
+			const struct crypto_cert_info *ci);
+
+/* Parses <pem> and learns from it (certstore_learn_pem). 0 or -1. */
+int certstore_learn(struct certstore *cs, struct certstore_cert *c, const char *pem, size_t len);
+
+/* on_demand: starts (over) the background read of the share's metadata. */
+void certstore_fill_start(struct certstore *cs);
+
+/* The background read's timer callback: the walk of the index goes on. */
+void cb_certstore_fill_next(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* Ends one HAProxy sync round (certdeploy.c). */
+void certstore_sync_free(struct certstore_sync *s);
+
+#endif
