@@ -241,6 +241,17 @@ static void cb_storage_kick(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 }
 
+void storage_op_progress(struct storage_op *op)
+{
+	struct storage_req *r = (struct storage_req *)op;
+
+	if (r->backend_done || r->answered || !ev_is_active(&r->deadline))
+		return;
+	ev_timer_stop(r->st->loop, &r->deadline);
+	ev_timer_set(&r->deadline, r->st->timeout, 0.);
+	ev_timer_start(r->st->loop, &r->deadline);
+}
+
 void storage_op_done(struct storage_op *op)
 {
 	struct storage_req *r = (struct storage_req *)op;

@@ -209,6 +209,12 @@ extern const struct storage_ops storage_consul_ops;
 /* Called by a backend when <op> is complete (on the loop thread). */
 void storage_op_done(struct storage_op *op);
 
+/* Called by an asynchronous backend (on the loop thread) when an operation of
+ * many round trips made progress (a LIST's SCAN page arrived): its deadline
+ * starts again. The deadline bounds a store that stops answering, not the
+ * size of a listing (1,000,000 names take longer than one deadline). */
+void storage_op_progress(struct storage_op *op);
+
 /* Opens backend <name> ("file", "shm", "redis", "consul"; NULL or "" => "file") with
  * <conf>, delivering completions on <loop>. Returns a storage the caller
  * releases with storage_close(), or NULL with <err> set; an unknown name gets

@@ -318,6 +318,7 @@ static void redis_reply_scan(struct redis_req *req, const redisReply *r)
 		req->n++;
 	}
 	if (strcmp(req->cursor, "0") != 0) {
+		storage_op_progress(req->op);
 		redis_cmd_scan(req);
 		return;
 	}

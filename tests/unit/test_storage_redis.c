@@ -963,6 +963,45 @@ static void r_big(void **state)
 	free(big);
 }
 
+/* A listing longer than one deadline completes: each SCAN page starts the
+ * deadline again, which bounds a store that stopped answering, not the size
+ * of a listing (issue 23: at 1,000,000 names the start-up listing of
+ * "certs/" timed out after 3 s and nodes started knowing no certificate). */
+static void r_list_long(void **state)
+{
+	struct storage_conf conf = { .timeout_ms = 100 };
+	const char *ns = fresh_ns();
+	redisContext *c = redisConnect("127.0.0.1", redis_port);
+	struct storage *st;
+	redisReply *r;
+	char prefix[128], **keys = NULL, err[512];
+	size_t n = 0;
+	double t0, took;
+
+	assert_true(c != NULL && !c->err);
+	snprintf(prefix, sizeof(prefix), "%s:certs/h", ns);
+	r = redisCommand(c, "EVAL %s 0 %s",
+			 "for i = 1, 300000 do redis.call('SET', ARGV[1] .. i, 'x') end return 1", prefix);
+	assert_true(r != NULL && r->type == REDIS_REPLY_INTEGER);
+	freeReplyObject(r);
+	st = redis_open_conf(&conf, ns);
+	t0 = sfx_now_s();
+	if (ss_list(st, "certs/", &keys, &n, err, sizeof(err)) != 0)
+		fail_msg("list: %s", err);
+	took = sfx_now_s() - t0;
+	assert_int_equal(n, 300000);
+	storage_list_free(keys, n);
+	/* the listing must have outlasted one deadline, or this proves nothing */
+	if (took <= 0.1)
+		fail_msg("the listing took %.3f s, within one deadline: make it longer", took);
+	print_message("listing 300,000 keys: %.2f s against a 100 ms deadline\n", took);
+	storage_close(st);
+	r = redisCommand(c, "EVAL %s 0 %s",
+			 "for i = 1, 300000 do redis.call('DEL', ARGV[1] .. i) end return 1", prefix);
+	freeReplyObject(r);
+	redisFree(c);
+}
+
 /* 1 when <needle> (<n> bytes) is anywhere in the process's [heap] now,
  * freed chunks included. */
 static int heap_holds(const char *needle, size_t n)
@@ -1199,6 +1238,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(r_pubsub, sbt_setup, sbt_teardown),
 		cmocka_unit_test(r_acl),
 		cmocka_unit_test_setup_teardown(r_big, sbt_setup, sbt_teardown),
+		cmocka_unit_test(r_list_long),
 		cmocka_unit_test_setup_teardown(r_cleansed, sbt_setup, sbt_teardown),
 		cmocka_unit_test(r_dns_localhost),
 		cmocka_unit_test(r_dns_literal),
