@@ -264,6 +264,29 @@ pebble_roots() {
 	[ -s "$IT_DIR/pebble-roots.pem" ]
 }
 
+# start_prometheus RULES: a Prometheus on loopback scraping the agent's admin
+# port every second and evaluating RULES (copied into $IT_DIR); sets PROM_PORT
+# and PROM (its URL). The caller waits for "$PROM/-/ready".
+start_prometheus() {
+	PROM_PORT=$(free_port)
+	cp "$1" "$IT_DIR/acme-spoa.rules.yml"
+	cat > "$IT_DIR/prometheus.yml" <<YML
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files: [ "$IT_DIR/acme-spoa.rules.yml" ]
+scrape_configs:
+  - job_name: acme-spoa
+    static_configs:
+      - targets: [ "127.0.0.1:$ADMIN_PORT" ]
+YML
+	prometheus --config.file="$IT_DIR/prometheus.yml" --storage.tsdb.path="$IT_DIR/prom" \
+		--web.listen-address="127.0.0.1:$PROM_PORT" --storage.tsdb.retention.time=1h \
+		>"$IT_DIR/prometheus.out" 2>&1 &
+	IT_PIDS+=($!)
+	PROM=http://127.0.0.1:$PROM_PORT
+}
+
 # start_redis: redis-server on a free port; sets REDIS_PORT.
 start_redis() {
 	REDIS_PORT=$(free_port)

@@ -124,23 +124,7 @@ curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics" > "$IT_DIR/metrics.txt"
 check "promtool check metrics accepts /metrics" sh -c "promtool check metrics < '$IT_DIR/metrics.txt'"
 
 # --- a real Prometheus scraping it ------------------------------------------
-PROM_PORT=$(free_port)
-cp "$RULES" "$IT_DIR/acme-spoa.rules.yml"
-cat > "$IT_DIR/prometheus.yml" <<YML
-global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-rule_files: [ "$IT_DIR/acme-spoa.rules.yml" ]
-scrape_configs:
-  - job_name: acme-spoa
-    static_configs:
-      - targets: [ "127.0.0.1:$ADMIN_PORT" ]
-YML
-prometheus --config.file="$IT_DIR/prometheus.yml" --storage.tsdb.path="$IT_DIR/prom" \
-	--web.listen-address="127.0.0.1:$PROM_PORT" --storage.tsdb.retention.time=1h \
-	>"$IT_DIR/prometheus.out" 2>&1 &
-IT_PIDS+=($!)
-PROM=http://127.0.0.1:$PROM_PORT
+start_prometheus "$RULES"
 check "prometheus is ready" wait_for 30 curl -sf "$PROM/-/ready"
 # query EXPR: the JSON answer of an instant query
 query() { curl -s --max-time 10 "$PROM/api/v1/query" --data-urlencode "query=$1"; }

@@ -88,23 +88,7 @@ sleep 2
 check "still 24 orders a few seconds on (the next window is 3 hours away)" eq "$(pebble_orders)" 24
 
 # --- a real Prometheus fires the alert with that date ------------------------
-PROM_PORT=$(free_port)
-cp "$RULES" "$IT_DIR/acme-spoa.rules.yml"
-cat > "$IT_DIR/prometheus.yml" <<YML
-global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-rule_files: [ "$IT_DIR/acme-spoa.rules.yml" ]
-scrape_configs:
-  - job_name: acme-spoa
-    static_configs:
-      - targets: [ "127.0.0.1:$ADMIN_PORT" ]
-YML
-prometheus --config.file="$IT_DIR/prometheus.yml" --storage.tsdb.path="$IT_DIR/prom" \
-	--web.listen-address="127.0.0.1:$PROM_PORT" --storage.tsdb.retention.time=1h \
-	>"$IT_DIR/prometheus.out" 2>&1 &
-IT_PIDS+=($!)
-PROM=http://127.0.0.1:$PROM_PORT
+start_prometheus "$RULES"
 check "prometheus is ready" wait_for 30 curl -sf "$PROM/-/ready"
 want=$(date -u -d "@$first_late" '+%Y-%m-%d %H:%M:%S +0000 UTC')
 alert() {
