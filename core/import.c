@@ -600,6 +600,7 @@ int import_run(const struct config *cfg, const char *source, int dry_run, FILE *
 		fprintf(stderr, "import: out of memory\n");
 		goto out;
 	}
+	r.set.loop = r.loop;
 	src = imp_read_source(&r.set, source, err, sizeof(err));
 	if (src == -2) {
 		fprintf(stderr, "import: %s\n", err);

@@ -25,7 +25,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <openssl/bio.h>
 #include <openssl/core_names.h>
@@ -37,6 +36,7 @@
 #include "core/config.h"
 #include "core/import_int.h"
 #include "lib/host.h"
+#include "storage/redis_peek.h"
 
 #define IMP_SECRET_MAX (64 * 1024)
 #define IMP_CRT_LIST_MAX (64 * 1024 * 1024)
@@ -471,98 +471,57 @@ int imp_read_crt_list(struct imp_set *s, const char *file, char *err, size_t err
 
 /* ---- Kong (Redis) -------------------------------------------------------- */
 
-/* Every key matching <pattern>, by SCAN (KEYS would stall a shared Redis). */
-static int imp_redis_scan(redisContext *rc, const char *pattern, char ***keys, size_t *n,
-			  char *err, size_t errlen)
-{
-	char cursor[32] = "0";
-	size_t a = 0;
-
-	*keys = NULL;
-	*n = 0;
-	do {
-		redisReply *r = redisCommand(rc, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
-		size_t i;
-
-		if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-			snprintf(err, errlen, "SCAN: %s", r && r->type == REDIS_REPLY_ERROR ? r->str :
-				 rc->err ? rc->errstr : "unexpected reply");
-			freeReplyObject(r);
-			return -1;
-		}
-		snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-		for (i = 0; i < r->element[1]->elements; i++) {
-			if (IMP_GROW(*keys, *n, a) == -1 ||
-			    !((*keys)[*n] = strdup(r->element[1]->element[i]->str))) {
-				freeReplyObject(r);
-				snprintf(err, errlen, "out of memory");
-				return -1;
-			}
-			(*n)++;
-		}
-		freeReplyObject(r);
-	} while (strcmp(cursor, "0") != 0);
-	return 0;
-}
-
-static void imp_keys_free(char **keys, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		free(keys[i]);
-	free(keys);
-}
-
 /* The keys matching <prefix>kong_acme:<what>* in Kong's Redis, into *keys and
- * *n (imp_keys_free), *pl the length of the part before the '*': 0, or -1
- * with a refusal added under the pattern when the scan fails. */
-static int imp_kong_keys(struct imp_set *s, redisContext *rc, const char *prefix,
+ * *n (redis_peek_keys_free), *pl the length of the part before the '*': 0,
+ * or -1 with a refusal added under the pattern when the scan fails. */
+static int imp_kong_keys(struct imp_set *s, struct redis_peek *rp, const char *prefix,
 			 const char *what, char ***keys, size_t *n, size_t *pl)
 {
 	char pattern[600], err[256];
 
 	snprintf(pattern, sizeof(pattern), "%skong_acme:%s*", prefix, what);
 	*pl = strlen(pattern) - 1;
-	if (imp_redis_scan(rc, pattern, keys, n, err, sizeof(err)) == -1) {
-		imp_add_refusal(s, pattern, "%s", err);
+	if (redis_peek_scan(rp, pattern, keys, n, err, sizeof(err)) == -1) {
+		imp_add_refusal(s, pattern, "SCAN: %s", err);
 		return -1;
 	}
 	return 0;
 }
 
-/* GETs the Kong record <key> into *rp and parses it: the JSON, or NULL when
- * it is missing or not JSON; imp_kong_drop releases both. */
-static json_t *imp_kong_get(redisContext *rc, const char *key, redisReply **rp)
+/* GETs the Kong record <key> and parses it: the JSON, or NULL when it is
+ * missing, unreadable or not JSON; the record's text is cleansed at once. */
+static json_t *imp_kong_get(struct redis_peek *rp, const char *key)
 {
-	redisReply *r = redisCommand(rc, "GET %s", key);
+	char *val, err[256];
+	size_t len;
+	json_t *j;
 
-	*rp = r;
-	return r && r->type == REDIS_REPLY_STRING ? json_loadb(r->str, r->len, 0, NULL) : NULL;
+	if (redis_peek_get(rp, key, &val, &len, err, sizeof(err)) != 0)
+		return NULL;
+	j = json_loadb(val, len, 0, NULL);
+	OPENSSL_cleanse(val, len);
+	free(val);
+	return j;
 }
 
-/* Cleanses the record's private key <key> (a string inside <j>, or NULL) and
- * the reply's text, then frees <j> and <r>. */
-static void imp_kong_drop(redisReply *r, json_t *j, const char *key)
+/* Cleanses the record's private key <key> (a string inside <j>, or NULL),
+ * then frees <j>. */
+static void imp_kong_drop(json_t *j, const char *key)
 {
 	if (key)
 		OPENSSL_cleanse((void *)key, strlen(key));
 	json_decref(j);
-	if (r && r->type == REDIS_REPLY_STRING)
-		OPENSSL_cleanse(r->str, r->len);
-	freeReplyObject(r);
 }
 
-static void imp_kong_certs(struct imp_set *s, redisContext *rc, const char *prefix)
+static void imp_kong_certs(struct imp_set *s, struct redis_peek *rp, const char *prefix)
 {
 	char **keys = NULL;
 	size_t n = 0, i, pl;
 
-	if (imp_kong_keys(s, rc, prefix, "cert_key:", &keys, &n, &pl) == -1)
+	if (imp_kong_keys(s, rp, prefix, "cert_key:", &keys, &n, &pl) == -1)
 		goto out;
 	for (i = 0; i < n; i++) {
-		redisReply *r;
-		json_t *j = imp_kong_get(rc, keys[i], &r);
+		json_t *j = imp_kong_get(rp, keys[i]);
 		const char *cert = json_string_value(json_object_get(j, "cert"));
 		const char *key = json_string_value(json_object_get(j, "key"));
 
@@ -570,25 +529,24 @@ static void imp_kong_certs(struct imp_set *s, redisContext *rc, const char *pref
 			imp_add_refusal(s, keys[i], "not a Kong {\"cert\",\"key\"} record");
 		else
 			imp_add_parts(s, keys[i], cert, strlen(cert), key, strlen(key), keys[i] + pl);
-		imp_kong_drop(r, j, key);
+		imp_kong_drop(j, key);
 	}
 out:
-	imp_keys_free(keys, n);
+	redis_peek_keys_free(keys, n);
 }
 
-static void imp_kong_accounts(struct imp_set *s, redisContext *rc, const char *prefix)
+static void imp_kong_accounts(struct imp_set *s, struct redis_peek *rp, const char *prefix)
 {
 	char **keys = NULL;
 	size_t n = 0, i, pl;
 
-	if (imp_kong_keys(s, rc, prefix, "account:", &keys, &n, &pl) == -1)
+	if (imp_kong_keys(s, rp, prefix, "account:", &keys, &n, &pl) == -1)
 		goto out;
 	for (i = 0; i < n; i++) {
 		/* "<api_uri>:<base64 email>": the URI holds ':' too, the email's
 		 * base64 never does */
 		const char *rest = keys[i] + pl, *colon = strrchr(rest, ':');
 		size_t ul = colon ? (size_t)(colon - rest) : 0;
-		redisReply *r;
 		json_t *j;
 		const char *key;
 		char email[512] = "";
@@ -608,7 +566,7 @@ static void imp_kong_accounts(struct imp_set *s, redisContext *rc, const char *p
 		}
 		BIO_free(b64);
 		BIO_free_all(mem);
-		j = imp_kong_get(rc, keys[i], &r);
+		j = imp_kong_get(rp, keys[i]);
 		key = json_string_value(json_object_get(j, "key"));
 		if (!key)
 			imp_add_refusal(s, keys[i], "not a Kong {\"key\"} account record");
@@ -616,18 +574,17 @@ static void imp_kong_accounts(struct imp_set *s, redisContext *rc, const char *p
 			imp_add_acct(s, keys[i], key, strlen(key),
 				     json_string_value(json_object_get(j, "kid")), email,
 				     strlen(s->api_uri) == ul && strncmp(rest, s->api_uri, ul) == 0);
-		imp_kong_drop(r, j, key);
+		imp_kong_drop(j, key);
 	}
 out:
-	imp_keys_free(keys, n);
+	redis_peek_keys_free(keys, n);
 }
 
 int imp_read_kong_redis(struct imp_set *s, const char *spec, char *err, size_t errlen)
 {
-	char host[256], prefix[300] = "";
+	char host[256], prefix[300] = "", why[256];
 	const char *slash = strchr(spec, '/'), *colon = NULL, *p;
-	struct timeval tv = { 2, 0 };
-	redisContext *rc;
+	struct redis_peek *rp;
 	long port;
 	char *end;
 
@@ -648,18 +605,15 @@ int imp_read_kong_redis(struct imp_set *s, const char *spec, char *err, size_t e
 	}
 	if (*end == '/' && end[1])
 		snprintf(prefix, sizeof(prefix), "%s::", end + 1);
-	/* blocking hiredis on purpose: this runs in the one-shot `acme-spoa
-	 * import` process (import_run, its own loop, no SPOE or admin served),
-	 * never in the agent, whose Redis traffic is all asynchronous */
-	rc = redisConnectWithTimeout(host, (int)port, tv);
-	if (!rc || rc->err) {
-		snprintf(err, errlen, "kong-redis %s:%ld: %s", host, port, rc ? rc->errstr : "out of memory");
-		redisFree(rc);
+	/* on the import's loop (the storage's too): nothing waits idle on a
+	 * socket while a reply is awaited */
+	rp = redis_peek_open(s->loop, host, (int)port, 2000, why, sizeof(why));
+	if (!rp) {
+		snprintf(err, errlen, "kong-redis %s:%ld: %s", host, port, why);
 		return -1;
 	}
-	redisSetTimeout(rc, tv);
-	imp_kong_certs(s, rc, prefix);
-	imp_kong_accounts(s, rc, prefix);
-	redisFree(rc);
+	imp_kong_certs(s, rp, prefix);
+	imp_kong_accounts(s, rp, prefix);
+	redis_peek_close(rp);
 	return 0;
 }

@@ -6,6 +6,8 @@
 
 #include <stddef.h>
 
+struct ev_loop;
+
 struct config;
 
 /* One bundle found: leaf + chain + key PEM, as the source holds it. */
@@ -35,6 +37,7 @@ struct imp_refusal {
 
 struct imp_set {
 	const struct config *cfg;
+	struct ev_loop *loop;	/* the import's (kong-redis: reads run on it) */
 	const char *api_uri;	/* the CA whose account is wanted (the first issuer's) */
 	struct imp_cand *cands;
 	size_t ncands, acands;
