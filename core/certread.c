@@ -453,12 +453,114 @@ void certstore_members_changed(struct certstore *cs)
 		certstore_fill_start(cs);
 }
 
+/* One stored name of the start-up load: into the index (on_demand: its
+ * metadata follows in the background for this node's share), or read in
+ * full (preload all). */
+static void certstore_load_one(struct certstore *cs, const char *name)
+{
+	char host[CERTSTORE_HOST_MAX], key[STORAGE_KEY_MAX];
+
+	if (host_normalize(name, host, sizeof(host), HOST_WILDCARD) == -1 ||
+	    strcmp(host, name) != 0) {
+		log_warn("storage: ignoring certs/%.253s: not a host name", name);
+	} else if (!certstore_keeps_pem(cs)) {
+		if (nameidx_add(cs->names, host) == -1)
+			log_err("host=%s cannot index the certificate: out of memory", host);
+	} else {
+		while (cs->loading >= CERTSTORE_LOAD_WINDOW)
+			ev_run(cs->loop, EVRUN_ONCE);
+		snprintf(key, sizeof(key), "certs/%s", host);
+		if (storage_get(cs->st, key, cb_certstore_load, cs))
+			cs->loading++;
+	}
+}
+
+#define CERTSTORE_LOAD_BATCH 16	/* names whose index slots are fetched together */
+
+/* A page of names (NUL-terminated, one after the other) into the index, a
+ * batch at a time: checked, hashed and their slots prefetched, then added.
+ * Returns where the names after <n> of them start. */
+static const char *certstore_index_page(struct certstore *cs, const char *name, size_t n)
+{
+	char host[CERTSTORE_LOAD_BATCH][CERTSTORE_HOST_MAX];
+	uint64_t h[CERTSTORE_LOAD_BATCH];
+	size_t i, k, b;
+
+	for (i = 0; i < n; i += b) {
+		for (b = k = 0; b < CERTSTORE_LOAD_BATCH && i + b < n; b++, name += strlen(name) + 1) {
+			if (host_normalize(name, host[k], sizeof(host[k]), HOST_WILDCARD) == -1 ||
+			    strcmp(host[k], name) != 0) {
+				log_warn("storage: ignoring certs/%.253s: not a host name", name);
+				continue;
+			}
+			h[k] = nameidx_hash(cs->names, host[k]);
+			nameidx_prefetch(cs->names, h[k]);
+			k++;
+		}
+		while (k-- > 0) {
+			if (nameidx_add_hashed(cs->names, host[k], h[k]) == -1)
+				log_err("host=%s cannot index the certificate: out of memory", host[k]);
+		}
+	}
+	return name;
+}
+
+/* The stored names from the change feed's members, a page at a time (redis:
+ * plain ZRANGEBYSCORE pages of the names alone, instead of a SCAN of the
+ * whole keyspace with every record and lock). With the index alone
+ * (on_demand) the next page is asked for before this one is indexed, so
+ * that the store and this process work at once. 0, or -1 when the feed
+ * cannot be read (the caller lists the store instead). */
+static int certstore_load_feed(struct certstore *cs)
+{
+	struct storage_res page;
+	struct storage_req *next;
+	char err[256];
+	const char *name;
+	size_t i, pages = 0;
+	int ahead = !certstore_keeps_pem(cs);	/* nothing below runs the loop */
+
+	next = storage_feed_members(cs->st, CERTSTORE_FEED, 0, NULL, NULL);
+	for (;;) {
+		if (storage_wait(cs->st, next, &page, err, sizeof(err)) == -1) {
+			cs->health->storage_errors++;
+			log_warn("cannot read the stored names from the change feed (%s); listing the store",
+				 err);
+			return -1;
+		}
+		pages++;
+		next = page.more && ahead ?
+		       storage_feed_members(cs->st, CERTSTORE_FEED, page.gen, NULL, NULL) : NULL;
+		/* sized once for all: no rebuild while a million names go in */
+		if (pages == 1 && page.total && ahead &&
+		    nameidx_reserve(cs->names, nameidx_count(cs->names) + page.total) == -1)
+			log_warn("cannot size the index for %zu names: out of memory", page.total);
+		if (ahead)
+			certstore_index_page(cs, page.val, page.n);
+		else
+			for (i = 0, name = page.val; i < page.n; i++, name += strlen(name) + 1)
+				certstore_load_one(cs, name);
+		if (!page.more) {
+			storage_res_clear(&page);
+			break;
+		}
+		if (!next)
+			next = storage_feed_members(cs->st, CERTSTORE_FEED, page.gen, NULL, NULL);
+		storage_res_clear(&page);
+	}
+	log_info("storage=%s: %zu names read from the change feed in %zu page(s)",
+		 storage_name(cs->st), nameidx_count(cs->names), pages);
+	return 0;
+}
+
 size_t certstore_load(struct certstore *cs)
 {
 	struct storage_res list;
-	char err[256], host[CERTSTORE_HOST_MAX];
+	char err[256];
 	size_t i;
 
+	if (storage_has_feed_members(cs->st) && certstore_load_feed(cs) == 0)
+		goto wait;
 	if (storage_wait(cs->st, storage_list(cs->st, "certs/", NULL, NULL), &list, err,
 			 sizeof(err)) == -1) {
 		cs->health->storage_errors++;
@@ -466,27 +568,15 @@ size_t certstore_load(struct certstore *cs)
 		return 0;
 	}
 	for (i = 0; i < list.n; i++) {
-		if (host_normalize(list.keys[i] + strlen("certs/"), host, sizeof(host), HOST_WILDCARD) == -1 ||
-		    strcmp(host, list.keys[i] + strlen("certs/")) != 0) {
-			log_warn("storage: ignoring %s: not a host name", list.keys[i]);
-		} else if (!certstore_keeps_pem(cs)) {
-			/* the index only, straight from the listing: metadata
-			 * follows in the background for this node's share */
-			if (nameidx_add(cs->names, host) == -1)
-				log_err("host=%s cannot index the certificate: out of memory", host);
-		} else {
-			while (cs->loading >= CERTSTORE_LOAD_WINDOW)
-				ev_run(cs->loop, EVRUN_ONCE);
-			if (storage_get(cs->st, list.keys[i], cb_certstore_load, cs))
-				cs->loading++;
-		}
+		certstore_load_one(cs, list.keys[i] + strlen("certs/"));
 		/* the listing leaves memory as it is read */
 		free(list.keys[i]);
 		list.keys[i] = NULL;
 	}
+	storage_res_clear(&list);
+wait:
 	while (cs->loading > 0)
 		ev_run(cs->loop, EVRUN_ONCE);
-	storage_res_clear(&list);
 	return nameidx_count(cs->names);
 }
 

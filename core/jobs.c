@@ -122,6 +122,11 @@ struct jobs {
 	ev_tstamp queue_full_logged;	/* last "queue full" log line */
 	ev_timer backoff_sweep;
 	struct jobs_stats stats;	/* counters; gauges filled by jobs_stats() */
+	/* the resume of cut-off issuances, in the background: the listing of
+	 * "pending/" (redis: a SCAN of the whole keyspace), then each record */
+	struct storage_req *resume_req;	/* the listing or one record's read */
+	struct storage_res resume_list;	/* the listed keys (taken from the listing) */
+	size_t resume_next;		/* the next of them to read */
 };
 
 static void job_kick(struct jobs *js);
@@ -1072,45 +1077,91 @@ static int jobs_resume_allowed(const struct jobs *js, const char *host)
 	       config_wildcard_name(js->cfg, host + 2, wc, sizeof(wc)) && strcmp(wc, host) == 0;
 }
 
-void jobs_resume_pending(struct jobs *js)
-{
-	struct storage_res list, v;
-	char err[256], host[CERTSTORE_HOST_MAX];
-	size_t i;
+static void jobs_resume_step(struct jobs *js);
 
-	if (storage_wait(js->st, storage_list(js->st, "pending/", NULL, NULL), &list, err,
-			 sizeof(err)) == -1) {
-		log_err("cannot list cut-off issuances: %s", err);
+/* One cut-off issuance's record read: resumed under today's policy. */
+static void cb_jobs_resume_get(void *arg, struct storage_res *res)
+{
+	struct jobs *js = arg;
+	const char *key = js->resume_list.keys[js->resume_next];
+	char host[CERTSTORE_HOST_MAX];
+	int renewal;
+	struct job *j;
+
+	js->resume_req = NULL;
+	js->resume_next++;
+	if (host_normalize(key + strlen("pending/"), host, sizeof(host), HOST_WILDCARD) == -1)
+		goto next;	/* checked before the read */
+	renewal = res->rc == 0 && res->len == 7 && memcmp(res->val, "renewal", 7) == 0;
+	/* the record is storage's word: a renewal only of a certificate held
+	 * here, which renewal policy covers; anything else is a new name and
+	 * must pass what an on-demand name passes now (domains, then the
+	 * fleet's backoff and ask_url in the job) */
+	if (!certstore_stored(js->cs, host))
+		renewal = 0;
+	if (!renewal && !jobs_resume_allowed(js, host)) {
+		log_warn("host=%s issuance cut off by a stop not resumed: the name is not "
+			 "allowed now", host);
+		storage_del(js->st, key, cb_job_storage_ignore, js);
+		goto next;
+	}
+	log_info("host=%s resuming an issuance cut off by a stop", host);
+	if (jobs_issue(js, host, renewal, 0, NULL) == 0 && (j = hmap_get(&js->map, host)))
+		j->resumed = 1;
+next:
+	jobs_resume_step(js);
+}
+
+/* Reads the next listed record, or ends the resume. */
+static void jobs_resume_step(struct jobs *js)
+{
+	char host[CERTSTORE_HOST_MAX];
+
+	while (js->resume_next < js->resume_list.n) {
+		const char *key = js->resume_list.keys[js->resume_next];
+
+		if (host_normalize(key + strlen("pending/"), host, sizeof(host), HOST_WILDCARD) == -1) {
+			js->resume_next++;
+			continue;
+		}
+		js->resume_req = storage_get(js->st, key, cb_jobs_resume_get, js);
+		if (js->resume_req)
+			return;
+		js->resume_next++;
+	}
+	storage_res_clear(&js->resume_list);
+	js->resume_next = 0;
+}
+
+static void cb_jobs_resume_list(void *arg, struct storage_res *res)
+{
+	struct jobs *js = arg;
+
+	js->resume_req = NULL;
+	if (res->rc != 0) {
+		log_err("cannot list cut-off issuances: %s", res->err);
 		return;
 	}
-	for (i = 0; i < list.n; i++) {
-		int renewal = 0;
-		struct job *j;
+	js->resume_list.keys = res->keys;
+	js->resume_list.n = res->n;
+	res->keys = NULL;
+	res->n = 0;
+	js->resume_next = 0;
+	jobs_resume_step(js);
+}
 
-		if (host_normalize(list.keys[i] + strlen("pending/"), host, sizeof(host), HOST_WILDCARD) == -1)
-			continue;
-		if (storage_wait(js->st, storage_get(js->st, list.keys[i], NULL, NULL), &v, err,
-				 sizeof(err)) == 0) {
-			renewal = v.len == 7 && memcmp(v.val, "renewal", 7) == 0;
-			storage_res_clear(&v);
-		}
-		/* the record is storage's word: a renewal only of a certificate
-		 * held here, which renewal policy covers; anything else is a new
-		 * name and must pass what an on-demand name passes now (domains,
-		 * then the fleet's backoff and ask_url in the job) */
-		if (!certstore_stored(js->cs, host))
-			renewal = 0;
-		if (!renewal && !jobs_resume_allowed(js, host)) {
-			log_warn("host=%s issuance cut off by a stop not resumed: the name is not "
-				 "allowed now", host);
-			storage_del(js->st, list.keys[i], cb_job_storage_ignore, js);
-			continue;
-		}
-		log_info("host=%s resuming an issuance cut off by a stop", host);
-		if (jobs_issue(js, host, renewal, 0, NULL) == 0 && (j = hmap_get(&js->map, host)))
-			j->resumed = 1;
-	}
-	storage_res_clear(&list);
+void jobs_resume_pending(struct jobs *js)
+{
+	if (js->resume_req)
+		return;		/* under way */
+	js->resume_req = storage_list(js->st, "pending/", cb_jobs_resume_list, js);
+	if (!js->resume_req)
+		log_err("cannot list cut-off issuances: out of memory");
+}
+
+int jobs_resuming(const struct jobs *js)
+{
+	return js->resume_req != NULL;
 }
 
 /* The lock owner token: a digest of the host name and spoa.listen. */
@@ -1163,6 +1214,8 @@ void jobs_free(struct jobs *js)
 	if (!js)
 		return;
 	ev_timer_stop(js->loop, &js->kick);
+	storage_cancel(js->resume_req);
+	storage_res_clear(&js->resume_list);
 	hmap_clear(&js->map, job_free);
 	job_backoff_stop(js);
 	free(js);

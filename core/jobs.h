@@ -105,12 +105,16 @@ int jobs_backoff_active(const struct jobs *j, const char *host, time_t *until);
  * (bounded; entries a day past their end are swept). */
 void jobs_backoff_remember(struct jobs *j, const char *host, time_t until, long failures);
 
-/* Start-up only (runs the loop): resumes the issuances a stop cut off
+/* Resumes, in the background (the listing of "pending/" can take seconds
+ * at a million names), the issuances a stop cut off
  * ("pending/<host>"), under today's policy: a renewal of a certificate held
  * here as a renewal; any other name only when domains (or wildcard_domains)
  * allow it now, then through the fleet's backoff and ask_url like an
  * on-demand name. A record refused (now or by those checks) is deleted. */
 void jobs_resume_pending(struct jobs *j);
+
+/* 1 while jobs_resume_pending()'s reads are under way. */
+int jobs_resuming(const struct jobs *j);
 
 /* The rate limits of the first CA (core/ratelimit.h; each issuer has its own). */
 struct ratelimit *jobs_ratelimit(const struct jobs *j);

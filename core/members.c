@@ -14,9 +14,14 @@
 
 #define MEMBERS_PREFIX	"members/"
 #define MEMBERS_FEED	"members"
-/* the record is renewed, and the list read, this many times per lease: a
- * lost write or two never lets the lease run out */
-#define MEMBERS_TICKS_PER_LEASE 4.0
+/* The lease is the promise: a node that dies is out of every other node's
+ * list, and its share theirs, within one lease. So its record lives two
+ * thirds of a lease, and is renewed, and the list read, ten times a lease:
+ * the record runs out within 2/3 of a lease of the death, the others see it
+ * within 1/10 more, and five lost renewals in a row never let a live
+ * node's record run out. */
+#define MEMBERS_TICKS_PER_LEASE 10.0
+#define MEMBERS_TTL(lease_s)	((lease_s) * 2 / 3 > 0 ? (lease_s) * 2 / 3 : 1)
 
 enum members_mode {
 	MEMBERS_SOLO,		/* shm: one process, the only member */
@@ -379,7 +384,8 @@ static void cb_members_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	/* one of each in flight: a slow store gets no pile of renewals */
 	snprintf(key, sizeof(key), MEMBERS_PREFIX "%s", m->self.id);
 	if (!m->putting)
-		m->putting = storage_put(m->st, key, m->self.id, strlen(m->self.id), m->lease_s,
+		m->putting = storage_put(m->st, key, m->self.id, strlen(m->self.id),
+					 MEMBERS_TTL(m->lease_s),
 					 cb_members_put, m);
 	if (m->mode == MEMBERS_FEED_GET && !m->announcing)
 		m->announcing = storage_feed_put(m->st, MEMBERS_FEED, m->self.id, "1",

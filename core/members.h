@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The fleet's live members, so that renewal duty is shared: each node
- * registers "members/<id>" in storage with a TTL (the lease) and renews it a
- * few times per lease; it reads the member list as often. A node that stops
- * deletes its record; one that dies drops out when its lease runs out.
+ * registers "members/<id>" in storage with a TTL of two thirds of the lease
+ * and renews it ten times per lease; it reads the member list as often. A
+ * node that stops deletes its record; one that dies is out of the others'
+ * lists within one lease.
  *
  * Each certificate belongs to one live member: rendezvous (highest random
  * weight) hashing of (host, member id), so that a member joining takes a

@@ -149,9 +149,47 @@ static int nameidx_arena_room(struct nameidx *ix, size_t n)
 	return 0;
 }
 
+int nameidx_reserve(struct nameidx *ix, size_t names)
+{
+	size_t nslots = ix->nslots ? ix->nslots : NAMEIDX_MIN_SLOTS;
+
+	if (names > UINT32_MAX / 24)
+		return -1;
+	/* as nameidx_add grows it: live names within half of the slots */
+	while (names * 2 > nslots)
+		nslots *= 2;
+	if (nslots > ix->nslots && nameidx_rebuild(ix, nslots) == -1)
+		return -1;
+	if (names > ix->count && ix->len + (names - ix->count) * 24 > ix->cap) {
+		size_t cap = ix->len + (names - ix->count) * 24;
+		char *p;
+
+		if (cap > UINT32_MAX - NAMEIDX_OFF0 || !(p = realloc(ix->arena, cap)))
+			return -1;
+		ix->arena = p;
+		ix->cap = cap;
+	}
+	return 0;
+}
+
+uint64_t nameidx_hash(const struct nameidx *ix, const char *name)
+{
+	return ix->hash(name);
+}
+
+void nameidx_prefetch(const struct nameidx *ix, uint64_t h)
+{
+	if (ix->nslots)
+		__builtin_prefetch(&ix->slots[(size_t)h & (ix->nslots - 1)]);
+}
+
 int nameidx_add(struct nameidx *ix, const char *name)
 {
-	uint64_t h = ix->hash(name);
+	return nameidx_add_hashed(ix, name, ix->hash(name));
+}
+
+int nameidx_add_hashed(struct nameidx *ix, const char *name, uint64_t h)
+{
 	size_t n = strlen(name) + 1, nslots = ix->nslots ? ix->nslots : NAMEIDX_MIN_SLOTS;
 	size_t mask, i;
 	struct nameidx_slot *s, *free_slot = NULL;

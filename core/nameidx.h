@@ -30,6 +30,19 @@ void nameidx_free(struct nameidx *ix);
  * out of memory or the arena would pass 4 GiB (the index is unchanged). */
 int nameidx_add(struct nameidx *ix, const char *name);
 
+/* Makes room for <names> names in all (of about 24 bytes each), so that
+ * adding them rebuilds nothing. 0, or -1 when out of memory (<ix> is
+ * unchanged and still usable). */
+int nameidx_reserve(struct nameidx *ix, size_t names);
+
+/* Bulk adds (the start-up load): nameidx_hash() of each of a batch of
+ * names, nameidx_prefetch() of each hash, then nameidx_add_hashed() of each,
+ * so that the table's cache misses of the batch overlap. Same results as
+ * nameidx_add(). */
+uint64_t nameidx_hash(const struct nameidx *ix, const char *name);
+void nameidx_prefetch(const struct nameidx *ix, uint64_t h);
+int nameidx_add_hashed(struct nameidx *ix, const char *name, uint64_t h);
+
 /* 1 when <name> is in <ix>, else 0. */
 int nameidx_contains(const struct nameidx *ix, const char *name);
 

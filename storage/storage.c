@@ -168,6 +168,7 @@ static const char *const storage_op_names[STORAGE_OP__MAX] = {
 	[STORAGE_OP_LIST] = "list", [STORAGE_OP_LOCK] = "lock", [STORAGE_OP_UNLOCK] = "unlock",
 	[STORAGE_OP_PING] = "ping", [STORAGE_OP_PUBLISH] = "publish",
 	[STORAGE_OP_FEED_PUT] = "feed_put", [STORAGE_OP_FEED_SINCE] = "feed_since",
+	[STORAGE_OP_FEED_MEMBERS] = "feed_members",
 };
 
 const char *storage_op_name(enum storage_op_kind k)
@@ -723,6 +724,29 @@ struct storage_req *storage_feed_since(struct storage *st, const char *feed, uin
 		return NULL;
 	r->op.since = since;
 	return storage_req_start(r, storage_why_key("feed", feed, why, sizeof(why)));
+}
+
+struct storage_req *storage_feed_members(struct storage *st, const char *feed, uint64_t after,
+					 storage_cb *cb, void *arg)
+{
+	struct storage_req *r = storage_req_new(st, STORAGE_OP_FEED_MEMBERS, feed, cb, arg);
+	char why[STORAGE_ERR_MAX];
+	const char *w;
+
+	if (!r)
+		return NULL;
+	r->op.since = after;
+	w = storage_why_key("feed", feed, why, sizeof(why));
+	if (!w && !storage_has_feed_members(st)) {
+		snprintf(why, sizeof(why), "storage %s: feed_members: not supported", st->ops->name);
+		w = why;
+	}
+	return storage_req_start(r, w);
+}
+
+int storage_has_feed_members(const struct storage *st)
+{
+	return st->ops->feed_members;
 }
 
 int storage_has_feed(const struct storage *st)

@@ -33,6 +33,8 @@
 #define STORAGE_ERR_MAX   256
 /* FEED_SINCE returns at most this many changes per call (res.more set) */
 #define STORAGE_FEED_BATCH 1000
+/* members a page of storage_feed_members() holds at most */
+#define STORAGE_FEED_MEMBERS_BATCH 5000
 /* feed_since from here returns no change, only the current generation */
 #define STORAGE_FEED_NOW   UINT64_MAX
 
@@ -80,6 +82,7 @@ enum storage_op_kind {
 	STORAGE_OP_PUBLISH,
 	STORAGE_OP_FEED_PUT,
 	STORAGE_OP_FEED_SINCE,
+	STORAGE_OP_FEED_MEMBERS,
 	STORAGE_OP__MAX
 };
 
@@ -103,6 +106,12 @@ const char *storage_op_name(enum storage_op_kind k);
  *               oldest first), <vals> (each member's version, NULL when the
  *               member was removed), <n>, <gen> (the generation these bring
  *               the reader to) and <more> (1: call again from <gen>); -1 error
+ *   feed_members: 0 with <val> (<n> members present now, oldest change
+ *               first, each NUL-terminated, one after the other in <len>
+ *               bytes; no versions), <gen> (where the next page starts),
+ *               <more> and, on the first page, <total>: the members the
+ *               feed holds in all (0: unknown); -1 error (also "not
+ *               supported": file, consul, shm)
  * file keeps its feed in "<root>/#feeds/<feed>", shared through flock() by
  * every process on that directory (storage_file_feed.c). shm (one process)
  * keeps none: feed_put is a no-op 0 and feed_since answers -1 "not supported".
@@ -118,6 +127,7 @@ struct storage_res {
 	size_t n;
 	uint64_t gen;
 	int more;
+	size_t total;		/* feed_members */
 	const char *err;	/* reason when rc == -1, names the key */
 	const char *key;	/* the operation's key (lock name, prefix, channel, feed) */
 };
@@ -147,7 +157,7 @@ struct storage_op {
 	 * non-zero, chosen by the front). */
 	uint64_t gen, gen_new;
 	const char *fence;
-	uint64_t since;		/* feed_since */
+	uint64_t since;		/* feed_since, feed_members */
 	struct storage_res res;
 	char err[STORAGE_ERR_MAX];
 	void *be_data;		/* free for the backend's use */
@@ -186,6 +196,7 @@ struct storage_ops {
 	int (*feed_since)(void *be, const char *feed, uint64_t since, struct storage_res *res,
 			  char *err, size_t errlen);
 	void (*submit)(void *be, struct storage_op *op);
+	int feed_members;	/* submit takes STORAGE_OP_FEED_MEMBERS (redis) */
 	/* Optional, never blocks: 1 when the backend is up as far as it knows,
 	 * 0 when it knows it is down (reason in <err>). */
 	int (*state)(void *be, char *err, size_t errlen);
@@ -281,6 +292,17 @@ struct storage_req *storage_feed_put(struct storage *st, const char *feed, const
  * change and the current generation. */
 struct storage_req *storage_feed_since(struct storage *st, const char *feed, uint64_t since,
 				       storage_cb *cb, void *arg);
+
+/* Reads one page (STORAGE_FEED_MEMBERS_BATCH) of the members <feed> holds
+ * now, from <after> (0: the first page; then the <gen> of the previous page
+ * while its <more> is 1), without versions: at start-up, the names a fleet
+ * stores without listing the store's whole keyspace. Only where
+ * storage_has_feed_members() (redis); elsewhere it fails "not supported". */
+struct storage_req *storage_feed_members(struct storage *st, const char *feed, uint64_t after,
+					 storage_cb *cb, void *arg);
+
+/* 1 when storage_feed_members() is supported (redis), else 0. */
+int storage_has_feed_members(const struct storage *st);
 
 /* Returns 1 when <st> keeps a change feed (redis, consul, file), 0 when
  * feed_since is "not supported" (shm). */

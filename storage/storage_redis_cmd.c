@@ -15,6 +15,9 @@
 #include "storage/storage_redis_int.h"
 
 #define REDIS_SCAN_COUNT "500"
+/* feed_members: removed members an older writer left in a feed's "log",
+ * moved to "gone" this many per script call */
+#define REDIS_FEED_MIGRATE_BATCH 1000
 /* sentinel: a new lock waits this long for a replica to hold it (WAIT holds
  * the connection's pipeline meanwhile: a healthy replica answers in well
  * under a millisecond) */
@@ -42,29 +45,60 @@ static const char redis_lua_put_fenced[] =
 	"if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end "
 	"redis.call('set', KEYS[2], ARGV[2]) return 1";
 
-/* KEYS: gen, log, ver; ARGV: member [, version]. The log holds each member
- * once, scored by the generation of its last change. */
+/* A feed is four keys: "gen" (its generation, a counter), "log" (each member
+ * present now, scored by the generation of its last change), "gone" (each
+ * member removed, scored likewise) and "ver" (each present member's
+ * version). "log" holding the present members alone lets a start-up read
+ * them with plain ZRANGEBYSCORE pages (feed_members); a store written
+ * before "gone" existed kept its removed members in "log", which
+ * redis_lua_feed_migrate moves on the first feed_members.
+ * KEYS: gen, log, ver, gone; ARGV: member [, version]. */
 static const char redis_lua_feed_put[] =
 	"local g = redis.call('incr', KEYS[1]) "
-	"redis.call('zadd', KEYS[2], g, ARGV[1]) "
-	"if #ARGV > 1 then redis.call('hset', KEYS[3], ARGV[1], ARGV[2]) "
-	"else redis.call('hdel', KEYS[3], ARGV[1]) end "
+	"if #ARGV > 1 then "
+	"redis.call('zadd', KEYS[2], g, ARGV[1]) redis.call('zrem', KEYS[4], ARGV[1]) "
+	"redis.call('hset', KEYS[3], ARGV[1], ARGV[2]) "
+	"else "
+	"redis.call('zrem', KEYS[2], ARGV[1]) redis.call('zadd', KEYS[4], g, ARGV[1]) "
+	"redis.call('hdel', KEYS[3], ARGV[1]) end "
 	"return g";
 
-/* KEYS: gen, log, ver; ARGV: since, batch. Returns {gen, more, members,
- * versions}: a full batch brings the reader to its last member's generation
- * (more: 1), a partial one to the current generation. */
+/* KEYS: gen, log, ver, gone; ARGV: since, batch. Returns {gen, more,
+ * members, versions}: the changes of "log" and "gone" after <since> in
+ * generation order; a full batch brings the reader to its last member's
+ * generation (more: 1), a partial one to the current generation. */
 static const char redis_lua_feed_since[] =
 	"local cur = tonumber(redis.call('get', KEYS[1]) or '0') "
 	"local batch = tonumber(ARGV[2]) "
-	"local m = redis.call('zrangebyscore', KEYS[2], '(' .. ARGV[1], '+inf', "
+	"local a = redis.call('zrangebyscore', KEYS[2], '(' .. ARGV[1], '+inf', "
 	"'withscores', 'limit', 0, batch) "
-	"local names = {} "
-	"for i = 1, #m, 2 do names[#names + 1] = m[i] end "
+	"local b = redis.call('zrangebyscore', KEYS[4], '(' .. ARGV[1], '+inf', "
+	"'withscores', 'limit', 0, batch) "
+	"local names, last, i, j = {}, 0, 1, 1 "
+	"while #names < batch and (i <= #a or j <= #b) do "
+	"if j > #b or (i <= #a and tonumber(a[i + 1]) < tonumber(b[j + 1])) then "
+	"names[#names + 1] = a[i] last = tonumber(a[i + 1]) i = i + 2 "
+	"else names[#names + 1] = b[j] last = tonumber(b[j + 1]) j = j + 2 end end "
 	"local vers = {} "
 	"if #names > 0 then vers = redis.call('hmget', KEYS[3], unpack(names)) end "
-	"if #names == batch then return {tonumber(m[#m]), 1, names, vers} end "
+	"if #names == batch then return {last, 1, names, vers} end "
 	"return {cur, 0, names, vers}";
+
+/* KEYS: gen, log, ver, gone; ARGV: after, batch. {-1, members} when "log"
+ * holds only present members (as many as "ver"); else moves the removed
+ * ones of one page after <after> to "gone" and returns {where the next page
+ * starts, 0} ({-1, 0} after the last: the check then says the count). */
+static const char redis_lua_feed_migrate[] =
+	"local n = redis.call('zcard', KEYS[2]) "
+	"if n == redis.call('hlen', KEYS[3]) then return {-1, n} end "
+	"local batch = tonumber(ARGV[2]) "
+	"local m = redis.call('zrangebyscore', KEYS[2], '(' .. ARGV[1], '+inf', "
+	"'withscores', 'limit', 0, batch) "
+	"for i = 1, #m, 2 do "
+	"if redis.call('hexists', KEYS[3], m[i]) == 0 then "
+	"redis.call('zrem', KEYS[2], m[i]) redis.call('zadd', KEYS[4], m[i + 1], m[i]) end end "
+	"if #m < 2 * batch then return {0, 0} end "
+	"return {tonumber(m[#m]), 0}";
 
 /* ---- commands ------------------------------------------------------------ */
 
@@ -164,26 +198,57 @@ static void redis_cmd_scan(struct redis_req *req)
 	redis_req_send(req, 6, argv, lens);
 }
 
-/* Sends EVAL <script> 3 <feed gen> <feed log> <feed ver> <a1> [<a2>]. */
+/* Sends EVAL <script> 4 <feed gen> <feed log> <feed ver> <feed gone> <a1> [<a2>]. */
 static void redis_cmd_feed(struct redis_req *req, const char *script, const char *a1,
 			   size_t a1len, const char *a2, size_t a2len)
 {
 	struct storage_op *op = req->op;
-	char kg[REDIS_KEYBUF], kl[REDIS_KEYBUF], kv[REDIS_KEYBUF];
-	const char *argv[] = { "EVAL", script, "3", kg, kl, kv, a1, a2 };
-	size_t lens[] = { 4, strlen(script), 1, 0, 0, 0, a1len, a2len };
+	char kg[REDIS_KEYBUF], kl[REDIS_KEYBUF], kv[REDIS_KEYBUF], kx[REDIS_KEYBUF];
+	const char *argv[] = { "EVAL", script, "4", kg, kl, kv, kx, a1, a2 };
+	size_t lens[] = { 4, strlen(script), 1, 0, 0, 0, 0, a1len, a2len };
 	int ng = redis_key(req->be, "feed:", op->key, ":gen", kg, sizeof(kg));
 	int nl = redis_key(req->be, "feed:", op->key, ":log", kl, sizeof(kl));
 	int nv = redis_key(req->be, "feed:", op->key, ":ver", kv, sizeof(kv));
+	int nx = redis_key(req->be, "feed:", op->key, ":gone", kx, sizeof(kx));
 
-	if (ng < 0 || nl < 0 || nv < 0) {
+	if (ng < 0 || nl < 0 || nv < 0 || nx < 0) {
 		redis_req_fail(req, "feed name too long");
 		return;
 	}
 	lens[3] = ng;
 	lens[4] = nl;
 	lens[5] = nv;
-	redis_req_send(req, a2 ? 8 : 7, argv, lens);
+	lens[6] = nx;
+	redis_req_send(req, a2 ? 9 : 8, argv, lens);
+}
+
+/* feed_members, step 0: the migration script from <req>->cursor. */
+static void redis_cmd_feed_migrate(struct redis_req *req)
+{
+	char batch[16];
+
+	snprintf(batch, sizeof(batch), "%d", REDIS_FEED_MIGRATE_BATCH);
+	redis_cmd_feed(req, redis_lua_feed_migrate, req->cursor, strlen(req->cursor), batch,
+		       strlen(batch));
+}
+
+/* feed_members, step 1: ZRANGEBYSCORE <log> (<after> +inf WITHSCORES LIMIT 0 <batch>. */
+static void redis_cmd_feed_members(struct redis_req *req, uint64_t after)
+{
+	char kl[REDIS_KEYBUF], min[32], batch[16];
+	const char *argv[] = { "ZRANGEBYSCORE", kl, min, "+inf", "WITHSCORES", "LIMIT", "0", batch };
+	size_t lens[] = { 13, 0, 0, 4, 10, 5, 1, 0 };
+	int nl = redis_key(req->be, "feed:", req->op->key, ":log", kl, sizeof(kl));
+
+	if (nl < 0) {
+		redis_req_fail(req, "feed name too long");
+		return;
+	}
+	req->step = 1;
+	lens[1] = nl;
+	lens[2] = snprintf(min, sizeof(min), "(%llu", (unsigned long long)after);
+	lens[7] = snprintf(batch, sizeof(batch), "%d", STORAGE_FEED_MEMBERS_BATCH);
+	redis_req_send(req, 8, argv, lens);
 }
 
 void redis_cmd_start(struct redis_req *req)
@@ -231,6 +296,16 @@ void redis_cmd_start(struct redis_req *req)
 		snprintf(batch, sizeof(batch), "%d", STORAGE_FEED_BATCH);
 		redis_cmd_feed(req, redis_lua_feed_since, since, strlen(since), batch,
 			       strlen(batch));
+		break;
+	case STORAGE_OP_FEED_MEMBERS:
+		/* the first page moves what an older writer left first */
+		if (op->since == 0) {
+			req->step = 0;
+			snprintf(req->cursor, sizeof(req->cursor), "0");
+			redis_cmd_feed_migrate(req);
+		} else {
+			redis_cmd_feed_members(req, op->since);
+		}
 		break;
 	default:
 		redis_req_fail(req, "not supported");
@@ -423,6 +498,81 @@ oom:
 	redis_req_fail(req, "out of memory");
 }
 
+/* feed_members: the migration script's answer (step 0), or a page of
+ * ZRANGEBYSCORE ... WITHSCORES (step 1). */
+static void redis_reply_feed_members(struct redis_req *req, const redisReply *r)
+{
+	struct storage_res *res = &req->op->res;
+	size_t i, n, bytes, off;
+
+	if (req->step == 0) {
+		if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[0]->type != REDIS_REPLY_INTEGER ||
+		    r->element[1]->type != REDIS_REPLY_INTEGER) {
+			redis_req_fail(req, "unexpected script reply");
+			return;
+		}
+		storage_op_progress(req->op);
+		if (r->element[0]->integer < 0) {
+			/* consistent: the members' count sizes the reader's index */
+			req->n = r->element[1]->integer > 0 ? (size_t)r->element[1]->integer : 0;
+			redis_cmd_feed_members(req, 0);
+			return;
+		}
+		/* one page moved (from 0 again after the last: the check ends it) */
+		snprintf(req->cursor, sizeof(req->cursor), "%lld", (long long)r->element[0]->integer);
+		redis_cmd_feed_migrate(req);
+		return;
+	}
+	if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) {
+		redis_req_fail(req, "unexpected ZRANGEBYSCORE reply");
+		return;
+	}
+	n = r->elements / 2;
+	/* the names one after the other, NUL-terminated, in one block: a
+	 * million of them at start-up cost no allocation each */
+	for (i = 0, bytes = 0; i < n; i++) {
+		const redisReply *name = r->element[2 * i], *score = r->element[2 * i + 1];
+
+		if (name->type != REDIS_REPLY_STRING || score->type != REDIS_REPLY_STRING ||
+		    memchr(name->str, '\0', name->len) != NULL) {
+			redis_req_fail(req, "unexpected ZRANGEBYSCORE reply");
+			return;
+		}
+		bytes += name->len + 1;
+	}
+	if ((res->val = malloc(bytes ? bytes : 1)) == NULL) {
+		redis_req_fail(req, "out of memory");
+		return;
+	}
+	for (i = 0, off = 0; i < n; i++) {
+		const redisReply *name = r->element[2 * i];
+
+		memcpy(res->val + off, name->str, name->len);
+		res->val[off + name->len] = '\0';
+		off += name->len + 1;
+	}
+	res->len = bytes;
+	res->n = n;
+	res->gen = req->op->since;
+	if (n > 0) {
+		/* the next page starts after the last member's generation */
+		const redisReply *score = r->element[2 * n - 1];
+		char *end;
+		unsigned long long g = strtoull(score->str, &end, 10);
+
+		if (end == score->str || *end != '\0' || g <= req->op->since) {
+			storage_res_clear(res);
+			redis_req_fail(req, "feed score \"%.32s\" is not a generation", score->str);
+			return;
+		}
+		res->gen = g;
+	}
+	res->total = req->n;	/* the count, on the first page */
+	res->more = n == STORAGE_FEED_MEMBERS_BATCH;
+	redis_req_finish(req, 0);
+}
+
 void redis_cmd_reply(struct redis_req *req, redisReply *r)
 {
 	struct storage_op *op = req->op;
@@ -457,6 +607,9 @@ void redis_cmd_reply(struct redis_req *req, redisReply *r)
 		break;
 	case STORAGE_OP_FEED_SINCE:
 		redis_reply_feed_since(req, r);
+		break;
+	case STORAGE_OP_FEED_MEMBERS:
+		redis_reply_feed_members(req, r);
 		break;
 	case STORAGE_OP_PUT:
 		if (!op->fence)

@@ -138,6 +138,14 @@ static int cond_ended(void *arg)
 	return stats(t).jobs == 0;
 }
 
+/* The resume in the background read every record, and its jobs ended. */
+static int cond_resumed(void *arg)
+{
+	struct t *t = arg;
+
+	return !jobs_resuming(t->js) && stats(t).jobs == 0;
+}
+
 /* A TCP server on 127.0.0.1 that accepts (through the backlog) and never
  * answers. Returns its port. */
 static int silent_server(struct t *t)
@@ -336,7 +344,8 @@ static void test_resume_policy(void **state)
 		 (long long)time(NULL) + 600);
 	fx_put(&t->f, "backoff/bo.example.com", rec, strlen(rec));
 	jobs_resume_pending(t->js);
-	assert_true(fx_run_until(&t->f, cond_ended, t, 20));
+	assert_true(jobs_resuming(t->js));	/* in the background: nothing read yet */
+	assert_true(fx_run_until(&t->f, cond_resumed, t, 20));
 	s = stats(t);
 	assert_int_equal(t->ended, 3);
 	assert_int_equal(s.orders_started, 0);

@@ -169,6 +169,35 @@ static void test_nameidx_million_fits(void **state)
 	nameidx_free(ix);
 }
 
+/* Sized ahead (the start-up load knows the feed's count): adding that many
+ * rebuilds nothing, and the memory stays within the same 64 MiB. */
+static void test_nameidx_reserve(void **state)
+{
+	struct nameidx *ix = nameidx_new(NULL);
+	unsigned long gen;
+	char name[64];
+	size_t i;
+
+	(void)state;
+	assert_int_equal(nameidx_add(ix, "before.test"), 1);
+	assert_int_equal(nameidx_reserve(ix, 1000001), 0);
+	gen = nameidx_gen(ix);
+	assert_int_equal(nameidx_contains(ix, "before.test"), 1);	/* kept across the resize */
+	for (i = 0; i < 1000000; i++) {
+		snprintf(name, sizeof(name), "c%07zu.shop-host.io", i);
+		assert_int_equal(nameidx_add(ix, name), 1);
+	}
+	assert_int_equal(nameidx_gen(ix), gen);
+	assert_int_equal(nameidx_count(ix), 1000001);
+	assert_true(nameidx_bytes(ix) <= (size_t)64 * 1024 * 1024);
+	/* a smaller reserve changes nothing; an impossible one fails, unchanged */
+	assert_int_equal(nameidx_reserve(ix, 10), 0);
+	assert_int_equal(nameidx_gen(ix), gen);
+	assert_int_equal(nameidx_reserve(ix, (size_t)1 << 40), -1);
+	assert_int_equal(nameidx_contains(ix, "c0999999.shop-host.io"), 1);
+	nameidx_free(ix);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -177,6 +206,7 @@ int main(void)
 		cmocka_unit_test(test_nameidx_rebuild),
 		cmocka_unit_test(test_nameidx_iterate),
 		cmocka_unit_test(test_nameidx_million_fits),
+		cmocka_unit_test(test_nameidx_reserve),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

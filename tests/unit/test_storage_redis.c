@@ -755,6 +755,112 @@ static void r_feed(void **state)
 	assert_int_equal(total, 2500);
 }
 
+/* storage_feed_members() waited for; a failure fails the test. */
+static void feed_members(struct storage *st, const char *feed, uint64_t after,
+			 struct storage_res *res)
+{
+	char err[512];
+
+	if (storage_wait(st, storage_feed_members(st, feed, after, NULL, NULL), res, err,
+			 sizeof(err)) != 0)
+		fail_msg("feed_members %s %llu: %s", feed, (unsigned long long)after, err);
+}
+
+/* The members a feed holds now, read in pages: the removed ones are not
+ * among them, yet feed_since still reports their removal in order; a feed an
+ * older writer left (removed members kept in "log") is moved on the first
+ * page and reads the same. */
+static void r_feed_members(void **state)
+{
+	struct storage *st = *state;
+	static struct rec recs[STORAGE_FEED_MEMBERS_BATCH + 700];
+	const int total = STORAGE_FEED_MEMBERS_BATCH + 700;
+	struct storage_res res;
+	char member[32], key[160], arg[256];
+	uint64_t after = 0;
+	size_t seen = 0, pages = 0;
+	int n = 0, i, more;
+
+	memset(recs, 0, sizeof(recs));
+	for (i = 0; i < total; i++) {
+		snprintf(member, sizeof(member), "h%05d.test", i);
+		recs[i].count = &n;
+		assert_non_null(storage_feed_put(st, "certs", member, "v", cb_rec, &recs[i]));
+	}
+	assert_true(sfx_run_until(rloop, &n, total, 10.));
+	/* every tenth removed, h00000 put again after it (it moves to the end) */
+	for (i = 0; i < total; i += 10) {
+		snprintf(member, sizeof(member), "h%05d.test", i);
+		sfx_feed_put(st, "certs", member, NULL);
+	}
+	sfx_feed_put(st, "certs", "h00000.test", "v2");
+	do {
+		const char *name;
+		size_t bytes = 0;
+
+		feed_members(st, "certs", after, &res);
+		for (i = 0, name = res.val; i < (int)res.n; i++, name += strlen(name) + 1) {
+			int k = atoi(name + 1);
+
+			if (strncmp(name, "h", 1) != 0 || strcmp(name + 6, ".test") != 0)
+				fail_msg("member %s is not one put", name);
+			if (k % 10 == 0 && k != 0)
+				fail_msg("removed member %s listed", name);
+			bytes += strlen(name) + 1;
+			seen++;
+		}
+		assert_int_equal(bytes, res.len);
+		/* the first page says how many there are in all */
+		assert_int_equal(res.total, after == 0 ? (size_t)(total - total / 10 + 1) : 0);
+		if (res.n)
+			assert_true(res.gen > after);
+		after = res.gen;
+		more = res.more;
+		pages++;
+		storage_res_clear(&res);
+	} while (more);
+	assert_int_equal(seen, total - total / 10 + 1);
+	assert_int_equal(pages, 2);
+	/* the removals still come through feed_since, in order, without a
+	 * version; a member once each (h00000's removal gave way to its put) */
+	sfx_feed_since(st, "certs", (uint64_t)total, &res);
+	assert_int_equal(res.n, total / 10);
+	assert_string_equal(res.keys[0], "h00010.test");
+	assert_null(res.vals[0]);
+	assert_string_equal(res.keys[res.n - 1], "h00000.test");
+	assert_string_equal(res.vals[res.n - 1], "v2");
+	storage_res_clear(&res);
+
+	/* an older writer's feed: a removed member left in "log", no version */
+	snprintf(key, sizeof(key), "%s:feed:old:log", cur_ns);
+	snprintf(arg, sizeof(arg), "ZADD %s 1 gone.test 2 kept.test 3 gone2.test", key);
+	redis_admin(arg, NULL);
+	snprintf(arg, sizeof(arg), "HSET %s:feed:old:ver kept.test 7", cur_ns);
+	redis_admin(arg, NULL);
+	snprintf(arg, sizeof(arg), "SET %s:feed:old:gen 3", cur_ns);
+	redis_admin(arg, NULL);
+	feed_members(st, "old", 0, &res);
+	assert_int_equal(res.n, 1);
+	assert_string_equal(res.val, "kept.test");
+	assert_int_equal(res.total, 1);
+	assert_int_equal(res.more, 0);
+	storage_res_clear(&res);
+	sfx_feed_since(st, "old", 0, &res);
+	assert_int_equal(res.n, 3);
+	assert_string_equal(res.keys[0], "gone.test");
+	assert_null(res.vals[0]);
+	assert_string_equal(res.keys[1], "kept.test");
+	assert_string_equal(res.vals[1], "7");
+	assert_string_equal(res.keys[2], "gone2.test");
+	assert_null(res.vals[2]);
+	storage_res_clear(&res);
+	/* an empty feed: one empty page */
+	feed_members(st, "none", 0, &res);
+	assert_int_equal(res.n, 0);
+	assert_int_equal(res.more, 0);
+	storage_res_clear(&res);
+}
+
 struct sub_rec {
 	int n;
 	char last[64];
@@ -1229,6 +1335,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(r_namespaces, sbt_setup, sbt_teardown),
 		cmocka_unit_test(r_conf_errors),
 		cmocka_unit_test_setup_teardown(r_feed, sbt_setup, sbt_teardown),
+		cmocka_unit_test_setup_teardown(r_feed_members, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(r_pipeline, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(r_bound, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(r_never_inside, sbt_setup, sbt_teardown),
