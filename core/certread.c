@@ -200,6 +200,11 @@ void certstore_meta_del(struct certstore *cs, const char *host)
 	storage_del(cs->st, key, certstore_storage_log, cs);
 }
 
+size_t certstore_fill_recent(const struct certstore *cs)
+{
+	return cs->fill_recent;
+}
+
 unsigned long certstore_pem_parsed(const struct certstore *cs)
 {
 	return cs->pem_parsed;
@@ -232,6 +237,7 @@ static void certstore_fetched(struct certstore *cs, struct storage_res *res, int
 		if (nameidx_add(cs->names, host) == -1)
 			log_err("host=%s cannot index the certificate: out of memory", host);
 		free(hmap_del(&cs->refused_until, host));
+		certstore_recent_put(cs, host);
 		log_info("host=%s certificate received from another node", host);
 		if (cs->hooks.received)
 			cs->hooks.received(cs->hooks.arg, host);
@@ -254,6 +260,15 @@ static void cb_certstore_fetch(void *arg, struct storage_res *res)
 static void cb_certstore_fetch_rm(void *arg, struct storage_res *res)
 {
 	certstore_fetched(arg, res, 1);
+}
+
+void certstore_recent_put(struct certstore *cs, const char *host)
+{
+	char **slot = &cs->recent[cs->recent_next];
+
+	free(*slot);
+	*slot = strdup(host);	/* NULL when out of memory: a slot less */
+	cs->recent_next = (cs->recent_next + 1) % CERTSTORE_RECENT_MAX;
 }
 
 void certstore_fetch(struct certstore *cs, const char *host, int absent_removes)
@@ -405,14 +420,38 @@ void cb_certstore_fill_next(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* on_demand: starts (or starts over) the background read of the metadata
- * this node keeps. */
+ * this node keeps: first the names changed lately that are now this node's
+ * (most recent first), then the walk of the index. */
 void certstore_fill_start(struct certstore *cs)
 {
+	char key[STORAGE_KEY_MAX];
+	struct certstore_cert *c;
+	size_t i, first = 0;
+
 	cs->filling = 1;
 	cs->fill_pos = 0;
 	cs->fill_gen = nameidx_gen(cs->names);
 	cs->filled = cs->fill_meta = 0;
 	cs->fill_start = ev_time();
+	for (i = 1; i <= CERTSTORE_RECENT_MAX; i++) {
+		size_t k = (cs->recent_next + CERTSTORE_RECENT_MAX - i) % CERTSTORE_RECENT_MAX;
+		const char *host = cs->recent[k];
+
+		if (!host || !nameidx_contains(cs->names, host))
+			continue;
+		c = certstore_get(cs, host);
+		if (c ? c->has_info : !certstore_wants(cs, host))
+			continue;
+		snprintf(key, sizeof(key), CERTSTORE_META_PREFIX "%s", host);
+		if (storage_get(cs->st, key, cb_certstore_fill_meta, cs)) {
+			cs->fill_inflight++;
+			first++;
+		}
+	}
+	cs->fill_recent = first;
+	if (first)
+		log_info("storage: reading first the metadata of %zu certificate(s) stored lately "
+			 "that are now this node's", first);
 	certstore_fill_more(cs);
 }
 

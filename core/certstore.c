@@ -564,5 +564,7 @@ void certstore_free(struct certstore *cs)
 	nameidx_free(cs->names);
 	hmap_clear(&cs->certs, certstore_cert_free);
 	hmap_clear(&cs->refused_until, free);
+	for (size_t i = 0; i < CERTSTORE_RECENT_MAX; i++)
+		free(cs->recent[i]);
 	free(cs);
 }

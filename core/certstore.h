@@ -243,6 +243,11 @@ void certstore_meta_del(struct certstore *cs, const char *host);
  * deploy reads), for tests. */
 unsigned long certstore_pem_parsed(const struct certstore *cs);
 
+/* on_demand: names the last members change had read first, ahead of the
+ * walk of the index, because another member's certificate of theirs was
+ * stored lately (certstore_members_changed). */
+size_t certstore_fill_recent(const struct certstore *cs);
+
 /* Start-up only, before any server listens (runs the loop): reads every
  * stored certificate into memory, without deploying. With preload on_demand
  * it reads only the listing of names into the index (freed as it goes): the

@@ -25,6 +25,7 @@ struct nameidx;
 #define CERTSTORE_FILL_STEP	4096	/* names of the index walked in one loop turn */
 #define CERTSTORE_REFUSED_MAX	4096	/* stored bundles remembered as refused */
 #define CERTSTORE_REFUSED_S	300	/* seconds before such a bundle is read again */
+#define CERTSTORE_RECENT_MAX	4096	/* other members' names changed lately, kept */
 
 struct certstore_sync;
 
@@ -49,6 +50,14 @@ struct certstore {
 	ev_tstamp fill_start;
 	ev_timer fill_next;		/* the walk goes on at the next loop turn */
 	unsigned long pem_parsed;	/* PEMs parsed for metadata alone */
+	/* on_demand: the names of other members' certificates stored lately
+	 * (a ring, oldest overwritten): when the members change, the ones now
+	 * this node's are read before the walk of the whole index, so that a
+	 * dead node's fresh work (a certificate stored due, an import) is
+	 * taken over at once, not when the walk reaches it */
+	char *recent[CERTSTORE_RECENT_MAX];
+	size_t recent_next;
+	size_t fill_recent;		/* of them, read first at the last start of the fill */
 	LIST_HEAD(, certstore_sync) syncs;	/* HAProxy listings under way */
 	TAILQ_HEAD(certstore_lru, certstore_cert) lru;	/* loaded ones, last seen first */
 	size_t nloaded;
@@ -102,6 +111,10 @@ int certstore_learn_pem(struct certstore *cs, struct certstore_cert *c,
 
 /* Parses <pem> and learns from it (certstore_learn_pem). 0 or -1. */
 int certstore_learn(struct certstore *cs, struct certstore_cert *c, const char *pem, size_t len);
+
+/* on_demand: remembers <host>, another member's certificate just stored
+ * (certstore_fill_start reads the ones now this node's first). */
+void certstore_recent_put(struct certstore *cs, const char *host);
 
 /* on_demand: starts (over) the background read of the share's metadata. */
 void certstore_fill_start(struct certstore *cs);

@@ -390,6 +390,8 @@ static int renew_one(struct renew *r, struct renew_ent *e, time_t now, int force
 		} else {
 			/* one failing renewal never stops the others */
 			started = jobs_issue(r->jobs, e->host, 1, 0, NULL) == 0;
+			if (started)
+				log_info("host=%s renewal due: queued", e->host);
 			floor = now + (time_t)RENEW_RECHECK_S;
 		}
 	}

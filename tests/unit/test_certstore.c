@@ -620,6 +620,56 @@ static void test_on_demand_walk_goes_on(void **state)
 	free(pem);
 }
 
+/* A members change reads first the names now this node's that another node
+ * stored lately (a dead node's fresh work), then walks the index: a name
+ * stored just before its owner died is taken over at once, not when the
+ * walk of a million names reaches it. */
+static void test_on_demand_recent_first(void **state)
+{
+	struct certstore_hooks h = { .installed = on_installed, .received = on_received,
+				     .detail = on_detail };
+	struct seen seen = { .detail_only = "none.example.com" };
+	const char *fresh = "fresh.example.com";
+	struct certstore *cs;
+	struct fx f;
+	time_t now = time(NULL);
+	char *pem, path[256];
+	size_t len;
+	int i;
+
+	fx_open_hap(&f, "", "\"preload\": \"on_demand\"");
+	for (i = 0; i < 2000; i++) {
+		snprintf(path, sizeof(path), "certs/r%05d.example.com", i);
+		fx_put(&f, path, "x", 1);
+	}
+	cs = open_cs(&f, h, &seen, 1);
+	assert_int_equal(certstore_load(cs), 2000);
+	certstore_start(cs);
+	fx_run_for(&f, 0.2);
+	assert_int_equal(certstore_fill_recent(cs), 0);
+	/* another node stores <fresh>, not this node's: index only */
+	pem = fx_pem(fresh, now - 3600, now + 90 * 86400, &len);
+	snprintf(path, sizeof(path), "certs/%s", fresh);
+	fx_put(&f, path, pem, len);
+	certstore_fetch(cs, fresh, 1);
+	assert_true(fx_run_until(&f, cond_received1, &seen, 5));
+	assert_null(certstore_get(cs, fresh));
+	/* its owner leaves: <fresh> is this node's now, and read first */
+	seen.detail_only = fresh;
+	seen.installed = 0;
+	certstore_members_changed(cs);
+	assert_int_equal(certstore_fill_recent(cs), 1);
+	assert_true(fx_run_until(&f, cond_installed1, &seen, 5));
+	assert_true(certstore_get(cs, fresh)->has_info);
+	/* a change that moves nothing recent reads nothing first */
+	seen.detail_only = "r00001.example.com";
+	certstore_members_changed(cs);
+	assert_int_equal(certstore_fill_recent(cs), 0);
+	certstore_free(cs);
+	fx_close(&f);
+	free(pem);
+}
+
 /* Nothing unverified is kept, written or pushed: a bundle for another name,
  * an expired one, one whose key is not the leaf's, one with two keys. */
 static void test_refuses_unverified(void **state)
@@ -1122,6 +1172,7 @@ int main(void)
 		cmocka_unit_test(test_on_demand_index),
 		cmocka_unit_test(test_on_demand_share),
 		cmocka_unit_test(test_on_demand_walk_goes_on),
+		cmocka_unit_test(test_on_demand_recent_first),
 		cmocka_unit_test(test_meta_codec),
 		cmocka_unit_test(test_on_demand_meta),
 		cmocka_unit_test(test_meta_forged_dates),
