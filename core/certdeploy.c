@@ -300,6 +300,32 @@ static void cb_certstore_deploy_read(void *arg, struct storage_res *res)
 			cs->hooks.loaded(cs->hooks.arg, host, 0);
 		return;
 	}
+	if (c->probing) {
+		/* looked up while the index is read: stored or not, now known */
+		c->probing = 0;
+		if (res->rc != 0) {
+			char name[CERTSTORE_HOST_MAX];
+
+			if (res->rc == 1 && !nameidx_contains(cs->names, host)) {
+				if (cs->probed.count >= CERTSTORE_PROBED_MAX) {
+					hmap_clear(&cs->probed, NULL);
+					hmap_init(&cs->probed);
+				}
+				hmap_put(&cs->probed, host, (void *)1, NULL);
+			} else if (res->rc == -1) {
+				log_err("host=%s cannot look the certificate up: %s", host, res->err);
+			}
+			snprintf(name, sizeof(name), "%s", host);
+			c->pushing--;
+			hmap_del(&cs->certs, name);
+			certstore_cert_free(c);
+			if (cs->hooks.loaded)
+				cs->hooks.loaded(cs->hooks.arg, name, 0);
+			return;
+		}
+		if (nameidx_add(cs->names, host) == -1)
+			log_err("host=%s cannot index the certificate: out of memory", host);
+	}
 	if (res->rc != 0) {
 		log_err("host=%s cannot push: %s", host,
 			res->rc == 1 ? "no longer in storage" : res->err);
@@ -370,6 +396,16 @@ enum certstore_seen certstore_seen(struct certstore *cs, const char *host)
 {
 	struct certstore_cert *c = certstore_get(cs, host);
 
+	if (!c && cs->indexing && !certstore_keeps_pem(cs) && !nameidx_contains(cs->names, host)) {
+		/* the index is still being read: the name may be stored */
+		if (hmap_get(&cs->probed, host) || certstore_refused_active(cs, host) ||
+		    !(c = certstore_promote(cs, host)))
+			return CERTSTORE_SEEN_ABSENT;
+		c->probing = 1;
+		log_debug("host=%s SNI while the index is read: looking it up in storage", host);
+		certstore_deploy(cs, c);
+		return c->pushing ? CERTSTORE_SEEN_LOADING : CERTSTORE_SEEN_ABSENT;
+	}
 	if (!c && (certstore_keeps_pem(cs) || !nameidx_contains(cs->names, host) ||
 		   certstore_refused_active(cs, host) || !(c = certstore_promote(cs, host))))
 		return CERTSTORE_SEEN_ABSENT;	/* index-only: made full, pushed below */

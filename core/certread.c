@@ -592,6 +592,100 @@ static int certstore_load_feed(struct certstore *cs)
 	return 0;
 }
 
+/* The background read's end: the index holds every stored name. */
+static void certstore_index_done(struct certstore *cs)
+{
+	cs->indexing = 0;
+	cs->index_req = NULL;
+	hmap_clear(&cs->probed, NULL);
+	hmap_init(&cs->probed);
+	log_info("storage=%s: %zu names indexed in %.2fs (%zu page(s) of the change feed)",
+		 storage_name(cs->st), nameidx_count(cs->names), ev_time() - cs->index_start,
+		 cs->index_pages);
+	if (cs->indexed)
+		cs->indexed(cs->indexed_arg, nameidx_count(cs->names));
+}
+
+static void cb_certstore_index_list(void *arg, struct storage_res *res)
+{
+	struct certstore *cs = arg;
+	size_t i;
+
+	cs->index_req = NULL;
+	health_storage_result(cs->health, res);
+	if (res->rc == -1) {
+		cs->health->storage_errors++;
+		log_err("cannot list stored certificates: %s", res->err);
+	} else {
+		for (i = 0; i < res->n; i++)
+			certstore_load_one(cs, res->keys[i] + strlen("certs/"));
+	}
+	certstore_index_done(cs);
+}
+
+/* Lists the store instead of the feed. */
+static void certstore_index_list(struct certstore *cs)
+{
+	cs->index_req = storage_list(cs->st, "certs/", cb_certstore_index_list, cs);
+	if (!cs->index_req) {
+		log_err("cannot list stored certificates: out of memory");
+		certstore_index_done(cs);
+	}
+}
+
+static void cb_certstore_index_page(void *arg, struct storage_res *res)
+{
+	struct certstore *cs = arg;
+
+	cs->index_req = NULL;
+	if (res->rc == -1) {
+		cs->health->storage_errors++;
+		log_warn("cannot read the stored names from the change feed (%s); listing the store",
+			 res->err);
+		certstore_index_list(cs);
+		return;
+	}
+	cs->index_pages++;
+	/* the next page is asked for first: the store reads it meanwhile */
+	if (res->more) {
+		cs->index_req = storage_feed_members(cs->st, CERTSTORE_FEED, res->gen,
+						     cb_certstore_index_page, cs);
+		if (!cs->index_req)
+			log_err("cannot read the change feed's next page: out of memory");
+	}
+	/* sized once for all: no rebuild while a million names go in */
+	if (cs->index_pages == 1 && res->total &&
+	    nameidx_reserve(cs->names, nameidx_count(cs->names) + res->total) == -1)
+		log_warn("cannot size the index for %zu names: out of memory", res->total);
+	certstore_index_page(cs, res->val, res->n);
+	if (!cs->index_req)
+		certstore_index_done(cs);
+}
+
+int certstore_load_start(struct certstore *cs, void (*done)(void *arg, size_t n), void *arg)
+{
+	if (certstore_keeps_pem(cs))
+		return -1;
+	cs->indexing = 1;
+	cs->indexed = done;
+	cs->indexed_arg = arg;
+	cs->index_pages = 0;
+	cs->index_start = ev_time();
+	if (!storage_has_feed_members(cs->st)) {
+		certstore_index_list(cs);
+		return 0;
+	}
+	cs->index_req = storage_feed_members(cs->st, CERTSTORE_FEED, 0, cb_certstore_index_page, cs);
+	if (!cs->index_req)
+		certstore_index_list(cs);
+	return 0;
+}
+
+int certstore_indexing(const struct certstore *cs)
+{
+	return cs->indexing;
+}
+
 size_t certstore_load(struct certstore *cs)
 {
 	struct storage_res list;

@@ -41,6 +41,7 @@ void certstore_refused_put(struct certstore *cs, const char *host)
 	if (cs->refused_until.count >= CERTSTORE_REFUSED_MAX) {
 		hmap_clear(&cs->refused_until, free);
 		hmap_init(&cs->refused_until);
+	hmap_init(&cs->probed);
 	}
 	*t = time(NULL) + CERTSTORE_REFUSED_S;
 	if (hmap_put(&cs->refused_until, host, t, (void **)&old) == -1)
@@ -564,6 +565,8 @@ void certstore_free(struct certstore *cs)
 	nameidx_free(cs->names);
 	hmap_clear(&cs->certs, certstore_cert_free);
 	hmap_clear(&cs->refused_until, free);
+	hmap_clear(&cs->probed, NULL);
+	storage_cancel(cs->index_req);
 	for (size_t i = 0; i < CERTSTORE_RECENT_MAX; i++)
 		free(cs->recent[i]);
 	free(cs);

@@ -70,6 +70,8 @@ struct certstore_cert {
 	int loaded;			/* HAProxy holds a certificate of this host (pushed
 					 * and committed, or listed by HAProxy) */
 	unsigned pushing;		/* deploys under way: cert_dir write, then push */
+	int probing;			/* while the index is read: an SNI's look-up of a
+					 * name not indexed yet, maybe not stored */
 	TAILQ_ENTRY(certstore_cert) lru;	/* the loaded ones, last SNI seen first */
 	char host[];
 };
@@ -257,6 +259,21 @@ size_t certstore_fill_recent(const struct certstore *cs);
  * without a good record has its certificate read and parsed instead (not
  * kept), which writes the record. Returns how many are stored. */
 size_t certstore_load(struct certstore *cs);
+
+/* on_demand: certstore_load() in the background, so that a node serves at
+ * once whatever the number of names: the names are read into the index
+ * (redis: the change feed's members, a page at a time, the next asked for
+ * while this one is indexed; elsewhere, or when the feed cannot be read,
+ * the listing) and <done>(arg, count) runs when all are in. Meanwhile
+ * certstore_indexing() is 1 and an SNI of a name not indexed yet is looked
+ * up in storage: a stored one is indexed and pushed (held like any name
+ * pushed on its first SNI), one not stored is answered absent (and
+ * remembered until the index is read). Returns 0, or -1 with preload all
+ * (certstore_load() then). */
+int certstore_load_start(struct certstore *cs, void (*done)(void *arg, size_t n), void *arg);
+
+/* 1 while certstore_load_start()'s read runs. */
+int certstore_indexing(const struct certstore *cs);
 
 /* Once the agent is ready: starts the background work certstore_load() left
  * (on_demand: the metadata of the certificates of the index). */

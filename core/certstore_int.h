@@ -26,6 +26,7 @@ struct nameidx;
 #define CERTSTORE_REFUSED_MAX	4096	/* stored bundles remembered as refused */
 #define CERTSTORE_REFUSED_S	300	/* seconds before such a bundle is read again */
 #define CERTSTORE_RECENT_MAX	4096	/* other members' names changed lately, kept */
+#define CERTSTORE_PROBED_MAX	4096	/* names looked up absent while indexing, kept */
 
 struct certstore_sync;
 
@@ -42,6 +43,16 @@ struct certstore {
 					 * touched lately; the other names are index-only) */
 	struct certstore_hooks hooks;
 	size_t loading;			/* start-up: certificate reads in flight */
+	/* on_demand: the start-up read of the stored names into the index, in
+	 * the background (certstore_load_start); meanwhile an SNI of a name not
+	 * indexed yet looks it up in storage (a probe) */
+	int indexing;
+	struct storage_req *index_req;	/* the feed page or listing in flight */
+	size_t index_pages;
+	ev_tstamp index_start;
+	void (*indexed)(void *arg, size_t n);
+	void *indexed_arg;
+	struct hmap probed;		/* host -> (void *)1: looked up, not stored */
 	int filling;			/* on_demand: the share's metadata read in the background */
 	size_t fill_pos;		/* cursor in <names> (nameidx_next) */
 	unsigned long fill_gen;		/* nameidx_gen() when <fill_pos> was taken */

@@ -61,6 +61,8 @@ struct mgr {
 	ev_timer attach_timer;		/* a start without the store: tries it again */
 	double attach_delay;		/* its backoff, seconds */
 	ev_tstamp attach_next;		/* next try, sooner when the backend reconnects */
+	int indexed;			/* every stored name is in the index */
+	int running;			/* mgr_run_store() ran */
 };
 
 /* A start without the store retries it after this long, doubling up to the
@@ -262,29 +264,55 @@ static int mgr_open_storage(struct mgr *m, char *err, size_t errlen)
 /* What a start reads from storage once it answers: the index of stored
  * certificates (all of them with preload all), written to cert_dir and
  * pushed to HAProxy. */
+/* The work that needs every stored name known: cut-off issuances resumed,
+ * the background read of the share's metadata. */
+static void mgr_run_indexed(struct mgr *m)
+{
+	jobs_resume_pending(m->jobs);
+	certstore_start(m->cs);
+}
+
+static void mgr_on_indexed(void *arg, size_t n)
+{
+	struct mgr *m = arg;
+
+	m->indexed = 1;
+	if (m->running)
+		mgr_run_indexed(m);
+}
+
+/* The stored names into memory. With preload on_demand in the background
+ * (certstore_load_start: the node serves meanwhile, looking up in storage
+ * an SNI of a name not indexed yet); with preload all every certificate is
+ * read now, and each is made sure to be in cert_dir too (restart safety).
+ * Then what HAProxy holds is learnt (preload all: what it lacks pushed). */
 static void mgr_load(struct mgr *m)
 {
 	size_t i, loaded;
 
-	loaded = certstore_load(m->cs);
-	log_info("storage=%s: %zu certificates loaded", storage_name(m->st), loaded);
-	/* restart safety: every stored certificate also exists in cert_dir */
-	certstore_ensure_files(m->cs);
+	if (certstore_load_start(m->cs, mgr_on_indexed, m) == -1) {
+		loaded = certstore_load(m->cs);
+		log_info("storage=%s: %zu certificates loaded", storage_name(m->st), loaded);
+		certstore_ensure_files(m->cs);
+		m->indexed = 1;
+	}
 	for (i = 0; i < rt_count(certstore_runtime(m->cs)); i++)
 		certstore_sync_haproxy(m->cs, i);
 }
 
 /* Then the work that needs the store: the change feed's reconcile, the TXT
- * records a stop left, cut-off issuances, renewals, the background reads. */
+ * records a stop left, renewals; once the index is read, cut-off issuances
+ * and the background reads. */
 static void mgr_run_store(struct mgr *m)
 {
 	fleet_start(m->fleet);
 	members_start(m->members);
 	if (m->dns)
 		dns01_cleanup_stale(m->dns);
-	jobs_resume_pending(m->jobs);
 	renew_start(m->renew);
-	certstore_start(m->cs);
+	m->running = 1;
+	if (m->indexed)
+		mgr_run_indexed(m);
 }
 
 /* A start without the store: the account key, then the feed's position,
@@ -323,7 +351,8 @@ static void cb_mgr_attach(struct ev_loop *loop, ev_timer *w, int revents)
 	mgr_load(m);
 	m->health.store_ready = 1;
 	mgr_run_store(m);
-	log_info("ready: storage=%s certificates=%zu", storage_name(m->st), certstore_count(m->cs));
+	log_info("ready: storage=%s certificates=%zu%s", storage_name(m->st), certstore_count(m->cs),
+		 m->indexed ? "" : " (the index is read in the background)");
 }
 
 struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t errlen)
@@ -453,8 +482,9 @@ struct mgr *mgr_new(struct ev_loop *loop, struct config *cfg, char *err, size_t 
 		return m;
 	}
 	mgr_run_store(m);
-	log_info("ready: spoa=%s admin=%s storage=%s certificates=%zu", cfg->spoa_listen,
-		 cfg->admin_listen, storage_name(m->st), certstore_count(m->cs));
+	log_info("ready: spoa=%s admin=%s storage=%s certificates=%zu%s", cfg->spoa_listen,
+		 cfg->admin_listen, storage_name(m->st), certstore_count(m->cs),
+		 m->indexed ? "" : " (the index is read in the background)");
 	return m;
 fail:
 	mgr_free(m);

@@ -231,9 +231,13 @@ for h in hosts:
     print(h, ok, "%.2f" % ((time.monotonic() - t0) * 1000), flush=True)
 PY
 }
-# bench_median_ms FILE: median of column 3 of FILE; fails unless every line verified.
+# bench_median_ms FILE: median of column 3 of FILE; fails (printing nothing)
+# unless FILE has lines and every one verified.
 bench_median_ms() {
-	awk '$2 != 1 { bad = 1 } { print $3 } END { exit bad }' "$1" | sort -n |
+	local rows
+	rows=$(cat "$1")
+	[ -n "$rows" ] && ! printf '%s\n' "$rows" | awk '$2 != 1 { bad = 1 } END { exit !bad }' || return 1
+	printf '%s\n' "$rows" | awk '{ print $3 }' | sort -n |
 		awk '{ v[NR] = $1 } END { if (NR) printf "%.1f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 

@@ -9,8 +9,11 @@
 #    dump), against Pebble (Debian's, default validity: a renewed certificate
 #    is not due again):
 #    8a the three agents started at once: time from exec to the "ready" log
-#       line, RSS then; RSS, peak and CPU once the background read of every
-#       certificate's metadata ended ("metadata of N stored certificates known");
+#       line (serving), RSS then, and to "names indexed" (every stored name in
+#       the index, read in the background); a stored name asked of node 1 as
+#       soon as it is ready verifies; RSS, peak and CPU once the background
+#       read of every certificate's metadata ended ("metadata of N stored
+#       certificates known");
 #    8b renewal shares (acme_spoa_renewal_share) against a third of the names;
 #    8c first handshake through node 1's HAProxy for a stored name not loaded
 #       vs the same names once loaded (medians over BENCH_FLEET_HANDSHAKES, 20);
@@ -152,19 +155,35 @@ for _ in $(seq 1200); do
 	[ $left = 0 ] && break
 	sleep 0.05
 done
-# a node that could not list the store starts with none of it (and never
-# logs the end of a background read): said, not waited for
-declare -A LISTED
+# ready = serving: the names go into the index in the background meanwhile
+# (an SNI of a stored name not indexed yet is looked up in storage). The
+# first stored name asked of node 1 as soon as it is ready must verify; the
+# index's end ("names indexed") is timed and counted apart.
+use_node 1
+HS_EARLY_NAME="host$((FLEET_N / 2 + 3)).fleet.test"
+HS_EARLY=$(bench_handshakes "$FILL_CAS" "$HS_EARLY_NAME")
+T_HS_EARLY=$(bench_dt "${T0[1]}" "$(bench_now)")
+declare -A LISTED INDEXED
 LOADED=1
+for _ in $(seq 600); do
+	grep -q 'names indexed in' "$FD"/agent1.log "$FD"/agent2.log "$FD"/agent3.log 2>/dev/null &&
+		[ "$(grep -l 'names indexed in' "$FD"/agent[123].log | wc -l)" = 3 ] && break
+	sleep 0.1
+done
 for n in 1 2 3; do
 	READY[$n]=$(fleet_log_secs "$FD/agent$n.log" ' ready: ' "${T0[$n]}")
 	[ -n "${READY[$n]}" ] || fail "8a: node $n is not ready within 60 s (see $FD/agent$n.log)"
-	LISTED[$n]=$(grep -m1 -o ' ready: .*certificates=[0-9]*' "$FD/agent$n.log" | sed 's/.*certificates=//')
+	INDEXED[$n]=$(fleet_log_secs "$FD/agent$n.log" 'names indexed in' "${T0[$n]}")
+	LISTED[$n]=$(grep -m1 -o ': [0-9]* names indexed in' "$FD/agent$n.log" | tr -dc '0-9')
 	if [ "${LISTED[$n]:-0}" -lt "$FLEET_N" ]; then
 		LOADED=0 BG[$n]=never
-		fail "8a: node $n is ready with ${LISTED[$n]:-?} of $FLEET_N certificates ($(grep -m1 -o 'cannot list stored certificates.*' "$FD/agent$n.log" | cut -c1-160))"
+		fail "8a: node $n indexed ${LISTED[$n]:-?} of $FLEET_N certificates ($(grep -m1 -o 'cannot list stored certificates.*' "$FD/agent$n.log" | cut -c1-160))"
 	fi
 done
+HS_EARLY_MS=$(printf '%s\n' "$HS_EARLY" | bench_median_ms /dev/stdin) ||
+	fail "8a: $HS_EARLY_NAME, stored, did not verify through node 1 asked as soon as it was ready (${HS_EARLY:-no answer})"
+HS_EARLY_WHEN=$(awk -v h="$T_HS_EARLY" -v i="${INDEXED[1]:-}" 'BEGIN { print (i != "" && h + 0 < i + 0) ? "before its index was read" : "after its index was read" }')
+say "8a: $HS_EARLY_NAME asked of node 1 as soon as it was ready: ${HS_EARLY_MS:-FAILED} ms, done at +$T_HS_EARLY s, $HS_EARLY_WHEN (+${INDEXED[1]:-?} s)"
 # the background read of the metadata: its end is logged; RSS then
 end=$(( $(date +%s) + 900 ))
 while [ "$(date +%s)" -lt "$end" ]; do
@@ -186,17 +205,17 @@ done
 READY_TXT="" BG_TXT="" READY_MAX="" RSS_MAX=""
 for n in 1 2 3; do
 	[ -n "${BG[$n]:-}" ] || fail "8a: node $n: the metadata read has not ended within 900 s"
-	READY_TXT+="${READY_TXT:+; }node $n ${READY[$n]:-?} s, $(fleet_mib "${RSS_READY[$n]:-}") MiB, ${LISTED[$n]:-?} certificates"
+	READY_TXT+="${READY_TXT:+; }node $n ${READY[$n]:-?} s, $(fleet_mib "${RSS_READY[$n]:-}") MiB, all ${LISTED[$n]:-?} names indexed at ${INDEXED[$n]:-?} s"
 	READY_MAX=$(awk -v a="$READY_MAX" -v b="${READY[$n]:-}" 'BEGIN { print (a == "" || b + 0 > a + 0) ? b : a }')
 	[ "${BG[$n]:-}" = never ] && continue
 	BG_TXT+="${BG_TXT:+; }node $n ${BG[$n]:-?} s, RSS $(fleet_mib "${RSS_BG[$n]:-}") MiB, peak $(fleet_mib "${HWM_BG[$n]:-}") MiB, CPU ${CPU_BG[$n]:-?} s"
 	RSS_MAX=$(awk -v a="$RSS_MAX" -v b="${RSS_BG[$n]:-}" 'BEGIN { print (a == "" || b + 0 > a + 0) ? b : a }')
 done
-say "8a: ready (from exec, RSS then): $READY_TXT"
+say "8a: ready, serving (from exec, RSS then): $READY_TXT"
 say "8a: metadata of all known (from exec): $BG_TXT"
 bench_row "8a 3 nodes ready, $FLEET_N names" "${READY_MAX:-FAILED}${READY_MAX:+ s slowest}" "2 s target" \
 	"$(bench_ratio "$READY_MAX" 2) (slowest/target)" \
-	"three agents on one Redis holding $FLEET_N certificates (gen_certs, metadata records; $FILL_HOW; Redis $REDIS_USED; redis-cli --scan of the names alone, COUNT 10 a call: $T_SCAN s), preload on_demand, started at once: exec to the 'ready' log line (its timestamp), VmRSS when it appeared, certificates it names: $READY_TXT"
+	"three agents on one Redis holding $FLEET_N certificates (gen_certs, metadata records; $FILL_HOW; Redis $REDIS_USED; redis-cli --scan of the names alone, COUNT 10 a call: $T_SCAN s), preload on_demand, started at once: exec to the 'ready' log line (its timestamp: serving; the names go into the index in the background, an SNI of a stored name not indexed yet looked up in storage), VmRSS when it appeared, and when the index held every name: $READY_TXT; $HS_EARLY_NAME asked of node 1 as soon as it was ready verified in ${HS_EARLY_MS:-?} ms, $HS_EARLY_WHEN"
 RSS_TXT=FAILED
 [ -n "$RSS_MAX" ] && RSS_TXT="$(fleet_mib "$RSS_MAX") MiB largest"
 bench_row "8a RSS after the background read" "$RSS_TXT" \
@@ -208,7 +227,7 @@ if [ "$LOADED" = 0 ]; then
 	{
 		echo "fleet1m, $(date -u +%F), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $FLEET_N names in Redis ($REDIS_USED; $FILL_HOW)"
 		echo "  redis-cli --scan of the names:    $SCAN_N in $T_SCAN s"
-		echo "  ready (exec to 'ready'):          $READY_TXT"
+		echo "  ready, serving (exec to 'ready'): $READY_TXT"
 		echo "  NOT LOADED: $(grep -h -m1 -o 'cannot list stored certificates.*' "$FD"/agent[123].log | head -1)"
 	} | tee "$IT_DIR/fleet1m-summary.txt"
 	exit 0
@@ -364,7 +383,7 @@ bench_row "8e kill -9 of node 3" "${T_QLAST:-FAILED}${T_QLAST:+ s to its due one
 {
 	echo "fleet1m, $(date -u +%F), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $FLEET_N names in Redis ($REDIS_USED; $FILL_HOW)"
 	echo "  redis-cli --scan of the names:    $SCAN_N in $T_SCAN s"
-	echo "  ready (exec to 'ready'):          $READY_TXT"
+	echo "  ready, serving (exec to 'ready'): $READY_TXT"
 	echo "  metadata of all known:            $BG_TXT"
 	echo "  renewal shares (of a third):      $SHARE_TXT"
 	echo "  first handshake, stored/loaded:   ${HS_FIRST:-?} ms / ${HS_LOADED:-?} ms ($HS_DIFF ms)"

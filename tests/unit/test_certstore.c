@@ -670,6 +670,79 @@ static void test_on_demand_recent_first(void **state)
 	free(pem);
 }
 
+struct indexed_rec {
+	int calls;
+	size_t n;
+};
+
+static void on_indexed(void *arg, size_t n)
+{
+	struct indexed_rec *r = arg;
+
+	r->calls++;
+	r->n = n;
+}
+
+static int cond_indexed(void *arg)
+{
+	return ((struct indexed_rec *)arg)->calls > 0;
+}
+
+static int cond_loaded_failed2(void *arg)
+{
+	return ((struct seen *)arg)->loaded_failed >= 2;
+}
+
+/* on_demand: the start-up read of the names runs in the background; an SNI
+ * meanwhile of a stored name not indexed yet looks it up in storage (held:
+ * LOADING) and indexes it, one of a name not stored is answered absent and
+ * not looked up again; then the index holds every name and done() runs. */
+static void test_on_demand_index_background(void **state)
+{
+	struct certstore_hooks h = { .loaded = on_loaded, .detail = on_detail };
+	struct seen seen = { .detail_only = "none.example.com" };
+	struct indexed_rec ir = { 0 };
+	struct certstore *cs;
+	struct fx f;
+	time_t now = time(NULL);
+	char *pem, path[256];
+	size_t len;
+	int i;
+
+	fx_open_hap(&f, "", "\"preload\": \"on_demand\"");
+	for (i = 0; i < 300; i++) {
+		snprintf(path, sizeof(path), "certs/b%03d.example.com", i);
+		fx_put(&f, path, "x", 1);
+	}
+	pem = fx_pem("early.example.com", now - 3600, now + 90 * 86400, &len);
+	fx_put(&f, "certs/early.example.com", pem, len);
+	cs = open_cs(&f, h, &seen, 1);
+	assert_int_equal(certstore_load_start(cs, on_indexed, &ir), 0);
+	assert_true(certstore_indexing(cs));
+	assert_int_equal(certstore_count(cs), 0);	/* nothing read yet */
+	/* stored, not indexed yet: looked up, held */
+	assert_int_equal(certstore_seen(cs, "early.example.com"), CERTSTORE_SEEN_LOADING);
+	/* not stored: looked up too, then known absent */
+	assert_int_equal(certstore_seen(cs, "nothere.example.com"), CERTSTORE_SEEN_LOADING);
+	assert_true(fx_run_until(&f, cond_loaded_failed2, &seen, 5));	/* no HAProxy here */
+	assert_null(certstore_get(cs, "nothere.example.com"));
+	assert_false(certstore_stored(cs, "nothere.example.com"));
+	assert_int_equal(certstore_seen(cs, "nothere.example.com"), CERTSTORE_SEEN_ABSENT);
+	assert_true(certstore_stored(cs, "early.example.com"));
+	assert_true(certstore_get(cs, "early.example.com")->has_info);
+	assert_true(fx_run_until(&f, cond_indexed, &ir, 5));
+	assert_int_equal(ir.calls, 1);
+	assert_int_equal(ir.n, 301);
+	assert_false(certstore_indexing(cs));
+	assert_int_equal(certstore_count(cs), 301);
+	/* once indexed, a name not stored is absent without a look-up */
+	assert_int_equal(certstore_seen(cs, "other.example.com"), CERTSTORE_SEEN_ABSENT);
+	assert_null(certstore_get(cs, "other.example.com"));
+	certstore_free(cs);
+	fx_close(&f);
+	free(pem);
+}
+
 /* Nothing unverified is kept, written or pushed: a bundle for another name,
  * an expired one, one whose key is not the leaf's, one with two keys. */
 static void test_refuses_unverified(void **state)
@@ -1173,6 +1246,7 @@ int main(void)
 		cmocka_unit_test(test_on_demand_share),
 		cmocka_unit_test(test_on_demand_walk_goes_on),
 		cmocka_unit_test(test_on_demand_recent_first),
+		cmocka_unit_test(test_on_demand_index_background),
 		cmocka_unit_test(test_meta_codec),
 		cmocka_unit_test(test_on_demand_meta),
 		cmocka_unit_test(test_meta_forged_dates),
