@@ -273,6 +273,10 @@ static void renew_schedule(struct renew *r)
 		if (delay > RENEW_RECHECK_S)
 			delay = RENEW_RECHECK_S;
 	}
+	/* a pass already due sooner stays: thousands of installs a second
+	 * (the background read, a take-over) must not keep pushing it back */
+	if (ev_is_active(&r->timer) && ev_timer_remaining(r->loop, &r->timer) <= delay + 0.5)
+		return;
 	ev_timer_stop(r->loop, &r->timer);
 	ev_timer_set(&r->timer, delay + 0.5, 0.);
 	ev_timer_start(r->loop, &r->timer);

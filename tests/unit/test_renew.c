@@ -174,6 +174,52 @@ static void test_due_starts_renewal(void **state)
 	assert_int_equal(njobs(t), 1);
 }
 
+struct steady {
+	struct t *t;
+	ev_timer w;
+	int n;
+};
+
+static void cb_steady_install(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct steady *st = w->data;
+	char host[64];
+	time_t now = time(NULL);
+
+	snprintf(host, sizeof(host), "s%03d.example.com", st->n++);
+	install(st->t, host, now - 10 * DAY, now + 80 * DAY);
+}
+
+static int cond_due_job(void *arg)
+{
+	return jobs_active(((struct t *)arg)->js, "due.example.com");
+}
+
+/* The timer's pass comes within its half second of a due certificate even
+ * while other certificates keep being installed (a background read, a
+ * take-over: thousands a second); each install used to push the pass back,
+ * so that nothing due was renewed before they stopped. */
+static void test_pass_not_postponed(void **state)
+{
+	struct t *t = *state;
+	struct steady st = { .t = t };
+	time_t now = time(NULL);
+	double t0;
+
+	renew_start(t->r);
+	fx_run_for(&t->f, 0.6);		/* the start's pass: nothing installed yet */
+	ev_timer_init(&st.w, cb_steady_install, 0.05, 0.05);
+	st.w.data = &st;
+	ev_timer_start(t->f.loop, &st.w);
+	fx_run_for(&t->f, 0.3);
+	install(t, "due.example.com", now - 80 * DAY, now + 10 * DAY);
+	t0 = ev_time();
+	assert_true(fx_run_until(&t->f, cond_due_job, t, 3.0));
+	ev_timer_stop(t->f.loop, &st.w);
+	assert_true(ev_time() - t0 < 1.5);
+	assert_true(st.n >= 10);	/* the installs went on meanwhile */
+}
+
 static void test_job_or_backoff_reschedules(void **state)
 {
 	struct t *t = *state;
@@ -336,6 +382,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_heap_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_due_starts_renewal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pass_not_postponed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_job_or_backoff_reschedules, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_renewal_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fleet_share, setup, teardown),
