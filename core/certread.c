@@ -17,6 +17,7 @@
 #include "core/config.h"
 #include "core/health.h"
 #include "core/nameidx.h"
+#include "runtime/runtime.h"
 #include "lib/hmap.h"
 #include "lib/host.h"
 #include "lib/log.h"
@@ -595,6 +596,8 @@ static int certstore_load_feed(struct certstore *cs)
 /* The background read's end: the index holds every stored name. */
 static void certstore_index_done(struct certstore *cs)
 {
+	size_t i;
+
 	cs->indexing = 0;
 	cs->index_req = NULL;
 	hmap_clear(&cs->probed, NULL);
@@ -602,6 +605,10 @@ static void certstore_index_done(struct certstore *cs)
 	log_info("storage=%s: %zu names indexed in %.2fs (%zu page(s) of the change feed)",
 		 storage_name(cs->st), nameidx_count(cs->names), ev_time() - cs->index_start,
 		 cs->index_pages);
+	/* what HAProxy holds is learnt again, now that every name is known (a
+	 * sync during the read skipped the names not indexed yet) */
+	for (i = 0; i < rt_count(cs->rt); i++)
+		certstore_sync_haproxy(cs, i);
 	if (cs->indexed)
 		cs->indexed(cs->indexed_arg, nameidx_count(cs->names));
 }

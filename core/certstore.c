@@ -557,6 +557,7 @@ void certstore_free(struct certstore *cs)
 		return;
 	cs->closing = 1;
 	ev_timer_stop(cs->loop, &cs->fill_next);
+	certstore_sweep_stop(cs);
 	/* cert_dir writes in progress complete; nothing more is pushed */
 	workq_free(cs->wq);
 	rt_free(cs->rt);

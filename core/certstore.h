@@ -272,6 +272,16 @@ size_t certstore_load(struct certstore *cs);
  * (certstore_load() then). */
 int certstore_load_start(struct certstore *cs, void (*done)(void *arg, size_t n), void *arg);
 
+/* redis, on_demand: the sweep (core/certsweep.c): once per <interval_s> in
+ * the fleet (the lock "sweep/certs" under <owner>), the first try a tenth
+ * of it after the call (at most 10 minutes), one node walks "certs/" a page
+ * at a time and gives each name stored without a change feed entry one.
+ * 0, or -1 when the store or the mode needs none (nothing started). */
+int certstore_sweep_start(struct certstore *cs, const char *owner, unsigned interval_s);
+
+/* Stops the sweep (certstore_free does). */
+void certstore_sweep_stop(struct certstore *cs);
+
 /* 1 while certstore_load_start()'s read runs. */
 int certstore_indexing(const struct certstore *cs);
 

@@ -53,6 +53,16 @@ struct certstore {
 	void (*indexed)(void *arg, size_t n);
 	void *indexed_arg;
 	struct hmap probed;		/* host -> (void *)1: looked up, not stored */
+	/* redis: the sweep of "certs/" for names stored without a feed entry
+	 * (certsweep.c) */
+	ev_timer sweep_timer;
+	unsigned sweep_interval;	/* 0: never started */
+	char sweep_owner[STORAGE_OWNER_MAX];
+	struct storage_req *sweep_req;	/* the lock or a page in flight */
+	int sweeping;
+	uint64_t sweep_cursor;
+	ev_tstamp sweep_start, sweep_last;
+	size_t sweep_seen, sweep_added;
 	int filling;			/* on_demand: the share's metadata read in the background */
 	size_t fill_pos;		/* cursor in <names> (nameidx_next) */
 	unsigned long fill_gen;		/* nameidx_gen() when <fill_pos> was taken */

@@ -171,6 +171,7 @@ static const struct cfg_row cfg_rows[] = {
 	INT("haproxy.max_loaded", CF_RELOAD, 0, 10000000, 0, max_loaded),
 	INT("max_queued_orders", CF_RELOAD, 1, 1000000, 1000, max_queued),
 	INT("fleet.member_lease", 0, 2, 3600, 30, member_lease),
+	INT("fleet.sweep_interval", 0, 10, 30 * 86400, 86400, sweep_interval),
 	INT("on_demand.max_new_names_per_client", CF_RELOAD, 0, 1000000, 20, max_names_per_client),
 	INT("lock_lease", 0, 4, 3600, 120, lock_lease),
 	ENUM("dns01.provider", 0, dns01_provider_names, CONFIG_DNS01_NONE, dns01_provider),

@@ -119,6 +119,7 @@ struct config {
 	int max_loaded;			/* "haproxy.max_loaded": hot set bound, 0 none [0] */
 	int max_queued;			/* "max_queued_orders" [1000]: on-demand names waiting for a slot */
 	int member_lease;		/* "fleet.member_lease" [30] s: a dead node's renewals move after it */
+	int sweep_interval;		/* "fleet.sweep_interval" [86400] s: redis, the sweep of certs/ */
 	int max_names_per_client;	/* "on_demand.max_new_names_per_client" [20]: per /24 or /56 an hour; 0 off */
 	int lock_lease;			/* "lock_lease" [120]: seconds an issuance lock lives unextended */
 	/* dns01.*: the dns-01 solver (SPEC §3) */

@@ -268,8 +268,14 @@ static int mgr_open_storage(struct mgr *m, char *err, size_t errlen)
  * the background read of the share's metadata. */
 static void mgr_run_indexed(struct mgr *m)
 {
+	char owner[JOBS_OWNER_TOKEN_LEN];
+
 	jobs_resume_pending(m->jobs);
 	certstore_start(m->cs);
+	/* redis: the names came from the change feed; what is stored without
+	 * an entry there is found by the fleet's sweep */
+	jobs_owner_token(m->cfg, owner);
+	certstore_sweep_start(m->cs, owner, (unsigned)m->cfg->sweep_interval);
 }
 
 static void mgr_on_indexed(void *arg, size_t n)
@@ -283,9 +289,10 @@ static void mgr_on_indexed(void *arg, size_t n)
 
 /* The stored names into memory. With preload on_demand in the background
  * (certstore_load_start: the node serves meanwhile, looking up in storage
- * an SNI of a name not indexed yet); with preload all every certificate is
- * read now, and each is made sure to be in cert_dir too (restart safety).
- * Then what HAProxy holds is learnt (preload all: what it lacks pushed). */
+ * an SNI of a name not indexed yet; what HAProxy holds is learnt again at
+ * the end); with preload all every certificate is read now, and each is
+ * made sure to be in cert_dir too (restart safety). Then what HAProxy holds
+ * is learnt (preload all: what it lacks pushed). */
 static void mgr_load(struct mgr *m)
 {
 	size_t i, loaded;

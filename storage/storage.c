@@ -168,7 +168,7 @@ static const char *const storage_op_names[STORAGE_OP__MAX] = {
 	[STORAGE_OP_LIST] = "list", [STORAGE_OP_LOCK] = "lock", [STORAGE_OP_UNLOCK] = "unlock",
 	[STORAGE_OP_PING] = "ping", [STORAGE_OP_PUBLISH] = "publish",
 	[STORAGE_OP_FEED_PUT] = "feed_put", [STORAGE_OP_FEED_SINCE] = "feed_since",
-	[STORAGE_OP_FEED_MEMBERS] = "feed_members",
+	[STORAGE_OP_FEED_MEMBERS] = "feed_members", [STORAGE_OP_SCAN] = "scan",
 };
 
 const char *storage_op_name(enum storage_op_kind k)
@@ -747,6 +747,32 @@ struct storage_req *storage_feed_members(struct storage *st, const char *feed, u
 int storage_has_feed_members(const struct storage *st)
 {
 	return st->ops->feed_members;
+}
+
+struct storage_req *storage_scan(struct storage *st, const char *prefix, uint64_t cursor,
+				 storage_cb *cb, void *arg)
+{
+	struct storage_req *r = storage_req_new(st, STORAGE_OP_SCAN, prefix, cb, arg);
+	char why[STORAGE_ERR_MAX];
+	const char *w = NULL;
+
+	if (!r)
+		return NULL;
+	r->op.since = cursor;
+	if (!storage_prefix_valid(prefix)) {
+		snprintf(why, sizeof(why), "storage: invalid list prefix \"%.64s\"",
+			 prefix ? prefix : "(null)");
+		w = why;
+	} else if (!storage_has_scan(st)) {
+		snprintf(why, sizeof(why), "storage %s: scan: not supported", st->ops->name);
+		w = why;
+	}
+	return storage_req_start(r, w);
+}
+
+int storage_has_scan(const struct storage *st)
+{
+	return st->ops->scan;
 }
 
 int storage_has_feed(const struct storage *st)

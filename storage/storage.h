@@ -83,6 +83,7 @@ enum storage_op_kind {
 	STORAGE_OP_FEED_PUT,
 	STORAGE_OP_FEED_SINCE,
 	STORAGE_OP_FEED_MEMBERS,
+	STORAGE_OP_SCAN,
 	STORAGE_OP__MAX
 };
 
@@ -112,6 +113,9 @@ const char *storage_op_name(enum storage_op_kind k);
  *               <more> and, on the first page, <total>: the members the
  *               feed holds in all (0: unknown); -1 error (also "not
  *               supported": file, consul, shm)
+ *   scan:       0 with <keys> (one page of a listing: unsorted, a key may
+ *               come again in a later page), <n>, <gen> (the cursor of the
+ *               next page) and <more>; -1 error (also "not supported")
  * file keeps its feed in "<root>/#feeds/<feed>", shared through flock() by
  * every process on that directory (storage_file_feed.c). shm (one process)
  * keeps none: feed_put is a no-op 0 and feed_since answers -1 "not supported".
@@ -157,7 +161,7 @@ struct storage_op {
 	 * non-zero, chosen by the front). */
 	uint64_t gen, gen_new;
 	const char *fence;
-	uint64_t since;		/* feed_since, feed_members */
+	uint64_t since;		/* feed_since, feed_members; scan: the cursor */
 	struct storage_res res;
 	char err[STORAGE_ERR_MAX];
 	void *be_data;		/* free for the backend's use */
@@ -197,6 +201,7 @@ struct storage_ops {
 			  char *err, size_t errlen);
 	void (*submit)(void *be, struct storage_op *op);
 	int feed_members;	/* submit takes STORAGE_OP_FEED_MEMBERS (redis) */
+	int scan;		/* submit takes STORAGE_OP_SCAN (redis) */
 	/* Optional, never blocks: 1 when the backend is up as far as it knows,
 	 * 0 when it knows it is down (reason in <err>). */
 	int (*state)(void *be, char *err, size_t errlen);
@@ -303,6 +308,17 @@ struct storage_req *storage_feed_members(struct storage *st, const char *feed, u
 
 /* 1 when storage_feed_members() is supported (redis), else 0. */
 int storage_has_feed_members(const struct storage *st);
+
+/* One page of the listing of <prefix> from <cursor> (0: the first), for a
+ * walk of a large store in the background at a bounded memory: the next
+ * page starts at the page's <gen> while its <more> is 1. A key may come
+ * twice; one stored or removed meanwhile may or may not come. Only where
+ * storage_has_scan() (redis, whose listing is a SCAN of the keyspace). */
+struct storage_req *storage_scan(struct storage *st, const char *prefix, uint64_t cursor,
+				 storage_cb *cb, void *arg);
+
+/* 1 when storage_scan() is supported (redis), else 0. */
+int storage_has_scan(const struct storage *st);
 
 /* Returns 1 when <st> keeps a change feed (redis, consul, file), 0 when
  * feed_since is "not supported" (shm). */

@@ -867,6 +867,7 @@ const struct storage_ops storage_redis_ops = {
 	.blocking = 0,
 	.submit = redis_submit,
 	.feed_members = 1,
+	.scan = 1,
 	.subscribe = redis_subscribe,
 	.sub_free = redis_sub_free,
 	.sub_ready = redis_sub_ready,

@@ -278,6 +278,10 @@ void redis_cmd_start(struct redis_req *req)
 		snprintf(req->cursor, sizeof(req->cursor), "0");
 		redis_cmd_scan(req);
 		break;
+	case STORAGE_OP_SCAN:
+		snprintf(req->cursor, sizeof(req->cursor), "%llu", (unsigned long long)op->since);
+		redis_cmd_scan(req);
+		break;
 	case STORAGE_OP_LOCK:
 		redis_cmd_lock_script(req, redis_lua_lock, 1);
 		break;
@@ -351,14 +355,15 @@ static void redis_reply_get(struct redis_req *req, const redisReply *r)
 	redis_req_finish(req, 0);
 }
 
-/* One SCAN page: keeps the live keys of our namespace under the prefix (a
- * key name holds no ':', so lock and feed keys, and the keys of namespaces
- * nested in ours, are left out), then scans on or completes. */
-static void redis_reply_scan(struct redis_req *req, const redisReply *r)
+/* Keeps of one SCAN reply's keys the live ones of our namespace under the
+ * prefix (a key name holds no ':', so lock and feed keys, and the keys of
+ * namespaces nested in ours, are left out), appended to req->keys, and the
+ * next cursor in req->cursor. 0, or -1 with <req> failed. */
+static int redis_scan_keep(struct redis_req *req, const redisReply *r)
 {
 	const struct redis_be *be = req->be;
 	const char *prefix = req->op->key;
-	size_t nslen = be->ns[0] ? strlen(be->ns) + 1 : 0, plen = strlen(prefix), i, j;
+	size_t nslen = be->ns[0] ? strlen(be->ns) + 1 : 0, plen = strlen(prefix), i;
 	const redisReply *page;
 
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
@@ -366,7 +371,7 @@ static void redis_reply_scan(struct redis_req *req, const redisReply *r)
 	    r->element[0]->len >= sizeof(req->cursor) ||
 	    r->element[1]->type != REDIS_REPLY_ARRAY) {
 		redis_req_fail(req, "unexpected SCAN reply");
-		return;
+		return -1;
 	}
 	memcpy(req->cursor, r->element[0]->str, r->element[0]->len + 1);
 	page = r->element[1];
@@ -392,6 +397,20 @@ static void redis_reply_scan(struct redis_req *req, const redisReply *r)
 			goto oom;
 		req->n++;
 	}
+	return 0;
+oom:
+	redis_req_fail(req, "out of memory");
+	return -1;
+}
+
+/* One SCAN page of a LIST: kept, then scans on or completes (sorted, each
+ * key once). */
+static void redis_reply_scan(struct redis_req *req, const redisReply *r)
+{
+	size_t i, j;
+
+	if (redis_scan_keep(req, r) == -1)
+		return;
 	if (strcmp(req->cursor, "0") != 0) {
 		storage_op_progress(req->op);
 		redis_cmd_scan(req);
@@ -496,6 +515,31 @@ static void redis_reply_feed_since(struct redis_req *req, const redisReply *r)
 oom:
 	storage_res_clear(res);
 	redis_req_fail(req, "out of memory");
+}
+
+/* One page of a SCAN op: its keys as they come, and the next cursor. */
+static void redis_reply_scan_page(struct redis_req *req, const redisReply *r)
+{
+	struct storage_res *res = &req->op->res;
+	char *end;
+
+	if (redis_scan_keep(req, r) == -1)
+		return;
+	res->gen = strtoull(req->cursor, &end, 10);
+	if (end == req->cursor || *end != '\0') {
+		redis_req_fail(req, "SCAN cursor \"%.24s\" is not a number", req->cursor);
+		return;
+	}
+	if (req->keys == NULL && (req->keys = calloc(1, sizeof(*req->keys))) == NULL) {
+		redis_req_fail(req, "out of memory");
+		return;
+	}
+	res->keys = req->keys;
+	res->n = req->n;
+	res->more = res->gen != 0;
+	req->keys = NULL;
+	req->n = req->cap = 0;
+	redis_req_finish(req, 0);
 }
 
 /* feed_members: the migration script's answer (step 0), or a page of
@@ -610,6 +654,9 @@ void redis_cmd_reply(struct redis_req *req, redisReply *r)
 		break;
 	case STORAGE_OP_FEED_MEMBERS:
 		redis_reply_feed_members(req, r);
+		break;
+	case STORAGE_OP_SCAN:
+		redis_reply_scan_page(req, r);
 		break;
 	case STORAGE_OP_PUT:
 		if (!op->fence)

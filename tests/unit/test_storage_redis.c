@@ -861,6 +861,55 @@ static void r_feed_members(void **state)
 	storage_res_clear(&res);
 }
 
+/* storage_scan(): a listing a page at a time, from a cursor, at bounded
+ * memory; together the pages hold every key of the prefix (and nothing
+ * else: not another prefix, not another namespace's, not a lock). */
+static void r_scan_pages(void **state)
+{
+	struct storage *st = *state, *other;
+	static struct rec recs[1200];
+	struct storage_res res;
+	char key[64], err[256], *seen;
+	uint64_t cursor = 0;
+	size_t pages = 0, total = 0, i;
+	int n = 0, k, more;
+
+	memset(recs, 0, sizeof(recs));
+	for (k = 0; k < 1200; k++) {
+		snprintf(key, sizeof(key), k < 1000 ? "certs/p%04d.test" : "meta/p%04d.test", k);
+		recs[k].count = &n;
+		assert_non_null(storage_put(st, key, "v", 1, 0, cb_rec, &recs[k]));
+	}
+	assert_true(sfx_run_until(rloop, &n, 1200, 10.));
+	other = redis_open_ns("other-scan", 0, NULL);
+	sbt_put(other, "certs/elsewhere.test", "v", 1, 0);
+	storage_close(other);
+	seen = calloc(1000, 1);
+	assert_non_null(seen);
+	do {
+		if (storage_wait(st, storage_scan(st, "certs/", cursor, NULL, NULL), &res, err,
+				 sizeof(err)) != 0)
+			fail_msg("scan: %s", err);
+		for (i = 0; i < res.n; i++) {
+			if (strncmp(res.keys[i], "certs/p", 7) != 0)
+				fail_msg("scan of certs/ gave %s", res.keys[i]);
+			k = atoi(res.keys[i] + 7);
+			assert_true(k >= 0 && k < 1000);
+			total += !seen[k];
+			seen[k] = 1;
+		}
+		assert_true(res.n <= 1200);
+		cursor = res.gen;
+		more = res.more;
+		assert_int_equal(more, cursor != 0);
+		pages++;
+		storage_res_clear(&res);
+	} while (more);
+	assert_int_equal(total, 1000);
+	assert_true(pages > 1);		/* paged, not one listing */
+	free(seen);
+}
+
 struct sub_rec {
 	int n;
 	char last[64];
@@ -1336,6 +1385,7 @@ int main(void)
 		cmocka_unit_test(r_conf_errors),
 		cmocka_unit_test_setup_teardown(r_feed, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(r_feed_members, sbt_setup, sbt_teardown),
+		cmocka_unit_test_setup_teardown(r_scan_pages, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(r_pipeline, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(r_bound, sbt_setup, sbt_teardown),
 		cmocka_unit_test_setup_teardown(r_never_inside, sbt_setup, sbt_teardown),
