@@ -59,6 +59,8 @@ struct members {
 	struct members_round *round;	/* NULL when no read is in flight */
 	struct storage_req *putting;	/* the record's renewal in flight */
 	struct storage_req *announcing;	/* redis: the feed entry's, in flight */
+	int announce;			/* redis: the feed lacks this node's entry (at
+					 * start, or another removed it as run out) */
 	ev_timer timer;
 	int started;
 	void (*changed)(void *arg);
@@ -290,6 +292,10 @@ static void cb_members_feed(void *arg, struct storage_res *res)
 	for (i = 0; i < res->n; i++) {
 		size_t j;
 
+		/* this node's entry removed (its record ran out while it was
+		 * cut off or paused): announced again at the next tick */
+		if (!res->vals[i] && strcmp(res->keys[i], m->self.id) == 0)
+			m->announce = 1;
 		for (j = 0; j < r->n && strcmp(r->cand[j].id, res->keys[i]) != 0; j++)
 			;
 		if (j < r->n) {
@@ -373,6 +379,8 @@ static void cb_members_announce(void *arg, struct storage_res *res)
 	health_storage_result(m->health, res);
 	if (res->rc == -1)
 		log_warn("fleet: member not announced: %s", res->err);
+	else
+		m->announce = 0;
 }
 
 /* Renews the lease, then reads who else holds one. */
@@ -387,7 +395,10 @@ static void cb_members_timer(struct ev_loop *loop, ev_timer *w, int revents)
 		m->putting = storage_put(m->st, key, m->self.id, strlen(m->self.id),
 					 MEMBERS_TTL(m->lease_s),
 					 cb_members_put, m);
-	if (m->mode == MEMBERS_FEED_GET && !m->announcing)
+	/* at rest a tick is the renewal, the feed's read (one command when no
+	 * member changed) and a read per member: no announce while the feed
+	 * holds this node */
+	if (m->mode == MEMBERS_FEED_GET && m->announce && !m->announcing)
 		m->announcing = storage_feed_put(m->st, MEMBERS_FEED, m->self.id, "1",
 						 cb_members_announce, m);
 	members_read(m);
@@ -426,6 +437,7 @@ struct members *members_new(struct ev_loop *loop, struct storage *st, struct hea
 	m->lease_s = lease_s;
 	snprintf(m->self.id, sizeof(m->self.id), "%s", id);
 	m->self.hash = members_key_hash(id);
+	m->announce = 1;
 	if (strcmp(name, "shm") == 0)
 		m->mode = MEMBERS_SOLO;
 	else if (strcmp(name, "redis") == 0)
