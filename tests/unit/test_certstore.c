@@ -581,6 +581,19 @@ static void test_on_demand_share(void **state)
 		free(pem[i]);
 }
 
+/* on_demand tests: <n> names "certs/<letter>NNNNN.example.com" stored,
+ * holding a bundle that is never opened (only the names are read). */
+static void put_names(struct fx *f, char letter, int n)
+{
+	char path[256];
+	int i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "certs/%c%05d.example.com", letter, i);
+		fx_put(f, path, "x", 1);
+	}
+}
+
 /* The background walk of a large index yields the loop every few thousand
  * names and goes on at the next turn: the one name of 10,000 this node keeps
  * is read, wherever the walk meets it. */
@@ -593,14 +606,9 @@ static void test_on_demand_walk_goes_on(void **state)
 	time_t now = time(NULL);
 	char *pem, path[256];
 	size_t len;
-	int i;
 
 	fx_open_hap(&f, "", "\"preload\": \"on_demand\"");
-	for (i = 0; i < 10000; i++) {
-		/* only the names are read at start: the others' bundles are never opened */
-		snprintf(path, sizeof(path), "certs/w%05d.example.com", i);
-		fx_put(&f, path, "x", 1);
-	}
+	put_names(&f, 'w', 10000);
 	pem = fx_pem(seen.detail_only, now - 3600, now + 90 * 86400, &len);
 	snprintf(path, sizeof(path), "certs/%s", seen.detail_only);
 	fx_put(&f, path, pem, len);
@@ -635,13 +643,9 @@ static void test_on_demand_recent_first(void **state)
 	time_t now = time(NULL);
 	char *pem, path[256];
 	size_t len;
-	int i;
 
 	fx_open_hap(&f, "", "\"preload\": \"on_demand\"");
-	for (i = 0; i < 2000; i++) {
-		snprintf(path, sizeof(path), "certs/r%05d.example.com", i);
-		fx_put(&f, path, "x", 1);
-	}
+	put_names(&f, 'r', 2000);
 	cs = open_cs(&f, h, &seen, 1);
 	assert_int_equal(certstore_load(cs), 2000);
 	certstore_start(cs);
@@ -705,15 +709,11 @@ static void test_on_demand_index_background(void **state)
 	struct certstore *cs;
 	struct fx f;
 	time_t now = time(NULL);
-	char *pem, path[256];
+	char *pem;
 	size_t len;
-	int i;
 
 	fx_open_hap(&f, "", "\"preload\": \"on_demand\"");
-	for (i = 0; i < 300; i++) {
-		snprintf(path, sizeof(path), "certs/b%03d.example.com", i);
-		fx_put(&f, path, "x", 1);
-	}
+	put_names(&f, 'b', 300);
 	pem = fx_pem("early.example.com", now - 3600, now + 90 * 86400, &len);
 	fx_put(&f, "certs/early.example.com", pem, len);
 	cs = open_cs(&f, h, &seen, 1);
