@@ -329,9 +329,15 @@ static void cb_members_feed(void *arg, struct storage_res *res)
 		members_round_end(m, r);
 		return;
 	}
-	/* every get is started before any answers: answers come on later turns */
+	/* every get is started before any answers: answers come on later turns;
+	 * this node's own record is not read (it is live all the same) */
 	r->pending = r->n;
 	for (i = 0; i < r->n; i++) {
+		if (strcmp(r->cand[i].id, m->self.id) == 0) {
+			r->alive[i] = 1;
+			r->pending--;
+			continue;
+		}
 		snprintf(key, sizeof(key), MEMBERS_PREFIX "%s", r->cand[i].id);
 		r->gets[i] = storage_get(m->st, key, cb_members_get, r);
 		if (!r->gets[i]) {
