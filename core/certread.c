@@ -253,14 +253,93 @@ static void certstore_fetched(struct certstore *cs, struct storage_res *res, int
 	}
 }
 
-static void cb_certstore_fetch(void *arg, struct storage_res *res)
+struct certstore_fetch {
+	TAILQ_ENTRY(certstore_fetch) link;
+	int inflight;			/* its read is under way */
+	int again;			/* changed again meanwhile: read once more */
+	char host[];
+};
+
+static void certstore_fetch_send(struct certstore *cs, struct certstore_fetch *fe);
+
+/* The next waiting reads, up to the window. */
+static void certstore_fetch_more(struct certstore *cs)
 {
-	certstore_fetched(arg, res, 0);
+	struct certstore_fetch *fe;
+
+	while (cs->fetch_inflight < CERTSTORE_FETCH_WINDOW && (fe = TAILQ_FIRST(&cs->fetch_wait))) {
+		TAILQ_REMOVE(&cs->fetch_wait, fe, link);
+		cs->fetch_waiting--;
+		certstore_fetch_send(cs, fe);
+	}
 }
 
-static void cb_certstore_fetch_rm(void *arg, struct storage_res *res)
+static void cb_certstore_fetch(void *arg, struct storage_res *res)
 {
-	certstore_fetched(arg, res, 1);
+	struct certstore *cs = arg;
+	const char *host = res->key + strlen("certs/");
+	struct certstore_fetch *fe = hmap_get(&cs->fetches, host);
+
+	cs->fetch_inflight--;
+	certstore_fetched(cs, res, 1);
+	if (fe && fe->again) {
+		fe->again = 0;
+		fe->inflight = 0;
+		TAILQ_INSERT_TAIL(&cs->fetch_wait, fe, link);
+		cs->fetch_waiting++;
+	} else if (fe) {
+		hmap_del(&cs->fetches, fe->host);
+		free(fe);
+	}
+	certstore_fetch_more(cs);
+}
+
+static void certstore_fetch_send(struct certstore *cs, struct certstore_fetch *fe)
+{
+	char key[STORAGE_KEY_MAX];
+
+	snprintf(key, sizeof(key), "certs/%s", fe->host);
+	fe->inflight = 1;
+	if (storage_get(cs->st, key, cb_certstore_fetch, cs)) {
+		cs->fetch_inflight++;
+		return;
+	}
+	log_err("host=%s cannot read the certificate another node stored: out of memory", fe->host);
+	hmap_del(&cs->fetches, fe->host);
+	free(fe);
+}
+
+void certstore_fetch(struct certstore *cs, const char *host)
+{
+	struct certstore_fetch *fe = hmap_get(&cs->fetches, host);
+	size_t n = strlen(host);
+
+	if (fe) {
+		/* waiting: read once, later; under way: read again after */
+		if (fe->inflight)
+			fe->again = 1;
+		return;
+	}
+	if (cs->fetch_waiting >= CERTSTORE_FETCH_MAX) {
+		/* the change feed's next read (a minute at most) finds it */
+		cs->fetch_dropped++;
+		return;
+	}
+	if (!(fe = calloc(1, sizeof(*fe) + n + 1)))
+		return;
+	memcpy(fe->host, host, n + 1);
+	if (hmap_put(&cs->fetches, fe->host, fe, NULL) == -1) {
+		free(fe);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&cs->fetch_wait, fe, link);
+	cs->fetch_waiting++;
+	certstore_fetch_more(cs);
+}
+
+size_t certstore_fetch_backlog(const struct certstore *cs)
+{
+	return cs->fetch_waiting;
 }
 
 void certstore_recent_put(struct certstore *cs, const char *host)
@@ -270,14 +349,6 @@ void certstore_recent_put(struct certstore *cs, const char *host)
 	free(*slot);
 	*slot = strdup(host);	/* NULL when out of memory: a slot less */
 	cs->recent_next = (cs->recent_next + 1) % CERTSTORE_RECENT_MAX;
-}
-
-void certstore_fetch(struct certstore *cs, const char *host, int absent_removes)
-{
-	char key[STORAGE_KEY_MAX];
-
-	snprintf(key, sizeof(key), "certs/%s", host);
-	storage_get(cs->st, key, absent_removes ? cb_certstore_fetch_rm : cb_certstore_fetch, cs);
 }
 
 void certstore_announce(struct certstore *cs, const char *host, const char *serial)

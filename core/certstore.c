@@ -41,7 +41,6 @@ void certstore_refused_put(struct certstore *cs, const char *host)
 	if (cs->refused_until.count >= CERTSTORE_REFUSED_MAX) {
 		hmap_clear(&cs->refused_until, free);
 		hmap_init(&cs->refused_until);
-	hmap_init(&cs->probed);
 	}
 	*t = time(NULL) + CERTSTORE_REFUSED_S;
 	if (hmap_put(&cs->refused_until, host, t, (void **)&old) == -1)
@@ -528,6 +527,9 @@ struct certstore *certstore_new(struct ev_loop *loop, const struct config *cfg, 
 	cs->health = health;
 	hmap_init(&cs->certs);
 	hmap_init(&cs->refused_until);
+	hmap_init(&cs->probed);
+	hmap_init(&cs->fetches);
+	TAILQ_INIT(&cs->fetch_wait);
 	cs->names = nameidx_new(NULL);
 	LIST_INIT(&cs->syncs);
 	TAILQ_INIT(&cs->lru);
@@ -567,6 +569,7 @@ void certstore_free(struct certstore *cs)
 	hmap_clear(&cs->certs, certstore_cert_free);
 	hmap_clear(&cs->refused_until, free);
 	hmap_clear(&cs->probed, NULL);
+	hmap_clear(&cs->fetches, free);
 	storage_cancel(cs->index_req);
 	for (size_t i = 0; i < CERTSTORE_RECENT_MAX; i++)
 		free(cs->recent[i]);

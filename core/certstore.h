@@ -214,10 +214,16 @@ struct certstore_cert *certstore_take(struct certstore *cs, const char *host, co
  * HAProxy. Storage is the caller's. */
 void certstore_remove(struct certstore *cs, const char *host);
 
-/* Starts reading "certs/<host>" from storage; when it differs from memory's,
- * it is installed, deployed and reported (received); when absent, memory's
- * is removed if <absent_removes>. Completes on a later loop turn. */
-void certstore_fetch(struct certstore *cs, const char *host, int absent_removes);
+/* Reads "certs/<host>", which another node changed, from storage: when it
+ * differs from memory's, it is installed, deployed and reported (received);
+ * when absent, memory's is removed. Each name once (a second call while it
+ * is read reads it again after), at most 32 reads at once, the rest waiting
+ * in order (beyond 65,536 waiting a name is dropped: the change feed's next
+ * read names it again). Completes on a later loop turn. */
+void certstore_fetch(struct certstore *cs, const char *host);
+
+/* Names waiting for certstore_fetch()'s window. */
+size_t certstore_fetch_backlog(const struct certstore *cs);
 
 /* Tells the fleet that <host>'s certificate changed (<serial> its version,
  * NULL: deleted): the change feed first, then pub/sub. */

@@ -27,6 +27,10 @@ struct nameidx;
 #define CERTSTORE_REFUSED_S	300	/* seconds before such a bundle is read again */
 #define CERTSTORE_RECENT_MAX	4096	/* other members' names changed lately, kept */
 #define CERTSTORE_PROBED_MAX	4096	/* names looked up absent while indexing, kept */
+#define CERTSTORE_FETCH_WINDOW	32	/* other nodes' certificates read at once */
+#define CERTSTORE_FETCH_MAX	65536	/* more waiting: dropped (the feed reads them) */
+
+struct certstore_fetch;
 
 struct certstore_sync;
 
@@ -76,6 +80,14 @@ struct certstore {
 	 * this node's are read before the walk of the whole index, so that a
 	 * dead node's fresh work (a certificate stored due, an import) is
 	 * taken over at once, not when the walk reaches it */
+	/* other nodes' certificates to read (certstore_fetch): a window in
+	 * flight, the rest waiting, each name once, so that a wave of changes
+	 * never queues thousands of reads on the store's connection ahead of an
+	 * http-01 look-up that HAProxy waits for */
+	struct hmap fetches;		/* host -> struct certstore_fetch */
+	TAILQ_HEAD(, certstore_fetch) fetch_wait;
+	size_t fetch_inflight, fetch_waiting;
+	unsigned long fetch_dropped;
 	char *recent[CERTSTORE_RECENT_MAX];
 	size_t recent_next;
 	size_t fill_recent;		/* of them, read first at the last start of the fill */

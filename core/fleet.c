@@ -18,6 +18,9 @@
 /* without pub/sub (file): the feed is polled; at rest a poll is one stat()
  * of the feed file on a storage worker thread */
 #define FLEET_POLL_S 1.0
+/* a batch of the feed is read while fewer reads than this wait, else later */
+#define FLEET_BACKLOG_MAX 2048
+#define FLEET_MORE_S 0.1
 
 struct fleet {
 	struct ev_loop *loop;
@@ -29,6 +32,7 @@ struct fleet {
 	struct storage_req *reading;	/* the feed read in flight */
 	uint64_t feed_gen;		/* change feed read up to here */
 	ev_timer reconcile_timer;
+	ev_timer more_timer;		/* the feed's next batch, once reads drained */
 	struct fleet_stats stats;
 };
 
@@ -45,7 +49,7 @@ static void fleet_on_cert_msg(void *arg, const char *msg, size_t len)
 		log_warn("pub/sub: ignoring a message that is no host name");
 		return;
 	}
-	certstore_fetch(f->cs, host, 1);
+	certstore_fetch(f->cs, host);
 }
 
 static void fleet_feed_read(struct fleet *f);
@@ -89,13 +93,22 @@ static void cb_fleet_feed(void *arg, struct storage_res *res)
 			   !certstore_stored(f->cs, host)) {
 			/* an index-only name that changed needs nothing read: its
 			 * full entry, if this node takes it, reads the new one */
-			certstore_fetch(f->cs, host, 1);
+			certstore_fetch(f->cs, host);
 			f->stats.feed_changes++;
 		}
 	}
 	f->feed_gen = res->gen;
-	if (res->more)
-		fleet_feed_read(f);
+	if (!res->more)
+		return;
+	/* a long feed (a mass import elsewhere): the next batch once the reads
+	 * of this one have mostly gone out */
+	if (certstore_fetch_backlog(f->cs) > FLEET_BACKLOG_MAX) {
+		ev_timer_stop(f->loop, &f->more_timer);
+		ev_timer_set(&f->more_timer, FLEET_MORE_S, 0.);
+		ev_timer_start(f->loop, &f->more_timer);
+		return;
+	}
+	fleet_feed_read(f);
 }
 
 static void fleet_feed_read(struct fleet *f)
@@ -103,6 +116,18 @@ static void fleet_feed_read(struct fleet *f)
 	if (f->reading)
 		return;
 	f->reading = storage_feed_since(f->st, CERTSTORE_FEED, f->feed_gen, cb_fleet_feed, f);
+}
+
+static void cb_fleet_more(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct fleet *f = w->data;
+
+	if (certstore_fetch_backlog(f->cs) > FLEET_BACKLOG_MAX) {
+		ev_timer_set(w, FLEET_MORE_S, 0.);
+		ev_timer_start(loop, w);
+		return;
+	}
+	fleet_feed_read(f);
 }
 
 static void cb_fleet_reconcile(struct ev_loop *loop, ev_timer *w, int revents)
@@ -140,6 +165,8 @@ struct fleet *fleet_new(struct ev_loop *loop, struct storage *st, struct certsto
 	f->health = health;
 	ev_init(&f->reconcile_timer, cb_fleet_reconcile);
 	f->reconcile_timer.data = f;
+	ev_init(&f->more_timer, cb_fleet_more);
+	f->more_timer.data = f;
 	/* other nodes announce their changes: subscribed before the load, so
 	 * that nothing announced meanwhile is missed */
 	f->sub = storage_subscribe(st, CERTSTORE_CHANNEL, fleet_on_cert_msg, f, err, sizeof(err));
@@ -172,6 +199,7 @@ void fleet_free(struct fleet *f)
 	if (!f)
 		return;
 	ev_timer_stop(f->loop, &f->reconcile_timer);
+	ev_timer_stop(f->loop, &f->more_timer);
 	storage_cancel(f->reading);
 	storage_sub_free(f->sub);
 	free(f);

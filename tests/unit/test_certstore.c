@@ -302,7 +302,7 @@ static void test_fetch(void **state)
 	assert_non_null(certstore_install(t->cs, "c.example.com", p1, l1));
 	/* another node stored a new one */
 	fx_put(&t->f, "certs/c.example.com", p2, l2);
-	certstore_fetch(t->cs, "c.example.com", 1);
+	certstore_fetch(t->cs, "c.example.com");
 	assert_int_equal(t->seen.received, 0);	/* completes on a later turn */
 	assert_true(fx_run_until(&t->f, cond_received, &t->seen, 5));
 	assert_int_equal(t->seen.received, 1);
@@ -310,21 +310,60 @@ static void test_fetch(void **state)
 	assert_memory_equal(certstore_get(t->cs, "c.example.com")->pem, p2, l2);
 
 	/* the same again: not received twice */
-	certstore_fetch(t->cs, "c.example.com", 1);
+	certstore_fetch(t->cs, "c.example.com");
 	fx_run_for(&t->f, 0.1);
 	assert_int_equal(t->seen.received, 1);
 
-	/* deleted elsewhere: kept unless asked to remove */
+	/* deleted elsewhere: removed here too */
 	fx_del(&t->f, "certs/c.example.com");
-	certstore_fetch(t->cs, "c.example.com", 0);
-	fx_run_for(&t->f, 0.1);
-	assert_non_null(certstore_get(t->cs, "c.example.com"));
-	assert_int_equal(t->seen.removed, 0);
-	certstore_fetch(t->cs, "c.example.com", 1);
+	certstore_fetch(t->cs, "c.example.com");
 	assert_true(fx_run_until(&t->f, cond_removed, &t->seen, 5));
 	assert_null(certstore_get(t->cs, "c.example.com"));
 	free(p1);
 	free(p2);
+}
+
+static int cond_received_n(void *arg)
+{
+	return ((struct seen *)arg)->received >= 200;
+}
+
+/* A wave of changes elsewhere: each name read once, at most 32 reads on the
+ * store at a time (the rest wait in order), so that an http-01 look-up is
+ * never queued behind thousands of reads; every one still arrives. */
+static void test_fetch_window(void **state)
+{
+	struct t *t = *state;
+	time_t now = time(NULL);
+	char host[64], path[128], *pem[200];
+	size_t len[200], most = 0;
+	int i;
+
+	for (i = 0; i < 200; i++) {
+		snprintf(host, sizeof(host), "f%03d.example.com", i);
+		pem[i] = fx_pem(host, now - 3600, now + 90 * 86400, &len[i]);
+		snprintf(path, sizeof(path), "certs/%s", host);
+		fx_put(&t->f, path, pem[i], len[i]);
+	}
+	for (i = 0; i < 200; i++) {
+		snprintf(host, sizeof(host), "f%03d.example.com", i);
+		certstore_fetch(t->cs, host);
+		certstore_fetch(t->cs, host);	/* named twice: read once */
+	}
+	assert_int_equal(storage_inflight(t->f.st), 32);
+	assert_int_equal(certstore_fetch_backlog(t->cs), 168);
+	while (t->seen.received < 200) {
+		if (storage_inflight(t->f.st) > most)
+			most = storage_inflight(t->f.st);
+		if (!fx_run_until(&t->f, cond_received_n, &t->seen, 0.01) &&
+		    certstore_fetch_backlog(t->cs) == 0 && storage_inflight(t->f.st) == 0)
+			break;
+	}
+	assert_int_equal(t->seen.received, 200);
+	assert_true(most <= 32);
+	assert_int_equal(certstore_fetch_backlog(t->cs), 0);
+	for (i = 0; i < 200; i++)
+		free(pem[i]);
 }
 
 static void test_load_and_ensure_files(void **state)
@@ -564,7 +603,7 @@ static void test_on_demand_share(void **state)
 	snprintf(path, sizeof(path), "certs/%s", hosts[3]);
 	fx_put(&f, path, pem[3], len[3]);
 	parsed = certstore_pem_parsed(cs);
-	certstore_fetch(cs, hosts[3], 1);
+	certstore_fetch(cs, hosts[3]);
 	assert_true(fx_run_until(&f, cond_received1, &seen, 5));
 	assert_true(certstore_stored(cs, hosts[3]));
 	assert_null(certstore_get(cs, hosts[3]));
@@ -655,7 +694,7 @@ static void test_on_demand_recent_first(void **state)
 	pem = fx_pem(fresh, now - 3600, now + 90 * 86400, &len);
 	snprintf(path, sizeof(path), "certs/%s", fresh);
 	fx_put(&f, path, pem, len);
-	certstore_fetch(cs, fresh, 1);
+	certstore_fetch(cs, fresh);
 	assert_true(fx_run_until(&f, cond_received1, &seen, 5));
 	assert_null(certstore_get(cs, fresh));
 	/* its owner leaves: <fresh> is this node's now, and read first */
@@ -1239,6 +1278,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_deploy_writes_cert_dir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_name_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fetch_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_load_and_ensure_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refuses_unverified, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_temp_files, setup, teardown),
