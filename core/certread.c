@@ -588,14 +588,19 @@ static void certstore_load_one(struct certstore *cs, const char *name)
 
 #define CERTSTORE_LOAD_BATCH 16	/* names whose index slots are fetched together */
 
-/* A page of names (NUL-terminated, one after the other) into the index, a
- * batch at a time: checked, hashed and their slots prefetched, then added.
- * Returns where the names after <n> of them start. */
-static const char *certstore_index_page(struct certstore *cs, const char *name, size_t n)
+/* A feed_members page into the index (the first, which says how many there
+ * are in all, sizes it once for all: no rebuild while a million names go
+ * in), a batch at a time: checked, hashed and their slots prefetched, then
+ * added. */
+static void certstore_index_page(struct certstore *cs, const struct storage_res *page)
 {
 	char host[CERTSTORE_LOAD_BATCH][CERTSTORE_HOST_MAX];
 	uint64_t h[CERTSTORE_LOAD_BATCH];
-	size_t i, k, b;
+	const char *name = page->val;
+	size_t i, k, b, n = page->n;
+
+	if (page->total && nameidx_reserve(cs->names, nameidx_count(cs->names) + page->total) == -1)
+		log_warn("cannot size the index for %zu names: out of memory", page->total);
 
 	for (i = 0; i < n; i += b) {
 		for (b = k = 0; b < CERTSTORE_LOAD_BATCH && i + b < n; b++, name += strlen(name) + 1) {
@@ -613,7 +618,6 @@ static const char *certstore_index_page(struct certstore *cs, const char *name, 
 				log_err("host=%s cannot index the certificate: out of memory", host[k]);
 		}
 	}
-	return name;
 }
 
 /* The stored names from the change feed's members, a page at a time (redis:
@@ -642,12 +646,8 @@ static int certstore_load_feed(struct certstore *cs)
 		pages++;
 		next = page.more && ahead ?
 		       storage_feed_members(cs->st, CERTSTORE_FEED, page.gen, NULL, NULL) : NULL;
-		/* sized once for all: no rebuild while a million names go in */
-		if (pages == 1 && page.total && ahead &&
-		    nameidx_reserve(cs->names, nameidx_count(cs->names) + page.total) == -1)
-			log_warn("cannot size the index for %zu names: out of memory", page.total);
 		if (ahead)
-			certstore_index_page(cs, page.val, page.n);
+			certstore_index_page(cs, &page);
 		else
 			for (i = 0, name = page.val; i < page.n; i++, name += strlen(name) + 1)
 				certstore_load_one(cs, name);
@@ -731,11 +731,7 @@ static void cb_certstore_index_page(void *arg, struct storage_res *res)
 		if (!cs->index_req)
 			log_err("cannot read the change feed's next page: out of memory");
 	}
-	/* sized once for all: no rebuild while a million names go in */
-	if (cs->index_pages == 1 && res->total &&
-	    nameidx_reserve(cs->names, nameidx_count(cs->names) + res->total) == -1)
-		log_warn("cannot size the index for %zu names: out of memory", res->total);
-	certstore_index_page(cs, res->val, res->n);
+	certstore_index_page(cs, res);
 	if (!cs->index_req)
 		certstore_index_done(cs);
 }

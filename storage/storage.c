@@ -550,19 +550,21 @@ struct storage_req *storage_del(struct storage *st, const char *key, storage_cb 
 	return storage_req_start(r, w);
 }
 
+/* NULL when <prefix> may be listed, else why not (in <buf>). */
+static const char *storage_why_prefix(const char *prefix, char *buf, size_t len)
+{
+	if (storage_prefix_valid(prefix))
+		return NULL;
+	snprintf(buf, len, "storage: invalid list prefix \"%.64s\"", prefix ? prefix : "(null)");
+	return buf;
+}
+
 struct storage_req *storage_list(struct storage *st, const char *prefix, storage_cb *cb, void *arg)
 {
 	struct storage_req *r = storage_req_new(st, STORAGE_OP_LIST, prefix, cb, arg);
 	char why[STORAGE_ERR_MAX];
 
-	if (!r)
-		return NULL;
-	if (!storage_prefix_valid(prefix)) {
-		snprintf(why, sizeof(why), "storage: invalid list prefix \"%.64s\"",
-			 prefix ? prefix : "(null)");
-		return storage_req_start(r, why);
-	}
-	return storage_req_start(r, NULL);
+	return r ? storage_req_start(r, storage_why_prefix(prefix, why, sizeof(why))) : NULL;
 }
 
 /* A fresh lock's generation: random, so that no two acquisitions of one
@@ -754,16 +756,13 @@ struct storage_req *storage_scan(struct storage *st, const char *prefix, uint64_
 {
 	struct storage_req *r = storage_req_new(st, STORAGE_OP_SCAN, prefix, cb, arg);
 	char why[STORAGE_ERR_MAX];
-	const char *w = NULL;
+	const char *w;
 
 	if (!r)
 		return NULL;
 	r->op.since = cursor;
-	if (!storage_prefix_valid(prefix)) {
-		snprintf(why, sizeof(why), "storage: invalid list prefix \"%.64s\"",
-			 prefix ? prefix : "(null)");
-		w = why;
-	} else if (!storage_has_scan(st)) {
+	w = storage_why_prefix(prefix, why, sizeof(why));
+	if (!w && !storage_has_scan(st)) {
 		snprintf(why, sizeof(why), "storage %s: scan: not supported", st->ops->name);
 		w = why;
 	}
